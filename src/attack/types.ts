@@ -1,0 +1,51 @@
+/**
+ * The common attack interface (DESIGN.md): one object per method, one call over a batch.
+ * Images are float32 NHWC in [0, 1]; attacks work on logits and never leave [0, 1] nor exceed
+ * their stated norm bound.
+ */
+import type { Tensor4D, Tensor1D } from '../inference/tf';
+import type { Classifier } from '../inference/model';
+
+export type Norm = 'linf' | 'l2' | 'l0';
+
+export interface AttackOptions {
+  /** Perturbation budget in the attack's norm (for L∞: per-pixel, e.g. 8/255). */
+  eps?: number;
+  /** Aim for `target` (or per-image `targets`) instead of any wrong class. */
+  targeted?: boolean;
+  target?: number;
+  targets?: Int32Array;
+  /** Iterations for iterative methods. */
+  steps?: number;
+  /** Step size for iterative methods (defaults per attack). */
+  stepSize?: number;
+  /** Random start / restarts for PGD-like methods. */
+  randomStart?: boolean;
+  restarts?: number;
+  seed?: number;
+  /** Attack-specific extras (e.g. C&W confidence, JSMA max pixels). */
+  [extra: string]: unknown;
+}
+
+export interface AttackResult {
+  /** Adversarial images, same shape as the input, in [0, 1]. Caller disposes. */
+  adversarial: Tensor4D;
+  /** Per image: 1 when the attack succeeded (misclassified, or hit the target when targeted). */
+  success: Uint8Array;
+  /** Model queries used (black-box attacks), per image when meaningful. */
+  queries?: Int32Array;
+}
+
+export interface Attack {
+  /** Short name used on the command line, e.g. 'fgsm', 'pgd'. */
+  readonly name: string;
+  /** Human-readable title. */
+  readonly title: string;
+  /** The norm its budget is measured in ('l0' for JSMA, 'l2' for C&W/DeepFool…). */
+  readonly norm: Norm;
+  /** Whether `eps` bounds the perturbation (minimal-perturbation attacks ignore it). */
+  readonly usesEps: boolean;
+  /** Whether it supports targeted mode. */
+  readonly supportsTargeted: boolean;
+  run(model: Classifier, images: Tensor4D, labels: Tensor1D, options: AttackOptions): Promise<AttackResult>;
+}

@@ -1,0 +1,66 @@
+/** `advsign info`: version, the backend in use and why the others were not, the models found. */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { initBackend, BackendChoice } from '../inference/backend';
+import { tf } from '../inference/tf';
+import { parseFlags } from './args';
+import { projectRoot, version } from './paths';
+
+export interface ModelSummary {
+  path: string;
+  architecture?: string;
+  inputSize?: number;
+  testAccuracy?: number;
+}
+
+export interface InfoReport {
+  version: string;
+  node: string;
+  platform: string;
+  arch: string;
+  tfjs: string;
+  backend: BackendChoice;
+  models: ModelSummary[];
+}
+
+export function findModels(root = projectRoot()): ModelSummary[] {
+  const dir = path.join(root, 'models');
+  if (!fs.existsSync(dir)) return [];
+  const out: ModelSummary[] = [];
+  for (const name of fs.readdirSync(dir).sort()) {
+    const m = path.join(dir, name, 'model.json');
+    if (!fs.existsSync(m)) continue;
+    const summary: ModelSummary = { path: path.relative(root, path.join(dir, name)) };
+    try {
+      const card = JSON.parse(fs.readFileSync(path.join(dir, name, 'card.json'), 'utf8')) as {
+        architecture?: string; inputSize?: number; cleanAccuracy?: { test?: number };
+      };
+      summary.architecture = card.architecture;
+      summary.inputSize = card.inputSize;
+      summary.testAccuracy = card.cleanAccuracy?.test;
+    } catch { /* a model without a readable card is still listed */ }
+    out.push(summary);
+  }
+  return out;
+}
+
+export async function infoCommand(argv: string[]): Promise<void> {
+  const f = parseFlags(argv, { json: { type: 'boolean' }, backend: { type: 'string' } }, 'info');
+  const backend = await initBackend(f.backend as string | undefined);
+  const report: InfoReport = {
+    version: version(), node: process.version, platform: process.platform, arch: process.arch,
+    tfjs: tf.version.tfjs, backend, models: findModels(),
+  };
+  if (f.json) {
+    process.stdout.write(JSON.stringify(report, null, 2) + '\n');
+    return;
+  }
+  console.log(`advsign ${report.version} (node ${report.node}, ${report.platform}/${report.arch}, tfjs ${report.tfjs})`);
+  console.log(`backend: ${backend.backend} (${backend.source})`);
+  for (const a of backend.attempts) console.log(`  ${a.name.padEnd(10)} ${a.ok ? 'ok' : 'unavailable'}: ${a.reason}`);
+  console.log(`models:${report.models.length ? '' : ' none'}`);
+  for (const m of report.models) {
+    console.log(`  ${m.path}  ${m.architecture ?? '?'} ${m.inputSize ?? '?'}px` +
+      (m.testAccuracy != null ? `  test accuracy ${(m.testAccuracy * 100).toFixed(2)}%` : ''));
+  }
+}

@@ -1,0 +1,140 @@
+/**
+ * Saving and loading models as TensorFlow.js files (model.json + weights.bin), the same format
+ * tfjs-node's file:// handler writes, without needing tfjs-node. Saves are atomic: files go to a
+ * temporary folder that is renamed into place, so an interrupted save never leaves a half model.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { tf } from './tf';
+import { LayersClassifier } from './model';
+import { UserError } from '../data/types';
+
+export interface ModelCard {
+  name: string;
+  architecture: string;
+  inputSize: number;
+  numClasses: number;
+  classNames?: string[];
+  [key: string]: unknown;
+}
+
+function writeFileAtomic(file: string, data: string | Buffer): void {
+  const tmp = `${file}.tmp-${process.pid}`;
+  fs.writeFileSync(tmp, data);
+  fs.renameSync(tmp, file);
+}
+
+/** Writes JSON to a file atomically (write, then rename). */
+export function writeJsonAtomic(file: string, value: unknown): void {
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  writeFileAtomic(file, JSON.stringify(value, null, 2) + '\n');
+}
+
+/**
+ * Saves model (and optionally its card) into `dir`. The new files are complete before any old
+ * file is replaced: a crash at any point leaves either the old or the new model, never a mix.
+ */
+export async function saveModel(model: tf.LayersModel, dir: string, card?: ModelCard): Promise<void> {
+  const parent = path.dirname(path.resolve(dir));
+  fs.mkdirSync(parent, { recursive: true });
+  const staging = fs.mkdtempSync(path.join(parent, `.${path.basename(dir)}.saving-`));
+  await model.save(tf.io.withSaveHandler(async (artifacts) => {
+    const weights = Buffer.from(artifacts.weightData as ArrayBuffer);
+    const json = {
+      format: 'layers-model',
+      generatedBy: `advsign (TensorFlow.js ${tf.version.tfjs})`,
+      convertedBy: null,
+      modelTopology: artifacts.modelTopology,
+      weightsManifest: [{ paths: ['weights.bin'], weights: artifacts.weightSpecs }],
+    };
+    fs.writeFileSync(path.join(staging, 'weights.bin'), weights);
+    fs.writeFileSync(path.join(staging, 'model.json'), JSON.stringify(json));
+    return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } };
+  }));
+  if (card) fs.writeFileSync(path.join(staging, 'card.json'), JSON.stringify(card, null, 2) + '\n');
+  else if (fs.existsSync(path.join(dir, 'card.json'))) fs.copyFileSync(path.join(dir, 'card.json'), path.join(staging, 'card.json'));
+  // Swap folders: old → trash, staging → dir, then drop the trash.
+  const trash = `${staging}.old`;
+  if (fs.existsSync(dir)) fs.renameSync(dir, trash);
+  fs.renameSync(staging, dir);
+  fs.rmSync(trash, { recursive: true, force: true });
+}
+
+interface ModelJson {
+  modelTopology?: unknown;
+  weightsManifest?: { paths: string[]; weights: tf.io.WeightsManifestEntry[] }[];
+}
+
+/** Resolves a user's --model argument: a folder holding model.json, or the model.json itself. */
+export function resolveModelPath(p: string): string {
+  const abs = path.resolve(p);
+  if (!fs.existsSync(abs)) throw new UserError(`model not found: ${p}`);
+  return fs.statSync(abs).isDirectory() ? path.join(abs, 'model.json') : abs;
+}
+
+/** Loads a saved Keras-style model with clear errors for missing or corrupt files. */
+export async function loadLayersModel(p: string): Promise<tf.LayersModel> {
+  const jsonPath = resolveModelPath(p);
+  if (!fs.existsSync(jsonPath)) throw new UserError(`no model.json in ${p}`);
+  let parsed: ModelJson;
+  try {
+    parsed = JSON.parse(fs.readFileSync(jsonPath, 'utf8')) as ModelJson;
+  } catch (e) {
+    throw new UserError(`corrupt model file ${jsonPath}: ${(e as Error).message.split('\n')[0]}`);
+  }
+  if (!parsed || typeof parsed !== 'object' || !parsed.modelTopology || !Array.isArray(parsed.weightsManifest)) {
+    throw new UserError(`${jsonPath} is not a TensorFlow.js layers model (modelTopology or weightsManifest missing)`);
+  }
+  const dir = path.dirname(jsonPath);
+  const specs: tf.io.WeightsManifestEntry[] = [];
+  const buffers: Buffer[] = [];
+  for (const group of parsed.weightsManifest) {
+    specs.push(...group.weights);
+    for (const f of group.paths) {
+      const wp = path.join(dir, f);
+      if (!fs.existsSync(wp)) throw new UserError(`weights file missing: ${wp}`);
+      buffers.push(fs.readFileSync(wp));
+    }
+  }
+  const all = Buffer.concat(buffers);
+  const expected = specs.reduce((sum, s) => sum + s.shape.reduce((a, b) => a * b, 1) * 4, 0);
+  if (specs.every((s) => s.dtype === 'float32' && !s.quantization) && all.length !== expected) {
+    throw new UserError(`weights in ${dir} have ${all.length} bytes, model.json expects ${expected}: the files do not belong together or are truncated`);
+  }
+  const weightData = all.buffer.slice(all.byteOffset, all.byteOffset + all.byteLength) as ArrayBuffer;
+  try {
+    return await tf.loadLayersModel(tf.io.fromMemory({
+      modelTopology: parsed.modelTopology as tf.io.ModelArtifacts['modelTopology'], weightSpecs: specs, weightData,
+    }));
+  } catch (e) {
+    throw new UserError(`cannot load model ${jsonPath}: ${(e as Error).message.split('\n')[0]}`);
+  }
+}
+
+/** True when the model's last layer applies softmax (so its outputs are probabilities). */
+export function endsInSoftmax(model: tf.LayersModel): boolean {
+  const last = model.layers[model.layers.length - 1];
+  const cfg = last.getConfig() as { activation?: string };
+  return cfg.activation === 'softmax' || last.getClassName() === 'Softmax';
+}
+
+/** Loads a model folder as a Classifier; a softmax head is detected and handled. */
+export async function loadClassifier(p: string): Promise<LayersClassifier> {
+  const model = await loadLayersModel(p);
+  try {
+    return new LayersClassifier(model, endsInSoftmax(model));
+  } catch (e) {
+    throw new UserError(`${p}: ${(e as Error).message}`);
+  }
+}
+
+/** Reads models/NAME/card.json when present. */
+export function readCard(p: string): ModelCard | null {
+  const f = path.join(path.dirname(resolveModelPath(p)), 'card.json');
+  if (!fs.existsSync(f)) return null;
+  try {
+    return JSON.parse(fs.readFileSync(f, 'utf8')) as ModelCard;
+  } catch {
+    throw new UserError(`corrupt model card ${f}`);
+  }
+}

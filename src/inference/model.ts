@@ -1,0 +1,127 @@
+/**
+ * The traffic-sign CNN: architectures, and the Classifier wrapper every other module uses.
+ * Input is float32 NHWC RGB in [0, 1]; normalisation is a layer inside the model (so attacks,
+ * saved files and TFLite exports all see the same [0, 1] contract); the output is logits.
+ */
+import { tf, Tensor, Tensor2D, Tensor4D } from './tf';
+
+export const ARCHITECTURES = ['cnn4', 'cnn4-small', 'cnn4-wide'] as const;
+
+/** Channels of the two conv blocks and the dense layer, per architecture. */
+const WIDTHS: Record<Architecture, [number, number, number]> = {
+  'cnn4-small': [16, 32, 64],
+  cnn4: [24, 48, 128],
+  'cnn4-wide': [32, 64, 128],
+};
+export type Architecture = (typeof ARCHITECTURES)[number];
+
+export interface ModelSpec {
+  arch: Architecture;
+  inputSize: number;
+  numClasses: number;
+  seed?: number;
+}
+
+/** Four 3×3 conv layers in two blocks, then a dense layer: enough for GTSRB at 32×32. */
+export function buildModel(spec: ModelSpec): tf.LayersModel {
+  const { inputSize: s, numClasses, arch } = spec;
+  const seed = spec.seed ?? 1;
+  const init = (k: number) => tf.initializers.heNormal({ seed: seed * 100 + k });
+  const width = WIDTHS[arch];
+  const m = tf.sequential({ name: `advsign_${arch}` });
+  m.add(tf.layers.rescaling({ inputShape: [s, s, 3], scale: 2, offset: -1, name: 'normalise' }));
+  let k = 0;
+  for (const [block, ch] of [width[0], width[1]].entries()) {
+    for (let j = 0; j < 2; j++) {
+      m.add(tf.layers.conv2d({
+        filters: ch, kernelSize: 3, padding: 'same', activation: 'relu',
+        kernelInitializer: init(k++), name: `conv${block + 1}_${j + 1}`,
+      }));
+    }
+    m.add(tf.layers.maxPooling2d({ poolSize: 2, strides: 2, name: `pool${block + 1}` }));
+  }
+  m.add(tf.layers.flatten({ name: 'flatten' }));
+  m.add(tf.layers.dropout({ rate: 0.3, seed, name: 'drop1' }));
+  m.add(tf.layers.dense({ units: width[2], activation: 'relu', kernelInitializer: init(k++), name: 'fc1' }));
+  m.add(tf.layers.dropout({ rate: 0.3, seed: seed + 1, name: 'drop2' }));
+  m.add(tf.layers.dense({ units: numClasses, kernelInitializer: init(k++), name: 'logits' }));
+  return m;
+}
+
+/** What attacks, evaluation and the daemon need from a model. */
+export interface Classifier {
+  readonly inputSize: number;
+  readonly numClasses: number;
+  /** Logits [n, numClasses] for images [n, s, s, 3] in [0, 1]. Differentiable. */
+  logits(images: Tensor4D, training?: boolean): Tensor2D;
+  /** Trainable variables (for training loops). */
+  readonly trainableWeights: tf.Variable[];
+}
+
+/** Wraps a Keras-style model whose output is logits, or softmax probabilities (then log is taken). */
+export class LayersClassifier implements Classifier {
+  readonly inputSize: number;
+  readonly numClasses: number;
+  /** True when the stored model ends in softmax: logits are recovered as log-probabilities. */
+  readonly outputsSoftmax: boolean;
+
+  constructor(readonly model: tf.LayersModel, outputsSoftmax = false) {
+    const inShape = model.inputs[0].shape;
+    const outShape = model.outputs[0].shape;
+    if (inShape.length !== 4 || inShape[3] !== 3 || inShape[1] !== inShape[2] || inShape[1] == null) {
+      throw new Error(`model input must be [n, s, s, 3], got [${inShape.join(', ')}]`);
+    }
+    if (outShape.length !== 2 || outShape[1] == null) {
+      throw new Error(`model output must be [n, classes], got [${outShape.join(', ')}]`);
+    }
+    this.inputSize = inShape[1];
+    this.numClasses = outShape[1];
+    this.outputsSoftmax = outputsSoftmax;
+  }
+
+  logits(images: Tensor4D, training = false): Tensor2D {
+    return tf.tidy(() => {
+      const out = this.model.apply(images, { training }) as Tensor2D;
+      // log(softmax) differs from the logits only by a per-row constant: same argmax, same margins.
+      return this.outputsSoftmax ? tf.log(tf.clipByValue(out, 1e-12, 1)) : out;
+    });
+  }
+
+  get trainableWeights(): tf.Variable[] {
+    return this.model.trainableWeights.map((w) => (w as unknown as { val: tf.Variable }).val);
+  }
+}
+
+export interface Prediction {
+  classId: number;
+  probability: number;
+}
+
+/** Top-k softmax predictions per image. */
+export async function predictTopK(clf: Classifier, images: Tensor4D, k = 5): Promise<Prediction[][]> {
+  const { values, indices } = tf.tidy(() => tf.topk(tf.softmax(clf.logits(images)), k));
+  const [v, i] = [await values.array() as number[][], await indices.array() as number[][]];
+  values.dispose();
+  indices.dispose();
+  return v.map((row, r) => row.map((p, j) => ({ classId: i[r][j], probability: p })));
+}
+
+/** Predicted class per image, batched to bound memory. */
+export async function predictClasses(clf: Classifier, images: Float32Array, n: number, batch = 256): Promise<Int32Array> {
+  const s = clf.inputSize;
+  const out = new Int32Array(n);
+  for (let i = 0; i < n; i += batch) {
+    const m = Math.min(batch, n - i);
+    const pred = tf.tidy(() => {
+      const x = tf.tensor4d(images.subarray(i * s * s * 3, (i + m) * s * s * 3), [m, s, s, 3]);
+      return clf.logits(x).argMax(1);
+    });
+    out.set(await pred.data() as Int32Array, i);
+    pred.dispose();
+  }
+  return out;
+}
+
+export function isTensor(x: unknown): x is Tensor {
+  return x instanceof tf.Tensor;
+}

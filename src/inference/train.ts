@@ -1,0 +1,175 @@
+/**
+ * The training loop: Adam, on-the-fly augmentation, learning-rate halving on plateaus, early
+ * stopping on validation accuracy, per-epoch checkpoints written atomically. A `batchHook` lets
+ * defenses (adversarial training) replace or extend each batch without a second loop.
+ */
+import * as path from 'node:path';
+import { tf, Tensor2D, Tensor4D } from './tf';
+import { Architecture, buildModel, Classifier, LayersClassifier, predictClasses } from './model';
+import { saveModel } from './model-io';
+import { augmentBatch } from './augment';
+import { ImageSet } from '../data/types';
+import { createRng } from '../data/random';
+import { progressBar } from '../util/progress';
+
+export interface EpochStats {
+  epoch: number;
+  trainLoss: number;
+  trainAccuracy: number;
+  valAccuracy: number;
+  learningRate: number;
+  seconds: number;
+  imagesPerSecond: number;
+}
+
+/** Lets a caller transform each training batch (e.g. add adversarial examples); returns new x and labels. */
+export type BatchHook = (clf: Classifier, x: Tensor4D, y: tf.Tensor1D, epoch: number) => { x: Tensor4D; y: tf.Tensor1D };
+
+export interface TrainOptions {
+  arch: Architecture;
+  epochs: number;
+  batchSize: number;
+  learningRate: number;
+  seed: number;
+  /** Epochs without validation improvement before stopping. */
+  patience: number;
+  augment: boolean;
+  /** Where per-epoch checkpoints go (`<dir>/checkpoint`); none when omitted. */
+  checkpointDir?: string;
+  /** Stop after this much wall time (seconds), keeping the best epoch so far. */
+  maxSeconds?: number;
+  batchHook?: BatchHook;
+  onEpoch?: (s: EpochStats) => void;
+  /** Show a progress bar on stderr. */
+  progress?: boolean;
+  /** Polled between batches: true ends training after the current batch (Ctrl-C). */
+  shouldStop?: () => boolean;
+  /** Start from this model instead of a fresh one (fine-tuning). */
+  initialModel?: tf.LayersModel;
+}
+
+export interface TrainResult {
+  model: tf.LayersModel;
+  classifier: LayersClassifier;
+  history: EpochStats[];
+  bestEpoch: number;
+  bestValAccuracy: number;
+  seconds: number;
+  interrupted: boolean;
+}
+
+export const DEFAULT_TRAIN: Omit<TrainOptions, 'arch'> = {
+  epochs: 30, batchSize: 64, learningRate: 1e-3, seed: 1, patience: 5, augment: true,
+};
+
+/** Top-1 accuracy of a classifier on an image set. */
+export async function accuracy(clf: Classifier, set: ImageSet): Promise<number> {
+  if (set.n === 0) return NaN;
+  const pred = await predictClasses(clf, set.images, set.n);
+  let ok = 0;
+  for (let i = 0; i < set.n; i++) if (pred[i] === set.labels[i]) ok++;
+  return ok / set.n;
+}
+
+function permutation(n: number, rand: () => number): Int32Array {
+  const p = new Int32Array(n);
+  for (let i = 0; i < n; i++) p[i] = i;
+  for (let i = n - 1; i > 0; i--) {
+    const j = Math.floor(rand() * (i + 1));
+    const t = p[i]; p[i] = p[j]; p[j] = t;
+  }
+  return p;
+}
+
+/** Copies the images at `idx` into one contiguous batch. */
+export function gatherBatch(set: ImageSet, idx: ArrayLike<number>): { x: Float32Array; y: Int32Array } {
+  const px = set.size * set.size * 3;
+  const x = new Float32Array(idx.length * px);
+  const y = new Int32Array(idx.length);
+  for (let i = 0; i < idx.length; i++) {
+    x.set(set.images.subarray(idx[i] * px, (idx[i] + 1) * px), i * px);
+    y[i] = set.labels[idx[i]];
+  }
+  return { x, y };
+}
+
+export async function trainClassifier(trainSet: ImageSet, valSet: ImageSet, options: TrainOptions): Promise<TrainResult> {
+  const o = options;
+  const s = trainSet.size;
+  const numClasses = 43;
+  const model = o.initialModel ?? buildModel({ arch: o.arch, inputSize: s, numClasses, seed: o.seed });
+  const clf = new LayersClassifier(model);
+  const rand = createRng(o.seed);
+  let lr = o.learningRate;
+  const optimizer = tf.train.adam(lr);
+  const history: EpochStats[] = [];
+  let best = -1, bestEpoch = -1, sincebest = 0;
+  let bestWeights: tf.Tensor[] | null = null;
+  const t0 = Date.now();
+  let interrupted = false;
+  const stepsPerEpoch = Math.ceil(trainSet.n / o.batchSize);
+
+  for (let epoch = 1; epoch <= o.epochs && !interrupted; epoch++) {
+    const te = Date.now();
+    const order = permutation(trainSet.n, rand);
+    const bar = o.progress ? progressBar(`epoch ${epoch}/${o.epochs}`, stepsPerEpoch) : null;
+    let lossSum = 0, correct = 0, seen = 0;
+    for (let step = 0; step < stepsPerEpoch; step++) {
+      if (o.shouldStop?.()) { interrupted = true; break; }
+      if (o.maxSeconds && (Date.now() - t0) / 1000 > o.maxSeconds) { interrupted = true; break; }
+      const idx = order.subarray(step * o.batchSize, Math.min(trainSet.n, (step + 1) * o.batchSize));
+      const { x, y } = gatherBatch(trainSet, idx);
+      const [loss, nCorrect, nSeen] = tf.tidy(() => {
+        let xb = tf.tensor4d(x, [idx.length, s, s, 3]);
+        let yb = tf.tensor1d(y, 'int32');
+        if (o.augment) xb = augmentBatch(xb, rand);
+        if (o.batchHook) ({ x: xb, y: yb } = o.batchHook(clf, xb, yb, epoch));
+        const oneHot = tf.oneHot(yb, numClasses);
+        let logits: Tensor2D | null = null;
+        const l = optimizer.minimize(() => {
+          // Kept past minimize's own tidy so the batch accuracy needs no second forward pass.
+          logits = tf.keep(clf.logits(xb, true));
+          return tf.losses.softmaxCrossEntropy(oneHot, logits);
+        }, true, clf.trainableWeights) as tf.Scalar;
+        const c = tf.sum(tf.cast(tf.equal(tf.argMax(logits!, 1), yb), 'int32'));
+        (logits as Tensor2D | null)?.dispose();
+        return [l, c, yb.shape[0]] as [tf.Scalar, tf.Scalar, number];
+      });
+      lossSum += (await loss.data())[0] * nSeen;
+      correct += (await nCorrect.data())[0];
+      seen += nSeen;
+      loss.dispose(); nCorrect.dispose();
+      bar?.update(step + 1, `loss ${(lossSum / seen).toFixed(3)} acc ${(correct / seen).toFixed(3)}`);
+    }
+    if (seen === 0) break;
+    const trainSeconds = (Date.now() - te) / 1000;
+    const valAccuracy = await accuracy(clf, valSet);
+    const stats: EpochStats = {
+      epoch, trainLoss: lossSum / seen, trainAccuracy: correct / seen, valAccuracy, learningRate: lr,
+      seconds: (Date.now() - te) / 1000, imagesPerSecond: seen / trainSeconds,
+    };
+    history.push(stats);
+    bar?.done(`loss ${stats.trainLoss.toFixed(3)} acc ${stats.trainAccuracy.toFixed(3)} val ${valAccuracy.toFixed(4)} ${stats.imagesPerSecond.toFixed(0)} img/s`);
+    o.onEpoch?.(stats);
+    if (valAccuracy > best || Number.isNaN(valAccuracy)) {
+      best = valAccuracy; bestEpoch = epoch; sincebest = 0;
+      bestWeights?.forEach((w) => w.dispose());
+      bestWeights = model.getWeights().map((w) => w.clone());
+    } else {
+      sincebest++;
+      // Halve the step size on a plateau before giving up on it.
+      if (sincebest % 2 === 0) {
+        lr /= 2;
+        (optimizer as unknown as { learningRate: number }).learningRate = lr;
+      }
+      if (sincebest >= o.patience) break;
+    }
+    if (o.checkpointDir) await saveModel(model, path.join(o.checkpointDir, 'checkpoint'));
+  }
+  if (bestWeights) {
+    model.setWeights(bestWeights);
+    bestWeights.forEach((w) => w.dispose());
+  }
+  optimizer.dispose();
+  return { model, classifier: clf, history, bestEpoch, bestValAccuracy: best, seconds: (Date.now() - t0) / 1000, interrupted };
+}

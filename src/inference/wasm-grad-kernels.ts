@@ -1,0 +1,229 @@
+/**
+ * Gradient kernels for the wasm backend, written as compositions of its fast forward Conv2D.
+ *
+ * tfjs-backend-wasm has no Conv2DBackpropFilter (training fails outright) and a naive, slow
+ * Conv2DBackpropInput. Both gradients of a convolution are themselves convolutions:
+ *   dx = conv(pad(dilate(dy, stride)), reverse(filter) with in/out channels swapped)
+ *   dW = conv(x with batch and channels swapped, dilate(dy) used as the filter)
+ * so they can run on the XNNPACK forward path. Kernels may return Tensors built from tf ops:
+ * the engine does not record ops run inside a kernel on the gradient tape.
+ */
+import { tf, Tensor4D } from './tf';
+
+type Pad = 'same' | 'valid' | number | [[number, number], [number, number], [number, number], [number, number]];
+
+interface ConvAttrs {
+  strides: number | [number, number];
+  pad: Pad;
+  dataFormat?: 'NHWC' | 'NCHW';
+  dimRoundingMode?: 'floor' | 'round' | 'ceil';
+  dilations?: number | [number, number];
+}
+
+function pair(v: number | [number, number] | undefined): [number, number] {
+  if (v == null) return [1, 1];
+  return typeof v === 'number' ? [v, v] : v;
+}
+
+/** Inserts (stride - 1) zeros between rows/columns of an NHWC tensor: out[i*s] = x[i]. */
+export function dilateSpatial(x: Tensor4D, sh: number, sw: number): Tensor4D {
+  if (sh === 1 && sw === 1) return x;
+  const [n, h, w, c] = x.shape;
+  // [n,h,1,w,1,c] padded to [n,h,sh,w,sw,c] then flattened puts each value at i*s.
+  const expanded = x.reshape([n, h, 1, w, 1, c]);
+  const padded = expanded.pad([[0, 0], [0, 0], [0, sh - 1], [0, 0], [0, sw - 1], [0, 0]]);
+  const flat = padded.reshape([n, h * sh, w * sw, c]);
+  return flat.slice([0, 0, 0, 0], [n, (h - 1) * sh + 1, (w - 1) * sw + 1, c]) as Tensor4D;
+}
+
+/** Pads (positive) or crops (negative) the two spatial axes of an NHWC tensor. */
+export function padOrCrop(x: Tensor4D, top: number, bottom: number, left: number, right: number): Tensor4D {
+  let y = x;
+  if (top < 0 || bottom < 0 || left < 0 || right < 0) {
+    const [n, h, w, c] = y.shape;
+    const t = Math.max(0, -top), b = Math.max(0, -bottom), l = Math.max(0, -left), r = Math.max(0, -right);
+    y = y.slice([0, t, l, 0], [n, h - t - b, w - l - r, c]);
+  }
+  const pt = Math.max(0, top), pb = Math.max(0, bottom), pl = Math.max(0, left), pr = Math.max(0, right);
+  if (pt || pb || pl || pr) y = y.pad([[0, 0], [pt, pb], [pl, pr], [0, 0]]);
+  return y;
+}
+
+function convInfo(xShape: [number, number, number, number], filterShape: [number, number, number, number], attrs: ConvAttrs) {
+  const [dh, dw] = pair(attrs.dilations);
+  if (dh !== 1 || dw !== 1) throw new Error('advsign wasm conv gradients support dilation 1 only');
+  if (attrs.dataFormat === 'NCHW') throw new Error('advsign wasm conv gradients support NHWC only');
+  return tf.backend_util.computeConv2DInfo(
+    xShape, filterShape, pair(attrs.strides), 1, attrs.pad as 'same', attrs.dimRoundingMode, false, 'channelsLast');
+}
+
+/** dL/dx of conv2d(x, filter) given dy, as a stride-1 forward convolution. */
+export function conv2dBackpropInputViaConv(
+  dy: Tensor4D, filter: Tensor4D, inputShape: [number, number, number, number], attrs: ConvAttrs): Tensor4D {
+  return tf.tidy(() => {
+    const info = convInfo(inputShape, filter.shape, attrs);
+    const [kh, kw] = [info.filterHeight, info.filterWidth];
+    const { top, left } = info.padInfo;
+    const [, inH, inW] = inputShape;
+    const dyd = dilateSpatial(dy, info.strideHeight, info.strideWidth);
+    const hd = dyd.shape[1], wd = dyd.shape[2];
+    // Full correlation with the reversed filter: left pad k-1-padTop; right pad fills to in+k-1.
+    const p = padOrCrop(dyd, kh - 1 - top, inH + top - hd - 0, kw - 1 - left, inW + left - wd);
+    const wRev = tf.reverse(filter, [0, 1]).transpose([0, 1, 3, 2]) as Tensor4D;
+    return tf.conv2d(p, wRev, 1, 'valid');
+  });
+}
+
+/** dL/dfilter of conv2d(x, filter) given dy, as a forward convolution over the batch axis. */
+export function conv2dBackpropFilterViaConv(
+  x: Tensor4D, dy: Tensor4D, filterShape: [number, number, number, number], attrs: ConvAttrs): Tensor4D {
+  return tf.tidy(() => {
+    const info = convInfo(x.shape, filterShape, attrs);
+    const [kh, kw] = [info.filterHeight, info.filterWidth];
+    const { top, left } = info.padInfo;
+    const hd = (info.outHeight - 1) * info.strideHeight + 1;
+    const wd = (info.outWidth - 1) * info.strideWidth + 1;
+    // Rows of x that some output reads: padded x spans [-top, hd - 1 + kh - 1 - top].
+    const xp = padOrCrop(x, top, hd + kh - 1 - top - x.shape[1], left, wd + kw - 1 - left - x.shape[2]);
+    const xT = xp.transpose([3, 1, 2, 0]) as Tensor4D;                // [Ci, H', W', N]
+    const dyT = dilateSpatial(dy, info.strideHeight, info.strideWidth)
+      .transpose([1, 2, 0, 3]) as Tensor4D;                            // [hd, wd, N, Co]
+    const dw = tf.conv2d(xT, dyT, 1, 'valid');                         // [Ci, kh, kw, Co]
+    return dw.transpose([1, 2, 0, 3]);
+  });
+}
+
+function swapLastAxes(t: tf.Tensor): tf.Tensor {
+  const perm = t.shape.map((_, i) => i);
+  [perm[perm.length - 2], perm[perm.length - 1]] = [perm[perm.length - 1], perm[perm.length - 2]];
+  return tf.transpose(t, perm);
+}
+
+/**
+ * wasm's BatchMatMul is fast for a·b but 50–150× slower when asked to transpose an operand,
+ * which is exactly what dense-layer gradients ask for; transposing explicitly first is cheap.
+ */
+function registerFastTransposedMatMul(): void {
+  const original = tf.getKernel('BatchMatMul', 'wasm');
+  if (!original) return;
+  const inner = original.kernelFunc;
+  tf.unregisterKernel('BatchMatMul', 'wasm');
+  tf.registerKernel({
+    kernelName: 'BatchMatMul',
+    backendName: 'wasm',
+    setupFunc: original.setupFunc,
+    kernelFunc: ({ inputs, attrs, backend }) => {
+      const { a, b } = inputs as unknown as { a: tf.Tensor; b: tf.Tensor };
+      const { transposeA, transposeB } = attrs as unknown as { transposeA: boolean; transposeB: boolean };
+      if (!transposeA && !transposeB) return inner({ inputs, attrs, backend });
+      const at = transposeA ? swapLastAxes(a) : a;
+      const bt = transposeB ? swapLastAxes(b) : b;
+      const out = inner({ inputs: { a: at, b: bt }, attrs: { ...attrs, transposeA: false, transposeB: false }, backend });
+      if (at !== a) at.dispose();
+      if (bt !== b) bt.dispose();
+      return out;
+    },
+  });
+}
+
+/**
+ * MaxPoolGrad for the common 2×2, stride-2 pooling over even sizes, via argMax over each window:
+ * wasm's own kernel is a scalar loop that costs as much as a convolution. Like TensorFlow, the
+ * gradient goes to the first maximum of a window in row-major order.
+ */
+export function maxPoolGrad2x2(dy: Tensor4D, input: Tensor4D): Tensor4D {
+  return tf.tidy(() => {
+    const [n, h, w, c] = input.shape;
+    const windows = input.reshape([n, h / 2, 2, w / 2, 2, c]).transpose([0, 1, 3, 5, 2, 4]).reshape([-1, 4]);
+    // (wasm's OneHot ignores its dtype argument and writes int32 bits: cast instead.)
+    const first = tf.cast(tf.oneHot(tf.argMax(windows, 1), 4), 'float32');
+    const spread = first.mul(dy.reshape([-1, 1])).reshape([n, h / 2, w / 2, c, 2, 2]);
+    return spread.transpose([0, 1, 4, 2, 5, 3]).reshape([n, h, w, c]) as Tensor4D;
+  });
+}
+
+/**
+ * MaxPoolGrad for any window, stride and padding: each window offset (i, j) is a strided slice of
+ * the (−∞-padded) input; the first maximum over offsets gets dy, which is scattered back with a
+ * dilate-and-pad. wasm's own kernel gets asymmetric 'same' padding wrong, so it is not used.
+ */
+export function maxPoolGradGeneral(dy: Tensor4D, input: Tensor4D, filterSize: [number, number],
+  strides: [number, number], pad: Pad, dimRoundingMode?: 'floor' | 'round' | 'ceil'): Tensor4D {
+  return tf.tidy(() => {
+    const [fh, fw] = filterSize, [sh, sw] = strides;
+    const info = tf.backend_util.computePool2DInfo(input.shape, filterSize, strides, 1, pad as 'same', dimRoundingMode);
+    const { top, left } = info.padInfo;
+    const [n, h, w, c] = input.shape;
+    const ho = info.outHeight, wo = info.outWidth;
+    const hp = (ho - 1) * sh + fh, wp = (wo - 1) * sw + fw;
+    const padded = tf.pad(input, [[0, 0], [top, Math.max(0, hp - h - top)], [left, Math.max(0, wp - w - left)], [0, 0]], -Infinity);
+    const slices: tf.Tensor[] = [];
+    for (let i = 0; i < fh; i++) {
+      for (let j = 0; j < fw; j++) {
+        slices.push(tf.stridedSlice(padded, [0, i, j, 0], [n, i + (ho - 1) * sh + 1, j + (wo - 1) * sw + 1, c], [1, sh, sw, 1]));
+      }
+    }
+    const first = tf.cast(tf.oneHot(tf.argMax(tf.stack(slices, 4), 4), fh * fw), 'float32');
+    const parts = tf.unstack(first.mul(dy.expandDims(4)), 4) as Tensor4D[];
+    let sum: Tensor4D | null = null;
+    for (let i = 0; i < fh; i++) {
+      for (let j = 0; j < fw; j++) {
+        const spread = dilateSpatial(parts[i * fw + j], sh, sw);
+        const placed = padOrCrop(spread, i - top, h + top - i - spread.shape[1], j - left, w + left - j - spread.shape[2]);
+        sum = sum ? (sum.add(placed) as Tensor4D) : placed;
+      }
+    }
+    return sum as Tensor4D;
+  });
+}
+
+function registerFastMaxPoolGrad(): void {
+  const original = tf.getKernel('MaxPoolGrad', 'wasm');
+  if (!original) return;
+  tf.unregisterKernel('MaxPoolGrad', 'wasm');
+  tf.registerKernel({
+    kernelName: 'MaxPoolGrad',
+    backendName: 'wasm',
+    setupFunc: original.setupFunc,
+    kernelFunc: (args) => {
+      const { dy, input } = args.inputs as unknown as { dy: Tensor4D; input: Tensor4D };
+      const a = args.attrs as unknown as {
+        filterSize: number | [number, number]; strides: number | [number, number]; pad: Pad; dimRoundingMode?: 'floor' | 'round' | 'ceil';
+      };
+      const [fh, fw] = pair(a.filterSize), [sh, sw] = pair(a.strides);
+      const [, h, w] = input.shape;
+      const simple = fh === 2 && fw === 2 && sh === 2 && sw === 2 && h % 2 === 0 && w % 2 === 0
+        && (a.pad === 'valid' || a.pad === 'same' || a.pad === 0);
+      return simple ? maxPoolGrad2x2(dy, input) : maxPoolGradGeneral(dy, input, [fh, fw], [sh, sw], a.pad, a.dimRoundingMode);
+    },
+  });
+}
+
+let registered = false;
+
+/** Registers the kernels above for the wasm backend (idempotent). */
+export function registerWasmGradKernels(): void {
+  if (registered) return;
+  registered = true;
+  registerFastTransposedMatMul();
+  registerFastMaxPoolGrad();
+  tf.registerKernel({
+    kernelName: 'Conv2DBackpropFilter',
+    backendName: 'wasm',
+    kernelFunc: ({ inputs, attrs }) => {
+      const { x, dy } = inputs as unknown as { x: Tensor4D; dy: Tensor4D };
+      const a = attrs as unknown as ConvAttrs & { filterShape: [number, number, number, number] };
+      return conv2dBackpropFilterViaConv(x, dy, a.filterShape, a);
+    },
+  });
+  tf.unregisterKernel('Conv2DBackpropInput', 'wasm');
+  tf.registerKernel({
+    kernelName: 'Conv2DBackpropInput',
+    backendName: 'wasm',
+    kernelFunc: ({ inputs, attrs }) => {
+      const { dy, filter } = inputs as unknown as { dy: Tensor4D; filter: Tensor4D };
+      const a = attrs as unknown as ConvAttrs & { inputShape: [number, number, number, number] };
+      return conv2dBackpropInputViaConv(dy, filter, a.inputShape, a);
+    },
+  });
+}
