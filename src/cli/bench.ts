@@ -1,0 +1,109 @@
+/**
+ * `advsign bench`: throughput of inference, training (and attacks, when available) at batch 1
+ * and 64 on the selected backend, and the same on the pure-JS cpu backend in the same run, as a
+ * ratio. Figures are measured, never assumed; each is the best of a few timed repeats.
+ */
+import { tf } from '../inference/tf';
+import { initBackend, switchBackend, BackendName } from '../inference/backend';
+import { buildModel, Classifier, LayersClassifier } from '../inference/model';
+import { parseFlags } from './args';
+
+export interface Throughput {
+  batch1: number;
+  batch64: number;
+}
+
+export interface BackendFigures {
+  backend: BackendName;
+  inferImagesPerSecond: Throughput;
+  inferMsPerImageBatch1: number;
+  trainImagesPerSecond: Throughput;
+  [extra: string]: unknown;
+}
+
+/** Extra figures other modules add (attacks, live pipeline): name → measure(clf, batch) in images/s. */
+export type BenchExtra = (clf: Classifier, batch: number, budgetMs: number) => Promise<number>;
+const extras = new Map<string, BenchExtra>();
+export function registerBenchFigure(name: string, f: BenchExtra): void {
+  extras.set(name, f);
+}
+
+/** Runs `step` repeatedly for about `budgetMs` (after one warm-up call) and returns calls per second. */
+export async function rate(step: () => Promise<void> | void, budgetMs: number, minCalls = 2): Promise<number> {
+  await step();
+  const t0 = performance.now();
+  let calls = 0;
+  while (calls < minCalls || performance.now() - t0 < budgetMs) {
+    await step();
+    calls++;
+  }
+  return calls / ((performance.now() - t0) / 1000);
+}
+
+async function measure(backend: BackendName, budgetMs: number): Promise<BackendFigures> {
+  await switchBackend(backend);
+  const model = buildModel({ arch: 'cnn4', inputSize: 32, numClasses: 43, seed: 1 });
+  const clf = new LayersClassifier(model);
+  const optimizer = tf.train.adam(1e-3);
+  const figures: Partial<BackendFigures> = { backend };
+  const infer: Partial<Throughput> = {}, train: Partial<Throughput> = {};
+  for (const b of [1, 64] as const) {
+    const x = tf.randomUniform([b, 32, 32, 3], 0, 1, 'float32', 1) as tf.Tensor4D;
+    const y = tf.oneHot(tf.randomUniform([b], 0, 43, 'int32', 2), 43);
+    const r = await rate(() => { tf.tidy(() => clf.logits(x)).dataSync(); }, budgetMs);
+    infer[b === 1 ? 'batch1' : 'batch64'] = r * b;
+    const t = await rate(() => {
+      const loss = optimizer.minimize(() => tf.losses.softmaxCrossEntropy(y, clf.logits(x, true)) as tf.Scalar, true);
+      loss?.dataSync();
+      loss?.dispose();
+    }, budgetMs, 1);
+    train[b === 1 ? 'batch1' : 'batch64'] = t * b;
+    for (const [name, f] of extras) {
+      const cur = (figures[name] as Partial<Throughput> | undefined) ?? {};
+      cur[b === 1 ? 'batch1' : 'batch64'] = await f(clf, b, budgetMs);
+      figures[name] = cur;
+    }
+    tf.dispose([x, y]);
+  }
+  figures.inferImagesPerSecond = infer as Throughput;
+  figures.inferMsPerImageBatch1 = 1000 / (infer.batch1 as number);
+  figures.trainImagesPerSecond = train as Throughput;
+  optimizer.dispose();
+  model.dispose();
+  return figures as BackendFigures;
+}
+
+export async function benchCommand(argv: string[]): Promise<void> {
+  const f = parseFlags(argv, { json: { type: 'boolean' }, backend: { type: 'string' }, 'no-cpu': { type: 'boolean' }, quick: { type: 'boolean' } }, 'bench');
+  const choice = await initBackend(f.backend as string | undefined);
+  const budget = f.quick ? 300 : 3000;
+  const main = await measure(choice.backend, budget);
+  let cpu: BackendFigures | null = null;
+  if (!f['no-cpu'] && choice.backend !== 'cpu') cpu = await measure('cpu', f.quick ? 200 : 1500);
+  await switchBackend(choice.backend);
+  const ratio: Record<string, Throughput> = {};
+  if (cpu) {
+    for (const [k, v] of Object.entries(main)) {
+      const c = cpu[k] as Throughput | undefined;
+      if (v && typeof v === 'object' && c) {
+        const t = v as Throughput;
+        ratio[k] = { batch1: t.batch1 / c.batch1, batch64: t.batch64 / c.batch64 };
+      }
+    }
+  }
+  const out = {
+    ...main, cpu, ratioToCpu: ratio, model: 'cnn4 32×32, 43 classes',
+    machine: { cpus: require('node:os').cpus().length as number, platform: process.platform, arch: process.arch, node: process.version },
+    measuredAt: new Date().toISOString(),
+  };
+  if (f.json) {
+    process.stdout.write(JSON.stringify(out, null, 2) + '\n');
+    return;
+  }
+  const fmt = (t: Throughput) => `batch 1: ${t.batch1.toFixed(1)} img/s, batch 64: ${t.batch64.toFixed(1)} img/s`;
+  console.log(`backend ${main.backend}`);
+  for (const [k, v] of Object.entries(main)) {
+    if (v && typeof v === 'object') console.log(`  ${k}: ${fmt(v as Throughput)}${ratio[k] ? `  (×${ratio[k].batch64.toFixed(0)} cpu at 64)` : ''}`);
+  }
+  console.log(`  inference at batch 1: ${main.inferMsPerImageBatch1.toFixed(2)} ms/image`);
+}

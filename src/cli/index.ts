@@ -1,0 +1,65 @@
+/** The `advsign` command: dispatches subcommands; user errors print one line, never a stack trace. */
+import { UserError } from '../data/types';
+import { TRAIN_HELP } from './train';
+import { EVALUATE_HELP } from './evaluate';
+import { version } from './paths';
+
+const USAGE = `advsign ${version()} — how easily is a traffic-sign classifier fooled?
+
+usage: advsign <command> [options]
+
+  train      train the CNN (GTSRB folder or synthetic signs)
+  evaluate   accuracy, clean and under attack; JSON and HTML report
+  attack     attack one image
+  serve      the live daemon: camera → classify → attack → web page
+  sticker    optimise a printable adversarial sticker (PDF)
+  bench      throughput figures (JSON with --json)
+  info       version, backend, models
+
+'advsign <command> --help' shows a command's options.`;
+
+const HELP: Record<string, string> = { train: TRAIN_HELP, evaluate: EVALUATE_HELP };
+
+type Command = (argv: string[]) => Promise<void>;
+
+async function load(name: string): Promise<Command | null> {
+  // Loaded lazily so `advsign info` does not pay for the server or the renderer.
+  switch (name) {
+    case 'train': return (await import('./train')).trainCommand;
+    case 'evaluate': return (await import('./evaluate')).evaluateCommand;
+    case 'bench': return (await import('./bench')).benchCommand;
+    case 'info': return (await import('./info')).infoCommand;
+    default: return null;
+  }
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  if (!cmd || cmd === '--help' || cmd === '-h' || cmd === 'help') {
+    console.log(USAGE);
+    return 0;
+  }
+  if (cmd === '--version' || cmd === '-v') {
+    console.log(version());
+    return 0;
+  }
+  if (rest.includes('--help') || rest.includes('-h')) {
+    console.log(HELP[cmd] ?? USAGE);
+    return 0;
+  }
+  try {
+    const run = await load(cmd);
+    if (!run) throw new UserError(`unknown command '${cmd}' (try 'advsign --help')`);
+    await run(rest);
+    return 0;
+  } catch (e) {
+    if (e instanceof UserError || (e instanceof Error && e.name === 'UserError')) {
+      process.stderr.write(`advsign: error: ${e.message}\n`);
+      return 2;
+    }
+    if (process.env.ADVSIGN_DEBUG) throw e;
+    const msg = e instanceof Error ? e.message.split('\n')[0] : String(e);
+    process.stderr.write(`advsign: internal error: ${msg} (set ADVSIGN_DEBUG=1 for details)\n`);
+    return 1;
+  }
+}

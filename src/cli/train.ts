@@ -1,0 +1,124 @@
+/** `advsign train`: trains the CNN on GTSRB or synthetic signs and writes models/NAME with its card. */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { initBackend } from '../inference/backend';
+import { ARCHITECTURES, Architecture } from '../inference/model';
+import { trainClassifier, accuracy, DEFAULT_TRAIN } from '../inference/train';
+import { saveModel, ModelCard } from '../inference/model-io';
+import { loadDataset, isSynthetic } from '../data/load';
+import { splitByGroup } from '../data/gtsrb';
+import { CLASS_NAMES } from '../data/classes';
+import { UserError } from '../data/types';
+import { int, num, parseFlags, required, str } from './args';
+import { version } from './paths';
+
+export const TRAIN_HELP = `advsign train --data <dir|synthetic> [options]
+
+  --data DIR|synthetic   GTSRB folder (Kaggle or official layout) or the built-in renderer
+  --out DIR              where the model goes (default models/<data>-cnn)
+  --epochs N             at most N epochs (default 30; early stopping on validation)
+  --size N               input side in pixels (default 32)
+  --arch NAME            ${ARCHITECTURES.join(' | ')} (default cnn4)
+  --batch N              batch size (default 64)
+  --lr X                 Adam learning rate (default 0.001)
+  --patience N           epochs without validation gain before stopping (default 5)
+  --val-fraction X       share of tracks held out for validation (default 0.1)
+  --limit N              use about N training images (quick runs)
+  --per-class N          synthetic images per class (default 200)
+  --max-minutes X        stop after X minutes, keeping the best epoch
+  --seed N               random seed (default 1)
+  --no-augment           train without augmentation
+  --backend NAME         tensorflow | wasm | cpu (default: the fastest that starts)`;
+
+export async function trainCommand(argv: string[]): Promise<void> {
+  const f = parseFlags(argv, {
+    data: { type: 'string' }, out: { type: 'string' }, epochs: { type: 'string' }, size: { type: 'string' },
+    arch: { type: 'string' }, batch: { type: 'string' }, lr: { type: 'string' }, patience: { type: 'string' },
+    'val-fraction': { type: 'string' }, limit: { type: 'string' }, 'per-class': { type: 'string' },
+    'max-minutes': { type: 'string' }, seed: { type: 'string' }, 'no-augment': { type: 'boolean' },
+    backend: { type: 'string' }, quiet: { type: 'boolean' },
+  }, 'train');
+  const data = required(f, 'data', 'train');
+  const arch = (str(f, 'arch', 'cnn4') as string);
+  if (!(ARCHITECTURES as readonly string[]).includes(arch)) {
+    throw new UserError(`unknown --arch '${arch}': use one of ${ARCHITECTURES.join(', ')}`);
+  }
+  const size = int(f, 'size', 32, 8, 256);
+  const epochs = int(f, 'epochs', DEFAULT_TRAIN.epochs, 1, 1000);
+  const batchSize = int(f, 'batch', DEFAULT_TRAIN.batchSize, 1, 4096);
+  const learningRate = num(f, 'lr', DEFAULT_TRAIN.learningRate, 1e-7, 1);
+  const patience = int(f, 'patience', DEFAULT_TRAIN.patience, 1, 1000);
+  const valFraction = num(f, 'val-fraction', 0.1, 0.01, 0.5);
+  const seed = int(f, 'seed', 1, 0);
+  const limit = f.limit !== undefined ? int(f, 'limit', 0, 1) : undefined;
+  const perClass = f['per-class'] !== undefined ? int(f, 'per-class', 200, 1, 100000) : undefined;
+  const maxMinutes = f['max-minutes'] !== undefined ? num(f, 'max-minutes', 0, 0.01, 1e6) : undefined;
+  const out = path.resolve(str(f, 'out') ?? path.join('models', `${isSynthetic(data) ? 'synthetic' : path.basename(path.resolve(data))}-cnn`));
+  const progress = !f.quiet;
+
+  const backend = await initBackend(str(f, 'backend'));
+  const log = (msg: string) => { if (progress) process.stderr.write(msg + '\n'); };
+  log(`backend: ${backend.backend}`);
+
+  const all = await loadDataset(data, { split: 'train', size, limit, perClass, progress });
+  const { train, val } = splitByGroup(all, valFraction, seed);
+  if (train.n === 0 || val.n === 0) throw new UserError(`not enough data in ${data} to hold out a validation split (${all.n} images)`);
+  log(`train ${train.n} images, validation ${val.n} images (split by track)`);
+
+  let stop = false;
+  const onSigint = () => {
+    if (stop) process.exit(130);
+    stop = true;
+    process.stderr.write('\ninterrupted: finishing this batch and saving the best epoch so far (Ctrl-C again to quit now)\n');
+  };
+  process.on('SIGINT', onSigint);
+  const result = await trainClassifier(train, val, {
+    arch: arch as Architecture, epochs, batchSize, learningRate, seed, patience, augment: !f['no-augment'],
+    checkpointDir: out + '.checkpoints', maxSeconds: maxMinutes ? maxMinutes * 60 : undefined,
+    progress, shouldStop: () => stop,
+  });
+  process.off('SIGINT', onSigint);
+  if (result.history.length === 0) throw new UserError('training stopped before the first epoch finished: nothing saved');
+
+  // Test accuracy when the data has a test split (GTSRB folders; the renderer makes its own).
+  let testAccuracy: number | undefined;
+  let testN: number | undefined;
+  try {
+    const test = await loadDataset(data, { split: 'test', size, progress });
+    testAccuracy = await accuracy(result.classifier, test);
+    testN = test.n;
+  } catch (e) {
+    if (!(e instanceof UserError)) throw e;
+    log(`no test split evaluated: ${e.message}`);
+  }
+  const card: ModelCard = {
+    name: path.basename(out),
+    architecture: arch,
+    inputSize: size,
+    numClasses: 43,
+    classNames: [...CLASS_NAMES],
+    input: 'float32 NHWC RGB in [0, 1]; normalisation is inside the model; outputs are logits',
+    data: {
+      source: isSynthetic(data) ? 'synthetic (advsign renderer)' : path.basename(path.resolve(data)),
+      trainImages: train.n, validationImages: val.n, testImages: testN,
+      split: `validation = ${(valFraction * 100).toFixed(0)}% of tracks (split by track, never by image), seed ${seed}`,
+      preprocessing: 'ROI crop with 10% margin, resized to input size',
+    },
+    training: {
+      optimizer: `Adam lr ${learningRate}, halved after 2 epochs without validation gain`,
+      batchSize, augmentation: f['no-augment'] ? 'none' : 'rotation ±12°, scale 0.9–1.12, shift ±8%, brightness 0.6–1.4, contrast 0.7–1.3',
+      epochsRun: result.history.length, bestEpoch: result.bestEpoch, seed,
+      seconds: Math.round(result.seconds), backend: backend.backend, interrupted: result.interrupted,
+      history: result.history,
+    },
+    cleanAccuracy: { validation: result.bestValAccuracy, test: testAccuracy },
+    robustAccuracy: {},
+    createdBy: `advsign ${version()}`,
+    createdAt: new Date().toISOString(),
+  };
+  await saveModel(result.model, out, card);
+  fs.rmSync(out + '.checkpoints', { recursive: true, force: true });
+  const pct = (v?: number) => (v == null ? 'n/a' : `${(v * 100).toFixed(2)}%`);
+  console.log(`saved ${path.relative(process.cwd(), out) || out}: validation ${pct(result.bestValAccuracy)}, test ${pct(testAccuracy)}, ` +
+    `${result.history.length} epochs in ${result.seconds.toFixed(0)} s on ${backend.backend}`);
+}
