@@ -5,13 +5,14 @@
  */
 import { tf, Tensor, Tensor2D, Tensor4D } from './tf';
 
-export const ARCHITECTURES = ['cnn4', 'cnn4-small', 'cnn4-wide'] as const;
+export const ARCHITECTURES = ['cnn4', 'cnn4-small', 'cnn4-wide', 'cnn4-bn'] as const;
 
 /** Channels of the two conv blocks and the dense layer, per architecture. */
 const WIDTHS: Record<Architecture, [number, number, number]> = {
   'cnn4-small': [16, 32, 64],
   cnn4: [24, 48, 128],
   'cnn4-wide': [32, 64, 128],
+  'cnn4-bn': [24, 48, 128],
 };
 export type Architecture = (typeof ARCHITECTURES)[number];
 
@@ -33,10 +34,16 @@ export function buildModel(spec: ModelSpec): tf.LayersModel {
   let k = 0;
   for (const [block, ch] of [width[0], width[1]].entries()) {
     for (let j = 0; j < 2; j++) {
+      const bn = arch === 'cnn4-bn';
       m.add(tf.layers.conv2d({
-        filters: ch, kernelSize: 3, padding: 'same', activation: 'relu',
+        filters: ch, kernelSize: 3, padding: 'same', activation: bn ? 'linear' : 'relu', useBias: !bn,
         kernelInitializer: init(k++), name: `conv${block + 1}_${j + 1}`,
       }));
+      if (bn) {
+        // Batch norm makes the first epochs converge much faster; at inference it is an affine map.
+        m.add(tf.layers.batchNormalization({ name: `bn${block + 1}_${j + 1}`, momentum: 0.9 }));
+        m.add(tf.layers.reLU({ name: `relu${block + 1}_${j + 1}` }));
+      }
     }
     m.add(tf.layers.maxPooling2d({ poolSize: 2, strides: 2, name: `pool${block + 1}` }));
   }
