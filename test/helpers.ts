@@ -1,0 +1,42 @@
+/** Shared test helpers: running the CLI as a user would, temp folders, the shared GTSRB copy. */
+import { spawn, SpawnOptions } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+
+export const ROOT = path.resolve(__dirname, '..', '..');
+export const BIN = path.join(ROOT, 'bin', 'advsign.js');
+
+export interface RunResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `advsign args…`; `onStderr` sees output as it arrives (e.g. to send Ctrl-C mid-run). */
+export function runCli(args: string[], opts: SpawnOptions & { onStderr?: (text: string, kill: (s: NodeJS.Signals) => void) => void } = {}): Promise<RunResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [BIN, ...args], {
+      cwd: ROOT, ...opts, env: { ...process.env, ADVSIGN_QUIET: '0', ...(opts.env ?? {}) },
+    });
+    let stdout = '', stderr = '';
+    child.stdout?.on('data', (d: Buffer) => { stdout += d.toString(); });
+    child.stderr?.on('data', (d: Buffer) => {
+      stderr += d.toString();
+      opts.onStderr?.(stderr, (s) => child.kill(s));
+    });
+    child.on('error', reject);
+    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
+  });
+}
+
+export function tempDir(prefix = 'advsign-test-'): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+}
+
+/** ../shared/data/gtsrb when present (development and CI only). */
+export function sharedGtsrb(): string | null {
+  const p = process.env.ADVSIGN_GTSRB ?? path.resolve(ROOT, '..', 'shared', 'data', 'gtsrb');
+  return fs.existsSync(path.join(p, 'Train.csv')) ? p : null;
+}
