@@ -56,28 +56,33 @@ export async function trainCommand(argv: string[]): Promise<void> {
   const out = path.resolve(str(f, 'out') ?? path.join('models', `${isSynthetic(data) ? 'synthetic' : path.basename(path.resolve(data))}-cnn`));
   const progress = !f.quiet;
 
-  const backend = await initBackend(str(f, 'backend'));
-  const log = (msg: string) => { if (progress) process.stderr.write(msg + '\n'); };
-  log(`backend: ${backend.backend}`);
-
-  const all = await loadDataset(data, { split: 'train', size, limit, perClass, progress });
-  const { train, val } = splitByGroup(all, valFraction, seed);
-  if (train.n === 0 || val.n === 0) throw new UserError(`not enough data in ${data} to hold out a validation split (${all.n} images)`);
-  log(`train ${train.n} images, validation ${val.n} images (split by track)`);
-
   let stop = false;
+  // Ctrl-C (or a service manager's SIGTERM) ends training after the current batch, keeping
+  // the best epoch; a second one quits at once (checkpoints are written atomically anyway).
   const onSigint = () => {
     if (stop) process.exit(130);
     stop = true;
     process.stderr.write('\ninterrupted: finishing this batch and saving the best epoch so far (Ctrl-C again to quit now)\n');
   };
   process.on('SIGINT', onSigint);
+  process.on('SIGTERM', onSigint);
+  const backend = await initBackend(str(f, 'backend'));
+  const log = (msg: string) => { if (progress) process.stderr.write(msg + '\n'); };
+  log(`backend: ${backend.backend}`);
+
+  const all = await loadDataset(data, { split: 'train', size, limit, perClass, progress });
+  if (stop) throw new UserError('interrupted before training started: nothing saved');
+  const { train, val } = splitByGroup(all, valFraction, seed);
+  if (train.n === 0 || val.n === 0) throw new UserError(`not enough data in ${data} to hold out a validation split (${all.n} images)`);
+  log(`train ${train.n} images, validation ${val.n} images (split by track)`);
+
   const result = await trainClassifier(train, val, {
     arch: arch as Architecture, epochs, batchSize, learningRate, seed, patience, augment: !f['no-augment'],
     checkpointDir: out + '.checkpoints', maxSeconds: maxMinutes ? maxMinutes * 60 : undefined,
     progress, shouldStop: () => stop,
   });
   process.off('SIGINT', onSigint);
+  process.off('SIGTERM', onSigint);
   if (result.history.length === 0) throw new UserError('training stopped before the first epoch finished: nothing saved');
 
   // Test accuracy when the data has a test split (GTSRB folders; the renderer makes its own).

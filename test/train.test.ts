@@ -1,0 +1,97 @@
+/**
+ * Training on the project's synthetic signs: the loop learns, the CLI writes a loadable model
+ * with its card, and an interrupted run leaves whole files behind.
+ */
+import * as assert from 'node:assert';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { tf } from '../src/inference/tf';
+import { initBackend } from '../src/inference/backend';
+import { trainClassifier, accuracy } from '../src/inference/train';
+import { loadClassifier } from '../src/inference/model-io';
+import { renderDataset } from '../src/data/synthetic';
+import { splitByGroup } from '../src/data/gtsrb';
+import { runCli, tempDir } from './helpers';
+
+describe('training', function () {
+  this.timeout(240000);
+  before(async () => {
+    await initBackend();
+  });
+
+  it('clearly learns the 43 synthetic classes in a few epochs', async () => {
+    const all = renderDataset({ perClass: 30, size: 32, seed: 11 });
+    const { train, val } = splitByGroup(all, 0.2, 1);
+    assert.strictEqual(new Set(train.labels).size, 43);
+    const before = tf.memory().numTensors;
+    const r = await trainClassifier(train, val, {
+      arch: 'cnn4-small', epochs: 6, batchSize: 32, learningRate: 2e-3, seed: 3, patience: 6, augment: false,
+    });
+    const acc = await accuracy(r.classifier, val);
+    // Chance is 1/43 ≈ 2.3 %.
+    assert.ok(acc > 0.35, `validation accuracy ${acc}`);
+    assert.ok(r.history[r.history.length - 1].trainLoss < r.history[0].trainLoss, 'loss decreases');
+    r.model.dispose();
+    assert.ok(tf.memory().numTensors <= before + 2, `tensors leaked: ${before} → ${tf.memory().numTensors}`);
+  });
+
+  it('advsign train writes model.json, weights and a card; evaluate reads them back', async () => {
+    const out = path.join(tempDir(), 'syn');
+    const r = await runCli(['train', '--data', 'synthetic', '--per-class', '12', '--epochs', '2', '--arch', 'cnn4-small', '--out', out]);
+    assert.strictEqual(r.code, 0, r.stderr);
+    for (const f of ['model.json', 'weights.bin', 'card.json']) assert.ok(fs.existsSync(path.join(out, f)), f);
+    const card = JSON.parse(fs.readFileSync(path.join(out, 'card.json'), 'utf8'));
+    assert.strictEqual(card.architecture, 'cnn4-small');
+    assert.strictEqual(card.inputSize, 32);
+    assert.strictEqual(card.training.epochsRun, 2);
+    assert.ok(card.cleanAccuracy.validation >= 0 && card.cleanAccuracy.test >= 0);
+    assert.match(r.stdout, /saved .*validation .*test/);
+    assert.ok(!fs.existsSync(out + '.checkpoints'), 'checkpoints cleaned up');
+    const jsonFile = path.join(path.dirname(out), 'eval.json');
+    const e = await runCli(['evaluate', '--model', out, '--data', 'synthetic', '--limit', '86', '--json', jsonFile]);
+    assert.strictEqual(e.code, 0, e.stderr);
+    const report = JSON.parse(fs.readFileSync(jsonFile, 'utf8'));
+    assert.strictEqual(report.n, 86);
+    assert.strictEqual(report.split, 'test');
+    assert.ok(report.clean.accuracy >= 0 && report.clean.accuracy <= 1);
+    assert.strictEqual(report.clean.confusion.length, 43);
+    assert.strictEqual(report.clean.perClass.length, 43);
+  });
+
+  it('Ctrl-C / SIGTERM ends training cleanly with the best epoch saved; a killed run leaves whole checkpoints', async () => {
+    const out = path.join(tempDir(), 'int');
+    let sent = false;
+    const r = await runCli(['train', '--data', 'synthetic', '--per-class', '20', '--epochs', '50', '--arch', 'cnn4-small', '--out', out], {
+      onStderr: (text, kill) => {
+        // After the first epoch's checkpoint, interrupt like a user at the terminal.
+        if (!sent && /val \d/.test(text) && fs.existsSync(path.join(out + '.checkpoints', 'checkpoint', 'model.json'))) {
+          sent = true;
+          // SIGTERM: shells start background jobs (CI) with SIGINT ignored, so SIGINT may never arrive.
+          kill('SIGTERM');
+        }
+      },
+    });
+    assert.ok(sent, 'interrupt was sent');
+    assert.strictEqual(r.code, 0, r.stderr);
+    assert.match(r.stderr, /interrupted/);
+    const clf = await loadClassifier(out);
+    assert.strictEqual(clf.numClasses, 43);
+
+    const out2 = path.join(tempDir(), 'kill');
+    let killed = false;
+    await runCli(['train', '--data', 'synthetic', '--per-class', '20', '--epochs', '50', '--arch', 'cnn4-small', '--out', out2], {
+      onStderr: (text, kill) => {
+        if (!killed && (text.match(/val \d/g) ?? []).length >= 2) {
+          killed = true;
+          kill('SIGKILL');
+        }
+      },
+    });
+    assert.ok(killed);
+    const ckpt = await loadClassifier(path.join(out2 + '.checkpoints', 'checkpoint'));
+    assert.strictEqual(ckpt.inputSize, 32);
+    const leftovers = fs.readdirSync(path.dirname(out2)).filter((f) => f.includes('.saving-'));
+    // A kill can land mid-save: then only a staging folder is left, never a half checkpoint.
+    assert.ok(leftovers.every((f) => !f.startsWith('checkpoint')), leftovers.join(','));
+  });
+});
