@@ -44,6 +44,12 @@ export interface TrainOptions {
   progress?: boolean;
   /** Polled between batches: true ends training after the current batch (Ctrl-C). */
   shouldStop?: () => boolean;
+  /**
+   * 'cosine': the learning rate falls from `learningRate` to 1 % of it along a half cosine over the
+   * run — over the epochs, or over `maxSeconds` if that runs out first (so a time-boxed run still
+   * ends at a low rate). 'plateau': constant, halved after two epochs without validation gain.
+   */
+  schedule?: 'cosine' | 'plateau';
   /** Start from this model instead of a fresh one (fine-tuning). */
   initialModel?: tf.LayersModel;
 }
@@ -117,6 +123,13 @@ export async function trainClassifier(trainSet: ImageSet, valSet: ImageSet, opti
     for (let step = 0; step < stepsPerEpoch; step++) {
       if (o.shouldStop?.()) { interrupted = true; break; }
       if (o.maxSeconds && (Date.now() - t0) / 1000 > o.maxSeconds) { interrupted = true; break; }
+      if (o.schedule === 'cosine') {
+        const byEpochs = ((epoch - 1) * stepsPerEpoch + step) / (o.epochs * stepsPerEpoch);
+        const byTime = o.maxSeconds ? (Date.now() - t0) / 1000 / o.maxSeconds : 0;
+        const prog = Math.min(1, Math.max(byEpochs, byTime));
+        lr = o.learningRate * (0.01 + 0.99 * 0.5 * (1 + Math.cos(Math.PI * prog)));
+        (optimizer as unknown as { learningRate: number }).learningRate = lr;
+      }
       const idx = order.subarray(step * o.batchSize, Math.min(trainSet.n, (step + 1) * o.batchSize));
       const { x, y } = gatherBatch(trainSet, idx);
       const [loss, nCorrect, nSeen] = tf.tidy(() => {
@@ -158,7 +171,7 @@ export async function trainClassifier(trainSet: ImageSet, valSet: ImageSet, opti
     } else {
       sincebest++;
       // Halve the step size on a plateau before giving up on it.
-      if (sincebest % 2 === 0) {
+      if (o.schedule !== 'cosine' && sincebest % 2 === 0) {
         lr /= 2;
         (optimizer as unknown as { learningRate: number }).learningRate = lr;
       }

@@ -1,0 +1,219 @@
+/**
+ * Helpers shared by the attacks: option parsing, targets, gradients of logit-based losses,
+ * projections onto norm balls, and success checks. Everything that returns a tensor runs in
+ * tf.tidy so callers only own what they get back.
+ */
+import { tf, Tensor1D, Tensor2D, Tensor4D } from '../inference/tf';
+import type { Classifier } from '../inference/model';
+import { UserError } from '../data/types';
+import { createRng } from '../data/random';
+import type { AttackOptions } from './types';
+
+/** A finite number option (attack-specific extras arrive as `unknown`). */
+export function numberOption(o: AttackOptions, key: string, def: number): number {
+  const v = o[key];
+  if (v === undefined || v === null) return def;
+  if (typeof v !== 'number' || !Number.isFinite(v)) throw new UserError(`option '${key}' must be a finite number, got ${String(v)}`);
+  return v;
+}
+
+export function intOption(o: AttackOptions, key: string, def: number, min = 0): number {
+  const v = numberOption(o, key, def);
+  if (!Number.isInteger(v) || v < min) throw new UserError(`option '${key}' must be an integer ≥ ${min}, got ${v}`);
+  return v;
+}
+
+export function stringOption<T extends string>(o: AttackOptions, key: string, allowed: readonly T[], def: T): T {
+  const v = o[key];
+  if (v === undefined || v === null) return def;
+  if (typeof v !== 'string' || !(allowed as readonly string[]).includes(v)) {
+    throw new UserError(`option '${key}' must be one of ${allowed.join(', ')}, got ${String(v)}`);
+  }
+  return v as T;
+}
+
+/** The budget of an eps-bounded attack: required, finite, ≥ 0. */
+export function requireEps(o: AttackOptions, attack: string): number {
+  const eps = o.eps;
+  if (eps === undefined) throw new UserError(`attack '${attack}' needs eps`);
+  if (!Number.isFinite(eps) || eps < 0) throw new UserError(`attack '${attack}': eps must be a finite number ≥ 0, got ${eps}`);
+  return eps;
+}
+
+/** Class ids of a label tensor as an Int32Array (labels may arrive as int32 or float32). */
+export function labelArray(labels: Tensor1D): Int32Array {
+  return Int32Array.from(labels.dataSync() as ArrayLike<number>);
+}
+
+/**
+ * Per-image targets when `targeted`, else null. `target` applies to every image, `targets`
+ * gives one per image. Out-of-range ids are a UserError (not silently wrapped by oneHot).
+ */
+export function resolveTargets(o: AttackOptions, n: number, numClasses: number, attack: string): Int32Array | null {
+  if (!o.targeted) return null;
+  let t: Int32Array;
+  if (o.targets) {
+    if (o.targets.length !== n) throw new UserError(`attack '${attack}': targets has ${o.targets.length} entries for ${n} images`);
+    t = o.targets;
+  } else if (o.target !== undefined) {
+    t = new Int32Array(n).fill(o.target);
+  } else {
+    throw new UserError(`attack '${attack}': targeted mode needs target or targets`);
+  }
+  for (const v of t) {
+    if (!Number.isInteger(v) || v < 0 || v >= numClasses) {
+      throw new UserError(`attack '${attack}': target class ${v} is outside 0..${numClasses - 1}`);
+    }
+  }
+  return t;
+}
+
+/** Rejects targeted mode for attacks that have none (rather than silently running untargeted). */
+export function rejectTargeted(o: AttackOptions, attack: string): void {
+  if (o.targeted) throw new UserError(`attack '${attack}' has no targeted mode`);
+}
+
+/** Row-wise argmax of a [n, k] logits array. */
+export function argmaxRows(logits: Float32Array | Int32Array, n: number, k: number): Int32Array {
+  const out = new Int32Array(n);
+  for (let i = 0; i < n; i++) {
+    let best = 0;
+    for (let j = 1; j < k; j++) if (logits[i * k + j] > logits[i * k + best]) best = j;
+    out[i] = best;
+  }
+  return out;
+}
+
+/**
+ * Margin on logits: untargeted Z_y − max_{j≠y} Z_j, targeted max_{j≠t} Z_j − Z_t.
+ * Negative exactly when the attack has succeeded, so "lower is better" in both modes.
+ */
+export function marginsFromLogits(logits: Float32Array, n: number, k: number, cls: Int32Array, targeted: boolean): Float32Array {
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    const c = cls[i];
+    let other = -Infinity;
+    for (let j = 0; j < k; j++) if (j !== c && logits[i * k + j] > other) other = logits[i * k + j];
+    const zc = logits[i * k + c];
+    out[i] = targeted ? other - zc : zc - other;
+  }
+  return out;
+}
+
+/** The same margin as a differentiable tensor [n]. */
+export function marginTensor(logits: Tensor2D, cls: Tensor1D, targeted: boolean): Tensor1D {
+  return tf.tidy(() => {
+    const k = logits.shape[1];
+    const oh = tf.oneHot(tf.cast(cls, 'int32'), k);
+    const zc = tf.sum(tf.mul(logits, oh), 1);
+    // Push the class itself far down so max picks the best other class.
+    const other = tf.max(tf.sub(logits, tf.mul(oh, 1e9)), 1);
+    return (targeted ? tf.sub(other, zc) : tf.sub(zc, other)) as Tensor1D;
+  });
+}
+
+/** Summed (not averaged) cross-entropy on logits: each image's gradient keeps its own scale. */
+export function ceSum(logits: Tensor2D, cls: Tensor1D): tf.Scalar {
+  return tf.tidy(() => {
+    const oh = tf.oneHot(tf.cast(cls, 'int32'), logits.shape[1]);
+    return tf.losses.softmaxCrossEntropy(oh, logits, undefined, undefined, tf.Reduction.SUM) as tf.Scalar;
+  });
+}
+
+/**
+ * Gradient of the attack objective w.r.t. the input: +∇CE(label) untargeted (climb the true
+ * class loss), −∇CE(target) targeted (descend the target loss). Adding it helps the attack.
+ */
+export function ascentGradient(model: Classifier, x: Tensor4D, labels: Tensor1D, targets: Tensor1D | null): Tensor4D {
+  return tf.tidy(() => {
+    const cls = targets ?? labels;
+    const g = tf.grad((xx) => ceSum(model.logits(xx as Tensor4D), cls))(x) as Tensor4D;
+    return targets ? tf.neg(g) : g;
+  });
+}
+
+/** Clips `adv` into the L∞ ball of radius eps around `clean`, then into [0, 1]. */
+export function projectLinf(adv: Tensor4D, clean: Tensor4D, eps: number): Tensor4D {
+  return tf.tidy(() => {
+    const d = tf.clipByValue(tf.sub(adv, clean), -eps, eps);
+    return tf.clipByValue(tf.add(clean, d), 0, 1) as Tensor4D;
+  });
+}
+
+/** Per-image L2 norm as [n, 1, 1, 1] (broadcasts against images). */
+export function l2PerImage(d: Tensor4D): Tensor4D {
+  return tf.tidy(() => tf.sqrt(tf.sum(tf.square(d), [1, 2, 3], true)) as Tensor4D);
+}
+
+/**
+ * Projects `adv` onto the L2 ball of radius eps around `clean`, then clips to [0, 1]. Clipping
+ * after projecting is safe: it moves every coordinate towards `clean`, so the norm only shrinks.
+ * The 1e-6 shrink absorbs float32 rounding so the bound holds when measured afterwards.
+ */
+export function projectL2(adv: Tensor4D, clean: Tensor4D, eps: number): Tensor4D {
+  return tf.tidy(() => {
+    const d: Tensor4D = tf.sub(adv, clean);
+    const norm = l2PerImage(d);
+    const scale = tf.minimum(1, tf.div(eps * (1 - 1e-6), tf.maximum(norm, 1e-12)));
+    return tf.clipByValue(tf.add(clean, tf.mul(d, scale)), 0, 1) as Tensor4D;
+  });
+}
+
+/** Predicted class per image. */
+export async function predictBatch(model: Classifier, x: Tensor4D): Promise<Int32Array> {
+  const p = tf.tidy(() => tf.argMax(model.logits(x), 1));
+  const out = Int32Array.from(await p.data());
+  p.dispose();
+  return out;
+}
+
+/** 1 where the prediction is the target (targeted) or differs from the label (untargeted). */
+export function successFromPredictions(pred: Int32Array, labels: Int32Array, targets: Int32Array | null): Uint8Array {
+  const s = new Uint8Array(pred.length);
+  for (let i = 0; i < pred.length; i++) s[i] = (targets ? pred[i] === targets[i] : pred[i] !== labels[i]) ? 1 : 0;
+  return s;
+}
+
+export async function successOf(model: Classifier, adv: Tensor4D, labels: Int32Array, targets: Int32Array | null): Promise<Uint8Array> {
+  return successFromPredictions(await predictBatch(model, adv), labels, targets);
+}
+
+/**
+ * For attacks that need a target even when untargeted (JSMA, L-BFGS): the runner-up class by
+ * clean logits, or a random class other than the label.
+ */
+export async function fallbackTargets(model: Classifier, x: Tensor4D, labels: Int32Array, mode: 'second' | 'random', seed: number): Promise<Int32Array> {
+  const n = labels.length, k = model.numClasses;
+  const out = new Int32Array(n);
+  if (mode === 'random') {
+    const rand = createRng(seed);
+    for (let i = 0; i < n; i++) {
+      let t = Math.floor(rand() * (k - 1));
+      if (t >= labels[i]) t++;
+      out[i] = t;
+    }
+    return out;
+  }
+  const lg = tf.tidy(() => model.logits(x));
+  const z = await lg.data() as Float32Array;
+  lg.dispose();
+  for (let i = 0; i < n; i++) {
+    let best = -1;
+    for (let j = 0; j < k; j++) if (j !== labels[i] && (best < 0 || z[i * k + j] > z[i * k + best])) best = j;
+    out[i] = best;
+  }
+  return out;
+}
+
+/** A seed for tf random ops derived from the options (tf wants a number; undefined = random). */
+export function seedOption(o: AttackOptions, def = 0): number {
+  return o.seed ?? def;
+}
+
+/** Per-image select: rows of `a` where cond[i], else rows of `b` (cond is [n] bool). */
+export function selectRows<T extends tf.Tensor>(cond: tf.Tensor, a: T, b: T): T {
+  return tf.tidy(() => {
+    const shape = [cond.shape[0], ...a.shape.slice(1).map(() => 1)];
+    return tf.where(tf.reshape(cond, shape), a, b) as T;
+  });
+}

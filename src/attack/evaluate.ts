@@ -1,0 +1,278 @@
+/**
+ * The robustness sweep behind `advsign evaluate`: clean accuracy, then for every attack and eps
+ * the accuracy under attack, the attack's success rate, perturbation norms, speed, per-class
+ * accuracy, and a few example triples for the report.
+ *
+ * Definitions (also in the JSON):
+ *   accuracy     over all n images: prediction on the attacked image equals the label;
+ *   successRate  over the images classified correctly when clean: attacked prediction is wrong;
+ *   meanL0/L2/Linf  over those successful images (null when there are none); L0 counts pixels;
+ *   imagesPerSecond  images attacked per second of attack time (null when nothing ran).
+ * eps = 0 means the clean images (nothing is run). Minimal-perturbation attacks (DeepFool, C&W,
+ * L-BFGS, fooling images: `usesEps` false) run once per batch and are scored per eps the way
+ * Foolbox does it: an example counts only if its perturbation, in the attack's own norm, is
+ * ≤ eps (else the clean image stands). JSMA's L0 budget is its own (`maxFraction`), so its
+ * result is the same for every eps > 0. L2 attacks get their own budgets (`l2EpsList`). Attacks
+ * run untargeted.
+ */
+import { tf, Tensor4D } from '../inference/tf';
+import type { Classifier } from '../inference/model';
+import { ImageSet, UserError } from '../data/types';
+import type { Attack, AttackOptions, Norm } from './types';
+import { getAttack } from './registry';
+import { normsFromArrays, PerturbationNorms } from './norms';
+
+export interface EvaluateProgress {
+  attack: string;
+  /** Images attacked so far for this attack (all eps values of a batch count once). */
+  done: number;
+  total: number;
+}
+
+export interface EvaluateOptions {
+  attacks: string[];
+  epsList: number[];
+  batchSize: number;
+  /** Evaluate only the first `limit` images. */
+  limit?: number;
+  onProgress?: (p: EvaluateProgress) => void;
+  /** Extra options per attack name, e.g. { pgd: { steps: 20 }, square: { maxQueries: 500 } }. */
+  attackOptions?: Record<string, AttackOptions>;
+  /** Example triples kept per attack, at its largest eps (default 4). */
+  examplesPerAttack?: number;
+  seed?: number;
+  /**
+   * Budgets for L2-norm attacks (PGD-L2, DeepFool, C&W, L-BFGS). An L∞ eps is meaningless as an
+   * L2 radius (8/255 in L2 is almost nothing), so by default each eps is mapped to
+   * eps · 16 · s/32: RobustBench's pairing of L∞ 8/255 with L2 0.5 for 32×32×3 images.
+   */
+  l2EpsList?: number[];
+}
+
+/** L2 radius paired with an L∞ eps for s×s RGB images (8/255 ↔ 0.5 at 32×32). */
+export function defaultL2Eps(eps: number, size: number): number {
+  return eps * 16 * size / 32;
+}
+
+export interface RobustnessRow {
+  attack: string;
+  title: string;
+  norm: Norm;
+  eps: number;
+  accuracy: number;
+  successRate: number | null;
+  meanL0: number | null;
+  meanL2: number | null;
+  meanLinf: number | null;
+  imagesPerSecond: number | null;
+  /** Per class id: accuracy under this attack, null for classes absent from the data. */
+  perClassAccuracy: (number | null)[];
+}
+
+export interface AdversarialExample {
+  attack: string;
+  eps: number;
+  index: number;
+  label: number;
+  cleanPrediction: number;
+  cleanConfidence: number;
+  adversarialPrediction: number;
+  adversarialConfidence: number;
+  success: boolean;
+  size: number;
+  /** size·size·3 floats in [0, 1], HWC. */
+  clean: Float32Array;
+  adversarial: Float32Array;
+}
+
+export interface RobustnessResult {
+  n: number;
+  numClasses: number;
+  clean: { accuracy: number; perClassAccuracy: (number | null)[] };
+  results: RobustnessRow[];
+  examples: AdversarialExample[];
+}
+
+interface Acc {
+  correct: number;
+  cleanCorrect: number;
+  fooled: number;
+  l0: number; l2: number; linf: number;
+  seconds: number;
+  attacked: number;
+  classCorrect: Int32Array;
+}
+
+interface Predictions { pred: Int32Array; conf: Float32Array }
+
+async function predictWithConfidence(model: Classifier, x: Tensor4D): Promise<Predictions> {
+  const [p, c] = tf.tidy(() => {
+    const probs = tf.softmax(model.logits(x));
+    return [tf.argMax(probs, 1), tf.max(probs, 1)];
+  });
+  const out = { pred: Int32Array.from(await p.data()), conf: Float32Array.from(await c.data()) };
+  p.dispose(); c.dispose();
+  return out;
+}
+
+function perClass(correct: Int32Array, total: Int32Array): (number | null)[] {
+  return Array.from(total, (t, c) => (t > 0 ? correct[c] / t : null));
+}
+
+/** Up to `k` items evenly spaced through `items` (candidates come in data order). */
+function spread<T>(items: T[], k: number): T[] {
+  if (k <= 0) return [];
+  if (items.length <= k) return items;
+  return Array.from({ length: k }, (_, i) => items[Math.floor(i * items.length / k)]);
+}
+
+function normOf(norms: PerturbationNorms, norm: Norm, i: number): number {
+  return norm === 'l0' ? norms.l0[i] : norm === 'l2' ? norms.l2[i] : norms.linf[i];
+}
+
+export async function evaluateRobustness(model: Classifier, set: ImageSet, opts: EvaluateOptions): Promise<RobustnessResult> {
+  const attacks: Attack[] = opts.attacks.map(getAttack);
+  for (const e of opts.epsList) if (!Number.isFinite(e) || e < 0) throw new UserError(`eps ${e} must be a finite number ≥ 0`);
+  if (!Number.isInteger(opts.batchSize) || opts.batchSize < 1) throw new UserError(`batch size must be a positive integer, got ${opts.batchSize}`);
+  if (set.size !== model.inputSize) throw new UserError(`images are ${set.size}×${set.size} but the model expects ${model.inputSize}×${model.inputSize}`);
+  const n = Math.min(set.n, opts.limit ?? set.n);
+  const s = set.size, px = s * s * 3, k = model.numClasses;
+  const bs = opts.batchSize;
+  const keep = opts.examplesPerAttack ?? 4;
+  const labels = set.labels.subarray(0, n);
+  const classTotal = new Int32Array(k);
+  for (const y of labels) if (y >= 0 && y < k) classTotal[y]++;
+
+  const batchTensor = (start: number, m: number) => tf.tensor4d(set.images.subarray(start * px, (start + m) * px), [m, s, s, 3]);
+
+  // Clean pass.
+  const clean: Predictions = { pred: new Int32Array(n), conf: new Float32Array(n) };
+  for (let i = 0; i < n; i += bs) {
+    const m = Math.min(bs, n - i);
+    const x = batchTensor(i, m);
+    const p = await predictWithConfidence(model, x);
+    x.dispose();
+    clean.pred.set(p.pred, i);
+    clean.conf.set(p.conf, i);
+  }
+  const cleanClassCorrect = new Int32Array(k);
+  let cleanCorrect = 0;
+  for (let i = 0; i < n; i++) if (clean.pred[i] === labels[i]) { cleanCorrect++; cleanClassCorrect[labels[i]]++; }
+
+  const results: RobustnessRow[] = [];
+  const examples: AdversarialExample[] = [];
+  const l2EpsList = opts.l2EpsList ?? opts.epsList.map((e) => defaultL2Eps(e, s));
+  for (const e of l2EpsList) if (!Number.isFinite(e) || e < 0) throw new UserError(`L2 eps ${e} must be a finite number ≥ 0`);
+  for (const attack of attacks) {
+    const epsList = [...new Set(attack.norm === 'l2' ? l2EpsList : opts.epsList)];
+    const exampleEps = epsList.length ? Math.max(...epsList) : 0;
+    const acc = new Map<number, Acc>(epsList.map((e) => [e, {
+      correct: 0, cleanCorrect: 0, fooled: 0, l0: 0, l2: 0, linf: 0, seconds: 0, attacked: 0, classCorrect: new Int32Array(k),
+    }]));
+    const good = new Map<number, AdversarialExample>();
+    const other = new Map<number, AdversarialExample>();
+    const extra = opts.attackOptions?.[attack.name] ?? {};
+    for (let i = 0; i < n; i += bs) {
+      const m = Math.min(bs, n - i);
+      const x = batchTensor(i, m);
+      const y = tf.tensor1d(labels.subarray(i, i + m), 'int32');
+      const cleanData = set.images.subarray(i * px, (i + m) * px);
+      // One attack run per eps, or a single run for minimal-perturbation attacks.
+      const runs = new Map<number, { adv: Float32Array; p: Predictions; norms: PerturbationNorms; seconds: number }>();
+      let single: { adv: Float32Array; p: Predictions; norms: PerturbationNorms; seconds: number } | null = null;
+      try {
+        for (const eps of epsList) {
+          if (eps === 0) continue;
+          if (!attack.usesEps && single) continue;
+          const t0 = process.hrtime.bigint();
+          const r = await attack.run(model, x, y, { seed: opts.seed ?? 0, ...extra, eps, targeted: false });
+          const adv = Float32Array.from(await r.adversarial.data() as Float32Array);
+          const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+          const p = await predictWithConfidence(model, r.adversarial);
+          r.adversarial.dispose();
+          const run = { adv, p, norms: normsFromArrays(cleanData, adv, m), seconds };
+          if (attack.usesEps) runs.set(eps, run); else single = run;
+        }
+      } finally {
+        x.dispose();
+        y.dispose();
+      }
+      for (const eps of epsList) {
+        const a = acc.get(eps) as Acc;
+        const run = eps === 0 ? null : attack.usesEps ? runs.get(eps) ?? null : single;
+        // A minimal-perturbation run serves every eps, so each row reports that run's speed.
+        if (run) { a.seconds += run.seconds; a.attacked += m; }
+        for (let j = 0; j < m; j++) {
+          const gi = i + j;
+          const label = labels[gi];
+          // Thresholding for minimal-perturbation attacks: too large a perturbation does not count.
+          const counts = run != null && (attack.usesEps || attack.norm === 'l0' || normOf(run.norms, attack.norm, j) <= eps * (1 + 1e-6));
+          const pred = counts && run ? run.p.pred[j] : clean.pred[gi];
+          if (pred === label) { a.correct++; a.classCorrect[label]++; }
+          if (clean.pred[gi] === label) {
+            a.cleanCorrect++;
+            if (pred !== label) {
+              a.fooled++;
+              if (run) { a.l0 += run.norms.l0[j]; a.l2 += run.norms.l2[j]; a.linf += run.norms.linf[j]; }
+            }
+          }
+          // Example candidates: the first success (and first failure) per true class, so the
+          // report shows different signs rather than the first few images of one class.
+          if (eps === exampleEps && run && keep > 0) {
+            const success = counts && clean.pred[gi] === label && pred !== label;
+            const pool = success ? good : other;
+            if (!pool.has(label)) {
+              pool.set(label, {
+                attack: attack.name, eps, index: gi, label,
+                cleanPrediction: clean.pred[gi], cleanConfidence: clean.conf[gi],
+                adversarialPrediction: pred,
+                adversarialConfidence: counts ? run.p.conf[j] : clean.conf[gi],
+                success, size: s,
+                clean: Float32Array.from(cleanData.subarray(j * px, (j + 1) * px)),
+                adversarial: counts ? run.adv.slice(j * px, (j + 1) * px) : Float32Array.from(cleanData.subarray(j * px, (j + 1) * px)),
+              });
+            }
+          }
+        }
+      }
+      opts.onProgress?.({ attack: attack.name, done: i + m, total: n });
+    }
+    const picked = spread([...good.values()], keep);
+    examples.push(...picked, ...spread([...other.values()], keep - picked.length));
+    for (const eps of epsList) {
+      const a = acc.get(eps) as Acc;
+      results.push({
+        attack: attack.name, title: attack.title, norm: attack.norm, eps,
+        accuracy: n ? a.correct / n : NaN,
+        successRate: a.cleanCorrect ? a.fooled / a.cleanCorrect : null,
+        meanL0: a.fooled ? a.l0 / a.fooled : null,
+        meanL2: a.fooled ? a.l2 / a.fooled : null,
+        meanLinf: a.fooled ? a.linf / a.fooled : null,
+        imagesPerSecond: a.attacked && a.seconds > 0 ? a.attacked / a.seconds : null,
+        perClassAccuracy: perClass(a.classCorrect, classTotal),
+      });
+    }
+  }
+  return {
+    n, numClasses: k,
+    clean: { accuracy: n ? cleanCorrect / n : NaN, perClassAccuracy: perClass(cleanClassCorrect, classTotal) },
+    results, examples,
+  };
+}
+
+export interface EvaluationMeta {
+  model: string;
+  data: string;
+  split: string;
+  backend: string;
+}
+
+/** The `evaluate --json` document (DESIGN.md); example pixels are left out. */
+export function robustnessToJson(result: RobustnessResult, meta: EvaluationMeta): Record<string, unknown> {
+  return {
+    model: meta.model, data: meta.data, split: meta.split, n: result.n, backend: meta.backend,
+    clean: result.clean,
+    results: result.results,
+    examples: result.examples.map(({ clean: _c, adversarial: _a, ...rest }) => rest),
+  };
+}

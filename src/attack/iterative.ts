@@ -1,0 +1,117 @@
+/**
+ * The gradient-step loop behind BIM, PGD (L∞ and L2) and MI-FGSM: one helper so the projection,
+ * clipping and tensor bookkeeping are written (and tested) once.
+ */
+import { tf, Tensor1D, Tensor4D } from '../inference/tf';
+import type { Classifier } from '../inference/model';
+import { ascentGradient, l2PerImage, marginsFromLogits, projectL2, projectLinf, selectRows } from './common';
+
+export interface IterateOptions {
+  norm: 'linf' | 'l2';
+  eps: number;
+  steps: number;
+  stepSize: number;
+  /** Starting point (already inside the ball); defaults to the clean images. */
+  start?: Tensor4D;
+  /** MI-FGSM decay factor μ; 0 (default) = plain BIM/PGD. */
+  momentum?: number;
+}
+
+/** Runs the iterations and returns the final adversarial batch (caller disposes). */
+export function iterateAttack(model: Classifier, x: Tensor4D, labels: Tensor1D, targets: Tensor1D | null, o: IterateOptions): Tensor4D {
+  const project = o.norm === 'linf' ? projectLinf : projectL2;
+  let adv = o.start ? o.start.clone() : x.clone();
+  let g: Tensor4D | null = null; // momentum accumulator
+  for (let s = 0; s < o.steps; s++) {
+    const next = tf.tidy(() => {
+      let grad = ascentGradient(model, adv, labels, targets);
+      if (o.momentum) {
+        // MI-FGSM: normalise by the mean |grad| (L1 up to a constant) so old and new gradients
+        // are on the same scale, then accumulate with decay μ.
+        const l1 = tf.maximum(tf.mean(tf.abs(grad), [1, 2, 3], true), 1e-12);
+        const acc: Tensor4D = g ? tf.add(tf.mul(g, o.momentum), tf.div(grad, l1)) : tf.div(grad, l1);
+        grad = acc;
+      }
+      let step: Tensor4D;
+      if (o.norm === 'linf') {
+        step = tf.mul(tf.sign(grad), o.stepSize);
+      } else {
+        // L2 steepest ascent: the gradient direction with L2 length stepSize.
+        step = tf.mul(grad, tf.div(o.stepSize, tf.maximum(l2PerImage(grad), 1e-12)));
+      }
+      return { adv: project(tf.add(adv, step), x, o.eps), g: o.momentum ? grad : undefined };
+    });
+    adv.dispose();
+    g?.dispose();
+    adv = next.adv;
+    g = next.g ?? null;
+  }
+  g?.dispose();
+  return adv;
+}
+
+/** Margins (lower = better for the attacker, < 0 = success) of a batch; see marginsFromLogits. */
+export async function batchMargins(model: Classifier, adv: Tensor4D, cls: Int32Array, targeted: boolean): Promise<Float32Array> {
+  const lg = tf.tidy(() => model.logits(adv));
+  const z = await lg.data() as Float32Array;
+  lg.dispose();
+  return marginsFromLogits(z, cls.length, model.numClasses, cls, targeted);
+}
+
+export interface RestartOptions {
+  norm: 'linf' | 'l2';
+  eps: number;
+  steps: number;
+  stepSize: number;
+  randomStart: boolean;
+  restarts: number;
+  seed: number;
+}
+
+/** A uniformly random point of the L∞ ball, or a random direction at a random radius of the L2 ball. */
+export function randomStart(x: Tensor4D, norm: 'linf' | 'l2', eps: number, seed: number): Tensor4D {
+  return tf.tidy(() => {
+    if (norm === 'linf') return projectLinf(tf.add(x, tf.randomUniform(x.shape, -eps, eps, 'float32', seed)), x, eps);
+    const dir = tf.randomNormal(x.shape, 0, 1, 'float32', seed) as Tensor4D;
+    const radius = tf.randomUniform([x.shape[0], 1, 1, 1], 0, eps, 'float32', seed + 7919);
+    return projectL2(tf.add(x, tf.mul(dir, tf.div(radius, l2PerImage(dir)))), x, eps);
+  });
+}
+
+/**
+ * PGD with restarts: each restart starts afresh (randomly when asked) and, per image, the result
+ * with the lowest margin so far is kept, so a later unlucky restart never undoes a success.
+ */
+export async function pgdWithRestarts(
+  model: Classifier, x: Tensor4D, labels: Tensor1D, y: Int32Array, targets: Int32Array | null, o: RestartOptions,
+): Promise<Tensor4D> {
+  const t = targets ? tf.tensor1d(targets, 'int32') : null;
+  const cls = targets ?? y;
+  let best: Tensor4D | null = null;
+  let bestMargin: Float32Array | null = null;
+  try {
+    // Without a random start every restart would repeat the first run exactly.
+    const restarts = o.randomStart ? Math.max(1, o.restarts) : 1;
+    for (let r = 0; r < restarts; r++) {
+      const start = o.randomStart ? randomStart(x, o.norm, o.eps, o.seed + 1000 * r) : undefined;
+      const adv = iterateAttack(model, x, labels, t, { ...o, start });
+      start?.dispose();
+      const m = await batchMargins(model, adv, cls, targets != null);
+      if (!best || !bestMargin) {
+        best = adv;
+        bestMargin = m;
+      } else {
+        const better = new Uint8Array(m.length);
+        for (let i = 0; i < m.length; i++) if (m[i] < bestMargin[i]) { better[i] = 1; bestMargin[i] = m[i]; }
+        const prev: Tensor4D = best;
+        best = tf.tidy(() => selectRows(tf.tensor1d(better, 'bool'), adv, prev));
+        prev.dispose();
+        adv.dispose();
+      }
+      if (bestMargin.every((v) => v < 0)) break;
+    }
+    return best as Tensor4D;
+  } finally {
+    t?.dispose();
+  }
+}
