@@ -9,11 +9,22 @@ import { loadDataset } from '../data/load';
 import { UserError } from '../data/types';
 import { CLASS_NAMES } from '../data/classes';
 import { int, parseFlags, required, str } from './args';
+import { parseAttackList, parseEpsList, attackNames } from '../attack/registry';
+import { evaluateRobustness, robustnessToJson, RobustnessResult } from '../attack/evaluate';
+import { renderReportHtml } from '../attack/report';
+import { progressBar, Progress } from '../util/progress';
+import { writeJsonAtomic, readCard, ModelCard, resolveModelPath } from '../inference/model-io';
 
 export const EVALUATE_HELP = `advsign evaluate --model models/NAME --data <dir|synthetic> [options]
 
   --split train|test     which split (default test)
   --limit N              evaluate about N images
+  --attack a,b           attacks to run: ${attackNames().join(', ')}
+  --eps LIST             perturbation budgets, e.g. 0,2/255,4/255,8/255 (default)
+  --steps N              iterations for iterative attacks (default: each attack's own)
+  --batch N              attack batch size (default 64)
+  --report FILE.html     a self-contained HTML report with plots and examples
+  --update-card          record the figures in the model's card.json
   --json FILE            write the figures as JSON ('-' for stdout)
   --backend NAME         tensorflow | wasm | cpu`;
 
@@ -21,12 +32,19 @@ export async function evaluateCommand(argv: string[]): Promise<void> {
   const f = parseFlags(argv, {
     model: { type: 'string' }, data: { type: 'string' }, split: { type: 'string' }, limit: { type: 'string' },
     json: { type: 'string' }, backend: { type: 'string' }, quiet: { type: 'boolean' },
+    attack: { type: 'string' }, eps: { type: 'string' }, steps: { type: 'string' }, batch: { type: 'string' },
+    report: { type: 'string' }, 'update-card': { type: 'boolean' },
   }, 'evaluate');
   const modelPath = required(f, 'model', 'evaluate');
   const data = required(f, 'data', 'evaluate');
   const split = str(f, 'split', 'test');
   if (split !== 'train' && split !== 'test') throw new UserError(`--split must be train or test, got '${split}'`);
   const limit = f.limit !== undefined ? int(f, 'limit', 0, 1) : undefined;
+  // Validate every attack name and eps before any slow work starts.
+  const attacks = f.attack !== undefined ? parseAttackList(str(f, 'attack') ?? '') : [];
+  const epsList = parseEpsList(str(f, 'eps', '0,2/255,4/255,8/255') as string);
+  const steps = f.steps !== undefined ? int(f, 'steps', 10, 1, 10000) : undefined;
+  const batchSize = int(f, 'batch', 64, 1, 4096);
   const backend = await initBackend(str(f, 'backend'));
   const clf = await loadClassifier(modelPath);
   const set = await loadDataset(data, { split, size: clf.inputSize, limit, progress: !f.quiet });
@@ -39,6 +57,48 @@ export async function evaluateCommand(argv: string[]): Promise<void> {
     clean: { accuracy: m.accuracy, imagesPerSecond: set.n / seconds, perClass: m.perClass, confusion: m.confusion },
     results: [] as unknown[],
   };
+  let robust: RobustnessResult | null = null;
+  if (attacks.length) {
+    let bar: Progress | null = null;
+    let current = '';
+    robust = await evaluateRobustness(clf, set, {
+      attacks: attacks.map((a) => a.name), epsList, batchSize,
+      attackOptions: steps ? Object.fromEntries(attacks.map((a) => [a.name, { steps }])) : undefined,
+      onProgress: f.quiet ? undefined : (p) => {
+        if (p.attack !== current) {
+          bar?.done();
+          current = p.attack;
+          bar = progressBar(`attack ${p.attack}`, p.total);
+        }
+        bar?.update(p.done);
+      },
+    });
+    (bar as Progress | null)?.done();
+    const json = robustnessToJson(robust, { model: modelPath, data, split, backend: backend.backend });
+    report.results = json.results as unknown[];
+    (report as Record<string, unknown>).examples = json.examples;
+  }
+  const reportFile = str(f, 'report');
+  if (reportFile) {
+    const html = await renderReportHtml(robust ?? {
+      n: set.n, numClasses: clf.numClasses, results: [], examples: [],
+      clean: { accuracy: m.accuracy, perClassAccuracy: m.perClass.map((c) => (c.n ? c.accuracy : null)) },
+    }, { model: modelPath, data, split, backend: backend.backend });
+    fs.mkdirSync(path.dirname(path.resolve(reportFile)), { recursive: true });
+    fs.writeFileSync(reportFile, html);
+  }
+  if (f['update-card']) {
+    const card = readCard(modelPath) ?? ({} as ModelCard);
+    const key = `${path.basename(path.resolve(data))}/${split}`;
+    const clean = (card.cleanAccuracy as Record<string, number> | undefined) ?? {};
+    clean[`${key}`] = m.accuracy;
+    const robustCard = (card.robustAccuracy as Record<string, unknown> | undefined) ?? {};
+    for (const r of (report.results as { attack: string; eps: number; accuracy: number; meanL2: number | null }[])) {
+      robustCard[`${r.attack}@${r.eps.toFixed(4)}`] = { data: key, n: set.n, eps: r.eps, accuracy: r.accuracy, meanL2: r.meanL2 };
+    }
+    writeJsonAtomic(path.join(path.dirname(resolveModelPath(modelPath)), 'card.json'),
+      { ...card, cleanAccuracy: clean, robustAccuracy: robustCard });
+  }
   const jsonOut = str(f, 'json');
   if (jsonOut === '-') process.stdout.write(JSON.stringify(report, null, 2) + '\n');
   else if (jsonOut) {
@@ -49,5 +109,11 @@ export async function evaluateCommand(argv: string[]): Promise<void> {
     console.log(`${modelPath} on ${data} ${split}: accuracy ${(m.accuracy * 100).toFixed(2)}% over ${set.n} images (${backend.backend}, ${(set.n / seconds).toFixed(0)} img/s)`);
     const worst = m.perClass.filter((c) => c.n > 0).sort((a, b) => a.accuracy - b.accuracy).slice(0, 5);
     console.log('weakest classes: ' + worst.map((c) => `${c.classId} ${CLASS_NAMES[c.classId]} ${(c.accuracy * 100).toFixed(1)}%`).join('; '));
+    for (const r of (report.results as { attack: string; eps: number; accuracy: number; successRate: number | null; meanL2: number | null; imagesPerSecond: number | null }[])) {
+      console.log(`  ${r.attack.padEnd(9)} eps ${(r.eps * 255).toFixed(1).padStart(5)}/255  accuracy ${(r.accuracy * 100).toFixed(2).padStart(6)}%` +
+        `  success ${r.successRate == null ? '  n/a' : (r.successRate * 100).toFixed(1) + '%'}` +
+        `  mean L2 ${r.meanL2 == null ? 'n/a' : r.meanL2.toFixed(3)}  ${r.imagesPerSecond == null ? '' : r.imagesPerSecond.toFixed(0) + ' img/s'}`);
+    }
+    if (reportFile) console.log(`report: ${reportFile}`);
   }
 }

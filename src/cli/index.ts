@@ -2,6 +2,8 @@
 import { UserError } from '../data/types';
 import { TRAIN_HELP } from './train';
 import { EVALUATE_HELP } from './evaluate';
+import { ATTACK_HELP } from './attack';
+import { SERVE_HELP } from './serve';
 import { version } from './paths';
 
 const USAGE = `advsign ${version()} — how easily is a traffic-sign classifier fooled?
@@ -18,7 +20,7 @@ usage: advsign <command> [options]
 
 'advsign <command> --help' shows a command's options.`;
 
-const HELP: Record<string, string> = { train: TRAIN_HELP, evaluate: EVALUATE_HELP };
+const HELP: Record<string, string> = { train: TRAIN_HELP, evaluate: EVALUATE_HELP, attack: ATTACK_HELP, serve: SERVE_HELP };
 
 type Command = (argv: string[]) => Promise<void>;
 
@@ -27,6 +29,8 @@ async function load(name: string): Promise<Command | null> {
   switch (name) {
     case 'train': return (await import('./train')).trainCommand;
     case 'evaluate': return (await import('./evaluate')).evaluateCommand;
+    case 'attack': return (await import('./attack')).attackCommand;
+    case 'serve': return (await import('./serve')).serveCommand;
     case 'bench': return (await import('./bench')).benchCommand;
     case 'info': return (await import('./info')).infoCommand;
     default: return null;

@@ -1,0 +1,112 @@
+/**
+ * `advsign serve`: the live daemon (camera → ROI → classify → attack → web page), one process.
+ * Configuration: flags > ADVSIGN_* environment > JSON config file > defaults. SIGTERM/SIGINT
+ * close the server, stop capture processes, unexport GPIO pins and free the model's tensors.
+ */
+import { initBackend } from '../inference/backend';
+import { tf } from '../inference/tf';
+import { parseFlags } from './args';
+import { configFlagOptions, loadConfig, tokenRequired, DEFAULT_CONFIG_FILE } from '../server/config';
+import { createLogger } from '../server/log';
+import { startServer } from '../server/app';
+import { loadServeModel, disposeClassifier } from '../server/model';
+import { createGpio } from '../gpio';
+import { SOURCE_SYNTAX, parseSourceSpec } from '../capture/factory';
+
+export const SERVE_HELP = `advsign serve [options]
+
+  --source SPEC          ${SOURCE_SYNTAX}
+                         (default auto: a camera when one is found, else the synthetic scene)
+                         ffmpeg inputs: /dev/video0, testsrc, a file, rtsp://… / http://…, or - (stdin:
+                         rpicam-vid -t 0 --codec mjpeg -o - | advsign serve --source ffmpeg:-)
+  --sources A,B          extra sources offered on the page (clients can pick only from this list)
+  --port N               default 8080 (0: any free port)
+  --host ADDR            default 127.0.0.1; any other address requires an access token
+  --token T              access token (generated and printed once when needed and not given)
+  --require-token        require the token even on loopback
+  --model DIR            default models/gtsrb-cnn ('untrained' runs with random weights)
+  --attack NAME          none | fgsm | bim | pgd | mifgsm (default fgsm)
+  --eps E                e.g. 8/255 (0 … 32/255)
+  --targeted --target N  aim for class N (default 14)
+  --steps N              iterations of bim/pgd/mifgsm (default 5)
+  --roi x,y,w,h          fractions of the frame (default: centre square, 70 % of the short side)
+  --width/--height/--fps capture size and rate (default 640×480 at 30)
+  --jpeg-quality N       frames sent to the page (default 80)
+  --gpio-button N        BCM pin of the push button (short: attack on/off, long: snapshot)
+  --gpio-led-ok N        BCM pin of the green LED (model right)
+  --gpio-led-fooled N    BCM pin of the red LED (model fooled)
+  --gpio-sysfs DIR       sysfs root (default /sys); --gpio-chip LABEL for non-Pi boards
+  --snapshot-dir DIR     where button snapshots go (default ./snapshots)
+  --max-clients N        default 20
+  --ffmpeg-input-args=A,B extra ffmpeg input options (e.g. =-input_format,mjpeg: a USB camera's own MJPEG)
+  --log-level L          debug | info | warn | error | silent (JSON lines on stderr)
+  --backend NAME         tensorflow | wasm | cpu
+  --config FILE          JSON file with the same keys in camelCase (default ${DEFAULT_CONFIG_FILE} if present)
+
+Environment: ADVSIGN_PORT, ADVSIGN_HOST, ADVSIGN_SOURCE, ADVSIGN_TOKEN, ADVSIGN_MODEL, ADVSIGN_EPS, …
+(every key as ADVSIGN_SNAKE_CASE), ADVSIGN_CONFIG for the file.
+Endpoints: / (page), /healthz, /metrics, /api/snapshot.png, /api/print?size_mm=200`;
+
+export async function serveCommand(argv: string[]): Promise<void> {
+  const flags = parseFlags(argv, { ...configFlagOptions(), config: { type: 'string' } }, 'serve');
+  const { config, file } = loadConfig({ flags, env: process.env });
+  // Bad source specs fail here, in one line, before the model is loaded or a port is bound.
+  for (const s of [config.source, ...config.sources]) parseSourceSpec(s);
+  const log = createLogger({ level: config.logLevel });
+  if (file) log.info('config.loaded', { file });
+  const backend = await initBackend(config.backend ?? undefined);
+  const model = await loadServeModel(config.model);
+  if (model.untrained) log.warn('model.untrained', { note: 'random weights: predictions are meaningless' });
+  log.info('model.loaded', { model: model.description, backend: backend.backend, inputSize: model.classifier.inputSize });
+
+  const gpio = createGpio({
+    button: config.gpioButton, ledOk: config.gpioLedOk, ledFooled: config.gpioLedFooled,
+    sysfsRoot: config.gpioSysfs, chipLabel: config.gpioChip ?? undefined, longPressMs: config.gpioLongPressMs,
+  }, { log });
+  if (gpio.state.mode !== 'disabled') log.info('gpio.ready', { mode: gpio.state.mode, pins: gpio.state.pins, ...(gpio.state.reason ? { reason: gpio.state.reason } : {}) });
+
+  let server;
+  try {
+    server = await startServer({ config, classifier: model.classifier, logger: log, gpio });
+  } catch (e) {
+    gpio.close();
+    disposeClassifier(model.classifier);
+    throw e;
+  }
+  // The one place the token appears: stdout, once, never in the logs.
+  if (server.token && (server.tokenGenerated || tokenRequired(config))) {
+    process.stdout.write(`advsign: open ${server.url}?token=${encodeURIComponent(server.token)}\n`);
+    if (server.tokenGenerated) process.stdout.write('advsign: (token generated for this run; set --token or ADVSIGN_TOKEN to keep one)\n');
+  } else {
+    process.stdout.write(`advsign: open ${server.url}\n`);
+  }
+
+  await new Promise<void>((resolve) => {
+    let stopping = false;
+    const onSignal = (sig: NodeJS.Signals): void => {
+      if (stopping) {
+        log.warn('shutdown.forced', { signal: sig });
+        process.exit(1);
+      }
+      stopping = true;
+      log.info('shutdown', { signal: sig });
+      void (async () => {
+        try {
+          await server.close();
+        } catch (e) {
+          log.error('shutdown.failed', { error: (e as Error).message });
+        }
+        gpio.close();
+        disposeClassifier(model.classifier);
+        log.info('shutdown.done', { numTensors: tf.memory().numTensors });
+        process.off('SIGTERM', onSignal);
+        process.off('SIGINT', onSignal);
+        // Anything still holding the loop open after a clean shutdown is a bug, not a reason to hang.
+        setTimeout(() => process.exit(process.exitCode ?? 0), 3000).unref();
+        resolve();
+      })();
+    };
+    process.on('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
+  });
+}

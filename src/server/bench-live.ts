@@ -1,0 +1,164 @@
+/**
+ * `advsign bench --live`: the whole daemon (capture → ROI → classify → attack → encode → socket)
+ * over a 640×480 ffmpeg test pattern at 30 fps with FGSM on, measured from outside: a socket.io
+ * client in the same process acks every frame as the page does. Reports frames per second,
+ * p95 end-to-end latency (frame arrival → encoded and handed to the socket), peak RSS and
+ * tf.memory().numTensors at the start and end of the measured window (flat = no tensor leak).
+ */
+import { tf } from '../inference/tf';
+import { initBackend } from '../inference/backend';
+import type { Classifier } from '../inference/model';
+import { UserError } from '../data/types';
+import { which } from '../capture/factory';
+import { DEFAULT_CONFIG, LiveAttack, ServeConfig } from './config';
+import { createLogger } from './log';
+import { startServer } from './app';
+import type { FrameResult } from './pipeline';
+import { loadServeModel, disposeClassifier } from './model';
+import { Ring, round, STAGES, Stage } from './stats';
+
+export interface LiveBenchOptions {
+  seconds?: number;
+  /** Source spec (default 'ffmpeg:testsrc' = lavfi testsrc at width×height, fps). */
+  source?: string;
+  attack?: LiveAttack;
+  eps?: number;
+  width?: number;
+  height?: number;
+  fps?: number;
+  /** A classifier to use; else modelDir, else the shipped model, else an untrained cnn4 (same cost). */
+  classifier?: Classifier;
+  modelDir?: string;
+  warmupSeconds?: number;
+  /** Attach a socket.io client that acks frames (default true when socket.io-client is installed). */
+  withClient?: boolean;
+}
+
+export interface LiveBenchResult {
+  framesPerSecond: number;
+  p95LatencyMs: number;
+  p50LatencyMs: number;
+  rssMB: number;
+  numTensorsStart: number;
+  numTensorsEnd: number;
+  frames: number;
+  droppedFrames: number;
+  seconds: number;
+  source: string;
+  attack: string;
+  eps: number;
+  backend: string;
+  model: string;
+  /** Per-stage p50/p95, ms. */
+  stages: Record<Stage, { p50: number; p95: number }>;
+  /** What the socket client received (null without a client). */
+  client: { framesPerSecond: number; p95LatencyMs: number } | null;
+  notes: string[];
+}
+
+export async function benchLive(opts: LiveBenchOptions = {}): Promise<LiveBenchResult> {
+  const seconds = opts.seconds ?? 10;
+  const source = opts.source ?? 'ffmpeg:testsrc';
+  const notes: string[] = [];
+  if ((source.startsWith('ffmpeg:') || source.startsWith('video:')) && !which('ffmpeg')) {
+    throw new UserError('the live bench needs ffmpeg on PATH (apt-get install ffmpeg)');
+  }
+  const backend = await initBackend();
+  let classifier = opts.classifier;
+  let modelName = 'injected classifier';
+  let owned = false;
+  if (!classifier) {
+    try {
+      const m = await loadServeModel(opts.modelDir ?? null);
+      classifier = m.classifier;
+      modelName = m.description;
+    } catch (e) {
+      if (opts.modelDir) throw e;
+      const m = await loadServeModel('untrained:cnn4');
+      classifier = m.classifier;
+      modelName = m.description;
+      notes.push('no trained model found: untrained cnn4 (same compute cost, meaningless predictions)');
+    }
+    owned = true;
+  }
+  const config: ServeConfig = {
+    ...DEFAULT_CONFIG, sources: [], ffmpegInputArgs: [], host: '127.0.0.1', port: 0, source, logLevel: 'warn',
+    attack: opts.attack ?? 'fgsm', eps: opts.eps ?? 8 / 255,
+    width: opts.width ?? 640, height: opts.height ?? 480, fps: opts.fps ?? 30,
+  };
+  const server = await startServer({ config, classifier, logger: createLogger({ level: 'warn' }), allowedSources: [source] });
+  let client: { disconnect(): void } | null = null;
+  const clientTimes: number[] = [];
+  const clientLat = new Ring(100_000);
+  let measuring = false;
+  try {
+    if (opts.withClient !== false) {
+      try {
+        const { io } = require('socket.io-client') as typeof import('socket.io-client');
+        const sock = io(server.url, { transports: ['websocket'], reconnection: false });
+        sock.on('frame', (p: { latency: { total: number }; sentAt: number }, ack?: () => void) => {
+          if (measuring) {
+            clientTimes.push(performance.now());
+            clientLat.push(p.latency.total + Math.max(0, Date.now() - p.sentAt));
+          }
+          ack?.();
+        });
+        client = sock;
+      } catch {
+        notes.push('socket.io-client not installed: measured at the server only');
+      }
+    }
+    // Warm up: first frames, first attack (kernel set-up), JIT.
+    const warm = Math.max(0.5, opts.warmupSeconds ?? 2);
+    const t0 = performance.now();
+    while (server.daemon.stats.frames < 5 && performance.now() - t0 < 15_000) await sleep(100);
+    if (server.daemon.stats.frames < 5) throw new Error(`no frames from ${source} within 15 s (status: ${server.daemon.sourceStatus.state} ${server.daemon.sourceStatus.message ?? ''})`);
+    await sleep(warm * 1000);
+
+    const total = new Ring(100_000);
+    const stage = new Map<Stage, Ring>(STAGES.map((s) => [s, new Ring(100_000)]));
+    let frames = 0;
+    const droppedStart = server.daemon.stats.dropped;
+    const onResult = (r: FrameResult): void => {
+      frames++;
+      total.push(r.latency.total);
+      for (const s of STAGES) stage.get(s)!.push(r.latency[s]);
+    };
+    const numTensorsStart = tf.memory().numTensors;
+    let rss = process.memoryUsage().rss;
+    const rssTimer = setInterval(() => { rss = Math.max(rss, process.memoryUsage().rss); }, 200);
+    server.daemon.on('result', onResult);
+    measuring = true;
+    const start = performance.now();
+    await sleep(seconds * 1000);
+    const elapsed = (performance.now() - start) / 1000;
+    measuring = false;
+    server.daemon.off('result', onResult);
+    clearInterval(rssTimer);
+    // Let an in-flight frame finish so its tensors are counted as released.
+    await sleep(100);
+    const numTensorsEnd = tf.memory().numTensors;
+    const stages = {} as LiveBenchResult['stages'];
+    for (const s of STAGES) stages[s] = { p50: round(stage.get(s)!.percentile(50)), p95: round(stage.get(s)!.percentile(95)) };
+    return {
+      framesPerSecond: round(frames / elapsed, 1),
+      p95LatencyMs: round(total.percentile(95)),
+      p50LatencyMs: round(total.percentile(50)),
+      rssMB: round(rss / 2 ** 20, 1),
+      numTensorsStart, numTensorsEnd, frames,
+      droppedFrames: server.daemon.stats.dropped - droppedStart,
+      seconds: round(elapsed, 2), source, attack: config.attack, eps: round(config.eps, 5), backend: backend.backend, model: modelName,
+      stages,
+      client: client ? { framesPerSecond: round(clientTimes.length / elapsed, 1), p95LatencyMs: round(clientLat.percentile(95)) } : null,
+      notes,
+    };
+  } finally {
+    client?.disconnect();
+    await server.close();
+    if (owned) disposeClassifier(classifier);
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}

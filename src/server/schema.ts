@@ -1,0 +1,138 @@
+/**
+ * Validation of everything a client sends, written out by hand: exact types, ranges, known keys
+ * only. A message that fails is answered with an 'error' event and otherwise ignored; nothing a
+ * client sends can throw inside the daemon.
+ */
+import { EPS_MAX, LIVE_ATTACKS, LiveAttack, NormRoi } from './config';
+
+export type Result<T> = { ok: true; value: T; notes?: string[] } | { ok: false; error: string };
+
+/** Client → server events. Anything else is rejected as unknown. */
+export const CLIENT_EVENTS = ['settings', 'source'] as const;
+export type ClientEvent = (typeof CLIENT_EVENTS)[number];
+
+/** Largest accepted message (JSON), far below socket.io's transport limit. */
+export const MAX_MESSAGE_BYTES = 1024;
+export const MAX_LIVE_STEPS = 20;
+
+export interface SettingsPatch {
+  attack?: LiveAttack;
+  eps?: number;
+  targeted?: boolean;
+  target?: number;
+  steps?: number;
+  roi?: NormRoi | null;
+  paused?: boolean;
+}
+
+const SETTINGS_KEYS = new Set(['attack', 'eps', 'targeted', 'target', 'steps', 'roi', 'paused']);
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  if (v === null || typeof v !== 'object' || Array.isArray(v) || Buffer.isBuffer(v) || ArrayBuffer.isView(v) || v instanceof ArrayBuffer) return false;
+  const proto = Object.getPrototypeOf(v) as unknown;
+  return proto === Object.prototype || proto === null;
+}
+
+function hasBinary(v: unknown, depth = 0): boolean {
+  if (Buffer.isBuffer(v) || ArrayBuffer.isView(v) || v instanceof ArrayBuffer) return true;
+  if (depth > 8 || v === null || typeof v !== 'object') return false;
+  return Object.values(v as Record<string, unknown>).some((x) => hasBinary(x, depth + 1));
+}
+
+/** Size of a message as JSON; Infinity for anything that is not plain JSON (binary, cycles). */
+export function messageSize(v: unknown): number {
+  if (hasBinary(v)) return Infinity; // checked first: Buffer.toJSON would hide it from a replacer
+  try {
+    const s = JSON.stringify(v);
+    return s === undefined ? 0 : Buffer.byteLength(s);
+  } catch {
+    return Infinity;
+  }
+}
+
+function finite(v: unknown): v is number {
+  return typeof v === 'number' && Number.isFinite(v);
+}
+
+export function validateSettings(msg: unknown, numClasses: number): Result<SettingsPatch> {
+  if (!isPlainObject(msg)) return { ok: false, error: 'settings must be an object' };
+  const keys = Object.keys(msg);
+  const unknown = keys.filter((k) => !SETTINGS_KEYS.has(k));
+  if (unknown.length) return { ok: false, error: `unknown settings key${unknown.length > 1 ? 's' : ''}: ${unknown.slice(0, 5).map((k) => k.slice(0, 32)).join(', ')}` };
+  if (keys.length === 0) return { ok: false, error: 'settings is empty' };
+  const out: SettingsPatch = {};
+  const notes: string[] = [];
+  if ('attack' in msg) {
+    const a = msg.attack;
+    if (typeof a !== 'string' || !(LIVE_ATTACKS as readonly string[]).includes(a)) return { ok: false, error: `attack must be one of ${LIVE_ATTACKS.join(', ')}` };
+    out.attack = a as LiveAttack;
+  }
+  if ('eps' in msg) {
+    const e = msg.eps;
+    if (!finite(e)) return { ok: false, error: 'eps must be a finite number' };
+    // Clamped, not refused: a slider overshooting by a hair should still work.
+    out.eps = Math.min(EPS_MAX, Math.max(0, e));
+    if (out.eps !== e) notes.push(`eps clamped to ${out.eps.toFixed(4)}`);
+  }
+  if ('targeted' in msg) {
+    if (typeof msg.targeted !== 'boolean') return { ok: false, error: 'targeted must be true or false' };
+    out.targeted = msg.targeted;
+  }
+  if ('target' in msg) {
+    const t = msg.target;
+    if (!finite(t) || !Number.isInteger(t) || t < 0 || t >= numClasses) return { ok: false, error: `target must be a class id 0…${numClasses - 1}` };
+    out.target = t;
+  }
+  if ('steps' in msg) {
+    const s = msg.steps;
+    if (!finite(s) || !Number.isInteger(s) || s < 1 || s > MAX_LIVE_STEPS) return { ok: false, error: `steps must be a whole number 1…${MAX_LIVE_STEPS}` };
+    out.steps = s;
+  }
+  if ('paused' in msg) {
+    if (typeof msg.paused !== 'boolean') return { ok: false, error: 'paused must be true or false' };
+    out.paused = msg.paused;
+  }
+  if ('roi' in msg) {
+    const r = msg.roi;
+    if (r === null) out.roi = null;
+    else {
+      if (!isPlainObject(r)) return { ok: false, error: 'roi must be {x, y, w, h} or null' };
+      const rk = Object.keys(r);
+      if (rk.length !== 4 || !['x', 'y', 'w', 'h'].every((k) => rk.includes(k))) return { ok: false, error: 'roi must have exactly x, y, w, h' };
+      const { x, y, w, h } = r as Record<string, unknown>;
+      if (![x, y, w, h].every(finite)) return { ok: false, error: 'roi values must be finite numbers' };
+      const [nx, ny, nw, nh] = [x, y, w, h] as number[];
+      if (nw < 0.02 || nh < 0.02 || nw > 1 || nh > 1) return { ok: false, error: 'roi w and h must be within 0.02…1 (fractions of the frame)' };
+      // Nudged inside the frame rather than refused: a drag may end a pixel outside.
+      const cx = Math.min(1 - nw, Math.max(0, nx));
+      const cy = Math.min(1 - nh, Math.max(0, ny));
+      out.roi = { x: cx, y: cy, w: nw, h: nh };
+    }
+  }
+  return { ok: true, value: out, ...(notes.length ? { notes } : {}) };
+}
+
+export function validateSourceRequest(msg: unknown, allowed: readonly string[]): Result<{ source: string }> {
+  if (!isPlainObject(msg)) return { ok: false, error: 'source request must be an object {source}' };
+  const keys = Object.keys(msg);
+  if (keys.length !== 1 || keys[0] !== 'source') return { ok: false, error: 'source request must have exactly the key source' };
+  const s = msg.source;
+  if (typeof s !== 'string' || s.length === 0 || s.length > 300) return { ok: false, error: 'source must be a string' };
+  // Only sources the operator configured: a client must not make the daemon open arbitrary files or URLs.
+  if (!allowed.includes(s)) return { ok: false, error: `source '${s.slice(0, 60)}' is not offered (choose one of: ${allowed.join(', ')})` };
+  return { ok: true, value: { source: s } };
+}
+
+/** GET /api/print query: size_mm within 10…1000 mm. */
+export function validatePrintQuery(q: Record<string, unknown>): Result<{ sizeMm: number; caption: boolean }> {
+  const unknown = Object.keys(q).filter((k) => k !== 'size_mm' && k !== 'caption' && k !== 'token');
+  if (unknown.length) return { ok: false, error: `unknown query parameter ${unknown[0].slice(0, 32)}` };
+  const raw = q.size_mm;
+  if (raw === undefined) return { ok: true, value: { sizeMm: 200, caption: true } };
+  if (typeof raw !== 'string' || !/^\d{1,4}(\.\d{1,3})?$/.test(raw)) return { ok: false, error: 'size_mm must be a number of millimetres, e.g. 200' };
+  const sizeMm = Number(raw);
+  if (sizeMm < 10 || sizeMm > 1000) return { ok: false, error: 'size_mm must be within 10…1000' };
+  const cap = q.caption;
+  if (cap !== undefined && cap !== '0' && cap !== '1') return { ok: false, error: 'caption must be 0 or 1' };
+  return { ok: true, value: { sizeMm, caption: cap !== '0' } };
+}
