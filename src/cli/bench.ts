@@ -99,8 +99,18 @@ async function measure(backend: BackendName, budgetMs: number): Promise<BackendF
 }
 
 export async function benchCommand(argv: string[]): Promise<void> {
-  const f = parseFlags(argv, { json: { type: 'boolean' }, backend: { type: 'string' }, 'no-cpu': { type: 'boolean' }, quick: { type: 'boolean' } }, 'bench');
+  const f = parseFlags(argv, {
+    json: { type: 'boolean' }, backend: { type: 'string' }, 'no-cpu': { type: 'boolean' }, quick: { type: 'boolean' },
+    live: { type: 'boolean' }, seconds: { type: 'string' },
+  }, 'bench');
   const choice = await initBackend(f.backend as string | undefined);
+  if (f.live) {
+    // The live pipeline end to end: 640×480 ffmpeg test source, FGSM on, a socket client acking.
+    const { benchLive } = await import('../server/bench-live');
+    const live = await benchLive({ seconds: f.seconds ? Number(f.seconds) : 10 });
+    process.stdout.write(JSON.stringify({ backend: choice.backend, live }, null, 2) + '\n');
+    return;
+  }
   const budget = f.quick ? 300 : 3000;
   const main = await measure(choice.backend, budget);
   let cpu: BackendFigures | null = null;

@@ -14,11 +14,11 @@ export interface AugmentOptions {
 }
 
 export const DEFAULT_AUGMENT: AugmentOptions = {
-  maxRotationDeg: 12,
-  scaleRange: [0.9, 1.12],
-  maxShiftFraction: 0.08,
-  brightnessRange: [0.6, 1.4],
-  contrastRange: [0.7, 1.3],
+  maxRotationDeg: 10,
+  scaleRange: [0.92, 1.1],
+  maxShiftFraction: 0.06,
+  brightnessRange: [0.7, 1.3],
+  contrastRange: [0.8, 1.2],
 };
 
 /** Returns an augmented copy of images [n, s, s, 3] in [0, 1]; `rand` gives uniforms in [0, 1). */

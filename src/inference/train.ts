@@ -50,6 +50,12 @@ export interface TrainOptions {
    * ends at a low rate). 'plateau': constant, halved after two epochs without validation gain.
    */
   schedule?: 'cosine' | 'plateau';
+  /**
+   * Class balancing: each epoch draws images with probability ∝ (class frequency)^-balance, so
+   * rare classes (GTSRB has 10× fewer "20 km/h" than "50 km/h" images) are seen more often.
+   * 0 (default) is a plain shuffle; 0.5 is inverse square root; 1 fully balanced.
+   */
+  balance?: number;
   /** Start from this model instead of a fresh one (fine-tuning). */
   initialModel?: tf.LayersModel;
 }
@@ -75,6 +81,29 @@ export async function accuracy(clf: Classifier, set: ImageSet): Promise<number> 
   let ok = 0;
   for (let i = 0; i < set.n; i++) if (pred[i] === set.labels[i]) ok++;
   return ok / set.n;
+}
+
+/** n indices drawn with replacement, image i with probability ∝ count(label_i)^-balance. */
+export function balancedOrder(labels: Int32Array, balance: number, rand: () => number): Int32Array {
+  const counts = new Map<number, number>();
+  for (const l of labels) counts.set(l, (counts.get(l) ?? 0) + 1);
+  const cum = new Float64Array(labels.length);
+  let total = 0;
+  for (let i = 0; i < labels.length; i++) {
+    total += Math.pow(counts.get(labels[i]) as number, -balance);
+    cum[i] = total;
+  }
+  const out = new Int32Array(labels.length);
+  for (let k = 0; k < out.length; k++) {
+    const r = rand() * total;
+    let lo = 0, hi = cum.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (cum[mid] < r) lo = mid + 1; else hi = mid;
+    }
+    out[k] = lo;
+  }
+  return out;
 }
 
 function permutation(n: number, rand: () => number): Int32Array {
@@ -117,7 +146,7 @@ export async function trainClassifier(trainSet: ImageSet, valSet: ImageSet, opti
 
   for (let epoch = 1; epoch <= o.epochs && !interrupted; epoch++) {
     const te = Date.now();
-    const order = permutation(trainSet.n, rand);
+    const order = o.balance ? balancedOrder(trainSet.labels, o.balance, rand) : permutation(trainSet.n, rand);
     const bar = o.progress ? progressBar(`epoch ${epoch}/${o.epochs}`, stepsPerEpoch) : null;
     let lossSum = 0, correct = 0, seen = 0;
     for (let step = 0; step < stepsPerEpoch; step++) {
