@@ -4,6 +4,7 @@ import { TRAIN_HELP } from './train';
 import { EVALUATE_HELP } from './evaluate';
 import { ATTACK_HELP } from './attack';
 import { SERVE_HELP } from './serve';
+import { EXPORT_HELP } from '../tflite/cli';
 import { version } from './paths';
 
 const USAGE = `advsign ${version()} — how easily is a traffic-sign classifier fooled?
@@ -15,12 +16,13 @@ usage: advsign <command> [options]
   attack     attack one image
   serve      the live daemon: camera → classify → attack → web page
   sticker    optimise a printable adversarial sticker (PDF)
+  export     write a model as a TFLite flatbuffer (float32 or int8)
   bench      throughput figures (JSON with --json)
   info       version, backend, models
 
 'advsign <command> --help' shows a command's options.`;
 
-const HELP: Record<string, string> = { train: TRAIN_HELP, evaluate: EVALUATE_HELP, attack: ATTACK_HELP, serve: SERVE_HELP };
+const HELP: Record<string, string> = { train: TRAIN_HELP, evaluate: EVALUATE_HELP, attack: ATTACK_HELP, serve: SERVE_HELP, export: EXPORT_HELP };
 
 type Command = (argv: string[]) => Promise<void>;
 
@@ -31,6 +33,7 @@ async function load(name: string): Promise<Command | null> {
     case 'evaluate': return (await import('./evaluate')).evaluateCommand;
     case 'attack': return (await import('./attack')).attackCommand;
     case 'serve': return (await import('./serve')).serveCommand;
+    case 'export': return (await import('../tflite/cli')).exportCommand;
     case 'bench': return (await import('./bench')).benchCommand;
     case 'info': return (await import('./info')).infoCommand;
     default: return null;
