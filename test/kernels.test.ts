@@ -96,11 +96,13 @@ describe('wasm gradient kernels match the cpu backend', function () {
     });
   }
 
-  it('gradients of the whole CNN agree with cpu', async () => {
+  it('gradients of the whole CNN agree with cpu', async function () {
+    // The cpu backend is slow: a few images are enough to exercise every layer's gradient.
+    this.timeout(240000);
     const model = buildModel({ arch: 'cnn4-small', inputSize: 32, numClasses: 43, seed: 3 });
     const clf = new LayersClassifier(model);
-    const x = tf.randomUniform([6, 32, 32, 3], 0, 1, 'float32', 10);
-    const y = tf.oneHot(tf.tensor1d([0, 5, 9, 14, 33, 42], 'int32'), 43);
+    const x = tf.randomUniform([3, 32, 32, 3], 0, 1, 'float32', 10);
+    const y = tf.oneHot(tf.tensor1d([0, 14, 42], 'int32'), 43);
     const err = await compare([x, y], (xa, ya) => {
       const { grads, value } = tf.variableGrads(() => tf.losses.softmaxCrossEntropy(ya, clf.logits(xa as tf.Tensor4D)) as tf.Scalar);
       return [value, ...Object.values(grads), tf.grad((xi: tf.Tensor) => tf.losses.softmaxCrossEntropy(ya, clf.logits(xi as tf.Tensor4D)))(xa)];

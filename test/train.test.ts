@@ -61,7 +61,7 @@ describe('training', function () {
   it('Ctrl-C / SIGTERM ends training cleanly with the best epoch saved; a killed run leaves whole checkpoints', async () => {
     const out = path.join(tempDir(), 'int');
     let sent = false;
-    const r = await runCli(['train', '--data', 'synthetic', '--per-class', '10', '--epochs', '50', '--arch', 'cnn4-small', '--out', out], {
+    const r = await runCli(['train', '--data', 'synthetic', '--per-class', '10', '--epochs', '50', '--patience', '50', '--arch', 'cnn4-small', '--out', out], {
       onStderr: (text, kill) => {
         // After the first epoch's checkpoint, interrupt like a user at the terminal.
         if (!sent && /val \d/.test(text) && fs.existsSync(path.join(out + '.checkpoints', 'checkpoint', 'model.json'))) {
@@ -79,7 +79,7 @@ describe('training', function () {
 
     const out2 = path.join(tempDir(), 'kill');
     let killed = false;
-    await runCli(['train', '--data', 'synthetic', '--per-class', '10', '--epochs', '50', '--arch', 'cnn4-small', '--out', out2], {
+    await runCli(['train', '--data', 'synthetic', '--per-class', '10', '--epochs', '50', '--patience', '50', '--arch', 'cnn4-small', '--out', out2], {
       onStderr: (text, kill) => {
         if (!killed && (text.match(/val \d/g) ?? []).length >= 2) {
           killed = true;

@@ -126,8 +126,11 @@ export async function benchCommand(argv: string[]): Promise<void> {
       }
     }
   }
+  // Issue target: an FGSM-RS adversarial-training step costs at most 2× a clean one.
+  const { benchAdversarialEpochRatio } = await import('../defense/bench');
+  const adversarialTraining = await benchAdversarialEpochRatio({ repeats: f.quick ? 2 : 5 });
   const out = {
-    ...main, cpu, ratioToCpu: ratio, model: 'cnn4 32×32, 43 classes',
+    ...main, adversarialTraining, cpu, ratioToCpu: ratio, model: 'cnn4 32×32, 43 classes',
     machine: { cpus: require('node:os').cpus().length as number, platform: process.platform, arch: process.arch, node: process.version },
     measuredAt: new Date().toISOString(),
   };

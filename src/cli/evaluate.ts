@@ -14,6 +14,7 @@ import { evaluateRobustness, robustnessToJson, RobustnessResult } from '../attac
 import { renderReportHtml } from '../attack/report';
 import { progressBar, Progress } from '../util/progress';
 import { writeJsonAtomic, readCard, ModelCard, resolveModelPath } from '../inference/model-io';
+import { DEFENSE_EVAL_FLAGS, DEFENSE_EVAL_HELP, defenseEvaluateCommand, wantsDefenseEvaluation } from '../defense/evaluate-cli';
 
 export const EVALUATE_HELP = `advsign evaluate --model models/NAME --data <dir|synthetic> [options]
 
@@ -26,7 +27,8 @@ export const EVALUATE_HELP = `advsign evaluate --model models/NAME --data <dir|s
   --report FILE.html     a self-contained HTML report with plots and examples
   --update-card          record the figures in the model's card.json
   --json FILE            write the figures as JSON ('-' for stdout)
-  --backend NAME         tensorflow | wasm | cpu`;
+  --backend NAME         tensorflow | wasm | cpu
+${DEFENSE_EVAL_HELP}`;
 
 export async function evaluateCommand(argv: string[]): Promise<void> {
   const f = parseFlags(argv, {
@@ -34,7 +36,10 @@ export async function evaluateCommand(argv: string[]): Promise<void> {
     json: { type: 'string' }, backend: { type: 'string' }, quiet: { type: 'boolean' },
     attack: { type: 'string' }, eps: { type: 'string' }, steps: { type: 'string' }, batch: { type: 'string' },
     report: { type: 'string' }, 'update-card': { type: 'boolean' },
+    ...DEFENSE_EVAL_FLAGS,
   }, 'evaluate');
+  // --defense / --compare: the before-vs-after comparison (src/defense/compare.ts).
+  if (wantsDefenseEvaluation(f)) return defenseEvaluateCommand(f);
   const modelPath = required(f, 'model', 'evaluate');
   const data = required(f, 'data', 'evaluate');
   const split = str(f, 'split', 'test');

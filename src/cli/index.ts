@@ -5,6 +5,7 @@ import { EVALUATE_HELP } from './evaluate';
 import { ATTACK_HELP } from './attack';
 import { SERVE_HELP } from './serve';
 import { EXPORT_HELP } from '../tflite/cli';
+import { STICKER_HELP } from './sticker';
 import { version } from './paths';
 
 const USAGE = `advsign ${version()} — how easily is a traffic-sign classifier fooled?
@@ -22,7 +23,7 @@ usage: advsign <command> [options]
 
 'advsign <command> --help' shows a command's options.`;
 
-const HELP: Record<string, string> = { train: TRAIN_HELP, evaluate: EVALUATE_HELP, attack: ATTACK_HELP, serve: SERVE_HELP, export: EXPORT_HELP };
+const HELP: Record<string, string> = { train: TRAIN_HELP, evaluate: EVALUATE_HELP, attack: ATTACK_HELP, serve: SERVE_HELP, export: EXPORT_HELP, sticker: STICKER_HELP };
 
 type Command = (argv: string[]) => Promise<void>;
 
@@ -34,6 +35,7 @@ async function load(name: string): Promise<Command | null> {
     case 'attack': return (await import('./attack')).attackCommand;
     case 'serve': return (await import('./serve')).serveCommand;
     case 'export': return (await import('../tflite/cli')).exportCommand;
+    case 'sticker': return (await import('./sticker')).stickerCommand;
     case 'bench': return (await import('./bench')).benchCommand;
     case 'info': return (await import('./info')).infoCommand;
     default: return null;

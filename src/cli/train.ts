@@ -11,6 +11,7 @@ import { CLASS_NAMES } from '../data/classes';
 import { UserError } from '../data/types';
 import { int, num, parseFlags, required, str } from './args';
 import { version } from './paths';
+import { addAdversarialTraining, ADVERSARIAL_HELP, ADVERSARIAL_FLAGS } from '../defense/train-cli';
 
 export const TRAIN_HELP = `advsign train --data <dir|synthetic> [options]
 
@@ -27,9 +28,11 @@ export const TRAIN_HELP = `advsign train --data <dir|synthetic> [options]
   --per-class N          synthetic images per class (default 200)
   --max-minutes X        stop after X minutes, keeping the best epoch (the cosine schedule fits in)
   --schedule NAME        cosine (default) | plateau: learning-rate schedule
+  --balance X            oversample rare classes: weight ∝ frequency^-X (0 = off, 0.5 = inverse sqrt)
   --seed N               random seed (default 1)
   --no-augment           train without augmentation
-  --backend NAME         tensorflow | wasm | cpu (default: the fastest that starts)`;
+  --backend NAME         tensorflow | wasm | cpu (default: the fastest that starts)
+${ADVERSARIAL_HELP}`;
 
 export async function trainCommand(argv: string[]): Promise<void> {
   const f = parseFlags(argv, {
@@ -37,7 +40,8 @@ export async function trainCommand(argv: string[]): Promise<void> {
     arch: { type: 'string' }, batch: { type: 'string' }, lr: { type: 'string' }, patience: { type: 'string' },
     'val-fraction': { type: 'string' }, limit: { type: 'string' }, 'per-class': { type: 'string' },
     'max-minutes': { type: 'string' }, seed: { type: 'string' }, 'no-augment': { type: 'boolean' },
-    backend: { type: 'string' }, quiet: { type: 'boolean' }, schedule: { type: 'string' },
+    backend: { type: 'string' }, quiet: { type: 'boolean' }, schedule: { type: 'string' }, balance: { type: 'string' },
+    ...ADVERSARIAL_FLAGS,
   }, 'train');
   const data = required(f, 'data', 'train');
   const arch = (str(f, 'arch', 'cnn4') as string);
@@ -54,10 +58,13 @@ export async function trainCommand(argv: string[]): Promise<void> {
   const limit = f.limit !== undefined ? int(f, 'limit', 0, 1) : undefined;
   const perClass = f['per-class'] !== undefined ? int(f, 'per-class', 200, 1, 100000) : undefined;
   const maxMinutes = f['max-minutes'] !== undefined ? num(f, 'max-minutes', 0, 0.01, 1e6) : undefined;
+  const balance = num(f, 'balance', 0, 0, 1);
   const sched = str(f, 'schedule', 'cosine');
   if (sched !== 'cosine' && sched !== 'plateau') throw new UserError(`--schedule must be cosine or plateau, got '${sched}'`);
   const out = path.resolve(str(f, 'out') ?? path.join('models', `${isSynthetic(data) ? 'synthetic' : path.basename(path.resolve(data))}-cnn`));
   const progress = !f.quiet;
+  // Adversarial training flags are validated here, before the data is read (see src/defense).
+  const adv = addAdversarialTraining(f);
 
   let stop = false;
   // Ctrl-C (or a service manager's SIGTERM) ends training after the current batch, keeping
@@ -70,6 +77,7 @@ export async function trainCommand(argv: string[]): Promise<void> {
   process.on('SIGINT', onSigint);
   process.on('SIGTERM', onSigint);
   const backend = await initBackend(str(f, 'backend'));
+  const init = adv ? await adv.loadInit() : undefined;
   const log = (msg: string) => { if (progress) process.stderr.write(msg + '\n'); };
   log(`backend: ${backend.backend}`);
 
@@ -79,11 +87,14 @@ export async function trainCommand(argv: string[]): Promise<void> {
   if (train.n === 0 || val.n === 0) throw new UserError(`not enough data in ${data} to hold out a validation split (${all.n} images)`);
   log(`train ${train.n} images, validation ${val.n} images (split by track)`);
 
+  const advRun = adv ? adv.prepare({ init, train, val, batchSize, seed, log }) : undefined;
   const result = await trainClassifier(train, val, {
-    arch: arch as Architecture, epochs, batchSize, learningRate, seed, patience, augment: !f['no-augment'],
+    arch: (init?.arch ?? arch) as Architecture, epochs, batchSize, learningRate, seed, patience, augment: !f['no-augment'],
     checkpointDir: out + '.checkpoints', maxSeconds: maxMinutes ? maxMinutes * 60 : undefined,
-    progress, shouldStop: () => stop, schedule: sched,
+    progress, shouldStop: () => stop, schedule: sched, balance,
+    initialModel: init?.model, batchHook: advRun?.hook,
   });
+  const adversarialCard = advRun ? await advRun.finish(result) : undefined;
   process.off('SIGINT', onSigint);
   process.off('SIGTERM', onSigint);
   if (result.history.length === 0) throw new UserError('training stopped before the first epoch finished: nothing saved');
@@ -101,7 +112,7 @@ export async function trainCommand(argv: string[]): Promise<void> {
   }
   const card: ModelCard = {
     name: path.basename(out),
-    architecture: arch,
+    architecture: init?.arch ?? arch,
     inputSize: size,
     numClasses: 43,
     classNames: [...CLASS_NAMES],
@@ -114,13 +125,14 @@ export async function trainCommand(argv: string[]): Promise<void> {
     },
     training: {
       optimizer: sched === 'cosine' ? `Adam, lr ${learningRate} with cosine decay to 1%` : `Adam lr ${learningRate}, halved after 2 epochs without validation gain`,
-      batchSize, augmentation: f['no-augment'] ? 'none' : 'rotation ±12°, scale 0.9–1.12, shift ±8%, brightness 0.6–1.4, contrast 0.7–1.3',
+      batchSize, classBalance: balance, augmentation: f['no-augment'] ? 'none' : 'rotation ±10°, scale 0.92–1.1, shift ±6%, brightness 0.7–1.3, contrast 0.8–1.2',
       epochsRun: result.history.length, bestEpoch: result.bestEpoch, seed,
       seconds: Math.round(result.seconds), backend: backend.backend, interrupted: result.interrupted,
       history: result.history,
     },
     cleanAccuracy: { validation: result.bestValAccuracy, test: testAccuracy },
     robustAccuracy: {},
+    ...(adversarialCard ? { adversarialTraining: adversarialCard } : {}),
     createdBy: `advsign ${version()}`,
     createdAt: new Date().toISOString(),
   };

@@ -38,6 +38,7 @@ export async function saveModel(model: tf.LayersModel, dir: string, card?: Model
   const parent = path.dirname(path.resolve(dir));
   fs.mkdirSync(parent, { recursive: true });
   const staging = fs.mkdtempSync(path.join(parent, `.${path.basename(dir)}.saving-`));
+  fs.chmodSync(staging, 0o755); // mkdtemp makes it private; a saved model is meant to be shared
   await model.save(tf.io.withSaveHandler(async (artifacts) => {
     const weights = Buffer.from(artifacts.weightData as ArrayBuffer);
     const json = {

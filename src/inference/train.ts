@@ -150,6 +150,9 @@ export async function trainClassifier(trainSet: ImageSet, valSet: ImageSet, opti
     const bar = o.progress ? progressBar(`epoch ${epoch}/${o.epochs}`, stepsPerEpoch) : null;
     let lossSum = 0, correct = 0, seen = 0;
     for (let step = 0; step < stepsPerEpoch; step++) {
+      // wasm's data() resolves as a microtask, so without this the loop never lets the event
+      // loop run: Ctrl-C/SIGTERM handlers (and servers sharing the process) would starve.
+      await new Promise<void>((resolve) => setImmediate(resolve));
       if (o.shouldStop?.()) { interrupted = true; break; }
       if (o.maxSeconds && (Date.now() - t0) / 1000 > o.maxSeconds) { interrupted = true; break; }
       if (o.schedule === 'cosine') {

@@ -1,0 +1,181 @@
+/**
+ * `advsign sticker`: optimises a printable adversarial sticker (or a printed adversarial sign)
+ * with EOT, measures how well it survives held-out print-and-capture transformations (against
+ * the same attack optimised without EOT), and writes the PDF, PNGs and a JSON summary.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { initBackend } from '../inference/backend';
+import { loadClassifier } from '../inference/model-io';
+import { CLASS_NAMES } from '../data/classes';
+import { UserError } from '../data/types';
+import { parseEps } from '../attack/registry';
+import { int, num, parseFlags, str } from './args';
+import { defaultModelDir, version } from './paths';
+import { parseMaskSpec, rasterizeMask, requireNonEmpty, alphaOf, MaskSpec } from '../sticker/masks';
+import { DEFAULT_PALETTE, loadPalette } from '../sticker/palette';
+import { optimizeSticker, signCanvas, STICKER_DEFAULTS, StickerMode, StickerResult, validateClasses } from '../sticker/optimize';
+import { measureRobustness, RobustnessReport } from '../sticker/measure';
+import { simulatePrintCapture, RoundTripReport } from '../sticker/roundtrip';
+import { exportSticker } from '../sticker/pdf';
+import { CLEAN_VIEW } from '../sticker/eot';
+
+export const STICKER_HELP = `advsign sticker --model models/NAME --sign <classId> --target <classId> --out sticker.pdf [options]
+
+Optimises a sticker (or a whole printed sign) that fools the model after printing and
+photographing (Expectation over Transformation), measures its success rate on held-out random
+transformations next to the same attack optimised on the clean image only, and writes
+sticker.pdf (real size, A4, cut lines, 100 mm scale bar, colour calibration strip),
+sticker.json (summary), sticker-sticker.png and sticker-sign.png (print resolution).
+
+  --sign N            class of the sign to attack (e.g. 14 = Stop)
+  --target N          class to make it look like (e.g. 1 = Speed limit 30); omit for untargeted
+  --mode M            sticker (default) or sign (whole-sign perturbation within --eps)
+  --mask M            stripes (default), rect, circle, rect:x,y,w,h, circle:cx,cy,r,
+                      stripes:y1,y2,h (fractions of the sign's size), or a mask image (PNG:
+                      alpha, or white = sticker)
+  --eps X             sign mode budget, e.g. 16/255 (default 16/255)
+  --steps N           optimisation steps (default ${STICKER_DEFAULTS.steps})
+  --eot-samples N     transformations per step (default ${STICKER_DEFAULTS.eotSamples})
+  --sign-mm MM        size of the sign's bounding square (default 600; e.g. 100 for a desk demo)
+  --palette FILE      measured printable colours (CSV r,g,b per line, or JSON)
+  --nps W --tv W      weights of the non-printability and smoothness terms (default ${STICKER_DEFAULTS.npsWeight}, ${STICKER_DEFAULTS.tvWeight})
+  --lr X              Adam learning rate (default ${STICKER_DEFAULTS.learningRate})
+  --seed N            seed of the optimisation and of the measurement (default 1)
+  --eval N            held-out transformations to measure on (default 200)
+  --roundtrip N       simulated print-and-capture photos (default 100, 0 = skip)
+  --skip-baseline     do not optimise the non-EOT baseline for comparison
+  --json              print the summary JSON on stdout`;
+
+interface Args {
+  modelPath: string;
+  classId: number;
+  target: number | null;
+  mode: StickerMode;
+  mask: MaskSpec | null;
+  eps: number;
+  out: string;
+  signMm: number;
+}
+
+function classArg(v: string | undefined, name: string): number | null {
+  if (v === undefined) return null;
+  const n = Number(v);
+  if (v.trim() === '' || !Number.isInteger(n)) throw new UserError(`--${name} must be a class id (a whole number 0..42), got '${v}'`);
+  return n;
+}
+
+/** Output file names beside the PDF. */
+export function outputPaths(out: string): { pdf: string; json: string; stickerPng: string; signPng: string } {
+  const base = out.replace(/\.pdf$/i, '');
+  return { pdf: out, json: `${base}.json`, stickerPng: `${base}-sticker.png`, signPng: `${base}-sign.png` };
+}
+
+function pct(v: number): string {
+  return `${(v * 100).toFixed(1)} %`;
+}
+
+export async function stickerCommand(argv: string[]): Promise<void> {
+  const f = parseFlags(argv, {
+    model: { type: 'string' }, sign: { type: 'string' }, target: { type: 'string' }, out: { type: 'string' },
+    mask: { type: 'string' }, mode: { type: 'string' }, eps: { type: 'string' }, steps: { type: 'string' },
+    'eot-samples': { type: 'string' }, 'sign-mm': { type: 'string' }, seed: { type: 'string' }, palette: { type: 'string' },
+    nps: { type: 'string' }, tv: { type: 'string' }, lr: { type: 'string' }, eval: { type: 'string' }, roundtrip: { type: 'string' },
+    'skip-baseline': { type: 'boolean' }, json: { type: 'boolean' }, backend: { type: 'string' }, canvas: { type: 'string' },
+  }, 'sticker');
+  // Validate everything cheap before loading the model or optimising.
+  const classId = classArg(str(f, 'sign'), 'sign');
+  if (classId === null) throw new UserError(`sticker: --sign is required (see 'advsign sticker --help')`);
+  const target = classArg(str(f, 'target'), 'target');
+  validateClasses(classId, target);
+  const out = str(f, 'out');
+  if (!out) throw new UserError(`sticker: --out is required, e.g. --out sticker.pdf (see 'advsign sticker --help')`);
+  if (!/\.pdf$/i.test(out)) throw new UserError(`--out must name a .pdf file, got '${out}'`);
+  const modeText = (str(f, 'mode', 'sticker') as string).toLowerCase();
+  if (modeText !== 'sticker' && modeText !== 'sign') throw new UserError(`unknown --mode '${modeText}': use sticker or sign`);
+  const mode = modeText as StickerMode;
+  if (mode === 'sign' && f.mask !== undefined) throw new UserError('--mask applies to --mode sticker only (sign mode perturbs the whole sign)');
+  if (mode === 'sticker' && f.eps !== undefined) throw new UserError('--eps applies to --mode sign only (a sticker may use any printable colour)');
+  const eps = f.eps !== undefined ? parseEps(str(f, 'eps') as string) : STICKER_DEFAULTS.eps;
+  if (mode === 'sign' && !(eps > 0)) throw new UserError(`eps must be above 0 for a printed sign, e.g. 16/255`);
+  const canvasSize = int(f, 'canvas', STICKER_DEFAULTS.canvasSize, 16, 256);
+  const mask = mode === 'sticker' ? await parseMaskSpec(str(f, 'mask', 'stripes') as string) : null;
+  if (mask) requireNonEmpty(rasterizeMask(mask, canvasSize, alphaOf(signCanvas(classId, canvasSize))), mask);
+  const palette = f.palette !== undefined ? loadPalette(str(f, 'palette') as string) : DEFAULT_PALETTE;
+  const steps = int(f, 'steps', STICKER_DEFAULTS.steps, 1, 100000);
+  const eotSamples = int(f, 'eot-samples', STICKER_DEFAULTS.eotSamples, 1, 256);
+  const signMm = num(f, 'sign-mm', 600, 20, 3000);
+  const seed = int(f, 'seed', 1, 0, 2 ** 31 - 1);
+  const npsWeight = num(f, 'nps', STICKER_DEFAULTS.npsWeight, 0, 1000);
+  const tvWeight = num(f, 'tv', STICKER_DEFAULTS.tvWeight, 0, 1000);
+  const learningRate = num(f, 'lr', STICKER_DEFAULTS.learningRate, 1e-5, 10);
+  const evalN = int(f, 'eval', 200, 1, 100000);
+  const roundTripN = int(f, 'roundtrip', 100, 0, 100000);
+  const baseline = !f['skip-baseline'];
+  const modelPath = str(f, 'model') ?? defaultModelDir();
+  const a: Args = { modelPath, classId, target, mode, mask, eps, out, signMm };
+
+  const choice = await initBackend(str(f, 'backend'));
+  const clf = await loadClassifier(modelPath);
+  validateClasses(classId, target, clf.numClasses);
+  const common = { classId, target, mode, mask: mask ?? undefined, eps: mode === 'sign' ? eps : undefined, steps, eotSamples, learningRate, npsWeight, tvWeight, palette, canvasSize, seed };
+  const robust = await optimizeSticker(clf, { ...common, useEot: true, progressLabel: 'sticker (EOT)' });
+  const plain = baseline ? await optimizeSticker(clf, { ...common, useEot: false, progressLabel: 'baseline (no EOT)' }) : null;
+  const measure = (r: StickerResult) => measureRobustness(clf, r, { n: evalN, seed });
+  const heldOut = await measure(robust);
+  const heldOutBaseline = plain ? await measure(plain) : null;
+  // The clean view (no transformation) tells whether each one works at all before the camera.
+  const cleanView = async (r: StickerResult) => (await measureRobustness(clf, r, { n: 1, seed, config: CLEAN_VIEW })).successRate === 1;
+  const roundTrip = roundTripN > 0 ? await simulatePrintCapture(clf, robust, { n: roundTripN, seed, palette }) : null;
+  const roundTripBaseline = roundTripN > 0 && plain ? await simulatePrintCapture(clf, plain, { n: roundTripN, seed, palette }) : null;
+
+  const paths = outputPaths(out);
+  const targetText = target === null ? 'untargeted' : `${target} ${CLASS_NAMES[target]}`;
+  const info = [
+    `Model: ${path.relative(process.cwd(), path.resolve(modelPath)) || modelPath}  (backend ${choice.backend}, advsign ${version()}).`,
+    `Held-out success (${evalN} random print-and-capture transformations never used in optimisation): ${pct(heldOut.successRate)}` +
+      (heldOutBaseline ? `; the same attack optimised without EOT: ${pct(heldOutBaseline.successRate)}.` : '.'),
+    `Clean sign under the same transformations: classified correctly ${pct(heldOut.cleanAccuracy)}${target !== null ? `, as the target ${pct(heldOut.cleanTargetRate)}` : ''}.`,
+    ...(roundTrip ? [`Simulated print (palette, dithered) + photo (JPEG) round trip, ${roundTrip.n} photos: ${pct(roundTrip.successRate)}${roundTripBaseline ? ` (without EOT: ${pct(roundTripBaseline.successRate)})` : ''}.`] : []),
+    'Physical results depend on your printer, paper, light and camera: measure them.',
+  ];
+  fs.mkdirSync(path.dirname(path.resolve(out)), { recursive: true });
+  const files = await exportSticker(robust, { signMm, palette, infoLines: info });
+  fs.writeFileSync(paths.pdf, files.pdf);
+  fs.writeFileSync(paths.signPng, files.signPng);
+  if (files.stickerPng) fs.writeFileSync(paths.stickerPng, files.stickerPng);
+  const summary = {
+    advsign: version(), model: modelPath, backend: choice.backend, mode,
+    sign: { classId, name: CLASS_NAMES[classId] }, target: target === null ? null : { classId: target, name: CLASS_NAMES[target] },
+    mask: robust.maskDescription, areaFraction: robust.areaFraction, eps: robust.eps, signMm,
+    options: robust.options, eot: robust.eotConfig,
+    heldOut: { eot: heldOut, withoutEot: heldOutBaseline },
+    fooledOnCleanView: { eot: await cleanView(robust), withoutEot: plain ? await cleanView(plain) : null },
+    roundTrip: roundTrip ? { eot: roundTrip, withoutEot: roundTripBaseline } : null,
+    nps: robust.nps, tv: robust.tv, seconds: { eot: robust.seconds, withoutEot: plain?.seconds ?? null },
+    files: { pdf: paths.pdf, json: paths.json, stickerPng: files.stickerPng ? paths.stickerPng : null, signPng: paths.signPng, pages: files.pageCount, stickerPngDpi: files.stickerPngDpi, signPngDpi: files.signPngDpi },
+    pieces: files.pieces,
+    history: thin(robust.history, 100),
+  };
+  fs.writeFileSync(paths.json, JSON.stringify(summary, null, 2) + '\n');
+  if (f.json) {
+    process.stdout.write(JSON.stringify(summary, null, 2) + '\n');
+    return;
+  }
+  report(a, heldOut, heldOutBaseline, roundTrip, roundTripBaseline, targetText, paths, files.pageCount);
+}
+
+/** At most ~k entries of the loss history (first, last and evenly spaced). */
+function thin<T>(h: T[], k: number): T[] {
+  if (h.length <= k) return h;
+  const step = (h.length - 1) / (k - 1);
+  return Array.from({ length: k }, (_, i) => h[Math.round(i * step)]);
+}
+
+function report(a: Args, heldOut: RobustnessReport, base: RobustnessReport | null, rt: RoundTripReport | null, rtBase: RoundTripReport | null, targetText: string, paths: ReturnType<typeof outputPaths>, pages: number): void {
+  console.log(`${a.mode === 'sticker' ? 'sticker' : 'printed sign'}: ${a.classId} ${CLASS_NAMES[a.classId]} -> ${targetText}`);
+  console.log(`robust success rate (${heldOut.n} held-out transformations): ${pct(heldOut.successRate)} with EOT` + (base ? `, ${pct(base.successRate)} without EOT` : ''));
+  console.log(`clean sign under the same transformations: ${pct(heldOut.cleanAccuracy)} correct`);
+  if (rt) console.log(`simulated print + photo round trip (${rt.n}): ${pct(rt.successRate)} with EOT` + (rtBase ? `, ${pct(rtBase.successRate)} without EOT` : ''));
+  console.log(`wrote ${paths.pdf} (${pages} pages at ${a.signMm} mm), ${paths.json}, ${a.mode === 'sticker' ? `${paths.stickerPng}, ` : ''}${paths.signPng}`);
+}

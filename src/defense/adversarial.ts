@@ -1,0 +1,239 @@
+/**
+ * Adversarial training recipes plugged into trainClassifier through its BatchHook:
+ *   fgsm     one FGSM step from the clean image (Goodfellow et al. 2015);
+ *   fgsm-rs  FGSM from a uniform random start with step 1.25·eps (Wong et al. 2020, "Fast is
+ *            better than free"), plus a guard against catastrophic overfitting;
+ *   pgd      k-step PGD from a random start (Madry et al. 2018), step 2.5·eps/k.
+ * A share `ratio` of every batch is replaced by its adversarial version (the rest stays clean:
+ * mixing keeps clean accuracy up), and eps ramps up linearly over the first `rampEpochs` epochs
+ * (a freshly attacked model otherwise sees a loss spike that throws away what it knew).
+ * Attacks are made with the model in inference mode (no dropout), as at test time.
+ */
+import { tf, Tensor1D, Tensor4D } from '../inference/tf';
+import type { Classifier, LayersClassifier } from '../inference/model';
+import type { BatchHook } from '../inference/train';
+import { UserError } from '../data/types';
+import { ceSum, projectLinf } from '../attack/common';
+
+export const ADVERSARIAL_METHODS = ['fgsm', 'fgsm-rs', 'pgd'] as const;
+export type AdversarialMethod = (typeof ADVERSARIAL_METHODS)[number];
+
+export interface AdversarialTrainingOptions {
+  method: AdversarialMethod;
+  /** L∞ budget in (0, 1]. */
+  eps: number;
+  /** Share of each batch replaced by adversarial examples, in (0, 1] (default 0.5). */
+  ratio?: number;
+  /** PGD steps (default 7). */
+  pgdSteps?: number;
+  /** Epochs over which eps ramps linearly from 0 (default 1; 0 = no ramp). */
+  rampEpochs?: number;
+  /** Batches per epoch (needed for a smooth ramp; without it the ramp goes by whole epochs). */
+  stepsPerEpoch?: number;
+  /** FGSM-RS step as a multiple of eps (default 1.25). */
+  fgsmRsAlpha?: number;
+  seed?: number;
+}
+
+export function parseAdversarialMethod(name: string): AdversarialMethod {
+  const n = name.trim().toLowerCase();
+  if ((ADVERSARIAL_METHODS as readonly string[]).includes(n)) return n as AdversarialMethod;
+  throw new UserError(`unknown --adversarial '${name}': use one of ${ADVERSARIAL_METHODS.join(', ')}`);
+}
+
+/** A robust-training eps must lie in (0, 1]: 0 is plain training, above 1 leaves the image range. */
+export function checkTrainingEps(eps: number): number {
+  if (!Number.isFinite(eps) || eps <= 0 || eps > 1) {
+    throw new UserError(`adversarial training eps must be in (0, 1] (e.g. 8/255), got ${eps}`);
+  }
+  return eps;
+}
+
+/** Refuses models whose output is softmax: gradients through saturated softmax are masked. */
+export function requireLogitsModel(clf: Classifier, what: string): void {
+  if ((clf as Partial<LayersClassifier>).outputsSoftmax) {
+    throw new UserError(`${what} needs a model that outputs logits; this one ends in softmax (re-export it without the softmax layer)`);
+  }
+}
+
+/**
+ * The adversarial version of x (inside the eps ball, in [0, 1]) for one recipe. Synchronous and
+ * tidy, so it can run inside the training step's tidy.
+ */
+export function adversarialExamples(
+  clf: Classifier, x: Tensor4D, y: Tensor1D, method: AdversarialMethod, eps: number,
+  o: { pgdSteps?: number; fgsmRsAlpha?: number; seed?: number } = {},
+): Tensor4D {
+  return tf.tidy(() => {
+    const grad = (xx: Tensor4D) => tf.grad((v) => ceSum(clf.logits(v as Tensor4D), y))(xx) as Tensor4D;
+    if (eps === 0) return x.clone();
+    if (method === 'fgsm') return projectLinf(tf.add(x, tf.mul(tf.sign(grad(x)), eps)), x, eps);
+    if (method === 'fgsm-rs') {
+      const alpha = (o.fgsmRsAlpha ?? 1.25) * eps;
+      const start = projectLinf(tf.add(x, tf.randomUniform(x.shape, -eps, eps, 'float32', o.seed)), x, eps);
+      return projectLinf(tf.add(start, tf.mul(tf.sign(grad(start)), alpha)), x, eps);
+    }
+    const steps = o.pgdSteps ?? 7;
+    const step = 2.5 * eps / steps;
+    let adv = projectLinf(tf.add(x, tf.randomUniform(x.shape, -eps, eps, 'float32', o.seed)), x, eps);
+    for (let k = 0; k < steps; k++) {
+      const next = projectLinf(tf.add(adv, tf.mul(tf.sign(grad(adv)), step)), x, eps);
+      adv.dispose();
+      adv = next;
+    }
+    return adv;
+  });
+}
+
+/** eps at a given epoch (1-based) and step within it, ramping linearly over `rampEpochs`. */
+export function rampedEps(eps: number, rampEpochs: number, epoch: number, step: number, stepsPerEpoch: number): number {
+  if (rampEpochs <= 0) return eps;
+  const progress = (epoch - 1 + (stepsPerEpoch > 0 ? step / stepsPerEpoch : 1)) / rampEpochs;
+  return eps * Math.min(1, Math.max(0, progress));
+}
+
+export interface AdversarialHookState {
+  /** eps used for the last batch. */
+  lastEps: number;
+  batches: number;
+}
+
+/**
+ * The BatchHook: the first ⌈ratio·n⌉ images of each (already shuffled) batch become adversarial.
+ * `guard`, when given, is consulted at every batch (it decides itself when to check).
+ */
+export function adversarialBatchHook(o: AdversarialTrainingOptions, guard?: OverfitGuard): { hook: BatchHook; state: AdversarialHookState } {
+  checkTrainingEps(o.eps);
+  const ratio = o.ratio ?? 0.5;
+  if (!(ratio > 0 && ratio <= 1)) throw new UserError(`--adv-ratio must be in (0, 1], got ${ratio}`);
+  const ramp = o.rampEpochs ?? 1;
+  const state: AdversarialHookState = { lastEps: 0, batches: 0 };
+  let epochSeen = 0, stepInEpoch = 0;
+  let seed = o.seed ?? 1;
+  const hook: BatchHook = (clf, x, y, epoch) => {
+    if (epoch !== epochSeen) { epochSeen = epoch; stepInEpoch = 0; }
+    guard?.onBatch(clf, epoch);
+    const eps = rampedEps(o.eps, ramp, epoch, stepInEpoch, o.stepsPerEpoch ?? 0);
+    stepInEpoch++;
+    state.batches++;
+    state.lastEps = eps;
+    const method = guard?.fallbackMethod ?? o.method;
+    const n = x.shape[0];
+    const m = Math.min(n, Math.ceil(ratio * n));
+    const out = tf.tidy(() => {
+      const xa = x.slice([0, 0, 0, 0], [m, -1, -1, -1]) as Tensor4D;
+      const ya = y.slice([0], [m]) as Tensor1D;
+      const adv = adversarialExamples(clf, xa, ya, method, eps, { pgdSteps: method === o.method ? o.pgdSteps : 2, fgsmRsAlpha: o.fgsmRsAlpha, seed: seed++ });
+      if (m === n) return adv;
+      return tf.concat([adv, x.slice([m, 0, 0, 0], [n - m, -1, -1, -1])], 0) as Tensor4D;
+    });
+    return { x: out, y };
+  };
+  return { hook, state };
+}
+
+/** What the guard saw at one check. */
+export interface GuardCheck {
+  epoch: number;
+  batch: number;
+  pgdAccuracy: number;
+  collapsed: boolean;
+  restored: boolean;
+}
+
+export interface OverfitGuardOptions {
+  eps: number;
+  /** PGD steps for the check (default 10). */
+  steps?: number;
+  /** Check every this many batches as well as at each epoch start (default: only at epoch starts). */
+  everyBatches?: number;
+  /**
+   * Collapse = PGD accuracy below `dropFactor` × the best seen so far (default 0.5), once the best
+   * is above `minBest` (default 0.1; before that nothing robust exists to lose).
+   */
+  dropFactor?: number;
+  minBest?: number;
+  /** After this many collapses, switch the recipe to 2-step PGD for the rest of the run (default 2). */
+  maxCollapses?: number;
+  /** Replaces the PGD-accuracy measurement (tests simulate a collapse with it). */
+  measure?: (clf: Classifier) => number;
+  /** Called after every check (the CLI logs it). */
+  onCheck?: (c: GuardCheck) => void;
+}
+
+/**
+ * Catastrophic-overfitting guard for FGSM-RS (Wong et al. 2020 §5): single-step training can
+ * suddenly learn a locally curved model against which FGSM is useless while PGD accuracy drops to
+ * ~0 within an epoch. The guard measures PGD accuracy on a fixed held batch at each epoch start
+ * (and optionally every N batches), keeps a copy of the last good weights, and puts them back when
+ * PGD accuracy collapses. Repeated collapses switch the recipe to PGD-2, which does not collapse.
+ */
+export class OverfitGuard {
+  readonly checks: GuardCheck[] = [];
+  collapses = 0;
+  fallbackMethod: AdversarialMethod | null = null;
+  private best = 0;
+  private good: tf.Tensor[] | null = null;
+  private lastEpoch = 0;
+  private batch = 0;
+  private readonly hx: Tensor4D;
+  private readonly hy: Tensor1D;
+
+  constructor(private readonly model: tf.LayersModel, heldImages: Float32Array, heldLabels: Int32Array, size: number, private readonly o: OverfitGuardOptions) {
+    // Kept: the guard may be built inside a training step's tidy.
+    this.hx = tf.keep(tf.tensor4d(heldImages, [heldLabels.length, size, size, 3]));
+    this.hy = tf.keep(tf.tensor1d(heldLabels, 'int32'));
+  }
+
+  /** PGD accuracy on the held batch (sync: the hook runs inside the training step). */
+  pgdAccuracy(clf: Classifier): number {
+    if (this.o.measure) return this.o.measure(clf);
+    return tf.tidy(() => {
+      const adv = adversarialExamples(clf, this.hx, this.hy, 'pgd', this.o.eps, { pgdSteps: this.o.steps ?? 10, seed: 12345 });
+      const ok = tf.sum(tf.cast(tf.equal(tf.argMax(clf.logits(adv), 1), tf.cast(this.hy, 'int32')), 'float32'));
+      return ok.dataSync()[0] / this.hy.shape[0];
+    });
+  }
+
+  onBatch(clf: Classifier, epoch: number): void {
+    this.batch++;
+    const epochStart = epoch !== this.lastEpoch;
+    this.lastEpoch = epoch;
+    const every = this.o.everyBatches ?? 0;
+    if (epochStart || (every > 0 && this.batch % every === 0)) this.check(clf, epoch);
+  }
+
+  /** Measures, and either records the weights as good or restores the last good ones. */
+  check(clf: Classifier, epoch = this.lastEpoch): GuardCheck {
+    const acc = this.pgdAccuracy(clf);
+    const collapsed = this.best >= (this.o.minBest ?? 0.1) && acc < (this.o.dropFactor ?? 0.5) * this.best;
+    let restored = false;
+    if (collapsed) {
+      this.collapses++;
+      if (this.good) {
+        tf.tidy(() => this.model.setWeights(this.good as tf.Tensor[]));
+        restored = true;
+      }
+      if (this.collapses >= (this.o.maxCollapses ?? 2)) this.fallbackMethod = 'pgd';
+    } else {
+      if (acc > this.best) this.best = acc;
+      this.good?.forEach((w) => w.dispose());
+      this.good = tf.tidy(() => this.model.getWeights().map((w) => tf.keep(w.clone())));
+    }
+    const c: GuardCheck = { epoch, batch: this.batch, pgdAccuracy: acc, collapsed, restored };
+    this.checks.push(c);
+    this.o.onCheck?.(c);
+    return c;
+  }
+
+  get bestPgdAccuracy(): number {
+    return this.best;
+  }
+
+  dispose(): void {
+    this.good?.forEach((w) => w.dispose());
+    this.good = null;
+    this.hx.dispose();
+    this.hy.dispose();
+  }
+}
