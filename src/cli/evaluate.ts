@@ -115,7 +115,8 @@ export async function evaluateCommand(argv: string[]): Promise<void> {
     const worst = m.perClass.filter((c) => c.n > 0).sort((a, b) => a.accuracy - b.accuracy).slice(0, 5);
     console.log('weakest classes: ' + worst.map((c) => `${c.classId} ${CLASS_NAMES[c.classId]} ${(c.accuracy * 100).toFixed(1)}%`).join('; '));
     for (const r of (report.results as { attack: string; eps: number; accuracy: number; successRate: number | null; meanL2: number | null; imagesPerSecond: number | null }[])) {
-      console.log(`  ${r.attack.padEnd(9)} eps ${(r.eps * 255).toFixed(1).padStart(5)}/255  accuracy ${(r.accuracy * 100).toFixed(2).padStart(6)}%` +
+      const epsText = (r as { norm?: string }).norm === 'l2' ? `L2 ${r.eps.toFixed(3).padStart(7)}` : `eps ${(r.eps * 255).toFixed(1).padStart(5)}/255`;
+      console.log(`  ${r.attack.padEnd(9)} ${epsText}  accuracy ${(r.accuracy * 100).toFixed(2).padStart(6)}%` +
         `  success ${r.successRate == null ? '  n/a' : (r.successRate * 100).toFixed(1) + '%'}` +
         `  mean L2 ${r.meanL2 == null ? 'n/a' : r.meanL2.toFixed(3)}  ${r.imagesPerSecond == null ? '' : r.imagesPerSecond.toFixed(0) + ' img/s'}`);
     }
