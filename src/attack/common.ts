@@ -217,3 +217,15 @@ export function selectRows<T extends tf.Tensor>(cond: tf.Tensor, a: T, b: T): T 
     return tf.where(tf.reshape(cond, shape), a, b) as T;
   });
 }
+
+/**
+ * One Adam update with bias correction, kept per tensor element so every image in a batch has its
+ * own state (C&W and L-BFGS search a separate constant per image). `s` counts steps from 1.
+ * Returns the new moments and the step direction m̂ / (√v̂ + 1e-8), to be scaled by the learning rate.
+ */
+export function adamUpdate(g: Tensor4D, m: Tensor4D, v: Tensor4D, s: number, b1 = 0.9, b2 = 0.999): { m: Tensor4D; v: Tensor4D; step: Tensor4D } {
+  const m2 = tf.add(tf.mul(m, b1), tf.mul(g, 1 - b1)) as Tensor4D;
+  const v2 = tf.add(tf.mul(v, b2), tf.mul(tf.square(g), 1 - b2)) as Tensor4D;
+  const step = tf.div(tf.div(m2, 1 - Math.pow(b1, s)), tf.add(tf.sqrt(tf.div(v2, 1 - Math.pow(b2, s))), 1e-8)) as Tensor4D;
+  return { m: m2, v: v2, step };
+}

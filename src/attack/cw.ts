@@ -12,7 +12,7 @@
  */
 import { tf, Tensor1D, Tensor4D } from '../inference/tf';
 import type { Attack } from './types';
-import { intOption, labelArray, marginTensor, numberOption, resolveTargets, selectRows, successOf } from './common';
+import { adamUpdate, intOption, labelArray, marginTensor, numberOption, resolveTargets, selectRows, successOf } from './common';
 
 export const cw: Attack = {
   name: 'cw',
@@ -64,12 +64,9 @@ export const cw: Attack = {
             const improve = tf.logicalAnd(ok, tf.less(l2, bestL2));
             const adv2 = selectRows(improve, a, bestAdv);
             const l22 = tf.where(improve, l2, bestL2) as Tensor1D;
-            // Adam with bias correction, done by hand so every image keeps its own state.
-            const m2 = tf.add(tf.mul(m, b1), tf.mul(g, 1 - b1)) as Tensor4D;
-            const v2 = tf.add(tf.mul(v, b2), tf.mul(tf.square(g), 1 - b2)) as Tensor4D;
-            const mh = tf.div(m2, 1 - Math.pow(b1, s));
-            const vh = tf.div(v2, 1 - Math.pow(b2, s));
-            const w2 = tf.sub(w, tf.mul(tf.div(mh, tf.add(tf.sqrt(vh), 1e-8)), lr)) as Tensor4D;
+            // Adam by hand so every image keeps its own state.
+            const { m: m2, v: v2, step } = adamUpdate(g, m, v, s, b1, b2);
+            const w2 = tf.sub(w, tf.mul(step, lr)) as Tensor4D;
             return { adv2, l22, m2, v2, w2, found2: tf.logicalOr(found, ok) as Tensor1D };
           });
           for (const t of [bestAdv, bestL2, m, v, w, found]) t.dispose();

@@ -15,7 +15,7 @@
 import { tf, Tensor1D, Tensor4D } from '../inference/tf';
 import type { Attack } from './types';
 import {
-  argmaxRows, fallbackTargets, intOption, labelArray, numberOption, resolveTargets, seedOption, selectRows, stringOption,
+  adamUpdate, argmaxRows, fallbackTargets, intOption, labelArray, numberOption, resolveTargets, seedOption, selectRows, stringOption,
   successFromPredictions,
 } from './common';
 
@@ -64,9 +64,7 @@ export const lbfgs: Attack = {
             const improve = tf.logicalAnd(ok, tf.less(l2, bestL2));
             const adv2 = selectRows(improve, a, bestAdv);
             const l22 = tf.where(improve, l2, bestL2) as Tensor1D;
-            const m2 = tf.add(tf.mul(m, b1), tf.mul(g, 1 - b1)) as Tensor4D;
-            const v2 = tf.add(tf.mul(v, b2), tf.mul(tf.square(g), 1 - b2)) as Tensor4D;
-            const step = tf.div(tf.div(m2, 1 - Math.pow(b1, s)), tf.add(tf.sqrt(tf.div(v2, 1 - Math.pow(b2, s))), 1e-8));
+            const { m: m2, v: v2, step } = adamUpdate(g, m, v, s, b1, b2);
             // Projection onto the box: keep x + r inside [0, 1].
             const r2 = tf.sub(tf.clipByValue(tf.sub(a, tf.mul(step, lr)), 0, 1), images) as Tensor4D;
             return { adv2, l22, m2, v2, r2, found2: tf.logicalOr(found, ok) as Tensor1D };

@@ -15,18 +15,11 @@ import { CLASS_NAMES } from '../data/classes';
 import { getAttack } from '../attack/registry';
 import type { Attack } from '../attack/types';
 import type { Frame } from '../capture/types';
-import type { LiveAttack, NormRoi } from './config';
+import type { LiveAttack, NormRoi, ServeConfig } from './config';
 import type { Latency } from './stats';
 
-export interface PipelineSettings {
-  attack: LiveAttack;
-  eps: number;
-  targeted: boolean;
-  target: number;
-  steps: number;
-  roi: NormRoi | null;
-  paused: boolean;
-}
+/** The per-frame settings: the attack fields of the serve config, plus pause. */
+export type PipelineSettings = Pick<ServeConfig, 'attack' | 'eps' | 'targeted' | 'target' | 'steps' | 'roi'> & { paused: boolean };
 
 export interface TopEntry {
   classId: number;
