@@ -4,6 +4,8 @@
  * squeezing, transforms, detector AUC, distillation, and the command line's one-line errors.
  */
 import * as assert from 'node:assert';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { tf, Tensor4D } from '../src/inference/tf';
 import { initBackend } from '../src/inference/backend';
 import { buildModel, LayersClassifier } from '../src/inference/model';
@@ -19,7 +21,7 @@ import { trainDistilled } from '../src/defense/distill';
 import { parseDefenseList } from '../src/defense/registry';
 import { runCompare } from '../src/defense/compare';
 import { getAttack } from '../src/attack/registry';
-import { runCli } from './helpers';
+import { runCli, tempDir } from './helpers';
 
 const CLASSES = [1, 12, 13, 14, 17, 25];
 
@@ -218,6 +220,22 @@ describe('defenses', function () {
     assert.throws(() => requireLogitsModel(new LayersClassifier(m, true), 'adversarial training'), /outputs logits/);
     assert.throws(() => ibpBounds(m, tf.zeros([1, 8, 8, 3]) as Tensor4D, 0.1), /outputs logits/);
     m.dispose();
+  });
+
+  it('advsign train --adversarial fgsm-rs: keeps the epoch with the best validation PGD accuracy and says so in the card', async () => {
+    const out = path.join(tempDir(), 'adv');
+    const r = await runCli(['train', '--data', 'synthetic', '--per-class', '10', '--epochs', '2', '--arch', 'cnn4-small',
+      '--adversarial', 'fgsm-rs', '--eps', '8/255', '--out', out]);
+    assert.strictEqual(r.code, 0, r.stderr);
+    assert.match(r.stderr, /pgd10@8\/255 \d\.\d{4}/, 'each epoch prints its validation PGD accuracy');
+    const card = JSON.parse(fs.readFileSync(path.join(out, 'card.json'), 'utf8'));
+    assert.strictEqual(card.adversarialTraining.method, 'fgsm-rs');
+    assert.ok(card.adversarialTraining.batchesAdversarial > 0);
+    assert.match(card.training.selectedBy, /^pgd10@8\/255 accuracy on \d+ validation images/);
+    assert.match(card.training.command, /^advsign train --data synthetic .*--adversarial fgsm-rs/);
+    const scores = card.training.history.map((h: { valScore: number }) => h.valScore);
+    assert.ok(scores.every((v: number) => v >= 0 && v <= 1), JSON.stringify(scores));
+    assert.strictEqual(scores[card.training.bestEpoch - 1], Math.max(...scores));
   });
 
   it('command line: unknown defense and bad robust-training eps are one-line errors', async () => {

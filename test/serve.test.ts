@@ -467,6 +467,16 @@ describe('serve: configuration', () => {
     assert.equal(none.file, null);
   });
 
+  it('an active-low button from the file, the environment or a bare flag', () => {
+    const file = path.join(dir, 'active-low.json');
+    fs.writeFileSync(file, JSON.stringify({ gpio: { button: 17, buttonActiveLow: true } }));
+    assert.equal(loadConfig({ file, env: {} }).config.gpioButtonActiveLow, true);
+    assert.equal(loadConfig({ file, env: { ADVSIGN_GPIO_BUTTON_ACTIVE_LOW: 'no' } }).config.gpioButtonActiveLow, false);
+    assert.equal(loadConfig({ flags: { 'gpio-button-active-low': true }, env: {}, file: null }).config.gpioButtonActiveLow, true);
+    assert.equal(loadConfig({ flags: {}, env: {}, file: null }).config.gpioButtonActiveLow, false, 'default: active high');
+    assert.throws(() => loadConfig({ flags: {}, env: { ADVSIGN_GPIO_BUTTON_ACTIVE_LOW: 'maybe' }, file: null }), /gpioButtonActiveLow must be true or false/);
+  });
+
   it('one-line errors naming where a bad value came from', () => {
     const bad = path.join(dir, 'bad.json');
     fs.writeFileSync(bad, JSON.stringify({ prot: 80 }));

@@ -35,6 +35,27 @@ describe('training', function () {
     assert.ok(tf.memory().numTensors <= before + 2, `tensors leaked: ${before} → ${tf.memory().numTensors}`);
   });
 
+  it('a validation score picks the kept epoch, among eligible epochs first', async () => {
+    const all = renderDataset({ perClass: 4, size: 32, seed: 12 });
+    const { train, val } = splitByGroup(all, 0.3, 1);
+    const run = async (eligibleEpochs: number[]) => {
+      let calls = 0, epoch = 0;
+      const r = await trainClassifier(train, val, {
+        arch: 'cnn4-small', epochs: 3, batchSize: 32, learningRate: 1e-3, seed: 1, patience: 5, augment: false,
+        // Rising score: without a constraint the last epoch wins.
+        validationScore: { name: 'score', score: async () => ++calls / 10, eligible: () => eligibleEpochs.includes(++epoch) },
+      });
+      r.model.dispose();
+      return r;
+    };
+    const free = await run([1, 2, 3]);
+    assert.strictEqual(free.bestEpoch, 3);
+    assert.ok(Math.abs(free.bestValScore - 0.3) < 1e-9);
+    assert.deepStrictEqual(free.history.map((h) => h.valScore), [0.1, 0.2, 0.3]);
+    assert.strictEqual((await run([2])).bestEpoch, 2, 'the only eligible epoch beats later, higher-scoring ones');
+    assert.strictEqual((await run([])).bestEpoch, 3, 'with none eligible, the best score');
+  });
+
   it('advsign train writes model.json, weights and a card; evaluate reads them back', async () => {
     const out = path.join(tempDir(), 'syn');
     const r = await runCli(['train', '--data', 'synthetic', '--per-class', '12', '--epochs', '2', '--arch', 'cnn4-small', '--out', out]);

@@ -9,6 +9,7 @@ import { buildModel, Classifier, LayersClassifier } from '../inference/model';
 import { parseFlags } from './args';
 import { getAttack } from '../attack/registry';
 import type { AttackOptions } from '../attack/types';
+import { defaultWorkerCount, GradientPool } from '../inference/data-parallel';
 
 export interface Throughput {
   batch1: number;
@@ -98,6 +99,34 @@ async function measure(backend: BackendName, budgetMs: number): Promise<BackendF
   return figures as BackendFigures;
 }
 
+/**
+ * Training at batch 64 with the data-parallel pool (one worker per spare core): the figure
+ * `advsign train` actually reaches, next to the one-thread figure above.
+ */
+async function benchParallelTraining(backend: BackendName, budgetMs: number): Promise<{ threads: number; batch64: number } | null> {
+  const workers = defaultWorkerCount(backend);
+  if (workers === 0) return null;
+  const model = buildModel({ arch: 'cnn4', inputSize: 32, numClasses: 43, seed: 1 });
+  const clf = new LayersClassifier(model);
+  const optimizer = tf.train.adam(1e-3);
+  const pool = await GradientPool.create(clf, workers);
+  const x = tf.randomUniform([64, 32, 32, 3], 0, 1, 'float32', 1) as tf.Tensor4D;
+  const y = tf.randomUniform([64], 0, 43, 'int32', 2) as tf.Tensor1D;
+  try {
+    const r = await rate(async () => {
+      const step = await pool.step(clf, x, y, 43);
+      optimizer.applyGradients(step.grads);
+      tf.dispose(step.grads.map((g) => g.tensor));
+    }, budgetMs, 2);
+    return { threads: workers + 1, batch64: r * 64 };
+  } finally {
+    await pool.dispose();
+    tf.dispose([x, y]);
+    optimizer.dispose();
+    model.dispose();
+  }
+}
+
 export async function benchCommand(argv: string[]): Promise<void> {
   const f = parseFlags(argv, {
     json: { type: 'boolean' }, backend: { type: 'string' }, 'no-cpu': { type: 'boolean' }, quick: { type: 'boolean' },
@@ -126,11 +155,12 @@ export async function benchCommand(argv: string[]): Promise<void> {
       }
     }
   }
+  const parallelTraining = await benchParallelTraining(choice.backend, budget);
   // Issue target: an FGSM-RS adversarial-training step costs at most 2× a clean one.
   const { benchAdversarialEpochRatio } = await import('../defense/bench');
   const adversarialTraining = await benchAdversarialEpochRatio({ repeats: f.quick ? 2 : 5 });
   const out = {
-    ...main, adversarialTraining, cpu, ratioToCpu: ratio, model: 'cnn4 32×32, 43 classes',
+    ...main, parallelTraining, adversarialTraining, cpu, ratioToCpu: ratio, model: 'cnn4 32×32, 43 classes',
     machine: { cpus: require('node:os').cpus().length as number, platform: process.platform, arch: process.arch, node: process.version },
     measuredAt: new Date().toISOString(),
   };
@@ -144,4 +174,5 @@ export async function benchCommand(argv: string[]): Promise<void> {
     if (v && typeof v === 'object') console.log(`  ${k}: ${fmt(v as Throughput)}${ratio[k] ? `  (×${ratio[k].batch64.toFixed(0)} cpu at 64)` : ''}`);
   }
   console.log(`  inference at batch 1: ${main.inferMsPerImageBatch1.toFixed(2)} ms/image`);
+  if (parallelTraining) console.log(`  training with ${parallelTraining.threads} threads: batch 64: ${parallelTraining.batch64.toFixed(1)} img/s`);
 }

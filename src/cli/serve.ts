@@ -33,6 +33,7 @@ export const SERVE_HELP = `advsign serve [options]
   --width/--height/--fps capture size and rate (default 640×480 at 30)
   --jpeg-quality N       frames sent to the page (default 80)
   --gpio-button N        BCM pin of the push button (short: attack on/off, long: snapshot)
+  --gpio-button-active-low  the button reads 0 when pressed (wired to GND with a pull-up)
   --gpio-led-ok N        BCM pin of the green LED (model right)
   --gpio-led-fooled N    BCM pin of the red LED (model fooled)
   --gpio-sysfs DIR       sysfs root (default /sys); --gpio-chip LABEL for non-Pi boards
@@ -61,7 +62,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
 
   const gpio = createGpio({
     button: config.gpioButton, ledOk: config.gpioLedOk, ledFooled: config.gpioLedFooled,
-    sysfsRoot: config.gpioSysfs, chipLabel: config.gpioChip ?? undefined, longPressMs: config.gpioLongPressMs,
+    sysfsRoot: config.gpioSysfs, chipLabel: config.gpioChip ?? undefined, longPressMs: config.gpioLongPressMs, buttonActiveLow: config.gpioButtonActiveLow,
   }, { log });
   if (gpio.state.mode !== 'disabled') log.info('gpio.ready', { mode: gpio.state.mode, pins: gpio.state.pins, ...(gpio.state.reason ? { reason: gpio.state.reason } : {}) });
 

@@ -4,6 +4,7 @@ import * as path from 'node:path';
 import { initBackend } from '../inference/backend';
 import { ARCHITECTURES, Architecture } from '../inference/model';
 import { trainClassifier, accuracy, DEFAULT_TRAIN } from '../inference/train';
+import { defaultWorkerCount } from '../inference/data-parallel';
 import { saveModel, ModelCard } from '../inference/model-io';
 import { loadDataset, isSynthetic } from '../data/load';
 import { splitByGroup } from '../data/gtsrb';
@@ -32,6 +33,7 @@ export const TRAIN_HELP = `advsign train --data <dir|synthetic> [options]
   --seed N               random seed (default 1)
   --no-augment           train without augmentation
   --backend NAME         tensorflow | wasm | cpu (default: the fastest that starts)
+  --workers N            extra threads sharing each batch (default: one per spare core on wasm/cpu, 0 on tensorflow)
 ${ADVERSARIAL_HELP}`;
 
 export async function trainCommand(argv: string[]): Promise<void> {
@@ -41,6 +43,7 @@ export async function trainCommand(argv: string[]): Promise<void> {
     'val-fraction': { type: 'string' }, limit: { type: 'string' }, 'per-class': { type: 'string' },
     'max-minutes': { type: 'string' }, seed: { type: 'string' }, 'no-augment': { type: 'boolean' },
     backend: { type: 'string' }, quiet: { type: 'boolean' }, schedule: { type: 'string' }, balance: { type: 'string' },
+    workers: { type: 'string' },
     ...ADVERSARIAL_FLAGS,
   }, 'train');
   const data = required(f, 'data', 'train');
@@ -79,7 +82,8 @@ export async function trainCommand(argv: string[]): Promise<void> {
   const backend = await initBackend(str(f, 'backend'));
   const init = adv ? await adv.loadInit() : undefined;
   const log = (msg: string) => { if (progress) process.stderr.write(msg + '\n'); };
-  log(`backend: ${backend.backend}`);
+  const workers = f.workers !== undefined ? int(f, 'workers', 0, 0, 64) : defaultWorkerCount(backend.backend);
+  log(`backend: ${backend.backend}${workers ? `, ${workers + 1} threads (data-parallel)` : ''}`);
 
   const all = await loadDataset(data, { split: 'train', size, limit, perClass, progress });
   if (stop) throw new UserError('interrupted before training started: nothing saved');
@@ -87,14 +91,15 @@ export async function trainCommand(argv: string[]): Promise<void> {
   if (train.n === 0 || val.n === 0) throw new UserError(`not enough data in ${data} to hold out a validation split (${all.n} images)`);
   log(`train ${train.n} images, validation ${val.n} images (split by track)`);
 
-  const advRun = adv ? adv.prepare({ init, train, val, batchSize, seed, log }) : undefined;
+  const advRun = adv ? await adv.prepare({ init, train, val, batchSize, seed, log }) : undefined;
   const result = await trainClassifier(train, val, {
     arch: (init?.arch ?? arch) as Architecture, epochs, batchSize, learningRate, seed, patience, augment: !f['no-augment'],
     checkpointDir: out + '.checkpoints', maxSeconds: maxMinutes ? maxMinutes * 60 : undefined,
     progress, shouldStop: () => stop, schedule: sched, balance,
-    initialModel: init?.model, batchHook: advRun?.hook,
+    initialModel: init?.model, adversarial: advRun?.planner, validationScore: advRun?.validationScore, workers,
   });
   const adversarialCard = advRun ? await advRun.finish(result) : undefined;
+  const pct = (v?: number) => (v == null ? 'n/a' : `${(v * 100).toFixed(2)}%`);
   process.off('SIGINT', onSigint);
   process.off('SIGTERM', onSigint);
   if (result.history.length === 0) throw new UserError('training stopped before the first epoch finished: nothing saved');
@@ -126,8 +131,11 @@ export async function trainCommand(argv: string[]): Promise<void> {
     training: {
       optimizer: sched === 'cosine' ? `Adam, lr ${learningRate} with cosine decay to 1%` : `Adam lr ${learningRate}, halved after 2 epochs without validation gain`,
       batchSize, classBalance: balance, augmentation: f['no-augment'] ? 'none' : 'rotation ±10°, scale 0.92–1.1, shift ±6%, brightness 0.7–1.3, contrast 0.8–1.2',
+      // The exact command, so a card says how to reproduce its model.
+      command: ['advsign', 'train', ...argv].join(' '),
       epochsRun: result.history.length, bestEpoch: result.bestEpoch, seed,
-      seconds: Math.round(result.seconds), backend: backend.backend, interrupted: result.interrupted,
+      selectedBy: advRun?.selection ? `${advRun.selection}: ${pct(result.bestValScore)}` : 'clean validation accuracy',
+      seconds: Math.round(result.seconds), backend: backend.backend, threads: workers + 1, interrupted: result.interrupted,
       history: result.history,
     },
     cleanAccuracy: { validation: result.bestValAccuracy, test: testAccuracy },
@@ -138,7 +146,6 @@ export async function trainCommand(argv: string[]): Promise<void> {
   };
   await saveModel(result.model, out, card);
   fs.rmSync(out + '.checkpoints', { recursive: true, force: true });
-  const pct = (v?: number) => (v == null ? 'n/a' : `${(v * 100).toFixed(2)}%`);
   console.log(`saved ${path.relative(process.cwd(), out) || out}: validation ${pct(result.bestValAccuracy)}, test ${pct(testAccuracy)}, ` +
     `${result.history.length} epochs in ${result.seconds.toFixed(0)} s on ${backend.backend}`);
 }

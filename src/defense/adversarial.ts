@@ -1,5 +1,6 @@
 /**
- * Adversarial training recipes plugged into trainClassifier through its BatchHook:
+ * Adversarial training recipes, plugged into trainClassifier as a per-batch planner (whose plan
+ * every data-parallel thread applies to its own shard) or as a single-thread BatchHook:
  *   fgsm     one FGSM step from the clean image (Goodfellow et al. 2015);
  *   fgsm-rs  FGSM from a uniform random start with step 1.25·eps (Wong et al. 2020, "Fast is
  *            better than free"), plus a guard against catastrophic overfitting;
@@ -99,10 +100,40 @@ export interface AdversarialHookState {
 }
 
 /**
- * The BatchHook: the first ⌈ratio·n⌉ images of each (already shuffled) batch become adversarial.
- * `guard`, when given, is consulted at every batch (it decides itself when to check).
+ * What one batch (or one shard of it) gets: a plain, serialisable record, so data-parallel
+ * training can send it to worker threads, each of which attacks its own shard.
  */
-export function adversarialBatchHook(o: AdversarialTrainingOptions, guard?: OverfitGuard): { hook: BatchHook; state: AdversarialHookState } {
+export interface AdversarialPlan {
+  method: AdversarialMethod;
+  eps: number;
+  ratio: number;
+  pgdSteps?: number;
+  fgsmRsAlpha?: number;
+  seed: number;
+}
+
+/** Decides the plan of each batch (ramped eps, guard fallback); the guard runs here, on the main thread. */
+export type AdversarialPlanner = (clf: Classifier, epoch: number) => AdversarialPlan;
+
+/** The first ⌈ratio·n⌉ images of x (already shuffled) replaced by their adversarial versions. */
+export function applyAdversarialPlan(clf: Classifier, x: Tensor4D, y: Tensor1D, p: AdversarialPlan): Tensor4D {
+  const n = x.shape[0];
+  const m = Math.min(n, Math.ceil(p.ratio * n));
+  return tf.tidy(() => {
+    if (m === 0) return x.clone();
+    const xa = x.slice([0, 0, 0, 0], [m, -1, -1, -1]) as Tensor4D;
+    const ya = y.slice([0], [m]) as Tensor1D;
+    const adv = adversarialExamples(clf, xa, ya, p.method, p.eps, { pgdSteps: p.pgdSteps, fgsmRsAlpha: p.fgsmRsAlpha, seed: p.seed });
+    if (m === n) return adv;
+    return tf.concat([adv, x.slice([m, 0, 0, 0], [n - m, -1, -1, -1])], 0) as Tensor4D;
+  });
+}
+
+/**
+ * The per-batch planner of a recipe. `guard`, when given, is consulted at every batch (it decides
+ * itself when to check) and may switch the recipe to PGD-2 after repeated collapses.
+ */
+export function adversarialPlanner(o: AdversarialTrainingOptions, guard?: OverfitGuard): { planner: AdversarialPlanner; state: AdversarialHookState } {
   checkTrainingEps(o.eps);
   const ratio = o.ratio ?? 0.5;
   if (!(ratio > 0 && ratio <= 1)) throw new UserError(`--adv-ratio must be in (0, 1], got ${ratio}`);
@@ -110,7 +141,7 @@ export function adversarialBatchHook(o: AdversarialTrainingOptions, guard?: Over
   const state: AdversarialHookState = { lastEps: 0, batches: 0 };
   let epochSeen = 0, stepInEpoch = 0;
   let seed = o.seed ?? 1;
-  const hook: BatchHook = (clf, x, y, epoch) => {
+  const planner: AdversarialPlanner = (clf, epoch) => {
     if (epoch !== epochSeen) { epochSeen = epoch; stepInEpoch = 0; }
     guard?.onBatch(clf, epoch);
     const eps = rampedEps(o.eps, ramp, epoch, stepInEpoch, o.stepsPerEpoch ?? 0);
@@ -118,17 +149,17 @@ export function adversarialBatchHook(o: AdversarialTrainingOptions, guard?: Over
     state.batches++;
     state.lastEps = eps;
     const method = guard?.fallbackMethod ?? o.method;
-    const n = x.shape[0];
-    const m = Math.min(n, Math.ceil(ratio * n));
-    const out = tf.tidy(() => {
-      const xa = x.slice([0, 0, 0, 0], [m, -1, -1, -1]) as Tensor4D;
-      const ya = y.slice([0], [m]) as Tensor1D;
-      const adv = adversarialExamples(clf, xa, ya, method, eps, { pgdSteps: method === o.method ? o.pgdSteps : 2, fgsmRsAlpha: o.fgsmRsAlpha, seed: seed++ });
-      if (m === n) return adv;
-      return tf.concat([adv, x.slice([m, 0, 0, 0], [n - m, -1, -1, -1])], 0) as Tensor4D;
-    });
-    return { x: out, y };
+    // Seeds step by 1000 so the shards of one batch (seed + shard index) never share a start.
+    seed += 1000;
+    return { method, eps, ratio, pgdSteps: method === o.method ? o.pgdSteps : 2, fgsmRsAlpha: o.fgsmRsAlpha, seed };
   };
+  return { planner, state };
+}
+
+/** The same recipe as a single-thread BatchHook (planner + apply on the whole batch). */
+export function adversarialBatchHook(o: AdversarialTrainingOptions, guard?: OverfitGuard): { hook: BatchHook; state: AdversarialHookState } {
+  const { planner, state } = adversarialPlanner(o, guard);
+  const hook: BatchHook = (clf, x, y, epoch) => ({ x: applyAdversarialPlan(clf, x, y, planner(clf, epoch)), y });
   return { hook, state };
 }
 

@@ -6,22 +6,22 @@
 import * as path from 'node:path';
 import type { ParseArgsConfig } from 'node:util';
 import { tf } from '../inference/tf';
-import { ARCHITECTURES, Architecture, LayersClassifier } from '../inference/model';
+import { ARCHITECTURES, Architecture, Classifier, LayersClassifier } from '../inference/model';
 import { loadClassifier, readCard } from '../inference/model-io';
-import type { TrainResult, BatchHook } from '../inference/train';
+import { accuracy, TrainResult } from '../inference/train';
 import type { ImageSet } from '../data/types';
 import { UserError } from '../data/types';
 import { parseEps } from '../attack/registry';
 import { Flags } from '../cli/args';
 import {
-  AdversarialMethod, adversarialBatchHook, AdversarialHookState, checkTrainingEps, OverfitGuard,
+  AdversarialMethod, adversarialExamples, adversarialPlanner, AdversarialHookState, AdversarialPlanner, checkTrainingEps, OverfitGuard,
   parseAdversarialMethod, requireLogitsModel,
 } from './adversarial';
 
 export const ADVERSARIAL_FLAGS: NonNullable<ParseArgsConfig['options']> = {
   adversarial: { type: 'string' }, eps: { type: 'string' }, 'adv-ratio': { type: 'string' },
   'pgd-steps': { type: 'string' }, 'ramp-epochs': { type: 'string' }, 'guard-every': { type: 'string' },
-  init: { type: 'string' },
+  init: { type: 'string' }, 'max-clean-drop': { type: 'string' },
 };
 
 export const ADVERSARIAL_HELP = `
@@ -32,7 +32,9 @@ adversarial training (src/defense):
   --pgd-steps N          steps of PGD training (default 7)
   --ramp-epochs X        epochs over which eps grows from 0 (default 1; 0 = none)
   --guard-every N        FGSM-RS guard: also check PGD accuracy every N batches (default 200)
-  --init DIR             start from this model (fine-tuning; architecture taken from it)`;
+  --init DIR             start from this model (fine-tuning; architecture taken from it)
+  --max-clean-drop P     keep the most robust epoch whose clean validation accuracy is at most P points
+                         below the --init model's (default: the most robust epoch, whatever its clean accuracy)`;
 
 export interface InitModel {
   model: tf.LayersModel;
@@ -53,7 +55,11 @@ export interface AdversarialCard {
 }
 
 export interface AdversarialRun {
-  hook?: BatchHook;
+  planner?: AdversarialPlanner;
+  /** Epoch selection by PGD-10 accuracy on validation images (robust early stopping). */
+  validationScore?: { name: string; images: number; score: (clf: Classifier) => Promise<number>; eligible?: (valAccuracy: number) => boolean };
+  /** How the kept epoch was chosen, for the card. */
+  selection?: string;
   finish(result: TrainResult): Promise<AdversarialCard>;
 }
 
@@ -72,7 +78,7 @@ export function addAdversarialTraining(f: Flags) {
   const methodFlag = typeof f.adversarial === 'string' ? f.adversarial : undefined;
   const initDir = typeof f.init === 'string' ? f.init : undefined;
   if (!methodFlag) {
-    for (const k of ['eps', 'adv-ratio', 'pgd-steps', 'ramp-epochs', 'guard-every']) {
+    for (const k of ['eps', 'adv-ratio', 'pgd-steps', 'ramp-epochs', 'guard-every', 'max-clean-drop']) {
       if (f[k] !== undefined) throw new UserError(`--${k} only applies with --adversarial fgsm|fgsm-rs|pgd`);
     }
     if (!initDir) return null;
@@ -89,6 +95,8 @@ export function addAdversarialTraining(f: Flags) {
   const pgdSteps = Math.round(numberFlag(f, 'pgd-steps', 7, 1, 100));
   const rampEpochs = numberFlag(f, 'ramp-epochs', 1, 0, 100);
   const guardEvery = Math.round(numberFlag(f, 'guard-every', 200, 0, 1e9));
+  const maxCleanDrop = f['max-clean-drop'] !== undefined ? numberFlag(f, 'max-clean-drop', 0, 0, 100) : undefined;
+  if (maxCleanDrop !== undefined && !initDir) throw new UserError('--max-clean-drop needs --init (the model whose clean accuracy is the reference)');
 
   return {
     async loadInit(): Promise<InitModel | undefined> {
@@ -102,7 +110,7 @@ export function addAdversarialTraining(f: Flags) {
       }
       return { model: clf.model, arch, dir: initDir };
     },
-    prepare(ctx: { init?: InitModel; train: ImageSet; val: ImageSet; batchSize: number; seed: number; log: (m: string) => void }): AdversarialRun {
+    async prepare(ctx: { init?: InitModel; train: ImageSet; val: ImageSet; batchSize: number; seed: number; log: (m: string) => void }): Promise<AdversarialRun> {
       const { init, train, val } = ctx;
       if (init && init.model.inputs[0].shape[1] !== train.size) {
         throw new UserError(`--init model takes ${init.model.inputs[0].shape[1]}px images but --size is ${train.size}`);
@@ -119,15 +127,15 @@ export function addAdversarialTraining(f: Flags) {
       }
       let guard: OverfitGuard | undefined;
       let state: AdversarialHookState;
-      let hook: BatchHook;
+      let planner: AdversarialPlanner;
       const stepsPerEpoch = Math.ceil(train.n / ctx.batchSize);
-      const mk = (g?: OverfitGuard) => adversarialBatchHook({ method, eps, ratio, pgdSteps, rampEpochs, stepsPerEpoch, seed: ctx.seed }, g);
+      const mk = (g?: OverfitGuard) => adversarialPlanner({ method, eps, ratio, pgdSteps, rampEpochs, stepsPerEpoch, seed: ctx.seed }, g);
       const held = heldBatch(val, 256, ctx.seed);
       if (method === 'fgsm-rs') {
         // The guard needs the model object; with --init we have it, else it is bound on first use.
         let g: OverfitGuard | undefined;
-        const inner = { hook: null as BatchHook | null };
-        hook = (clf, x, y, epoch) => {
+        const inner = { planner: null as AdversarialPlanner | null };
+        planner = (clf, epoch) => {
           if (!g) {
             const model = (clf as LayersClassifier).model;
             g = new OverfitGuard(model, held.images, held.labels, val.size, {
@@ -136,18 +144,32 @@ export function addAdversarialTraining(f: Flags) {
             });
             guard = g;
             const made = mk(g);
-            inner.hook = made.hook;
+            inner.planner = made.planner;
             state = made.state;
           }
-          return (inner.hook as BatchHook)(clf, x, y, epoch);
+          return (inner.planner as AdversarialPlanner)(clf, epoch);
         };
       } else {
         const made = mk();
-        hook = made.hook;
+        planner = made.planner;
         state = made.state;
       }
+      const scored = heldBatch(val, 512, ctx.seed + 1);
+      const name = `pgd10@${+(eps * 255).toFixed(2)}/255`;
+      let eligible: ((v: number) => boolean) | undefined;
+      let selection = `${name} accuracy on ${scored.labels.length} validation images`;
+      if (maxCleanDrop !== undefined && init) {
+        const ref = await accuracy(new LayersClassifier(init.model), val);
+        const floor = ref - maxCleanDrop / 100;
+        eligible = (v) => v >= floor;
+        selection += `, among epochs with clean validation accuracy ≥ ${(floor * 100).toFixed(2)}% (the --init model's ${(ref * 100).toFixed(2)}% − ${maxCleanDrop} points)`;
+        ctx.log(`keeping the most robust epoch with clean validation accuracy ≥ ${(floor * 100).toFixed(2)}%`);
+      }
+      const validationScore = { name, images: scored.labels.length, score: (clf: Classifier) => pgdAccuracy(clf, scored, val.size, eps), eligible };
       return {
-        hook,
+        planner,
+        validationScore,
+        selection,
         async finish(result: TrainResult): Promise<AdversarialCard> {
           const card: AdversarialCard = { ...base, batchesAdversarial: state?.batches ?? 0 };
           if (guard) {
@@ -168,6 +190,24 @@ export function addAdversarialTraining(f: Flags) {
       };
     },
   };
+}
+
+/** PGD-10 accuracy (step 2.5·eps/10, random start) on a fixed image set, in batches of 128. */
+async function pgdAccuracy(clf: Classifier, set: { images: Float32Array; labels: Int32Array }, size: number, eps: number): Promise<number> {
+  const px = size * size * 3;
+  let ok = 0;
+  for (let i = 0; i < set.labels.length; i += 128) {
+    const m = Math.min(128, set.labels.length - i);
+    const hits = tf.tidy(() => {
+      const x = tf.tensor4d(set.images.subarray(i * px, (i + m) * px), [m, size, size, 3]);
+      const y = tf.tensor1d(set.labels.subarray(i, i + m), 'int32');
+      const adv = adversarialExamples(clf, x, y, 'pgd', eps, { pgdSteps: 10, seed: 777 + i });
+      return tf.sum(tf.cast(tf.equal(tf.argMax(clf.logits(adv), 1), y), 'int32'));
+    });
+    ok += (await hits.data())[0];
+    hits.dispose();
+  }
+  return ok / set.labels.length;
 }
 
 /** A fixed, class-mixed batch from the validation split for the guard's PGD checks. */

@@ -48,11 +48,29 @@ export function buildModel(spec: ModelSpec): tf.LayersModel {
     m.add(tf.layers.maxPooling2d({ poolSize: 2, strides: 2, name: `pool${block + 1}` }));
   }
   m.add(tf.layers.flatten({ name: 'flatten' }));
-  m.add(tf.layers.dropout({ rate: 0.3, seed, name: 'drop1' }));
+  // No dropout seed: tfjs re-seeds every call with it, so a seeded layer drops the *same* units at
+  // every step (those weights never train, yet they are live at inference).
+  m.add(tf.layers.dropout({ rate: 0.3, name: 'drop1' }));
   m.add(tf.layers.dense({ units: width[2], activation: 'relu', kernelInitializer: init(k++), name: 'fc1' }));
-  m.add(tf.layers.dropout({ rate: 0.3, seed: seed + 1, name: 'drop2' }));
+  m.add(tf.layers.dropout({ rate: 0.3, name: 'drop2' }));
   m.add(tf.layers.dense({ units: numClasses, kernelInitializer: init(k++), name: 'logits' }));
   return m;
+}
+
+/**
+ * Clears the seed of every Dropout layer (models saved before the fix above carry one), so
+ * fine-tuning draws a fresh mask at each step. Returns how many layers were changed.
+ */
+export function unseedDropout(model: tf.LayersModel): number {
+  let n = 0;
+  for (const layer of model.layers) {
+    const d = layer as unknown as { seed?: number };
+    if (layer.getClassName() === 'Dropout' && d.seed != null) {
+      d.seed = undefined;
+      n++;
+    }
+  }
+  return n;
 }
 
 /** What attacks, evaluation and the daemon need from a model. */

@@ -5,18 +5,22 @@
  */
 import * as path from 'node:path';
 import { tf, Tensor2D, Tensor4D } from './tf';
-import { Architecture, buildModel, Classifier, LayersClassifier, predictClasses } from './model';
+import { Architecture, buildModel, Classifier, LayersClassifier, predictClasses, unseedDropout } from './model';
 import { saveModel } from './model-io';
 import { augmentBatch } from './augment';
 import { ImageSet } from '../data/types';
 import { createRng } from '../data/random';
 import { progressBar } from '../util/progress';
+import { GradientPool, shardGradients } from './data-parallel';
+import { AdversarialPlanner, applyAdversarialPlan } from '../defense/adversarial';
 
 export interface EpochStats {
   epoch: number;
   trainLoss: number;
   trainAccuracy: number;
   valAccuracy: number;
+  /** The selection score when it is not clean validation accuracy (e.g. PGD accuracy). */
+  valScore?: number;
   learningRate: number;
   seconds: number;
   imagesPerSecond: number;
@@ -39,6 +43,11 @@ export interface TrainOptions {
   /** Stop after this much wall time (seconds), keeping the best epoch so far. */
   maxSeconds?: number;
   batchHook?: BatchHook;
+  /**
+   * Adversarial training: called once per batch on this thread (after batchHook); each thread
+   * then replaces part of its shard with adversarial examples as the plan says.
+   */
+  adversarial?: AdversarialPlanner;
   onEpoch?: (s: EpochStats) => void;
   /** Show a progress bar on stderr. */
   progress?: boolean;
@@ -58,6 +67,22 @@ export interface TrainOptions {
   balance?: number;
   /** Start from this model instead of a fresh one (fine-tuning). */
   initialModel?: tf.LayersModel;
+  /**
+   * What picks the kept epoch and drives early stopping; clean validation accuracy by default.
+   * Adversarial training passes PGD accuracy on validation images: by clean accuracy it would keep
+   * its least robust epoch.
+   */
+  validationScore?: {
+    name: string;
+    score: (clf: Classifier) => Promise<number>;
+    /** Epochs failing this (given clean validation accuracy) are kept only while no epoch passes it. */
+    eligible?: (valAccuracy: number) => boolean;
+  };
+  /**
+   * Worker threads that compute part of every batch's gradient (data-parallel; see
+   * data-parallel.ts). 0 or absent: all on this thread. defaultWorkerCount() picks one per spare core.
+   */
+  workers?: number;
 }
 
 export interface TrainResult {
@@ -65,7 +90,10 @@ export interface TrainResult {
   classifier: LayersClassifier;
   history: EpochStats[];
   bestEpoch: number;
+  /** Clean validation accuracy of the kept epoch. */
   bestValAccuracy: number;
+  /** Its selection score (equal to bestValAccuracy unless validationScore was given). */
+  bestValScore: number;
   seconds: number;
   interrupted: boolean;
 }
@@ -133,16 +161,19 @@ export async function trainClassifier(trainSet: ImageSet, valSet: ImageSet, opti
   const s = trainSet.size;
   const numClasses = 43;
   const model = o.initialModel ?? buildModel({ arch: o.arch, inputSize: s, numClasses, seed: o.seed });
+  unseedDropout(model);
   const clf = new LayersClassifier(model);
   const rand = createRng(o.seed);
   let lr = o.learningRate;
   const optimizer = tf.train.adam(lr);
   const history: EpochStats[] = [];
-  let best = -1, bestEpoch = -1, sincebest = 0;
+  let best = -1, bestEpoch = -1, sincebest = 0, bestClean = NaN, bestOk = false;
   let bestWeights: tf.Tensor[] | null = null;
   const t0 = Date.now();
   let interrupted = false;
   const stepsPerEpoch = Math.ceil(trainSet.n / o.batchSize);
+  const pool = o.workers ? await GradientPool.create(clf, o.workers) : null;
+  try {
 
   for (let epoch = 1; epoch <= o.epochs && !interrupted; epoch++) {
     const te = Date.now();
@@ -164,40 +195,52 @@ export async function trainClassifier(trainSet: ImageSet, valSet: ImageSet, opti
       }
       const idx = order.subarray(step * o.batchSize, Math.min(trainSet.n, (step + 1) * o.batchSize));
       const { x, y } = gatherBatch(trainSet, idx);
-      const [loss, nCorrect, nSeen] = tf.tidy(() => {
+      const batch = tf.tidy(() => {
         let xb = tf.tensor4d(x, [idx.length, s, s, 3]);
         let yb = tf.tensor1d(y, 'int32');
         if (o.augment) xb = augmentBatch(xb, rand);
         if (o.batchHook) ({ x: xb, y: yb } = o.batchHook(clf, xb, yb, epoch));
-        const oneHot = tf.oneHot(yb, numClasses);
-        let logits: Tensor2D | null = null;
-        const l = optimizer.minimize(() => {
-          // Kept past minimize's own tidy so the batch accuracy needs no second forward pass.
-          logits = tf.keep(clf.logits(xb, true));
-          return tf.losses.softmaxCrossEntropy(oneHot, logits);
-        }, true, clf.trainableWeights) as tf.Scalar;
-        const c = tf.sum(tf.cast(tf.equal(tf.argMax(logits!, 1), yb), 'int32'));
-        (logits as Tensor2D | null)?.dispose();
-        return [l, c, yb.shape[0]] as [tf.Scalar, tf.Scalar, number];
+        return { xb, yb };
       });
-      lossSum += (await loss.data())[0] * nSeen;
-      correct += (await nCorrect.data())[0];
+      const plan = o.adversarial?.(clf, epoch);
+      const nSeen = batch.yb.shape[0];
+      if (pool) {
+        const r = await pool.step(clf, batch.xb, batch.yb, numClasses, true, plan).finally(() => tf.dispose([batch.xb, batch.yb]));
+        optimizer.applyGradients(r.grads);
+        tf.dispose(r.grads.map((g) => g.tensor));
+        lossSum += r.loss * nSeen;
+        correct += r.correct;
+      } else {
+        const r = tf.tidy(() => {
+          const xb = plan ? applyAdversarialPlan(clf, batch.xb, batch.yb, plan) : batch.xb;
+          const g = shardGradients(clf, xb, batch.yb, numClasses, true);
+          optimizer.applyGradients(clf.trainableWeights.map((v, j) => ({ name: v.name, tensor: g.grads[j] })));
+          return [g.loss, g.correct];
+        });
+        tf.dispose([batch.xb, batch.yb]);
+        lossSum += (await r[0].data())[0] * nSeen;
+        correct += (await r[1].data())[0];
+        tf.dispose(r);
+      }
       seen += nSeen;
-      loss.dispose(); nCorrect.dispose();
       bar?.update(step + 1, `loss ${(lossSum / seen).toFixed(3)} acc ${(correct / seen).toFixed(3)}`);
     }
     if (seen === 0) break;
     const trainSeconds = (Date.now() - te) / 1000;
     const valAccuracy = await accuracy(clf, valSet);
+    const score = o.validationScore ? await o.validationScore.score(clf) : valAccuracy;
     const stats: EpochStats = {
-      epoch, trainLoss: lossSum / seen, trainAccuracy: correct / seen, valAccuracy, learningRate: lr,
+      epoch, trainLoss: lossSum / seen, trainAccuracy: correct / seen, valAccuracy,
+      ...(o.validationScore ? { valScore: score } : {}), learningRate: lr,
       seconds: (Date.now() - te) / 1000, imagesPerSecond: seen / trainSeconds,
     };
     history.push(stats);
-    bar?.done(`loss ${stats.trainLoss.toFixed(3)} acc ${stats.trainAccuracy.toFixed(3)} val ${valAccuracy.toFixed(4)} ${stats.imagesPerSecond.toFixed(0)} img/s`);
+    const scoreText = o.validationScore ? ` ${o.validationScore.name} ${score.toFixed(4)}` : '';
+    bar?.done(`loss ${stats.trainLoss.toFixed(3)} acc ${stats.trainAccuracy.toFixed(3)} val ${valAccuracy.toFixed(4)}${scoreText} ${stats.imagesPerSecond.toFixed(0)} img/s`);
     o.onEpoch?.(stats);
-    if (valAccuracy > best || Number.isNaN(valAccuracy)) {
-      best = valAccuracy; bestEpoch = epoch; sincebest = 0;
+    const ok = o.validationScore?.eligible?.(valAccuracy) ?? true;
+    if ((ok && !bestOk) || (ok === bestOk && (score > best || Number.isNaN(score)))) {
+      best = score; bestEpoch = epoch; bestClean = valAccuracy; bestOk = ok; sincebest = 0;
       bestWeights?.forEach((w) => w.dispose());
       bestWeights = model.getWeights().map((w) => w.clone());
     } else {
@@ -211,10 +254,13 @@ export async function trainClassifier(trainSet: ImageSet, valSet: ImageSet, opti
     }
     if (o.checkpointDir) await saveModel(model, path.join(o.checkpointDir, 'checkpoint'));
   }
+  } finally {
+    await pool?.dispose();
+  }
   if (bestWeights) {
     model.setWeights(bestWeights);
     bestWeights.forEach((w) => w.dispose());
   }
   optimizer.dispose();
-  return { model, classifier: clf, history, bestEpoch, bestValAccuracy: best, seconds: (Date.now() - t0) / 1000, interrupted };
+  return { model, classifier: clf, history, bestEpoch, bestValAccuracy: bestClean, bestValScore: best, seconds: (Date.now() - t0) / 1000, interrupted };
 }

@@ -49,6 +49,8 @@ export interface ServeConfig {
   gpioSysfs: string;
   gpioChip: string | null;
   gpioLongPressMs: number;
+  /** The button reads 0 when pressed (wired to GND, with the pin's pull-up). */
+  gpioButtonActiveLow: boolean;
   logLevel: LogLevel;
   snapshotDir: string;
   maxClients: number;
@@ -61,7 +63,7 @@ export const DEFAULT_CONFIG: Readonly<ServeConfig> = Object.freeze({
   attack: 'fgsm', eps: 8 / 255, targeted: false, target: 14, steps: 5, roi: null,
   token: null, requireToken: false, jpegQuality: 80, width: 640, height: 480, fps: 30,
   gpioButton: null, gpioLedOk: null, gpioLedFooled: null, gpioSysfs: '/sys', gpioChip: null, gpioLongPressMs: 1500,
-  logLevel: 'info', snapshotDir: 'snapshots', maxClients: 20, ffmpegInputArgs: [],
+  gpioButtonActiveLow: false, logLevel: 'info', snapshotDir: 'snapshots', maxClients: 20, ffmpegInputArgs: [],
 });
 
 type Key = keyof ServeConfig;
@@ -99,6 +101,7 @@ const KEYS: Record<Key, KeyDef> = {
   gpioSysfs: { kind: 'string' },
   gpioChip: { kind: 'nullableString' },
   gpioLongPressMs: { kind: 'int', min: 200, max: 10000 },
+  gpioButtonActiveLow: { kind: 'bool' },
   logLevel: { kind: 'enum', values: LOG_LEVELS },
   snapshotDir: { kind: 'string' },
   maxClients: { kind: 'int', min: 1, max: 1000 },
@@ -235,7 +238,7 @@ export function readConfigFile(file: string): Record<string, unknown> {
   // A nested "gpio" block reads more naturally in a file: {"gpio": {"button": 17, "ledOk": 27, "ledFooled": 22}}.
   if (o.gpio && typeof o.gpio === 'object' && !Array.isArray(o.gpio)) {
     const g = o.gpio as Record<string, unknown>;
-    const map: Record<string, Key> = { button: 'gpioButton', ledOk: 'gpioLedOk', ledFooled: 'gpioLedFooled', sysfs: 'gpioSysfs', chip: 'gpioChip', longPressMs: 'gpioLongPressMs' };
+    const map: Record<string, Key> = { button: 'gpioButton', ledOk: 'gpioLedOk', ledFooled: 'gpioLedFooled', sysfs: 'gpioSysfs', chip: 'gpioChip', longPressMs: 'gpioLongPressMs', buttonActiveLow: 'gpioButtonActiveLow' };
     for (const [k, v] of Object.entries(g)) {
       if (!map[k]) throw new UserError(`config file ${file}: unknown key gpio.${k} (known: ${Object.keys(map).join(', ')})`);
       o[map[k]] = v;

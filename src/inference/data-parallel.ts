@@ -1,0 +1,192 @@
+/**
+ * Data-parallel training over worker threads. The wasm backend is single-threaded, so on a
+ * 2-core board (or this 2-core machine) half the CPU sat idle during training. A GradientPool
+ * keeps a model replica in each worker (grad-worker.ts); every step the main thread sends the
+ * current weights and one shard of the (already augmented / adversarial) batch to each worker,
+ * computes its own shard meanwhile, and averages the gradients weighted by shard size, which is
+ * exactly the gradient of the whole batch's mean loss. The optimizer stays on the main thread,
+ * so checkpoints, the overfitting guard and batch hooks see one model as before.
+ */
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { Worker } from 'node:worker_threads';
+import { tf, Tensor1D, Tensor2D, Tensor4D } from './tf';
+import { Classifier, LayersClassifier } from './model';
+import { AdversarialPlan, applyAdversarialPlan } from '../defense/adversarial';
+
+export type WorkerRequest =
+  | { type: 'init'; backend: string; topology: unknown; outputsSoftmax: boolean }
+  | {
+    type: 'grad'; weights: Float32Array; x: Float32Array; y: Int32Array; n: number; size: number; numClasses: number; training: boolean;
+    /** Adversarial examples to make from this shard first (seed already offset per shard). */
+    plan?: AdversarialPlan;
+  };
+
+export type WorkerReply =
+  | { type: 'ready'; backend: string }
+  | { type: 'grads'; grads: Float32Array; loss: number; correct: number }
+  | { type: 'error'; message: string };
+
+/**
+ * Gradient of one shard's mean cross-entropy w.r.t. the trainable weights (in their order),
+ * after replacing part of the shard with adversarial examples when a plan is given.
+ */
+export function shardGradients(
+  clf: Classifier, x: Tensor4D, y: Tensor1D, numClasses: number, training: boolean, plan?: AdversarialPlan,
+): { grads: tf.Tensor[]; loss: tf.Scalar; correct: tf.Scalar } {
+  if (plan) {
+    const adv = applyAdversarialPlan(clf, x, y, plan);
+    try {
+      return shardGradients(clf, adv, y, numClasses, training);
+    } finally {
+      adv.dispose();
+    }
+  }
+  const vars = clf.trainableWeights;
+  let logits: Tensor2D | null = null;
+  const { value, grads } = tf.variableGrads(() => {
+    logits = tf.keep(clf.logits(x, training));
+    return tf.losses.softmaxCrossEntropy(tf.oneHot(y, numClasses), logits);
+  }, vars);
+  const correct = tf.tidy(() => tf.sum(tf.cast(tf.equal(tf.argMax(logits as unknown as Tensor2D, 1), y), 'int32'))) as tf.Scalar;
+  (logits as Tensor2D | null)?.dispose();
+  return { grads: vars.map((v) => grads[v.name]), loss: value, correct };
+}
+
+/** All values of `tensors`, concatenated into one array (what crosses the thread boundary). */
+export async function flattenTensors(tensors: tf.Tensor[]): Promise<Float32Array> {
+  const out = new Float32Array(tensors.reduce((a, t) => a + t.size, 0));
+  let at = 0;
+  for (const t of tensors) {
+    out.set(await t.data() as Float32Array, at);
+    at += t.size;
+  }
+  return out;
+}
+
+/** The inverse of flattenTensors for the given shapes. */
+export function unflatten(flat: Float32Array, shapes: number[][]): tf.Tensor[] {
+  let at = 0;
+  return shapes.map((shape) => {
+    const size = shape.reduce((a, b) => a * b, 1);
+    const t = tf.tensor(flat.subarray(at, at + size), shape);
+    at += size;
+    return t;
+  });
+}
+
+/** Workers to use by default: every spare core for the single-threaded backends, none for tfjs-node (already multi-threaded). */
+export function defaultWorkerCount(backend: string): number {
+  if (backend === 'tensorflow') return 0;
+  const cores = typeof os.availableParallelism === 'function' ? os.availableParallelism() : os.cpus().length;
+  return Math.max(0, Math.min(cores - 1, 7));
+}
+
+class GradWorker {
+  private pending: { resolve: (r: WorkerReply) => void; reject: (e: Error) => void } | null = null;
+  private dead: Error | null = null;
+
+  constructor(readonly worker: Worker) {
+    worker.on('message', (r: WorkerReply) => {
+      const p = this.pending;
+      this.pending = null;
+      if (!p) return;
+      if (r.type === 'error') p.reject(new Error(`training worker: ${r.message}`));
+      else p.resolve(r);
+    });
+    const fail = (e: Error) => {
+      this.dead = e;
+      this.pending?.reject(e);
+      this.pending = null;
+    };
+    worker.on('error', (e) => fail(e instanceof Error ? e : new Error(String(e))));
+    worker.on('exit', (code) => fail(new Error(`training worker exited (code ${code})`)));
+  }
+
+  request(msg: WorkerRequest, transfer: ArrayBuffer[] = []): Promise<WorkerReply> {
+    if (this.dead) return Promise.reject(this.dead);
+    if (this.pending) return Promise.reject(new Error('training worker is busy'));
+    return new Promise((resolve, reject) => {
+      this.pending = { resolve, reject };
+      this.worker.postMessage(msg, transfer);
+    });
+  }
+}
+
+export interface PoolStep {
+  /** Batch-mean gradient per trainable variable name, ready for optimizer.applyGradients. */
+  grads: { name: string; tensor: tf.Tensor }[];
+  loss: number;
+  correct: number;
+}
+
+export class GradientPool {
+  private constructor(private readonly model: tf.LayersModel, private readonly workers: GradWorker[]) {}
+
+  /** Starts `count` workers, each with the backend of this thread and a replica of `model`. */
+  static async create(clf: LayersClassifier, count: number): Promise<GradientPool> {
+    const file = path.join(__dirname, 'grad-worker.js');
+    const topology = clf.model.toJSON(undefined, false);
+    const workers = Array.from({ length: count }, () => new GradWorker(new Worker(file)));
+    const pool = new GradientPool(clf.model, workers);
+    try {
+      await Promise.all(workers.map((w) => w.request({ type: 'init', backend: tf.getBackend(), topology: { modelTopology: topology }, outputsSoftmax: clf.outputsSoftmax })));
+    } catch (e) {
+      await pool.dispose();
+      throw e;
+    }
+    return pool;
+  }
+
+  get size(): number {
+    return this.workers.length;
+  }
+
+  /**
+   * The gradient of the mean loss over the whole batch, computed in shards: shard 0 here, the
+   * others in the workers, all at the same weights.
+   */
+  async step(clf: Classifier, x: Tensor4D, y: Tensor1D, numClasses: number, training = true, plan?: AdversarialPlan): Promise<PoolStep> {
+    const n = x.shape[0];
+    const s = x.shape[1];
+    const k = Math.min(n, this.workers.length + 1);
+    const bounds = Array.from({ length: k + 1 }, (_, i) => Math.round((i * n) / k));
+    const px = s * s * 3;
+    const xs = await x.data() as Float32Array;
+    const ys = Int32Array.from(await y.data());
+    const weights = await flattenTensors(this.model.weights.map((w) => w.read()));
+    const replies = this.workers.slice(0, k - 1).map((w, i) => {
+      const [a, b] = [bounds[i + 1], bounds[i + 2]];
+      const xw = xs.slice(a * px, b * px);
+      const shardPlan = plan ? { ...plan, seed: plan.seed + i + 1 } : undefined;
+      return w.request({ type: 'grad', weights: weights.slice(), x: xw, y: ys.slice(a, b), n: b - a, size: s, numClasses, training, plan: shardPlan }, [xw.buffer as ArrayBuffer]);
+    });
+    const n0 = bounds[1];
+    const own = tf.tidy(() => shardGradients(clf, x.slice([0, 0, 0, 0], [n0, -1, -1, -1]) as Tensor4D, y.slice([0], [n0]) as Tensor1D, numClasses, training, plan));
+    let loss = (await own.loss.data())[0] * n0;
+    let correct = (await own.correct.data())[0];
+    const results = await Promise.all(replies).finally(() => tf.dispose([own.loss, own.correct]));
+    const vars = clf.trainableWeights;
+    const grads: { name: string; tensor: tf.Tensor }[] = [];
+    tf.tidy(() => {
+      const parts = results.map((r, i) => {
+        if (r.type !== 'grads') throw new Error(`training worker sent '${r.type}'`);
+        const m = bounds[i + 2] - bounds[i + 1];
+        loss += r.loss * m;
+        correct += r.correct;
+        return { m, g: unflatten(r.grads, vars.map((v) => v.shape as number[])) };
+      });
+      vars.forEach((v, j) => {
+        let g = tf.mul(own.grads[j], n0 / n);
+        for (const p of parts) g = tf.add(g, tf.mul(p.g[j], p.m / n));
+        grads.push({ name: v.name, tensor: tf.keep(g) });
+      });
+    });
+    tf.dispose(own.grads);
+    return { grads, loss: loss / n, correct };
+  }
+
+  async dispose(): Promise<void> {
+    await Promise.all(this.workers.map((w) => w.worker.terminate()));
+  }
+}
