@@ -11,6 +11,7 @@ import { trainClassifier, accuracy } from '../src/inference/train';
 import { renderDataset } from '../src/data/synthetic';
 import { splitByGroup } from '../src/data/gtsrb';
 import { AdversarialPlan, applyAdversarialPlan } from '../src/defense/adversarial';
+import { evaluateRobustness } from '../src/attack/evaluate';
 
 describe('data-parallel training', function () {
   this.timeout(240000);
@@ -94,6 +95,22 @@ describe('data-parallel training', function () {
     assert.ok(acc > 0.35, `validation accuracy ${acc}`);
     r.model.dispose();
     assert.ok(tf.memory().numTensors <= before + 2, `tensors leaked: ${before} → ${tf.memory().numTensors}`);
+  });
+
+  it('evaluation with a worker attacking every other batch gives the same figures as one thread', async () => {
+    const set = renderDataset({ perClass: 4, size: 32, seed: 21 });
+    const model = buildModel({ arch: 'cnn4-small', inputSize: 32, numClasses: 43, seed: 2 });
+    const clf = new LayersClassifier(model);
+    const run = (workers: number) => evaluateRobustness(clf, set, {
+      attacks: ['fgsm', 'pgd', 'deepfool'], epsList: [0, 4 / 255], batchSize: 32, workers, attackOptions: { pgd: { steps: 3 }, deepfool: { steps: 5 } },
+    });
+    const one = await run(0);
+    const two = await run(1);
+    const strip = (r: typeof one) => r.results.map(({ imagesPerSecond: _ips, ...row }) => row);
+    assert.deepStrictEqual(strip(two), strip(one));
+    assert.deepStrictEqual(two.examples.map((e) => [e.attack, e.index, e.adversarialPrediction]), one.examples.map((e) => [e.attack, e.index, e.adversarialPrediction]));
+    assert.ok(one.results.some((r) => r.eps > 0 && r.accuracy < one.clean.accuracy) || one.clean.accuracy === 0, 'attacks did something');
+    model.dispose();
   });
 
   it('dropout masks change from step to step (a seeded tfjs Dropout repeats one mask)', () => {

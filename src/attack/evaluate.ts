@@ -21,6 +21,8 @@ import { ImageSet, UserError } from '../data/types';
 import type { Attack, AttackOptions, Norm } from './types';
 import { getAttack } from './registry';
 import { normsFromArrays, PerturbationNorms } from './norms';
+import { AttackedShard, ModelWorkers } from '../inference/data-parallel';
+import { LayersClassifier } from '../inference/model';
 
 export interface EvaluateProgress {
   attack: string;
@@ -47,6 +49,11 @@ export interface EvaluateOptions {
    * eps · 16 · s/32: RobustBench's pairing of L∞ 8/255 with L2 0.5 for 32×32×3 images.
    */
   l2EpsList?: number[];
+  /**
+   * Worker threads that attack batches alongside this one (data-parallel; only for models
+   * loaded from files, i.e. a LayersClassifier). Results are the same as on one thread.
+   */
+  workers?: number;
 }
 
 /** L2 radius paired with an L∞ eps for s×s RGB images (8/255 ↔ 0.5 at 32×32). */
@@ -105,7 +112,7 @@ interface Acc {
 
 interface Predictions { pred: Int32Array; conf: Float32Array }
 
-async function predictWithConfidence(model: Classifier, x: Tensor4D): Promise<Predictions> {
+export async function predictWithConfidence(model: Classifier, x: Tensor4D): Promise<Predictions> {
   const [p, c] = tf.tidy(() => {
     const probs = tf.softmax(model.logits(x));
     return [tf.argMax(probs, 1), tf.max(probs, 1)];
@@ -113,6 +120,28 @@ async function predictWithConfidence(model: Classifier, x: Tensor4D): Promise<Pr
   const out = { pred: Int32Array.from(await p.data()), conf: Float32Array.from(await c.data()) };
   p.dispose(); c.dispose();
   return out;
+}
+
+/**
+ * Attacks one shard of images (HWC floats in [0, 1]) and predicts on the result: the unit of
+ * work of an evaluation, on this thread or in a model worker.
+ */
+export async function attackShard(model: Classifier, attackName: string, x: Float32Array, y: Int32Array, size: number, options: AttackOptions): Promise<AttackedShard> {
+  const attack = getAttack(attackName);
+  const xt = tf.tensor4d(x, [y.length, size, size, 3]);
+  const yt = tf.tensor1d(y, 'int32');
+  try {
+    const t0 = process.hrtime.bigint();
+    const r = await attack.run(model, xt, yt, options);
+    const adversarial = Float32Array.from(await r.adversarial.data() as Float32Array);
+    const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+    const p = await predictWithConfidence(model, r.adversarial);
+    r.adversarial.dispose();
+    return { adversarial, pred: p.pred, conf: p.conf, seconds };
+  } finally {
+    xt.dispose();
+    yt.dispose();
+  }
 }
 
 function perClass(correct: Int32Array, total: Int32Array): (number | null)[] {
@@ -163,95 +192,110 @@ export async function evaluateRobustness(model: Classifier, set: ImageSet, opts:
   const examples: AdversarialExample[] = [];
   const l2EpsList = opts.l2EpsList ?? opts.epsList.map((e) => defaultL2Eps(e, s));
   for (const e of l2EpsList) if (!Number.isFinite(e) || e < 0) throw new UserError(`L2 eps ${e} must be a finite number ≥ 0`);
-  for (const attack of attacks) {
-    const epsList = [...new Set(attack.norm === 'l2' ? l2EpsList : opts.epsList)];
-    const exampleEps = epsList.length ? Math.max(...epsList) : 0;
-    const acc = new Map<number, Acc>(epsList.map((e) => [e, {
-      correct: 0, cleanCorrect: 0, fooled: 0, l0: 0, l2: 0, linf: 0, seconds: 0, attacked: 0, classCorrect: new Int32Array(k),
-    }]));
-    const good = new Map<number, AdversarialExample>();
-    const other = new Map<number, AdversarialExample>();
-    const extra = opts.attackOptions?.[attack.name] ?? {};
-    for (let i = 0; i < n; i += bs) {
-      const m = Math.min(bs, n - i);
-      const x = batchTensor(i, m);
-      const y = tf.tensor1d(labels.subarray(i, i + m), 'int32');
-      const cleanData = set.images.subarray(i * px, (i + m) * px);
-      // One attack run per eps, or a single run for minimal-perturbation attacks.
-      const runs = new Map<number, { adv: Float32Array; p: Predictions; norms: PerturbationNorms; seconds: number }>();
-      let single: { adv: Float32Array; p: Predictions; norms: PerturbationNorms; seconds: number } | null = null;
-      try {
+  const workers = opts.workers ?? 0;
+  const pool = workers > 0 && model instanceof LayersClassifier && n > bs ? await ModelWorkers.start(model, workers, true) : null;
+  try {
+    for (const attack of attacks) {
+      const epsList = [...new Set(attack.norm === 'l2' ? l2EpsList : opts.epsList)];
+      const exampleEps = epsList.length ? Math.max(...epsList) : 0;
+      const acc = new Map<number, Acc>(epsList.map((e) => [e, {
+        correct: 0, cleanCorrect: 0, fooled: 0, l0: 0, l2: 0, linf: 0, seconds: 0, attacked: 0, classCorrect: new Int32Array(k),
+      }]));
+      const good = new Map<number, AdversarialExample>();
+      const other = new Map<number, AdversarialExample>();
+      const extra = opts.attackOptions?.[attack.name] ?? {};
+      type Run = { adv: Float32Array; p: Predictions; norms: PerturbationNorms; seconds: number };
+      // One attack run per eps, or a single run for minimal-perturbation attacks; `worker` null = here.
+      const attackBatch = async (i: number, m: number, worker: number | null) => {
+        const runs = new Map<number, Run>();
+        let single: Run | null = null;
+        const y = labels.slice(i, i + m);
         for (const eps of epsList) {
           if (eps === 0) continue;
           if (!attack.usesEps && single) continue;
-          const t0 = process.hrtime.bigint();
-          const r = await attack.run(model, x, y, { seed: opts.seed ?? 0, ...extra, eps, targeted: false });
-          const adv = Float32Array.from(await r.adversarial.data() as Float32Array);
-          const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
-          const p = await predictWithConfidence(model, r.adversarial);
-          r.adversarial.dispose();
-          const run = { adv, p, norms: normsFromArrays(cleanData, adv, m), seconds };
+          const options: AttackOptions = { seed: opts.seed ?? 0, ...extra, eps, targeted: false };
+          const r = worker === null
+            ? await attackShard(model, attack.name, set.images.subarray(i * px, (i + m) * px), y, s, options)
+            : await (pool as ModelWorkers).attack(worker, attack.name, options, set.images.slice(i * px, (i + m) * px), y, s);
+          const run = { adv: r.adversarial, p: { pred: r.pred, conf: r.conf }, norms: normsFromArrays(set.images.subarray(i * px, (i + m) * px), r.adversarial, m), seconds: r.seconds };
           if (attack.usesEps) runs.set(eps, run); else single = run;
         }
-      } finally {
-        x.dispose();
-        y.dispose();
-      }
-      for (const eps of epsList) {
-        const a = acc.get(eps) as Acc;
-        const run = eps === 0 ? null : attack.usesEps ? runs.get(eps) ?? null : single;
-        // A minimal-perturbation run serves every eps, so each row reports that run's speed.
-        if (run) { a.seconds += run.seconds; a.attacked += m; }
-        for (let j = 0; j < m; j++) {
-          const gi = i + j;
-          const label = labels[gi];
-          // Thresholding for minimal-perturbation attacks: too large a perturbation does not count.
-          const counts = run != null && (attack.usesEps || attack.norm === 'l0' || normOf(run.norms, attack.norm, j) <= eps * (1 + 1e-6));
-          const pred = counts && run ? run.p.pred[j] : clean.pred[gi];
-          if (pred === label) { a.correct++; a.classCorrect[label]++; }
-          if (clean.pred[gi] === label) {
-            a.cleanCorrect++;
-            if (pred !== label) {
-              a.fooled++;
-              if (run) { a.l0 += run.norms.l0[j]; a.l2 += run.norms.l2[j]; a.linf += run.norms.linf[j]; }
+        return { runs, single };
+      };
+      const accumulate = (i: number, m: number, runs: Map<number, Run>, single: Run | null) => {
+        const cleanData = set.images.subarray(i * px, (i + m) * px);
+        for (const eps of epsList) {
+          const a = acc.get(eps) as Acc;
+          const run = eps === 0 ? null : attack.usesEps ? runs.get(eps) ?? null : single;
+          // A minimal-perturbation run serves every eps, so each row reports that run's speed.
+          if (run) { a.seconds += run.seconds; a.attacked += m; }
+          for (let j = 0; j < m; j++) {
+            const gi = i + j;
+            const label = labels[gi];
+            // Thresholding for minimal-perturbation attacks: too large a perturbation does not count.
+            const counts = run != null && (attack.usesEps || attack.norm === 'l0' || normOf(run.norms, attack.norm, j) <= eps * (1 + 1e-6));
+            const pred = counts && run ? run.p.pred[j] : clean.pred[gi];
+            if (pred === label) { a.correct++; a.classCorrect[label]++; }
+            if (clean.pred[gi] === label) {
+              a.cleanCorrect++;
+              if (pred !== label) {
+                a.fooled++;
+                if (run) { a.l0 += run.norms.l0[j]; a.l2 += run.norms.l2[j]; a.linf += run.norms.linf[j]; }
+              }
             }
-          }
-          // Example candidates: the first success (and first failure) per true class, so the
-          // report shows different signs rather than the first few images of one class.
-          if (eps === exampleEps && run && keep > 0) {
-            const success = counts && clean.pred[gi] === label && pred !== label;
-            const pool = success ? good : other;
-            if (!pool.has(label)) {
-              pool.set(label, {
-                attack: attack.name, eps, index: gi, label,
-                cleanPrediction: clean.pred[gi], cleanConfidence: clean.conf[gi],
-                adversarialPrediction: pred,
-                adversarialConfidence: counts ? run.p.conf[j] : clean.conf[gi],
-                success, size: s,
-                clean: Float32Array.from(cleanData.subarray(j * px, (j + 1) * px)),
-                adversarial: counts ? run.adv.slice(j * px, (j + 1) * px) : Float32Array.from(cleanData.subarray(j * px, (j + 1) * px)),
-              });
+            // Example candidates: the first success (and first failure) per true class, so the
+            // report shows different signs rather than the first few images of one class.
+            if (eps === exampleEps && run && keep > 0) {
+              const success = counts && clean.pred[gi] === label && pred !== label;
+              const candidates = success ? good : other;
+              if (!candidates.has(label)) {
+                candidates.set(label, {
+                  attack: attack.name, eps, index: gi, label,
+                  cleanPrediction: clean.pred[gi], cleanConfidence: clean.conf[gi],
+                  adversarialPrediction: pred,
+                  adversarialConfidence: counts ? run.p.conf[j] : clean.conf[gi],
+                  success, size: s,
+                  clean: Float32Array.from(cleanData.subarray(j * px, (j + 1) * px)),
+                  adversarial: counts ? run.adv.slice(j * px, (j + 1) * px) : Float32Array.from(cleanData.subarray(j * px, (j + 1) * px)),
+                });
+              }
             }
           }
         }
+      };
+      const threads = pool ? pool.size + 1 : 1;
+      for (let g = 0; g < n; g += bs * threads) {
+        const batches: { i: number; m: number }[] = [];
+        for (let t = 0; t < threads && g + t * bs < n; t++) batches.push({ i: g + t * bs, m: Math.min(bs, n - g - t * bs) });
+        // Workers' batches are sent first, so they run while this thread attacks its own.
+        const remote = Promise.all(batches.slice(1).map((b, t) => attackBatch(b.i, b.m, t)));
+        const own = await attackBatch(batches[0].i, batches[0].m, null).catch(async (e: unknown) => {
+          await remote.catch(() => undefined);
+          throw e;
+        });
+        const done = [own, ...await remote];
+        for (const [t, { i, m }] of batches.entries()) accumulate(i, m, done[t].runs, done[t].single);
+        const last = batches[batches.length - 1];
+        opts.onProgress?.({ attack: attack.name, done: last.i + last.m, total: n });
       }
-      opts.onProgress?.({ attack: attack.name, done: i + m, total: n });
+      const picked = spread([...good.values()], keep);
+      examples.push(...picked, ...spread([...other.values()], keep - picked.length));
+      for (const eps of epsList) {
+        const a = acc.get(eps) as Acc;
+        results.push({
+          attack: attack.name, title: attack.title, norm: attack.norm, eps,
+          accuracy: n ? a.correct / n : NaN,
+          successRate: a.cleanCorrect ? a.fooled / a.cleanCorrect : null,
+          meanL0: a.fooled ? a.l0 / a.fooled : null,
+          meanL2: a.fooled ? a.l2 / a.fooled : null,
+          meanLinf: a.fooled ? a.linf / a.fooled : null,
+          imagesPerSecond: a.attacked && a.seconds > 0 ? a.attacked / a.seconds : null,
+          perClassAccuracy: perClass(a.classCorrect, classTotal),
+        });
+      }
     }
-    const picked = spread([...good.values()], keep);
-    examples.push(...picked, ...spread([...other.values()], keep - picked.length));
-    for (const eps of epsList) {
-      const a = acc.get(eps) as Acc;
-      results.push({
-        attack: attack.name, title: attack.title, norm: attack.norm, eps,
-        accuracy: n ? a.correct / n : NaN,
-        successRate: a.cleanCorrect ? a.fooled / a.cleanCorrect : null,
-        meanL0: a.fooled ? a.l0 / a.fooled : null,
-        meanL2: a.fooled ? a.l2 / a.fooled : null,
-        meanLinf: a.fooled ? a.linf / a.fooled : null,
-        imagesPerSecond: a.attacked && a.seconds > 0 ? a.attacked / a.seconds : null,
-        perClassAccuracy: perClass(a.classCorrect, classTotal),
-      });
-    }
+  } finally {
+    await pool?.dispose();
   }
   return {
     n, numClasses: k,

@@ -11,6 +11,7 @@ import { CLASS_NAMES } from '../data/classes';
 import { int, parseFlags, required, str } from './args';
 import { parseAttackList, parseEpsList, attackNames } from '../attack/registry';
 import { evaluateRobustness, robustnessToJson, RobustnessResult } from '../attack/evaluate';
+import { defaultWorkerCount } from '../inference/data-parallel';
 import { renderReportHtml } from '../attack/report';
 import { progressBar, Progress } from '../util/progress';
 import { writeJsonAtomic, readCard, ModelCard, resolveModelPath } from '../inference/model-io';
@@ -28,6 +29,7 @@ export const EVALUATE_HELP = `advsign evaluate --model models/NAME --data <dir|s
   --update-card          record the figures in the model's card.json
   --json FILE            write the figures as JSON ('-' for stdout)
   --backend NAME         tensorflow | wasm | cpu
+  --workers N            extra threads attacking batches in parallel (default: one per spare core on wasm/cpu)
 ${DEFENSE_EVAL_HELP}`;
 
 export async function evaluateCommand(argv: string[]): Promise<void> {
@@ -35,7 +37,7 @@ export async function evaluateCommand(argv: string[]): Promise<void> {
     model: { type: 'string' }, data: { type: 'string' }, split: { type: 'string' }, limit: { type: 'string' },
     json: { type: 'string' }, backend: { type: 'string' }, quiet: { type: 'boolean' },
     attack: { type: 'string' }, eps: { type: 'string' }, steps: { type: 'string' }, batch: { type: 'string' },
-    report: { type: 'string' }, 'update-card': { type: 'boolean' },
+    report: { type: 'string' }, 'update-card': { type: 'boolean' }, workers: { type: 'string' },
     ...DEFENSE_EVAL_FLAGS,
   }, 'evaluate');
   // --defense / --compare: the before-vs-after comparison (src/defense/compare.ts).
@@ -51,6 +53,7 @@ export async function evaluateCommand(argv: string[]): Promise<void> {
   const steps = f.steps !== undefined ? int(f, 'steps', 10, 1, 10000) : undefined;
   const batchSize = int(f, 'batch', 64, 1, 4096);
   const backend = await initBackend(str(f, 'backend'));
+  const workers = f.workers !== undefined ? int(f, 'workers', 0, 0, 64) : defaultWorkerCount(backend.backend);
   const clf = await loadClassifier(modelPath);
   const set = await loadDataset(data, { split, size: clf.inputSize, limit, progress: !f.quiet });
   const t0 = performance.now();
@@ -67,7 +70,7 @@ export async function evaluateCommand(argv: string[]): Promise<void> {
     let bar: Progress | null = null;
     let current = '';
     robust = await evaluateRobustness(clf, set, {
-      attacks: attacks.map((a) => a.name), epsList, batchSize,
+      attacks: attacks.map((a) => a.name), epsList, batchSize, workers,
       attackOptions: steps ? Object.fromEntries(attacks.map((a) => [a.name, { steps }])) : undefined,
       onProgress: f.quiet ? undefined : (p) => {
         if (p.attack !== current) {

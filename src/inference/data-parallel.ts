@@ -1,6 +1,7 @@
 /**
- * Data-parallel training over worker threads. The wasm backend is single-threaded, so on a
- * 2-core board (or this 2-core machine) half the CPU sat idle during training. A GradientPool
+ * Data-parallel work over worker threads. The wasm backend is single-threaded, so on a 2-core
+ * board (or this 2-core machine) half the CPU sat idle during training and evaluation.
+ * ModelWorkers holds one model replica per worker (model-worker.ts). A GradientPool
  * keeps a model replica in each worker (grad-worker.ts); every step the main thread sends the
  * current weights and one shard of the (already augmented / adversarial) batch to each worker,
  * computes its own shard meanwhile, and averages the gradients weighted by shard size, which is
@@ -13,9 +14,19 @@ import { Worker } from 'node:worker_threads';
 import { tf, Tensor1D, Tensor2D, Tensor4D } from './tf';
 import { Classifier, LayersClassifier } from './model';
 import { AdversarialPlan, applyAdversarialPlan } from '../defense/adversarial';
+import type { AttackOptions } from '../attack/types';
+
+/** One shard attacked in a worker: adversarial images, their predictions, the attack's time. */
+export interface AttackedShard {
+  adversarial: Float32Array;
+  pred: Int32Array;
+  conf: Float32Array;
+  seconds: number;
+}
 
 export type WorkerRequest =
-  | { type: 'init'; backend: string; topology: unknown; outputsSoftmax: boolean }
+  | { type: 'init'; backend: string; topology: unknown; outputsSoftmax: boolean; weights?: Float32Array }
+  | { type: 'attack'; attack: string; options: AttackOptions; x: Float32Array; y: Int32Array; size: number }
   | {
     type: 'grad'; weights: Float32Array; x: Float32Array; y: Int32Array; n: number; size: number; numClasses: number; training: boolean;
     /** Adversarial examples to make from this shard first (seed already offset per shard). */
@@ -25,6 +36,7 @@ export type WorkerRequest =
 export type WorkerReply =
   | { type: 'ready'; backend: string }
   | { type: 'grads'; grads: Float32Array; loss: number; correct: number }
+  | ({ type: 'attacked' } & AttackedShard)
   | { type: 'error'; message: string };
 
 /**
@@ -82,7 +94,7 @@ export function defaultWorkerCount(backend: string): number {
   return Math.max(0, Math.min(cores - 1, 7));
 }
 
-class GradWorker {
+class ModelWorker {
   private pending: { resolve: (r: WorkerReply) => void; reject: (e: Error) => void } | null = null;
   private dead: Error | null = null;
 
@@ -120,17 +132,20 @@ export interface PoolStep {
   correct: number;
 }
 
-export class GradientPool {
-  private constructor(private readonly model: tf.LayersModel, private readonly workers: GradWorker[]) {}
+/** Worker threads, each with the backend of this thread and a replica of one model. */
+export class ModelWorkers {
+  private constructor(readonly workers: ModelWorker[]) {}
 
-  /** Starts `count` workers, each with the backend of this thread and a replica of `model`. */
-  static async create(clf: LayersClassifier, count: number): Promise<GradientPool> {
-    const file = path.join(__dirname, 'grad-worker.js');
+  /** Starts `count` workers; with `withWeights` they also get the current weights (evaluation). */
+  static async start(clf: LayersClassifier, count: number, withWeights = false): Promise<ModelWorkers> {
+    const file = path.join(__dirname, 'model-worker.js');
     const topology = clf.model.toJSON(undefined, false);
-    const workers = Array.from({ length: count }, () => new GradWorker(new Worker(file)));
-    const pool = new GradientPool(clf.model, workers);
+    const weights = withWeights ? await flattenTensors(clf.model.weights.map((w) => w.read())) : undefined;
+    const pool = new ModelWorkers(Array.from({ length: count }, () => new ModelWorker(new Worker(file))));
     try {
-      await Promise.all(workers.map((w) => w.request({ type: 'init', backend: tf.getBackend(), topology: { modelTopology: topology }, outputsSoftmax: clf.outputsSoftmax })));
+      await Promise.all(pool.workers.map((w) => w.request({
+        type: 'init', backend: tf.getBackend(), topology: { modelTopology: topology }, outputsSoftmax: clf.outputsSoftmax, weights: weights?.slice(),
+      })));
     } catch (e) {
       await pool.dispose();
       throw e;
@@ -142,6 +157,30 @@ export class GradientPool {
     return this.workers.length;
   }
 
+  /** Attacks one shard in worker `i` (the model there has the weights it was started with). */
+  async attack(i: number, attack: string, options: AttackOptions, x: Float32Array, y: Int32Array, size: number): Promise<AttackedShard> {
+    const r = await this.workers[i].request({ type: 'attack', attack, options, x, y, size }, [x.buffer as ArrayBuffer]);
+    if (r.type !== 'attacked') throw new Error(`model worker sent '${r.type}'`);
+    return r;
+  }
+
+  async dispose(): Promise<void> {
+    await Promise.all(this.workers.map((w) => w.worker.terminate()));
+  }
+}
+
+export class GradientPool {
+  private constructor(private readonly model: tf.LayersModel, private readonly pool: ModelWorkers) {}
+
+  /** Starts `count` workers, each with the backend of this thread and a replica of `model`. */
+  static async create(clf: LayersClassifier, count: number): Promise<GradientPool> {
+    return new GradientPool(clf.model, await ModelWorkers.start(clf, count));
+  }
+
+  get size(): number {
+    return this.pool.size;
+  }
+
   /**
    * The gradient of the mean loss over the whole batch, computed in shards: shard 0 here, the
    * others in the workers, all at the same weights.
@@ -149,13 +188,13 @@ export class GradientPool {
   async step(clf: Classifier, x: Tensor4D, y: Tensor1D, numClasses: number, training = true, plan?: AdversarialPlan): Promise<PoolStep> {
     const n = x.shape[0];
     const s = x.shape[1];
-    const k = Math.min(n, this.workers.length + 1);
+    const k = Math.min(n, this.pool.size + 1);
     const bounds = Array.from({ length: k + 1 }, (_, i) => Math.round((i * n) / k));
     const px = s * s * 3;
     const xs = await x.data() as Float32Array;
     const ys = Int32Array.from(await y.data());
     const weights = await flattenTensors(this.model.weights.map((w) => w.read()));
-    const replies = this.workers.slice(0, k - 1).map((w, i) => {
+    const replies = this.pool.workers.slice(0, k - 1).map((w, i) => {
       const [a, b] = [bounds[i + 1], bounds[i + 2]];
       const xw = xs.slice(a * px, b * px);
       const shardPlan = plan ? { ...plan, seed: plan.seed + i + 1 } : undefined;
@@ -187,6 +226,6 @@ export class GradientPool {
   }
 
   async dispose(): Promise<void> {
-    await Promise.all(this.workers.map((w) => w.worker.terminate()));
+    await this.pool.dispose();
   }
 }
