@@ -244,6 +244,15 @@ describe('defenses', function () {
     assert.notStrictEqual(r1.code, 0);
     assert.match(r1.stderr, /unknown defense 'bogus'/);
     assert.strictEqual(r1.stderr.trim().split('\n').length, 1, r1.stderr);
+    for (const [args, msg] of [
+      [['--adversarial', 'pgd', '--eps', '8/255', '--max-clean-drop', '3'], /--max-clean-drop needs --init or --clean-reference/],
+      [['--adversarial', 'pgd', '--eps', '8/255', '--clean-reference', 'models/gtsrb-cnn'], /--clean-reference only applies with --max-clean-drop/],
+      [['--max-clean-drop', '3'], /--max-clean-drop only applies with --adversarial/],
+    ] as [string[], RegExp][]) {
+      const r = await runCli(['train', '--data', 'synthetic', ...args]);
+      assert.notStrictEqual(r.code, 0);
+      assert.match(r.stderr, msg);
+    }
     for (const eps of ['0', '2']) {
       const r = await runCli(['train', '--data', 'synthetic', '--adversarial', 'fgsm-rs', '--eps', eps]);
       assert.notStrictEqual(r.code, 0);

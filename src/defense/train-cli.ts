@@ -21,7 +21,7 @@ import {
 export const ADVERSARIAL_FLAGS: NonNullable<ParseArgsConfig['options']> = {
   adversarial: { type: 'string' }, eps: { type: 'string' }, 'adv-ratio': { type: 'string' },
   'pgd-steps': { type: 'string' }, 'ramp-epochs': { type: 'string' }, 'guard-every': { type: 'string' },
-  init: { type: 'string' }, 'max-clean-drop': { type: 'string' },
+  init: { type: 'string' }, 'max-clean-drop': { type: 'string' }, 'clean-reference': { type: 'string' },
 };
 
 export const ADVERSARIAL_HELP = `
@@ -34,7 +34,8 @@ adversarial training (src/defense):
   --guard-every N        FGSM-RS guard: also check PGD accuracy every N batches (default 200)
   --init DIR             start from this model (fine-tuning; architecture taken from it)
   --max-clean-drop P     keep the most robust epoch whose clean validation accuracy is at most P points
-                         below the --init model's (default: the most robust epoch, whatever its clean accuracy)`;
+                         below the --init model's (default: the most robust epoch, whatever its clean accuracy)
+  --clean-reference DIR  the model whose clean validation accuracy --max-clean-drop counts from (default --init)`;
 
 export interface InitModel {
   model: tf.LayersModel;
@@ -78,7 +79,7 @@ export function addAdversarialTraining(f: Flags) {
   const methodFlag = typeof f.adversarial === 'string' ? f.adversarial : undefined;
   const initDir = typeof f.init === 'string' ? f.init : undefined;
   if (!methodFlag) {
-    for (const k of ['eps', 'adv-ratio', 'pgd-steps', 'ramp-epochs', 'guard-every', 'max-clean-drop']) {
+    for (const k of ['eps', 'adv-ratio', 'pgd-steps', 'ramp-epochs', 'guard-every', 'max-clean-drop', 'clean-reference']) {
       if (f[k] !== undefined) throw new UserError(`--${k} only applies with --adversarial fgsm|fgsm-rs|pgd`);
     }
     if (!initDir) return null;
@@ -96,7 +97,9 @@ export function addAdversarialTraining(f: Flags) {
   const rampEpochs = numberFlag(f, 'ramp-epochs', 1, 0, 100);
   const guardEvery = Math.round(numberFlag(f, 'guard-every', 200, 0, 1e9));
   const maxCleanDrop = f['max-clean-drop'] !== undefined ? numberFlag(f, 'max-clean-drop', 0, 0, 100) : undefined;
-  if (maxCleanDrop !== undefined && !initDir) throw new UserError('--max-clean-drop needs --init (the model whose clean accuracy is the reference)');
+  const referenceDir = typeof f['clean-reference'] === 'string' ? f['clean-reference'] : initDir;
+  if (maxCleanDrop !== undefined && !referenceDir) throw new UserError('--max-clean-drop needs --init or --clean-reference (the model whose clean accuracy is the reference)');
+  if (f['clean-reference'] !== undefined && maxCleanDrop === undefined) throw new UserError('--clean-reference only applies with --max-clean-drop');
 
   return {
     async loadInit(): Promise<InitModel | undefined> {
@@ -158,11 +161,12 @@ export function addAdversarialTraining(f: Flags) {
       const name = `pgd10@${+(eps * 255).toFixed(2)}/255`;
       let eligible: ((v: number) => boolean) | undefined;
       let selection = `${name} accuracy on ${scored.labels.length} validation images`;
-      if (maxCleanDrop !== undefined && init) {
-        const ref = await accuracy(new LayersClassifier(init.model), val);
+      if (maxCleanDrop !== undefined && referenceDir) {
+        // Measured before training starts: with --init, the reference model is the one being trained.
+        const ref = await accuracy(referenceDir === initDir && init ? new LayersClassifier(init.model) : await loadClassifier(referenceDir), val);
         const floor = ref - maxCleanDrop / 100;
         eligible = (v) => v >= floor;
-        selection += `, among epochs with clean validation accuracy ≥ ${(floor * 100).toFixed(2)}% (the --init model's ${(ref * 100).toFixed(2)}% − ${maxCleanDrop} points)`;
+        selection += `, among epochs with clean validation accuracy ≥ ${(floor * 100).toFixed(2)}% (${path.basename(path.resolve(referenceDir))}: ${(ref * 100).toFixed(2)}% − ${maxCleanDrop} points)`;
         ctx.log(`keeping the most robust epoch with clean validation accuracy ≥ ${(floor * 100).toFixed(2)}%`);
       }
       const validationScore = { name, images: scored.labels.length, score: (clf: Classifier) => pgdAccuracy(clf, scored, val.size, eps), eligible };
