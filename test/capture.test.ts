@@ -184,7 +184,7 @@ describe('capture: node-webcam (fswebcam)', function () {
 
 class FlakySource extends BaseSource {
   timer: NodeJS.Timeout | null = null;
-  constructor(readonly dieAfter: number) {
+  constructor(readonly dieAfter: number, readonly final = false) {
     super('flaky');
   }
   async start(): Promise<void> {
@@ -193,7 +193,7 @@ class FlakySource extends BaseSource {
     this.timer = setInterval(() => {
       if (++n > this.dieAfter) {
         clearInterval(this.timer!);
-        this.setStatus('lost', 'unplugged');
+        this.setStatus('lost', this.final ? 'stdin ended' : 'unplugged', undefined, this.final);
         return;
       }
       this.emitFrame({ rgb: Buffer.alloc(12), width: 2, height: 2, t: performance.now(), decodeMs: 0 });
@@ -207,6 +207,19 @@ class FlakySource extends BaseSource {
 
 describe('capture: supervisor', function () {
   this.timeout(20000);
+
+  it('does not restart a source that cannot come back (a closed stdin pipe): its final status passes on', async () => {
+    let made = 0;
+    const sup = new SupervisedSource(() => { made++; return new FlakySource(2, true); }, 'pipe', { backoffMs: 20, stallMs: 0 });
+    const got = collect(sup);
+    await sup.start();
+    await waitFor(() => got.statuses.some((st) => st.final), 3000, 'final status');
+    await new Promise((r) => setTimeout(r, 200));
+    assert.equal(made, 1, 'no retry');
+    const last = got.statuses[got.statuses.length - 1];
+    assert.deepEqual([last.state, last.final, last.message], ['lost', true, 'stdin ended']);
+    await sup.stop();
+  });
 
   it('restarts a lost source with backoff and keeps one frame sequence', async () => {
     let made = 0;
@@ -287,6 +300,9 @@ describe('capture: supervisor', function () {
     }
     input.end();
     await waitFor(() => got.frames.length >= 2, 10000, 'frames via ffmpeg');
+    // At the end of the pipe ffmpeg exits, and the source says it cannot come back.
+    await waitFor(() => got.statuses.some((st) => st.final), 10000, 'final status after stdin ended');
+    assert.match(got.statuses.find((st) => st.final)!.message!, /stdin ended/);
     await src.stop();
     assert.equal(`${got.frames[0].width}x${got.frames[0].height}`, '96x64');
   });

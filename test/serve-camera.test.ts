@@ -121,3 +121,31 @@ describe('serve: the command as a process (signals, token print, JSON logs)', fu
     });
   }
 });
+
+describe('serve: a camera pipe on stdin that closes', function () {
+  this.timeout(90000);
+
+  it('advsign serve --source ffmpeg:- exits with status 75 when stdin ends, so systemd restarts the pipeline', async () => {
+    const { spawn } = await import('node:child_process');
+    const path = await import('node:path');
+    const sharp = (await import('sharp')).default;
+    const root = path.resolve(__dirname, '..', '..');
+    const child = spawn(process.execPath, [path.join(root, 'bin', 'advsign.js'), 'serve', '--source', 'ffmpeg:-', '--port', '0', '--width', '64', '--height', '48'], { cwd: root, stdio: ['pipe', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
+    child.stderr.on('data', (d: Buffer) => { out += d.toString(); });
+    const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+    await waitFor(() => out.includes('advsign: open'), 60000, 'the daemon to start');
+    const frame = await sharp({ create: { width: 64, height: 48, channels: 3, background: { r: 200, g: 30, b: 30 } } }).jpeg().toBuffer();
+    for (let i = 0; i < 5; i++) {
+      child.stdin.write(frame);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    await waitFor(() => out.includes('"state":"running"'), 10000, 'frames from stdin');
+    child.stdin.end();
+    const code = await exited;
+    assert.equal(code, 75, out.slice(-2000));
+    assert.match(out, /"source.ended"|source\.ended/);
+    assert.match(out, /shutdown\.done/);
+  });
+});

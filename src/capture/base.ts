@@ -20,10 +20,10 @@ export abstract class BaseSource extends EventEmitter implements FrameSource {
   abstract start(): Promise<void>;
   abstract stop(): Promise<void>;
 
-  protected setStatus(state: SourceState, message?: string, attempt?: number): void {
+  protected setStatus(state: SourceState, message?: string, attempt?: number, final = false): void {
     const s = this._status;
-    if (s.state === state && s.message === message && s.attempt === attempt) return;
-    this._status = { state, source: this.name, at: Date.now(), ...(message ? { message } : {}), ...(attempt ? { attempt } : {}) };
+    if (s.state === state && s.message === message && s.attempt === attempt && !!s.final === final) return;
+    this._status = { state, source: this.name, at: Date.now(), ...(message ? { message } : {}), ...(attempt ? { attempt } : {}), ...(final ? { final } : {}) };
     this.emit('status', this._status);
   }
 

@@ -150,7 +150,7 @@ export class FfmpegSource extends BaseSource {
     }
     const onEnd = (): void => {
       input.off('data', onFirst);
-      if (!this.stopping) this.setStatus('lost', 'stdin ended before any data');
+      if (!this.stopping) this.setStatus('lost', 'stdin ended before any data', undefined, true);
     };
     const onFirst = (chunk: Buffer): void => {
       input.off('end', onEnd);
@@ -179,7 +179,7 @@ export class FfmpegSource extends BaseSource {
       for (const jpeg of this.splitter.push(chunk)) this.onJpeg(jpeg, t);
     };
     const onEnd = (): void => {
-      if (!this.stopping) this.setStatus('lost', 'stdin ended (the camera pipe closed)');
+      if (!this.stopping) this.setStatus('lost', 'stdin ended (the camera pipe closed)', undefined, true);
     };
     this.direct = true;
     if (first) onData(first);
@@ -239,7 +239,10 @@ export class FfmpegSource extends BaseSource {
         if (!this.stopping) {
           const why = signal ? `killed by ${signal}` : `exited with code ${code}`;
           const last = this.stderrTail[this.stderrTail.length - 1];
-          this.setStatus('lost', `ffmpeg ${why}${last ? `: ${last}` : ''}`);
+          // ffmpeg fed from a stdin that has ended stopped for good: a new ffmpeg would get no input.
+          const input = kind === 'stdin' ? (this.options.stdin ?? process.stdin) as NodeJS.ReadableStream & { readableEnded?: boolean } : null;
+          const ended = input?.readableEnded === true;
+          this.setStatus('lost', ended ? `stdin ended (the camera pipe closed); ffmpeg ${why}` : `ffmpeg ${why}${last ? `: ${last}` : ''}`, undefined, ended);
         }
         resolve();
       });

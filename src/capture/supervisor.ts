@@ -48,7 +48,8 @@ export class SupervisedSource extends BaseSource {
 
   private readonly onStatus = (s: SourceStatus): void => {
     if (!this.active) return;
-    if (s.state === 'lost' || (s.state === 'stopped')) this.lose(s.message ?? 'source stopped');
+    if (s.final) this.giveUp(s.message ?? 'source ended');
+    else if (s.state === 'lost' || (s.state === 'stopped')) this.lose(s.message ?? 'source stopped');
     else if (s.state === 'starting' && this.attempt > 0) this.setStatus('retrying', s.message, this.attempt);
     else if (s.state === 'starting') this.setStatus('starting', s.message);
     // 'running' is announced by emitFrame on the first frame.
@@ -125,6 +126,16 @@ export class SupervisedSource extends BaseSource {
     }, delay);
     // Stop the dead source now (kills a hung ffmpeg); the retry awaits the same promise.
     void src?.stop().catch(() => undefined);
+  }
+
+  /** A source that cannot come back: no retries, and the final status passes on. */
+  private giveUp(message: string): void {
+    this.active = false;
+    if (this.stallTimer) clearInterval(this.stallTimer);
+    this.stallTimer = null;
+    const src = this.detach();
+    void src?.stop().catch(() => undefined);
+    this.setStatus('lost', message, undefined, true);
   }
 
   async stop(): Promise<void> {

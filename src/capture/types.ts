@@ -34,6 +34,11 @@ export interface SourceStatus {
   message?: string;
   /** Retry attempt number while recovering. */
   attempt?: number;
+  /**
+   * The source cannot come back by restarting it (its stdin pipe closed): supervisors stop, and
+   * the daemon exits non-zero so a service manager restarts the whole camera pipeline.
+   */
+  final?: boolean;
   /** Date.now() of the change. */
   at: number;
 }

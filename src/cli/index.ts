@@ -60,7 +60,8 @@ export async function main(argv: string[]): Promise<number> {
     const run = await load(cmd);
     if (!run) throw new UserError(`unknown command '${cmd}' (try 'advsign --help')`);
     await run(rest);
-    return 0;
+    // A command may have chosen its exit status (serve: 75 when its camera pipe closed).
+    return Number(process.exitCode ?? 0);
   } catch (e) {
     if (e instanceof UserError || (e instanceof Error && e.name === 'UserError')) {
       process.stderr.write(`advsign: error: ${e.message}\n`);

@@ -12,6 +12,7 @@ import { startServer } from '../server/app';
 import { loadServeModel, disposeClassifier } from '../server/model';
 import { createGpio } from '../gpio';
 import { SOURCE_SYNTAX, parseSourceSpec } from '../capture/factory';
+import type { SourceStatus } from '../capture/types';
 
 export const SERVE_HELP = `advsign serve [options]
 
@@ -109,5 +110,13 @@ export async function serveCommand(argv: string[]): Promise<void> {
     };
     process.on('SIGTERM', onSignal);
     process.on('SIGINT', onSignal);
+    // A camera pipe into stdin that closed cannot be reopened from here: exit with EX_TEMPFAIL
+    // (75) after a clean shutdown, so systemd (Restart=on-failure) restarts the whole pipeline.
+    server.daemon.on('status', (st: SourceStatus) => {
+      if (!st.final || stopping) return;
+      log.error('source.ended', { source: st.source, message: st.message ?? '', exitCode: 75 });
+      process.exitCode = 75;
+      onSignal('SIGTERM');
+    });
   });
 }

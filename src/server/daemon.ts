@@ -128,7 +128,7 @@ export class Daemon extends EventEmitter {
   };
 
   private readonly onStatus = (s: SourceStatus): void => {
-    const fields = { source: s.source, state: s.state, ...(s.message ? { message: s.message } : {}), ...(s.attempt ? { attempt: s.attempt } : {}) };
+    const fields = { source: s.source, state: s.state, ...(s.message ? { message: s.message } : {}), ...(s.attempt ? { attempt: s.attempt } : {}), ...(s.final ? { final: true } : {}) };
     if (s.state === 'lost') this.opts.logger.warn('source.status', fields);
     else this.opts.logger.info('source.status', fields);
     if (s.state === 'lost') this.opts.gpio?.indicate('off');
