@@ -96,6 +96,20 @@ describe('advsign attack and evaluate --attack', function () {
     assert.doesNotMatch(page, /<script src=|https?:\/\/cdn/);
   });
 
+  it('evaluate --update-card records figures with their image count; a --limit run keeps the full-split clean figure', async () => {
+    const m = path.join(dir, 'carded');
+    await saveModel(buildModel({ arch: 'cnn4-small', inputSize: 32, numClasses: 43, seed: 3 }), m, { name: 'carded', architecture: 'cnn4-small', inputSize: 32, numClasses: 43, cleanAccuracy: { 'synthetic/test': 0.5 } });
+    const r = await runCli(['evaluate', '--model', m, '--data', 'synthetic', '--limit', '43', '--attack', 'fgsm', '--eps', '0,8/255', '--update-card']);
+    assert.strictEqual(r.code, 0, r.stderr);
+    const card = JSON.parse(fs.readFileSync(path.join(m, 'card.json'), 'utf8'));
+    assert.strictEqual(card.name, 'carded', 'other card fields are kept');
+    assert.strictEqual(card.cleanAccuracy['synthetic/test'], 0.5, 'the full-split figure is not overwritten by a 43-image run');
+    assert.ok(typeof card.cleanAccuracy['synthetic/test (first 43 images)'] === 'number');
+    const row = card.robustAccuracy[`fgsm@${(8 / 255).toFixed(4)}`];
+    assert.strictEqual(row.n, 43);
+    assert.ok(row.accuracy >= 0 && row.accuracy <= 1);
+  });
+
   it('evaluate rejects an unknown attack before loading any data', async () => {
     const r = await runCli(['evaluate', '--model', modelDir, '--data', '/nonexistent', '--attack', 'nope']);
     assert.strictEqual(r.code, 2);

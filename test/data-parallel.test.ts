@@ -5,7 +5,7 @@
 import * as assert from 'node:assert';
 import { tf, Tensor1D, Tensor4D } from '../src/inference/tf';
 import { initBackend } from '../src/inference/backend';
-import { buildModel, LayersClassifier, unseedDropout } from '../src/inference/model';
+import { buildModel, LayersClassifier, setDropoutSeeds, unseedDropout } from '../src/inference/model';
 import { GradientPool, shardGradients } from '../src/inference/data-parallel';
 import { trainClassifier, accuracy } from '../src/inference/train';
 import { renderDataset } from '../src/data/synthetic';
@@ -124,6 +124,15 @@ describe('data-parallel training', function () {
     assert.notDeepStrictEqual(c, d);
     const fresh = buildModel({ arch: 'cnn4-small', inputSize: 32, numClasses: 43 });
     assert.strictEqual(unseedDropout(fresh), 0, 'buildModel makes unseeded dropout');
+    // Training sets a new seed per step: reproducible, yet different from step to step.
+    setDropoutSeeds(seeded, 100);
+    const [e] = masks(seeded);
+    setDropoutSeeds(seeded, 101);
+    const [f] = masks(seeded);
+    setDropoutSeeds(seeded, 100);
+    const [g] = masks(seeded);
+    assert.deepStrictEqual(e, g);
+    assert.notDeepStrictEqual(e, f);
     tf.dispose(x);
     seeded.dispose();
     fresh.dispose();

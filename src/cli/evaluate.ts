@@ -99,7 +99,8 @@ export async function evaluateCommand(argv: string[]): Promise<void> {
     const card = readCard(modelPath) ?? ({} as ModelCard);
     const key = `${path.basename(path.resolve(data))}/${split}`;
     const clean = (card.cleanAccuracy as Record<string, number> | undefined) ?? {};
-    clean[`${key}`] = m.accuracy;
+    // A --limit run must not overwrite the full-split figure.
+    clean[limit !== undefined ? `${key} (first ${set.n} images)` : key] = m.accuracy;
     const robustCard = (card.robustAccuracy as Record<string, unknown> | undefined) ?? {};
     for (const r of (report.results as { attack: string; eps: number; accuracy: number; meanL2: number | null }[])) {
       robustCard[`${r.attack}@${r.eps.toFixed(4)}`] = { data: key, n: set.n, eps: r.eps, accuracy: r.accuracy, meanL2: r.meanL2 };

@@ -31,6 +31,8 @@ export type WorkerRequest =
     type: 'grad'; weights: Float32Array; x: Float32Array; y: Int32Array; n: number; size: number; numClasses: number; training: boolean;
     /** Adversarial examples to make from this shard first (seed already offset per shard). */
     plan?: AdversarialPlan;
+    /** Dropout seed of this step and shard (training stays reproducible). */
+    dropoutSeed?: number;
   };
 
 export type WorkerReply =
@@ -185,7 +187,7 @@ export class GradientPool {
    * The gradient of the mean loss over the whole batch, computed in shards: shard 0 here, the
    * others in the workers, all at the same weights.
    */
-  async step(clf: Classifier, x: Tensor4D, y: Tensor1D, numClasses: number, training = true, plan?: AdversarialPlan): Promise<PoolStep> {
+  async step(clf: Classifier, x: Tensor4D, y: Tensor1D, numClasses: number, training = true, plan?: AdversarialPlan, dropoutSeed?: number): Promise<PoolStep> {
     const n = x.shape[0];
     const s = x.shape[1];
     const k = Math.min(n, this.pool.size + 1);
@@ -198,7 +200,8 @@ export class GradientPool {
       const [a, b] = [bounds[i + 1], bounds[i + 2]];
       const xw = xs.slice(a * px, b * px);
       const shardPlan = plan ? { ...plan, seed: plan.seed + i + 1 } : undefined;
-      return w.request({ type: 'grad', weights: weights.slice(), x: xw, y: ys.slice(a, b), n: b - a, size: s, numClasses, training, plan: shardPlan }, [xw.buffer as ArrayBuffer]);
+      const shardSeed = dropoutSeed === undefined ? undefined : dropoutSeed + 7919 * (i + 1);
+      return w.request({ type: 'grad', weights: weights.slice(), x: xw, y: ys.slice(a, b), n: b - a, size: s, numClasses, training, plan: shardPlan, dropoutSeed: shardSeed }, [xw.buffer as ArrayBuffer]);
     });
     const n0 = bounds[1];
     const own = tf.tidy(() => shardGradients(clf, x.slice([0, 0, 0, 0], [n0, -1, -1, -1]) as Tensor4D, y.slice([0], [n0]) as Tensor1D, numClasses, training, plan));

@@ -7,7 +7,7 @@
 import { parentPort } from 'node:worker_threads';
 import { tf } from './tf';
 import { initBackend } from './backend';
-import { LayersClassifier, unseedDropout } from './model';
+import { LayersClassifier, setDropoutSeeds, unseedDropout } from './model';
 import { shardGradients, unflatten, flattenTensors } from './data-parallel';
 import type { WorkerReply, WorkerRequest } from './data-parallel';
 
@@ -36,6 +36,7 @@ async function handle(msg: WorkerRequest): Promise<WorkerReply> {
   }
   const m = c.model;
   tf.tidy(() => m.setWeights(unflatten(msg.weights, m.weights.map((w) => w.shape as number[]))));
+  if (msg.dropoutSeed !== undefined) setDropoutSeeds(m, msg.dropoutSeed);
   const r = tf.tidy(() => {
     const x = tf.tensor4d(msg.x, [msg.n, s, s, 3]);
     const y = tf.tensor1d(msg.y, 'int32');

@@ -48,8 +48,9 @@ export function buildModel(spec: ModelSpec): tf.LayersModel {
     m.add(tf.layers.maxPooling2d({ poolSize: 2, strides: 2, name: `pool${block + 1}` }));
   }
   m.add(tf.layers.flatten({ name: 'flatten' }));
-  // No dropout seed: tfjs re-seeds every call with it, so a seeded layer drops the *same* units at
-  // every step (those weights never train, yet they are live at inference).
+  // No fixed dropout seed: tfjs re-seeds every call with it, so a seeded layer drops the *same*
+  // units at every step (those weights never train, yet they are live at inference). Training
+  // sets a new seed per step instead (setDropoutSeeds).
   m.add(tf.layers.dropout({ rate: 0.3, name: 'drop1' }));
   m.add(tf.layers.dense({ units: width[2], activation: 'relu', kernelInitializer: init(k++), name: 'fc1' }));
   m.add(tf.layers.dropout({ rate: 0.3, name: 'drop2' }));
@@ -71,6 +72,17 @@ export function unseedDropout(model: tf.LayersModel): number {
     }
   }
   return n;
+}
+
+/**
+ * Gives every Dropout layer a fresh seed (seed + its index): called once per training step, so
+ * masks change from step to step yet a training run stays reproducible from its own seed.
+ */
+export function setDropoutSeeds(model: tf.LayersModel, seed: number): void {
+  let j = 0;
+  for (const layer of model.layers) {
+    if (layer.getClassName() === 'Dropout') (layer as unknown as { seed?: number }).seed = seed + j++;
+  }
 }
 
 /** What attacks, evaluation and the daemon need from a model. */

@@ -5,7 +5,7 @@
  */
 import * as path from 'node:path';
 import { tf, Tensor2D, Tensor4D } from './tf';
-import { Architecture, buildModel, Classifier, LayersClassifier, predictClasses, unseedDropout } from './model';
+import { Architecture, buildModel, Classifier, LayersClassifier, predictClasses, setDropoutSeeds, unseedDropout } from './model';
 import { saveModel } from './model-io';
 import { augmentBatch } from './augment';
 import { ImageSet } from '../data/types';
@@ -203,9 +203,11 @@ export async function trainClassifier(trainSet: ImageSet, valSet: ImageSet, opti
         return { xb, yb };
       });
       const plan = o.adversarial?.(clf, epoch);
+      const dropoutSeed = Math.floor(rand() * 1e9);
+      setDropoutSeeds(model, dropoutSeed);
       const nSeen = batch.yb.shape[0];
       if (pool) {
-        const r = await pool.step(clf, batch.xb, batch.yb, numClasses, true, plan).finally(() => tf.dispose([batch.xb, batch.yb]));
+        const r = await pool.step(clf, batch.xb, batch.yb, numClasses, true, plan, dropoutSeed).finally(() => tf.dispose([batch.xb, batch.yb]));
         optimizer.applyGradients(r.grads);
         tf.dispose(r.grads.map((g) => g.tensor));
         lossSum += r.loss * nSeen;
@@ -256,6 +258,8 @@ export async function trainClassifier(trainSet: ImageSet, valSet: ImageSet, opti
   }
   } finally {
     await pool?.dispose();
+    // Saved files carry no dropout seed (see buildModel).
+    unseedDropout(model);
   }
   if (bestWeights) {
     model.setWeights(bestWeights);
