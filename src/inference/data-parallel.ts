@@ -146,7 +146,7 @@ export class ModelWorkers {
     const pool = new ModelWorkers(Array.from({ length: count }, () => new ModelWorker(new Worker(file))));
     try {
       await Promise.all(pool.workers.map((w) => w.request({
-        type: 'init', backend: tf.getBackend(), topology: { modelTopology: topology }, outputsSoftmax: clf.outputsSoftmax, weights: weights?.slice(),
+        type: 'init', backend: tf.getBackend(), topology: { modelTopology: topology }, outputsSoftmax: clf.outputsSoftmax, weights,
       })));
     } catch (e) {
       await pool.dispose();
@@ -201,7 +201,7 @@ export class GradientPool {
       const xw = xs.slice(a * px, b * px);
       const shardPlan = plan ? { ...plan, seed: plan.seed + i + 1 } : undefined;
       const shardSeed = dropoutSeed === undefined ? undefined : dropoutSeed + 7919 * (i + 1);
-      return w.request({ type: 'grad', weights: weights.slice(), x: xw, y: ys.slice(a, b), n: b - a, size: s, numClasses, training, plan: shardPlan, dropoutSeed: shardSeed }, [xw.buffer as ArrayBuffer]);
+      return w.request({ type: 'grad', weights, x: xw, y: ys.slice(a, b), n: b - a, size: s, numClasses, training, plan: shardPlan, dropoutSeed: shardSeed }, [xw.buffer as ArrayBuffer]);
     });
     const n0 = bounds[1];
     const own = tf.tidy(() => shardGradients(clf, x.slice([0, 0, 0, 0], [n0, -1, -1, -1]) as Tensor4D, y.slice([0], [n0]) as Tensor1D, numClasses, training, plan));
