@@ -8,7 +8,7 @@ import { tf, Tensor4D } from '../inference/tf';
 import type { Classifier } from '../inference/model';
 import type { ImageSet } from '../data/types';
 import { createRng } from '../data/random';
-import { gatherBatch } from '../inference/train';
+import { gatherBatch, permutation } from '../inference/train';
 
 export function buildAutoencoder(size: number, seed = 1): tf.LayersModel {
   const init = (k: number) => tf.initializers.heNormal({ seed: seed * 10 + k });
@@ -42,7 +42,7 @@ export async function trainAutoencoder(set: ImageSet, o: AutoencoderTrainOptions
   let seed = o.seed ?? 1;
   const vars = model.trainableWeights.map((w) => (w as unknown as { val: tf.Variable }).val);
   outer: for (let e = 0; e < (o.epochs ?? 3); e++) {
-    const order = Array.from({ length: set.n }, (_, i) => i).sort(() => rand() - 0.5);
+    const order = permutation(set.n, rand);
     for (let i = 0; i < set.n; i += bs) {
       if (o.maxSeconds && (Date.now() - t0) / 1000 > o.maxSeconds) break outer;
       const idx = order.slice(i, i + bs);

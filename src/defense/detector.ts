@@ -10,7 +10,7 @@ import type { Classifier } from '../inference/model';
 import type { ImageSet } from '../data/types';
 import { UserError } from '../data/types';
 import { createRng } from '../data/random';
-import { gatherBatch } from '../inference/train';
+import { gatherBatch, permutation } from '../inference/train';
 import { adversarialExamples } from './adversarial';
 
 export class Detector {
@@ -87,7 +87,7 @@ export async function trainDetector(clf: Classifier, set: ImageSet, o: DetectorT
   const t0 = Date.now();
   let seed = o.seed ?? 1;
   outer: for (let e = 0; e < (o.epochs ?? 3); e++) {
-    const order = Array.from({ length: set.n }, (_, i) => i).sort(() => rand() - 0.5);
+    const order = permutation(set.n, rand);
     for (let i = 0; i < set.n; i += bs) {
       if (o.maxSeconds && (Date.now() - t0) / 1000 > o.maxSeconds) break outer;
       const idx = order.slice(i, i + bs);

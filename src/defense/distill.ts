@@ -6,11 +6,11 @@
  * the logit margin (Carlini & Wagner 2016) go straight through, and defended.ts uses them.
  */
 import { tf, Tensor2D, Tensor4D } from '../inference/tf';
-import { Architecture, buildModel, LayersClassifier } from '../inference/model';
+import { Architecture, buildModel, LayersClassifier, setDropoutSeeds, unseedDropout } from '../inference/model';
 import type { ImageSet } from '../data/types';
 import { UserError } from '../data/types';
 import { createRng } from '../data/random';
-import { gatherBatch } from '../inference/train';
+import { gatherBatch, permutation } from '../inference/train';
 import { augmentBatch } from '../inference/augment';
 
 export interface DistillOptions {
@@ -53,11 +53,13 @@ async function trainAtTemperature(
   const bs = o.batchSize ?? 64;
   const t0 = Date.now();
   outer: for (let e = 0; e < (o.epochs ?? 3); e++) {
-    const order = Array.from({ length: set.n }, (_, i) => i).sort(() => rand() - 0.5);
+    const order = permutation(set.n, rand);
     for (let i = 0; i < set.n; i += bs) {
       if (o.maxSeconds && (Date.now() - t0) / 1000 > o.maxSeconds) break outer;
       const idx = order.slice(i, i + bs);
       const { x, y } = gatherBatch(set, idx);
+      // A new dropout mask each step, reproducible from the seed (see setDropoutSeeds).
+      setDropoutSeeds(model, Math.floor(rand() * 1e9));
       const loss = tf.tidy(() => {
         let xb = tf.tensor4d(x, [idx.length, set.size, set.size, 3]);
         if (o.augment) xb = augmentBatch(xb, rand);
@@ -68,6 +70,7 @@ async function trainAtTemperature(
       loss.dispose();
     }
   }
+  unseedDropout(model);
   optimizer.dispose();
 }
 

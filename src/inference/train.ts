@@ -134,7 +134,8 @@ export function balancedOrder(labels: Int32Array, balance: number, rand: () => n
   return out;
 }
 
-function permutation(n: number, rand: () => number): Int32Array {
+/** A uniform random order of 0…n−1 (Fisher–Yates). */
+export function permutation(n: number, rand: () => number): Int32Array {
   const p = new Int32Array(n);
   for (let i = 0; i < n; i++) p[i] = i;
   for (let i = n - 1; i > 0; i--) {
@@ -161,7 +162,6 @@ export async function trainClassifier(trainSet: ImageSet, valSet: ImageSet, opti
   const s = trainSet.size;
   const numClasses = 43;
   const model = o.initialModel ?? buildModel({ arch: o.arch, inputSize: s, numClasses, seed: o.seed });
-  unseedDropout(model);
   const clf = new LayersClassifier(model);
   const rand = createRng(o.seed);
   let lr = o.learningRate;
