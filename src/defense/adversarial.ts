@@ -86,6 +86,17 @@ export function adversarialExamples(
   });
 }
 
+/**
+ * How many images of one batch stay correctly classified under PGD (random start, step
+ * 2.5·eps/steps). Synchronous, so the overfitting guard can call it inside a training step.
+ */
+export function pgdCorrect(clf: Classifier, x: Tensor4D, y: Tensor1D, eps: number, steps: number, seed: number): number {
+  return tf.tidy(() => {
+    const adv = adversarialExamples(clf, x, y, 'pgd', eps, { pgdSteps: steps, seed });
+    return tf.sum(tf.cast(tf.equal(tf.argMax(clf.logits(adv), 1), tf.cast(y, 'int32')), 'float32')).dataSync()[0];
+  });
+}
+
 /** eps at a given epoch (1-based) and step within it, ramping linearly over `rampEpochs`. */
 export function rampedEps(eps: number, rampEpochs: number, epoch: number, step: number, stepsPerEpoch: number): number {
   if (rampEpochs <= 0) return eps;
@@ -219,11 +230,7 @@ export class OverfitGuard {
   /** PGD accuracy on the held batch (sync: the hook runs inside the training step). */
   pgdAccuracy(clf: Classifier): number {
     if (this.o.measure) return this.o.measure(clf);
-    return tf.tidy(() => {
-      const adv = adversarialExamples(clf, this.hx, this.hy, 'pgd', this.o.eps, { pgdSteps: this.o.steps ?? 10, seed: 12345 });
-      const ok = tf.sum(tf.cast(tf.equal(tf.argMax(clf.logits(adv), 1), tf.cast(this.hy, 'int32')), 'float32'));
-      return ok.dataSync()[0] / this.hy.shape[0];
-    });
+    return pgdCorrect(clf, this.hx, this.hy, this.o.eps, this.o.steps ?? 10, 12345) / this.hy.shape[0];
   }
 
   onBatch(clf: Classifier, epoch: number): void {

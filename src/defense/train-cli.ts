@@ -14,7 +14,7 @@ import { UserError } from '../data/types';
 import { parseEps } from '../attack/registry';
 import { Flags } from '../cli/args';
 import {
-  AdversarialMethod, adversarialExamples, adversarialPlanner, AdversarialHookState, AdversarialPlanner, checkTrainingEps, OverfitGuard,
+  AdversarialMethod, adversarialPlanner, pgdCorrect, AdversarialHookState, AdversarialPlanner, checkTrainingEps, OverfitGuard,
   parseAdversarialMethod, requireLogitsModel,
 } from './adversarial';
 
@@ -202,14 +202,12 @@ async function pgdAccuracy(clf: Classifier, set: { images: Float32Array; labels:
   let ok = 0;
   for (let i = 0; i < set.labels.length; i += 128) {
     const m = Math.min(128, set.labels.length - i);
-    const hits = tf.tidy(() => {
-      const x = tf.tensor4d(set.images.subarray(i * px, (i + m) * px), [m, size, size, 3]);
-      const y = tf.tensor1d(set.labels.subarray(i, i + m), 'int32');
-      const adv = adversarialExamples(clf, x, y, 'pgd', eps, { pgdSteps: 10, seed: 777 + i });
-      return tf.sum(tf.cast(tf.equal(tf.argMax(clf.logits(adv), 1), y), 'int32'));
-    });
-    ok += (await hits.data())[0];
-    hits.dispose();
+    const x = tf.tensor4d(set.images.subarray(i * px, (i + m) * px), [m, size, size, 3]);
+    const y = tf.tensor1d(set.labels.subarray(i, i + m), 'int32');
+    ok += pgdCorrect(clf, x, y, eps, 10, 777 + i);
+    tf.dispose([x, y]);
+    // Lets Ctrl-C and other events through between batches.
+    await new Promise<void>((resolve) => setImmediate(resolve));
   }
   return ok / set.labels.length;
 }
