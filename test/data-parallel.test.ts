@@ -106,6 +106,7 @@ describe('data-parallel training', function () {
     });
     const one = await run(0);
     const two = await run(1);
+    assert.deepStrictEqual([one.threads, two.threads], [1, 2], 'the second run really used a worker');
     const strip = (r: typeof one) => r.results.map(({ imagesPerSecond: _ips, ...row }) => row);
     assert.deepStrictEqual(strip(two), strip(one));
     assert.deepStrictEqual(two.examples.map((e) => [e.attack, e.index, e.adversarialPrediction]), one.examples.map((e) => [e.attack, e.index, e.adversarialPrediction]));

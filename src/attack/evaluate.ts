@@ -98,6 +98,8 @@ export interface RobustnessResult {
   clean: { accuracy: number; perClassAccuracy: (number | null)[] };
   results: RobustnessRow[];
   examples: AdversarialExample[];
+  /** Threads that attacked batches (1 + workers actually used). */
+  threads?: number;
 }
 
 interface Acc {
@@ -300,7 +302,7 @@ export async function evaluateRobustness(model: Classifier, set: ImageSet, opts:
   return {
     n, numClasses: k,
     clean: { accuracy: n ? cleanCorrect / n : NaN, perClassAccuracy: perClass(cleanClassCorrect, classTotal) },
-    results, examples,
+    results, examples, threads: pool ? pool.size + 1 : 1,
   };
 }
 
