@@ -7,7 +7,7 @@ import { tf, Tensor1D, Tensor2D, Tensor4D } from '../inference/tf';
 import type { Classifier } from '../inference/model';
 import { UserError } from '../data/types';
 import { createRng } from '../data/random';
-import type { AttackOptions } from './types';
+import type { Attack, AttackOptions } from './types';
 
 /** A finite number option (attack-specific extras arrive as `unknown`). */
 export function numberOption(o: AttackOptions, key: string, def: number): number {
@@ -228,4 +228,46 @@ export function adamUpdate(g: Tensor4D, m: Tensor4D, v: Tensor4D, s: number, b1 
   const v2 = tf.add(tf.mul(v, b2), tf.mul(tf.square(g), 1 - b2)) as Tensor4D;
   const step = tf.div(tf.div(m2, 1 - Math.pow(b1, s)), tf.add(tf.sqrt(tf.div(v2, 1 - Math.pow(b2, s))), 1e-8)) as Tensor4D;
   return { m: m2, v: v2, step };
+}
+
+/**
+ * One step of the per-image binary search on the constant c that C&W and L-BFGS trade distance
+ * against misclassification with. Each image either raises its c (doubling tenfold until an upper
+ * bound is known, then bisecting) or lowers it (bisecting). C&W raises c when no adversarial was
+ * found (weigh the misclassification term more); L-BFGS, whose c weighs the distance, raises it on
+ * success. `raise[i]` says which way image i goes.
+ */
+export function bisectConstants(c: Float32Array, lower: Float32Array, upper: Float32Array, raise: (i: number) => boolean): void {
+  for (let i = 0; i < c.length; i++) {
+    if (raise(i)) {
+      lower[i] = Math.max(lower[i], c[i]);
+      c[i] = Number.isFinite(upper[i]) ? (lower[i] + upper[i]) / 2 : c[i] * 10;
+    } else {
+      upper[i] = Math.min(upper[i], c[i]);
+      c[i] = (lower[i] + upper[i]) / 2;
+    }
+  }
+}
+
+/**
+ * A one-step L∞ attack: the clean images plus `step(gradient, eps)`, clipped to the eps ball and
+ * [0, 1]. The step is taken up the loss (or, targeted, down the target class's loss).
+ */
+export function oneStepLinfAttack(name: string, title: string, step: (g: Tensor4D, eps: number) => tf.Tensor): Attack {
+  return {
+    name, title, norm: 'linf',
+    usesEps: true,
+    supportsTargeted: true,
+    async run(model, images, labels, options) {
+      const eps = requireEps(options, name);
+      const y = labelArray(labels);
+      const targets = resolveTargets(options, y.length, model.numClasses, name);
+      const adversarial = tf.tidy(() => {
+        const t = targets ? tf.tensor1d(targets, 'int32') : null;
+        const g = ascentGradient(model, images, labels, t);
+        return projectLinf(tf.add(images, step(g, eps)) as Tensor4D, images, eps);
+      });
+      return { adversarial, success: await successOf(model, adversarial, y, targets) };
+    },
+  };
 }

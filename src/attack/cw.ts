@@ -12,7 +12,7 @@
  */
 import { tf, Tensor1D, Tensor4D } from '../inference/tf';
 import type { Attack } from './types';
-import { adamUpdate, intOption, labelArray, marginTensor, numberOption, resolveTargets, selectRows, successOf } from './common';
+import { adamUpdate, bisectConstants, intOption, labelArray, marginTensor, numberOption, resolveTargets, selectRows, successOf } from './common';
 
 export const cw: Attack = {
   name: 'cw',
@@ -74,15 +74,7 @@ export const cw: Attack = {
         }
         const ok = await found.data() as Uint8Array;
         for (const t of [cT, w, m, v, found]) t.dispose();
-        for (let i = 0; i < n; i++) {
-          if (ok[i]) {
-            upper[i] = Math.min(upper[i], c[i]);
-            c[i] = (lower[i] + upper[i]) / 2;
-          } else {
-            lower[i] = Math.max(lower[i], c[i]);
-            c[i] = Number.isFinite(upper[i]) ? (lower[i] + upper[i]) / 2 : c[i] * 10;
-          }
-        }
+        bisectConstants(c, lower, upper, (i) => ok[i] === 0);
       }
       const adversarial = tf.tidy(() => tf.clipByValue(bestAdv, 0, 1) as Tensor4D);
       return { adversarial, success: await successOf(model, adversarial, y, targets) };

@@ -15,7 +15,7 @@
 import { tf, Tensor1D, Tensor4D } from '../inference/tf';
 import type { Attack } from './types';
 import {
-  adamUpdate, argmaxRows, fallbackTargets, intOption, labelArray, numberOption, resolveTargets, seedOption, selectRows, stringOption,
+  adamUpdate, argmaxRows, bisectConstants, fallbackTargets, intOption, labelArray, numberOption, resolveTargets, seedOption, selectRows, stringOption,
   successFromPredictions,
 } from './common';
 
@@ -74,15 +74,7 @@ export const lbfgs: Attack = {
         }
         const ok = await found.data() as Uint8Array;
         for (const t of [cT, r, m, v, found]) t.dispose();
-        for (let i = 0; i < n; i++) {
-          if (ok[i]) {
-            lower[i] = Math.max(lower[i], c[i]);
-            c[i] = Number.isFinite(upper[i]) ? (lower[i] + upper[i]) / 2 : c[i] * 10;
-          } else {
-            upper[i] = Math.min(upper[i], c[i]);
-            c[i] = (lower[i] + upper[i]) / 2;
-          }
-        }
+        bisectConstants(c, lower, upper, (i) => ok[i] !== 0);
       }
       const adversarial = tf.tidy(() => tf.clipByValue(bestAdv, 0, 1) as Tensor4D);
       const z = tf.tidy(() => model.logits(adversarial));

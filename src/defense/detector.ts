@@ -10,7 +10,7 @@ import type { Classifier } from '../inference/model';
 import type { ImageSet } from '../data/types';
 import { UserError } from '../data/types';
 import { createRng } from '../data/random';
-import { gatherBatch, permutation } from '../inference/train';
+import { shuffledBatches } from '../inference/train';
 import { adversarialExamples } from './adversarial';
 
 export class Detector {
@@ -82,30 +82,22 @@ export async function trainDetector(clf: Classifier, set: ImageSet, o: DetectorT
   const det = new Detector(model);
   const optimizer = tf.train.adam(o.learningRate ?? 1e-3);
   const rand = createRng(o.seed ?? 1);
-  const bs = o.batchSize ?? 64;
   const attacks = o.attacks ?? ['fgsm', 'pgd'];
-  const t0 = Date.now();
   let seed = o.seed ?? 1;
-  outer: for (let e = 0; e < (o.epochs ?? 3); e++) {
-    const order = permutation(set.n, rand);
-    for (let i = 0; i < set.n; i += bs) {
-      if (o.maxSeconds && (Date.now() - t0) / 1000 > o.maxSeconds) break outer;
-      const idx = order.slice(i, i + bs);
-      const { x, y } = gatherBatch(set, idx);
-      const eps = o.epsList[Math.floor(rand() * o.epsList.length)];
-      const method = attacks[Math.floor(rand() * attacks.length)];
-      const loss = tf.tidy(() => {
-        const xb = tf.tensor4d(x, [idx.length, set.size, set.size, 3]);
-        const yb = tf.tensor1d(y, 'int32');
-        const adv = adversarialExamples(clf, xb, yb, method, eps, { pgdSteps: o.pgdSteps ?? 5, seed: seed++ });
-        const inputs = tf.concat([xb, adv], 0) as Tensor4D;
-        const target = tf.concat([tf.zeros([idx.length]), tf.ones([idx.length])]);
-        return optimizer.minimize(() => tf.losses.sigmoidCrossEntropy(target, det.scoreLogits(inputs, true)) as tf.Scalar, true,
-          model.trainableWeights.map((w) => (w as unknown as { val: tf.Variable }).val)) as tf.Scalar;
-      });
-      await loss.data();
-      loss.dispose();
-    }
+  for (const { idx, x, y } of shuffledBatches(set, o.batchSize ?? 64, o.epochs ?? 3, rand, o.maxSeconds)) {
+    const eps = o.epsList[Math.floor(rand() * o.epsList.length)];
+    const method = attacks[Math.floor(rand() * attacks.length)];
+    const loss = tf.tidy(() => {
+      const xb = tf.tensor4d(x, [idx.length, set.size, set.size, 3]);
+      const yb = tf.tensor1d(y, 'int32');
+      const adv = adversarialExamples(clf, xb, yb, method, eps, { pgdSteps: o.pgdSteps ?? 5, seed: seed++ });
+      const inputs = tf.concat([xb, adv], 0) as Tensor4D;
+      const target = tf.concat([tf.zeros([idx.length]), tf.ones([idx.length])]);
+      return optimizer.minimize(() => tf.losses.sigmoidCrossEntropy(target, det.scoreLogits(inputs, true)) as tf.Scalar, true,
+        model.trainableWeights.map((w) => (w as unknown as { val: tf.Variable }).val)) as tf.Scalar;
+    });
+    await loss.data();
+    loss.dispose();
   }
   optimizer.dispose();
   return det;

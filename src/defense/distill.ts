@@ -10,7 +10,7 @@ import { Architecture, buildModel, LayersClassifier, setDropoutSeeds, unseedDrop
 import type { ImageSet } from '../data/types';
 import { UserError } from '../data/types';
 import { createRng } from '../data/random';
-import { gatherBatch, permutation } from '../inference/train';
+import { shuffledBatches } from '../inference/train';
 import { augmentBatch } from '../inference/augment';
 
 export interface DistillOptions {
@@ -50,25 +50,17 @@ async function trainAtTemperature(
   const clf = new LayersClassifier(model);
   const optimizer = tf.train.adam(o.learningRate ?? 1e-3);
   const rand = createRng(o.seed ?? 1);
-  const bs = o.batchSize ?? 64;
-  const t0 = Date.now();
-  outer: for (let e = 0; e < (o.epochs ?? 3); e++) {
-    const order = permutation(set.n, rand);
-    for (let i = 0; i < set.n; i += bs) {
-      if (o.maxSeconds && (Date.now() - t0) / 1000 > o.maxSeconds) break outer;
-      const idx = order.slice(i, i + bs);
-      const { x, y } = gatherBatch(set, idx);
-      // A new dropout mask each step, reproducible from the seed (see setDropoutSeeds).
-      setDropoutSeeds(model, Math.floor(rand() * 1e9));
-      const loss = tf.tidy(() => {
-        let xb = tf.tensor4d(x, [idx.length, set.size, set.size, 3]);
-        if (o.augment) xb = augmentBatch(xb, rand);
-        const t = targets(xb, tf.tensor1d(y, 'int32'));
-        return optimizer.minimize(() => tf.losses.softmaxCrossEntropy(t, tf.div(clf.logits(xb, true), T)) as tf.Scalar, true, clf.trainableWeights) as tf.Scalar;
-      });
-      await loss.data();
-      loss.dispose();
-    }
+  for (const { idx, x, y } of shuffledBatches(set, o.batchSize ?? 64, o.epochs ?? 3, rand, o.maxSeconds)) {
+    // A new dropout mask each step, reproducible from the seed (see setDropoutSeeds).
+    setDropoutSeeds(model, Math.floor(rand() * 1e9));
+    const loss = tf.tidy(() => {
+      let xb = tf.tensor4d(x, [idx.length, set.size, set.size, 3]);
+      if (o.augment) xb = augmentBatch(xb, rand);
+      const t = targets(xb, tf.tensor1d(y, 'int32'));
+      return optimizer.minimize(() => tf.losses.softmaxCrossEntropy(t, tf.div(clf.logits(xb, true), T)) as tf.Scalar, true, clf.trainableWeights) as tf.Scalar;
+    });
+    await loss.data();
+    loss.dispose();
   }
   unseedDropout(model);
   optimizer.dispose();

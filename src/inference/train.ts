@@ -157,6 +157,24 @@ export function gatherBatch(set: ImageSet, idx: ArrayLike<number>): { x: Float32
   return { x, y };
 }
 
+/**
+ * Minibatches of a set in a new random order each epoch, for `epochs` passes; stops early once
+ * `maxSeconds` (if given) have passed since the first batch. The small defense trainers share it.
+ */
+export function* shuffledBatches(
+  set: ImageSet, batchSize: number, epochs: number, rand: () => number, maxSeconds?: number,
+): Generator<{ idx: Int32Array; x: Float32Array; y: Int32Array }> {
+  const t0 = Date.now();
+  for (let e = 0; e < epochs; e++) {
+    const order = permutation(set.n, rand);
+    for (let i = 0; i < set.n; i += batchSize) {
+      if (maxSeconds && (Date.now() - t0) / 1000 > maxSeconds) return;
+      const idx = order.slice(i, i + batchSize);
+      yield { idx, ...gatherBatch(set, idx) };
+    }
+  }
+}
+
 export async function trainClassifier(trainSet: ImageSet, valSet: ImageSet, options: TrainOptions): Promise<TrainResult> {
   const o = options;
   const s = trainSet.size;
