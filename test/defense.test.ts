@@ -238,6 +238,24 @@ describe('defenses', function () {
     assert.strictEqual(scores[card.training.bestEpoch - 1], Math.max(...scores));
   });
 
+  it('advsign train --init: the card keeps the lineage, oldest run first, through two fine-tunings', async () => {
+    const dir = tempDir();
+    const base = ['--data', 'synthetic', '--per-class', '6', '--epochs', '1', '--arch', 'cnn4-small'];
+    const a = path.join(dir, 'a'), b = path.join(dir, 'b'), c = path.join(dir, 'c');
+    for (const [out, extra] of [[a, []], [b, ['--init', a, '--adversarial', 'fgsm', '--eps', '4/255']], [c, ['--init', b]]] as const) {
+      const r = await runCli(['train', ...base, ...extra, '--out', out]);
+      assert.strictEqual(r.code, 0, r.stderr);
+    }
+    const card = (d: string) => JSON.parse(fs.readFileSync(path.join(d, 'card.json'), 'utf8'));
+    assert.strictEqual(card(a).training.lineage, undefined, 'a model trained from scratch has no ancestors');
+    const lineage = card(c).training.lineage as { model: string; command: string; seconds: number }[];
+    assert.deepStrictEqual(lineage.map((l) => l.model), ['a', 'b']);
+    assert.match(lineage[0].command, /^advsign train --data synthetic /);
+    assert.doesNotMatch(lineage[0].command, /--init/);
+    assert.match(lineage[1].command, /--init .* --adversarial fgsm --eps 4\/255/);
+    assert.ok(lineage.every((l) => typeof l.seconds === 'number'));
+  });
+
   it('command line: unknown defense and bad robust-training eps are one-line errors', async () => {
     assert.throws(() => parseDefenseList('nope'), /unknown defense 'nope': known defenses are none, squeeze-bits/);
     const r1 = await runCli(['evaluate', '--model', 'x', '--data', 'synthetic', '--defense', 'bogus']);

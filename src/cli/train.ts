@@ -5,7 +5,7 @@ import { initBackend } from '../inference/backend';
 import { ARCHITECTURES, Architecture } from '../inference/model';
 import { trainClassifier, accuracy, DEFAULT_TRAIN } from '../inference/train';
 import { defaultWorkerCount } from '../inference/data-parallel';
-import { saveModel, ModelCard } from '../inference/model-io';
+import { saveModel, ModelCard, readCard, lineageOf } from '../inference/model-io';
 import { loadDataset, isSynthetic } from '../data/load';
 import { splitByGroup } from '../data/gtsrb';
 import { CLASS_NAMES } from '../data/classes';
@@ -133,6 +133,8 @@ export async function trainCommand(argv: string[]): Promise<void> {
       batchSize, classBalance: balance, augmentation: f['no-augment'] ? 'none' : 'rotation ±10°, scale 0.92–1.1, shift ±6%, brightness 0.7–1.3, contrast 0.8–1.2',
       // The exact command, so a card says how to reproduce its model.
       command: ['advsign', 'train', ...argv].join(' '),
+      // How the --init model was made (and its own ancestors), oldest first.
+      ...(init ? { lineage: lineageOf(readCard(init.dir), path.basename(path.resolve(init.dir))) } : {}),
       epochsRun: result.history.length, bestEpoch: result.bestEpoch, seed,
       selectedBy: advRun?.selection ? `${advRun.selection}: ${pct(result.bestValScore)}` : 'clean validation accuracy',
       seconds: Math.round(result.seconds), backend: backend.backend, threads: workers + 1, interrupted: result.interrupted,

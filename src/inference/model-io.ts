@@ -139,3 +139,25 @@ export function readCard(p: string): ModelCard | null {
     throw new UserError(`corrupt model card ${f}`);
   }
 }
+
+/** One training run in a model's ancestry: which model it produced and how. */
+export interface LineageStep {
+  model: string;
+  command: string | null;
+  seconds: number | null;
+}
+
+/**
+ * The runs that produced a model, oldest first: the ancestry recorded in its card plus the run
+ * that made the model itself. A fine-tuned model's card carries this for its --init model, so the
+ * whole chain can be reproduced even after the starting model has been replaced.
+ */
+export function lineageOf(card: ModelCard | null, fallbackName: string): LineageStep[] {
+  const training = (card?.training ?? {}) as { command?: unknown; seconds?: unknown; lineage?: unknown };
+  const earlier = Array.isArray(training.lineage) ? (training.lineage as LineageStep[]) : [];
+  return [...earlier, {
+    model: typeof card?.name === 'string' ? card.name : fallbackName,
+    command: typeof training.command === 'string' ? training.command : null,
+    seconds: typeof training.seconds === 'number' ? training.seconds : null,
+  }];
+}
