@@ -174,16 +174,27 @@ describe('defenses', function () {
     tf.dispose([x, yt]);
   });
 
-  it('the detector separates FGSM at a large eps (AUC > 0.5) and refuses other image sizes', async () => {
+  it('the detector separates FGSM at a large eps (AUC > 0.5), a joint attack evades it better, and it refuses other image sizes', async () => {
     const det = await trainDetector(clf, train, { epsList: [16 / 255], attacks: ['fgsm'], epochs: 3, seed: 2 });
     const { x, y } = batch(test, 60);
     const yt = tf.tensor1d(y, 'int32');
     const adv = adversarialExamples(clf, x, yt, 'fgsm', 16 / 255);
     const auc = rocAuc(await det.scores(adv), await det.scores(x));
     assert.ok(auc > 0.5, `AUC ${auc}`);
+    // The adaptive attack aims at the classifier and the detector together: it stays in the eps
+    // ball and leaves the detector less suspicious than the plain attack does.
+    const d: DefendedModel = { name: 'detector', title: 'detector', classifier: clf, plainTarget: clf, detector: det };
+    const opts = { attack: 'pgd' as const, eps: 16 / 255, steps: 5, seed: 3 };
+    const plain = await attackDefended(d, x, yt, { ...opts, adaptive: false });
+    const joint = await attackDefended(d, x, yt, { ...opts, adaptive: true });
+    const linf = tf.tidy(() => tf.max(tf.abs(tf.sub(joint, x))).dataSync()[0]);
+    assert.ok(linf <= 16 / 255 + 1e-6, `L∞ ${linf}`);
+    const mean = (v: Float32Array) => v.reduce((a, b) => a + b, 0) / v.length;
+    const [sPlain, sJoint] = [mean(await det.scores(plain)), mean(await det.scores(joint))];
+    assert.ok(sJoint < sPlain, `detector score: joint ${sJoint}, plain ${sPlain}`);
     const small = tf.zeros([1, 16, 16, 3]) as Tensor4D;
     assert.throws(() => det.scoreLogits(small), /judges 32×32 RGB images, got 16×16×3/);
-    tf.dispose([x, yt, adv, small]);
+    tf.dispose([x, yt, adv, small, plain, joint]);
     assert.strictEqual(rocAuc([3, 4], [1, 2]), 1);
     assert.strictEqual(rocAuc([1, 2], [1, 2]), 0.5);
     assert.strictEqual(rocAuc([0], [1]), 0);

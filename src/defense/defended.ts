@@ -52,9 +52,10 @@ export async function adaptiveGradient(d: DefendedModel, x: Tensor4D, y: Tensor1
     const z: Tensor2D = d.classifier.logits(d.differentiableTransform ? d.differentiableTransform(xin) : xin);
     let loss = (d.adaptiveLoss === 'margin' ? tf.neg(tf.sum(marginTensor(z, y, false))) : ceSum(z, y)) as tf.Scalar;
     if (d.detector) {
-      // Joint attack: also push the detector towards "clean" (maximise log(1 − p_adv)).
+      // Joint attack: also push the detector towards "clean": maximise log(1 − p_adv) = −softplus(s).
+      // (Not tf.logSigmoid: its custom gradient reads a tensor the forward pass has already freed.)
       const s = d.detector.scoreLogits(xin);
-      loss = tf.add(loss, tf.sum(tf.logSigmoid(tf.neg(s)))) as tf.Scalar;
+      loss = tf.sub(loss, tf.sum(tf.softplus(s))) as tf.Scalar;
     }
     return loss;
   })(at) as Tensor4D);
