@@ -18,7 +18,8 @@ import { squeezeBits, medianFilter, jpegRoundTrip } from '../src/defense/transfo
 import { attackDefended, defendedPredict, DefendedModel } from '../src/defense/defended';
 import { Detector, trainDetector, rocAuc, buildDetectorModel } from '../src/defense/detector';
 import { trainDistilled } from '../src/defense/distill';
-import { parseDefenseList } from '../src/defense/registry';
+import { buildDefense, DEFAULT_DEFENSE_SETTINGS, parseDefenseList } from '../src/defense/registry';
+import { saveModel } from '../src/inference/model-io';
 import { runCompare } from '../src/defense/compare';
 import { getAttack } from '../src/attack/registry';
 import { runCli, tempDir } from './helpers';
@@ -222,6 +223,25 @@ describe('defenses', function () {
       assert.ok(cert <= pgd && pgd <= none.clean, `eps ${e}: ${cert} ≤ ${pgd} ≤ ${none.clean}`);
     }
     assert.ok(res.rows[1].cells.every((c) => c.adaptive != null));
+  });
+
+  it('a trained defense is cached, and retrained when its budget or training data change', async () => {
+    const dir = tempDir();
+    const modelDir = path.join(dir, 'model');
+    await saveModel(clf.model, modelDir);
+    const logs: string[] = [];
+    const build = async (seconds: number, trainDescription: string) => {
+      logs.length = 0;
+      await buildDefense('autoencoder', clf, {
+        modelDir, architecture: 'cnn4-small', settings: { ...DEFAULT_DEFENSE_SETTINGS, trainSeconds: seconds },
+        cacheDir: path.join(dir, 'cache'), trainDescription, trainSet: async () => train, log: (m) => logs.push(m),
+      });
+      return logs.join('\n');
+    };
+    assert.match(await build(1, 'synthetic 240'), /training/);
+    assert.match(await build(1, 'synthetic 240'), /using cached/);
+    assert.match(await build(2, 'synthetic 240'), /training/, 'a longer budget retrains');
+    assert.match(await build(1, 'synthetic 120'), /training/, 'other training data retrains');
   });
 
   it('refuses softmax models for adversarial training and verification', () => {

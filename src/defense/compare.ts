@@ -212,14 +212,16 @@ export function compareTableHtml(r: CompareResult): string {
   return s + '</tbody></table>';
 }
 
-export function renderCompareHtml(r: CompareResult, meta: { data: string; split: string; backend: string }): string {
+export function renderCompareHtml(r: CompareResult, meta: { data: string; split: string; backend: string; defenseTraining?: { seconds: number; images: number } }): string {
+  const trained = meta.defenseTraining
+    ? ` The autoencoder, detector and distilled model trained for at most ${meta.defenseTraining.seconds} s each on ${meta.defenseTraining.images} training images.` : '';
   return `<!doctype html><html><head><meta charset="utf-8"><title>advsign: before vs after</title>
 <style>body{font-family:sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}td:nth-child(-n+2){text-align:left}small{color:#a00}</style></head><body>
 <h1>Before vs after: defenses</h1>
 <p>${esc(meta.data)} (${esc(meta.split)}), ${r.n} images, backend ${esc(meta.backend)}. Accuracy in %; "a <small>/ b</small>": a = plain (defense-oblivious) attack,
 b = adaptive attack aimed through the defense (BPDA for squeezing/median/JPEG, end-to-end for the autoencoder, logit margin for distillation, classifier+detector jointly).
 Detector rows count an attacked image as defended when it is classified correctly or rejected, a clean one when classified correctly and not rejected.
-Certified = proven by interval bound propagation for the whole ε box (a lower bound on robust accuracy).</p>
+Certified = proven by interval bound propagation for the whole ε box (a lower bound on robust accuracy).${trained}</p>
 ${compareTableHtml(r)}
 <h2>PGD-${r.pgdSteps} accuracy against ε</h2>
 ${compareSvg(r)}

@@ -76,13 +76,14 @@ export async function defenseEvaluateCommand(f: Flags): Promise<void> {
       context: {
         modelDir: path.dirname(path.resolve(p, 'model.json')), architecture: String(card?.architecture ?? ''), settings, log,
         cacheDir: typeof f['defense-cache'] === 'string' ? f['defense-cache'] : undefined,
+        trainDescription: `${path.resolve(data)} train ${trainLimit}`,
         trainSet: async () => (trainSet ??= await loadDataset(data, { split: 'train', size: clf.inputSize, limit: trainLimit, progress: !quiet })),
       },
     });
   }
   const set = await loadDataset(data, { split, size: models[0].clf.inputSize, limit, progress: !quiet });
   const result = await runCompare(models, set, { epsList, pgdSteps, batchSize, log });
-  const meta = { data, split, backend: backend.backend };
+  const meta = { data, split, backend: backend.backend, defenseTraining: { seconds: settings.trainSeconds, images: trainLimit } };
   const report = typeof f.report === 'string' ? f.report : undefined;
   if (report) {
     fs.mkdirSync(path.dirname(path.resolve(report)), { recursive: true });

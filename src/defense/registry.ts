@@ -68,6 +68,8 @@ export interface DefenseContext {
   modelDir: string;
   architecture: string;
   trainSet?: () => Promise<ImageSet>;
+  /** What trainSet holds (data folder, image count): part of the cache key. */
+  trainDescription?: string;
   settings: DefenseSettings;
   log?: (msg: string) => void;
   /** Cache folder for trained defenses (default <advsign cache>/defenses); null disables. */
@@ -79,7 +81,9 @@ function cacheKey(ctx: DefenseContext, what: string, extra: unknown): string | n
   const w = path.join(path.resolve(ctx.modelDir), 'weights.bin');
   if (!fs.existsSync(w)) return null;
   const st = fs.statSync(w);
-  const h = crypto.createHash('sha1').update(JSON.stringify([path.resolve(ctx.modelDir), st.size, st.mtimeMs, what, extra])).digest('hex').slice(0, 12);
+  // The budget and the training data are part of the key: a longer --defense-seconds must retrain.
+  const h = crypto.createHash('sha1').update(JSON.stringify([path.resolve(ctx.modelDir), st.size, st.mtimeMs, what, extra,
+    ctx.settings.trainSeconds, ctx.trainDescription ?? null])).digest('hex').slice(0, 12);
   return path.join(ctx.cacheDir ?? path.join(defaultCacheDir(), 'defenses'), `${path.basename(path.resolve(ctx.modelDir))}-${what}-${h}`);
 }
 
