@@ -7,7 +7,7 @@ import { tf, Tensor1D, Tensor2D, Tensor4D } from '../inference/tf';
 import type { Classifier } from '../inference/model';
 import { UserError } from '../data/types';
 import { createRng } from '../data/random';
-import type { Attack, AttackOptions } from './types';
+import type { Attack, AttackOptions, Norm } from './types';
 
 /** A finite number option (attack-specific extras arrive as `unknown`). */
 export function numberOption(o: AttackOptions, key: string, def: number): number {
@@ -249,25 +249,44 @@ export function bisectConstants(c: Float32Array, lower: Float32Array, upper: Flo
   }
 }
 
+/** The parsed inputs every eps-bounded gradient attack starts from. */
+export interface EpsAttackInput {
+  model: Classifier;
+  images: Tensor4D;
+  labels: Tensor1D;
+  y: Int32Array;
+  targets: Int32Array | null;
+  eps: number;
+  options: AttackOptions;
+}
+
 /**
- * A one-step L∞ attack: the clean images plus `step(gradient, eps)`, clipped to the eps ball and
- * [0, 1]. The step is taken up the loss (or, targeted, down the target class's loss).
+ * The shell shared by the eps-bounded gradient attacks (FGSM, FGV, BIM, MI-FGSM, PGD): it parses
+ * eps and targets, lets `make` build the adversarial batch, and measures success.
  */
-export function oneStepLinfAttack(name: string, title: string, step: (g: Tensor4D, eps: number) => tf.Tensor): Attack {
+export function epsAttack(name: string, title: string, norm: Norm, make: (a: EpsAttackInput) => Tensor4D | Promise<Tensor4D>): Attack {
   return {
-    name, title, norm: 'linf',
+    name, title, norm,
     usesEps: true,
     supportsTargeted: true,
     async run(model, images, labels, options) {
       const eps = requireEps(options, name);
       const y = labelArray(labels);
       const targets = resolveTargets(options, y.length, model.numClasses, name);
-      const adversarial = tf.tidy(() => {
-        const t = targets ? tf.tensor1d(targets, 'int32') : null;
-        const g = ascentGradient(model, images, labels, t);
-        return projectLinf(tf.add(images, step(g, eps)) as Tensor4D, images, eps);
-      });
+      const adversarial = await make({ model, images, labels, y, targets, eps, options });
       return { adversarial, success: await successOf(model, adversarial, y, targets) };
     },
   };
+}
+
+/**
+ * A one-step L∞ attack: the clean images plus `step(gradient, eps)`, clipped to the eps ball and
+ * [0, 1]. The step is taken up the loss (or, targeted, down the target class's loss).
+ */
+export function oneStepLinfAttack(name: string, title: string, step: (g: Tensor4D, eps: number) => tf.Tensor): Attack {
+  return epsAttack(name, title, 'linf', ({ model, images, labels, targets, eps }) => tf.tidy(() => {
+    const t = targets ? tf.tensor1d(targets, 'int32') : null;
+    const g = ascentGradient(model, images, labels, t);
+    return projectLinf(tf.add(images, step(g, eps)) as Tensor4D, images, eps);
+  }));
 }

@@ -6,8 +6,7 @@ import { tf, Tensor1D, Tensor4D } from '../inference/tf';
 import type { Classifier } from '../inference/model';
 import type { Attack } from './types';
 import {
-  ascentGradient, intOption, l2PerImage, labelArray, marginsFromLogits, numberOption, projectL2, projectLinf, requireEps,
-  resolveTargets, seedOption, selectRows, successOf,
+  ascentGradient, epsAttack, intOption, l2PerImage, marginsFromLogits, numberOption, projectL2, projectLinf, seedOption, selectRows,
 } from './common';
 
 export interface IterateOptions {
@@ -125,25 +124,16 @@ export async function pgdWithRestarts(
  * the L∞ and L2 attacks differ only in the norm.
  */
 export function pgdAttack(name: string, title: string, norm: 'linf' | 'l2'): Attack {
-  return {
-    name, title, norm,
-    usesEps: true,
-    supportsTargeted: true,
-    async run(model, images, labels, options) {
-      const eps = requireEps(options, name);
-      const steps = intOption(options, 'steps', 10, 1);
-      const stepSize = numberOption(options, 'stepSize', 2.5 * eps / steps);
-      const y = labelArray(labels);
-      const targets = resolveTargets(options, y.length, model.numClasses, name);
-      const adversarial = await pgdWithRestarts(model, images, labels, y, targets, {
-        norm, eps, steps, stepSize,
-        randomStart: options.randomStart ?? true,
-        restarts: intOption(options, 'restarts', 1, 1),
-        seed: seedOption(options),
-      });
-      return { adversarial, success: await successOf(model, adversarial, y, targets) };
-    },
-  };
+  return epsAttack(name, title, norm, ({ model, images, labels, y, targets, eps, options }) => {
+    const steps = intOption(options, 'steps', 10, 1);
+    return pgdWithRestarts(model, images, labels, y, targets, {
+      norm, eps, steps,
+      stepSize: numberOption(options, 'stepSize', 2.5 * eps / steps),
+      randomStart: options.randomStart ?? true,
+      restarts: intOption(options, 'restarts', 1, 1),
+      seed: seedOption(options),
+    });
+  });
 }
 
 /**
@@ -154,24 +144,15 @@ export function pgdAttack(name: string, title: string, norm: 'linf' | 'l2'): Att
 export function iteratedLinfAttack(
   name: string, title: string, defaultStep: (eps: number, steps: number) => number, defaultMomentum?: number,
 ): Attack {
-  return {
-    name, title, norm: 'linf',
-    usesEps: true,
-    supportsTargeted: true,
-    async run(model, images, labels, options) {
-      const eps = requireEps(options, name);
-      const steps = intOption(options, 'steps', 10, 1);
-      const stepSize = numberOption(options, 'stepSize', defaultStep(eps, steps));
-      const momentum = defaultMomentum === undefined ? 0 : numberOption(options, 'momentum', defaultMomentum);
-      const y = labelArray(labels);
-      const targets = resolveTargets(options, y.length, model.numClasses, name);
-      const t = targets ? tf.tensor1d(targets, 'int32') : null;
-      try {
-        const adversarial = iterateAttack(model, images, labels, t, { norm: 'linf', eps, steps, stepSize, momentum });
-        return { adversarial, success: await successOf(model, adversarial, y, targets) };
-      } finally {
-        t?.dispose();
-      }
-    },
-  };
+  return epsAttack(name, title, 'linf', ({ model, images, labels, targets, eps, options }) => {
+    const steps = intOption(options, 'steps', 10, 1);
+    const stepSize = numberOption(options, 'stepSize', defaultStep(eps, steps));
+    const momentum = defaultMomentum === undefined ? 0 : numberOption(options, 'momentum', defaultMomentum);
+    const t = targets ? tf.tensor1d(targets, 'int32') : null;
+    try {
+      return iterateAttack(model, images, labels, t, { norm: 'linf', eps, steps, stepSize, momentum });
+    } finally {
+      t?.dispose();
+    }
+  });
 }

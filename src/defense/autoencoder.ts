@@ -8,7 +8,7 @@ import { tf, Tensor4D } from '../inference/tf';
 import type { Classifier } from '../inference/model';
 import type { ImageSet } from '../data/types';
 import { createRng } from '../data/random';
-import { gatherBatch, permutation } from '../inference/train';
+import { shuffledBatches } from '../inference/train';
 
 export function buildAutoencoder(size: number, seed = 1): tf.LayersModel {
   const init = (k: number) => tf.initializers.heNormal({ seed: seed * 10 + k });
@@ -37,24 +37,16 @@ export async function trainAutoencoder(set: ImageSet, o: AutoencoderTrainOptions
   const model = buildAutoencoder(set.size, o.seed ?? 1);
   const optimizer = tf.train.adam(o.learningRate ?? 2e-3);
   const rand = createRng(o.seed ?? 1);
-  const bs = o.batchSize ?? 64;
-  const t0 = Date.now();
   let seed = o.seed ?? 1;
   const vars = model.trainableWeights.map((w) => (w as unknown as { val: tf.Variable }).val);
-  outer: for (let e = 0; e < (o.epochs ?? 3); e++) {
-    const order = permutation(set.n, rand);
-    for (let i = 0; i < set.n; i += bs) {
-      if (o.maxSeconds && (Date.now() - t0) / 1000 > o.maxSeconds) break outer;
-      const idx = order.slice(i, i + bs);
-      const { x } = gatherBatch(set, idx);
-      const loss = tf.tidy(() => {
-        const clean = tf.tensor4d(x, [idx.length, set.size, set.size, 3]);
-        const noisy = tf.clipByValue(tf.add(clean, tf.randomNormal(clean.shape, 0, o.noise ?? 0.05, 'float32', seed++)), 0, 1);
-        return optimizer.minimize(() => tf.losses.meanSquaredError(clean, model.apply(noisy) as Tensor4D) as tf.Scalar, true, vars) as tf.Scalar;
-      });
-      await loss.data();
-      loss.dispose();
-    }
+  for (const { idx, x } of shuffledBatches(set, o.batchSize ?? 64, o.epochs ?? 3, rand, o.maxSeconds)) {
+    const loss = tf.tidy(() => {
+      const clean = tf.tensor4d(x, [idx.length, set.size, set.size, 3]);
+      const noisy = tf.clipByValue(tf.add(clean, tf.randomNormal(clean.shape, 0, o.noise ?? 0.05, 'float32', seed++)), 0, 1);
+      return optimizer.minimize(() => tf.losses.meanSquaredError(clean, model.apply(noisy) as Tensor4D) as tf.Scalar, true, vars) as tf.Scalar;
+    });
+    await loss.data();
+    loss.dispose();
   }
   optimizer.dispose();
   return model;
