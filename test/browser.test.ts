@@ -51,7 +51,8 @@ describe('browser: the monitoring page in chromium', function () {
     // Both prediction panels are filled, images decoded.
     assert.equal(await page.locator('#pred-clean .row').count(), 5);
     assert.equal(await page.locator('#pred-adv .row').count(), 5);
-    assert.ok(await page.evaluate(() => (document.getElementById('img-adv') as HTMLImageElement).naturalWidth === 32));
+    // A new src decodes asynchronously: wait for it rather than race it (fails if it never is 32 px).
+    await page.waitForFunction(() => (document.getElementById('img-adv') as HTMLImageElement).naturalWidth === 32, undefined, { timeout: 10000 });
     assert.match(await page.textContent('#source-state') ?? '', /synthetic: running/);
 
     // Move the ε slider: the page shows the server's acknowledgement, and the daemon has it.
