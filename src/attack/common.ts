@@ -4,7 +4,7 @@
  * tf.tidy so callers only own what they get back.
  */
 import { tf, Tensor1D, Tensor2D, Tensor4D } from '../inference/tf';
-import type { Classifier } from '../inference/model';
+import { Classifier, inferLogits } from '../inference/model';
 import { UserError } from '../data/types';
 import { createRng } from '../data/random';
 import type { Attack, AttackOptions, Norm } from './types';
@@ -161,9 +161,10 @@ export function projectL2(adv: Tensor4D, clean: Tensor4D, eps: number): Tensor4D
 
 /** Predicted class per image. */
 export async function predictBatch(model: Classifier, x: Tensor4D): Promise<Int32Array> {
-  const p = tf.tidy(() => tf.argMax(model.logits(x), 1));
+  const z = await inferLogits(model, x);
+  const p = tf.argMax(z, 1);
   const out = Int32Array.from(await p.data());
-  p.dispose();
+  tf.dispose([z, p]);
   return out;
 }
 
@@ -194,7 +195,7 @@ export async function fallbackTargets(model: Classifier, x: Tensor4D, labels: In
     }
     return out;
   }
-  const lg = tf.tidy(() => model.logits(x));
+  const lg = await inferLogits(model, x);
   const z = await lg.data() as Float32Array;
   lg.dispose();
   for (let i = 0; i < n; i++) {

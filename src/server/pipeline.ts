@@ -9,7 +9,7 @@
  */
 import sharp from 'sharp';
 import { tf } from '../inference/tf';
-import type { Classifier } from '../inference/model';
+import { Classifier, inferLogits } from '../inference/model';
 import { cropResize, RgbImage } from '../data/image-io';
 import { CLASS_NAMES } from '../data/classes';
 import { getAttack } from '../attack/registry';
@@ -141,11 +141,12 @@ export class Pipeline {
   }
 
   private async probabilities(x: tf.Tensor4D): Promise<Float32Array> {
-    const p = tf.tidy(() => tf.softmax(this.classifier.logits(x)));
+    const z = await inferLogits(this.classifier, x);
+    const p = tf.softmax(z);
     try {
       return (await p.data()) as Float32Array;
     } finally {
-      p.dispose();
+      tf.dispose([z, p]);
     }
   }
 
