@@ -5,7 +5,8 @@
  * gradient is the vector-Jacobian product ∇x = Jᵀc: one forward and one backward pass whatever the
  * loss, and a native engine can supply the same product. The cotangents:
  *
- *   ce      untargeted +CE(y): c = softmax(z) − e_y;  targeted −CE(t): c = e_t − softmax(z).
+ *   ce      untargeted +CE(y): c = softmax(z) − e_y;  targeted −CE(t): c = e_t − softmax(z),
+ *           with the label's entry computed as −Σ_{j≠y} p_j (p_y − 1 cancels in float32).
  *           On a confident image c is tiny (the input gradient ~1e-8 per pixel: fine, the signs
  *           are exact, see signExact). Where an image's c falls below 1e-30 (a logit gap of ≳ 69,
  *           where float32 backprop underflows to exact zeros, and softmax itself saturates at
@@ -49,8 +50,18 @@ function softmaxOthers(z: Tensor2D, exclude: Tensor2D): Tensor2D {
   return tf.mul(tf.softmax(tf.sub(z, tf.mul(exclude, 1e30))), tf.sub(1, exclude)) as Tensor2D;
 }
 
+/**
+ * softmax(z) − e_c with the c entry written −Σ_{j≠c} p_j: p_c − 1 cancels in float32 (p_c is 1 to
+ * within an ulp on a confident image, so it came out as 0 or a rounding step of 6e-8 that swamped
+ * the other entries and left the gradient's direction to chance), the sum does not.
+ */
+function softmaxMinusOneHot(z: Tensor2D, cls: Tensor2D): Tensor2D {
+  const others = tf.mul(tf.softmax(z), tf.sub(1, cls));
+  return tf.sub(others, tf.mul(cls, tf.sum(others, 1, true))) as Tensor2D;
+}
+
 function ceCotangent(z: Tensor2D, cls: Tensor2D, targeted: boolean): Tensor2D {
-  const plain = targeted ? tf.sub(cls, tf.softmax(z)) : tf.sub(tf.softmax(z), cls);
+  const plain = targeted ? tf.neg(softmaxMinusOneHot(z, cls)) : softmaxMinusOneHot(z, cls);
   const rescaled = targeted ? tf.sub(cls, softmaxOthers(z, cls)) : tf.sub(softmaxOthers(z, cls), cls);
   const under = tf.less(tf.max(tf.abs(plain), 1, true), CE_UNDERFLOW);
   return tf.where(tf.tile(under, [1, z.shape[1]]), rescaled, plain) as Tensor2D;

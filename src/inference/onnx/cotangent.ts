@@ -35,9 +35,15 @@ function softmaxOthers(g: GraphBuilder, z: string, exclude: string): string {
   return g.op('Mul', [g.op('Softmax', [masked], { axis: 1 }), g.op('Sub', [g.scalar(1), exclude])]);
 }
 
+/** softmax(z) − e_c with the c entry as −Σ_{j≠c} p_j (objective.ts: p_c − 1 cancels in float32). */
+function softmaxMinusOneHot(g: GraphBuilder, z: string, cls: string): string {
+  const others = g.op('Mul', [g.op('Softmax', [z], { axis: 1 }), g.op('Sub', [g.scalar(1), cls])]);
+  return g.op('Sub', [others, g.op('Mul', [cls, rowSum(g, others)])]);
+}
+
 function ce(g: GraphBuilder, z: string, cls: string, targeted: boolean): string {
-  const sm = g.op('Softmax', [z], { axis: 1 });
-  const plain = targeted ? g.op('Sub', [cls, sm]) : g.op('Sub', [sm, cls]);
+  const u = softmaxMinusOneHot(g, z, cls);
+  const plain = targeted ? g.op('Neg', [u]) : u;
   const others = softmaxOthers(g, z, cls);
   const rescaled = targeted ? g.op('Sub', [cls, others]) : g.op('Sub', [others, cls]);
   const biggest = g.op('ReduceMax', [g.op('Abs', [plain])], { axes: [1], keepdims: 1 });

@@ -27,7 +27,6 @@ interface Forward {
 }
 
 function reluMask(g: GraphBuilder, y: string): Backward {
-  if (process.env.X_MASK === 'sign') return (d) => g.op('Mul', [d, g.op('Sign', [y])]);
   return (d) => g.op('Where', [g.op('Greater', [y, g.scalar(0)]), d, g.scalar(0)]);
 }
 
@@ -51,16 +50,7 @@ function emitOp(g: GraphBuilder, op: PlanOp, v: string, shape: number[], backwar
         shape[1] - (op.strides[0] * (oh - 1) + kh - op.pads[0] - op.pads[2]),
         shape[2] - (op.strides[1] * (ow - 1) + kw - op.pads[1] - op.pads[3]),
       ];
-      if (process.env.X_CONVGRAD === 'conv' && op.strides[0] === 1 && op.strides[1] === 1 && op.group === 1) {
-        const [co, ci] = op.wdims;
-        const wt = new Float32Array(op.weight.length);
-        for (let o = 0; o < co; o++) for (let c = 0; c < ci; c++) for (let i = 0; i < kh; i++) for (let j = 0; j < kw; j++) {
-          wt[((c * co + o) * kh + (kh - 1 - i)) * kw + (kw - 1 - j)] = op.weight[((o * ci + c) * kh + i) * kw + j];
-        }
-        const wT = g.floats('wt', wt, [ci, co, kh, kw]);
-        const p2 = [kh - 1 - op.pads[0], kw - 1 - op.pads[1], kh - 1 - op.pads[2], kw - 1 - op.pads[3]];
-        backward.push((d) => g.op('Conv', [d, wT], { kernel_shape: [kh, kw], pads: p2 }));
-      } else backward.push((d) => g.op('ConvTranspose', [d, w], { ...attrs, output_padding: outputPadding }));
+      backward.push((d) => g.op('ConvTranspose', [d, w], { ...attrs, output_padding: outputPadding }));
       if (op.relu) {
         y = g.op('Relu', [y]);
         backward.push(reluMask(g, y));
