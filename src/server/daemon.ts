@@ -15,7 +15,7 @@ import { createSource, CaptureOptions, listCameras, parseSourceSpec, which } fro
 import type { GpioController } from '../gpio';
 import type { ServeConfig } from './config';
 import type { Logger } from './log';
-import { Pipeline, PipelineSettings, FrameResult } from './pipeline';
+import { AnalysedFrame, Pipeline, PipelineSettings, FrameResult } from './pipeline';
 import { PipelineStats, StatsSnapshot, round } from './stats';
 import type { SettingsPatch } from './schema';
 import { snapshotPng } from './snapshot';
@@ -174,27 +174,45 @@ export class Daemon extends EventEmitter {
     this.busy = true;
     this.idle = new Promise((r) => { this.idleResolve = r; });
     let f: Frame | null = first;
+    // One frame's images are encoded while the next is analysed: at most one encoding in flight,
+    // so results still go out in order.
+    let encoding: Promise<void> = Promise.resolve();
     try {
       while (f && this.running) {
+        const frame: Frame = f;
         const pickedAt = performance.now();
+        const settings = this.settings;
+        let analysed: AnalysedFrame | null = null;
         try {
-          const settings = this.settings;
-          const r = await this.pipeline.process(f, settings, pickedAt);
-          this.lastFrame = f;
-          this._last = r;
-          this.stats.record(r.latency, settings.attack === 'none' ? null : r.fooled);
-          this.opts.gpio?.indicate(settings.attack === 'none' ? 'ok' : r.fooled ? 'fooled' : 'ok');
-          this.emit('result', r);
+          analysed = await this.pipeline.analyse(frame, settings, pickedAt);
         } catch (e) {
-          this.opts.logger.error('frame.failed', { error: (e as Error).message.split('\n')[0], seq: f.seq });
+          this.frameFailed(e, frame);
+        }
+        await encoding;
+        if (analysed) {
+          const a = analysed;
+          encoding = this.pipeline.encode(a).then((r) => this.publish(frame, r, settings), (e: unknown) => this.frameFailed(e, frame));
         }
         f = this.pending;
         this.pending = null;
       }
+      await encoding;
     } finally {
       this.busy = false;
       this.idleResolve?.();
     }
+  }
+
+  private publish(f: Frame, r: FrameResult, settings: PipelineSettings): void {
+    this.lastFrame = f;
+    this._last = r;
+    this.stats.record(r.latency, settings.attack === 'none' ? null : r.fooled);
+    this.opts.gpio?.indicate(settings.attack === 'none' ? 'ok' : r.fooled ? 'fooled' : 'ok');
+    this.emit('result', r);
+  }
+
+  private frameFailed(e: unknown, f: Frame): void {
+    this.opts.logger.error('frame.failed', { error: (e as Error).message.split('\n')[0], seq: f.seq });
   }
 
   /** Applies a validated patch; when paused the frozen frame is processed again with it. */

@@ -5,7 +5,8 @@
  *   forward   Transpose to NCHW, Conv, Relu, MaxPool (with indices), Flatten, Gemm, Softmax…
  *   backward  Where(y > 0) masks for Relu, ConvTranspose (the input gradient of a convolution),
  *             MaxUnpool with the pooling's own indices (the gradient goes to the first maximum,
- *             as in tfjs), Reshape for Flatten, Gemm with the transposed weight for Dense.
+ *             as in tfjs; a scatter-add where windows overlap), Reshape for Flatten, Gemm with
+ *             the transposed weight for Dense.
  *
  * Three heads: `logits` (inference), `vjp` (logits, and Jᵀc for a given cotangent c) and
  * `objective` (the cotangent of ce | margin | dlr computed inside the graph: cotangent.ts).
@@ -66,7 +67,15 @@ function emitOp(g: GraphBuilder, op: PlanOp, v: string, shape: number[], backwar
       const attrs = { kernel_shape: op.kernel, strides: op.strides, pads: op.pads };
       const [y, indices] = g.ops('MaxPool', [v], attrs, 2);
       const inShape = g.op('Shape', [v]);
-      backward.push((d) => g.op('MaxUnpool', [d, indices, inShape], attrs));
+      const overlapping = op.kernel[0] > op.strides[0] || op.kernel[1] > op.strides[1];
+      // MaxUnpool writes each window's gradient to its argmax; where windows overlap two can pick
+      // the same element, and the gradients must add up: a scatter-add over the flat indices.
+      backward.push(overlapping ? (d) => {
+        const flat = g.int64s('flat', [-1]);
+        const zeros = g.op('Reshape', [g.op('Mul', [v, g.scalar(0)]), flat]);
+        const added = g.op('ScatterElements', [zeros, g.op('Reshape', [indices, flat]), g.op('Reshape', [d, flat])], { axis: 0, reduction: 'add' });
+        return g.op('Reshape', [added, inShape]);
+      } : (d) => g.op('MaxUnpool', [d, indices, inShape], attrs));
       const oh = Math.floor((shape[1] + op.pads[0] + op.pads[2] - op.kernel[0]) / op.strides[0]) + 1;
       const ow = Math.floor((shape[2] + op.pads[1] + op.pads[3] - op.kernel[1]) / op.strides[1]) + 1;
       return { v: y, shape: [shape[0], oh, ow] };
