@@ -58,6 +58,8 @@ export class Daemon extends EventEmitter {
   private _settings: PipelineSettings;
   private pending: Frame | null = null;
   private busy = false;
+  /** Resolves the drain loop's wait for a frame while an encoding is in flight. */
+  private wake: (() => void) | null = null;
   private lastFrame: Frame | null = null;
   private _last: FrameResult | null = null;
   private readonly started = Date.now();
@@ -165,6 +167,7 @@ export class Daemon extends EventEmitter {
     if (this.busy) {
       if (this.pending && this.pending !== this.lastFrame) this.stats.dropped++;
       this.pending = f;
+      this.wake?.();
       return;
     }
     void this.drain(f);
@@ -195,6 +198,14 @@ export class Daemon extends EventEmitter {
         }
         f = this.pending;
         this.pending = null;
+        if (!f) {
+          // Nothing waiting: until the encoding is done, a frame that arrives is analysed at once.
+          const arrived = new Promise<void>((r) => { this.wake = r; });
+          await Promise.race([encoding, arrived]);
+          this.wake = null;
+          f = this.pending;
+          this.pending = null;
+        }
       }
       await encoding;
     } finally {
@@ -223,8 +234,12 @@ export class Daemon extends EventEmitter {
     this.opts.logger.info('settings.changed', { by, ...patch, ...(patch.eps !== undefined ? { eps: round(patch.eps, 4) } : {}) });
     this.emit('settings', this.settings);
     if (s.paused && this.lastFrame && this.running) {
-      if (this.busy) this.pending = this.lastFrame;
-      else void this.drain(this.lastFrame);
+      if (this.busy) {
+        this.pending = this.lastFrame;
+        this.wake?.();
+      } else {
+        void this.drain(this.lastFrame);
+      }
     }
     return this.settings;
   }
