@@ -156,9 +156,19 @@ export async function benchCommand(argv: string[]): Promise<void> {
   const f = parseFlags(argv, {
     json: { type: 'boolean' }, backend: { type: 'string' }, 'no-cpu': { type: 'boolean' }, quick: { type: 'boolean' },
     live: { type: 'boolean' }, seconds: { type: 'string' }, engine: { type: 'string' }, 'no-peer': { type: 'boolean' }, rounds: { type: 'string' },
+    profile: { type: 'boolean' },
   }, 'bench');
   const choice = await initBackend(f.backend as string | undefined);
   const engine = f.engine as string | undefined;
+  if (f.profile) {
+    // Per-kernel time of the tfjs path (docs/performance.md): inference and the FGSM gradient.
+    const { profileTfjs, formatProfile } = await import('../inference/profile');
+    const model = buildModel({ arch: 'cnn4', inputSize: 32, numClasses: 43, seed: 1 });
+    const profiles = [await profileTfjs(new LayersClassifier(model), 1), await profileTfjs(new LayersClassifier(model), 64)];
+    model.dispose();
+    process.stdout.write(f.json ? JSON.stringify({ backend: choice.backend, profiles }, null, 2) + '\n' : profiles.map((p) => formatProfile(p)).join('\n') + '\n');
+    return;
+  }
   if (f.live) {
     // The live pipeline end to end: 640×480 ffmpeg test source, FGSM on, a socket client acking.
     const { benchLive } = await import('../server/bench-live');
