@@ -13,15 +13,7 @@ import { Daemon } from '../src/server/daemon';
 import { memoryLogger } from '../src/server/log';
 import type { AnalysedFrame, FrameResult } from '../src/server/pipeline';
 import { SyntheticSource } from '../src/capture/synthetic';
-import { BIN, ROOT } from './helpers';
-
-async function waitFor(cond: () => boolean, ms: number, what: string): Promise<void> {
-  const t0 = Date.now();
-  while (!cond()) {
-    if (Date.now() - t0 > ms) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
+import { BIN, ROOT, waitFor } from './helpers';
 
 describe('live loop on the native engine', function () {
   this.timeout(120000);

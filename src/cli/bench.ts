@@ -156,7 +156,7 @@ export async function benchCommand(argv: string[]): Promise<void> {
   const f = parseFlags(argv, {
     json: { type: 'boolean' }, backend: { type: 'string' }, 'no-cpu': { type: 'boolean' }, quick: { type: 'boolean' },
     live: { type: 'boolean' }, seconds: { type: 'string' }, engine: { type: 'string' }, 'no-peer': { type: 'boolean' }, rounds: { type: 'string' },
-    profile: { type: 'boolean' },
+    profile: { type: 'boolean' }, 'peer-threads': { type: 'string' },
   }, 'bench');
   const choice = await initBackend(f.backend as string | undefined);
   const engine = f.engine as string | undefined;
@@ -178,7 +178,7 @@ export async function benchCommand(argv: string[]): Promise<void> {
   }
   const budget = f.quick ? 300 : 3000;
   const rounds = f.rounds !== undefined ? int(f, 'rounds', 3, 1, 20) : f.quick ? 1 : 3;
-  const harness = f['no-peer'] ? 'skipped (--no-peer)' : findPeerHarness();
+  const harness = f['no-peer'] ? 'skipped (--no-peer)' : findPeerHarness(int(f, 'peer-threads', 2, 1, 64));
   const load = [os.loadavg()[0]];
   // Ours and PyTorch's alternately, each side's best round kept: only that is comparable on a shared machine.
   const ourRounds: BackendFigures[] = [], parallelRounds: ({ threads: number; batch64: number } | null)[] = [];

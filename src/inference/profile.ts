@@ -36,6 +36,7 @@ function phase(kernels: { name: string; kernelTimeMs: number | { error: string }
   const rows = new Map<string, KernelRow>();
   let total = 0;
   for (const k of kernels) {
+    if (k.name.endsWith('__op')) continue; // an op's wrapper: its time is its kernel's, listed too
     const ms = typeof k.kernelTimeMs === 'number' ? k.kernelTimeMs : 0;
     const r = rows.get(k.name) ?? { kernel: k.name, calls: 0, ms: 0 };
     r.calls++;
