@@ -186,7 +186,7 @@ function parseValue(k: Key, v: unknown, where: string): unknown {
         try {
           e = parseEps(v);
         } catch (err) {
-          return bad((err as Error).message);
+          throw new UserError(`${where}: ${(err as Error).message}`);
         }
       } else return bad('must be a number such as 8/255');
       if (!Number.isFinite(e) || e < 0 || e > EPS_MAX + 1e-9) bad(`must be within 0 … 32/255 (${EPS_MAX.toFixed(4)})`);
