@@ -18,8 +18,8 @@ import { UserError } from '../data/types';
 
 const FILE_TEMP = /^\.(.+)\.tmp-(\d+)-[0-9a-f]{8}$/;
 const DIR_TEMP = /^\.(.+)\.saving-(\d+)-[0-9a-f]{8}(\.old)?$/;
-/** What earlier versions left: `NAME.tmp-PID`. */
-const LEGACY_FILE_TEMP = /^(.+)\.tmp-(\d+)$/;
+/** What earlier versions left (export, model cards): `NAME.tflite.tmp-PID`, `card.json.tmp-PID`. */
+const LEGACY_FILE_TEMP = /^(.+\.(?:tflite|json))\.tmp-(\d+)$/;
 
 function tempPath(target: string, kind: 'tmp' | 'saving'): string {
   return path.join(path.dirname(target), `.${path.basename(target)}.${kind}-${process.pid}-${crypto.randomBytes(4).toString('hex')}`);
