@@ -12,7 +12,8 @@ import { UserError } from '../data/types';
 import { getAttack, parseEps, validateTarget, attackNames } from '../attack/registry';
 import { perturbationNorms } from '../attack/norms';
 import { ATTACK_LOSSES, parseAttackLoss } from '../attack/loss';
-import { int, parseFlags, required, str } from './args';
+import { classFlag, int, parseFlags, required, str } from './args';
+import { checkWritable, writeFileAtomic } from '../util/atomic-file';
 
 export const ATTACK_HELP = `advsign attack --model models/NAME --attack fgsm --eps 8/255 --input in.png --out adv.png
 
@@ -39,6 +40,8 @@ export async function attackCommand(argv: string[]): Promise<void> {
   const out = required(f, 'out', 'attack');
   const modelPath = str(f, 'model') ?? path.join(__dirname, '..', '..', '..', 'models', 'gtsrb-cnn');
   if (!fs.existsSync(input)) throw new UserError(`input image not found: ${input}`);
+  checkWritable(out);
+  const targetArg = classFlag(f, 'target'); // its range is checked against the model below
   await initBackend(str(f, 'backend'));
   const { classifier: clf, engine } = useEngine(await loadClassifier(modelPath), str(f, 'engine'));
   const img = await loadImageFile(input);
@@ -51,9 +54,9 @@ export async function attackCommand(argv: string[]): Promise<void> {
   const [clean] = await predictTopK(clf, x, 3);
   const label = f.label !== undefined ? int(f, 'label', 0, 0, clf.numClasses - 1) : clean[0].classId;
   let target: number | undefined;
-  if (f.target !== undefined) {
+  if (targetArg !== null) {
     if (!attack.supportsTargeted) throw new UserError(`attack '${attack.name}' has no targeted mode`);
-    target = validateTarget(Number(f.target), clf.numClasses, label);
+    target = validateTarget(targetArg, clf.numClasses, label);
   }
   const y = tf.tensor1d([label], 'int32');
   const steps = f.steps !== undefined ? int(f, 'steps', 10, 1, 10000) : undefined;
@@ -61,8 +64,7 @@ export async function attackCommand(argv: string[]): Promise<void> {
   const [adv] = await predictTopK(clf, res.adversarial, 3);
   const norms = await perturbationNorms(x, res.adversarial);
   const advPixels = (await res.adversarial.data()) as Float32Array;
-  fs.mkdirSync(path.dirname(path.resolve(out)), { recursive: true });
-  fs.writeFileSync(out, await encodePng({ data: advPixels, width: clf.inputSize, height: clf.inputSize }));
+  writeFileAtomic(out, await encodePng({ data: advPixels, width: clf.inputSize, height: clf.inputSize }));
   tf.dispose([x, y, res.adversarial]);
   clf.dispose?.();
   if (norms.l0[0] === 0 && (eps > 0 || !attack.usesEps)) {

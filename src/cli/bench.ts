@@ -11,6 +11,7 @@ import { buildModel, Classifier, inferLogits, LayersClassifier } from '../infere
 import { EngineChoice, useEngine } from '../inference/engine';
 import { bestOf, findPeerHarness, PeerFigures, ratios, runPeer } from './bench-peer';
 import { int, parseFlags } from './args';
+import { UserError } from '../data/types';
 import { getAttack } from '../attack/registry';
 import type { AttackOptions } from '../attack/types';
 import { defaultWorkerCount, GradientPool } from '../inference/data-parallel';
@@ -152,12 +153,29 @@ function peerFigures(f: BackendFigures, parallel: { batch64: number } | null): P
   };
 }
 
+export const BENCH_HELP = `advsign bench [options]
+
+  --json                 print the figures as JSON
+  --quick                short timings (a smoke test, not a measurement)
+  --no-cpu               skip the pure-JS cpu backend comparison
+  --backend NAME         tensorflow | wasm | cpu
+  --engine ort|tfjs      what inference and attacks run on (default: ort when it loads); training is tfjs
+  --rounds N             rounds alternated with PyTorch, best of each side kept (default 3)
+  --no-peer              skip PyTorch (../shared/bench/peer/torch_bench.py, or ADVSIGN_PEER_BENCH)
+  --peer-threads N       PyTorch's threads (default 2)
+  --profile              the tfjs path per kernel at batch 1 and 64 (docs/performance.md)
+  --live                 the live daemon end to end instead: 640×480 ffmpeg test pattern, FGSM,
+                         a socket client acking frames (JSON: frames/s, latency, memory samples)
+  --seconds N            how long --live measures (default 10; npm run soak: 600)
+  --unauthenticated N    with --live: N token-less sessions held open on the port meanwhile`;
+
 export async function benchCommand(argv: string[]): Promise<void> {
   const f = parseFlags(argv, {
     json: { type: 'boolean' }, backend: { type: 'string' }, 'no-cpu': { type: 'boolean' }, quick: { type: 'boolean' },
-    live: { type: 'boolean' }, seconds: { type: 'string' }, engine: { type: 'string' }, 'no-peer': { type: 'boolean' }, rounds: { type: 'string' },
-    profile: { type: 'boolean' }, 'peer-threads': { type: 'string' },
+    live: { type: 'boolean' }, seconds: { type: 'string' }, unauthenticated: { type: 'string' },
+    engine: { type: 'string' }, 'no-peer': { type: 'boolean' }, rounds: { type: 'string' }, profile: { type: 'boolean' }, 'peer-threads': { type: 'string' },
   }, 'bench');
+  if (f.unauthenticated !== undefined && !f.live) throw new UserError('bench: --unauthenticated applies to --live');
   const choice = await initBackend(f.backend as string | undefined);
   const engine = f.engine as string | undefined;
   if (f.profile) {
@@ -170,9 +188,10 @@ export async function benchCommand(argv: string[]): Promise<void> {
     return;
   }
   if (f.live) {
-    // The live pipeline end to end: 640×480 ffmpeg test source, FGSM on, a socket client acking.
+    // The live pipeline end to end: 640×480 ffmpeg test source, FGSM on, a socket client acking
+    // (with --unauthenticated N, while N token-less sessions crowd the port).
     const { benchLive } = await import('../server/bench-live');
-    const live = await benchLive({ seconds: f.seconds ? Number(f.seconds) : 10, engine });
+    const live = await benchLive({ seconds: int(f, 'seconds', 10, 1, 86_400), unauthenticated: int(f, 'unauthenticated', 0, 0, 10_000), engine });
     process.stdout.write(JSON.stringify({ backend: choice.backend, live }, null, 2) + '\n');
     return;
   }
