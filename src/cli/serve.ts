@@ -4,6 +4,7 @@
  * close the server, stop capture processes, unexport GPIO pins and free the model's tensors.
  */
 import { initBackend } from '../inference/backend';
+import { useEngine } from '../inference/engine';
 import { tf } from '../inference/tf';
 import { parseFlags } from './args';
 import { configFlagOptions, loadConfig, DEFAULT_CONFIG_FILE, Origin } from '../server/config';
@@ -46,6 +47,7 @@ export const SERVE_HELP = `advsign serve [options]
   --ffmpeg-input-args=A,B extra ffmpeg input options (e.g. =-input_format,mjpeg: a USB camera's own MJPEG)
   --log-level L          debug | info | warn | error | silent (JSON lines on stderr)
   --backend NAME         tensorflow | wasm | cpu
+  --engine ort|tfjs      compute engine for inference and attacks (default: ort when it loads)
   --config FILE          JSON file with the same keys in camelCase (default ${DEFAULT_CONFIG_FILE} if present)
 
 Environment: ADVSIGN_PORT, ADVSIGN_HOST, ADVSIGN_SOURCE, ADVSIGN_TOKEN, ADVSIGN_MODEL, ADVSIGN_EPS, …
@@ -68,7 +70,9 @@ export async function serveCommand(argv: string[]): Promise<void> {
   const backend = await initBackend(config.backend ?? undefined);
   const model = await loadServeModel(config.model);
   if (model.untrained) log.warn('model.untrained', { note: 'random weights: predictions are meaningless' });
-  log.info('model.loaded', { model: model.description, backend: backend.backend, inputSize: model.classifier.inputSize });
+  // The live loop classifies and attacks on the fastest engine; tfjs stays behind it for the rest.
+  const { classifier, engine } = useEngine(model.classifier, config.engine ?? undefined);
+  log.info('model.loaded', { model: model.description, backend: backend.backend, engine: engine.engine, engineReason: engine.reason, inputSize: classifier.inputSize });
 
   const gpio = createGpio({
     button: config.gpioButton, ledOk: config.gpioLedOk, ledFooled: config.gpioLedFooled,
@@ -78,10 +82,10 @@ export async function serveCommand(argv: string[]): Promise<void> {
 
   let server;
   try {
-    server = await startServer({ config, classifier: model.classifier, logger: log, gpio });
+    server = await startServer({ config, classifier, logger: log, gpio });
   } catch (e) {
     gpio.close();
-    disposeClassifier(model.classifier);
+    disposeClassifier(classifier);
     throw e;
   }
   // A generated token is printed (stdout, never the logs): nobody else could know it. A configured
@@ -107,7 +111,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
           log.error('shutdown.failed', { error: (e as Error).message });
         }
         gpio.close();
-        disposeClassifier(model.classifier);
+        disposeClassifier(classifier);
         log.flush(); // the counts of rate-limited lines, before the last line
         log.info('shutdown.done', { numTensors: tf.memory().numTensors });
         process.off('SIGTERM', onSignal);

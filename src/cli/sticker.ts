@@ -5,6 +5,7 @@
  */
 import * as path from 'node:path';
 import { initBackend } from '../inference/backend';
+import { useEngine } from '../inference/engine';
 import { loadClassifier } from '../inference/model-io';
 import { CLASS_NAMES } from '../data/classes';
 import { UserError } from '../data/types';
@@ -45,6 +46,7 @@ sticker.json (summary), sticker-sticker.png and sticker-sign.png (print resoluti
   --eval N            held-out transformations to measure on (default 200)
   --roundtrip N       simulated print-and-capture photos (default 100, 0 = skip)
   --skip-baseline     do not optimise the non-EOT baseline for comparison
+  --engine ort|tfjs   compute engine of the optimisation (default: ort when it loads)
   --json              print the summary JSON on stdout`;
 
 interface Args {
@@ -74,7 +76,7 @@ export async function stickerCommand(argv: string[]): Promise<void> {
     mask: { type: 'string' }, mode: { type: 'string' }, eps: { type: 'string' }, steps: { type: 'string' },
     'eot-samples': { type: 'string' }, 'sign-mm': { type: 'string' }, seed: { type: 'string' }, palette: { type: 'string' },
     nps: { type: 'string' }, tv: { type: 'string' }, lr: { type: 'string' }, eval: { type: 'string' }, roundtrip: { type: 'string' },
-    'skip-baseline': { type: 'boolean' }, json: { type: 'boolean' }, backend: { type: 'string' }, canvas: { type: 'string' },
+    'skip-baseline': { type: 'boolean' }, json: { type: 'boolean' }, backend: { type: 'string' }, engine: { type: 'string' }, canvas: { type: 'string' },
   }, 'sticker');
   // Validate everything cheap before loading the model or optimising.
   const classId = classFlag(f, 'sign');
@@ -110,7 +112,7 @@ export async function stickerCommand(argv: string[]): Promise<void> {
   const a: Args = { modelPath, classId, target, mode, mask, eps, out, signMm };
 
   const choice = await initBackend(str(f, 'backend'));
-  const clf = await loadClassifier(modelPath);
+  const { classifier: clf, engine } = useEngine(await loadClassifier(modelPath), str(f, 'engine'));
   validateClasses(classId, target, clf.numClasses);
   const common = { classId, target, mode, mask: mask ?? undefined, eps: mode === 'sign' ? eps : undefined, steps, eotSamples, learningRate, npsWeight, tvWeight, palette, canvasSize, seed };
   const robust = await optimizeSticker(clf, { ...common, useEot: true, progressLabel: 'sticker (EOT)' });
@@ -126,7 +128,7 @@ export async function stickerCommand(argv: string[]): Promise<void> {
   const paths = outputPaths(out);
   const targetText = target === null ? 'untargeted' : `${target} ${CLASS_NAMES[target]}`;
   const info = [
-    `Model: ${path.relative(process.cwd(), path.resolve(modelPath)) || modelPath}  (backend ${choice.backend}, advsign ${version()}).`,
+    `Model: ${path.relative(process.cwd(), path.resolve(modelPath)) || modelPath}  (backend ${choice.backend}, engine ${engine.engine}, advsign ${version()}).`,
     `Held-out success (${evalN} random print-and-capture transformations never used in optimisation): ${pct(heldOut.successRate)}` +
       (heldOutBaseline ? `; the same attack optimised without EOT: ${pct(heldOutBaseline.successRate)}.` : '.'),
     `Clean sign under the same transformations: classified correctly ${pct(heldOut.cleanAccuracy)}${target !== null ? `, as the target ${pct(heldOut.cleanTargetRate)}` : ''}.`,
@@ -135,7 +137,7 @@ export async function stickerCommand(argv: string[]): Promise<void> {
   ];
   const files = await exportSticker(robust, { signMm, palette, infoLines: info });
   const summary = {
-    advsign: version(), model: modelPath, backend: choice.backend, mode,
+    advsign: version(), model: modelPath, backend: choice.backend, engine: engine.engine, mode,
     sign: { classId, name: CLASS_NAMES[classId] }, target: target === null ? null : { classId: target, name: CLASS_NAMES[target] },
     mask: robust.maskDescription, areaFraction: robust.areaFraction, eps: robust.eps, signMm,
     options: robust.options, eot: robust.eotConfig,

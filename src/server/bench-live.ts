@@ -13,6 +13,7 @@
 import * as crypto from 'node:crypto';
 import { tf } from '../inference/tf';
 import { initBackend } from '../inference/backend';
+import { engineOf, useEngine } from '../inference/engine';
 import type { Classifier } from '../inference/model';
 import { UserError } from '../data/types';
 import { which } from '../capture/factory';
@@ -36,6 +37,8 @@ export interface LiveBenchOptions {
   /** A classifier to use; else modelDir, else the shipped model, else an untrained cnn4 (same cost). */
   classifier?: Classifier;
   modelDir?: string;
+  /** Engine for a loaded model: 'ort' | 'tfjs' (default: the best that works). */
+  engine?: string;
   warmupSeconds?: number;
   /** Attach a socket.io client that acks frames (default true when socket.io-client is installed). */
   withClient?: boolean;
@@ -64,6 +67,7 @@ export interface LiveBenchResult {
   attack: string;
   eps: number;
   backend: string;
+  engine: string;
   model: string;
   /** Per-stage p50/p95, ms. */
   stages: Record<Stage, { p50: number; p95: number }>;
@@ -100,6 +104,7 @@ export async function benchLive(opts: LiveBenchOptions = {}): Promise<LiveBenchR
       notes.push('no trained model found: untrained cnn4 (same compute cost, meaningless predictions)');
     }
     owned = true;
+    classifier = useEngine(classifier, opts.engine).classifier;
   }
   const config: ServeConfig = {
     ...DEFAULT_CONFIG, sources: [], ffmpegInputArgs: [], host: '127.0.0.1', port: 0, source, logLevel: 'warn',
@@ -181,7 +186,7 @@ export async function benchLive(opts: LiveBenchOptions = {}): Promise<LiveBenchR
       rssMB: round(rss / 2 ** 20, 1),
       numTensorsStart, numTensorsEnd, frames,
       droppedFrames: server.daemon.stats.dropped - droppedStart,
-      seconds: round(elapsed, 2), source, attack: config.attack, eps: round(config.eps, 5), backend: backend.backend, model: modelName,
+      seconds: round(elapsed, 2), source, attack: config.attack, eps: round(config.eps, 5), backend: backend.backend, engine: engineOf(classifier), model: modelName,
       stages,
       client: client ? { framesPerSecond: round(clientTimes.length / elapsed, 1), p95LatencyMs: round(clientLat.percentile(95)) } : null,
       memory,

@@ -32,6 +32,8 @@ export interface ServeConfig {
   sources: string[];
   model: string | null;
   backend: string | null;
+  /** Compute engine: 'ort' | 'tfjs' (null: the best that works, see src/inference/engine.ts). */
+  engine: string | null;
   attack: LiveAttack;
   eps: number;
   targeted: boolean;
@@ -64,7 +66,7 @@ export interface ServeConfig {
 }
 
 export const DEFAULT_CONFIG: Readonly<ServeConfig> = Object.freeze({
-  host: '127.0.0.1', port: 8080, source: 'auto', sources: [], model: null, backend: null,
+  host: '127.0.0.1', port: 8080, source: 'auto', sources: [], model: null, backend: null, engine: null,
   attack: 'fgsm', eps: 8 / 255, targeted: false, target: 14, steps: 5, loss: 'ce', roi: null,
   token: null, requireToken: false, jpegQuality: 80, width: 640, height: 480, fps: 30,
   gpioButton: null, gpioLedOk: null, gpioLedFooled: null, gpioSysfs: '/sys', gpioChip: null, gpioLongPressMs: 1500,
@@ -88,6 +90,7 @@ const KEYS: Record<Key, KeyDef> = {
   sources: { kind: 'list' },
   model: { kind: 'nullableString' },
   backend: { kind: 'nullableString' },
+  engine: { kind: 'nullableString' },
   attack: { kind: 'enum', values: LIVE_ATTACKS },
   eps: { kind: 'eps' },
   targeted: { kind: 'bool' },

@@ -14,7 +14,7 @@ import { createSource, CaptureOptions, listCameras, parseSourceSpec, which } fro
 import type { GpioController } from '../gpio';
 import type { ServeConfig } from './config';
 import type { Logger } from './log';
-import { Pipeline, PipelineSettings, FrameResult } from './pipeline';
+import { AnalysedFrame, Pipeline, PipelineSettings, FrameResult } from './pipeline';
 import { PipelineStats, StatsSnapshot, round } from './stats';
 import type { SettingsPatch } from './schema';
 import { snapshotPng } from './snapshot';
@@ -58,6 +58,8 @@ export class Daemon extends EventEmitter {
   private _settings: PipelineSettings;
   private pending: Frame | null = null;
   private busy = false;
+  /** Resolves the drain loop's wait for a frame while an encoding is in flight. */
+  private wake: (() => void) | null = null;
   private lastFrame: Frame | null = null;
   private _last: FrameResult | null = null;
   private readonly started = Date.now();
@@ -165,6 +167,7 @@ export class Daemon extends EventEmitter {
     if (this.busy) {
       if (this.pending && this.pending !== this.lastFrame) this.stats.dropped++;
       this.pending = f;
+      this.wake?.();
       return;
     }
     void this.drain(f);
@@ -174,27 +177,53 @@ export class Daemon extends EventEmitter {
     this.busy = true;
     this.idle = new Promise((r) => { this.idleResolve = r; });
     let f: Frame | null = first;
+    // One frame's images are encoded while the next is analysed: at most one encoding in flight,
+    // so results still go out in order.
+    let encoding: Promise<void> = Promise.resolve();
     try {
       while (f && this.running) {
+        const frame: Frame = f;
         const pickedAt = performance.now();
+        const settings = this.settings;
+        let analysed: AnalysedFrame | null = null;
         try {
-          const settings = this.settings;
-          const r = await this.pipeline.process(f, settings, pickedAt);
-          this.lastFrame = f;
-          this._last = r;
-          this.stats.record(r.latency, settings.attack === 'none' ? null : r.fooled);
-          this.opts.gpio?.indicate(settings.attack === 'none' ? 'ok' : r.fooled ? 'fooled' : 'ok');
-          this.emit('result', r);
+          analysed = await this.pipeline.analyse(frame, settings, pickedAt);
         } catch (e) {
-          this.opts.logger.error('frame.failed', { error: (e as Error).message.split('\n')[0], seq: f.seq });
+          this.frameFailed(e, frame);
+        }
+        await encoding;
+        if (analysed) {
+          const a = analysed;
+          encoding = this.pipeline.encode(a).then((r) => this.publish(frame, r, settings), (e: unknown) => this.frameFailed(e, frame));
         }
         f = this.pending;
         this.pending = null;
+        if (!f) {
+          // Nothing waiting: until the encoding is done, a frame that arrives is analysed at once.
+          const arrived = new Promise<void>((r) => { this.wake = r; });
+          await Promise.race([encoding, arrived]);
+          this.wake = null;
+          f = this.pending;
+          this.pending = null;
+        }
       }
+      await encoding;
     } finally {
       this.busy = false;
       this.idleResolve?.();
     }
+  }
+
+  private publish(f: Frame, r: FrameResult, settings: PipelineSettings): void {
+    this.lastFrame = f;
+    this._last = r;
+    this.stats.record(r.latency, settings.attack === 'none' ? null : r.fooled);
+    this.opts.gpio?.indicate(settings.attack === 'none' ? 'ok' : r.fooled ? 'fooled' : 'ok');
+    this.emit('result', r);
+  }
+
+  private frameFailed(e: unknown, f: Frame): void {
+    this.opts.logger.error('frame.failed', { error: (e as Error).message.split('\n')[0], seq: f.seq });
   }
 
   /** Applies a validated patch; when paused the frozen frame is processed again with it. */
@@ -205,8 +234,12 @@ export class Daemon extends EventEmitter {
     this.opts.logger.info('settings.changed', { by, ...patch, ...(patch.eps !== undefined ? { eps: round(patch.eps, 4) } : {}) });
     this.emit('settings', this.settings);
     if (s.paused && this.lastFrame && this.running) {
-      if (this.busy) this.pending = this.lastFrame;
-      else void this.drain(this.lastFrame);
+      if (this.busy) {
+        this.pending = this.lastFrame;
+        this.wake?.();
+      } else {
+        void this.drain(this.lastFrame);
+      }
     }
     return this.settings;
   }

@@ -9,7 +9,7 @@
  */
 import sharp from 'sharp';
 import { tf } from '../inference/tf';
-import type { Classifier } from '../inference/model';
+import { Classifier, inferLogits } from '../inference/model';
 import { cropResize, RgbImage } from '../data/image-io';
 import { CLASS_NAMES } from '../data/classes';
 import { getAttack } from '../attack/registry';
@@ -71,6 +71,21 @@ export interface FrameResult {
   images: FrameImages;
   /** Model-sized float crops (for snapshot and print), size*size*3 in [0, 1]. */
   crops: { clean: Float32Array; adversarial: Float32Array; size: number };
+}
+
+/** A frame after the model's part of the pipeline, before its images are encoded. */
+export interface AnalysedFrame {
+  frame: Frame;
+  settings: PipelineSettings;
+  pickedAt: number;
+  roi: PixelRoi;
+  input: Float32Array;
+  adv: Float32Array;
+  cleanProbs: Float32Array;
+  advProbs: Float32Array;
+  attackError?: string;
+  /** performance.now() at the start, after preprocessing, after classifying, after attacking. */
+  times: [number, number, number, number];
 }
 
 /** The default ROI: a centre square of 70 % of the shorter side (a sign filling it resembles a GTSRB crop). */
@@ -141,15 +156,22 @@ export class Pipeline {
   }
 
   private async probabilities(x: tf.Tensor4D): Promise<Float32Array> {
-    const p = tf.tidy(() => tf.softmax(this.classifier.logits(x)));
+    const z = await inferLogits(this.classifier, x);
+    const p = tf.softmax(z);
     try {
       return (await p.data()) as Float32Array;
     } finally {
-      p.dispose();
+      tf.dispose([z, p]);
     }
   }
 
+  /** One frame end to end: analyse (model work), then encode. */
   async process(frame: Frame, settings: PipelineSettings, pickedAt = performance.now()): Promise<FrameResult> {
+    return this.encode(await this.analyse(frame, settings, pickedAt));
+  }
+
+  /** The model's part of a frame: ROI, clean prediction, attack, adversarial prediction. */
+  async analyse(frame: Frame, settings: PipelineSettings, pickedAt = performance.now()): Promise<AnalysedFrame> {
     const clf = this.classifier;
     const s = clf.inputSize;
     const t0 = performance.now();
@@ -182,7 +204,8 @@ export class Pipeline {
           });
           try {
             adv = (await res.adversarial.data()) as Float32Array;
-            advProbs = await this.probabilities(res.adversarial);
+            // The attack's success check already ran the model on its result: reuse those logits.
+            advProbs = res.logits ? softmax(res.logits) : await this.probabilities(res.adversarial);
           } finally {
             res.adversarial.dispose();
           }
@@ -196,8 +219,17 @@ export class Pipeline {
     } finally {
       x.dispose();
     }
-    const t3 = performance.now();
+    return { frame, settings, pickedAt, roi, input, adv, cleanProbs, advProbs, attackError, times: [t0, t1, t2, performance.now()] };
+  }
 
+  /**
+   * The rest of a frame: predictions summarised and the images encoded (by libvips, on libuv's
+   * threads: the daemon encodes one frame while the next is analysed).
+   */
+  async encode(a: AnalysedFrame): Promise<FrameResult> {
+    const { frame, settings, pickedAt, roi, input, adv, cleanProbs, advProbs, attackError } = a;
+    const [t0, t1, t2, t3] = a.times;
+    const s = this.classifier.inputSize;
     const clean = summarise(cleanProbs);
     const adversarial = summarise(advProbs);
     const targetedOn = settings.targeted && settings.attack !== 'none';
@@ -238,6 +270,17 @@ export class Pipeline {
       crops: { clean: input, adversarial: adv, size: s },
     };
   }
+}
+
+/** Softmax of one row of logits (float64 internally). */
+export function softmax(z: Float32Array): Float32Array {
+  let m = -Infinity;
+  for (const v of z) m = Math.max(m, v);
+  let sum = 0;
+  const out = new Float32Array(z.length);
+  for (let i = 0; i < z.length; i++) sum += (out[i] = Math.exp(z[i] - m));
+  for (let i = 0; i < z.length; i++) out[i] /= sum;
+  return out;
 }
 
 export function argmax(a: ArrayLike<number>): number {
