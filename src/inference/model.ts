@@ -93,6 +93,20 @@ export interface Classifier {
   logits(images: Tensor4D, training?: boolean): Tensor2D;
   /** Trainable variables (for training loops). */
   readonly trainableWeights: tf.Variable[];
+  /** The model's own name for each output (a --labels file, its card); absent: GTSRB's 43 classes. */
+  readonly classNames?: readonly string[];
+  /**
+   * Where predictions are measured, when that is not logits() itself: for a .tflite file, its own
+   * interpreter (logits() is then the graph rebuilt from the file, which gradients go through).
+   */
+  readonly runtime?: Classifier;
+  /** Frees the model's memory (weights, interpreter). */
+  dispose?(): void;
+}
+
+/** The classifier whose predictions count: the runtime when there is one, else the model itself. */
+export function measuredOn(clf: Classifier): Classifier {
+  return clf.runtime ?? clf;
 }
 
 /** Wraps a Keras-style model whose output is logits, or softmax probabilities (then log is taken). */
@@ -101,6 +115,7 @@ export class LayersClassifier implements Classifier {
   readonly numClasses: number;
   /** True when the stored model ends in softmax: logits are recovered as log-probabilities. */
   readonly outputsSoftmax: boolean;
+  classNames?: readonly string[];
 
   constructor(readonly model: tf.LayersModel, outputsSoftmax = false) {
     const inShape = model.inputs[0].shape;
@@ -126,6 +141,10 @@ export class LayersClassifier implements Classifier {
 
   get trainableWeights(): tf.Variable[] {
     return this.model.trainableWeights.map((w) => (w as unknown as { val: tf.Variable }).val);
+  }
+
+  dispose(): void {
+    this.model.dispose();
   }
 }
 

@@ -93,6 +93,26 @@ export function conv2dBackpropFilterViaConv(
   });
 }
 
+/**
+ * dL/dx of depthwiseConv2d(x, filter [kh, kw, C, M]) given dy [n, h', w', C·M] (missing in wasm):
+ * the same full correlation as above, done per channel by a stride-1 depthwise convolution of
+ * dy with the reversed filter, then summed over the M outputs of each input channel.
+ */
+export function depthwiseBackpropInputViaConv(
+  dy: Tensor4D, filter: Tensor4D, inputShape: [number, number, number, number], attrs: ConvAttrs): Tensor4D {
+  return tf.tidy(() => {
+    const [kh, kw, c, m] = filter.shape;
+    const info = convInfo(inputShape, [kh, kw, c, c * m], attrs);
+    const { top, left } = info.padInfo;
+    const [n, inH, inW] = inputShape;
+    const dyd = dilateSpatial(dy, info.strideHeight, info.strideWidth);
+    const p = padOrCrop(dyd, kh - 1 - top, inH + top - dyd.shape[1], kw - 1 - left, inW + left - dyd.shape[2]);
+    const wRev = tf.reverse(filter, [0, 1]).reshape([kh, kw, c * m, 1]) as Tensor4D;
+    const perOutput = tf.depthwiseConv2d(p, wRev, 1, 'valid');
+    return (m === 1 ? perOutput : perOutput.reshape([n, inH, inW, c, m]).sum(4)) as Tensor4D;
+  });
+}
+
 function swapLastAxes(t: tf.Tensor): tf.Tensor {
   const perm = t.shape.map((_, i) => i);
   [perm[perm.length - 2], perm[perm.length - 1]] = [perm[perm.length - 1], perm[perm.length - 2]];
@@ -226,4 +246,15 @@ export function registerWasmGradKernels(): void {
       return conv2dBackpropInputViaConv(dy, filter, a.inputShape, a);
     },
   });
+  if (!tf.getKernel('DepthwiseConv2dNativeBackpropInput', 'wasm')) {
+    tf.registerKernel({
+      kernelName: 'DepthwiseConv2dNativeBackpropInput',
+      backendName: 'wasm',
+      kernelFunc: ({ inputs, attrs }) => {
+        const { dy, filter } = inputs as unknown as { dy: Tensor4D; filter: Tensor4D };
+        const a = attrs as unknown as ConvAttrs & { inputShape: [number, number, number, number] };
+        return depthwiseBackpropInputViaConv(dy, filter, a.inputShape, a);
+      },
+    });
+  }
 }
