@@ -36,6 +36,7 @@ export const square: Attack = {
   norm: 'linf',
   usesEps: true,
   supportsTargeted: true,
+  blackBox: true,
   async run(model, images, labels, options) {
     const eps = requireEps(options, 'square');
     // With eps = 0 there is nothing to search: one query to report success.

@@ -47,5 +47,10 @@ export interface Attack {
   readonly usesEps: boolean;
   /** Whether it supports targeted mode. */
   readonly supportsTargeted: boolean;
+  /**
+   * It only reads the model's outputs (no gradients): it runs on the model's measuring runtime
+   * (a .tflite file's interpreter) rather than on the differentiable copy.
+   */
+  readonly blackBox?: boolean;
   run(model: Classifier, images: Tensor4D, labels: Tensor1D, options: AttackOptions): Promise<AttackResult>;
 }

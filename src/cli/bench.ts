@@ -159,8 +159,11 @@ export async function benchCommand(argv: string[]): Promise<void> {
   // Issue target: an FGSM-RS adversarial-training step costs at most 2× a clean one.
   const { benchAdversarialEpochRatio } = await import('../defense/bench');
   const adversarialTraining = await benchAdversarialEpochRatio({ repeats: f.quick ? 2 : 5 });
+  // Issue targets: TFLite inference ≤ 3 ms/image, Square ≥ 500 queries/s, rebuilt FGSM ≤ 1.5× the tfjs cost.
+  const { benchTflite } = await import('../tflite/bench');
+  const tflite = await benchTflite({ quick: f.quick === true });
   const out = {
-    ...main, parallelTraining, adversarialTraining, cpu, ratioToCpu: ratio, model: 'cnn4 32×32, 43 classes',
+    ...main, parallelTraining, adversarialTraining, tflite, cpu, ratioToCpu: ratio, model: 'cnn4 32×32, 43 classes',
     machine: { cpus: require('node:os').cpus().length as number, platform: process.platform, arch: process.arch, node: process.version },
     measuredAt: new Date().toISOString(),
   };
@@ -175,4 +178,7 @@ export async function benchCommand(argv: string[]): Promise<void> {
   }
   console.log(`  inference at batch 1: ${main.inferMsPerImageBatch1.toFixed(2)} ms/image`);
   if (parallelTraining) console.log(`  training with ${parallelTraining.threads} threads: batch 64: ${parallelTraining.batch64.toFixed(1)} img/s`);
+  console.log(`  TFLite interpreter: ${tflite.floatMsPerImage.toFixed(2)} ms/image float32, ${tflite.int8MsPerImage.toFixed(2)} int8; ` +
+    `Square ${tflite.squareQueriesPerSecondBatch64.float.toFixed(0)} queries/s (float), ${tflite.squareQueriesPerSecondBatch64.int8.toFixed(0)} (int8); ` +
+    `FGSM through the rebuilt graph costs ×${tflite.fgsmBatch64.costRatioFloat.toFixed(2)} (float), ×${tflite.fgsmBatch64.costRatioInt8.toFixed(2)} (int8) the tfjs model's`);
 }

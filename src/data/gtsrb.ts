@@ -471,6 +471,20 @@ export function subset(set: ImageSet, indices: ArrayLike<number>): ImageSet {
   return { images, labels, groups, size: set.size, n };
 }
 
+/**
+ * The set in a model's label space: `outputIds[j]` is the GTSRB class of output j (−1: none).
+ * Images of classes the model does not have are left out; labels become output indices.
+ */
+export function relabelForModel(set: ImageSet, outputIds: Int32Array): { set: ImageSet; dropped: number } {
+  const outputOf = new Map<number, number>();
+  outputIds.forEach((id, j) => { if (id >= 0 && !outputOf.has(id)) outputOf.set(id, j); });
+  const keep: number[] = [];
+  for (let i = 0; i < set.n; i++) if (outputOf.has(set.labels[i])) keep.push(i);
+  const out = subset(set, keep);
+  for (let k = 0; k < out.n; k++) out.labels[k] = outputOf.get(out.labels[k]) as number;
+  return { set: out, dropped: set.n - out.n };
+}
+
 export function concatSets(a: ImageSet, b: ImageSet): ImageSet {
   if (a.size !== b.size) throw new UserError(`cannot combine image sets of different sizes (${a.size} and ${b.size})`);
   const stride = a.size * a.size * 3;

@@ -8,6 +8,7 @@ import * as path from 'node:path';
 import { tf } from './tf';
 import { LayersClassifier } from './model';
 import { UserError } from '../data/types';
+import { hasTfliteIdentifier } from '../tflite/schema';
 
 export interface ModelCard {
   name: string;
@@ -89,9 +90,11 @@ export interface ModelFiles {
 export function readModelFiles(p: string): ModelFiles {
   const jsonPath = resolveModelPath(p);
   if (!fs.existsSync(jsonPath)) throw new UserError(`no model.json in ${p}`);
+  const text = fs.readFileSync(jsonPath);
+  if (hasTfliteIdentifier(text)) throw new UserError(`${p} is a TFLite file; this needs a TensorFlow.js model folder (model.json + weights)`);
   let parsed: ModelJson;
   try {
-    parsed = JSON.parse(fs.readFileSync(jsonPath, 'utf8')) as ModelJson;
+    parsed = JSON.parse(text.toString('utf8')) as ModelJson;
   } catch (e) {
     throw new UserError(`corrupt model file ${jsonPath}: ${(e as Error).message.split('\n')[0]}`);
   }
