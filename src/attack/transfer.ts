@@ -64,6 +64,7 @@ export function makeTransferAttack(surrogate: Classifier, inner: Attack): Attack
     supportsTargeted: inner.supportsTargeted,
     // The target is only shown the finished examples.
     blackBox: true,
+    takesLoss: inner.takesLoss,
     async run(model, images, labels, options) {
       const r = await inner.run(surrogate, images, labels, options);
       const y = labelArray(labels);

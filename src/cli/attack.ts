@@ -10,6 +10,7 @@ import { CLASS_NAMES } from '../data/classes';
 import { UserError } from '../data/types';
 import { parseEps, validateTarget, attackNames } from '../attack/registry';
 import { perturbationNorms } from '../attack/norms';
+import { ATTACK_LOSSES, parseAttackLoss } from '../attack/loss';
 import { int, parseFlags, required, str } from './args';
 import { defaultModelDir } from './paths';
 import { MODEL_INPUT_FLAGS, MODEL_INPUT_HELP, modelInputFromFlags, needsGradients, parseAttackSpecs, resolveAttacks, TRANSFER_FLAGS, TRANSFER_HELP } from './model-flags';
@@ -25,6 +26,7 @@ ${TRANSFER_HELP}
   --label N          true class of the image (default: the model's clean prediction)
   --steps N          iterations for iterative attacks
   --queries N        query budget of black-box attacks (square; default 1000)
+  --loss L           objective of gradient attacks: ${ATTACK_LOSSES.join(' | ')} (default ce)
   --json             print the result as JSON
 
 Predictions come from the model's own runtime (for a .tflite file, its interpreter); gradient
@@ -33,12 +35,15 @@ attacks differentiate the model (for a .tflite file, its graph rebuilt in Tensor
 export async function attackCommand(argv: string[]): Promise<void> {
   const f = parseFlags(argv, {
     model: { type: 'string' }, attack: { type: 'string' }, eps: { type: 'string' }, input: { type: 'string' },
-    out: { type: 'string' }, target: { type: 'string' }, label: { type: 'string' }, steps: { type: 'string' },
+    out: { type: 'string' }, target: { type: 'string' }, label: { type: 'string' }, steps: { type: 'string' }, loss: { type: 'string' },
     queries: { type: 'string' }, json: { type: 'boolean' }, backend: { type: 'string' }, ...MODEL_INPUT_FLAGS, ...TRANSFER_FLAGS,
   }, 'attack');
   const specs = parseAttackSpecs(str(f, 'attack', 'fgsm') as string, f);
   if (specs.length !== 1) throw new UserError('attack: give one --attack (evaluate runs several)');
   const eps = parseEps(str(f, 'eps', '8/255') as string);
+  const loss = f.loss !== undefined ? parseAttackLoss(str(f, 'loss') ?? '') : undefined;
+  const chosen = specs[0].kind === 'attack' ? specs[0].attack : specs[0].inner;
+  if (loss && !chosen.takesLoss) throw new UserError(`attack '${chosen.name}' has its own objective: --loss does not apply to it`);
   const input = required(f, 'input', 'attack');
   const out = required(f, 'out', 'attack');
   const modelPath = str(f, 'model') ?? defaultModelDir();
@@ -68,7 +73,7 @@ export async function attackCommand(argv: string[]): Promise<void> {
   }
   const y = tf.tensor1d([label], 'int32');
   const res = await attack.run(attack.blackBox ? runtime : clf, x, y, {
-    eps, targeted: target !== undefined, target, ...(steps ? { steps } : {}), ...(queries ? { maxQueries: queries } : {}),
+    eps, targeted: target !== undefined, target, ...(steps ? { steps } : {}), ...(queries ? { maxQueries: queries } : {}), ...(loss ? { loss } : {}),
   });
   surrogate?.dispose();
   const [adv] = await predictTopK(runtime, res.adversarial, 3);
@@ -78,11 +83,14 @@ export async function attackCommand(argv: string[]): Promise<void> {
   fs.writeFileSync(out, await encodePng({ data: advPixels, width: s, height: s }));
   tf.dispose([x, y, res.adversarial]);
   loaded.dispose();
+  if (norms.l0[0] === 0 && (eps > 0 || !attack.usesEps)) {
+    notes.push('the attack left the image unchanged: its gradient is zero here, or every pixel it would move is already at 0 or 1');
+  }
   // The verdict is the runtime's (the interpreter for a .tflite file), not the gradient model's.
   const success = target !== undefined ? adv[0].classId === target : adv[0].classId !== label;
   const named = (p: { classId: number; probability: number }) => ({ ...p, name: names[p.classId] });
   const result = {
-    attack: attack.name, eps, label, target: target ?? null, success,
+    attack: attack.name, loss: attack.takesLoss ? loss ?? 'ce' : null, eps, label, target: target ?? null, success,
     clean: clean.map(named), adversarial: adv.map(named),
     l0: norms.l0[0], l2: norms.l2[0], linf: norms.linf[0], queries: res.queries ? res.queries[0] : null, out, notes,
     model: loaded.description,

@@ -11,6 +11,8 @@ import { CLASS_NAMES, gtsrbClassIds, isGtsrbOrder } from '../data/classes';
 import { relabelForModel } from '../data/gtsrb';
 import { int, parseFlags, required, str } from './args';
 import { parseEpsList, attackNames } from '../attack/registry';
+import { ATTACK_LOSSES, parseAttackLoss } from '../attack/loss';
+import type { AttackOptions } from '../attack/types';
 import { MODEL_INPUT_FLAGS, MODEL_INPUT_HELP, modelInputFromFlags, needsGradients, parseAttackSpecs, resolveAttacks, TRANSFER_FLAGS, TRANSFER_HELP } from './model-flags';
 import { evaluateRobustness, robustnessToJson, RobustnessResult } from '../attack/evaluate';
 import { defaultWorkerCount } from '../inference/data-parallel';
@@ -29,6 +31,7 @@ ${TRANSFER_HELP}
   --eps LIST             perturbation budgets, e.g. 0,2/255,4/255,8/255 (default)
   --steps N              iterations for iterative attacks (default: each attack's own)
   --queries N            query budget per image of black-box attacks (square; default 1000)
+  --loss L               objective of the gradient attacks: ${ATTACK_LOSSES.join(' | ')} (default ce)
   --batch N              attack batch size (default 64)
   --report FILE.html     a self-contained HTML report with plots and examples
   --update-card          record the figures in the model's card.json
@@ -41,7 +44,7 @@ export async function evaluateCommand(argv: string[]): Promise<void> {
   const f = parseFlags(argv, {
     model: { type: 'string' }, data: { type: 'string' }, split: { type: 'string' }, limit: { type: 'string' },
     json: { type: 'string' }, backend: { type: 'string' }, quiet: { type: 'boolean' },
-    attack: { type: 'string' }, eps: { type: 'string' }, steps: { type: 'string' }, batch: { type: 'string' },
+    attack: { type: 'string' }, eps: { type: 'string' }, steps: { type: 'string' }, batch: { type: 'string' }, loss: { type: 'string' },
     report: { type: 'string' }, 'update-card': { type: 'boolean' }, workers: { type: 'string' }, queries: { type: 'string' },
     ...DEFENSE_EVAL_FLAGS, ...MODEL_INPUT_FLAGS, ...TRANSFER_FLAGS,
   }, 'evaluate');
@@ -57,6 +60,14 @@ export async function evaluateCommand(argv: string[]): Promise<void> {
   const epsList = parseEpsList(str(f, 'eps', '0,2/255,4/255,8/255') as string);
   const steps = f.steps !== undefined ? int(f, 'steps', 10, 1, 10000) : undefined;
   const queries = f.queries !== undefined ? int(f, 'queries', 1000, 1, 1e7) : undefined;
+  const loss = f.loss !== undefined ? parseAttackLoss(str(f, 'loss') ?? '') : undefined;
+  const named = specs.map((sp) => (sp.kind === 'attack' ? sp.attack : sp.inner));
+  if (loss && named.length && !named.some((a) => a.takesLoss)) {
+    throw new UserError(`--loss applies to none of ${named.map((a) => a.name).join(', ')}: they have objectives of their own`);
+  }
+  const attackOptions = (a: { name: string; takesLoss: boolean }): AttackOptions => ({
+    ...(steps ? { steps } : {}), ...(queries ? { maxQueries: queries } : {}), ...(loss && a.takesLoss ? { loss } : {}),
+  });
   const batchSize = int(f, 'batch', 64, 1, 4096);
   const input = modelInputFromFlags(f);
   const backend = await initBackend(str(f, 'backend'));
@@ -95,7 +106,7 @@ export async function evaluateCommand(argv: string[]): Promise<void> {
     try {
       robust = await evaluateRobustness(clf, set, {
         attacks, epsList, batchSize, workers,
-        attackOptions: Object.fromEntries(attacks.map((a) => [a.name, { ...(steps ? { steps } : {}), ...(queries ? { maxQueries: queries } : {}) }])),
+        attackOptions: Object.fromEntries(attacks.map((a) => [a.name, attackOptions(a)])),
         onProgress: f.quiet ? undefined : (p) => {
           if (p.attack !== current) {
             bar?.done();

@@ -19,7 +19,7 @@ import type { LiveAttack, NormRoi, ServeConfig } from './config';
 import type { Latency } from './stats';
 
 /** The per-frame settings: the attack fields of the serve config, plus pause. */
-export type PipelineSettings = Pick<ServeConfig, 'attack' | 'eps' | 'targeted' | 'target' | 'steps' | 'roi'> & { paused: boolean };
+export type PipelineSettings = Pick<ServeConfig, 'attack' | 'eps' | 'targeted' | 'target' | 'steps' | 'loss' | 'roi'> & { paused: boolean };
 
 export interface TopEntry {
   classId: number;
@@ -175,8 +175,10 @@ export class Pipeline {
           // Targeted even when the model already says the target: the step then only adds confidence
           // (an untargeted step here would push away from the target).
           const targeted = settings.targeted;
-          const res = await this.attackFor(settings.attack).run(clf, x, labels, {
+          const attack = this.attackFor(settings.attack);
+          const res = await attack.run(clf, x, labels, {
             eps: settings.eps, targeted, ...(targeted ? { target: settings.target } : {}), steps: settings.steps,
+            ...(attack.takesLoss ? { loss: settings.loss } : {}),
             ...(settings.attack === 'pgd' ? { restarts: 1, seed: frame.seq } : {}),
           });
           try {
