@@ -30,6 +30,8 @@ async function compare(jsonA, jsonB, pngA, pngB) {
   for (const k of ['clean', 'adversarial']) {
     if (a[k][0].classId !== b[k][0].classId) fail(`${k} prediction differs: ${a[k][0].classId} (x86) vs ${b[k][0].classId} (arm64)`);
   }
+  // An unchanged image would make the comparison meaningless.
+  if (!(a.linf >= 1 / 255 && b.linf >= 1 / 255)) fail(`no perturbation to compare (Linf ${a.linf} on x86, ${b.linf} on arm64)`);
   const [pa, pb] = await Promise.all([pngA, pngB].map((f) => sharp(f).raw().toBuffer()));
   if (pa.length !== pb.length) fail(`image sizes differ: ${pa.length} vs ${pb.length} bytes`);
   let worst = 0;
