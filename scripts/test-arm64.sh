@@ -76,7 +76,8 @@ done
 
 step "advsign serve on arm64, a socket.io client on this machine"
 port=$(node -e "const s = require('net').createServer().listen(0, () => { console.log(s.address().port); s.close(); })")
-arm bin/advsign.js serve --source synthetic --port "$port" --fps 5 --log-level warn > "$work/serve.log" 2>&1 &
+# qemu itself in the background (not the `arm` function's subshell), so $! is the process to stop.
+qemu-aarch64-static "$arm_node" bin/advsign.js serve --source synthetic --port "$port" --fps 5 --log-level warn > "$work/serve.log" 2>&1 &
 daemon_pid=$!
 for _ in $(seq 1 180); do
   node -e "fetch('http://127.0.0.1:' + process.argv[1] + '/healthz').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))" "$port" && break

@@ -177,8 +177,14 @@ async function loadTfjs(spec: string, o: ModelInputOptions): Promise<{ loaded: L
       model.dispose();
       throw new UserError(`${spec} has ${model.inputs.length} inputs and ${model.outputs.length} outputs; a classifier has one of each`);
     }
-    const { shape, numClasses } = imageShape(spec, model.inputs[0].shape ?? [], model.outputs[0].shape ?? []);
     const out = model.outputs[0].name;
+    let outShape: readonly (number | null | undefined)[] = model.outputs[0].shape ?? [];
+    if (outShape.length !== 2 || !(Number(outShape[1]) > 0)) {
+      // Without a signature the output shape is unknown until the graph runs once.
+      const inShape = (model.inputs[0].shape ?? []).map((d) => (d != null && d > 0 ? d : 1));
+      outShape = tf.tidy(() => (model.execute(tf.zeros(inShape), out) as tf.Tensor).shape);
+    }
+    const { shape, numClasses } = imageShape(spec, model.inputs[0].shape ?? [], outShape);
     const head = preSoftmaxNode(files.artifacts.modelTopology, out);
     const forward = head.pre
       ? (x: Tensor4D) => tf.logSoftmax(model.execute(x, head.pre!) as Tensor2D)

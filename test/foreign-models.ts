@@ -1,9 +1,15 @@
 /**
- * Test models written with the project's own TFLite writer (src/tflite/schema.ts): a small graph
- * builder, a "typical Keras" GTSRB model (30×30 input, raw 0–255 pixels, softmax head) made from
- * a trained model's weights, and a zoo of ops the exporter never emits (non-square input).
+ * Models that are not advsign's own, for tests, made from a trained advsign model's weights (so
+ * their figures mean something): with the project's own TFLite writer (src/tflite/schema.ts) a
+ * small graph builder, a "typical Keras" GTSRB .tflite (30×30 input, raw 0–255 pixels, softmax
+ * head) and a zoo of ops the exporter never emits (non-square input); a TensorFlow.js graph model
+ * as tensorflowjs_converter writes one (GraphDef JSON, −1…1 input, Softmax → Identity); and a
+ * layers model trained on 0–255 pixels with a softmax head.
  */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { tf } from '../src/inference/tf';
+import { saveModel } from '../src/inference/model-io';
 import { planFromModel } from '../src/tflite/plan';
 import type { ConvStep, DenseStep } from '../src/tflite/plan';
 import { ModelDesc, Op, opts, Padding, QuantDesc, serializeModel, TensorType, TensorTypeCode, Activation } from '../src/tflite/schema';
@@ -153,4 +159,102 @@ export function opZooTflite(o: ZooOptions = {}): Uint8Array {
   const fc2 = g.op(Op.FULLY_CONNECTED, [r, g.f32('fc2/w', [5, 16], randn(rand, 80, 4)), g.f32('fc2/b', [5], [0, 0, 0, 0, 0])], [1, 5], opts.fullyConnected(Activation.NONE));
   const out = g.op(Op.ADD, [fc2, g.f32('bias2', [5], randn(rand, 5, 2))], [1, 5], opts.add());
   return g.build(g.op(Op.SOFTMAX, [out], [1, 5], opts.softmax(1)), 'op zoo (test)');
+}
+
+/** The conv/pool/dense layers of an advsign cnn4, in order (no normalisation, no dropout). */
+function coreLayers(model: tf.LayersModel): tf.layers.Layer[] {
+  return model.layers.filter((l) => ['Conv2D', 'MaxPooling2D', 'Flatten', 'Dense'].includes(l.getClassName()));
+}
+
+/**
+ * The same network as a layers model trained on raw 0–255 pixels with a softmax head (as many
+ * Keras models are): Rescaling x·2/255 − 1 replaces the model's own x·2 − 1.
+ */
+export async function saveRawPixelLayersModel(model: tf.LayersModel, dir: string): Promise<void> {
+  const m = tf.sequential({ name: 'keras_style_255' });
+  m.add(tf.layers.rescaling({ inputShape: [32, 32, 3], scale: 2 / 255, offset: -1 }));
+  const core = coreLayers(model);
+  core.forEach((l, i) => {
+    const cfg = l.getConfig();
+    const last = i === core.length - 1;
+    const cls = l.getClassName();
+    const layer = cls === 'Conv2D' ? tf.layers.conv2d(cfg as unknown as Parameters<typeof tf.layers.conv2d>[0])
+      : cls === 'MaxPooling2D' ? tf.layers.maxPooling2d(cfg as unknown as Parameters<typeof tf.layers.maxPooling2d>[0])
+        : cls === 'Flatten' ? tf.layers.flatten()
+          : tf.layers.dense({ ...(cfg as unknown as Parameters<typeof tf.layers.dense>[0]), activation: last ? 'softmax' : (cfg.activation as 'relu') });
+    m.add(layer);
+    layer.setWeights(l.getWeights());
+  });
+  await saveModel(m, dir);
+  m.dispose();
+}
+
+type Attr = Record<string, unknown>;
+const b64 = (s: string) => Buffer.from(s).toString('base64');
+const ints = (v: number[]) => ({ list: { i: v.map(String) } });
+const F = { type: 'DT_FLOAT' };
+
+/**
+ * The network as a TensorFlow.js graph model (the format tensorflowjs_converter writes from a
+ * SavedModel): Placeholder [−1, 32, 32, 3] taking −1…1 pixels, Conv2D + BiasAdd + Relu, MaxPool,
+ * Reshape, MatMul + BiasAdd, Softmax, and an Identity output node.
+ */
+export function saveGraphModel(model: tf.LayersModel, dir: string, o: { signature?: boolean } = {}): void {
+  const nodes: { name: string; op: string; input?: string[]; attr?: Attr }[] = [];
+  const weights: { name: string; shape: number[]; dtype: 'float32' | 'int32' }[] = [];
+  const data: Buffer[] = [];
+  const constant = (name: string, t: tf.Tensor | Int32Array, shape?: number[]) => {
+    const dtype = t instanceof Int32Array ? 'int32' : 'float32';
+    const values = t instanceof Int32Array ? t : (t.dataSync() as Float32Array);
+    const s = shape ?? (t as tf.Tensor).shape;
+    nodes.push({ name, op: 'Const', attr: { dtype: { type: dtype === 'int32' ? 'DT_INT32' : 'DT_FLOAT' }, value: { tensor: { dtype: dtype === 'int32' ? 'DT_INT32' : 'DT_FLOAT', tensorShape: { dim: s.map((d) => ({ size: String(d) })) } } } } });
+    weights.push({ name, shape: s, dtype });
+    data.push(Buffer.from(values.buffer.slice(values.byteOffset, values.byteOffset + values.byteLength)));
+  };
+  nodes.push({ name: 'input', op: 'Placeholder', attr: { dtype: F, shape: { shape: { dim: [-1, 32, 32, 3].map((d) => ({ size: String(d) })) } } } });
+  let x = 'input';
+  const nhwc = { s: b64('NHWC') };
+  for (const l of coreLayers(model)) {
+    const n = l.name;
+    const cls = l.getClassName();
+    const cfg = l.getConfig() as { padding?: string; activation?: string; poolSize?: number[]; strides?: number[] };
+    const pad = { s: b64(cfg.padding === 'same' ? 'SAME' : 'VALID') };
+    if (cls === 'Conv2D' || cls === 'Dense') {
+      const [k, bias] = l.getWeights();
+      constant(`${n}/kernel`, k);
+      constant(`${n}/bias`, bias);
+      nodes.push(cls === 'Conv2D'
+        ? { name: `${n}/Conv2D`, op: 'Conv2D', input: [x, `${n}/kernel`], attr: { T: F, strides: ints([1, 1, 1, 1]), padding: pad, data_format: nhwc, dilations: ints([1, 1, 1, 1]), use_cudnn_on_gpu: { b: true } } }
+        : { name: `${n}/MatMul`, op: 'MatMul', input: [x, `${n}/kernel`], attr: { T: F, transpose_a: { b: false }, transpose_b: { b: false } } });
+      nodes.push({ name: `${n}/BiasAdd`, op: 'BiasAdd', input: [`${n}/${cls === 'Conv2D' ? 'Conv2D' : 'MatMul'}`, `${n}/bias`], attr: { T: F, data_format: nhwc } });
+      x = `${n}/BiasAdd`;
+      if (cfg.activation === 'relu') {
+        nodes.push({ name: `${n}/Relu`, op: 'Relu', input: [x], attr: { T: F } });
+        x = `${n}/Relu`;
+      }
+    } else if (cls === 'MaxPooling2D') {
+      nodes.push({ name: n, op: 'MaxPool', input: [x], attr: { T: F, ksize: ints([1, 2, 2, 1]), strides: ints([1, 2, 2, 1]), padding: pad, data_format: nhwc } });
+      x = n;
+    } else {
+      constant(`${n}/shape`, Int32Array.of(-1, (l.outputShape as number[])[1]), [2]);
+      nodes.push({ name: n, op: 'Reshape', input: [x, `${n}/shape`], attr: { T: F, Tshape: { type: 'DT_INT32' } } });
+      x = n;
+    }
+  }
+  nodes.push({ name: 'probabilities', op: 'Softmax', input: [x], attr: { T: F } });
+  nodes.push({ name: 'Identity', op: 'Identity', input: ['probabilities'], attr: { T: F } });
+  fs.mkdirSync(dir, { recursive: true });
+  fs.writeFileSync(path.join(dir, 'group1-shard1of1.bin'), Buffer.concat(data));
+  const dims = (d: number[]) => ({ dim: d.map((v) => ({ size: String(v) })) });
+  const k = (coreLayers(model).pop() as tf.layers.Layer).getWeights()[1].shape[0];
+  // The converter records the SavedModel signature (with shapes); without it the loader runs the graph once.
+  const signature = o.signature ? {
+    inputs: { 'input:0': { name: 'input:0', dtype: 'DT_FLOAT', tensorShape: dims([-1, 32, 32, 3]) } },
+    outputs: { 'Identity:0': { name: 'Identity:0', dtype: 'DT_FLOAT', tensorShape: dims([-1, k]) } },
+  } : undefined;
+  fs.writeFileSync(path.join(dir, 'model.json'), JSON.stringify({
+    format: 'graph-model', generatedBy: '2.15.0', convertedBy: 'TensorFlow.js Converter v4.22.0', signature,
+    modelTopology: { node: nodes, library: {}, versions: { producer: 1645 } },
+    weightsManifest: [{ paths: ['group1-shard1of1.bin'], weights }],
+  }));
 }
