@@ -18,15 +18,9 @@ set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 NODE_VERSION=${ADVSIGN_ARM64_NODE:-20}
 tools="$repo/scripts/arm64-tools.js"
-work=$(mktemp -d "${TMPDIR:-/tmp}/advsign-arm64-XXXXXX")
-daemon_pid=""
-# shellcheck disable=SC2317  # called by the trap
-cleanup() {
-  if [ -n "$daemon_pid" ]; then kill "$daemon_pid" 2>/dev/null || true; wait "$daemon_pid" 2>/dev/null || true; fi
-  if [ "${KEEP:-0}" = 1 ]; then echo "kept $work"; else rm -rf "$work"; fi
-}
-trap cleanup EXIT
-fail() { echo "test-arm64: FAIL: $*" >&2; exit 1; }
+name=arm64
+# shellcheck source=scripts/lib.sh
+source "$repo/scripts/lib.sh"
 step() { printf '== %s (%ds)\n' "$*" "$SECONDS"; }
 
 for t in qemu-aarch64-static aarch64-linux-gnu-g++ python3 git; do

@@ -11,15 +11,9 @@
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-work=$(mktemp -d "${TMPDIR:-/tmp}/advsign-install-XXXXXX")
-daemon_pid=""
-# shellcheck disable=SC2317  # called by the trap
-cleanup() {
-  if [ -n "$daemon_pid" ]; then kill "$daemon_pid" 2>/dev/null || true; wait "$daemon_pid" 2>/dev/null || true; fi
-  if [ "${KEEP:-0}" = 1 ]; then echo "kept $work"; else rm -rf "$work"; fi
-}
-trap cleanup EXIT
-fail() { echo "test-install: FAIL: $*" >&2; exit 1; }
+name=install
+# shellcheck source=scripts/lib.sh
+source "$repo/scripts/lib.sh"
 
 echo "== clean clone of $repo"
 git clone --quiet "$repo" "$work/src"

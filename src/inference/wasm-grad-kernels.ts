@@ -219,6 +219,21 @@ function registerFastMaxPoolGrad(): void {
   });
 }
 
+type InputGradient = (dy: Tensor4D, filter: Tensor4D, inputShape: [number, number, number, number], attrs: ConvAttrs) => Tensor4D;
+
+/** A wasm kernel for dL/dx of a convolution-like op (inputs dy and filter, attribute inputShape). */
+function registerInputGradient(kernelName: string, gradient: InputGradient): void {
+  tf.registerKernel({
+    kernelName,
+    backendName: 'wasm',
+    kernelFunc: ({ inputs, attrs }) => {
+      const { dy, filter } = inputs as unknown as { dy: Tensor4D; filter: Tensor4D };
+      const a = attrs as unknown as ConvAttrs & { inputShape: [number, number, number, number] };
+      return gradient(dy, filter, a.inputShape, a);
+    },
+  });
+}
+
 let registered = false;
 
 /** Registers the kernels above for the wasm backend (idempotent). */
@@ -237,24 +252,6 @@ export function registerWasmGradKernels(): void {
     },
   });
   tf.unregisterKernel('Conv2DBackpropInput', 'wasm');
-  tf.registerKernel({
-    kernelName: 'Conv2DBackpropInput',
-    backendName: 'wasm',
-    kernelFunc: ({ inputs, attrs }) => {
-      const { dy, filter } = inputs as unknown as { dy: Tensor4D; filter: Tensor4D };
-      const a = attrs as unknown as ConvAttrs & { inputShape: [number, number, number, number] };
-      return conv2dBackpropInputViaConv(dy, filter, a.inputShape, a);
-    },
-  });
-  if (!tf.getKernel('DepthwiseConv2dNativeBackpropInput', 'wasm')) {
-    tf.registerKernel({
-      kernelName: 'DepthwiseConv2dNativeBackpropInput',
-      backendName: 'wasm',
-      kernelFunc: ({ inputs, attrs }) => {
-        const { dy, filter } = inputs as unknown as { dy: Tensor4D; filter: Tensor4D };
-        const a = attrs as unknown as ConvAttrs & { inputShape: [number, number, number, number] };
-        return depthwiseBackpropInputViaConv(dy, filter, a.inputShape, a);
-      },
-    });
-  }
+  registerInputGradient('Conv2DBackpropInput', conv2dBackpropInputViaConv);
+  if (!tf.getKernel('DepthwiseConv2dNativeBackpropInput', 'wasm')) registerInputGradient('DepthwiseConv2dNativeBackpropInput', depthwiseBackpropInputViaConv);
 }
