@@ -129,7 +129,7 @@ export async function evaluateCommand(argv: string[]): Promise<void> {
     const html = await renderReportHtml(robust ?? {
       n: set.n, numClasses: clf.numClasses, results: [], examples: [],
       clean: { accuracy: m.accuracy, perClassAccuracy: m.perClass.map((c) => (c.n ? c.accuracy : null)) },
-    }, { model: modelPath, data, split, backend: backend.backend });
+    }, { model: modelPath, data, split, backend: backend.backend, classNames: names });
     fs.mkdirSync(path.dirname(path.resolve(reportFile)), { recursive: true });
     fs.writeFileSync(reportFile, html);
   }
