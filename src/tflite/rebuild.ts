@@ -140,135 +140,156 @@ const BOUND_INPUTS: Record<string, number[]> = {
   CONV_2D: [1, 2], DEPTHWISE_CONV_2D: [1, 2], FULLY_CONNECTED: [1, 2], RESHAPE: [1], MEAN: [1], PAD: [1], PADV2: [1, 2],
 };
 
-/** Builds the step for one operator (`keep` owns the weight tensors it makes); throws Unsupported with a reason. */
-function compile(g: TfliteGraph, op: GraphOperator, keep: <T extends Tensor>(t: T) => T, valuesOf: (i: number) => Float32Array | null): Apply {
-  const tensors = g.parsed.tensors;
-  const o = op.options;
-  const shapeOf = (i: number) => tensors[i].shape;
-  const need = (i: number, what: string): Float32Array => {
-    const v = valuesOf(i);
-    if (!v) throw new Unsupported(`${op.op} with a non-constant ${what}`);
-    return v;
+/** What an op builder reads: the operator, its tensors' shapes and constants, and a keeper for weights it makes. */
+interface BuildContext {
+  op: GraphOperator;
+  o: GraphOperator['options'];
+  shapeOf(i: number): number[];
+  /** A constant input's float values (dequantised); throws Unsupported when it is computed. */
+  need(i: number, what: string): Float32Array;
+  /** An integer constant input (shape, axes, paddings). */
+  ints(i: number, what: string): number[];
+  keep<T extends Tensor>(t: T): T;
+}
+
+const axisOf = (a: number, rank: number) => (a < 0 ? a + rank : a);
+
+function noStridedDilation(c: BuildContext): void {
+  const o = c.o;
+  if ((o.strideH > 1 || o.strideW > 1) && (o.dilationH > 1 || o.dilationW > 1)) throw new Unsupported(`${c.op.op} with both strides and dilations`);
+}
+
+/** CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED: weights relaid out for tfjs once, fused bias and activation. */
+function weighted(c: BuildContext): Apply {
+  const { op, o } = c;
+  const fused = fusedName(o.act);
+  const finish = (y: Tensor) => (fused ? y : activation(y, o.act));
+  const bias = (n: number) => c.keep(tf.tensor1d(op.inputs[2] != null && op.inputs[2] >= 0 ? c.need(op.inputs[2], 'bias') : new Float32Array(n)));
+  const conv = { strides: [o.strideH, o.strideW] as [number, number], pad: o.padding, dataFormat: 'NHWC' as const, dilations: [o.dilationH, o.dilationW] as [number, number] };
+  if (op.op === 'CONV_2D') {
+    const [outC, kh, kw, inC] = c.shapeOf(op.inputs[1]);
+    if (c.shapeOf(op.inputs[0])[3] !== inC) throw new Unsupported('grouped CONV_2D');
+    noStridedDilation(c);
+    const w = c.need(op.inputs[1], 'filter');
+    // TFLite [out, kh, kw, in] → tfjs [kh, kw, in, out].
+    const k = new Float32Array(w.length);
+    for (let ch = 0; ch < outC; ch++) for (let j = 0; j < kh * kw * inC; j++) k[j * outC + ch] = w[ch * kh * kw * inC + j];
+    const filter = c.keep(tf.tensor4d(k, [kh, kw, inC, outC]));
+    const b = bias(outC);
+    return (x) => finish(tf.fused.conv2d({ x: x[0] as Tensor4D, filter, ...conv, bias: b, activation: fused ?? 'linear' }));
+  }
+  if (op.op === 'DEPTHWISE_CONV_2D') {
+    const [, kh, kw, outC] = c.shapeOf(op.inputs[1]);
+    const inC = c.shapeOf(op.inputs[0])[3];
+    if (outC % inC !== 0) throw new Unsupported(`DEPTHWISE_CONV_2D with ${outC} outputs for ${inC} input channels`);
+    noStridedDilation(c);
+    // [1, kh, kw, in·m] is already [kh, kw, in, m] in row-major order.
+    const filter = c.keep(tf.tensor4d(c.need(op.inputs[1], 'filter'), [kh, kw, inC, outC / inC]));
+    const b = bias(outC);
+    return (x) => finish(tf.fused.depthwiseConv2d({ x: x[0] as Tensor4D, filter, ...conv, bias: b, activation: fused ?? 'linear' }));
+  }
+  if (o.weightsFormat !== 0) throw new Unsupported('FULLY_CONNECTED with shuffled weights');
+  const [outC, inC] = c.shapeOf(op.inputs[1]);
+  const w = c.need(op.inputs[1], 'weight matrix');
+  // [out, in] → [in, out]: a plain matMul (transposed operands are slow on wasm).
+  const k = new Float32Array(w.length);
+  for (let ch = 0; ch < outC; ch++) for (let i = 0; i < inC; i++) k[i * outC + ch] = w[ch * inC + i];
+  const weights = c.keep(tf.tensor2d(k, [inC, outC]));
+  const b = bias(outC);
+  return (x) => {
+    const y = finish(tf.fused.matMul({ a: tf.reshape(x[0], [-1, inC]) as Tensor2D, b: weights, bias: b, activation: fused ?? 'linear' }));
+    return o.keepNumDims ? tf.reshape(y, [...x[0].shape.slice(0, -1), outC]) : y;
   };
-  const ints = (i: number, what: string): number[] => {
-    const v = constantInts(g, i);
-    if (!v) throw new Unsupported(`${op.op} with a non-constant ${what}`);
-    return v;
+}
+
+/** RESHAPE and SQUEEZE: the file's batch-1 shapes with the batch dimension left free. */
+function reshaping(c: BuildContext): Apply {
+  const { op, o } = c;
+  const inShape = c.shapeOf(op.inputs[0]);
+  if (op.op === 'SQUEEZE') {
+    const dims = o.squeezeDims.length ? o.squeezeDims.map((d) => axisOf(d, inShape.length)) : inShape.flatMap((d, i) => (d === 1 && i > 0 ? [i] : []));
+    if (dims.includes(0)) throw new Unsupported('SQUEEZE of the batch dimension');
+    return (x) => tf.squeeze(x[0], dims);
+  }
+  let target = c.shapeOf(op.outputs[0]);
+  if (target.length === 0) target = (op.inputs[1] != null && op.inputs[1] >= 0 ? c.ints(op.inputs[1], 'shape') : null) ?? o.newShape ?? [];
+  if (inShape[0] !== 1 || (target[0] !== 1 && target[0] !== -1)) throw new Unsupported(`RESHAPE [${inShape.join(', ')}] → [${target.join(', ')}] across the batch dimension`);
+  const per = inShape.slice(1).reduce((a, b) => a * b, 1);
+  const rest = target.slice(1);
+  const known = rest.filter((d) => d >= 0).reduce((a, b) => a * b, 1);
+  const shape = rest.map((d) => (d < 0 ? per / known : d));
+  return (x) => tf.reshape(x[0], [-1, ...shape]);
+}
+
+/** MEAN, PAD/PADV2, CONCATENATION: constant axes or paddings, never across the batch. */
+function structural(c: BuildContext): Apply {
+  const { op, o } = c;
+  if (op.op === 'MEAN') {
+    const rank = c.shapeOf(op.inputs[0]).length;
+    const axes = c.ints(op.inputs[1], 'axis').map((a) => axisOf(a, rank));
+    if (axes.includes(0)) throw new Unsupported('MEAN over the batch dimension');
+    return (x) => tf.mean(x[0], axes, o.keepDims);
+  }
+  if (op.op === 'CONCATENATION') {
+    const axis = axisOf(o.axis, c.shapeOf(op.outputs[0]).length);
+    if (axis === 0) throw new Unsupported('CONCATENATION along the batch dimension');
+    return (x) => activation(tf.concat(x, axis), o.act);
+  }
+  const p = c.ints(op.inputs[1], 'paddings');
+  const pairs = Array.from({ length: p.length / 2 }, (_, i) => [p[2 * i], p[2 * i + 1]] as [number, number]);
+  if (pairs[0][0] !== 0 || pairs[0][1] !== 0) throw new Unsupported('PAD of the batch dimension');
+  const value = op.op === 'PADV2' && op.inputs[2] >= 0 ? c.need(op.inputs[2], 'pad value')[0] : 0;
+  return (x) => tf.pad(x[0], pairs, value);
+}
+
+/** Elementwise ops and activations (fused activations where the op has one). */
+function elementwise(c: BuildContext): Apply {
+  const { op, o } = c;
+  const binary = (f: (a: Tensor, b: Tensor) => Tensor): Apply => (x) => activation(f(x[0], x[1]), o.act);
+  const unary: Record<string, (x: Tensor) => Tensor> = {
+    SOFTMAX: (x) => tf.softmax(tf.mul(x, o.beta)), LOG_SOFTMAX: (x) => tf.logSoftmax(x),
+    RELU: tf.relu, RELU6: tf.relu6, RELU_N1_TO_1: (x) => tf.clipByValue(x, -1, 1), LOGISTIC: tf.sigmoid, TANH: tf.tanh,
+    HARD_SWISH: (x) => tf.div(tf.mul(x, tf.relu6(tf.add(x, 3))), 6), LEAKY_RELU: (x) => tf.leakyRelu(x, o.alpha),
+    QUANTIZE: (x) => x, DEQUANTIZE: (x) => x,
   };
-  const bias = (i: number | undefined, n: number) => keep(tf.tensor1d(i != null && i >= 0 ? need(i, 'bias') : new Float32Array(n)));
-  const pad = o.padding;
-  const act = o.act;
-  if (act === 'sign_bit') throw new Unsupported(`${op.op} with fused SIGN_BIT activation`);
-  const fused = fusedName(act);
-  const finish = (y: Tensor) => (fused ? y : activation(y, act));
-  const binary = (f: (a: Tensor, b: Tensor) => Tensor): Apply => (x) => activation(f(x[0], x[1]), act);
-  const axisOf = (a: number, rank: number) => (a < 0 ? a + rank : a);
   switch (op.op) {
-    case 'CONV_2D': {
-      const [outC, kh, kw, inC] = shapeOf(op.inputs[1]);
-      if (shapeOf(op.inputs[0])[3] !== inC) throw new Unsupported('grouped CONV_2D');
-      if ((o.strideH > 1 || o.strideW > 1) && (o.dilationH > 1 || o.dilationW > 1)) throw new Unsupported('CONV_2D with both strides and dilations');
-      const w = need(op.inputs[1], 'filter');
-      // TFLite [out, kh, kw, in] → tfjs [kh, kw, in, out].
-      const k = new Float32Array(w.length);
-      for (let c = 0; c < outC; c++) for (let j = 0; j < kh * kw * inC; j++) k[j * outC + c] = w[c * kh * kw * inC + j];
-      const filter = keep(tf.tensor4d(k, [kh, kw, inC, outC]));
-      const b = bias(op.inputs[2], outC);
-      return (x) => finish(tf.fused.conv2d({
-        x: x[0] as Tensor4D, filter, strides: [o.strideH, o.strideW], pad, dataFormat: 'NHWC', dilations: [o.dilationH, o.dilationW],
-        bias: b, activation: fused ?? 'linear',
-      }));
-    }
-    case 'DEPTHWISE_CONV_2D': {
-      const [, kh, kw, outC] = shapeOf(op.inputs[1]);
-      const inC = shapeOf(op.inputs[0])[3];
-      if (outC % inC !== 0) throw new Unsupported(`DEPTHWISE_CONV_2D with ${outC} outputs for ${inC} input channels`);
-      if ((o.strideH > 1 || o.strideW > 1) && (o.dilationH > 1 || o.dilationW > 1)) throw new Unsupported('DEPTHWISE_CONV_2D with both strides and dilations');
-      // [1, kh, kw, in·m] is already [kh, kw, in, m] in row-major order.
-      const filter = keep(tf.tensor4d(need(op.inputs[1], 'filter'), [kh, kw, inC, outC / inC]));
-      const b = bias(op.inputs[2], outC);
-      return (x) => finish(tf.fused.depthwiseConv2d({
-        x: x[0] as Tensor4D, filter, strides: [o.strideH, o.strideW], pad, dataFormat: 'NHWC', dilations: [o.dilationH, o.dilationW],
-        bias: b, activation: fused ?? 'linear',
-      }));
-    }
-    case 'FULLY_CONNECTED': {
-      if (o.weightsFormat !== 0) throw new Unsupported('FULLY_CONNECTED with shuffled weights');
-      const [outC, inC] = shapeOf(op.inputs[1]);
-      const w = need(op.inputs[1], 'weight matrix');
-      // [out, in] → [in, out]: a plain matMul (transposed operands are slow on wasm).
-      const k = new Float32Array(w.length);
-      for (let c = 0; c < outC; c++) for (let i = 0; i < inC; i++) k[i * outC + c] = w[c * inC + i];
-      const weights = keep(tf.tensor2d(k, [inC, outC]));
-      const b = bias(op.inputs[2], outC);
-      return (x) => {
-        const y = finish(tf.fused.matMul({ a: tf.reshape(x[0], [-1, inC]) as Tensor2D, b: weights, bias: b, activation: fused ?? 'linear' }));
-        return o.keepNumDims ? tf.reshape(y, [...x[0].shape.slice(0, -1), outC]) : y;
-      };
-    }
-    case 'MAX_POOL_2D':
-    case 'AVERAGE_POOL_2D': {
-      const pool = op.op === 'MAX_POOL_2D' ? tf.maxPool : tf.avgPool;
-      return (x) => activation(pool(x[0] as Tensor4D, [o.filterH, o.filterW], [o.strideH, o.strideW], pad), act);
-    }
-    case 'RESHAPE': {
-      const inShape = shapeOf(op.inputs[0]);
-      let target = shapeOf(op.outputs[0]);
-      if (target.length === 0) target = (op.inputs[1] != null && op.inputs[1] >= 0 ? constantInts(g, op.inputs[1]) : null) ?? o.newShape ?? [];
-      if (inShape[0] !== 1 || (target[0] !== 1 && target[0] !== -1)) throw new Unsupported(`RESHAPE [${inShape.join(', ')}] → [${target.join(', ')}] across the batch dimension`);
-      const per = inShape.slice(1).reduce((a, b) => a * b, 1);
-      const rest = target.slice(1);
-      const known = rest.filter((d) => d >= 0).reduce((a, b) => a * b, 1);
-      const shape = rest.map((d) => (d < 0 ? per / known : d));
-      return (x) => tf.reshape(x[0], [-1, ...shape]);
-    }
-    case 'SQUEEZE': {
-      const inShape = shapeOf(op.inputs[0]);
-      const dims = (o.squeezeDims.length ? o.squeezeDims.map((d) => axisOf(d, inShape.length)) : inShape.map((d, i) => (d === 1 && i > 0 ? i : -1)).filter((i) => i > 0));
-      if (dims.includes(0)) throw new Unsupported('SQUEEZE of the batch dimension');
-      return (x) => tf.squeeze(x[0], dims);
-    }
-    case 'SOFTMAX': return (x) => tf.softmax(tf.mul(x[0], o.beta));
-    case 'LOG_SOFTMAX': return (x) => tf.logSoftmax(x[0]);
     case 'ADD': return binary(tf.add);
     case 'SUB': return binary(tf.sub);
     case 'MUL': return binary(tf.mul);
     case 'DIV': return binary(tf.div);
     case 'MAXIMUM': return (x) => tf.maximum(x[0], x[1]);
     case 'MINIMUM': return (x) => tf.minimum(x[0], x[1]);
-    case 'MEAN': {
-      const rank = shapeOf(op.inputs[0]).length;
-      const axes = ints(op.inputs[1], 'axis').map((a) => axisOf(a, rank));
-      if (axes.includes(0)) throw new Unsupported('MEAN over the batch dimension');
-      return (x) => tf.mean(x[0], axes, o.keepDims);
-    }
-    case 'PAD':
-    case 'PADV2': {
-      const p = ints(op.inputs[1], 'paddings');
-      const pairs = Array.from({ length: p.length / 2 }, (_, i) => [p[2 * i], p[2 * i + 1]] as [number, number]);
-      if (pairs[0][0] !== 0 || pairs[0][1] !== 0) throw new Unsupported('PAD of the batch dimension');
-      const value = op.op === 'PADV2' && op.inputs[2] >= 0 ? need(op.inputs[2], 'pad value')[0] : 0;
-      return (x) => tf.pad(x[0], pairs, value);
-    }
-    case 'CONCATENATION': {
-      const axis = axisOf(o.axis, shapeOf(op.outputs[0]).length);
-      if (axis === 0) throw new Unsupported('CONCATENATION along the batch dimension');
-      return (x) => activation(tf.concat(x, axis), act);
-    }
-    case 'RELU': return (x) => tf.relu(x[0]);
-    case 'RELU6': return (x) => tf.relu6(x[0]);
-    case 'RELU_N1_TO_1': return (x) => tf.clipByValue(x[0], -1, 1);
-    case 'LOGISTIC': return (x) => tf.sigmoid(x[0]);
-    case 'TANH': return (x) => tf.tanh(x[0]);
-    case 'HARD_SWISH': return (x) => tf.div(tf.mul(x[0], tf.relu6(tf.add(x[0], 3))), 6);
-    case 'LEAKY_RELU': return (x) => tf.leakyRelu(x[0], o.alpha);
     case 'PRELU': return (x) => tf.prelu(x[0], x[1]);
-    case 'QUANTIZE':
-    case 'DEQUANTIZE':
-      return (x) => x[0];
-    default:
-      throw new Unsupported(op.op);
+    case 'MAX_POOL_2D':
+    case 'AVERAGE_POOL_2D': {
+      const pool = op.op === 'MAX_POOL_2D' ? tf.maxPool : tf.avgPool;
+      return (x) => activation(pool(x[0] as Tensor4D, [o.filterH, o.filterW], [o.strideH, o.strideW], o.padding), o.act);
+    }
   }
+  const f = unary[op.op];
+  if (!f) throw new Unsupported(op.op);
+  return (x) => f(x[0]);
+}
+
+const BUILDERS: Record<string, (c: BuildContext) => Apply> = {
+  CONV_2D: weighted, DEPTHWISE_CONV_2D: weighted, FULLY_CONNECTED: weighted,
+  RESHAPE: reshaping, SQUEEZE: reshaping, MEAN: structural, PAD: structural, PADV2: structural, CONCATENATION: structural,
+};
+
+/** Builds the step for one operator; throws Unsupported with a reason. */
+function compile(g: TfliteGraph, op: GraphOperator, keep: <T extends Tensor>(t: T) => T, valuesOf: (i: number) => Float32Array | null): Apply {
+  if (op.options.act === 'sign_bit') throw new Unsupported(`${op.op} with fused SIGN_BIT activation`);
+  const constant = <T>(v: T | null, what: string): T => {
+    if (v === null) throw new Unsupported(`${op.op} with a non-constant ${what}`);
+    return v;
+  };
+  const c: BuildContext = {
+    op, o: op.options, keep,
+    shapeOf: (i) => g.parsed.tensors[i].shape,
+    need: (i, what) => constant(valuesOf(i), what),
+    ints: (i, what) => constant(constantInts(g, i), what),
+  };
+  return (BUILDERS[op.op] ?? elementwise)(c);
 }
 
 /**
