@@ -11,7 +11,8 @@ import { UserError } from '../data/types';
 import { parseEps, validateTarget, attackNames } from '../attack/registry';
 import { perturbationNorms } from '../attack/norms';
 import { ATTACK_LOSSES, parseAttackLoss } from '../attack/loss';
-import { int, parseFlags, required, str } from './args';
+import { classFlag, int, parseFlags, required, str } from './args';
+import { checkWritable, writeFileAtomic } from '../util/atomic-file';
 import { defaultModelDir } from './paths';
 import { MODEL_INPUT_FLAGS, MODEL_INPUT_HELP, modelInputFromFlags, needsGradients, parseAttackSpecs, resolveAttacks, TRANSFER_FLAGS, TRANSFER_HELP } from './model-flags';
 
@@ -51,6 +52,8 @@ export async function attackCommand(argv: string[]): Promise<void> {
   const steps = f.steps !== undefined ? int(f, 'steps', 10, 1, 10000) : undefined;
   const queries = f.queries !== undefined ? int(f, 'queries', 1000, 1, 1e7) : undefined;
   if (!fs.existsSync(input)) throw new UserError(`input image not found: ${input}`);
+  checkWritable(out);
+  const targetArg = classFlag(f, 'target'); // its range is checked against the model below
   await initBackend(str(f, 'backend'));
   const loaded = await loadModel(modelPath, modelInput);
   const clf = loaded.classifier;
@@ -67,9 +70,9 @@ export async function attackCommand(argv: string[]): Promise<void> {
   const label = f.label !== undefined ? int(f, 'label', 0, 0, clf.numClasses - 1) : clean[0].classId;
   const { attacks: [attack], surrogate } = await resolveAttacks(specs, f, clf);
   let target: number | undefined;
-  if (f.target !== undefined) {
+  if (targetArg !== null) {
     if (!attack.supportsTargeted) throw new UserError(`attack '${attack.name}' has no targeted mode`);
-    target = validateTarget(Number(f.target), clf.numClasses, label);
+    target = validateTarget(targetArg, clf.numClasses, label);
   }
   const y = tf.tensor1d([label], 'int32');
   const res = await attack.run(attack.blackBox ? runtime : clf, x, y, {
@@ -79,8 +82,7 @@ export async function attackCommand(argv: string[]): Promise<void> {
   const [adv] = await predictTopK(runtime, res.adversarial, 3);
   const norms = await perturbationNorms(x, res.adversarial);
   const advPixels = (await res.adversarial.data()) as Float32Array;
-  fs.mkdirSync(path.dirname(path.resolve(out)), { recursive: true });
-  fs.writeFileSync(out, await encodePng({ data: advPixels, width: s, height: s }));
+  writeFileAtomic(out, await encodePng({ data: advPixels, width: s, height: s }));
   tf.dispose([x, y, res.adversarial]);
   loaded.dispose();
   if (norms.l0[0] === 0 && (eps > 0 || !attack.usesEps)) {

@@ -6,7 +6,8 @@
 import { tf } from '../inference/tf';
 import { initBackend, switchBackend, BackendName } from '../inference/backend';
 import { buildModel, Classifier, LayersClassifier } from '../inference/model';
-import { parseFlags } from './args';
+import { int, parseFlags } from './args';
+import { UserError } from '../data/types';
 import { getAttack } from '../attack/registry';
 import type { AttackOptions } from '../attack/types';
 import { defaultWorkerCount, GradientPool } from '../inference/data-parallel';
@@ -127,16 +128,29 @@ async function benchParallelTraining(backend: BackendName, budgetMs: number): Pr
   }
 }
 
+export const BENCH_HELP = `advsign bench [options]
+
+  --json                 print the figures as JSON
+  --quick                short timings (a smoke test, not a measurement)
+  --no-cpu               skip the pure-JS cpu backend comparison
+  --backend NAME         tensorflow | wasm | cpu
+  --live                 the live daemon end to end instead: 640×480 ffmpeg test pattern, FGSM,
+                         a socket client acking frames (JSON: frames/s, latency, memory samples)
+  --seconds N            how long --live measures (default 10; npm run soak: 600)
+  --unauthenticated N    with --live: N token-less sessions held open on the port meanwhile`;
+
 export async function benchCommand(argv: string[]): Promise<void> {
   const f = parseFlags(argv, {
     json: { type: 'boolean' }, backend: { type: 'string' }, 'no-cpu': { type: 'boolean' }, quick: { type: 'boolean' },
-    live: { type: 'boolean' }, seconds: { type: 'string' },
+    live: { type: 'boolean' }, seconds: { type: 'string' }, unauthenticated: { type: 'string' },
   }, 'bench');
+  if (f.unauthenticated !== undefined && !f.live) throw new UserError('bench: --unauthenticated applies to --live');
   const choice = await initBackend(f.backend as string | undefined);
   if (f.live) {
-    // The live pipeline end to end: 640×480 ffmpeg test source, FGSM on, a socket client acking.
+    // The live pipeline end to end: 640×480 ffmpeg test source, FGSM on, a socket client acking
+    // (with --unauthenticated N, while N token-less sessions crowd the port).
     const { benchLive } = await import('../server/bench-live');
-    const live = await benchLive({ seconds: f.seconds ? Number(f.seconds) : 10 });
+    const live = await benchLive({ seconds: int(f, 'seconds', 10, 1, 86_400), unauthenticated: int(f, 'unauthenticated', 0, 0, 10_000) });
     process.stdout.write(JSON.stringify({ backend: choice.backend, live }, null, 2) + '\n');
     return;
   }

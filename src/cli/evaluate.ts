@@ -1,5 +1,4 @@
 /** `advsign evaluate`: clean accuracy, confusion matrix and per-class accuracy (attacks: see --attack). */
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { initBackend } from '../inference/backend';
 import { measuredOn, predictClasses } from '../inference/model';
@@ -19,6 +18,7 @@ import { defaultWorkerCount } from '../inference/data-parallel';
 import { renderReportHtml } from '../attack/report';
 import { progressBar, Progress } from '../util/progress';
 import { writeJsonAtomic, readCard, ModelCard, resolveModelPath } from '../inference/model-io';
+import { checkOutputs, checkWritable, OutputFile, writeFilesAtomic } from '../util/atomic-file';
 import { DEFENSE_EVAL_FLAGS, DEFENSE_EVAL_HELP, defenseEvaluateCommand, wantsDefenseEvaluation } from '../defense/evaluate-cli';
 
 export const EVALUATE_HELP = `advsign evaluate --model models/NAME|model.tflite --data <dir|synthetic> [options]
@@ -70,6 +70,10 @@ export async function evaluateCommand(argv: string[]): Promise<void> {
   });
   const batchSize = int(f, 'batch', 64, 1, 4096);
   const input = modelInputFromFlags(f);
+  const reportFile = str(f, 'report');
+  const jsonOut = str(f, 'json');
+  checkOutputs(reportFile, jsonOut); // before the data loads and the attacks run
+  if (f['update-card']) checkWritable(path.join(path.dirname(resolveModelPath(modelPath)), 'card.json'));
   const backend = await initBackend(str(f, 'backend'));
   const workers = f.workers !== undefined ? int(f, 'workers', 0, 0, 64) : defaultWorkerCount(backend.backend);
   const loaded = await loadModel(modelPath, input);
@@ -124,14 +128,13 @@ export async function evaluateCommand(argv: string[]): Promise<void> {
     report.results = json.results as unknown[];
     (report as Record<string, unknown>).examples = json.examples;
   }
-  const reportFile = str(f, 'report');
+  const outputs: OutputFile[] = [];
   if (reportFile) {
     const html = await renderReportHtml(robust ?? {
       n: set.n, numClasses: clf.numClasses, results: [], examples: [],
       clean: { accuracy: m.accuracy, perClassAccuracy: m.perClass.map((c) => (c.n ? c.accuracy : null)) },
     }, { model: modelPath, data, split, backend: backend.backend, classNames: names });
-    fs.mkdirSync(path.dirname(path.resolve(reportFile)), { recursive: true });
-    fs.writeFileSync(reportFile, html);
+    outputs.push({ path: reportFile, data: html });
   }
   if (f['update-card']) {
     const card = readCard(modelPath) ?? ({} as ModelCard);
@@ -146,12 +149,9 @@ export async function evaluateCommand(argv: string[]): Promise<void> {
     writeJsonAtomic(path.join(path.dirname(resolveModelPath(modelPath)), 'card.json'),
       { ...card, cleanAccuracy: clean, robustAccuracy: robustCard });
   }
-  const jsonOut = str(f, 'json');
   if (jsonOut === '-') process.stdout.write(JSON.stringify(report, null, 2) + '\n');
-  else if (jsonOut) {
-    fs.mkdirSync(path.dirname(path.resolve(jsonOut)), { recursive: true });
-    fs.writeFileSync(jsonOut, JSON.stringify(report, null, 2) + '\n');
-  }
+  else if (jsonOut) outputs.push({ path: jsonOut, data: JSON.stringify(report, null, 2) + '\n' });
+  writeFilesAtomic(outputs); // the report and the JSON together: both new, or both as they were
   loaded.dispose();
   if (jsonOut !== '-') {
     for (const line of describeModel(described)) console.log(line);

@@ -3,7 +3,6 @@
  * with EOT, measures how well it survives held-out print-and-capture transformations (against
  * the same attack optimised without EOT), and writes the PDF, PNGs and a JSON summary.
  */
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { initBackend } from '../inference/backend';
 import { measuredOn } from '../inference/model';
@@ -12,7 +11,7 @@ import { CLASS_NAMES, gtsrbClassIds, isGtsrbOrder } from '../data/classes';
 import { MODEL_INPUT_FLAGS, MODEL_INPUT_HELP, modelInputFromFlags } from './model-flags';
 import { UserError } from '../data/types';
 import { parseEps } from '../attack/registry';
-import { int, num, parseFlags, str } from './args';
+import { classFlag, int, num, parseFlags, str } from './args';
 import { defaultModelDir, version } from './paths';
 import { parseMaskSpec, rasterizeMask, requireNonEmpty, alphaOf, MaskSpec } from '../sticker/masks';
 import { DEFAULT_PALETTE, loadPalette } from '../sticker/palette';
@@ -21,6 +20,7 @@ import { measureRobustness, RobustnessReport } from '../sticker/measure';
 import { simulatePrintCapture, RoundTripReport } from '../sticker/roundtrip';
 import { exportSticker } from '../sticker/pdf';
 import { CLEAN_VIEW } from '../sticker/eot';
+import { checkWritable, OutputFile, writeFilesAtomic } from '../util/atomic-file';
 
 export const STICKER_HELP = `advsign sticker --model models/NAME --sign <classId> --target <classId> --out sticker.pdf [options]
 
@@ -64,13 +64,6 @@ interface Args {
   signMm: number;
 }
 
-function classArg(v: string | undefined, name: string): number | null {
-  if (v === undefined) return null;
-  const n = Number(v);
-  if (v.trim() === '' || !Number.isInteger(n)) throw new UserError(`--${name} must be a class id (a whole number 0..42), got '${v}'`);
-  return n;
-}
-
 /** Output file names beside the PDF. */
 export function outputPaths(out: string): { pdf: string; json: string; stickerPng: string; signPng: string } {
   const base = out.replace(/\.pdf$/i, '');
@@ -91,13 +84,14 @@ export async function stickerCommand(argv: string[]): Promise<void> {
     ...MODEL_INPUT_FLAGS,
   }, 'sticker');
   // Validate everything cheap before loading the model or optimising.
-  const classId = classArg(str(f, 'sign'), 'sign');
+  const classId = classFlag(f, 'sign');
   if (classId === null) throw new UserError(`sticker: --sign is required (see 'advsign sticker --help')`);
-  const target = classArg(str(f, 'target'), 'target');
+  const target = classFlag(f, 'target');
   validateClasses(classId, target);
   const out = str(f, 'out');
   if (!out) throw new UserError(`sticker: --out is required, e.g. --out sticker.pdf (see 'advsign sticker --help')`);
   if (!/\.pdf$/i.test(out)) throw new UserError(`--out must name a .pdf file, got '${out}'`);
+  for (const p of Object.values(outputPaths(out))) checkWritable(p); // before minutes of optimisation
   const modeText = (str(f, 'mode', 'sticker') as string).toLowerCase();
   if (modeText !== 'sticker' && modeText !== 'sign') throw new UserError(`unknown --mode '${modeText}': use sticker or sign`);
   const mode = modeText as StickerMode;
@@ -153,11 +147,7 @@ export async function stickerCommand(argv: string[]): Promise<void> {
     ...(roundTrip ? [`Simulated print (palette, dithered) + photo (JPEG) round trip, ${roundTrip.n} photos: ${pct(roundTrip.successRate)}${roundTripBaseline ? ` (without EOT: ${pct(roundTripBaseline.successRate)})` : ''}.`] : []),
     'Physical results depend on your printer, paper, light and camera: measure them.',
   ];
-  fs.mkdirSync(path.dirname(path.resolve(out)), { recursive: true });
   const files = await exportSticker(robust, { signMm, palette, infoLines: info });
-  fs.writeFileSync(paths.pdf, files.pdf);
-  fs.writeFileSync(paths.signPng, files.signPng);
-  if (files.stickerPng) fs.writeFileSync(paths.stickerPng, files.stickerPng);
   const summary = {
     advsign: version(), model: modelPath, modelInfo: loaded.description, backend: choice.backend, mode,
     sign: { classId, name: CLASS_NAMES[classId] }, target: target === null ? null : { classId: target, name: CLASS_NAMES[target] },
@@ -171,7 +161,11 @@ export async function stickerCommand(argv: string[]): Promise<void> {
     pieces: files.pieces,
     history: thin(robust.history, 100),
   };
-  fs.writeFileSync(paths.json, JSON.stringify(summary, null, 2) + '\n');
+  // All four at once: a full disk or a kill leaves the previous set whole, never a mix.
+  const outputs: OutputFile[] = [{ path: paths.pdf, data: files.pdf }, { path: paths.signPng, data: files.signPng },
+    ...(files.stickerPng ? [{ path: paths.stickerPng, data: files.stickerPng }] : []),
+    { path: paths.json, data: JSON.stringify(summary, null, 2) + '\n' }];
+  writeFilesAtomic(outputs);
   loaded.dispose();
   if (f.json) {
     process.stdout.write(JSON.stringify(summary, null, 2) + '\n');

@@ -2,9 +2,15 @@
  * `advsign bench --live`: the whole daemon (capture → ROI → classify → attack → encode → socket)
  * over a 640×480 ffmpeg test pattern at 30 fps with FGSM on, measured from outside: a socket.io
  * client in the same process acks every frame as the page does. Reports frames per second,
- * p95 end-to-end latency (frame arrival → encoded and handed to the socket), peak RSS and
- * tf.memory().numTensors at the start and end of the measured window (flat = no tensor leak).
+ * p95 end-to-end latency (frame arrival → encoded and handed to the socket), peak RSS, and RSS,
+ * heap and tf.memory().numTensors sampled from the start to the end of the measured window
+ * (flat = no leak; `npm run soak` runs it for 10 minutes).
+ *
+ * With `unauthenticated: N`, N bare engine.io sessions (no token, never joining) are held open
+ * the whole time, reopened as fast as the daemon closes them: the client's frame rate is then
+ * what the operator gets while someone on the network tries to crowd them out.
  */
+import * as crypto from 'node:crypto';
 import { tf } from '../inference/tf';
 import { initBackend } from '../inference/backend';
 import type { Classifier } from '../inference/model';
@@ -16,6 +22,7 @@ import { startServer } from './app';
 import type { FrameResult } from './pipeline';
 import { loadServeModel, disposeClassifier } from './model';
 import { Ring, round, STAGES, Stage } from './stats';
+import { RawSessions } from './raw-sessions';
 
 export interface LiveBenchOptions {
   seconds?: number;
@@ -32,6 +39,15 @@ export interface LiveBenchOptions {
   warmupSeconds?: number;
   /** Attach a socket.io client that acks frames (default true when socket.io-client is installed). */
   withClient?: boolean;
+  /** Bare sessions without the token held open while measuring (default 0). */
+  unauthenticated?: number;
+}
+
+export interface MemorySample {
+  seconds: number;
+  rssMB: number;
+  heapMB: number;
+  numTensors: number;
 }
 
 export interface LiveBenchResult {
@@ -53,6 +69,10 @@ export interface LiveBenchResult {
   stages: Record<Stage, { p50: number; p95: number }>;
   /** What the socket client received (null without a client). */
   client: { framesPerSecond: number; p95LatencyMs: number } | null;
+  /** RSS, heap and tensors from the start to the end of the window (about 10 samples). */
+  memory: MemorySample[];
+  /** The flood of token-less sessions, when asked for. */
+  unauthenticated: { sessions: number; openAtEnd: number; closedByDaemon: number } | null;
   notes: string[];
 }
 
@@ -86,16 +106,21 @@ export async function benchLive(opts: LiveBenchOptions = {}): Promise<LiveBenchR
     attack: opts.attack ?? 'fgsm', eps: opts.eps ?? 8 / 255,
     width: opts.width ?? 640, height: opts.height ?? 480, fps: opts.fps ?? 30,
   };
+  const flood = opts.unauthenticated ?? 0;
+  // Flooded, the daemon runs as on a network: a token that the bench client has and the flood lacks.
+  if (flood > 0) Object.assign(config, { requireToken: true, token: crypto.randomBytes(18).toString('base64url') });
   const server = await startServer({ config, classifier, logger: createLogger({ level: 'warn' }), allowedSources: [source] });
+  const raw = flood > 0 ? new RawSessions('127.0.0.1', server.port, flood) : null;
   let client: { disconnect(): void } | null = null;
   const clientTimes: number[] = [];
   const clientLat = new Ring(100_000);
   let measuring = false;
   try {
+    await raw?.start();
     if (opts.withClient !== false) {
       try {
         const { io } = require('socket.io-client') as typeof import('socket.io-client');
-        const sock = io(server.url, { transports: ['websocket'], reconnection: false });
+        const sock = io(server.url, { transports: ['websocket'], reconnection: false, auth: { token: config.token } });
         sock.on('frame', (p: { latency: { total: number }; sentAt: number }, ack?: () => void) => {
           if (measuring) {
             clientTimes.push(performance.now());
@@ -127,17 +152,26 @@ export async function benchLive(opts: LiveBenchOptions = {}): Promise<LiveBenchR
     const numTensorsStart = tf.memory().numTensors;
     let rss = process.memoryUsage().rss;
     const rssTimer = setInterval(() => { rss = Math.max(rss, process.memoryUsage().rss); }, 200);
+    const memory: MemorySample[] = [];
+    const sample = (): void => {
+      const m = process.memoryUsage();
+      memory.push({ seconds: round((performance.now() - start) / 1000, 1), rssMB: round(m.rss / 2 ** 20, 1), heapMB: round(m.heapUsed / 2 ** 20, 1), numTensors: tf.memory().numTensors });
+    };
     server.daemon.on('result', onResult);
     measuring = true;
     const start = performance.now();
+    sample();
+    const sampleTimer = setInterval(sample, Math.max(1000, (seconds * 1000) / 10));
     await sleep(seconds * 1000);
     const elapsed = (performance.now() - start) / 1000;
     measuring = false;
     server.daemon.off('result', onResult);
     clearInterval(rssTimer);
+    clearInterval(sampleTimer);
     // Let an in-flight frame finish so its tensors are counted as released.
     await sleep(100);
     const numTensorsEnd = tf.memory().numTensors;
+    sample();
     const stages = {} as LiveBenchResult['stages'];
     for (const s of STAGES) stages[s] = { p50: round(stage.get(s)!.percentile(50)), p95: round(stage.get(s)!.percentile(95)) };
     return {
@@ -150,10 +184,13 @@ export async function benchLive(opts: LiveBenchOptions = {}): Promise<LiveBenchR
       seconds: round(elapsed, 2), source, attack: config.attack, eps: round(config.eps, 5), backend: backend.backend, model: modelName,
       stages,
       client: client ? { framesPerSecond: round(clientTimes.length / elapsed, 1), p95LatencyMs: round(clientLat.percentile(95)) } : null,
+      memory,
+      unauthenticated: raw ? { sessions: flood, openAtEnd: raw.open, closedByDaemon: raw.dropped } : null,
       notes,
     };
   } finally {
     client?.disconnect();
+    raw?.close();
     await server.close();
     if (owned) disposeClassifier(classifier);
   }

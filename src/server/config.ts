@@ -61,6 +61,8 @@ export interface ServeConfig {
   logLevel: LogLevel;
   snapshotDir: string;
   maxClients: number;
+  /** Open TCP connections at most (page, API and sockets, authenticated or not). */
+  maxConnections: number;
   /** Extra ffmpeg input options, e.g. ['-input_format', 'mjpeg'] to take a USB camera's own MJPEG. */
   ffmpegInputArgs: string[];
 }
@@ -70,7 +72,7 @@ export const DEFAULT_CONFIG: Readonly<ServeConfig> = Object.freeze({
   attack: 'fgsm', eps: 8 / 255, targeted: false, target: 14, steps: 5, loss: 'ce', roi: null,
   token: null, requireToken: false, jpegQuality: 80, width: 640, height: 480, fps: 30,
   gpioButton: null, gpioLedOk: null, gpioLedFooled: null, gpioSysfs: '/sys', gpioChip: null, gpioLongPressMs: 1500,
-  gpioButtonActiveLow: false, logLevel: 'info', snapshotDir: 'snapshots', maxClients: 20, ffmpegInputArgs: [],
+  gpioButtonActiveLow: false, logLevel: 'info', snapshotDir: 'snapshots', maxClients: 20, maxConnections: 256, ffmpegInputArgs: [],
 });
 
 type Key = keyof ServeConfig;
@@ -116,6 +118,7 @@ const KEYS: Record<Key, KeyDef> = {
   logLevel: { kind: 'enum', values: LOG_LEVELS },
   snapshotDir: { kind: 'string' },
   maxClients: { kind: 'int', min: 1, max: 1000 },
+  maxConnections: { kind: 'int', min: 4, max: 100_000 },
   ffmpegInputArgs: { kind: 'list' },
 };
 
@@ -194,7 +197,7 @@ function parseValue(k: Key, v: unknown, where: string): unknown {
         try {
           e = parseEps(v);
         } catch (err) {
-          return bad((err as Error).message);
+          throw new UserError(`${where}: ${(err as Error).message}`);
         }
       } else return bad('must be a number such as 8/255');
       if (!Number.isFinite(e) || e < 0 || e > EPS_MAX + 1e-9) bad(`must be within 0 … 32/255 (${EPS_MAX.toFixed(4)})`);
@@ -291,6 +294,9 @@ export function loadConfig(inputs: ConfigInputs = {}): LoadedConfig {
       record[k] = parseValue(k, fv, `config file ${file}`);
       origins[k] = 'file';
     }
+  }
+  if (config.maxConnections <= config.maxClients) {
+    throw new UserError(`maxConnections (${config.maxConnections}) must exceed maxClients (${config.maxClients}): each client holds a connection and the page loads over others`);
   }
   if (config.token !== null && config.token.length < 12) throw new UserError('token must be at least 12 characters (or leave it out and one is generated)');
   return { config, origins, file };

@@ -5,7 +5,6 @@
  * so latency stays bounded whatever the camera rate (dropped frames are counted).
  */
 import { EventEmitter } from 'node:events';
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { tf } from '../inference/tf';
 import type { Classifier } from '../inference/model';
@@ -19,6 +18,7 @@ import { Pipeline, PipelineSettings, FrameResult } from './pipeline';
 import { PipelineStats, StatsSnapshot, round } from './stats';
 import type { SettingsPatch } from './schema';
 import { snapshotPng } from './snapshot';
+import { writeFileAtomic } from '../util/atomic-file';
 
 export interface DaemonOptions {
   config: ServeConfig;
@@ -238,9 +238,8 @@ export class Daemon extends EventEmitter {
     const r = this._last;
     if (!r) throw new UserError('no frame yet');
     const dir = this.opts.config.snapshotDir;
-    fs.mkdirSync(dir, { recursive: true });
     const file = path.join(dir, `advsign-${new Date().toISOString().replace(/[:.]/g, '-')}.png`);
-    fs.writeFileSync(file, await snapshotPng(r));
+    writeFileAtomic(file, await snapshotPng(r));
     this.opts.logger.info('snapshot.saved', { file });
     this.emit('snapshot', file);
     return file;
