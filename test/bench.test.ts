@@ -23,6 +23,11 @@ describe('advsign bench', function () {
       assert.ok(b.parallelTraining.threads >= 2 && b.parallelTraining.batch64 > 0, JSON.stringify(b.parallelTraining));
     }
     assert.ok(b.adversarialTraining, 'FGSM-RS cost figure');
+    // The deployed-model figures (targets: ≤ 3 ms/image, ≥ 500 queries/s, FGSM cost ≤ 1.5×; checked by npm run bench).
+    const t = b.tflite;
+    assert.ok(t.floatMsPerImage > 0 && t.int8MsPerImage > 0, JSON.stringify(t));
+    assert.ok(t.squareQueriesPerSecondBatch64.float > 0 && t.squareQueriesPerSecondBatch64.int8 > 0, JSON.stringify(t));
+    assert.ok(Math.abs(t.fgsmBatch64.costRatioFloat - t.fgsmBatch64.tfjs / t.fgsmBatch64.rebuiltFloat) < 1e-6, JSON.stringify(t.fgsmBatch64));
     assert.strictEqual(b.cpu, null);
   });
 });

@@ -37,6 +37,7 @@ export const square: Attack = {
   norm: 'linf',
   usesEps: true,
   supportsTargeted: true,
+  blackBox: true,
   takesLoss: false,
   async run(model, images, labels, options) {
     lossOption(options, square);

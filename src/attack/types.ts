@@ -55,6 +55,11 @@ export interface Attack {
   readonly usesEps: boolean;
   /** Whether it supports targeted mode. */
   readonly supportsTargeted: boolean;
+  /**
+   * It only reads the model's outputs (no gradients): it runs on the model's measuring runtime
+   * (a .tflite file's interpreter) rather than on the differentiable copy.
+   */
+  readonly blackBox?: boolean;
   /** Whether it climbs a choosable objective (`loss`); the others have their own (DeepFool, C&W…). */
   readonly takesLoss: boolean;
   run(model: Classifier, images: Tensor4D, labels: Tensor1D, options: AttackOptions): Promise<AttackResult>;

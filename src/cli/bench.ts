@@ -8,7 +8,7 @@ import { tf } from '../inference/tf';
 import { initBackend, switchBackend, BackendName } from '../inference/backend';
 import * as os from 'node:os';
 import { buildModel, Classifier, inferLogits, LayersClassifier } from '../inference/model';
-import { EngineChoice, useEngine } from '../inference/engine';
+import { EngineChoice, releaseClassifier, useEngine } from '../inference/engine';
 import { bestOf, findPeerHarness, PeerFigures, ratios, runPeer } from './bench-peer';
 import { int, parseFlags } from './args';
 import { UserError } from '../data/types';
@@ -106,8 +106,7 @@ async function measure(backend: BackendName, budgetMs: number, engine?: string):
   if (fg) figures.fgsmMsPerImageBatch1 = 1000 / fg.batch1;
   figures.trainImagesPerSecond = train as Throughput;
   optimizer.dispose();
-  clf.dispose?.();
-  model.dispose();
+  releaseClassifier(clf);
   return figures as BackendFigures;
 }
 
@@ -226,12 +225,15 @@ export async function benchCommand(argv: string[]): Promise<void> {
   // Issue target: an FGSM-RS adversarial-training step costs at most 2× a clean one.
   const { benchAdversarialEpochRatio } = await import('../defense/bench');
   const adversarialTraining = await benchAdversarialEpochRatio({ repeats: f.quick ? 2 : 5 });
+  // Issue targets: TFLite inference ≤ 3 ms/image, Square ≥ 500 queries/s, rebuilt FGSM ≤ 1.5× the tfjs cost.
+  const { benchTflite } = await import('../tflite/bench');
+  const tflite = await benchTflite({ quick: f.quick === true });
   const ours = peerFigures(main, parallelTraining);
   const peer: PeerReport = typeof harness === 'string'
     ? { available: false, reason: harness }
     : { available: true, framework: 'pytorch' as const, threads: harness.threads, rounds, pytorch: bestOf(peerRounds), advsign: ours, ratio: ratios(ours, bestOf(peerRounds)) };
   const out = {
-    ...main, parallelTraining, adversarialTraining, cpu, ratioToCpu: ratio, peer, model: 'cnn4 32×32, 43 classes',
+    ...main, parallelTraining, adversarialTraining, tflite, cpu, ratioToCpu: ratio, peer, model: 'cnn4 32×32, 43 classes',
     machine: { cpus: os.cpus().length, platform: process.platform, arch: process.arch, node: process.version, loadAverage: load.map((l) => Math.round(l * 100) / 100) },
     measuredAt: new Date().toISOString(),
   };
@@ -246,6 +248,9 @@ export async function benchCommand(argv: string[]): Promise<void> {
   }
   console.log(`  inference at batch 1: ${main.inferMsPerImageBatch1.toFixed(2)} ms/image`);
   if (parallelTraining) console.log(`  training with ${parallelTraining.threads} threads: batch 64: ${parallelTraining.batch64.toFixed(1)} img/s`);
+  console.log(`  TFLite interpreter: ${tflite.floatMsPerImage.toFixed(2)} ms/image float32, ${tflite.int8MsPerImage.toFixed(2)} int8; ` +
+    `Square ${tflite.squareQueriesPerSecondBatch64.float.toFixed(0)} queries/s (float), ${tflite.squareQueriesPerSecondBatch64.int8.toFixed(0)} (int8); ` +
+    `FGSM through the rebuilt graph costs ×${tflite.fgsmBatch64.costRatioFloat.toFixed(2)} (float), ×${tflite.fgsmBatch64.costRatioInt8.toFixed(2)} (int8) the tfjs model's`);
   if (peer.available) {
     console.log(`PyTorch ${peer.threads} threads, best of ${rounds} alternated rounds (load average ${load.map((l) => l.toFixed(1)).join(' → ')}):`);
     for (const k of Object.keys(peer.ratio) as (keyof PeerFigures)[]) {

@@ -1,17 +1,18 @@
 /** `advsign evaluate`: clean accuracy, confusion matrix and per-class accuracy (attacks: see --attack). */
 import * as path from 'node:path';
 import { initBackend } from '../inference/backend';
-import { useEngine } from '../inference/engine';
-import { loadClassifier } from '../inference/model-io';
-import { predictClasses } from '../inference/model';
+import { measuredOn, predictClasses } from '../inference/model';
+import { describeModel, loadModelOnEngine } from '../inference/load-model';
 import { cleanMetrics } from '../inference/metrics';
 import { loadDataset } from '../data/load';
 import { UserError } from '../data/types';
-import { CLASS_NAMES } from '../data/classes';
+import { CLASS_NAMES, gtsrbClassIds, isGtsrbOrder } from '../data/classes';
+import { relabelForModel } from '../data/gtsrb';
 import { int, parseFlags, required, str } from './args';
-import { parseAttackList, parseEpsList, attackNames } from '../attack/registry';
+import { parseEpsList, attackNames } from '../attack/registry';
 import { ATTACK_LOSSES, parseAttackLoss } from '../attack/loss';
 import type { AttackOptions } from '../attack/types';
+import { MODEL_INPUT_FLAGS, MODEL_INPUT_HELP, modelInputFromFlags, needsGradients, parseAttackSpecs, resolveAttacks, TRANSFER_FLAGS, TRANSFER_HELP } from './model-flags';
 import { evaluateRobustness, robustnessToJson, RobustnessResult } from '../attack/evaluate';
 import { defaultWorkerCount } from '../inference/data-parallel';
 import { renderReportHtml } from '../attack/report';
@@ -20,13 +21,16 @@ import { writeJsonAtomic, readCard, ModelCard, resolveModelPath } from '../infer
 import { checkOutputs, checkWritable, OutputFile, writeFilesAtomic } from '../util/atomic-file';
 import { DEFENSE_EVAL_FLAGS, DEFENSE_EVAL_HELP, defenseEvaluateCommand, wantsDefenseEvaluation } from '../defense/evaluate-cli';
 
-export const EVALUATE_HELP = `advsign evaluate --model models/NAME --data <dir|synthetic> [options]
+export const EVALUATE_HELP = `advsign evaluate --model models/NAME|model.tflite --data <dir|synthetic> [options]
 
+${MODEL_INPUT_HELP}
   --split train|test     which split (default test)
   --limit N              evaluate about N images
-  --attack a,b           attacks to run: ${attackNames().join(', ')}
+  --attack a,b           attacks to run: ${attackNames().join(', ')}, transfer
+${TRANSFER_HELP}
   --eps LIST             perturbation budgets, e.g. 0,2/255,4/255,8/255 (default)
   --steps N              iterations for iterative attacks (default: each attack's own)
+  --queries N            query budget per image of black-box attacks (square; default 1000)
   --loss L               objective of the gradient attacks: ${ATTACK_LOSSES.join(' | ')} (default ce)
   --batch N              attack batch size (default 64)
   --report FILE.html     a self-contained HTML report with plots and examples
@@ -42,8 +46,8 @@ export async function evaluateCommand(argv: string[]): Promise<void> {
     model: { type: 'string' }, data: { type: 'string' }, split: { type: 'string' }, limit: { type: 'string' },
     json: { type: 'string' }, backend: { type: 'string' }, quiet: { type: 'boolean' },
     attack: { type: 'string' }, eps: { type: 'string' }, steps: { type: 'string' }, batch: { type: 'string' }, loss: { type: 'string' },
-    report: { type: 'string' }, 'update-card': { type: 'boolean' }, workers: { type: 'string' }, engine: { type: 'string' },
-    ...DEFENSE_EVAL_FLAGS,
+    report: { type: 'string' }, 'update-card': { type: 'boolean' }, workers: { type: 'string' }, queries: { type: 'string' }, engine: { type: 'string' },
+    ...DEFENSE_EVAL_FLAGS, ...MODEL_INPUT_FLAGS, ...TRANSFER_FLAGS,
   }, 'evaluate');
   // --defense / --compare: the before-vs-after comparison (src/defense/compare.ts).
   if (wantsDefenseEvaluation(f)) return defenseEvaluateCommand(f);
@@ -52,51 +56,75 @@ export async function evaluateCommand(argv: string[]): Promise<void> {
   const split = str(f, 'split', 'test');
   if (split !== 'train' && split !== 'test') throw new UserError(`--split must be train or test, got '${split}'`);
   const limit = f.limit !== undefined ? int(f, 'limit', 0, 1) : undefined;
-  // Validate every attack name and eps before any slow work starts.
-  const attacks = f.attack !== undefined ? parseAttackList(str(f, 'attack') ?? '') : [];
+  // Validate every attack name, eps and model option before any slow work starts.
+  const specs = f.attack !== undefined ? parseAttackSpecs(str(f, 'attack') ?? '', f) : [];
   const epsList = parseEpsList(str(f, 'eps', '0,2/255,4/255,8/255') as string);
   const steps = f.steps !== undefined ? int(f, 'steps', 10, 1, 10000) : undefined;
+  const queries = f.queries !== undefined ? int(f, 'queries', 1000, 1, 1e7) : undefined;
   const loss = f.loss !== undefined ? parseAttackLoss(str(f, 'loss') ?? '') : undefined;
-  if (loss && attacks.length && !attacks.some((a) => a.takesLoss)) {
-    throw new UserError(`--loss applies to none of ${attacks.map((a) => a.name).join(', ')}: they have objectives of their own`);
+  const named = specs.map((sp) => (sp.kind === 'attack' ? sp.attack : sp.inner));
+  if (loss && named.length && !named.some((a) => a.takesLoss)) {
+    throw new UserError(`--loss applies to none of ${named.map((a) => a.name).join(', ')}: they have objectives of their own`);
   }
   const attackOptions = (a: { name: string; takesLoss: boolean }): AttackOptions => ({
-    ...(steps ? { steps } : {}), ...(loss && a.takesLoss ? { loss } : {}),
+    ...(steps ? { steps } : {}), ...(queries ? { maxQueries: queries } : {}), ...(loss && a.takesLoss ? { loss } : {}),
   });
   const batchSize = int(f, 'batch', 64, 1, 4096);
+  const input = modelInputFromFlags(f);
   const reportFile = str(f, 'report');
   const jsonOut = str(f, 'json');
   checkOutputs(reportFile, jsonOut); // before the data loads and the attacks run
   if (f['update-card']) checkWritable(path.join(path.dirname(resolveModelPath(modelPath)), 'card.json'));
   const backend = await initBackend(str(f, 'backend'));
   const workers = f.workers !== undefined ? int(f, 'workers', 0, 0, 64) : defaultWorkerCount(backend.backend);
-  const { classifier: clf, engine } = useEngine(await loadClassifier(modelPath), str(f, 'engine'));
-  const set = await loadDataset(data, { split, size: clf.inputSize, limit, progress: !f.quiet });
+  const loaded = await loadModelOnEngine(modelPath, input, str(f, 'engine'));
+  const clf = loaded.classifier;
+  const engine = loaded.engine;
+  const described = loaded.description;
+  if (f['update-card'] && described.kind === 'tflite') throw new UserError('--update-card needs a model folder with a card.json, not a .tflite file');
+  if (needsGradients(specs) && described.gradients === null) throw new UserError(described.noGradients ?? `${modelPath} has no gradients`);
+  let set = await loadDataset(data, { split, size: clf.inputSize, limit, progress: !f.quiet, preprocess: input.preprocess });
+  // A model whose outputs are not GTSRB's 43 in class-id order sees the data in its own labels.
+  const outputIds = gtsrbClassIds(clf.classNames ?? CLASS_NAMES);
+  let relabelled: string | null = null;
+  if (!isGtsrbOrder(outputIds)) {
+    const r = relabelForModel(set, outputIds);
+    if (r.set.n === 0) throw new UserError(`none of the data's classes is among the model's labels (${described.labels}): check --labels`);
+    set = r.set;
+    relabelled = `labels matched to the data's GTSRB classes by name or id${r.dropped ? `; ${r.dropped} images of classes the model lacks left out` : ''}`;
+  }
+  const runtime = measuredOn(clf);
   const t0 = performance.now();
-  const pred = await predictClasses(clf, set.images, set.n);
+  const pred = await predictClasses(runtime, set.images, set.n);
   const seconds = (performance.now() - t0) / 1000;
+  const names = clf.classNames ?? CLASS_NAMES;
   const m = cleanMetrics(pred, set.labels, clf.numClasses);
   const report = {
-    model: modelPath, data, split, n: set.n, backend: backend.backend, engine: engine.engine,
+    model: modelPath, data, split, n: set.n, backend: backend.backend, engine: engine.engine, modelInfo: { ...described, relabelled },
     clean: { accuracy: m.accuracy, imagesPerSecond: set.n / seconds, perClass: m.perClass, confusion: m.confusion },
     results: [] as unknown[],
   };
   let robust: RobustnessResult | null = null;
-  if (attacks.length) {
+  if (specs.length) {
+    const { attacks, surrogate } = await resolveAttacks(specs, f, clf);
     let bar: Progress | null = null;
     let current = '';
-    robust = await evaluateRobustness(clf, set, {
-      attacks: attacks.map((a) => a.name), epsList, batchSize, workers,
-      attackOptions: Object.fromEntries(attacks.map((a) => [a.name, attackOptions(a)])),
-      onProgress: f.quiet ? undefined : (p) => {
-        if (p.attack !== current) {
-          bar?.done();
-          current = p.attack;
-          bar = progressBar(`attack ${p.attack}`, p.total);
-        }
-        bar?.update(p.done);
-      },
-    });
+    try {
+      robust = await evaluateRobustness(clf, set, {
+        attacks, epsList, batchSize, workers,
+        attackOptions: Object.fromEntries(attacks.map((a) => [a.name, attackOptions(a)])),
+        onProgress: f.quiet ? undefined : (p) => {
+          if (p.attack !== current) {
+            bar?.done();
+            current = p.attack;
+            bar = progressBar(`attack ${p.attack}`, p.total);
+          }
+          bar?.update(p.done);
+        },
+      });
+    } finally {
+      surrogate?.dispose();
+    }
     (bar as Progress | null)?.done();
     const json = robustnessToJson(robust, { model: modelPath, data, split, backend: backend.backend });
     report.results = json.results as unknown[];
@@ -107,7 +135,7 @@ export async function evaluateCommand(argv: string[]): Promise<void> {
     const html = await renderReportHtml(robust ?? {
       n: set.n, numClasses: clf.numClasses, results: [], examples: [],
       clean: { accuracy: m.accuracy, perClassAccuracy: m.perClass.map((c) => (c.n ? c.accuracy : null)) },
-    }, { model: modelPath, data, split, backend: backend.backend });
+    }, { model: modelPath, data, split, backend: backend.backend, classNames: names });
     outputs.push({ path: reportFile, data: html });
   }
   if (f['update-card']) {
@@ -126,15 +154,19 @@ export async function evaluateCommand(argv: string[]): Promise<void> {
   if (jsonOut === '-') process.stdout.write(JSON.stringify(report, null, 2) + '\n');
   else if (jsonOut) outputs.push({ path: jsonOut, data: JSON.stringify(report, null, 2) + '\n' });
   writeFilesAtomic(outputs); // the report and the JSON together: both new, or both as they were
+  loaded.dispose();
   if (jsonOut !== '-') {
+    for (const line of describeModel(described)) console.log(line);
+    if (relabelled) console.log(relabelled);
     console.log(`${modelPath} on ${data} ${split}: accuracy ${(m.accuracy * 100).toFixed(2)}% over ${set.n} images (${engine.engine === 'ort' ? 'ort' : backend.backend}, ${(set.n / seconds).toFixed(0)} img/s)`);
     const worst = m.perClass.filter((c) => c.n > 0).sort((a, b) => a.accuracy - b.accuracy).slice(0, 5);
-    console.log('weakest classes: ' + worst.map((c) => `${c.classId} ${CLASS_NAMES[c.classId]} ${(c.accuracy * 100).toFixed(1)}%`).join('; '));
-    for (const r of (report.results as { attack: string; eps: number; accuracy: number; successRate: number | null; meanL2: number | null; imagesPerSecond: number | null }[])) {
-      const epsText = (r as { norm?: string }).norm === 'l2' ? `L2 ${r.eps.toFixed(3).padStart(7)}` : `eps ${(r.eps * 255).toFixed(1).padStart(5)}/255`;
+    console.log('weakest classes: ' + worst.map((c) => `${c.classId} ${names[c.classId]} ${(c.accuracy * 100).toFixed(1)}%`).join('; '));
+    for (const r of (report.results as RobustnessResult['results'])) {
+      const epsText = r.norm === 'l2' ? `L2 ${r.eps.toFixed(3).padStart(7)}` : `eps ${(r.eps * 255).toFixed(1).padStart(5)}/255`;
       console.log(`  ${r.attack.padEnd(9)} ${epsText}  accuracy ${(r.accuracy * 100).toFixed(2).padStart(6)}%` +
         `  success ${r.successRate == null ? '  n/a' : (r.successRate * 100).toFixed(1) + '%'}` +
-        `  mean L2 ${r.meanL2 == null ? 'n/a' : r.meanL2.toFixed(3)}  ${r.imagesPerSecond == null ? '' : r.imagesPerSecond.toFixed(0) + ' img/s'}`);
+        `  mean L2 ${r.meanL2 == null ? 'n/a' : r.meanL2.toFixed(3)}  ${r.imagesPerSecond == null ? '' : r.imagesPerSecond.toFixed(0) + ' img/s'}` +
+        (r.queriesPerSecond == null ? '' : `  queries: ${r.meanQueries == null ? 'n/a' : r.meanQueries.toFixed(0)} per success, ${r.queriesPerSecond.toFixed(0)}/s`));
     }
     if (reportFile) console.log(`report: ${reportFile}`);
   }

@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { initBackend, BackendChoice } from '../inference/backend';
 import { loadClassifier } from '../inference/model-io';
-import { EngineChoice, ortStatus, useEngine } from '../inference/engine';
+import { EngineChoice, ortStatus, releaseClassifier, useEngine } from '../inference/engine';
 import { tf } from '../inference/tf';
 import { parseFlags } from './args';
 import { projectRoot, version } from './paths';
@@ -56,8 +56,7 @@ async function engineReport(models: ModelSummary[], requested: string | undefine
   if (!first) return { ...base, engine: ort.ok ? 'ort' : 'tfjs', source: 'auto', reason: ort.ok ? `${ort.reason} (no model to check)` : ort.reason };
   const clf = await loadClassifier(path.join(root, first.path));
   const { classifier, engine } = useEngine(clf, requested);
-  classifier.dispose?.();
-  clf.model.dispose();
+  releaseClassifier(classifier);
   return { ...base, ...engine };
 }
 

@@ -11,6 +11,7 @@ import { configFlagOptions, loadConfig, DEFAULT_CONFIG_FILE, Origin } from '../s
 import { createLogger } from '../server/log';
 import { startServer } from '../server/app';
 import { loadServeModel, disposeClassifier } from '../server/model';
+import { modelInputOptions } from './model-flags';
 import { createGpio } from '../gpio';
 import { SOURCE_SYNTAX, parseSourceSpec } from '../capture/factory';
 import type { SourceStatus } from '../capture/types';
@@ -26,7 +27,9 @@ export const SERVE_HELP = `advsign serve [options]
   --host ADDR            default 127.0.0.1; any other address requires an access token
   --token T              access token (generated and printed once when needed and not given)
   --require-token        require the token even on loopback
-  --model DIR            default models/gtsrb-cnn ('untrained' runs with random weights)
+  --model PATH           a model folder or .tflite file (default models/gtsrb-cnn; 'untrained' runs with random weights)
+  --input-range LO,HI    the model's pixel values (0,1 default; 0,255; -1,1); --labels FILE its class names
+  --preprocess whole     feed the whole frame (default crop: the ROI below)
   --attack NAME          none | fgsm | bim | pgd | mifgsm (default fgsm)
   --eps E                e.g. 8/255 (0 … 32/255)
   --targeted --target N  aim for class N (default 14)
@@ -68,7 +71,11 @@ export async function serveCommand(argv: string[]): Promise<void> {
   const log = createLogger({ level: config.logLevel });
   if (file) log.info('config.loaded', { file });
   const backend = await initBackend(config.backend ?? undefined);
-  const model = await loadServeModel(config.model);
+  const input = modelInputOptions(config);
+  // 'whole': the model sees the whole frame unless a ROI is set.
+  if (config.preprocess === 'whole' && !config.roi) config.roi = { x: 0, y: 0, w: 1, h: 1 };
+  const model = await loadServeModel(config.model, input);
+  if (model.details) log.info('model.runtime', { predictions: model.details.predictions, gradients: model.details.gradients ?? model.details.noGradients });
   if (model.untrained) log.warn('model.untrained', { note: 'random weights: predictions are meaningless' });
   // The live loop classifies and attacks on the fastest engine; tfjs stays behind it for the rest.
   const { classifier, engine } = useEngine(model.classifier, config.engine ?? undefined);

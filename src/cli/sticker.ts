@@ -5,9 +5,10 @@
  */
 import * as path from 'node:path';
 import { initBackend } from '../inference/backend';
-import { useEngine } from '../inference/engine';
-import { loadClassifier } from '../inference/model-io';
-import { CLASS_NAMES } from '../data/classes';
+import { measuredOn } from '../inference/model';
+import { describeModel, loadModelOnEngine } from '../inference/load-model';
+import { CLASS_NAMES, gtsrbClassIds, isGtsrbOrder } from '../data/classes';
+import { MODEL_INPUT_FLAGS, MODEL_INPUT_HELP, modelInputFromFlags } from './model-flags';
 import { UserError } from '../data/types';
 import { parseEps } from '../attack/registry';
 import { classFlag, int, num, parseFlags, str } from './args';
@@ -28,6 +29,10 @@ photographing (Expectation over Transformation), measures its success rate on he
 transformations next to the same attack optimised on the clean image only, and writes
 sticker.pdf (real size, A4, cut lines, 100 mm scale bar, colour calibration strip),
 sticker.json (summary), sticker-sticker.png and sticker-sign.png (print resolution).
+The model needs gradients (a .tflite file: its rebuilt graph) and GTSRB's 43 classes in order;
+success is measured on its runtime (a .tflite file: the interpreter).
+
+${MODEL_INPUT_HELP}
 
   --sign N            class of the sign to attack (e.g. 14 = Stop)
   --target N          class to make it look like (e.g. 1 = Speed limit 30); omit for untargeted
@@ -77,6 +82,7 @@ export async function stickerCommand(argv: string[]): Promise<void> {
     'eot-samples': { type: 'string' }, 'sign-mm': { type: 'string' }, seed: { type: 'string' }, palette: { type: 'string' },
     nps: { type: 'string' }, tv: { type: 'string' }, lr: { type: 'string' }, eval: { type: 'string' }, roundtrip: { type: 'string' },
     'skip-baseline': { type: 'boolean' }, json: { type: 'boolean' }, backend: { type: 'string' }, engine: { type: 'string' }, canvas: { type: 'string' },
+    ...MODEL_INPUT_FLAGS,
   }, 'sticker');
   // Validate everything cheap before loading the model or optimising.
   const classId = classFlag(f, 'sign');
@@ -109,26 +115,34 @@ export async function stickerCommand(argv: string[]): Promise<void> {
   const roundTripN = int(f, 'roundtrip', 100, 0, 100000);
   const baseline = !f['skip-baseline'];
   const modelPath = str(f, 'model') ?? defaultModelDir();
+  const input = modelInputFromFlags(f);
   const a: Args = { modelPath, classId, target, mode, mask, eps, out, signMm };
 
   const choice = await initBackend(str(f, 'backend'));
-  const { classifier: clf, engine } = useEngine(await loadClassifier(modelPath), str(f, 'engine'));
+  const loaded = await loadModelOnEngine(modelPath, input, str(f, 'engine'));
+  const clf = loaded.classifier;
+  const engine = loaded.engine;
+  if (loaded.description.gradients === null) throw new UserError(loaded.description.noGradients ?? `${modelPath} has no gradients: a sticker is optimised by gradient descent`);
+  // The renderer draws GTSRB class ids: the model's outputs must be those classes in that order.
+  if (!isGtsrbOrder(gtsrbClassIds(clf.classNames ?? CLASS_NAMES))) throw new UserError(`sticker needs a model whose outputs are GTSRB's 43 classes in class-id order (${modelPath}: labels ${loaded.description.labels})`);
   validateClasses(classId, target, clf.numClasses);
+  const judge = measuredOn(clf);
   const common = { classId, target, mode, mask: mask ?? undefined, eps: mode === 'sign' ? eps : undefined, steps, eotSamples, learningRate, npsWeight, tvWeight, palette, canvasSize, seed };
   const robust = await optimizeSticker(clf, { ...common, useEot: true, progressLabel: 'sticker (EOT)' });
   const plain = baseline ? await optimizeSticker(clf, { ...common, useEot: false, progressLabel: 'baseline (no EOT)' }) : null;
-  const measure = (r: StickerResult) => measureRobustness(clf, r, { n: evalN, seed });
+  const measure = (r: StickerResult) => measureRobustness(judge, r, { n: evalN, seed });
   const heldOut = await measure(robust);
   const heldOutBaseline = plain ? await measure(plain) : null;
   // The clean view (no transformation) tells whether each one works at all before the camera.
-  const cleanView = async (r: StickerResult) => (await measureRobustness(clf, r, { n: 1, seed, config: CLEAN_VIEW })).successRate === 1;
-  const roundTrip = roundTripN > 0 ? await simulatePrintCapture(clf, robust, { n: roundTripN, seed, palette }) : null;
-  const roundTripBaseline = roundTripN > 0 && plain ? await simulatePrintCapture(clf, plain, { n: roundTripN, seed, palette }) : null;
+  const cleanView = async (r: StickerResult) => (await measureRobustness(judge, r, { n: 1, seed, config: CLEAN_VIEW })).successRate === 1;
+  const roundTrip = roundTripN > 0 ? await simulatePrintCapture(judge, robust, { n: roundTripN, seed, palette }) : null;
+  const roundTripBaseline = roundTripN > 0 && plain ? await simulatePrintCapture(judge, plain, { n: roundTripN, seed, palette }) : null;
 
   const paths = outputPaths(out);
   const targetText = target === null ? 'untargeted' : `${target} ${CLASS_NAMES[target]}`;
   const info = [
     `Model: ${path.relative(process.cwd(), path.resolve(modelPath)) || modelPath}  (backend ${choice.backend}, engine ${engine.engine}, advsign ${version()}).`,
+    ...(loaded.description.kind === 'tflite' ? [`Optimised through the file's rebuilt graph; measured on the TFLite interpreter.`] : []),
     `Held-out success (${evalN} random print-and-capture transformations never used in optimisation): ${pct(heldOut.successRate)}` +
       (heldOutBaseline ? `; the same attack optimised without EOT: ${pct(heldOutBaseline.successRate)}.` : '.'),
     `Clean sign under the same transformations: classified correctly ${pct(heldOut.cleanAccuracy)}${target !== null ? `, as the target ${pct(heldOut.cleanTargetRate)}` : ''}.`,
@@ -137,7 +151,7 @@ export async function stickerCommand(argv: string[]): Promise<void> {
   ];
   const files = await exportSticker(robust, { signMm, palette, infoLines: info });
   const summary = {
-    advsign: version(), model: modelPath, backend: choice.backend, engine: engine.engine, mode,
+    advsign: version(), model: modelPath, modelInfo: loaded.description, backend: choice.backend, engine: engine.engine, mode,
     sign: { classId, name: CLASS_NAMES[classId] }, target: target === null ? null : { classId: target, name: CLASS_NAMES[target] },
     mask: robust.maskDescription, areaFraction: robust.areaFraction, eps: robust.eps, signMm,
     options: robust.options, eot: robust.eotConfig,
@@ -154,10 +168,12 @@ export async function stickerCommand(argv: string[]): Promise<void> {
     ...(files.stickerPng ? [{ path: paths.stickerPng, data: files.stickerPng }] : []),
     { path: paths.json, data: JSON.stringify(summary, null, 2) + '\n' }];
   writeFilesAtomic(outputs);
+  loaded.dispose();
   if (f.json) {
     process.stdout.write(JSON.stringify(summary, null, 2) + '\n');
     return;
   }
+  for (const line of describeModel(loaded.description)) console.log(line);
   report(a, heldOut, heldOutBaseline, roundTrip, roundTripBaseline, targetText, paths, files.pageCount);
 }
 

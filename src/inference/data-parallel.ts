@@ -22,6 +22,8 @@ export interface AttackedShard {
   pred: Int32Array;
   conf: Float32Array;
   seconds: number;
+  /** Model queries per image (black-box attacks). */
+  queries?: Int32Array;
 }
 
 export type WorkerRequest =

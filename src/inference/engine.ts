@@ -112,3 +112,9 @@ export function useEngine(clf: Classifier, requested?: string): { classifier: Cl
 export function engineOf(clf: Classifier): EngineName {
   return clf instanceof OrtClassifier ? 'ort' : 'tfjs';
 }
+
+/** Frees a classifier and, for an engine wrapper, the model behind it (its sessions first). */
+export function releaseClassifier(clf: Classifier): void {
+  clf.dispose?.();
+  if (clf instanceof OrtClassifier) clf.inner.dispose?.();
+}

@@ -94,6 +94,15 @@ export interface Classifier {
   logits(images: Tensor4D, training?: boolean): Tensor2D;
   /** Trainable variables (for training loops). */
   readonly trainableWeights: tf.Variable[];
+  /** The model's own name for each output (a --labels file, its card); absent: GTSRB's 43 classes. */
+  readonly classNames?: readonly string[];
+  /**
+   * Where predictions are measured, when that is not logits() itself: for a .tflite file, its own
+   * interpreter (logits() is then the graph rebuilt from the file, which gradients go through).
+   */
+  readonly runtime?: Classifier;
+  /** Frees the model's memory (weights, interpreter); an engine wrapper frees only its native sessions. */
+  dispose?(): void;
   /**
    * A native engine's fused forward and backward pass: logits and the input gradient of an attack
    * objective (src/inference/objective.ts) in one call. Absent, attacks differentiate `logits`.
@@ -106,13 +115,16 @@ export interface Classifier {
    * or computed from z). Absent, tfjs differentiates `logits` (see vjp in objective.ts).
    */
   vjp?(x: Tensor4D, cotangent: Tensor2D | ((z: Tensor2D) => Tensor2D)): Promise<ObjectiveGradient>;
-  /** Frees what the classifier holds beyond its tfjs model (native sessions). */
-  dispose?(): void;
 }
 
 /** Logits for inference (caller owns): the native engine's when the classifier has one. */
 export async function inferLogits(clf: Classifier, images: Tensor4D): Promise<Tensor2D> {
   return clf.inferLogits ? clf.inferLogits(images) : tf.tidy(() => clf.logits(images));
+}
+
+/** The classifier whose predictions count: the runtime when there is one, else the model itself. */
+export function measuredOn(clf: Classifier): Classifier {
+  return clf.runtime ?? clf;
 }
 
 /** Wraps a Keras-style model whose output is logits, or softmax probabilities (then log is taken). */
@@ -121,6 +133,7 @@ export class LayersClassifier implements Classifier {
   readonly numClasses: number;
   /** True when the stored model ends in softmax: logits are recovered as log-probabilities. */
   readonly outputsSoftmax: boolean;
+  classNames?: readonly string[];
 
   constructor(readonly model: tf.LayersModel, outputsSoftmax = false) {
     const inShape = model.inputs[0].shape;
@@ -146,6 +159,10 @@ export class LayersClassifier implements Classifier {
 
   get trainableWeights(): tf.Variable[] {
     return this.model.trainableWeights.map((w) => (w as unknown as { val: tf.Variable }).val);
+  }
+
+  dispose(): void {
+    this.model.dispose();
   }
 }
 

@@ -40,6 +40,10 @@ export class OrtClassifier implements Classifier {
     return this.inner.trainableWeights;
   }
 
+  get classNames(): readonly string[] | undefined {
+    return this.inner.classNames;
+  }
+
   logits(images: Tensor4D, training = false): Tensor2D {
     return this.inner.logits(images, training);
   }

@@ -93,6 +93,26 @@ export function conv2dBackpropFilterViaConv(
   });
 }
 
+/**
+ * dL/dx of depthwiseConv2d(x, filter [kh, kw, C, M]) given dy [n, h', w', C·M] (missing in wasm):
+ * the same full correlation as above, done per channel by a stride-1 depthwise convolution of
+ * dy with the reversed filter, then summed over the M outputs of each input channel.
+ */
+export function depthwiseBackpropInputViaConv(
+  dy: Tensor4D, filter: Tensor4D, inputShape: [number, number, number, number], attrs: ConvAttrs): Tensor4D {
+  return tf.tidy(() => {
+    const [kh, kw, c, m] = filter.shape;
+    const info = convInfo(inputShape, [kh, kw, c, c * m], attrs);
+    const { top, left } = info.padInfo;
+    const [n, inH, inW] = inputShape;
+    const dyd = dilateSpatial(dy, info.strideHeight, info.strideWidth);
+    const p = padOrCrop(dyd, kh - 1 - top, inH + top - dyd.shape[1], kw - 1 - left, inW + left - dyd.shape[2]);
+    const wRev = tf.reverse(filter, [0, 1]).reshape([kh, kw, c * m, 1]) as Tensor4D;
+    const perOutput = tf.depthwiseConv2d(p, wRev, 1, 'valid');
+    return (m === 1 ? perOutput : perOutput.reshape([n, inH, inW, c, m]).sum(4)) as Tensor4D;
+  });
+}
+
 function swapLastAxes(t: tf.Tensor): tf.Tensor {
   const perm = t.shape.map((_, i) => i);
   [perm[perm.length - 2], perm[perm.length - 1]] = [perm[perm.length - 1], perm[perm.length - 2]];
@@ -187,6 +207,21 @@ function registerFastMaxPoolGrad(): void {
   });
 }
 
+type InputGradient = (dy: Tensor4D, filter: Tensor4D, inputShape: [number, number, number, number], attrs: ConvAttrs) => Tensor4D;
+
+/** A wasm kernel for dL/dx of a convolution-like op (inputs dy and filter, attribute inputShape). */
+function registerInputGradient(kernelName: string, gradient: InputGradient): void {
+  tf.registerKernel({
+    kernelName,
+    backendName: 'wasm',
+    kernelFunc: ({ inputs, attrs }) => {
+      const { dy, filter } = inputs as unknown as { dy: Tensor4D; filter: Tensor4D };
+      const a = attrs as unknown as ConvAttrs & { inputShape: [number, number, number, number] };
+      return gradient(dy, filter, a.inputShape, a);
+    },
+  });
+}
+
 let registered = false;
 
 /** Registers the kernels above for the wasm backend (idempotent). */
@@ -205,13 +240,6 @@ export function registerWasmGradKernels(): void {
     },
   });
   tf.unregisterKernel('Conv2DBackpropInput', 'wasm');
-  tf.registerKernel({
-    kernelName: 'Conv2DBackpropInput',
-    backendName: 'wasm',
-    kernelFunc: ({ inputs, attrs }) => {
-      const { dy, filter } = inputs as unknown as { dy: Tensor4D; filter: Tensor4D };
-      const a = attrs as unknown as ConvAttrs & { inputShape: [number, number, number, number] };
-      return conv2dBackpropInputViaConv(dy, filter, a.inputShape, a);
-    },
-  });
+  registerInputGradient('Conv2DBackpropInput', conv2dBackpropInputViaConv);
+  if (!tf.getKernel('DepthwiseConv2dNativeBackpropInput', 'wasm')) registerInputGradient('DepthwiseConv2dNativeBackpropInput', depthwiseBackpropInputViaConv);
 }

@@ -269,7 +269,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const state = new WeakMap<Socket, ClientState>();
 
   const hello = () => ({
-    version: version(), classes: CLASS_NAMES, settings: daemon.settings, sources: daemon.allowed.map(redact),
+    version: version(), classes: opts.classifier.classNames ?? CLASS_NAMES, settings: daemon.settings, sources: daemon.allowed.map(redact),
     source: publicStatus(daemon.sourceStatus),
     limits: { epsMax: EPS_MAX, maxSteps: MAX_LIVE_STEPS, attacks: LIVE_ATTACKS, maxMessageBytes: MAX_MESSAGE_BYTES },
     model: { inputSize: opts.classifier.inputSize, numClasses: opts.classifier.numClasses },

@@ -31,6 +31,10 @@ export interface ServeConfig {
   /** Extra sources offered on the page (clients may only pick from the configured list). */
   sources: string[];
   model: string | null;
+  /** What a model that is not ours expects (see src/cli/model-flags.ts): 'LO,HI', crop|whole, a labels file. */
+  inputRange: string | null;
+  preprocess: 'crop' | 'whole';
+  labels: string | null;
   backend: string | null;
   /** Compute engine: 'ort' | 'tfjs' (null: the best that works, see src/inference/engine.ts). */
   engine: string | null;
@@ -66,7 +70,7 @@ export interface ServeConfig {
 }
 
 export const DEFAULT_CONFIG: Readonly<ServeConfig> = Object.freeze({
-  host: '127.0.0.1', port: 8080, source: 'auto', sources: [], model: null, backend: null, engine: null,
+  host: '127.0.0.1', port: 8080, source: 'auto', sources: [], model: null, inputRange: null, preprocess: 'crop', labels: null, backend: null, engine: null,
   attack: 'fgsm', eps: 8 / 255, targeted: false, target: 14, steps: 5, loss: 'ce', roi: null,
   token: null, requireToken: false, jpegQuality: 80, width: 640, height: 480, fps: 30,
   gpioButton: null, gpioLedOk: null, gpioLedFooled: null, gpioSysfs: '/sys', gpioChip: null, gpioLongPressMs: 1500,
@@ -89,6 +93,9 @@ const KEYS: Record<Key, KeyDef> = {
   source: { kind: 'string' },
   sources: { kind: 'list' },
   model: { kind: 'nullableString' },
+  inputRange: { kind: 'nullableString' },
+  preprocess: { kind: 'enum', values: ['crop', 'whole'] },
+  labels: { kind: 'nullableString' },
   backend: { kind: 'nullableString' },
   engine: { kind: 'nullableString' },
   attack: { kind: 'enum', values: LIVE_ATTACKS },

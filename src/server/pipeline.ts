@@ -9,7 +9,7 @@
  */
 import sharp from 'sharp';
 import { tf } from '../inference/tf';
-import { Classifier, inferLogits } from '../inference/model';
+import { Classifier, inferLogits, measuredOn } from '../inference/model';
 import { cropResize, RgbImage } from '../data/image-io';
 import { CLASS_NAMES } from '../data/classes';
 import { getAttack } from '../attack/registry';
@@ -127,9 +127,9 @@ export function pngFromFloat(a: Float32Array, size: number, map?: (v: number, i:
   return sharp(toBytes(a, map), { raw: { width: size, height: size, channels: 3 } }).png({ compressionLevel: 3 }).toBuffer();
 }
 
-function summarise(probs: Float32Array, k = 5): PredictionSummary {
+function summarise(probs: Float32Array, names: readonly string[], k = 5): PredictionSummary {
   const idx = Array.from(probs.keys()).sort((a, b) => probs[b] - probs[a]).slice(0, k);
-  const top5 = idx.map((i) => ({ classId: i, name: CLASS_NAMES[i] ?? `class ${i}`, p: probs[i] }));
+  const top5 = idx.map((i) => ({ classId: i, name: names[i] ?? `class ${i}`, p: probs[i] }));
   return { classId: top5[0].classId, name: top5[0].name, confidence: top5[0].p, top5 };
 }
 
@@ -156,7 +156,8 @@ export class Pipeline {
   }
 
   private async probabilities(x: tf.Tensor4D): Promise<Float32Array> {
-    const z = await inferLogits(this.classifier, x);
+    // Measured on the model's runtime (a .tflite file's interpreter); attacks use `classifier`.
+    const z = await inferLogits(measuredOn(this.classifier), x);
     const p = tf.softmax(z);
     try {
       return (await p.data()) as Float32Array;
@@ -230,8 +231,9 @@ export class Pipeline {
     const { frame, settings, pickedAt, roi, input, adv, cleanProbs, advProbs, attackError } = a;
     const [t0, t1, t2, t3] = a.times;
     const s = this.classifier.inputSize;
-    const clean = summarise(cleanProbs);
-    const adversarial = summarise(advProbs);
+    const names = this.classifier.classNames ?? CLASS_NAMES;
+    const clean = summarise(cleanProbs, names);
+    const adversarial = summarise(advProbs, names);
     const targetedOn = settings.targeted && settings.attack !== 'none';
     const fooled = settings.attack !== 'none' && !attackError && (targetedOn
       ? adversarial.classId === settings.target && clean.classId !== settings.target
