@@ -31,6 +31,9 @@ export const SERVE_HELP = `advsign serve [options]
   --targeted --target N  aim for class N (default 14)
   --steps N              iterations of bim/pgd/mifgsm (default 5)
   --roi x,y,w,h          fractions of the frame (default: centre square, 70 % of the short side)
+  --sticker RUN.json     draw a 'sticker' run's sticker onto the sign in view (its -layer.png beside it);
+                         the page shows clean and with-sticker side by side (the page can load others)
+  --print-dir DIR        where the page's print jobs keep their PDFs (default ./prints)
   --width/--height/--fps capture size and rate (default 640×480 at 30)
   --jpeg-quality N       frames sent to the page (default 80)
   --gpio-button N        BCM pin of the push button (short: attack on/off, long: snapshot)
@@ -47,7 +50,8 @@ export const SERVE_HELP = `advsign serve [options]
 
 Environment: ADVSIGN_PORT, ADVSIGN_HOST, ADVSIGN_SOURCE, ADVSIGN_TOKEN, ADVSIGN_MODEL, ADVSIGN_EPS, …
 (every key as ADVSIGN_SNAKE_CASE), ADVSIGN_CONFIG for the file.
-Endpoints: / (page), /healthz, /metrics, /api/snapshot.png, /api/print?size_mm=200`;
+Endpoints: / (page), /healthz, /metrics, /api/snapshot.png, /api/print?size_mm=200 (this frame only),
+POST /api/sticker (a sticker run from the page), /api/jobs/ID/FILE.pdf (a print job's PDF)`;
 
 export async function serveCommand(argv: string[]): Promise<void> {
   const flags = parseFlags(argv, { ...configFlagOptions(), config: { type: 'string' } }, 'serve');
@@ -69,7 +73,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
 
   let server;
   try {
-    server = await startServer({ config, classifier: model.classifier, logger: log, gpio });
+    server = await startServer({ config, classifier: model.classifier, logger: log, gpio, modelPath: model.path });
   } catch (e) {
     gpio.close();
     disposeClassifier(model.classifier);

@@ -56,6 +56,10 @@ export interface ServeConfig {
   maxClients: number;
   /** Extra ffmpeg input options, e.g. ['-input_format', 'mjpeg'] to take a USB camera's own MJPEG. */
   ffmpegInputArgs: string[];
+  /** A `sticker` run's JSON to draw onto the sign in view from the start (the virtual sticker). */
+  sticker: string | null;
+  /** Where the page's print jobs keep their PDFs (one folder per job). */
+  printDir: string;
 }
 
 export const DEFAULT_CONFIG: Readonly<ServeConfig> = Object.freeze({
@@ -64,6 +68,7 @@ export const DEFAULT_CONFIG: Readonly<ServeConfig> = Object.freeze({
   token: null, requireToken: false, jpegQuality: 80, width: 640, height: 480, fps: 30,
   gpioButton: null, gpioLedOk: null, gpioLedFooled: null, gpioSysfs: '/sys', gpioChip: null, gpioLongPressMs: 1500,
   gpioButtonActiveLow: false, logLevel: 'info', snapshotDir: 'snapshots', maxClients: 20, ffmpegInputArgs: [],
+  sticker: null, printDir: 'prints',
 });
 
 type Key = keyof ServeConfig;
@@ -106,6 +111,8 @@ const KEYS: Record<Key, KeyDef> = {
   snapshotDir: { kind: 'string' },
   maxClients: { kind: 'int', min: 1, max: 1000 },
   ffmpegInputArgs: { kind: 'list' },
+  sticker: { kind: 'nullableString' },
+  printDir: { kind: 'string' },
 };
 
 export const CONFIG_KEYS = Object.keys(KEYS) as Key[];

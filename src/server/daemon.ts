@@ -16,6 +16,8 @@ import type { GpioController } from '../gpio';
 import type { ServeConfig } from './config';
 import type { Logger } from './log';
 import { Pipeline, PipelineSettings, FrameResult } from './pipeline';
+import type { ImageKey } from './protocol';
+import type { LoadedSticker } from './sticker-overlay';
 import { PipelineStats, StatsSnapshot, round } from './stats';
 import type { SettingsPatch } from './schema';
 import { snapshotPng } from './snapshot';
@@ -30,6 +32,13 @@ export interface DaemonOptions {
   gpio?: GpioController;
   /** What the page may switch to (default: configured source, synthetic, cameras, test pattern). */
   allowedSources?: string[];
+}
+
+/** What the socket layer tells the loop each frame: the sticker in use and the images clients draw. */
+export interface FrameDemand {
+  sticker(): LoadedSticker | null;
+  /** Images to encode for this frame: none when nobody watches. */
+  images(): Iterable<ImageKey>;
 }
 
 export interface Health {
@@ -67,6 +76,8 @@ export class Daemon extends EventEmitter {
   private idle: Promise<void> = Promise.resolve();
   private idleResolve: (() => void) | null = null;
   private attackErrorLogged = '';
+  private stallLogged = '';
+  private demand: FrameDemand = { sticker: () => null, images: () => [] };
   readonly allowed: string[];
 
   constructor(private readonly opts: DaemonOptions) {
@@ -88,6 +99,11 @@ export class Daemon extends EventEmitter {
       if (k === 'short') this.updateSettings({ attack: this._settings.attack === 'none' ? this.lastAttack : 'none' }, 'gpio');
       else void this.saveSnapshot().catch((e: Error) => opts.logger.warn('snapshot.failed', { error: e.message }));
     });
+  }
+
+  /** Set by the socket layer (before start). */
+  setDemand(d: FrameDemand): void {
+    this.demand = d;
   }
 
   get settings(): PipelineSettings {
@@ -179,10 +195,14 @@ export class Daemon extends EventEmitter {
         const pickedAt = performance.now();
         try {
           const settings = this.settings;
-          const r = await this.pipeline.process(f, settings, pickedAt);
+          const r = await this.pipeline.process(f, settings, { pickedAt, sticker: this.demand.sticker(), images: this.demand.images() });
           this.lastFrame = f;
           this._last = r;
-          this.stats.record(r.latency, settings.attack === 'none' ? null : r.fooled);
+          const attackOn = settings.attack !== 'none';
+          // With the attack off, the fooled rate is the virtual sticker's (when one is on).
+          this.stats.record(r.latency, attackOn ? r.fooled : r.sticker ? r.sticker.fooled : null, performance.now(),
+            { stickerFooled: r.sticker ? r.sticker.fooled : null, stalled: r.stall !== null });
+          this.logStall(r.stall);
           this.opts.gpio?.indicate(settings.attack === 'none' ? 'ok' : r.fooled ? 'fooled' : 'ok');
           this.emit('result', r);
         } catch (e) {
@@ -195,6 +215,12 @@ export class Daemon extends EventEmitter {
       this.busy = false;
       this.idleResolve?.();
     }
+  }
+
+  /** A stalled attack is logged once per reason, not once per frame. */
+  private logStall(reason: string | null): void {
+    if (reason && reason !== this.stallLogged) this.opts.logger.warn('attack.stalled', { reason });
+    this.stallLogged = reason ?? '';
   }
 
   /** Applies a validated patch; when paused the frozen frame is processed again with it. */

@@ -11,6 +11,8 @@ export interface LoadedModel {
   /** What was loaded, for logs and /metrics. */
   description: string;
   untrained: boolean;
+  /** The model folder on disk (null for an untrained one): what print jobs load. */
+  path: string | null;
 }
 
 /**
@@ -22,7 +24,7 @@ export async function loadServeModel(spec: string | null): Promise<LoadedModel> 
     const arch = spec.includes(':') ? spec.slice(spec.indexOf(':') + 1) : 'cnn4';
     if (!['cnn4', 'cnn4-small', 'cnn4-wide', 'cnn4-bn'].includes(arch)) throw new UserError(`unknown architecture '${arch}' in --model ${spec}`);
     const model = buildModel({ arch: arch as 'cnn4', inputSize: 32, numClasses: 43 });
-    return { classifier: new LayersClassifier(model), description: `untrained ${arch}`, untrained: true };
+    return { classifier: new LayersClassifier(model), description: `untrained ${arch}`, untrained: true, path: null };
   }
   const dir = spec ?? defaultModelDir();
   const json = fs.existsSync(dir) && fs.statSync(dir).isDirectory() ? path.join(dir, 'model.json') : dir;
@@ -32,7 +34,7 @@ export async function loadServeModel(spec: string | null): Promise<LoadedModel> 
       : `no model at ${dir}: train one with 'advsign train --data synthetic --out models/gtsrb-cnn', pass --model DIR, or --model untrained to try the daemon with random weights`);
   }
   const classifier = await loadClassifier(dir);
-  return { classifier, description: path.relative(process.cwd(), dir) || dir, untrained: false };
+  return { classifier, description: path.relative(process.cwd(), dir) || dir, untrained: false, path: path.resolve(dir) };
 }
 
 export function disposeClassifier(c: Classifier): void {

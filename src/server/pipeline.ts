@@ -1,6 +1,7 @@
 /**
- * One frame through the model: ROI crop → model input → clean top-5 → attack → adversarial top-5,
- * amplified perturbation, fooled flag, encoded images and per-stage latencies.
+ * One frame through the model: ROI crop → model input → clean top-5 → attack → adversarial top-5
+ * (and, with a virtual sticker, the input with the sticker drawn on → its top-5), amplified
+ * perturbation, fooled flags, the images clients asked for, and per-stage latencies.
  *
  * Labels for a live frame are unknown, so the attack's "true" label is the clean prediction:
  * "fooled" means the adversarial prediction differs from the clean one (targeted: equals the
@@ -8,7 +9,7 @@
  * same before and after each call (a test checks it over many frames).
  */
 import sharp from 'sharp';
-import { tf } from '../inference/tf';
+import { tf, Tensor4D } from '../inference/tf';
 import type { Classifier } from '../inference/model';
 import { cropResize, RgbImage } from '../data/image-io';
 import { CLASS_NAMES } from '../data/classes';
@@ -17,6 +18,10 @@ import type { Attack } from '../attack/types';
 import type { Frame } from '../capture/types';
 import type { LiveAttack, NormRoi, ServeConfig } from './config';
 import type { Latency } from './stats';
+import { IMAGE_KEYS, ImageKey, StickerFrame } from './protocol';
+import type { LoadedSticker } from './sticker-overlay';
+import { encodeRgbPng } from './png';
+import { explainStall } from './stall';
 
 /** The per-frame settings: the attack fields of the serve config, plus pause. */
 export type PipelineSettings = Pick<ServeConfig, 'attack' | 'eps' | 'targeted' | 'target' | 'steps' | 'roi'> & { paused: boolean };
@@ -41,14 +46,7 @@ export interface PixelRoi {
   h: number;
 }
 
-export interface FrameImages {
-  /** The camera frame, JPEG. */
-  frame: Buffer;
-  /** Model-sized PNGs (lossless: JPEG would wash out a ±8/255 perturbation). */
-  cleanCrop: Buffer;
-  perturbation: Buffer;
-  adversarial: Buffer;
-}
+export type FrameImages = Partial<Record<ImageKey, Buffer>>;
 
 export interface FrameResult {
   seq: number;
@@ -65,12 +63,20 @@ export interface FrameResult {
   attack: { name: LiveAttack; eps: number; targeted: boolean; target: number; steps: number; error?: string };
   /** Measured max |adversarial − clean| (≤ eps). */
   linf: number;
+  /** Share of the input values the attack changed. */
+  moved: number;
+  /** Why an attack that is on changed nothing (null otherwise). */
+  stall: string | null;
   /** The perturbation image shows 0.5 + δ·amplify. */
   amplify: number;
+  sticker: StickerFrame | null;
   latency: Latency;
+  /** The encoded images so far (ensureImages adds the others on demand). */
   images: FrameImages;
-  /** Model-sized float crops (for snapshot and print), size*size*3 in [0, 1]. */
-  crops: { clean: Float32Array; adversarial: Float32Array; size: number };
+  /** Model-sized float crops (for snapshot, print and late encoding), size*size*3 in [0, 1]. */
+  crops: { clean: Float32Array; adversarial: Float32Array; sticker: Float32Array | null; size: number };
+  /** The camera frame, for a JPEG encoded late. */
+  frame: Pick<Frame, 'rgb' | 'width' | 'height' | 'jpeg'>;
 }
 
 /** The default ROI: a centre square of 70 % of the shorter side (a sign filling it resembles a GTSRB crop). */
@@ -108,8 +114,9 @@ function toBytes(a: Float32Array, map: (v: number, i: number) => number = (v) =>
   return out;
 }
 
-export function pngFromFloat(a: Float32Array, size: number, map?: (v: number, i: number) => number): Promise<Buffer> {
-  return sharp(toBytes(a, map), { raw: { width: size, height: size, channels: 3 } }).png({ compressionLevel: 3 }).toBuffer();
+/** A model-sized float image as PNG (synchronous: see png.ts). */
+export function pngFromFloat(a: Float32Array, size: number, map?: (v: number, i: number) => number): Buffer {
+  return encodeRgbPng(toBytes(a, map), size, size);
 }
 
 function summarise(probs: Float32Array, k = 5): PredictionSummary {
@@ -118,10 +125,42 @@ function summarise(probs: Float32Array, k = 5): PredictionSummary {
   return { classId: top5[0].classId, name: top5[0].name, confidence: top5[0].p, top5 };
 }
 
+/**
+ * Encodes the images of `keys` that `r` does not have yet (in place). The page's panels are
+ * model-sized PNGs (lossless: JPEG would wash out a ±8/255 perturbation); the frame is a JPEG.
+ */
+export async function ensureImages(r: FrameResult, keys: Iterable<ImageKey>, jpegQuality = 80): Promise<void> {
+  const s = r.crops.size;
+  const { clean, adversarial, sticker } = r.crops;
+  for (const k of keys) {
+    if (r.images[k]) continue;
+    switch (k) {
+      case 'frame':
+        r.images.frame = r.frame.jpeg ?? await sharp(r.frame.rgb, { raw: { width: r.frame.width, height: r.frame.height, channels: 3 } })
+          .jpeg({ quality: jpegQuality }).toBuffer();
+        break;
+      case 'cleanCrop': r.images.cleanCrop = pngFromFloat(clean, s); break;
+      case 'perturbation': r.images.perturbation = pngFromFloat(adversarial, s, (v, i) => 0.5 + (v - clean[i]) * r.amplify); break;
+      case 'adversarial': r.images.adversarial = pngFromFloat(adversarial, s); break;
+      case 'sticker': if (sticker) r.images.sticker = pngFromFloat(sticker, s); break;
+    }
+  }
+}
+
 export interface PipelineOptions {
   jpegQuality?: number;
   onAttackError?: (message: string) => void;
 }
+
+export interface ProcessOptions {
+  /** performance.now() when the frame was picked up (default: now). */
+  pickedAt?: number;
+  /** The virtual sticker to draw onto the sign (null: none). */
+  sticker?: LoadedSticker | null;
+  /** The images to encode now (default: all; none when no client is watching). */
+  images?: Iterable<ImageKey>;
+}
+
 
 export class Pipeline {
   private attacks = new Map<string, Attack>();
@@ -140,57 +179,93 @@ export class Pipeline {
     return a;
   }
 
-  private async probabilities(x: tf.Tensor4D): Promise<Float32Array> {
+  /** Softmax probabilities of a batch, one Float32Array per image. */
+  private async probabilities(x: Tensor4D): Promise<Float32Array[]> {
     const p = tf.tidy(() => tf.softmax(this.classifier.logits(x)));
     try {
-      return (await p.data()) as Float32Array;
+      const all = (await p.data()) as Float32Array;
+      const k = this.classifier.numClasses;
+      return Array.from({ length: x.shape[0] }, (_, i) => all.subarray(i * k, (i + 1) * k));
     } finally {
       p.dispose();
     }
   }
 
-  async process(frame: Frame, settings: PipelineSettings, pickedAt = performance.now()): Promise<FrameResult> {
+  /** The adversarial input, or the attack's error in one line. */
+  private async runAttack(x: Tensor4D, label: number, settings: PipelineSettings, seq: number): Promise<{ adv: Float32Array } | { error: string }> {
+    const labels = tf.tensor1d([label], 'int32');
+    try {
+      // Targeted even when the model already says the target: the step then only adds confidence
+      // (an untargeted step here would push away from the target).
+      const targeted = settings.targeted;
+      const res = await this.attackFor(settings.attack).run(this.classifier, x, labels, {
+        eps: settings.eps, targeted, ...(targeted ? { target: settings.target } : {}), steps: settings.steps,
+        ...(settings.attack === 'pgd' ? { restarts: 1, seed: seq } : {}),
+      });
+      try {
+        return { adv: (await res.adversarial.data()) as Float32Array };
+      } finally {
+        res.adversarial.dispose();
+      }
+    } catch (e) {
+      const error = (e as Error).message.split('\n')[0];
+      this.opts.onAttackError?.(error);
+      return { error };
+    } finally {
+      labels.dispose();
+    }
+  }
+
+  async process(frame: Frame, settings: PipelineSettings, opts: ProcessOptions = {}): Promise<FrameResult> {
+    const pickedAt = opts.pickedAt ?? performance.now();
     const clf = this.classifier;
     const s = clf.inputSize;
     const t0 = performance.now();
     const roi = roiToPixels(settings.roi, frame.width, frame.height);
     const input = cropResize(roiToFloat(frame, roi), null, s, 0);
+    const sticker = opts.sticker ?? null;
+    const stickered = sticker ? sticker.overlay.apply(input) : null;
     const t1 = performance.now();
 
+    const attackOn = settings.attack !== 'none';
     const x = tf.tensor4d(input, [1, s, s, 3]);
-    let cleanProbs: Float32Array;
-    let advProbs: Float32Array;
+    let cleanProbs: Float32Array, advProbs: Float32Array, stickerProbs: Float32Array | null = null;
     let adv: Float32Array = input;
-    let t2: number;
     let attackError: string | undefined;
+    let stall: string | null = null;
+    let moved = 0;
+    let t2: number;
     try {
-      cleanProbs = await this.probabilities(x);
+      [cleanProbs] = await this.probabilities(x);
       t2 = performance.now();
       advProbs = cleanProbs;
-      if (settings.attack !== 'none') {
-        const label = argmax(cleanProbs);
-        const labels = tf.tensor1d([label], 'int32');
+      const label = argmax(cleanProbs);
+      // ε = 0 cannot move anything: say so instead of running a no-op attack.
+      if (attackOn && settings.eps > 0) {
+        const out = await this.runAttack(x, label, settings, frame.seq);
+        if ('adv' in out) adv = out.adv;
+        else attackError = out.error;
+      }
+      // The adversarial and the stickered inputs are classified in one batch.
+      const batch = [...(adv !== input ? [adv] : []), ...(stickered ? [stickered] : [])];
+      if (batch.length) {
+        const data = new Float32Array(batch.length * input.length);
+        batch.forEach((b, i) => data.set(b, i * input.length));
+        const xb = tf.tensor4d(data, [batch.length, s, s, 3]);
         try {
-          // Targeted even when the model already says the target: the step then only adds confidence
-          // (an untargeted step here would push away from the target).
-          const targeted = settings.targeted;
-          const res = await this.attackFor(settings.attack).run(clf, x, labels, {
-            eps: settings.eps, targeted, ...(targeted ? { target: settings.target } : {}), steps: settings.steps,
-            ...(settings.attack === 'pgd' ? { restarts: 1, seed: frame.seq } : {}),
-          });
-          try {
-            adv = (await res.adversarial.data()) as Float32Array;
-            advProbs = await this.probabilities(res.adversarial);
-          } finally {
-            res.adversarial.dispose();
-          }
-        } catch (e) {
-          attackError = (e as Error).message.split('\n')[0];
-          this.opts.onAttackError?.(attackError);
+          const probs = await this.probabilities(xb);
+          if (adv !== input) advProbs = probs[0];
+          if (stickered) stickerProbs = probs[probs.length - 1];
         } finally {
-          labels.dispose();
+          xb.dispose();
         }
       }
+      let changed = 0;
+      for (let i = 0; i < adv.length; i++) if (adv[i] !== input[i]) changed++;
+      if (attackOn && !attackError && changed === 0) {
+        stall = await explainStall({ clf, x, input, label, target: settings.targeted ? settings.target : null, eps: settings.eps });
+      }
+      moved = changed / input.length;
     } finally {
       x.dispose();
     }
@@ -198,43 +273,46 @@ export class Pipeline {
 
     const clean = summarise(cleanProbs);
     const adversarial = summarise(advProbs);
-    const targetedOn = settings.targeted && settings.attack !== 'none';
-    const fooled = settings.attack !== 'none' && !attackError && (targetedOn
+    const targetedOn = settings.targeted && attackOn;
+    const fooled = attackOn && !attackError && (targetedOn
       ? adversarial.classId === settings.target && clean.classId !== settings.target
       : adversarial.classId !== clean.classId);
     let linf = 0;
     for (let i = 0; i < adv.length; i++) linf = Math.max(linf, Math.abs(adv[i] - input[i]));
     // Amplify so ±eps spans the whole grey scale; with eps 0 or no attack the panel is flat grey.
     const amplify = settings.eps > 0 ? 0.5 / settings.eps : 0;
+    let stickerFrame: StickerFrame | null = null;
+    if (sticker && stickerProbs) {
+      const pred = summarise(stickerProbs);
+      const target = sticker.run.target?.classId ?? null;
+      stickerFrame = {
+        id: sticker.summary.id, prediction: pred, target, matchesSign: clean.classId === sticker.run.classId,
+        fooled: target !== null ? pred.classId === target && clean.classId !== target : pred.classId !== clean.classId,
+      };
+    }
 
-    const frameJpeg = frame.jpeg
-      ? Promise.resolve(frame.jpeg)
-      : sharp(frame.rgb, { raw: { width: frame.width, height: frame.height, channels: 3 } }).jpeg({ quality: this.jpegQuality }).toBuffer();
-    const [jpeg, cleanCrop, perturbation, adversarialPng] = await Promise.all([
-      frameJpeg,
-      pngFromFloat(input, s),
-      pngFromFloat(adv, s, (v, i) => 0.5 + (v - input[i]) * amplify),
-      pngFromFloat(adv, s),
-    ]);
-    const t4 = performance.now();
-
-    return {
+    const r: FrameResult = {
       seq: frame.seq, t: frame.t, width: frame.width, height: frame.height,
       ...(frame.label !== undefined ? { label: frame.label } : {}),
       roi, clean, adversarial, fooled,
       attack: { name: settings.attack, eps: settings.eps, targeted: settings.targeted, target: settings.target, steps: settings.steps,
         ...(attackError ? { error: attackError } : {}) },
-      linf, amplify,
-      latency: {
-        // capture: from the frame's arrival (last byte, or render start) to the pipeline picking it up:
-        // decode/render time plus any wait behind the previous frame.
-        capture: Math.max(frame.decodeMs, pickedAt - frame.t),
-        preprocess: t1 - t0, classify: t2 - t1, attack: t3 - t2, encode: t4 - t3,
-        total: t4 - frame.t,
-      },
-      images: { frame: jpeg, cleanCrop, perturbation, adversarial: adversarialPng },
-      crops: { clean: input, adversarial: adv, size: s },
+      linf, moved, stall, amplify, sticker: stickerFrame,
+      latency: { capture: 0, preprocess: 0, classify: 0, attack: 0, encode: 0, total: 0 },
+      images: {},
+      crops: { clean: input, adversarial: adv, sticker: stickered, size: s },
+      frame: { rgb: frame.rgb, width: frame.width, height: frame.height, ...(frame.jpeg ? { jpeg: frame.jpeg } : {}) },
     };
+    await ensureImages(r, opts.images ?? IMAGE_KEYS, this.jpegQuality);
+    const t4 = performance.now();
+    r.latency = {
+      // capture: from the frame's arrival (last byte, or render start) to the pipeline picking it up:
+      // decode/render time plus any wait behind the previous frame.
+      capture: Math.max(frame.decodeMs, pickedAt - frame.t),
+      preprocess: t1 - t0, classify: t2 - t1, attack: t3 - t2, encode: t4 - t3,
+      total: t4 - frame.t,
+    };
+    return r;
   }
 }
 
