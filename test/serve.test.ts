@@ -517,13 +517,14 @@ describe('serve: pipeline tensor hygiene', function () {
       const { rgb, pose } = scene.render(i * 0.1);
       return { rgb, width: 128, height: 96, t: performance.now(), seq: i, decodeMs: 0, label: pose.classId };
     };
-    const base: PipelineSettings = { attack: 'fgsm', eps: 8 / 255, targeted: false, target: 14, steps: 2, roi: null, paused: false };
+    const base: PipelineSettings = { attack: 'fgsm', eps: 8 / 255, targeted: false, target: 14, steps: 2, loss: 'ce', roi: null, paused: false };
     // Warm-up: first calls create lasting kernel state.
     for (const attack of ['fgsm', 'bim', 'pgd', 'mifgsm'] as const) await pipe.process(frame(0), { ...base, attack });
     const start = tf.memory().numTensors;
     const variants: PipelineSettings[] = [
       base, { ...base, attack: 'bim' }, { ...base, attack: 'pgd' }, { ...base, targeted: true }, { ...base, attack: 'none' },
       { ...base, roi: { x: 0.1, y: 0.1, w: 0.5, h: 0.5 } }, { ...base, eps: 0 },
+      { ...base, loss: 'dlr' }, { ...base, attack: 'pgd', loss: 'margin' },
     ];
     for (let i = 0; i < 70; i++) {
       const r = await pipe.process(frame(i), variants[i % variants.length]);

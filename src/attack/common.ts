@@ -8,6 +8,7 @@ import type { Classifier } from '../inference/model';
 import { UserError } from '../data/types';
 import { createRng } from '../data/random';
 import type { Attack, AttackOptions, Norm } from './types';
+import { inputGradient, ATTACK_LOSSES, AttackLoss } from './loss';
 
 /** A finite number option (attack-specific extras arrive as `unknown`). */
 export function numberOption(o: AttackOptions, key: string, def: number): number {
@@ -68,6 +69,17 @@ export function resolveTargets(o: AttackOptions, n: number, numClasses: number, 
   return t;
 }
 
+/**
+ * The loss an attack is to climb: 'ce' unless set; an attack with an objective of its own
+ * (DeepFool, C&W, JSMA…) refuses any loss rather than silently ignoring it.
+ */
+export function lossOption(o: AttackOptions, attack: Pick<Attack, 'name' | 'takesLoss'>): AttackLoss {
+  if (o.loss === undefined) return 'ce';
+  if (!attack.takesLoss) throw new UserError(`attack '${attack.name}' has its own objective: a loss (${o.loss}) does not apply to it`);
+  if (!(ATTACK_LOSSES as readonly string[]).includes(o.loss)) throw new UserError(`unknown loss '${String(o.loss)}': use one of ${ATTACK_LOSSES.join(', ')}`);
+  return o.loss;
+}
+
 /** Rejects targeted mode for attacks that have none (rather than silently running untargeted). */
 export function rejectTargeted(o: AttackOptions, attack: string): void {
   if (o.targeted) throw new UserError(`attack '${attack}' has no targeted mode`);
@@ -117,18 +129,6 @@ export function ceSum(logits: Tensor2D, cls: Tensor1D): tf.Scalar {
   return tf.tidy(() => {
     const oh = tf.oneHot(tf.cast(cls, 'int32'), logits.shape[1]);
     return tf.losses.softmaxCrossEntropy(oh, logits, undefined, undefined, tf.Reduction.SUM) as tf.Scalar;
-  });
-}
-
-/**
- * Gradient of the attack objective w.r.t. the input: +∇CE(label) untargeted (climb the true
- * class loss), −∇CE(target) targeted (descend the target loss). Adding it helps the attack.
- */
-export function ascentGradient(model: Classifier, x: Tensor4D, labels: Tensor1D, targets: Tensor1D | null): Tensor4D {
-  return tf.tidy(() => {
-    const cls = targets ?? labels;
-    const g = tf.grad((xx) => ceSum(model.logits(xx as Tensor4D), cls))(x) as Tensor4D;
-    return targets ? tf.neg(g) : g;
   });
 }
 
@@ -257,6 +257,7 @@ export interface EpsAttackInput {
   y: Int32Array;
   targets: Int32Array | null;
   eps: number;
+  loss: AttackLoss;
   options: AttackOptions;
 }
 
@@ -269,11 +270,13 @@ export function epsAttack(name: string, title: string, norm: Norm, make: (a: Eps
     name, title, norm,
     usesEps: true,
     supportsTargeted: true,
+    takesLoss: true,
     async run(model, images, labels, options) {
       const eps = requireEps(options, name);
+      const loss = lossOption(options, { name, takesLoss: true });
       const y = labelArray(labels);
       const targets = resolveTargets(options, y.length, model.numClasses, name);
-      const adversarial = await make({ model, images, labels, y, targets, eps, options });
+      const adversarial = await make({ model, images, labels, y, targets, eps, loss, options });
       return { adversarial, success: await successOf(model, adversarial, y, targets) };
     },
   };
@@ -284,9 +287,12 @@ export function epsAttack(name: string, title: string, norm: Norm, make: (a: Eps
  * [0, 1]. The step is taken up the loss (or, targeted, down the target class's loss).
  */
 export function oneStepLinfAttack(name: string, title: string, step: (g: Tensor4D, eps: number) => tf.Tensor): Attack {
-  return epsAttack(name, title, 'linf', ({ model, images, labels, targets, eps }) => tf.tidy(() => {
+  return epsAttack(name, title, 'linf', async ({ model, images, labels, targets, eps, loss }) => {
     const t = targets ? tf.tensor1d(targets, 'int32') : null;
-    const g = ascentGradient(model, images, labels, t);
-    return projectLinf(tf.add(images, step(g, eps)) as Tensor4D, images, eps);
-  }));
+    const g = await inputGradient(model, images, labels, t, loss);
+    t?.dispose();
+    const adv = tf.tidy(() => projectLinf(tf.add(images, step(g, eps)) as Tensor4D, images, eps));
+    g.dispose();
+    return adv;
+  });
 }

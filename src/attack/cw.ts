@@ -12,7 +12,7 @@
  */
 import { tf, Tensor1D, Tensor4D } from '../inference/tf';
 import type { Attack } from './types';
-import { adamUpdate, bisectConstants, intOption, labelArray, marginTensor, numberOption, resolveTargets, selectRows, successOf } from './common';
+import { adamUpdate, bisectConstants, intOption, labelArray, marginTensor, numberOption, resolveTargets, selectRows, successOf, lossOption } from './common';
 
 export const cw: Attack = {
   name: 'cw',
@@ -20,7 +20,9 @@ export const cw: Attack = {
   norm: 'l2',
   usesEps: false,
   supportsTargeted: true,
+  takesLoss: false,
   async run(model, images, labels, options) {
+    lossOption(options, cw);
     const steps = intOption(options, 'steps', 100, 1);
     const binarySteps = intOption(options, 'binarySteps', 5, 1);
     const lr = numberOption(options, 'stepSize', 0.01);

@@ -10,7 +10,7 @@
 import { tf, Tensor1D, Tensor4D } from '../inference/tf';
 import type { Classifier } from '../inference/model';
 import type { Attack } from './types';
-import { argmaxRows, intOption, labelArray, numberOption, rejectTargeted, selectRows } from './common';
+import { argmaxRows, intOption, labelArray, numberOption, rejectTargeted, selectRows, lossOption } from './common';
 
 export interface DeepFoolOptions {
   steps: number;
@@ -103,7 +103,9 @@ export const deepfool: Attack = {
   norm: 'l2',
   usesEps: false,
   supportsTargeted: false,
+  takesLoss: false,
   async run(model, images, labels, options) {
+    lossOption(options, deepfool);
     rejectTargeted(options, 'deepfool');
     return deepfoolBatch(model, images, labelArray(labels), {
       steps: intOption(options, 'steps', 50, 1),

@@ -3,8 +3,8 @@
  * Targeted, it is the one-step target class method (Kurakin et al. 2017): a step *down* the
  * cross-entropy of the target class.
  */
-import { tf } from '../inference/tf';
+import { tf, signExact } from '../inference/tf';
 import type { Attack } from './types';
 import { oneStepLinfAttack } from './common';
 
-export const fgsm: Attack = oneStepLinfAttack('fgsm', 'FGSM (targeted: one-step target class method)', (g, eps) => tf.mul(tf.sign(g), eps));
+export const fgsm: Attack = oneStepLinfAttack('fgsm', 'FGSM (targeted: one-step target class method)', (g, eps) => tf.mul(signExact(g), eps));

@@ -9,11 +9,11 @@
  * It has no norm budget relative to the input. Untargeted, the target is the input's runner-up
  * class (a class the model has learnt, unlike a random one on a partly trained model).
  */
-import { tf, Tensor4D } from '../inference/tf';
+import { tf, signExact, Tensor4D } from '../inference/tf';
 import type { Classifier } from '../inference/model';
 import { UserError } from '../data/types';
 import type { Attack } from './types';
-import { fallbackTargets, intOption, labelArray, numberOption, resolveTargets, seedOption } from './common';
+import { fallbackTargets, intOption, labelArray, numberOption, resolveTargets, seedOption, lossOption } from './common';
 
 export interface FoolingOptions {
   /** Stop when the target's softmax reaches this (default 0.99). */
@@ -70,7 +70,7 @@ export async function makeFoolingImages(model: Classifier, targetClasses: ArrayL
           // Σ log softmax(z)_t, written with logits so it does not saturate like softmax does.
           return tf.sum(tf.mul(tf.sub(z, tf.logSumExp(z, 1, true)), oh));
         })(x);
-        const upd = tf.mul(tf.sign(g), tf.reshape(tf.mul(tf.tensor1d(moving), stepSize), [n, 1, 1, 1]));
+        const upd = tf.mul(signExact(g), tf.reshape(tf.mul(tf.tensor1d(moving), stepSize), [n, 1, 1, 1]));
         return tf.clipByValue(tf.add(x, upd), 0, 1) as Tensor4D;
       });
       x.dispose();
@@ -92,7 +92,9 @@ export const fooling: Attack = {
   norm: 'linf',
   usesEps: false,
   supportsTargeted: true,
+  takesLoss: false,
   async run(model, images, labels, options) {
+    lossOption(options, fooling);
     const y = labelArray(labels);
     const n = y.length;
     const explicit = resolveTargets(options, n, model.numClasses, 'fooling');

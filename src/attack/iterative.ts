@@ -2,11 +2,12 @@
  * The gradient-step loop behind BIM, PGD (L∞ and L2) and MI-FGSM: one helper so the projection,
  * clipping and tensor bookkeeping are written (and tested) once.
  */
-import { tf, Tensor1D, Tensor4D } from '../inference/tf';
+import { tf, signExact, Tensor1D, Tensor4D } from '../inference/tf';
 import type { Classifier } from '../inference/model';
 import type { Attack } from './types';
+import { inputGradient, AttackLoss } from './loss';
 import {
-  ascentGradient, epsAttack, intOption, l2PerImage, marginsFromLogits, numberOption, projectL2, projectLinf, seedOption, selectRows,
+  epsAttack, intOption, l2PerImage, marginsFromLogits, numberOption, projectL2, projectLinf, seedOption, selectRows,
 } from './common';
 
 export interface IterateOptions {
@@ -18,16 +19,19 @@ export interface IterateOptions {
   start?: Tensor4D;
   /** MI-FGSM decay factor μ; 0 (default) = plain BIM/PGD. */
   momentum?: number;
+  /** The objective climbed (default 'ce'). */
+  loss?: AttackLoss;
 }
 
 /** Runs the iterations and returns the final adversarial batch (caller disposes). */
-export function iterateAttack(model: Classifier, x: Tensor4D, labels: Tensor1D, targets: Tensor1D | null, o: IterateOptions): Tensor4D {
+export async function iterateAttack(model: Classifier, x: Tensor4D, labels: Tensor1D, targets: Tensor1D | null, o: IterateOptions): Promise<Tensor4D> {
   const project = o.norm === 'linf' ? projectLinf : projectL2;
   let adv = o.start ? o.start.clone() : x.clone();
   let g: Tensor4D | null = null; // momentum accumulator
   for (let s = 0; s < o.steps; s++) {
+    const raw = await inputGradient(model, adv, labels, targets, o.loss);
     const next = tf.tidy(() => {
-      let grad = ascentGradient(model, adv, labels, targets);
+      let grad: Tensor4D = raw;
       if (o.momentum) {
         // MI-FGSM: normalise by the mean |grad| (L1 up to a constant) so old and new gradients
         // are on the same scale, then accumulate with decay μ.
@@ -37,13 +41,14 @@ export function iterateAttack(model: Classifier, x: Tensor4D, labels: Tensor1D, 
       }
       let step: Tensor4D;
       if (o.norm === 'linf') {
-        step = tf.mul(tf.sign(grad), o.stepSize);
+        step = tf.mul(signExact(grad), o.stepSize);
       } else {
         // L2 steepest ascent: the gradient direction with L2 length stepSize.
         step = tf.mul(grad, tf.div(o.stepSize, tf.maximum(l2PerImage(grad), 1e-12)));
       }
       return { adv: project(tf.add(adv, step), x, o.eps), g: o.momentum ? grad : undefined };
     });
+    raw.dispose();
     adv.dispose();
     g?.dispose();
     adv = next.adv;
@@ -69,6 +74,7 @@ export interface RestartOptions {
   randomStart: boolean;
   restarts: number;
   seed: number;
+  loss: AttackLoss;
 }
 
 /** A uniformly random point of the L∞ ball, or a random direction at a random radius of the L2 ball. */
@@ -97,7 +103,7 @@ export async function pgdWithRestarts(
     const restarts = o.randomStart ? Math.max(1, o.restarts) : 1;
     for (let r = 0; r < restarts; r++) {
       const start = o.randomStart ? randomStart(x, o.norm, o.eps, o.seed + 1000 * r) : undefined;
-      const adv = iterateAttack(model, x, labels, t, { ...o, start });
+      const adv = await iterateAttack(model, x, labels, t, { ...o, start });
       start?.dispose();
       const m = await batchMargins(model, adv, cls, targets != null);
       if (!best || !bestMargin) {
@@ -124,10 +130,10 @@ export async function pgdWithRestarts(
  * the L∞ and L2 attacks differ only in the norm.
  */
 export function pgdAttack(name: string, title: string, norm: 'linf' | 'l2'): Attack {
-  return epsAttack(name, title, norm, ({ model, images, labels, y, targets, eps, options }) => {
+  return epsAttack(name, title, norm, ({ model, images, labels, y, targets, eps, loss, options }) => {
     const steps = intOption(options, 'steps', 10, 1);
     return pgdWithRestarts(model, images, labels, y, targets, {
-      norm, eps, steps,
+      norm, eps, steps, loss,
       stepSize: numberOption(options, 'stepSize', 2.5 * eps / steps),
       randomStart: options.randomStart ?? true,
       restarts: intOption(options, 'restarts', 1, 1),
@@ -144,13 +150,13 @@ export function pgdAttack(name: string, title: string, norm: 'linf' | 'l2'): Att
 export function iteratedLinfAttack(
   name: string, title: string, defaultStep: (eps: number, steps: number) => number, defaultMomentum?: number,
 ): Attack {
-  return epsAttack(name, title, 'linf', ({ model, images, labels, targets, eps, options }) => {
+  return epsAttack(name, title, 'linf', async ({ model, images, labels, targets, eps, loss, options }) => {
     const steps = intOption(options, 'steps', 10, 1);
     const stepSize = numberOption(options, 'stepSize', defaultStep(eps, steps));
     const momentum = defaultMomentum === undefined ? 0 : numberOption(options, 'momentum', defaultMomentum);
     const t = targets ? tf.tensor1d(targets, 'int32') : null;
     try {
-      return iterateAttack(model, images, labels, t, { norm: 'linf', eps, steps, stepSize, momentum });
+      return await iterateAttack(model, images, labels, t, { norm: 'linf', eps, steps, stepSize, momentum, loss });
     } finally {
       t?.dispose();
     }

@@ -31,8 +31,7 @@ import { tf, Tensor4D } from '../inference/tf';
 import type { Attack } from './types';
 import {
   argmaxRows, fallbackTargets, intOption, labelArray, numberOption, resolveTargets, seedOption, stringOption,
-  successFromPredictions,
-} from './common';
+  successFromPredictions, lossOption } from './common';
 
 export const jsma: Attack = {
   name: 'jsma',
@@ -40,7 +39,9 @@ export const jsma: Attack = {
   norm: 'l0',
   usesEps: false,
   supportsTargeted: true,
+  takesLoss: false,
   async run(model, images, labels, options) {
+    lossOption(options, jsma);
     const maxFraction = numberOption(options, 'maxFraction', 0.1);
     const pairCandidates = intOption(options, 'pairCandidates', 48, 2);
     const useProbs = stringOption(options, 'saliency', ['probs', 'logits'] as const, 'probs') === 'probs';

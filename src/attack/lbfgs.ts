@@ -16,8 +16,7 @@ import { tf, Tensor1D, Tensor4D } from '../inference/tf';
 import type { Attack } from './types';
 import {
   adamUpdate, argmaxRows, bisectConstants, fallbackTargets, intOption, labelArray, numberOption, resolveTargets, seedOption, selectRows, stringOption,
-  successFromPredictions,
-} from './common';
+  successFromPredictions, lossOption } from './common';
 
 export const lbfgs: Attack = {
   name: 'lbfgs',
@@ -25,7 +24,9 @@ export const lbfgs: Attack = {
   norm: 'l2',
   usesEps: false,
   supportsTargeted: true,
+  takesLoss: false,
   async run(model, images, labels, options) {
+    lossOption(options, lbfgs);
     const steps = intOption(options, 'steps', 50, 1);
     const searchSteps = intOption(options, 'searchSteps', 4, 1);
     const lr = numberOption(options, 'stepSize', 0.01);

@@ -13,7 +13,7 @@ import { tf } from '../inference/tf';
 import type { Classifier } from '../inference/model';
 import type { Attack } from './types';
 import { createRng } from '../data/random';
-import { intOption, labelArray, marginsFromLogits, numberOption, requireEps, resolveTargets, seedOption } from './common';
+import { intOption, labelArray, marginsFromLogits, numberOption, requireEps, resolveTargets, seedOption, lossOption } from './common';
 
 /** Fraction of the image a window covers at iteration `it` (paper schedule, rescaled to the budget). */
 export function squareFraction(pInit: number, it: number, nIters: number): number {
@@ -36,7 +36,9 @@ export const square: Attack = {
   norm: 'linf',
   usesEps: true,
   supportsTargeted: true,
+  takesLoss: false,
   async run(model, images, labels, options) {
+    lossOption(options, square);
     const eps = requireEps(options, 'square');
     // With eps = 0 there is nothing to search: one query to report success.
     const maxQueries = eps > 0 ? intOption(options, 'maxQueries', 1000, 1) : 1;

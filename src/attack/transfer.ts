@@ -62,6 +62,7 @@ export function makeTransferAttack(surrogate: Classifier, inner: Attack): Attack
     norm: inner.norm,
     usesEps: inner.usesEps,
     supportsTargeted: inner.supportsTargeted,
+    takesLoss: inner.takesLoss,
     async run(model, images, labels, options) {
       const r = await inner.run(surrogate, images, labels, options);
       const y = labelArray(labels);

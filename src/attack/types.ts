@@ -5,6 +5,7 @@
  */
 import type { Tensor4D, Tensor1D } from '../inference/tf';
 import type { Classifier } from '../inference/model';
+import type { AttackLoss } from './loss';
 
 export type Norm = 'linf' | 'l2' | 'l0';
 
@@ -23,6 +24,8 @@ export interface AttackOptions {
   randomStart?: boolean;
   restarts?: number;
   seed?: number;
+  /** The objective gradient attacks climb (see loss.ts); only attacks with `takesLoss`. Default 'ce'. */
+  loss?: AttackLoss;
   /** Attack-specific extras (e.g. C&W confidence, JSMA max pixels). */
   [extra: string]: unknown;
 }
@@ -47,5 +50,7 @@ export interface Attack {
   readonly usesEps: boolean;
   /** Whether it supports targeted mode. */
   readonly supportsTargeted: boolean;
+  /** Whether it climbs a choosable objective (`loss`); the others have their own (DeepFool, C&W…). */
+  readonly takesLoss: boolean;
   run(model: Classifier, images: Tensor4D, labels: Tensor1D, options: AttackOptions): Promise<AttackResult>;
 }

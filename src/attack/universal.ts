@@ -7,11 +7,12 @@
  *   - 'deepfool': the paper's minimal DeepFool perturbations of those images, summed per batch
  *     (the paper adds them one image at a time; batching trades a little fidelity for speed).
  */
-import { tf, Tensor1D, Tensor4D } from '../inference/tf';
+import { tf, signExact, Tensor1D, Tensor4D } from '../inference/tf';
 import type { Classifier } from '../inference/model';
 import { UserError } from '../data/types';
 import type { Attack, AttackOptions } from './types';
-import { ceSum, intOption, labelArray, numberOption, predictBatch, rejectTargeted, requireEps, stringOption, successFromPredictions } from './common';
+import { inputGradient, AttackLoss } from './loss';
+import { intOption, labelArray, lossOption, numberOption, predictBatch, rejectTargeted, requireEps, stringOption, successFromPredictions } from './common';
 import { deepfoolBatch } from './deepfool';
 
 export interface UniversalOptions {
@@ -24,6 +25,8 @@ export interface UniversalOptions {
   method?: 'fgsm' | 'deepfool';
   /** Stop once the fooling rate on the data reaches this (default 1: run all epochs). */
   stopAt?: number;
+  /** The objective of the 'fgsm' method's steps (default 'ce'). */
+  loss?: AttackLoss;
 }
 
 export interface UniversalResult {
@@ -102,12 +105,13 @@ export async function computeUniversal(model: Classifier, images: Tensor4D, labe
       if (any) {
         let step: tf.Tensor;
         if (method === 'fgsm') {
+          const g = await inputGradient(model, xv, yb, null, opts.loss);
           step = tf.tidy(() => {
-            const g = tf.grad((xx) => ceSum(model.logits(xx as Tensor4D), yb))(xv);
             const norm = tf.maximum(tf.mean(tf.abs(g), [1, 2, 3], true), 1e-12);
             const weighted = tf.mul(tf.div(g, norm), tf.reshape(tf.tensor1d(keep), [m, 1, 1, 1]));
-            return tf.mul(tf.sign(tf.sum(weighted, 0)), stepSize);
+            return tf.mul(signExact(tf.sum(weighted, 0)), stepSize);
           });
+          g.dispose();
         } else {
           const { adversarial } = await deepfoolBatch(model, xv, y.subarray(i, i + m), { steps: 10, overshoot: 0.02, candidates: 10 });
           step = tf.tidy(() => tf.sum(tf.mul(tf.sub(adversarial, xv), tf.reshape(tf.tensor1d(keep), [m, 1, 1, 1])), 0));
@@ -132,9 +136,11 @@ export const universal: Attack = {
   norm: 'linf',
   usesEps: true,
   supportsTargeted: false,
+  takesLoss: true,
   async run(model, images, labels, options: AttackOptions) {
     rejectTargeted(options, 'universal');
     const eps = requireEps(options, 'universal');
+    const loss = lossOption(options, universal);
     const given = options.perturbation;
     let v: Float32Array;
     if (given !== undefined) {
@@ -148,6 +154,7 @@ export const universal: Attack = {
         stepSize: numberOption(options, 'stepSize', eps / 4),
         method: stringOption(options, 'method', ['fgsm', 'deepfool'] as const, 'fgsm'),
         batchSize: intOption(options, 'batchSize', 32, 1),
+        loss,
       })).perturbation;
     }
     const adversarial = applyPerturbation(images, v, eps);

@@ -10,6 +10,7 @@ import { CLASS_NAMES } from '../data/classes';
 import { UserError } from '../data/types';
 import { getAttack, parseEps, validateTarget, attackNames } from '../attack/registry';
 import { perturbationNorms } from '../attack/norms';
+import { ATTACK_LOSSES, parseAttackLoss } from '../attack/loss';
 import { int, parseFlags, required, str } from './args';
 
 export const ATTACK_HELP = `advsign attack --model models/NAME --attack fgsm --eps 8/255 --input in.png --out adv.png
@@ -19,16 +20,19 @@ export const ATTACK_HELP = `advsign attack --model models/NAME --attack fgsm --e
   --target N         class to aim for (targeted attacks)
   --label N          true class of the image (default: the model's clean prediction)
   --steps N          iterations for iterative attacks
+  --loss L           objective of gradient attacks: ${ATTACK_LOSSES.join(' | ')} (default ce)
   --json             print the result as JSON`;
 
 export async function attackCommand(argv: string[]): Promise<void> {
   const f = parseFlags(argv, {
     model: { type: 'string' }, attack: { type: 'string' }, eps: { type: 'string' }, input: { type: 'string' },
-    out: { type: 'string' }, target: { type: 'string' }, label: { type: 'string' }, steps: { type: 'string' },
+    out: { type: 'string' }, target: { type: 'string' }, label: { type: 'string' }, steps: { type: 'string' }, loss: { type: 'string' },
     json: { type: 'boolean' }, backend: { type: 'string' },
   }, 'attack');
   const attack = getAttack(str(f, 'attack', 'fgsm') as string);
   const eps = parseEps(str(f, 'eps', '8/255') as string);
+  const loss = f.loss !== undefined ? parseAttackLoss(str(f, 'loss') ?? '') : undefined;
+  if (loss && !attack.takesLoss) throw new UserError(`attack '${attack.name}' has its own objective: --loss does not apply to it`);
   const input = required(f, 'input', 'attack');
   const out = required(f, 'out', 'attack');
   const modelPath = str(f, 'model') ?? path.join(__dirname, '..', '..', '..', 'models', 'gtsrb-cnn');
@@ -51,15 +55,18 @@ export async function attackCommand(argv: string[]): Promise<void> {
   }
   const y = tf.tensor1d([label], 'int32');
   const steps = f.steps !== undefined ? int(f, 'steps', 10, 1, 10000) : undefined;
-  const res = await attack.run(clf, x, y, { eps, targeted: target !== undefined, target, ...(steps ? { steps } : {}) });
+  const res = await attack.run(clf, x, y, { eps, targeted: target !== undefined, target, ...(steps ? { steps } : {}), ...(loss ? { loss } : {}) });
   const [adv] = await predictTopK(clf, res.adversarial, 3);
   const norms = await perturbationNorms(x, res.adversarial);
   const advPixels = (await res.adversarial.data()) as Float32Array;
   fs.mkdirSync(path.dirname(path.resolve(out)), { recursive: true });
   fs.writeFileSync(out, await encodePng({ data: advPixels, width: clf.inputSize, height: clf.inputSize }));
   tf.dispose([x, y, res.adversarial]);
+  if (norms.l0[0] === 0 && (eps > 0 || !attack.usesEps)) {
+    notes.push('the attack left the image unchanged: its gradient is zero here, or every pixel it would move is already at 0 or 1');
+  }
   const result = {
-    attack: attack.name, eps, label, target: target ?? null, success: res.success[0] === 1,
+    attack: attack.name, loss: attack.takesLoss ? loss ?? 'ce' : null, eps, label, target: target ?? null, success: res.success[0] === 1,
     clean: clean.map((p) => ({ ...p, name: CLASS_NAMES[p.classId] })),
     adversarial: adv.map((p) => ({ ...p, name: CLASS_NAMES[p.classId] })),
     l0: norms.l0[0], l2: norms.l2[0], linf: norms.linf[0], out, notes,

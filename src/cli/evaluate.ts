@@ -10,6 +10,8 @@ import { UserError } from '../data/types';
 import { CLASS_NAMES } from '../data/classes';
 import { int, parseFlags, required, str } from './args';
 import { parseAttackList, parseEpsList, attackNames } from '../attack/registry';
+import { ATTACK_LOSSES, parseAttackLoss } from '../attack/loss';
+import type { AttackOptions } from '../attack/types';
 import { evaluateRobustness, robustnessToJson, RobustnessResult } from '../attack/evaluate';
 import { defaultWorkerCount } from '../inference/data-parallel';
 import { renderReportHtml } from '../attack/report';
@@ -24,6 +26,7 @@ export const EVALUATE_HELP = `advsign evaluate --model models/NAME --data <dir|s
   --attack a,b           attacks to run: ${attackNames().join(', ')}
   --eps LIST             perturbation budgets, e.g. 0,2/255,4/255,8/255 (default)
   --steps N              iterations for iterative attacks (default: each attack's own)
+  --loss L               objective of the gradient attacks: ${ATTACK_LOSSES.join(' | ')} (default ce)
   --batch N              attack batch size (default 64)
   --report FILE.html     a self-contained HTML report with plots and examples
   --update-card          record the figures in the model's card.json
@@ -36,7 +39,7 @@ export async function evaluateCommand(argv: string[]): Promise<void> {
   const f = parseFlags(argv, {
     model: { type: 'string' }, data: { type: 'string' }, split: { type: 'string' }, limit: { type: 'string' },
     json: { type: 'string' }, backend: { type: 'string' }, quiet: { type: 'boolean' },
-    attack: { type: 'string' }, eps: { type: 'string' }, steps: { type: 'string' }, batch: { type: 'string' },
+    attack: { type: 'string' }, eps: { type: 'string' }, steps: { type: 'string' }, batch: { type: 'string' }, loss: { type: 'string' },
     report: { type: 'string' }, 'update-card': { type: 'boolean' }, workers: { type: 'string' },
     ...DEFENSE_EVAL_FLAGS,
   }, 'evaluate');
@@ -51,6 +54,13 @@ export async function evaluateCommand(argv: string[]): Promise<void> {
   const attacks = f.attack !== undefined ? parseAttackList(str(f, 'attack') ?? '') : [];
   const epsList = parseEpsList(str(f, 'eps', '0,2/255,4/255,8/255') as string);
   const steps = f.steps !== undefined ? int(f, 'steps', 10, 1, 10000) : undefined;
+  const loss = f.loss !== undefined ? parseAttackLoss(str(f, 'loss') ?? '') : undefined;
+  if (loss && attacks.length && !attacks.some((a) => a.takesLoss)) {
+    throw new UserError(`--loss applies to none of ${attacks.map((a) => a.name).join(', ')}: they have objectives of their own`);
+  }
+  const attackOptions = (a: { name: string; takesLoss: boolean }): AttackOptions => ({
+    ...(steps ? { steps } : {}), ...(loss && a.takesLoss ? { loss } : {}),
+  });
   const batchSize = int(f, 'batch', 64, 1, 4096);
   const backend = await initBackend(str(f, 'backend'));
   const workers = f.workers !== undefined ? int(f, 'workers', 0, 0, 64) : defaultWorkerCount(backend.backend);
@@ -71,7 +81,7 @@ export async function evaluateCommand(argv: string[]): Promise<void> {
     let current = '';
     robust = await evaluateRobustness(clf, set, {
       attacks: attacks.map((a) => a.name), epsList, batchSize, workers,
-      attackOptions: steps ? Object.fromEntries(attacks.map((a) => [a.name, { steps }])) : undefined,
+      attackOptions: Object.fromEntries(attacks.map((a) => [a.name, attackOptions(a)])),
       onProgress: f.quiet ? undefined : (p) => {
         if (p.attack !== current) {
           bar?.done();

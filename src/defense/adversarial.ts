@@ -10,11 +10,12 @@
  * (a freshly attacked model otherwise sees a loss spike that throws away what it knew).
  * Attacks are made with the model in inference mode (no dropout), as at test time.
  */
-import { tf, Tensor1D, Tensor4D } from '../inference/tf';
+import { tf, signExact, Tensor1D, Tensor4D } from '../inference/tf';
 import type { Classifier, LayersClassifier } from '../inference/model';
 import type { BatchHook } from '../inference/train';
 import { UserError } from '../data/types';
-import { ceSum, projectLinf } from '../attack/common';
+import { projectLinf } from '../attack/common';
+import { ascentGradient } from '../attack/loss';
 
 export const ADVERSARIAL_METHODS = ['fgsm', 'fgsm-rs', 'pgd'] as const;
 export type AdversarialMethod = (typeof ADVERSARIAL_METHODS)[number];
@@ -66,19 +67,19 @@ export function adversarialExamples(
   o: { pgdSteps?: number; fgsmRsAlpha?: number; seed?: number } = {},
 ): Tensor4D {
   return tf.tidy(() => {
-    const grad = (xx: Tensor4D) => tf.grad((v) => ceSum(clf.logits(v as Tensor4D), y))(xx) as Tensor4D;
+    const grad = (xx: Tensor4D) => ascentGradient(clf, xx, y, null, 'ce');
     if (eps === 0) return x.clone();
-    if (method === 'fgsm') return projectLinf(tf.add(x, tf.mul(tf.sign(grad(x)), eps)), x, eps);
+    if (method === 'fgsm') return projectLinf(tf.add(x, tf.mul(signExact(grad(x)), eps)), x, eps);
     if (method === 'fgsm-rs') {
       const alpha = (o.fgsmRsAlpha ?? 1.25) * eps;
       const start = projectLinf(tf.add(x, tf.randomUniform(x.shape, -eps, eps, 'float32', o.seed)), x, eps);
-      return projectLinf(tf.add(start, tf.mul(tf.sign(grad(start)), alpha)), x, eps);
+      return projectLinf(tf.add(start, tf.mul(signExact(grad(start)), alpha)), x, eps);
     }
     const steps = o.pgdSteps ?? 7;
     const step = 2.5 * eps / steps;
     let adv = projectLinf(tf.add(x, tf.randomUniform(x.shape, -eps, eps, 'float32', o.seed)), x, eps);
     for (let k = 0; k < steps; k++) {
-      const next = projectLinf(tf.add(adv, tf.mul(tf.sign(grad(adv)), step)), x, eps);
+      const next = projectLinf(tf.add(adv, tf.mul(signExact(grad(adv)), step)), x, eps);
       adv.dispose();
       adv = next;
     }

@@ -10,7 +10,7 @@
  *             (scale-free, so the temperature cannot hide the gradient), and for the detector
  *             the classifier loss plus the detector's "clean" log-probability (joint attack).
  */
-import { tf, Tensor1D, Tensor2D, Tensor4D } from '../inference/tf';
+import { tf, signExact, Tensor1D, Tensor2D, Tensor4D } from '../inference/tf';
 import type { Classifier } from '../inference/model';
 import { ceSum, marginTensor, projectLinf } from '../attack/common';
 import { getAttack } from '../attack/registry';
@@ -81,7 +81,7 @@ export async function attackDefended(d: DefendedModel, x: Tensor4D, y: Tensor1D,
   }
   if (o.attack === 'fgsm') {
     const g = await adaptiveGradient(d, x, y);
-    const adv = tf.tidy(() => projectLinf(tf.add(x, tf.mul(tf.sign(g), o.eps)), x, o.eps));
+    const adv = tf.tidy(() => projectLinf(tf.add(x, tf.mul(signExact(g), o.eps)), x, o.eps));
     g.dispose();
     return adv;
   }
@@ -90,7 +90,7 @@ export async function attackDefended(d: DefendedModel, x: Tensor4D, y: Tensor1D,
   let adv = tf.tidy(() => projectLinf(tf.add(x, tf.randomUniform(x.shape, -o.eps, o.eps, 'float32', o.seed ?? 0)), x, o.eps));
   for (let k = 0; k < steps; k++) {
     const g = await adaptiveGradient(d, adv, y);
-    const next = tf.tidy(() => projectLinf(tf.add(adv, tf.mul(tf.sign(g), step)), x, o.eps));
+    const next = tf.tidy(() => projectLinf(tf.add(adv, tf.mul(signExact(g), step)), x, o.eps));
     g.dispose();
     adv.dispose();
     adv = next;

@@ -3,7 +3,8 @@
  * Input is float32 NHWC RGB in [0, 1]; normalisation is a layer inside the model (so attacks,
  * saved files and TFLite exports all see the same [0, 1] contract); the output is logits.
  */
-import { tf, Tensor, Tensor2D, Tensor4D } from './tf';
+import { tf, Tensor, Tensor1D, Tensor2D, Tensor4D } from './tf';
+import type { AttackLoss, ObjectiveGradient } from './objective';
 
 export const ARCHITECTURES = ['cnn4', 'cnn4-small', 'cnn4-wide', 'cnn4-bn'] as const;
 
@@ -93,6 +94,11 @@ export interface Classifier {
   logits(images: Tensor4D, training?: boolean): Tensor2D;
   /** Trainable variables (for training loops). */
   readonly trainableWeights: tf.Variable[];
+  /**
+   * A native engine's fused forward and backward pass: logits and the input gradient of an attack
+   * objective (src/inference/objective.ts) in one call. Absent, attacks differentiate `logits`.
+   */
+  objectiveGradient?(x: Tensor4D, labels: Tensor1D, targets: Tensor1D | null, loss: AttackLoss): Promise<ObjectiveGradient>;
 }
 
 /** Wraps a Keras-style model whose output is logits, or softmax probabilities (then log is taken). */

@@ -9,6 +9,7 @@ import * as net from 'node:net';
 import { UserError } from '../data/types';
 import { parseEps } from '../attack/registry';
 import { LOG_LEVELS, LogLevel } from './log';
+import { ATTACK_LOSSES, AttackLoss } from '../attack/loss';
 
 export const LIVE_ATTACKS = ['none', 'fgsm', 'bim', 'pgd', 'mifgsm'] as const;
 export type LiveAttack = (typeof LIVE_ATTACKS)[number];
@@ -36,6 +37,8 @@ export interface ServeConfig {
   targeted: boolean;
   target: number;
   steps: number;
+  /** Objective of the live gradient attacks (src/attack/loss.ts). */
+  loss: AttackLoss;
   roi: NormRoi | null;
   token: string | null;
   requireToken: boolean;
@@ -64,7 +67,7 @@ export interface ServeConfig {
 
 export const DEFAULT_CONFIG: Readonly<ServeConfig> = Object.freeze({
   host: '127.0.0.1', port: 8080, source: 'auto', sources: [], model: null, backend: null,
-  attack: 'fgsm', eps: 8 / 255, targeted: false, target: 14, steps: 5, roi: null,
+  attack: 'fgsm', eps: 8 / 255, targeted: false, target: 14, steps: 5, loss: 'ce', roi: null,
   token: null, requireToken: false, jpegQuality: 80, width: 640, height: 480, fps: 30,
   gpioButton: null, gpioLedOk: null, gpioLedFooled: null, gpioSysfs: '/sys', gpioChip: null, gpioLongPressMs: 1500,
   gpioButtonActiveLow: false, logLevel: 'info', snapshotDir: 'snapshots', maxClients: 20, ffmpegInputArgs: [],
@@ -93,6 +96,7 @@ const KEYS: Record<Key, KeyDef> = {
   targeted: { kind: 'bool' },
   target: { kind: 'int', min: 0, max: 42 },
   steps: { kind: 'int', min: 1, max: 50 },
+  loss: { kind: 'enum', values: ATTACK_LOSSES },
   roi: { kind: 'roi' },
   token: { kind: 'nullableString' },
   requireToken: { kind: 'bool' },

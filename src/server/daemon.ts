@@ -84,7 +84,7 @@ export class Daemon extends EventEmitter {
     super();
     const c = opts.config;
     this.spec = c.source;
-    this._settings = { attack: c.attack, eps: c.eps, targeted: c.targeted, target: c.target, steps: c.steps, roi: c.roi, paused: false };
+    this._settings = { attack: c.attack, eps: c.eps, targeted: c.targeted, target: c.target, steps: c.steps, loss: c.loss, roi: c.roi, paused: false };
     this.lastAttack = c.attack === 'none' ? 'fgsm' : c.attack;
     this.pipeline = new Pipeline(opts.classifier, {
       jpegQuality: c.jpegQuality,

@@ -24,7 +24,7 @@ import { encodeRgbPng } from './png';
 import { explainStall } from './stall';
 
 /** The per-frame settings: the attack fields of the serve config, plus pause. */
-export type PipelineSettings = Pick<ServeConfig, 'attack' | 'eps' | 'targeted' | 'target' | 'steps' | 'roi'> & { paused: boolean };
+export type PipelineSettings = Pick<ServeConfig, 'attack' | 'eps' | 'targeted' | 'target' | 'steps' | 'loss' | 'roi'> & { paused: boolean };
 
 export interface TopEntry {
   classId: number;
@@ -198,8 +198,10 @@ export class Pipeline {
       // Targeted even when the model already says the target: the step then only adds confidence
       // (an untargeted step here would push away from the target).
       const targeted = settings.targeted;
-      const res = await this.attackFor(settings.attack).run(this.classifier, x, labels, {
+      const attack = this.attackFor(settings.attack);
+      const res = await attack.run(this.classifier, x, labels, {
         eps: settings.eps, targeted, ...(targeted ? { target: settings.target } : {}), steps: settings.steps,
+        ...(attack.takesLoss ? { loss: settings.loss } : {}),
         ...(settings.attack === 'pgd' ? { restarts: 1, seed: seq } : {}),
       });
       try {
@@ -263,7 +265,7 @@ export class Pipeline {
       let changed = 0;
       for (let i = 0; i < adv.length; i++) if (adv[i] !== input[i]) changed++;
       if (attackOn && !attackError && changed === 0) {
-        stall = await explainStall({ clf, x, input, label, target: settings.targeted ? settings.target : null, eps: settings.eps });
+        stall = await explainStall({ clf, x, input, label, target: settings.targeted ? settings.target : null, eps: settings.eps, loss: settings.loss });
       }
       moved = changed / input.length;
     } finally {

@@ -4,6 +4,7 @@
  * client sends can throw inside the daemon.
  */
 import { EPS_MAX, LIVE_ATTACKS, LiveAttack, NormRoi } from './config';
+import { ATTACK_LOSSES, AttackLoss } from '../attack/loss';
 import { IMAGE_KEYS, ImageKey, PrintRequest, StickerRequest, ViewRequest } from './protocol';
 
 export type Result<T> = { ok: true; value: T; notes?: string[] } | { ok: false; error: string };
@@ -22,11 +23,12 @@ export interface SettingsPatch {
   targeted?: boolean;
   target?: number;
   steps?: number;
+  loss?: AttackLoss;
   roi?: NormRoi | null;
   paused?: boolean;
 }
 
-const SETTINGS_KEYS = new Set(['attack', 'eps', 'targeted', 'target', 'steps', 'roi', 'paused']);
+const SETTINGS_KEYS = new Set(['attack', 'eps', 'targeted', 'target', 'steps', 'loss', 'roi', 'paused']);
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {
   if (v === null || typeof v !== 'object' || Array.isArray(v) || Buffer.isBuffer(v) || ArrayBuffer.isView(v) || v instanceof ArrayBuffer) return false;
@@ -88,6 +90,11 @@ export function validateSettings(msg: unknown, numClasses: number): Result<Setti
     const s = msg.steps;
     if (!finite(s) || !Number.isInteger(s) || s < 1 || s > MAX_LIVE_STEPS) return { ok: false, error: `steps must be a whole number 1…${MAX_LIVE_STEPS}` };
     out.steps = s;
+  }
+  if ('loss' in msg) {
+    const l = msg.loss;
+    if (typeof l !== 'string' || !(ATTACK_LOSSES as readonly string[]).includes(l)) return { ok: false, error: `loss must be one of ${ATTACK_LOSSES.join(', ')}` };
+    out.loss = l as AttackLoss;
   }
   if ('paused' in msg) {
     if (typeof msg.paused !== 'boolean') return { ok: false, error: 'paused must be true or false' };

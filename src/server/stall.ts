@@ -4,7 +4,7 @@
  */
 import { tf, Tensor4D } from '../inference/tf';
 import type { Classifier } from '../inference/model';
-import { ascentGradient } from '../attack/common';
+import { AttackLoss, inputGradient } from '../attack/loss';
 
 export interface StallInput {
   clf: Classifier;
@@ -13,6 +13,7 @@ export interface StallInput {
   label: number;
   target: number | null;
   eps: number;
+  loss: AttackLoss;
 }
 
 /** The range of an image's values: a blank (flat) ROI has none to speak of. */
@@ -29,13 +30,16 @@ function valueRange(a: Float32Array): number {
 export async function explainStall(s: StallInput): Promise<string> {
   if (!(s.eps > 0)) return 'ε is 0: the attack may not change any pixel (raise ε)';
   if (valueRange(s.input) < 2 / 255) return 'the region of interest is blank (one flat colour): no sign in view to attack — aim the ROI at a sign';
-  const g = tf.tidy(() => {
-    const labels = tf.tensor1d([s.label], 'int32');
-    const targets = s.target === null ? null : tf.tensor1d([s.target], 'int32');
-    return ascentGradient(s.clf, s.x, labels, targets);
-  });
-  const grad = (await g.data()) as Float32Array;
-  g.dispose();
+  const labels = tf.tensor1d([s.label], 'int32');
+  const targets = s.target === null ? null : tf.tensor1d([s.target], 'int32');
+  let grad: Float32Array;
+  try {
+    const g = await inputGradient(s.clf, s.x, labels, targets, s.loss);
+    grad = (await g.data()) as Float32Array;
+    g.dispose();
+  } finally {
+    tf.dispose([labels, ...(targets ? [targets] : [])]);
+  }
   let nonzero = 0, movable = 0;
   for (let i = 0; i < grad.length; i++) {
     if (grad[i] === 0) continue;

@@ -1,0 +1,161 @@
+/**
+ * The objectives gradient attacks climb, as cotangents on the logits (and their values).
+ *
+ * Every objective is written as its cotangent on the logits, c = ∂objective/∂z, and the input
+ * gradient is the vector-Jacobian product ∇x = Jᵀc: one forward and one backward pass whatever the
+ * loss, and a native engine can supply the same product. The cotangents:
+ *
+ *   ce      untargeted +CE(y): c = softmax(z) − e_y;  targeted −CE(t): c = e_t − softmax(z).
+ *           On a confident image c is tiny (the input gradient ~1e-8 per pixel: fine, the signs
+ *           are exact, see signExact). Where an image's c falls below 1e-30 (a logit gap of ≳ 69,
+ *           where float32 backprop underflows to exact zeros, and softmax itself saturates at
+ *           ≳ 103) it is replaced for that image by the CE direction computed without
+ *           underflow: ∇CE / (1 − p_y) = softmax over the other classes − e_y (targeted: the
+ *           mirror image). Same direction, so sign and normalised steps are unchanged.
+ *   margin  untargeted max_{j≠y} z_j − z_y;  targeted z_t − max_{j≠t} z_j (the logit margin,
+ *           scale-free: cannot saturate).
+ *   dlr     Croce & Hein's (2020) difference of logits ratio, untargeted
+ *           −(z_y − max_{j≠y} z_j) / (z_π1 − z_π3), targeted −(z_y − z_t) / (z_π1 − (z_π3 + z_π4)/2),
+ *           π the classes sorted by logit: invariant to shifting and scaling the logits.
+ */
+import { tf, Tensor1D, Tensor2D, Tensor4D } from './tf';
+
+export const ATTACK_LOSSES = ['ce', 'margin', 'dlr'] as const;
+export type AttackLoss = (typeof ATTACK_LOSSES)[number];
+
+/** Logits [n, k] and the input gradient [n, s, s, 3] of an objective; the caller owns both. */
+export interface ObjectiveGradient {
+  logits: Tensor2D;
+  grad: Tensor4D;
+}
+
+/** What differentiating through a model needs: differentiable logits. */
+export interface Differentiable {
+  logits(images: Tensor4D): Tensor2D;
+}
+
+/** Below this an image's CE cotangent is recomputed without underflow (see the header). */
+const CE_UNDERFLOW = 1e-30;
+
+/** One-hot rows of the argmax of z with the class `exclude` (one-hot) masked out. */
+function argmaxOtherOneHot(z: Tensor2D, exclude: Tensor2D): Tensor2D {
+  const k = z.shape[1];
+  return tf.oneHot(tf.argMax(tf.sub(z, tf.mul(exclude, 1e30)), 1), k) as Tensor2D;
+}
+
+/** softmax over the classes other than `exclude` (a one-hot row), zero at the excluded class. */
+function softmaxOthers(z: Tensor2D, exclude: Tensor2D): Tensor2D {
+  return tf.mul(tf.softmax(tf.sub(z, tf.mul(exclude, 1e30))), tf.sub(1, exclude)) as Tensor2D;
+}
+
+function ceCotangent(z: Tensor2D, cls: Tensor2D, targeted: boolean): Tensor2D {
+  const plain = targeted ? tf.sub(cls, tf.softmax(z)) : tf.sub(tf.softmax(z), cls);
+  const rescaled = targeted ? tf.sub(cls, softmaxOthers(z, cls)) : tf.sub(softmaxOthers(z, cls), cls);
+  const under = tf.less(tf.max(tf.abs(plain), 1, true), CE_UNDERFLOW);
+  return tf.where(tf.tile(under, [1, z.shape[1]]), rescaled, plain) as Tensor2D;
+}
+
+function marginCotangent(z: Tensor2D, cls: Tensor2D, targeted: boolean): Tensor2D {
+  const other = argmaxOtherOneHot(z, cls);
+  return (targeted ? tf.sub(cls, other) : tf.sub(other, cls)) as Tensor2D;
+}
+
+/** The one-hot rows of the classes ranked r (0 = largest logit), for each r asked. */
+function rankedOneHots(z: Tensor2D, ranks: number[]): Tensor2D[] {
+  const k = z.shape[1];
+  const { indices } = tf.topk(z, Math.min(k, Math.max(...ranks) + 1));
+  const last = indices.shape[1] - 1;
+  return ranks.map((r) => tf.oneHot(tf.squeeze(tf.slice(indices, [0, Math.min(r, last)], [-1, 1]), [1]), k) as Tensor2D);
+}
+
+function dlrCotangent(z: Tensor2D, y: Tensor2D, t: Tensor2D | null): Tensor2D {
+  const zy = tf.sum(tf.mul(z, y), 1, true);
+  let num: tf.Tensor, dNum: tf.Tensor, den: tf.Tensor, dDen: tf.Tensor;
+  if (t) {
+    const [p1, p3, p4] = rankedOneHots(z, [0, 2, 3]);
+    const dir = tf.sub(p1, tf.div(tf.add(p3, p4), 2));
+    num = tf.sub(zy, tf.sum(tf.mul(z, t), 1, true));
+    dNum = tf.sub(y, t);
+    den = tf.sum(tf.mul(z, dir), 1, true);
+    dDen = dir;
+  } else {
+    const [p1, p3] = rankedOneHots(z, [0, 2]);
+    const other = argmaxOtherOneHot(z, y);
+    num = tf.sub(zy, tf.sum(tf.mul(z, other), 1, true));
+    dNum = tf.sub(y, other);
+    den = tf.sum(tf.mul(z, tf.sub(p1, p3)), 1, true);
+    dDen = tf.sub(p1, p3);
+  }
+  const d = tf.add(den, 1e-12);
+  // objective = −num/d  ⇒  ∂ = −∂num/d + num·∂d/d²
+  return tf.add(tf.neg(tf.div(dNum, d)), tf.mul(tf.div(num, tf.square(d)), dDen)) as Tensor2D;
+}
+
+/**
+ * ∂objective/∂logits [n, k] for labels (and, targeted, targets) given as int32 class ids.
+ * Not differentiable itself: it is the constant a vector-Jacobian product is taken with.
+ */
+export function objectiveCotangent(z: Tensor2D, labels: Tensor1D, targets: Tensor1D | null, loss: AttackLoss): Tensor2D {
+  return tf.tidy(() => {
+    const k = z.shape[1];
+    const y = tf.oneHot(tf.cast(labels, 'int32'), k) as Tensor2D;
+    const t = targets ? tf.oneHot(tf.cast(targets, 'int32'), k) as Tensor2D : null;
+    if (loss === 'dlr') return dlrCotangent(z, y, t);
+    if (loss === 'margin') return marginCotangent(z, t ?? y, t !== null);
+    return ceCotangent(z, t ?? y, t !== null);
+  });
+}
+
+/**
+ * The objective's value per image [n] (higher = better for the attacker), for the same losses.
+ * CE here is the plain per-image cross-entropy (−CE targeted).
+ */
+export function objectiveValue(z: Tensor2D, labels: Tensor1D, targets: Tensor1D | null, loss: AttackLoss): Tensor1D {
+  return tf.tidy(() => {
+    const k = z.shape[1];
+    const y = tf.oneHot(tf.cast(labels, 'int32'), k) as Tensor2D;
+    const t = targets ? tf.oneHot(tf.cast(targets, 'int32'), k) as Tensor2D : null;
+    const at = (oh: tf.Tensor) => tf.sum(tf.mul(z, oh), 1);
+    if (loss === 'ce') {
+      const logp = tf.sub(z, tf.logSumExp(z, 1, true));
+      return (t ? tf.sum(tf.mul(logp, t), 1) : tf.neg(tf.sum(tf.mul(logp, y), 1))) as Tensor1D;
+    }
+    if (loss === 'margin') {
+      const c = t ?? y;
+      const other = at(argmaxOtherOneHot(z, c));
+      return (t ? tf.sub(at(c), other) : tf.sub(other, at(c))) as Tensor1D;
+    }
+    const zy = at(y);
+    if (t) {
+      const [p1, p3, p4] = rankedOneHots(z, [0, 2, 3]);
+      return tf.neg(tf.div(tf.sub(zy, at(t)), tf.add(tf.sub(at(p1), tf.div(tf.add(at(p3), at(p4)), 2)), 1e-12))) as Tensor1D;
+    }
+    const [p1, p3] = rankedOneHots(z, [0, 2]);
+    return tf.neg(tf.div(tf.sub(zy, at(argmaxOtherOneHot(z, y))), tf.add(tf.sub(at(p1), at(p3)), 1e-12))) as Tensor1D;
+  });
+}
+
+/**
+ * The logits z = model(x) and Jᵀc for a cotangent c computed from z: one forward and one
+ * backward pass. The caller owns both tensors.
+ */
+export function logitsAndVjp(model: Differentiable, x: Tensor4D, cotangent: (z: Tensor2D) => Tensor2D): ObjectiveGradient {
+  let logits: Tensor2D | null = null;
+  const grad = tf.tidy(() => {
+    // The custom gradient hands c back as ∂/∂z, so the backward pass through the model gives Jᵀc.
+    const attach = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+      const [z, save] = args as [Tensor2D, tf.GradSaveFunc];
+      logits = tf.keep(z.clone());
+      const c = cotangent(z);
+      save([c]);
+      return { value: tf.sum(tf.mul(z, 0)), gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => tf.mul(dy, saved[0]) };
+    });
+    return tf.grad((xx) => attach(model.logits(xx as Tensor4D)) as tf.Scalar)(x) as Tensor4D;
+  });
+  return { grad, logits: logits as unknown as Tensor2D };
+}
+
+/** Logits and the input gradient of a loss with tfjs's own autodiff (synchronous, tidy-safe). */
+export function tfObjectiveGradient(model: Differentiable, x: Tensor4D, labels: Tensor1D, targets: Tensor1D | null, loss: AttackLoss): ObjectiveGradient {
+  return logitsAndVjp(model, x, (z) => objectiveCotangent(z, labels, targets, loss));
+}
