@@ -6,7 +6,7 @@
 import { tf } from '../inference/tf';
 import { initBackend, switchBackend, BackendName } from '../inference/backend';
 import { buildModel, Classifier, LayersClassifier } from '../inference/model';
-import { parseFlags } from './args';
+import { int, num, parseFlags } from './args';
 import { getAttack } from '../attack/registry';
 import type { AttackOptions } from '../attack/types';
 import { defaultWorkerCount, GradientPool } from '../inference/data-parallel';
@@ -130,13 +130,20 @@ async function benchParallelTraining(backend: BackendName, budgetMs: number): Pr
 export async function benchCommand(argv: string[]): Promise<void> {
   const f = parseFlags(argv, {
     json: { type: 'boolean' }, backend: { type: 'string' }, 'no-cpu': { type: 'boolean' }, quick: { type: 'boolean' },
-    live: { type: 'boolean' }, seconds: { type: 'string' },
+    live: { type: 'boolean' }, seconds: { type: 'string' }, frames: { type: 'string' }, sticker: { type: 'string' },
+    source: { type: 'string' }, model: { type: 'string' },
   }, 'bench');
   const choice = await initBackend(f.backend as string | undefined);
   if (f.live) {
-    // The live pipeline end to end: 640×480 ffmpeg test source, FGSM on, a socket client acking.
+    // The live daemon end to end at its defaults: one cycle of the synthetic scene, a socket client acking.
     const { benchLive } = await import('../server/bench-live');
-    const live = await benchLive({ seconds: f.seconds ? Number(f.seconds) : 10 });
+    const live = await benchLive({
+      ...(f.seconds !== undefined ? { seconds: num(f, 'seconds', 10, 1, 86400) } : {}),
+      ...(f.frames !== undefined ? { frames: int(f, 'frames', 1000, 1, 10_000_000) } : {}),
+      ...(typeof f.sticker === 'string' ? { sticker: f.sticker } : {}),
+      ...(typeof f.source === 'string' ? { source: f.source } : {}),
+      ...(typeof f.model === 'string' ? { modelDir: f.model } : {}),
+    });
     process.stdout.write(JSON.stringify({ backend: choice.backend, live }, null, 2) + '\n');
     return;
   }

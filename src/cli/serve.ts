@@ -26,10 +26,11 @@ export const SERVE_HELP = `advsign serve [options]
   --token T              access token (generated and printed once when needed and not given)
   --require-token        require the token even on loopback
   --model DIR            default models/gtsrb-cnn ('untrained' runs with random weights)
-  --attack NAME          none | fgsm | bim | pgd | mifgsm (default fgsm)
-  --eps E                e.g. 8/255 (0 … 32/255)
+  --attack NAME          none | fgsm | bim | pgd | mifgsm (default bim)
+  --eps E                e.g. 8/255 (0 … 32/255; default 12/255)
+  --loss L               ce | margin | dlr: what the attack climbs (default margin)
   --targeted --target N  aim for class N (default 14)
-  --steps N              iterations of bim/pgd/mifgsm (default 5)
+  --steps N              iterations of bim/pgd/mifgsm (default 2)
   --roi x,y,w,h          fractions of the frame (default: centre square, 70 % of the short side)
   --sticker RUN.json     draw a 'sticker' run's sticker onto the sign in view (its -layer.png beside it);
                          the page shows clean and with-sticker side by side (the page can load others)

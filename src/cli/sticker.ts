@@ -200,5 +200,5 @@ function report(a: Args, heldOut: RobustnessReport, base: RobustnessReport | nul
   console.log(`robust success rate (${heldOut.n} held-out transformations): ${pct(heldOut.successRate)} with EOT` + (base ? `, ${pct(base.successRate)} without EOT` : ''));
   console.log(`clean sign under the same transformations: ${pct(heldOut.cleanAccuracy)} correct`);
   if (rt) console.log(`simulated print + photo round trip (${rt.n}): ${pct(rt.successRate)} with EOT` + (rtBase ? `, ${pct(rtBase.successRate)} without EOT` : ''));
-  console.log(`wrote ${paths.pdf} (${pages} pages at ${a.signMm} mm), ${paths.json}, ${a.mode === 'sticker' ? `${paths.stickerPng}, ` : ''}${paths.signPng}`);
+  console.log(`wrote ${paths.pdf} (${pages} pages at ${a.signMm} mm), ${paths.json}, ${a.mode === 'sticker' ? `${paths.stickerPng}, ` : ''}${paths.signPng}, ${paths.layerPng}`);
 }

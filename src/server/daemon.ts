@@ -13,7 +13,7 @@ import { UserError } from '../data/types';
 import type { Frame, FrameSource, SourceStatus } from '../capture/types';
 import { createSource, CaptureOptions, listCameras, parseSourceSpec, which } from '../capture/factory';
 import type { GpioController } from '../gpio';
-import type { ServeConfig } from './config';
+import { DEFAULT_CONFIG, ServeConfig } from './config';
 import type { Logger } from './log';
 import { Pipeline, PipelineSettings, FrameResult } from './pipeline';
 import type { ImageKey } from './protocol';
@@ -85,7 +85,7 @@ export class Daemon extends EventEmitter {
     const c = opts.config;
     this.spec = c.source;
     this._settings = { attack: c.attack, eps: c.eps, targeted: c.targeted, target: c.target, steps: c.steps, loss: c.loss, roi: c.roi, paused: false };
-    this.lastAttack = c.attack === 'none' ? 'fgsm' : c.attack;
+    this.lastAttack = c.attack === 'none' ? (DEFAULT_CONFIG.attack === 'none' ? 'fgsm' : DEFAULT_CONFIG.attack) : c.attack;
     this.pipeline = new Pipeline(opts.classifier, {
       jpegQuality: c.jpegQuality,
       onAttackError: (m) => {
