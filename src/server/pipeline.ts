@@ -191,6 +191,10 @@ export class Pipeline {
     }
   }
 
+  private encodeJpeg(f: Frame): Promise<Buffer> {
+    return sharp(f.rgb, { raw: { width: f.width, height: f.height, channels: 3 } }).jpeg({ quality: this.jpegQuality }).toBuffer();
+  }
+
   /** The adversarial input, or the attack's error in one line. */
   private async runAttack(x: Tensor4D, label: number, settings: PipelineSettings, seq: number): Promise<{ adv: Float32Array } | { error: string }> {
     const labels = tf.tensor1d([label], 'int32');
@@ -227,6 +231,10 @@ export class Pipeline {
     const input = cropResize(roiToFloat(frame, roi), null, s, 0);
     const sticker = opts.sticker ?? null;
     const stickered = sticker ? sticker.overlay.apply(input) : null;
+    const wanted = new Set(opts.images ?? IMAGE_KEYS);
+    // The frame's JPEG does not depend on the attack: encode it on sharp's thread meanwhile.
+    const jpeg = wanted.has('frame') && !frame.jpeg ? this.encodeJpeg(frame) : null;
+    jpeg?.catch(() => undefined); // awaited below; never an unhandled rejection if we throw first
     const t1 = performance.now();
 
     const attackOn = settings.attack !== 'none';
@@ -305,7 +313,8 @@ export class Pipeline {
       crops: { clean: input, adversarial: adv, sticker: stickered, size: s },
       frame: { rgb: frame.rgb, width: frame.width, height: frame.height, ...(frame.jpeg ? { jpeg: frame.jpeg } : {}) },
     };
-    await ensureImages(r, opts.images ?? IMAGE_KEYS, this.jpegQuality);
+    if (jpeg) r.images.frame = await jpeg;
+    await ensureImages(r, wanted, this.jpegQuality);
     const t4 = performance.now();
     r.latency = {
       // capture: from the frame's arrival (last byte, or render start) to the pipeline picking it up:
