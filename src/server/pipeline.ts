@@ -195,6 +195,22 @@ export class Pipeline {
     return sharp(f.rgb, { raw: { width: f.width, height: f.height, channels: 3 } }).jpeg({ quality: this.jpegQuality }).toBuffer();
   }
 
+  /** Probabilities of the adversarial input (else the clean ones) and the stickered input, in one batch. */
+  private async classifyAfter(adv: Float32Array | null, stickered: Float32Array | null, cleanProbs: Float32Array): Promise<[Float32Array, Float32Array | null]> {
+    const batch = [...(adv ? [adv] : []), ...(stickered ? [stickered] : [])];
+    if (!batch.length) return [cleanProbs, null];
+    const s = this.classifier.inputSize, n = s * s * 3;
+    const data = new Float32Array(batch.length * n);
+    batch.forEach((b, i) => data.set(b, i * n));
+    const xb = tf.tensor4d(data, [batch.length, s, s, 3]);
+    try {
+      const probs = await this.probabilities(xb);
+      return [adv ? probs[0] : cleanProbs, stickered ? probs[probs.length - 1] : null];
+    } finally {
+      xb.dispose();
+    }
+  }
+
   /** The adversarial input, or the attack's error in one line. */
   private async runAttack(x: Tensor4D, label: number, settings: PipelineSettings, seq: number): Promise<{ adv: Float32Array } | { error: string }> {
     const labels = tf.tensor1d([label], 'int32');
@@ -243,12 +259,10 @@ export class Pipeline {
     let adv: Float32Array = input;
     let attackError: string | undefined;
     let stall: string | null = null;
-    let moved = 0;
     let t2: number;
     try {
       [cleanProbs] = await this.probabilities(x);
       t2 = performance.now();
-      advProbs = cleanProbs;
       const label = argmax(cleanProbs);
       // ε = 0 cannot move anything: say so instead of running a no-op attack.
       if (attackOn && settings.eps > 0) {
@@ -256,26 +270,10 @@ export class Pipeline {
         if ('adv' in out) adv = out.adv;
         else attackError = out.error;
       }
-      // The adversarial and the stickered inputs are classified in one batch.
-      const batch = [...(adv !== input ? [adv] : []), ...(stickered ? [stickered] : [])];
-      if (batch.length) {
-        const data = new Float32Array(batch.length * input.length);
-        batch.forEach((b, i) => data.set(b, i * input.length));
-        const xb = tf.tensor4d(data, [batch.length, s, s, 3]);
-        try {
-          const probs = await this.probabilities(xb);
-          if (adv !== input) advProbs = probs[0];
-          if (stickered) stickerProbs = probs[probs.length - 1];
-        } finally {
-          xb.dispose();
-        }
-      }
-      let changed = 0;
-      for (let i = 0; i < adv.length; i++) if (adv[i] !== input[i]) changed++;
-      if (attackOn && !attackError && changed === 0) {
+      [advProbs, stickerProbs] = await this.classifyAfter(adv !== input ? adv : null, stickered, cleanProbs);
+      if (attackOn && !attackError && adv.every((v, i) => v === input[i])) {
         stall = await explainStall({ clf, x, input, label, target: settings.targeted ? settings.target : null, eps: settings.eps, loss: settings.loss });
       }
-      moved = changed / input.length;
     } finally {
       x.dispose();
     }
@@ -287,19 +285,10 @@ export class Pipeline {
     const fooled = attackOn && !attackError && (targetedOn
       ? adversarial.classId === settings.target && clean.classId !== settings.target
       : adversarial.classId !== clean.classId);
-    let linf = 0;
-    for (let i = 0; i < adv.length; i++) linf = Math.max(linf, Math.abs(adv[i] - input[i]));
+    const { linf, moved } = perturbationOf(adv, input);
     // Amplify so ±eps spans the whole grey scale; with eps 0 or no attack the panel is flat grey.
     const amplify = settings.eps > 0 ? 0.5 / settings.eps : 0;
-    let stickerFrame: StickerFrame | null = null;
-    if (sticker && stickerProbs) {
-      const pred = summarise(stickerProbs);
-      const target = sticker.run.target?.classId ?? null;
-      stickerFrame = {
-        id: sticker.summary.id, prediction: pred, target, matchesSign: clean.classId === sticker.run.classId,
-        fooled: target !== null ? pred.classId === target && clean.classId !== target : pred.classId !== clean.classId,
-      };
-    }
+    const stickerFrame = sticker && stickerProbs ? stickerFrameOf(sticker, summarise(stickerProbs), clean.classId) : null;
 
     const r: FrameResult = {
       seq: frame.seq, t: frame.t, width: frame.width, height: frame.height,
@@ -325,6 +314,26 @@ export class Pipeline {
     };
     return r;
   }
+}
+
+/** Max |δ| and the share of values changed. */
+function perturbationOf(adv: Float32Array, input: Float32Array): { linf: number; moved: number } {
+  let linf = 0, changed = 0;
+  for (let i = 0; i < adv.length; i++) {
+    const d = Math.abs(adv[i] - input[i]);
+    if (d > 0) changed++;
+    if (d > linf) linf = d;
+  }
+  return { linf, moved: changed / adv.length };
+}
+
+/** Untargeted runs fool when the prediction changes; targeted ones when it becomes the target. */
+function stickerFrameOf(sticker: LoadedSticker, pred: PredictionSummary, cleanClass: number): StickerFrame {
+  const target = sticker.run.target?.classId ?? null;
+  return {
+    id: sticker.summary.id, prediction: pred, target, matchesSign: cleanClass === sticker.run.classId,
+    fooled: target !== null ? pred.classId === target && cleanClass !== target : pred.classId !== cleanClass,
+  };
 }
 
 export function argmax(a: ArrayLike<number>): number {

@@ -23,9 +23,9 @@
  * Bulk data never rides the socket: sticker uploads are POST /api/sticker, PDFs are downloads.
  */
 import type { SourceStatus } from '../capture/types';
-import type { LiveAttack, NormRoi } from './config';
-import type { PipelineSettings, PixelRoi, PredictionSummary } from './pipeline';
-import type { Latency, Stage } from './stats';
+import type { NormRoi } from './config';
+import type { FrameResult, PipelineSettings, PredictionSummary } from './pipeline';
+import type { Stage } from './stats';
 
 /** The images a frame can carry; a client names the ones it draws (ViewRequest). */
 export const IMAGE_KEYS = ['frame', 'cleanCrop', 'perturbation', 'adversarial', 'sticker'] as const;
@@ -42,29 +42,15 @@ export interface StickerFrame {
   matchesSign: boolean;
 }
 
-export interface FramePayload {
-  seq: number;
-  width: number;
-  height: number;
-  roi: PixelRoi;
+/** A processed frame as the page gets it: the pipeline's result without its float crops. */
+export type FramePayload = Pick<FrameResult,
+  'seq' | 'width' | 'height' | 'roi' | 'clean' | 'adversarial' | 'fooled' | 'attack' | 'linf' | 'moved' | 'stall' | 'amplify' | 'latency' | 'sticker'> & {
   label: { classId: number; name: string } | null;
-  clean: PredictionSummary;
-  adversarial: PredictionSummary;
-  fooled: boolean;
-  attack: { name: LiveAttack; eps: number; targeted: boolean; target: number; steps: number; error?: string };
-  linf: number;
-  /** Share of the model input's values the attack changed (0…1). */
-  moved: number;
-  /** Why an attack that is on left the image unchanged (null when it moved, or is off). */
-  stall: string | null;
-  amplify: number;
-  latency: Latency;
   fps: number;
   sentAt: number;
-  sticker: StickerFrame | null;
   /** Only the images this client asked for. */
   images: Partial<Record<ImageKey, Buffer>>;
-}
+};
 
 export interface StickerSummary {
   id: string;
