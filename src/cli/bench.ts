@@ -11,6 +11,15 @@ import { getAttack } from '../attack/registry';
 import type { AttackOptions } from '../attack/types';
 import { defaultWorkerCount, GradientPool } from '../inference/data-parallel';
 
+export const BENCH_HELP = `advsign bench [--json] [--quick] [--no-cpu] [--backend NAME]
+advsign bench --live [--seconds N | --frames N] [--sticker RUN.json] [--source SPEC] [--model DIR]
+
+Throughput of inference, training and attacks (JSON with --json), or with --live the whole daemon
+at its defaults (JSON): by default one full cycle of the synthetic scene, a socket client acking
+every frame; frames per second, p95 latency, fooled rate overall and per sign class, frames with
+no perturbation, peak RSS, numTensors at the start and end. --sticker draws a sticker run's
+virtual sticker on every frame. Pin it to one core with 'taskset -c 0 advsign bench --live'.`;
+
 export interface Throughput {
   batch1: number;
   batch64: number;

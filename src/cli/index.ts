@@ -6,6 +6,7 @@ import { ATTACK_HELP } from './attack';
 import { SERVE_HELP } from './serve';
 import { EXPORT_HELP } from '../tflite/cli';
 import { STICKER_HELP } from './sticker';
+import { BENCH_HELP } from './bench';
 import { version } from './paths';
 
 const USAGE = `advsign ${version()} — how easily is a traffic-sign classifier fooled?
@@ -23,7 +24,7 @@ usage: advsign <command> [options]
 
 'advsign <command> --help' shows a command's options.`;
 
-const HELP: Record<string, string> = { train: TRAIN_HELP, evaluate: EVALUATE_HELP, attack: ATTACK_HELP, serve: SERVE_HELP, export: EXPORT_HELP, sticker: STICKER_HELP };
+const HELP: Record<string, string> = { train: TRAIN_HELP, evaluate: EVALUATE_HELP, attack: ATTACK_HELP, serve: SERVE_HELP, export: EXPORT_HELP, sticker: STICKER_HELP, bench: BENCH_HELP };
 
 type Command = (argv: string[]) => Promise<void>;
 
