@@ -92,9 +92,13 @@ export function roiToPixels(roi: NormRoi | null, W: number, H: number): PixelRoi
   return { x, y, w, h };
 }
 
-/** The ROI of an 8-bit frame as a float image (only the ROI is converted, never the whole frame). */
-export function roiToFloat(frame: Pick<Frame, 'rgb' | 'width'>, r: PixelRoi): RgbImage {
-  const data = new Float32Array(r.w * r.h * 3);
+/**
+ * The ROI of an 8-bit frame as a float image (only the ROI is converted, never the whole frame),
+ * into `out` when it has the right size (the live loop reuses one: a 1.3 MB array per frame at
+ * 30 fps is garbage the collector would otherwise chase).
+ */
+export function roiToFloat(frame: Pick<Frame, 'rgb' | 'width'>, r: PixelRoi, out?: Float32Array): RgbImage {
+  const data = out && out.length === r.w * r.h * 3 ? out : new Float32Array(r.w * r.h * 3);
   const src = frame.rgb;
   const inv = 1 / 255;
   for (let y = 0; y < r.h; y++) {
@@ -165,6 +169,7 @@ export interface ProcessOptions {
 export class Pipeline {
   private attacks = new Map<string, Attack>();
   private readonly jpegQuality: number;
+  private roiScratch = new Float32Array(0);
 
   constructor(readonly classifier: Classifier, private readonly opts: PipelineOptions = {}) {
     this.jpegQuality = opts.jpegQuality ?? 80;
@@ -244,7 +249,8 @@ export class Pipeline {
     const s = clf.inputSize;
     const t0 = performance.now();
     const roi = roiToPixels(settings.roi, frame.width, frame.height);
-    const input = cropResize(roiToFloat(frame, roi), null, s, 0);
+    if (this.roiScratch.length !== roi.w * roi.h * 3) this.roiScratch = new Float32Array(roi.w * roi.h * 3);
+    const input = cropResize(roiToFloat(frame, roi, this.roiScratch), null, s, 0);
     const sticker = opts.sticker ?? null;
     const stickered = sticker ? sticker.overlay.apply(input) : null;
     const wanted = new Set(opts.images ?? IMAGE_KEYS);
