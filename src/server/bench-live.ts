@@ -80,6 +80,12 @@ export interface LiveBenchResult {
   sticker: { file: string; fooledRate: number } | null;
   backend: string;
   model: string;
+  /**
+   * CPU time the whole process (every thread) spent per measured frame, ms: unlike the frame rate
+   * it barely changes when other programs share the cores, so 1000 / cpuMsPerFrame is what one
+   * free core of this machine could sustain.
+   */
+  cpuMsPerFrame: number;
   /** Per-stage p50/p95, ms. */
   stages: Record<Stage, { p50: number; p95: number }>;
   /** What the socket client received (null without a client). */
@@ -175,9 +181,11 @@ export async function benchLive(opts: LiveBenchOptions = {}): Promise<LiveBenchR
     const rssTimer = setInterval(() => { rss = Math.max(rss, process.memoryUsage().rss); }, 200);
     server.daemon.on('result', onResult);
     measuring = true;
+    const cpu0 = process.cpuUsage();
     const start = performance.now();
     await (opts.frames !== undefined ? enough : sleep(seconds * 1000));
     const elapsed = (performance.now() - start) / 1000;
+    const cpu = process.cpuUsage(cpu0);
     measuring = false;
     server.daemon.off('result', onResult);
     clearInterval(rssTimer);
@@ -201,6 +209,7 @@ export async function benchLive(opts: LiveBenchOptions = {}): Promise<LiveBenchR
       fooledRate: attackOn && frames ? round(fooled / frames, 4) : null, zeroPerturbationFrames: zero, fooledRateByClass: perClass,
       sticker: opts.sticker ? { file: opts.sticker, fooledRate: frames ? round(stickerFooled / frames, 4) : 0 } : null,
       backend: backend.backend, model: modelName,
+      cpuMsPerFrame: frames ? round((cpu.user + cpu.system) / 1000 / frames, 2) : 0,
       stages,
       client: client ? { framesPerSecond: round(clientTimes.length / elapsed, 1), p95LatencyMs: round(clientLat.percentile(95)) } : null,
       notes,

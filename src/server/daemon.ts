@@ -198,12 +198,11 @@ export class Daemon extends EventEmitter {
           const r = await this.pipeline.process(f, settings, { pickedAt, sticker: this.demand.sticker(), images: this.demand.images() });
           this.lastFrame = f;
           this._last = r;
-          const attackOn = settings.attack !== 'none';
-          // With the attack off, the fooled rate is the virtual sticker's (when one is on).
-          this.stats.record(r.latency, attackOn ? r.fooled : r.sticker ? r.sticker.fooled : null, performance.now(),
-            { stickerFooled: r.sticker ? r.sticker.fooled : null, stalled: r.stall !== null });
+          // With the attack off, "fooled" is the virtual sticker's (when one is on): rate and LEDs.
+          const fooled = settings.attack !== 'none' ? r.fooled : r.sticker ? r.sticker.fooled : null;
+          this.stats.record(r.latency, fooled, performance.now(), { stickerFooled: r.sticker ? r.sticker.fooled : null, stalled: r.stall !== null });
           this.logStall(r.stall);
-          this.opts.gpio?.indicate(settings.attack === 'none' ? 'ok' : r.fooled ? 'fooled' : 'ok');
+          this.opts.gpio?.indicate(fooled ? 'fooled' : 'ok');
           this.emit('result', r);
         } catch (e) {
           this.opts.logger.error('frame.failed', { error: (e as Error).message.split('\n')[0], seq: f.seq });
