@@ -8,8 +8,8 @@ import { runCli } from './helpers';
 describe('advsign bench', function () {
   this.timeout(300000);
 
-  it('--json --quick --no-cpu reports inference, training (one thread and data-parallel) and attack throughput', async () => {
-    const r = await runCli(['bench', '--json', '--quick', '--no-cpu']);
+  it('--json --quick --no-cpu --no-peer reports inference, training (one thread and data-parallel) and attack throughput', async () => {
+    const r = await runCli(['bench', '--json', '--quick', '--no-cpu', '--no-peer']);
     assert.strictEqual(r.code, 0, r.stderr);
     const b = JSON.parse(r.stdout);
     assert.ok(['tensorflow', 'wasm', 'cpu'].includes(b.backend), b.backend);

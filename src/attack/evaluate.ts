@@ -22,7 +22,7 @@ import type { Attack, AttackOptions, Norm } from './types';
 import { getAttack } from './registry';
 import { normsFromArrays, PerturbationNorms } from './norms';
 import { AttackedShard, ModelWorkers } from '../inference/data-parallel';
-import { LayersClassifier } from '../inference/model';
+import { inferLogits, LayersClassifier } from '../inference/model';
 
 export interface EvaluateProgress {
   attack: string;
@@ -115,10 +115,12 @@ interface Acc {
 interface Predictions { pred: Int32Array; conf: Float32Array }
 
 export async function predictWithConfidence(model: Classifier, x: Tensor4D): Promise<Predictions> {
+  const z = await inferLogits(model, x);
   const [p, c] = tf.tidy(() => {
-    const probs = tf.softmax(model.logits(x));
+    const probs = tf.softmax(z);
     return [tf.argMax(probs, 1), tf.max(probs, 1)];
   });
+  z.dispose();
   const out = { pred: Int32Array.from(await p.data()), conf: Float32Array.from(await c.data()) };
   p.dispose(); c.dispose();
   return out;

@@ -35,6 +35,11 @@ export interface AttackResult {
   adversarial: Tensor4D;
   /** Per image: 1 when the attack succeeded (misclassified, or hit the target when targeted). */
   success: Uint8Array;
+  /**
+   * Logits of `adversarial`, row-major [n, classes], when the attack computed them for its success
+   * check (callers that need predictions can skip another forward pass).
+   */
+  logits?: Float32Array;
   /** Model queries used (black-box attacks), per image when meaningful. */
   queries?: Int32Array;
 }

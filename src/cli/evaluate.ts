@@ -1,7 +1,7 @@
 /** `advsign evaluate`: clean accuracy, confusion matrix and per-class accuracy (attacks: see --attack). */
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { initBackend } from '../inference/backend';
+import { useEngine } from '../inference/engine';
 import { loadClassifier } from '../inference/model-io';
 import { predictClasses } from '../inference/model';
 import { cleanMetrics } from '../inference/metrics';
@@ -17,6 +17,7 @@ import { defaultWorkerCount } from '../inference/data-parallel';
 import { renderReportHtml } from '../attack/report';
 import { progressBar, Progress } from '../util/progress';
 import { writeJsonAtomic, readCard, ModelCard, resolveModelPath } from '../inference/model-io';
+import { checkOutputs, checkWritable, OutputFile, writeFilesAtomic } from '../util/atomic-file';
 import { DEFENSE_EVAL_FLAGS, DEFENSE_EVAL_HELP, defenseEvaluateCommand, wantsDefenseEvaluation } from '../defense/evaluate-cli';
 
 export const EVALUATE_HELP = `advsign evaluate --model models/NAME --data <dir|synthetic> [options]
@@ -32,6 +33,7 @@ export const EVALUATE_HELP = `advsign evaluate --model models/NAME --data <dir|s
   --update-card          record the figures in the model's card.json
   --json FILE            write the figures as JSON ('-' for stdout)
   --backend NAME         tensorflow | wasm | cpu
+  --engine ort|tfjs      compute engine for inference and attacks (default: ort when it loads)
   --workers N            extra threads attacking batches in parallel (default: one per spare core on wasm/cpu)
 ${DEFENSE_EVAL_HELP}`;
 
@@ -40,7 +42,7 @@ export async function evaluateCommand(argv: string[]): Promise<void> {
     model: { type: 'string' }, data: { type: 'string' }, split: { type: 'string' }, limit: { type: 'string' },
     json: { type: 'string' }, backend: { type: 'string' }, quiet: { type: 'boolean' },
     attack: { type: 'string' }, eps: { type: 'string' }, steps: { type: 'string' }, batch: { type: 'string' }, loss: { type: 'string' },
-    report: { type: 'string' }, 'update-card': { type: 'boolean' }, workers: { type: 'string' },
+    report: { type: 'string' }, 'update-card': { type: 'boolean' }, workers: { type: 'string' }, engine: { type: 'string' },
     ...DEFENSE_EVAL_FLAGS,
   }, 'evaluate');
   // --defense / --compare: the before-vs-after comparison (src/defense/compare.ts).
@@ -62,16 +64,20 @@ export async function evaluateCommand(argv: string[]): Promise<void> {
     ...(steps ? { steps } : {}), ...(loss && a.takesLoss ? { loss } : {}),
   });
   const batchSize = int(f, 'batch', 64, 1, 4096);
+  const reportFile = str(f, 'report');
+  const jsonOut = str(f, 'json');
+  checkOutputs(reportFile, jsonOut); // before the data loads and the attacks run
+  if (f['update-card']) checkWritable(path.join(path.dirname(resolveModelPath(modelPath)), 'card.json'));
   const backend = await initBackend(str(f, 'backend'));
   const workers = f.workers !== undefined ? int(f, 'workers', 0, 0, 64) : defaultWorkerCount(backend.backend);
-  const clf = await loadClassifier(modelPath);
+  const { classifier: clf, engine } = useEngine(await loadClassifier(modelPath), str(f, 'engine'));
   const set = await loadDataset(data, { split, size: clf.inputSize, limit, progress: !f.quiet });
   const t0 = performance.now();
   const pred = await predictClasses(clf, set.images, set.n);
   const seconds = (performance.now() - t0) / 1000;
   const m = cleanMetrics(pred, set.labels, clf.numClasses);
   const report = {
-    model: modelPath, data, split, n: set.n, backend: backend.backend,
+    model: modelPath, data, split, n: set.n, backend: backend.backend, engine: engine.engine,
     clean: { accuracy: m.accuracy, imagesPerSecond: set.n / seconds, perClass: m.perClass, confusion: m.confusion },
     results: [] as unknown[],
   };
@@ -96,14 +102,13 @@ export async function evaluateCommand(argv: string[]): Promise<void> {
     report.results = json.results as unknown[];
     (report as Record<string, unknown>).examples = json.examples;
   }
-  const reportFile = str(f, 'report');
+  const outputs: OutputFile[] = [];
   if (reportFile) {
     const html = await renderReportHtml(robust ?? {
       n: set.n, numClasses: clf.numClasses, results: [], examples: [],
       clean: { accuracy: m.accuracy, perClassAccuracy: m.perClass.map((c) => (c.n ? c.accuracy : null)) },
     }, { model: modelPath, data, split, backend: backend.backend });
-    fs.mkdirSync(path.dirname(path.resolve(reportFile)), { recursive: true });
-    fs.writeFileSync(reportFile, html);
+    outputs.push({ path: reportFile, data: html });
   }
   if (f['update-card']) {
     const card = readCard(modelPath) ?? ({} as ModelCard);
@@ -118,14 +123,11 @@ export async function evaluateCommand(argv: string[]): Promise<void> {
     writeJsonAtomic(path.join(path.dirname(resolveModelPath(modelPath)), 'card.json'),
       { ...card, cleanAccuracy: clean, robustAccuracy: robustCard });
   }
-  const jsonOut = str(f, 'json');
   if (jsonOut === '-') process.stdout.write(JSON.stringify(report, null, 2) + '\n');
-  else if (jsonOut) {
-    fs.mkdirSync(path.dirname(path.resolve(jsonOut)), { recursive: true });
-    fs.writeFileSync(jsonOut, JSON.stringify(report, null, 2) + '\n');
-  }
+  else if (jsonOut) outputs.push({ path: jsonOut, data: JSON.stringify(report, null, 2) + '\n' });
+  writeFilesAtomic(outputs); // the report and the JSON together: both new, or both as they were
   if (jsonOut !== '-') {
-    console.log(`${modelPath} on ${data} ${split}: accuracy ${(m.accuracy * 100).toFixed(2)}% over ${set.n} images (${backend.backend}, ${(set.n / seconds).toFixed(0)} img/s)`);
+    console.log(`${modelPath} on ${data} ${split}: accuracy ${(m.accuracy * 100).toFixed(2)}% over ${set.n} images (${engine.engine === 'ort' ? 'ort' : backend.backend}, ${(set.n / seconds).toFixed(0)} img/s)`);
     const worst = m.perClass.filter((c) => c.n > 0).sort((a, b) => a.accuracy - b.accuracy).slice(0, 5);
     console.log('weakest classes: ' + worst.map((c) => `${c.classId} ${CLASS_NAMES[c.classId]} ${(c.accuracy * 100).toFixed(1)}%`).join('; '));
     for (const r of (report.results as { attack: string; eps: number; accuracy: number; successRate: number | null; meanL2: number | null; imagesPerSecond: number | null }[])) {

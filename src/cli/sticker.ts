@@ -3,14 +3,14 @@
  * with EOT, measures how well it survives held-out print-and-capture transformations (against
  * the same attack optimised without EOT), and writes the PDF, PNGs and a JSON summary.
  */
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { initBackend } from '../inference/backend';
+import { useEngine } from '../inference/engine';
 import { loadClassifier } from '../inference/model-io';
 import { CLASS_NAMES } from '../data/classes';
 import { UserError } from '../data/types';
 import { parseEps } from '../attack/registry';
-import { int, num, parseFlags, str } from './args';
+import { classFlag, int, num, parseFlags, str } from './args';
 import { defaultModelDir, version } from './paths';
 import { parseMaskSpec, rasterizeMask, requireNonEmpty, alphaOf, MaskSpec } from '../sticker/masks';
 import { DEFAULT_PALETTE, loadPalette } from '../sticker/palette';
@@ -21,6 +21,7 @@ import { exportSticker } from '../sticker/pdf';
 import { CLEAN_VIEW } from '../sticker/eot';
 import { LAYER_SIGN_FRACTION, layerPng, modelCheck } from '../sticker/layer';
 import type { StickerProgressEvent } from '../sticker/run-file';
+import { checkWritable, OutputFile, writeFilesAtomic } from '../util/atomic-file';
 
 export const STICKER_HELP = `advsign sticker --model models/NAME --sign <classId> --target <classId> --out sticker.pdf [options]
 
@@ -49,6 +50,7 @@ what 'advsign serve --sticker sticker.json' draws onto the sign in view).
   --eval N            held-out transformations to measure on (default 200)
   --roundtrip N       simulated print-and-capture photos (default 100, 0 = skip)
   --skip-baseline     do not optimise the non-EOT baseline for comparison
+  --engine ort|tfjs   compute engine of the optimisation (default: ort when it loads)
   --json              print the summary JSON on stdout
   --progress-json     progress as JSON lines on stdout instead of bars (for the live page's print jobs)`;
 
@@ -61,13 +63,6 @@ interface Args {
   eps: number;
   out: string;
   signMm: number;
-}
-
-function classArg(v: string | undefined, name: string): number | null {
-  if (v === undefined) return null;
-  const n = Number(v);
-  if (v.trim() === '' || !Number.isInteger(n)) throw new UserError(`--${name} must be a class id (a whole number 0..42), got '${v}'`);
-  return n;
 }
 
 /** Output file names beside the PDF. */
@@ -90,19 +85,20 @@ export async function stickerCommand(argv: string[]): Promise<void> {
     mask: { type: 'string' }, mode: { type: 'string' }, eps: { type: 'string' }, steps: { type: 'string' },
     'eot-samples': { type: 'string' }, 'sign-mm': { type: 'string' }, seed: { type: 'string' }, palette: { type: 'string' },
     nps: { type: 'string' }, tv: { type: 'string' }, lr: { type: 'string' }, eval: { type: 'string' }, roundtrip: { type: 'string' },
-    'skip-baseline': { type: 'boolean' }, json: { type: 'boolean' }, backend: { type: 'string' }, canvas: { type: 'string' },
+    'skip-baseline': { type: 'boolean' }, json: { type: 'boolean' }, backend: { type: 'string' }, engine: { type: 'string' }, canvas: { type: 'string' },
     'progress-json': { type: 'boolean' },
   }, 'sticker');
   const machine = Boolean(f['progress-json']);
   if (machine && f.json) throw new UserError('--json and --progress-json both write to stdout: pick one');
   // Validate everything cheap before loading the model or optimising.
-  const classId = classArg(str(f, 'sign'), 'sign');
+  const classId = classFlag(f, 'sign');
   if (classId === null) throw new UserError(`sticker: --sign is required (see 'advsign sticker --help')`);
-  const target = classArg(str(f, 'target'), 'target');
+  const target = classFlag(f, 'target');
   validateClasses(classId, target);
   const out = str(f, 'out');
   if (!out) throw new UserError(`sticker: --out is required, e.g. --out sticker.pdf (see 'advsign sticker --help')`);
   if (!/\.pdf$/i.test(out)) throw new UserError(`--out must name a .pdf file, got '${out}'`);
+  for (const p of Object.values(outputPaths(out))) checkWritable(p); // before minutes of optimisation
   const modeText = (str(f, 'mode', 'sticker') as string).toLowerCase();
   if (modeText !== 'sticker' && modeText !== 'sign') throw new UserError(`unknown --mode '${modeText}': use sticker or sign`);
   const mode = modeText as StickerMode;
@@ -128,7 +124,7 @@ export async function stickerCommand(argv: string[]): Promise<void> {
   const a: Args = { modelPath, classId, target, mode, mask, eps, out, signMm };
 
   const choice = await initBackend(str(f, 'backend'));
-  const clf = await loadClassifier(modelPath);
+  const { classifier: clf, engine } = useEngine(await loadClassifier(modelPath), str(f, 'engine'));
   validateClasses(classId, target, clf.numClasses);
   const common = { classId, target, mode, mask: mask ?? undefined, eps: mode === 'sign' ? eps : undefined, steps, eotSamples, learningRate, npsWeight, tvWeight, palette, canvasSize, seed };
   const onStep = machine ? (st: { step: number; batchSuccess: number }) => emitProgress({ event: 'progress', phase: 'optimise', done: st.step + 1, total: steps, batchSuccess: st.batchSuccess }) : undefined;
@@ -146,7 +142,7 @@ export async function stickerCommand(argv: string[]): Promise<void> {
   const paths = outputPaths(out);
   const targetText = target === null ? 'untargeted' : `${target} ${CLASS_NAMES[target]}`;
   const info = [
-    `Model: ${path.relative(process.cwd(), path.resolve(modelPath)) || modelPath}  (backend ${choice.backend}, advsign ${version()}).`,
+    `Model: ${path.relative(process.cwd(), path.resolve(modelPath)) || modelPath}  (backend ${choice.backend}, engine ${engine.engine}, advsign ${version()}).`,
     `Held-out success (${evalN} random print-and-capture transformations never used in optimisation): ${pct(heldOut.successRate)}` +
       (heldOutBaseline ? `; the same attack optimised without EOT: ${pct(heldOutBaseline.successRate)}.` : '.'),
     `Clean sign under the same transformations: classified correctly ${pct(heldOut.cleanAccuracy)}${target !== null ? `, as the target ${pct(heldOut.cleanTargetRate)}` : ''}.`,
@@ -154,15 +150,9 @@ export async function stickerCommand(argv: string[]): Promise<void> {
     'Physical results depend on your printer, paper, light and camera: measure them.',
   ];
   if (machine) emitProgress({ event: 'progress', phase: 'export', done: 0, total: 0 });
-  fs.mkdirSync(path.dirname(path.resolve(out)), { recursive: true });
   const files = await exportSticker(robust, { signMm, palette, infoLines: info });
-  fs.writeFileSync(paths.pdf, files.pdf);
-  fs.writeFileSync(paths.signPng, files.signPng);
-  if (files.stickerPng) fs.writeFileSync(paths.stickerPng, files.stickerPng);
-  // The layer and its geometry: the contract is in src/sticker/layer.ts (and the README).
-  fs.writeFileSync(paths.layerPng, await layerPng(robust));
   const summary = {
-    advsign: version(), model: modelPath, backend: choice.backend, mode,
+    advsign: version(), model: modelPath, backend: choice.backend, engine: engine.engine, mode,
     sign: { classId, name: CLASS_NAMES[classId] }, target: target === null ? null : { classId: target, name: CLASS_NAMES[target] },
     mask: robust.maskDescription, areaFraction: robust.areaFraction, eps: robust.eps, signMm,
     options: robust.options, eot: robust.eotConfig,
@@ -176,7 +166,13 @@ export async function stickerCommand(argv: string[]): Promise<void> {
     pieces: files.pieces,
     history: thin(robust.history, 100),
   };
-  fs.writeFileSync(paths.json, JSON.stringify(summary, null, 2) + '\n');
+  // All at once: a full disk or a kill leaves the previous set whole, never a mix. The layer and
+  // its geometry (the JSON's layer and modelCheck) are a contract: see src/sticker/layer.ts.
+  const outputs: OutputFile[] = [{ path: paths.pdf, data: files.pdf }, { path: paths.signPng, data: files.signPng },
+    ...(files.stickerPng ? [{ path: paths.stickerPng, data: files.stickerPng }] : []),
+    { path: paths.layerPng, data: await layerPng(robust) },
+    { path: paths.json, data: JSON.stringify(summary, null, 2) + '\n' }];
+  writeFilesAtomic(outputs);
   if (machine) {
     emitProgress({ event: 'done', json: paths.json });
     return;

@@ -12,6 +12,7 @@ import * as zlib from 'zlib';
 import { cropResize, decodeImage, Roi } from './image-io';
 import { createRng } from './random';
 import { ImageSet, UserError } from './types';
+import { writeFileAtomic } from '../util/atomic-file';
 
 export const GTSRB_CLASSES = 43;
 
@@ -628,13 +629,10 @@ export async function readGtsrbCached(dir: string, opts: ReadGtsrbOptions, cache
     o.concurrency,
     opts.onProgress,
   );
-  const tmp = `${file}.${process.pid}.${Date.now()}.tmp`;
   try {
-    await fs.promises.mkdir(cacheDir, { recursive: true });
-    await fs.promises.writeFile(tmp, encodeCache(set, key));
-    await fs.promises.rename(tmp, file);
+    writeFileAtomic(file, encodeCache(set, key));
   } catch {
-    await fs.promises.rm(tmp, { force: true }).catch(() => undefined);
+    /* no cache this time (read-only or full disk): the images were read all the same */
   }
   return set;
 }

@@ -1,13 +1,14 @@
 /**
  * Saving and loading models as TensorFlow.js files (model.json + weights.bin), the same format
- * tfjs-node's file:// handler writes, without needing tfjs-node. Saves are atomic: files go to a
- * temporary folder that is renamed into place, so an interrupted save never leaves a half model.
+ * tfjs-node's file:// handler writes, without needing tfjs-node. Saves are atomic
+ * (util/atomic-file): an interrupted save never leaves a half model, nor its temporary folder.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { tf } from './tf';
 import { LayersClassifier } from './model';
 import { UserError } from '../data/types';
+import { recoverDir, replaceDirAtomic, writeFileAtomic } from '../util/atomic-file';
 
 export interface ModelCard {
   name: string;
@@ -18,15 +19,8 @@ export interface ModelCard {
   [key: string]: unknown;
 }
 
-function writeFileAtomic(file: string, data: string | Buffer): void {
-  const tmp = `${file}.tmp-${process.pid}`;
-  fs.writeFileSync(tmp, data);
-  fs.renameSync(tmp, file);
-}
-
-/** Writes JSON to a file atomically (write, then rename). */
+/** Writes JSON to a file atomically (temporary file, fsync, rename). */
 export function writeJsonAtomic(file: string, value: unknown): void {
-  fs.mkdirSync(path.dirname(file), { recursive: true });
   writeFileAtomic(file, JSON.stringify(value, null, 2) + '\n');
 }
 
@@ -35,10 +29,10 @@ export function writeJsonAtomic(file: string, value: unknown): void {
  * file is replaced: a crash at any point leaves either the old or the new model, never a mix.
  */
 export async function saveModel(model: tf.LayersModel, dir: string, card?: ModelCard): Promise<void> {
-  const parent = path.dirname(path.resolve(dir));
-  fs.mkdirSync(parent, { recursive: true });
-  const staging = fs.mkdtempSync(path.join(parent, `.${path.basename(dir)}.saving-`));
-  fs.chmodSync(staging, 0o755); // mkdtemp makes it private; a saved model is meant to be shared
+  await replaceDirAtomic(dir, (staging) => writeModelFiles(model, dir, staging, card));
+}
+
+async function writeModelFiles(model: tf.LayersModel, dir: string, staging: string, card?: ModelCard): Promise<void> {
   await model.save(tf.io.withSaveHandler(async (artifacts) => {
     const weights = Buffer.from(artifacts.weightData as ArrayBuffer);
     const json = {
@@ -54,11 +48,6 @@ export async function saveModel(model: tf.LayersModel, dir: string, card?: Model
   }));
   if (card) fs.writeFileSync(path.join(staging, 'card.json'), JSON.stringify(card, null, 2) + '\n');
   else if (fs.existsSync(path.join(dir, 'card.json'))) fs.copyFileSync(path.join(dir, 'card.json'), path.join(staging, 'card.json'));
-  // Swap folders: old → trash, staging → dir, then drop the trash.
-  const trash = `${staging}.old`;
-  if (fs.existsSync(dir)) fs.renameSync(dir, trash);
-  fs.renameSync(staging, dir);
-  fs.rmSync(trash, { recursive: true, force: true });
 }
 
 interface ModelJson {
@@ -69,6 +58,7 @@ interface ModelJson {
 /** Resolves a user's --model argument: a folder holding model.json, or the model.json itself. */
 export function resolveModelPath(p: string): string {
   const abs = path.resolve(p);
+  recoverDir(abs); // a save killed mid-swap left the old model aside
   if (!fs.existsSync(abs)) throw new UserError(`model not found: ${p}`);
   return fs.statSync(abs).isDirectory() ? path.join(abs, 'model.json') : abs;
 }

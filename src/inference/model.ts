@@ -99,6 +99,20 @@ export interface Classifier {
    * objective (src/inference/objective.ts) in one call. Absent, attacks differentiate `logits`.
    */
   objectiveGradient?(x: Tensor4D, labels: Tensor1D, targets: Tensor1D | null, loss: AttackLoss): Promise<ObjectiveGradient>;
+  /** A native engine's logits, outside any gradient tape. Absent, `logits` serves (see inferLogits). */
+  inferLogits?(images: Tensor4D): Promise<Tensor2D>;
+  /**
+   * A native engine's vector-Jacobian product: the logits z and Jᵀc for the cotangent c (given,
+   * or computed from z). Absent, tfjs differentiates `logits` (see vjp in objective.ts).
+   */
+  vjp?(x: Tensor4D, cotangent: Tensor2D | ((z: Tensor2D) => Tensor2D)): Promise<ObjectiveGradient>;
+  /** Frees what the classifier holds beyond its tfjs model (native sessions). */
+  dispose?(): void;
+}
+
+/** Logits for inference (caller owns): the native engine's when the classifier has one. */
+export async function inferLogits(clf: Classifier, images: Tensor4D): Promise<Tensor2D> {
+  return clf.inferLogits ? clf.inferLogits(images) : tf.tidy(() => clf.logits(images));
 }
 
 /** Wraps a Keras-style model whose output is logits, or softmax probabilities (then log is taken). */
@@ -142,7 +156,9 @@ export interface Prediction {
 
 /** Top-k softmax predictions per image. */
 export async function predictTopK(clf: Classifier, images: Tensor4D, k = 5): Promise<Prediction[][]> {
-  const { values, indices } = tf.tidy(() => tf.topk(tf.softmax(clf.logits(images)), k));
+  const z = await inferLogits(clf, images);
+  const { values, indices } = tf.tidy(() => tf.topk(tf.softmax(z), k));
+  z.dispose();
   const [v, i] = [await values.array() as number[][], await indices.array() as number[][]];
   values.dispose();
   indices.dispose();
@@ -155,12 +171,11 @@ export async function predictClasses(clf: Classifier, images: Float32Array, n: n
   const out = new Int32Array(n);
   for (let i = 0; i < n; i += batch) {
     const m = Math.min(batch, n - i);
-    const pred = tf.tidy(() => {
-      const x = tf.tensor4d(images.subarray(i * s * s * 3, (i + m) * s * s * 3), [m, s, s, 3]);
-      return clf.logits(x).argMax(1);
-    });
+    const x = tf.tensor4d(images.subarray(i * s * s * 3, (i + m) * s * s * 3), [m, s, s, 3]);
+    const z = await inferLogits(clf, x);
+    const pred = tf.argMax(z, 1);
     out.set(await pred.data() as Int32Array, i);
-    pred.dispose();
+    tf.dispose([x, z, pred]);
   }
   return out;
 }

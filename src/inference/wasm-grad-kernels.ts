@@ -141,55 +141,46 @@ function registerFastTransposedMatMul(): void {
   });
 }
 
-/**
- * MaxPoolGrad for the common 2×2, stride-2 pooling over even sizes, via argMax over each window:
- * wasm's own kernel is a scalar loop that costs as much as a convolution. Like TensorFlow, the
- * gradient goes to the first maximum of a window in row-major order.
- */
-export function maxPoolGrad2x2(dy: Tensor4D, input: Tensor4D): Tensor4D {
-  return tf.tidy(() => {
-    const [n, h, w, c] = input.shape;
-    const windows = input.reshape([n, h / 2, 2, w / 2, 2, c]).transpose([0, 1, 3, 5, 2, 4]).reshape([-1, 4]);
-    // (wasm's OneHot ignores its dtype argument and writes int32 bits: cast instead.)
-    const first = tf.cast(tf.oneHot(tf.argMax(windows, 1), 4), 'float32');
-    const spread = first.mul(dy.reshape([-1, 1])).reshape([n, h / 2, w / 2, c, 2, 2]);
-    return spread.transpose([0, 1, 4, 2, 5, 3]).reshape([n, h, w, c]) as Tensor4D;
-  });
+/** The slice of the wasm backend a kernel written in JS needs: its tensors' memory. */
+interface WasmHeap {
+  makeOutput(shape: number[], dtype: 'float32'): tf.TensorInfo;
+  typedArrayFromHeap(t: tf.TensorInfo): Float32Array;
 }
 
 /**
- * MaxPoolGrad for any window, stride and padding: each window offset (i, j) is a strided slice of
- * the (−∞-padded) input; the first maximum over offsets gets dy, which is scattered back with a
- * dilate-and-pad. wasm's own kernel gets asymmetric 'same' padding wrong, so it is not used.
+ * MaxPoolGrad as one pass over the windows in JS, straight on the wasm heap: each window's dy
+ * goes to its first maximum in row-major order (as TensorFlow does), summed where windows
+ * overlap; padding never wins. The composites above need a dozen kernels and two transposes
+ * of the whole activation for the same result.
  */
-export function maxPoolGradGeneral(dy: Tensor4D, input: Tensor4D, filterSize: [number, number],
-  strides: [number, number], pad: Pad, dimRoundingMode?: 'floor' | 'round' | 'ceil'): Tensor4D {
-  return tf.tidy(() => {
-    const [fh, fw] = filterSize, [sh, sw] = strides;
-    const info = tf.backend_util.computePool2DInfo(input.shape, filterSize, strides, 1, pad as 'same', dimRoundingMode);
-    const { top, left } = info.padInfo;
-    const [n, h, w, c] = input.shape;
-    const ho = info.outHeight, wo = info.outWidth;
-    const hp = (ho - 1) * sh + fh, wp = (wo - 1) * sw + fw;
-    const padded = tf.pad(input, [[0, 0], [top, Math.max(0, hp - h - top)], [left, Math.max(0, wp - w - left)], [0, 0]], -Infinity);
-    const slices: tf.Tensor[] = [];
-    for (let i = 0; i < fh; i++) {
-      for (let j = 0; j < fw; j++) {
-        slices.push(tf.stridedSlice(padded, [0, i, j, 0], [n, i + (ho - 1) * sh + 1, j + (wo - 1) * sw + 1, c], [1, sh, sw, 1]));
+export function maxPoolGradDirect(heap: WasmHeap, dy: tf.TensorInfo, input: tf.TensorInfo, info: tf.backend_util.Conv2DInfo): tf.TensorInfo {
+  const [n, h, w, c] = input.shape;
+  const out = heap.makeOutput(input.shape, 'float32');
+  const dx = heap.typedArrayFromHeap(out);
+  dx.fill(0);
+  const x = heap.typedArrayFromHeap(input), g = heap.typedArrayFromHeap(dy);
+  const { outHeight: oh, outWidth: ow, strideHeight: sh, strideWidth: sw, filterHeight: fh, filterWidth: fw } = info;
+  const { top, left } = info.padInfo;
+  for (let b = 0; b < n; b++) {
+    for (let i = 0; i < oh; i++) {
+      const y0 = i * sh - top, y1 = Math.min(h, y0 + fh);
+      for (let j = 0; j < ow; j++) {
+        const x0 = j * sw - left, x1 = Math.min(w, x0 + fw);
+        const go = ((b * oh + i) * ow + j) * c;
+        for (let ch = 0; ch < c; ch++) {
+          let best = -1, bestV = -Infinity;
+          for (let yy = Math.max(0, y0); yy < y1; yy++) {
+            for (let xx = Math.max(0, x0); xx < x1; xx++) {
+              const idx = ((b * h + yy) * w + xx) * c + ch;
+              if (x[idx] > bestV || best < 0) { bestV = x[idx]; best = idx; }
+            }
+          }
+          if (best >= 0) dx[best] += g[go + ch];
+        }
       }
     }
-    const first = tf.cast(tf.oneHot(tf.argMax(tf.stack(slices, 4), 4), fh * fw), 'float32');
-    const parts = tf.unstack(first.mul(dy.expandDims(4)), 4) as Tensor4D[];
-    let sum: Tensor4D | null = null;
-    for (let i = 0; i < fh; i++) {
-      for (let j = 0; j < fw; j++) {
-        const spread = dilateSpatial(parts[i * fw + j], sh, sw);
-        const placed = padOrCrop(spread, i - top, h + top - i - spread.shape[1], j - left, w + left - j - spread.shape[2]);
-        sum = sum ? (sum.add(placed) as Tensor4D) : placed;
-      }
-    }
-    return sum as Tensor4D;
-  });
+  }
+  return out;
 }
 
 function registerFastMaxPoolGrad(): void {
@@ -205,11 +196,8 @@ function registerFastMaxPoolGrad(): void {
       const a = args.attrs as unknown as {
         filterSize: number | [number, number]; strides: number | [number, number]; pad: Pad; dimRoundingMode?: 'floor' | 'round' | 'ceil';
       };
-      const [fh, fw] = pair(a.filterSize), [sh, sw] = pair(a.strides);
-      const [, h, w] = input.shape;
-      const simple = fh === 2 && fw === 2 && sh === 2 && sw === 2 && h % 2 === 0 && w % 2 === 0
-        && (a.pad === 'valid' || a.pad === 'same' || a.pad === 0);
-      return simple ? maxPoolGrad2x2(dy, input) : maxPoolGradGeneral(dy, input, [fh, fw], [sh, sw], a.pad, a.dimRoundingMode);
+      const info = tf.backend_util.computePool2DInfo(input.shape, pair(a.filterSize), pair(a.strides), 1, a.pad as 'same', a.dimRoundingMode);
+      return maxPoolGradDirect(args.backend as unknown as WasmHeap, dy, input, info);
     },
   });
 }

@@ -8,7 +8,7 @@
  * views) live in classroom*.ts and are wired in here.
  */
 import * as fs from 'node:fs';
-import * as http from 'node:http';
+import type * as http from 'node:http';
 import * as path from 'node:path';
 import express, { NextFunction, Request, Response } from 'express';
 import { Server as IoServer, Socket } from 'socket.io';
@@ -25,6 +25,10 @@ import { Daemon } from './daemon';
 import { ensureImages, FrameResult } from './pipeline';
 import { CLIENT_EVENTS, MAX_LIVE_STEPS, MAX_MESSAGE_BYTES, messageSize, validatePrintQuery, validateSettings, validateSourceRequest } from './schema';
 import { hostAllowed, originAllowed, RateLimiter, requestToken, TOKEN_COOKIE, tokensEqual } from './auth';
+import { AUTH_TIMEOUT_MS, installAdmission } from './admission';
+import { createLimitedServer, DEFAULT_HTTP_LIMITS, HttpLimits } from './http-limits';
+import { listen, serverUrls } from './listen';
+import { redact } from './redact';
 import { adversarialPdf } from './print';
 import { snapshotPng } from './snapshot';
 import { round, STAGES } from './stats';
@@ -53,10 +57,17 @@ export interface ServerOptions {
   modelPath?: string | null;
   /** Milliseconds a client may take to ack a frame before it is sent the next one anyway. */
   ackTimeoutMs?: number;
+  /** Server timeouts and the connection cap (default DEFAULT_HTTP_LIMITS, maxConnections from the config). */
+  httpLimits?: Partial<HttpLimits>;
+  /** A session that has not joined with its token by then is closed (default AUTH_TIMEOUT_MS). */
+  authTimeoutMs?: number;
 }
 
 export interface RunningServer {
+  /** A URL this process can connect to. */
   url: string;
+  /** The addresses to tell the user (for 0.0.0.0: each network address). */
+  urls: string[];
   host: string;
   port: number;
   /** The access token in force (null: none needed). */
@@ -69,10 +80,7 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
-/** Hides credentials in URLs (rtsp://user:pass@cam/…) before a source name leaves the daemon. */
-export function redact(s: string): string {
-  return s.replace(/(\/\/)[^/@\s]+@/g, '$1***@');
-}
+export { redact };
 
 function publicStatus(s: SourceStatus): SourceStatus {
   return { ...s, source: redact(s.source), ...(s.message ? { message: redact(s.message) } : {}) };
@@ -168,7 +176,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   app.get('/metrics', (_req, res) => {
     const m = daemon.metrics();
     res.setHeader('Cache-Control', 'no-store');
-    res.json({ ...m, source: publicStatus(m.source), clients: io.engine.clientsCount });
+    res.json({ ...m, source: publicStatus(m.source), clients: clients(), sessions: io.engine.clientsCount });
   });
 
   const limited = (limiter: RateLimiter, req: Request, res: Response): boolean => {
@@ -230,31 +238,17 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     if (!res.headersSent) res.status(err instanceof UserError ? 400 : 500).json({ error: msg });
   });
 
-  const server = http.createServer(app);
+  const server = createLimitedServer(app, { ...DEFAULT_HTTP_LIMITS, maxConnections: cfg.maxConnections, ...opts.httpLimits }, log);
   const io = new IoServer(server, {
     maxHttpBufferSize: MAX_HTTP_BUFFER,
     serveClient: true, // the page loads /socket.io/socket.io.js from the installed package: no CDN
     allowRequest: (req, cb) => cb(null, hostAllowed(req, cfg.host) && originAllowed(req)),
     pingInterval: 10_000,
     pingTimeout: 8_000,
+    connectTimeout: opts.authTimeoutMs ?? AUTH_TIMEOUT_MS,
   });
-
-  io.use((socket, next) => {
-    if (io.engine.clientsCount > cfg.maxClients) {
-      next(new Error('too many clients'));
-      return;
-    }
-    if (token) {
-      const auth = (socket.handshake.auth ?? {}) as Record<string, unknown>;
-      const given = typeof auth.token === 'string' ? auth.token : requestToken(socket.request);
-      if (!given || !tokensEqual(given, token)) {
-        log.warn('socket.unauthorized', { ip: socket.handshake.address });
-        next(new Error('unauthorized'));
-        return;
-      }
-    }
-    next();
-  });
+  const admission = installAdmission(io, { token, maxClients: cfg.maxClients, log });
+  const clients = admission.clients;
 
   // Up to two frames unacknowledged per client: enough to hide the round trip on a fast link,
   // and a slow client simply misses frames (it always gets a recent one, never a backlog).
@@ -291,7 +285,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   io.on('connection', (socket) => {
     state.set(socket, { inFlight: 0, sent: 0, skipped: 0 });
     classroom.connected(socket);
-    log.info('socket.connected', { id: socket.id, ip: socket.handshake.address, clients: io.engine.clientsCount });
+    log.info('socket.connected', { id: socket.id, ip: socket.handshake.address, clients: clients() });
     socket.emit('hello', hello());
     socket.emit('status', publicStatus(daemon.sourceStatus));
     // The last frame may have been encoded for nobody: encode what a page draws, then send it.
@@ -362,12 +356,12 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     socket.on('disconnect', (reason) => {
       classroom.disconnected(socket);
       const st = state.get(socket);
-      log.info('socket.disconnected', { id: socket.id, reason, sent: st?.sent, skipped: st?.skipped, clients: io.engine.clientsCount });
+      log.info('socket.disconnected', { id: socket.id, reason, sent: st?.sent, skipped: st?.skipped, clients: clients() });
     });
   });
 
   daemon.on('result', (r: FrameResult) => {
-    if (io.engine.clientsCount === 0) return;
+    if (clients() === 0) return;
     const payload = framePayload(r, daemon.stats.fps());
     for (const socket of io.sockets.sockets.values()) sendFrame(socket, payload);
   });
@@ -376,26 +370,18 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   daemon.on('snapshot', (file: string) => io.emit('snapshot', { file: path.basename(file) }));
 
   const statsTimer = setInterval(() => {
-    if (io.engine.clientsCount === 0) return;
+    if (clients() === 0) return;
     const m = daemon.metrics();
     const latency: Record<string, { p50: number; p95: number }> = {};
     for (const s of STAGES) latency[s] = { p50: m.latency[s].p50, p95: m.latency[s].p95 };
     const stats: StatsMessage = { fps: m.fps, fooledRate: m.fooledRate, stickerFooledRate: m.stickerFooledRate, stalledFrames: m.stalledFrames,
-      frames: m.frames, dropped: m.dropped, latency, clients: io.engine.clientsCount, numTensors: m.numTensors, rssMB: m.rssMB, backend: m.backend };
+      frames: m.frames, dropped: m.dropped, latency, clients: clients(), numTensors: m.numTensors, rssMB: m.rssMB, backend: m.backend };
     io.emit('stats', stats);
   }, 1000);
   statsTimer.unref();
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', (e: NodeJS.ErrnoException) => reject(e.code === 'EADDRINUSE'
-      ? new UserError(`port ${cfg.port} on ${cfg.host} is already in use (try --port)`)
-      : e.code === 'EADDRNOTAVAIL' ? new UserError(`cannot listen on ${cfg.host}: no such local address`) : e));
-    server.listen(cfg.port, cfg.host, () => resolve());
-  });
-  const addr = server.address();
-  const port = typeof addr === 'object' && addr ? addr.port : cfg.port;
-  const hostForUrl = cfg.host.includes(':') ? `[${cfg.host}]` : cfg.host === '0.0.0.0' ? '127.0.0.1' : cfg.host;
-  const url = `http://${hostForUrl}:${port}/`;
+  const port = await listen(server, cfg.port, cfg.host);
+  const { local: url, shown: urls } = serverUrls(cfg.host, port);
   log.info('server.listening', { host: cfg.host, port, tokenRequired: Boolean(token), forced: tokenRequired(cfg) && cfg.requireToken });
 
   try {
@@ -422,5 +408,5 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     return closing;
   };
 
-  return { url, host: cfg.host, port, token, tokenGenerated: generated, daemon, io, http: server, clients: () => io.engine.clientsCount, close };
+  return { url, urls, host: cfg.host, port, token, tokenGenerated: generated, daemon, io, http: server, clients, close };
 }

@@ -3,12 +3,19 @@
  * at the daemon's defaults over one full cycle of the synthetic scene (every sign class in turn,
  * 640×480 at 30 fps), measured from outside: a socket.io client in the same process acks every
  * frame as the page does. Reports frames per second, p95 end-to-end latency (frame arrival →
- * encoded and handed to the socket), the fooled rate over the cycle and per sign class, frames
- * where the attack was on yet changed nothing, peak RSS and tf.memory().numTensors at the start
- * and end of the measured window (flat = no tensor leak); with a sticker run, its fooled rate.
+ * encoded and handed to the socket), CPU time per frame, the fooled rate over the cycle and per
+ * sign class, frames where the attack was on yet changed nothing, peak RSS, and RSS, heap and
+ * tf.memory().numTensors sampled from the start to the end of the measured window (flat = no
+ * leak; `npm run soak` runs it for 10 minutes); with a sticker run, its fooled rate.
+ *
+ * With `unauthenticated: N`, N bare engine.io sessions (no token, never joining) are held open
+ * the whole time, reopened as fast as the daemon closes them: the client's frame rate is then
+ * what the operator gets while someone on the network tries to crowd them out.
  */
+import * as crypto from 'node:crypto';
 import { tf } from '../inference/tf';
 import { initBackend } from '../inference/backend';
+import { engineOf, useEngine } from '../inference/engine';
 import type { Classifier } from '../inference/model';
 import { UserError } from '../data/types';
 import { which } from '../capture/factory';
@@ -21,6 +28,7 @@ import { startServer } from './app';
 import type { FrameResult } from './pipeline';
 import { loadServeModel, disposeClassifier } from './model';
 import { Ring, round, STAGES, Stage } from './stats';
+import { RawSessions } from './raw-sessions';
 
 /** One cycle of the synthetic scene: every class for its 4 s. */
 export const SCENE_CYCLE_SECONDS = DEFAULT_SCENE_CLASSES.length * 4;
@@ -44,9 +52,20 @@ export interface LiveBenchOptions {
   /** A classifier to use; else modelDir, else the shipped model, else an untrained cnn4 (same cost). */
   classifier?: Classifier;
   modelDir?: string;
+  /** Engine for a loaded model: 'ort' | 'tfjs' (default: the best that works). */
+  engine?: string;
   warmupSeconds?: number;
   /** Attach a socket.io client that acks frames (default true when socket.io-client is installed). */
   withClient?: boolean;
+  /** Bare sessions without the token held open while measuring (default 0). */
+  unauthenticated?: number;
+}
+
+export interface MemorySample {
+  seconds: number;
+  rssMB: number;
+  heapMB: number;
+  numTensors: number;
 }
 
 export interface ClassFigure {
@@ -79,6 +98,7 @@ export interface LiveBenchResult {
   /** With a sticker: the share of frames it fooled, and its run file. */
   sticker: { file: string; fooledRate: number } | null;
   backend: string;
+  engine: string;
   model: string;
   /**
    * CPU time the whole process (every thread) spent per measured frame, ms: unlike the frame rate
@@ -90,6 +110,10 @@ export interface LiveBenchResult {
   stages: Record<Stage, { p50: number; p95: number }>;
   /** What the socket client received (null without a client). */
   client: { framesPerSecond: number; p95LatencyMs: number } | null;
+  /** RSS, heap and tensors from the start to the end of the window (about 10 samples). */
+  memory: MemorySample[];
+  /** The flood of token-less sessions, when asked for. */
+  unauthenticated: { sessions: number; openAtEnd: number; closedByDaemon: number } | null;
   notes: string[];
 }
 
@@ -117,6 +141,7 @@ export async function benchLive(opts: LiveBenchOptions = {}): Promise<LiveBenchR
       notes.push('no trained model found: untrained cnn4 (same compute cost, meaningless predictions)');
     }
     owned = true;
+    classifier = useEngine(classifier, opts.engine).classifier;
   }
   const config: ServeConfig = {
     ...DEFAULT_CONFIG, sources: [], ffmpegInputArgs: [], host: '127.0.0.1', port: 0, source, logLevel: 'warn',
@@ -124,16 +149,21 @@ export async function benchLive(opts: LiveBenchOptions = {}): Promise<LiveBenchR
     steps: opts.steps ?? DEFAULT_CONFIG.steps, loss: opts.loss ?? DEFAULT_CONFIG.loss, sticker: opts.sticker ?? null,
     width: opts.width ?? 640, height: opts.height ?? 480, fps: opts.fps ?? 30,
   };
+  const flood = opts.unauthenticated ?? 0;
+  // Flooded, the daemon runs as on a network: a token that the bench client has and the flood lacks.
+  if (flood > 0) Object.assign(config, { requireToken: true, token: crypto.randomBytes(18).toString('base64url') });
   const server = await startServer({ config, classifier, logger: createLogger({ level: 'warn' }), allowedSources: [source] });
+  const raw = flood > 0 ? new RawSessions('127.0.0.1', server.port, flood) : null;
   let client: { disconnect(): void } | null = null;
   const clientTimes: number[] = [];
   const clientLat = new Ring(100_000);
   let measuring = false;
   try {
+    await raw?.start();
     if (opts.withClient !== false) {
       try {
         const { io } = require('socket.io-client') as typeof import('socket.io-client');
-        const sock = io(server.url, { transports: ['websocket'], reconnection: false });
+        const sock = io(server.url, { transports: ['websocket'], reconnection: false, auth: { token: config.token } });
         sock.on('frame', (p: { latency: { total: number }; sentAt: number }, ack?: () => void) => {
           if (measuring) {
             clientTimes.push(performance.now());
@@ -179,19 +209,28 @@ export async function benchLive(opts: LiveBenchOptions = {}): Promise<LiveBenchR
     const numTensorsStart = tf.memory().numTensors;
     let rss = process.memoryUsage().rss;
     const rssTimer = setInterval(() => { rss = Math.max(rss, process.memoryUsage().rss); }, 200);
+    const memory: MemorySample[] = [];
+    const sample = (): void => {
+      const m = process.memoryUsage();
+      memory.push({ seconds: round((performance.now() - start) / 1000, 1), rssMB: round(m.rss / 2 ** 20, 1), heapMB: round(m.heapUsed / 2 ** 20, 1), numTensors: tf.memory().numTensors });
+    };
     server.daemon.on('result', onResult);
     measuring = true;
     const cpu0 = process.cpuUsage();
     const start = performance.now();
+    sample();
+    const sampleTimer = setInterval(sample, Math.max(1000, (seconds * 1000) / 10));
     await (opts.frames !== undefined ? enough : sleep(seconds * 1000));
     const elapsed = (performance.now() - start) / 1000;
     const cpu = process.cpuUsage(cpu0);
     measuring = false;
     server.daemon.off('result', onResult);
     clearInterval(rssTimer);
+    clearInterval(sampleTimer);
     // Let an in-flight frame finish so its tensors are counted as released.
     await sleep(100);
     const numTensorsEnd = tf.memory().numTensors;
+    sample();
     const perClass: Record<string, ClassFigure> = {};
     for (const [c, v] of [...byClass.entries()].sort((a, b) => a[0] - b[0])) {
       perClass[c] = { name: CLASS_NAMES[c] ?? String(c), frames: v.frames, fooledRate: round(v.fooled / v.frames, 3) };
@@ -208,14 +247,17 @@ export async function benchLive(opts: LiveBenchOptions = {}): Promise<LiveBenchR
       seconds: round(elapsed, 2), source, attack: config.attack, eps: round(config.eps, 5), steps: config.steps, loss: config.loss,
       fooledRate: attackOn && frames ? round(fooled / frames, 4) : null, zeroPerturbationFrames: zero, fooledRateByClass: perClass,
       sticker: opts.sticker ? { file: opts.sticker, fooledRate: frames ? round(stickerFooled / frames, 4) : 0 } : null,
-      backend: backend.backend, model: modelName,
+      backend: backend.backend, engine: engineOf(classifier), model: modelName,
       cpuMsPerFrame: frames ? round((cpu.user + cpu.system) / 1000 / frames, 2) : 0,
       stages,
       client: client ? { framesPerSecond: round(clientTimes.length / elapsed, 1), p95LatencyMs: round(clientLat.percentile(95)) } : null,
+      memory,
+      unauthenticated: raw ? { sessions: flood, openAtEnd: raw.open, closedByDaemon: raw.dropped } : null,
       notes,
     };
   } finally {
     client?.disconnect();
+    raw?.close();
     await server.close();
     if (owned) disposeClassifier(classifier);
   }

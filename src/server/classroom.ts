@@ -19,7 +19,7 @@ export interface ClassroomOptions {
   classifier: Classifier;
   daemon: Daemon;
   logger: Logger;
-  config: Pick<ServeConfig, 'sticker' | 'printDir' | 'backend'>;
+  config: Pick<ServeConfig, 'sticker' | 'printDir' | 'backend' | 'engine'>;
   /** The daemon's model folder (print jobs load it in a child process); null: no print jobs. */
   modelPath: string | null;
 }
@@ -31,7 +31,7 @@ export class Classroom {
 
   constructor(private readonly o: ClassroomOptions) {
     this.jobs = new PrintJobs({
-      modelPath: o.modelPath, printDir: path.resolve(o.config.printDir), logger: o.logger, backend: o.config.backend,
+      modelPath: o.modelPath, printDir: path.resolve(o.config.printDir), logger: o.logger, backend: o.config.backend, engine: o.config.engine,
       unavailableReason: 'print jobs need the daemon\'s model on disk (it runs an injected or untrained one)',
     });
     o.daemon.setDemand({ sticker: () => this.stickers.active, images: () => this.views.union() });

@@ -32,6 +32,8 @@ export interface ServeConfig {
   sources: string[];
   model: string | null;
   backend: string | null;
+  /** Compute engine: 'ort' | 'tfjs' (null: the best that works, see src/inference/engine.ts). */
+  engine: string | null;
   attack: LiveAttack;
   eps: number;
   targeted: boolean;
@@ -57,6 +59,8 @@ export interface ServeConfig {
   logLevel: LogLevel;
   snapshotDir: string;
   maxClients: number;
+  /** Open TCP connections at most (page, API and sockets, authenticated or not). */
+  maxConnections: number;
   /** Extra ffmpeg input options, e.g. ['-input_format', 'mjpeg'] to take a USB camera's own MJPEG. */
   ffmpegInputArgs: string[];
   /** A `sticker` run's JSON to draw onto the sign in view from the start (the virtual sticker). */
@@ -72,11 +76,11 @@ export interface ServeConfig {
  * one-core frame budget (README, "The live daemon").
  */
 export const DEFAULT_CONFIG: Readonly<ServeConfig> = Object.freeze({
-  host: '127.0.0.1', port: 8080, source: 'auto', sources: [], model: null, backend: null,
+  host: '127.0.0.1', port: 8080, source: 'auto', sources: [], model: null, backend: null, engine: null,
   attack: 'bim', eps: 12 / 255, targeted: false, target: 14, steps: 2, loss: 'margin', roi: null,
   token: null, requireToken: false, jpegQuality: 80, width: 640, height: 480, fps: 30,
   gpioButton: null, gpioLedOk: null, gpioLedFooled: null, gpioSysfs: '/sys', gpioChip: null, gpioLongPressMs: 1500,
-  gpioButtonActiveLow: false, logLevel: 'info', snapshotDir: 'snapshots', maxClients: 20, ffmpegInputArgs: [],
+  gpioButtonActiveLow: false, logLevel: 'info', snapshotDir: 'snapshots', maxClients: 20, maxConnections: 256, ffmpegInputArgs: [],
   sticker: null, printDir: 'prints',
 });
 
@@ -97,6 +101,7 @@ const KEYS: Record<Key, KeyDef> = {
   sources: { kind: 'list' },
   model: { kind: 'nullableString' },
   backend: { kind: 'nullableString' },
+  engine: { kind: 'nullableString' },
   attack: { kind: 'enum', values: LIVE_ATTACKS },
   eps: { kind: 'eps' },
   targeted: { kind: 'bool' },
@@ -120,6 +125,7 @@ const KEYS: Record<Key, KeyDef> = {
   logLevel: { kind: 'enum', values: LOG_LEVELS },
   snapshotDir: { kind: 'string' },
   maxClients: { kind: 'int', min: 1, max: 1000 },
+  maxConnections: { kind: 'int', min: 4, max: 100_000 },
   ffmpegInputArgs: { kind: 'list' },
   sticker: { kind: 'nullableString' },
   printDir: { kind: 'string' },
@@ -200,7 +206,7 @@ function parseValue(k: Key, v: unknown, where: string): unknown {
         try {
           e = parseEps(v);
         } catch (err) {
-          return bad((err as Error).message);
+          throw new UserError(`${where}: ${(err as Error).message}`);
         }
       } else return bad('must be a number such as 8/255');
       if (!Number.isFinite(e) || e < 0 || e > EPS_MAX + 1e-9) bad(`must be within 0 … 32/255 (${EPS_MAX.toFixed(4)})`);
@@ -297,6 +303,9 @@ export function loadConfig(inputs: ConfigInputs = {}): LoadedConfig {
       record[k] = parseValue(k, fv, `config file ${file}`);
       origins[k] = 'file';
     }
+  }
+  if (config.maxConnections <= config.maxClients) {
+    throw new UserError(`maxConnections (${config.maxConnections}) must exceed maxClients (${config.maxClients}): each client holds a connection and the page loads over others`);
   }
   if (config.token !== null && config.token.length < 12) throw new UserError('token must be at least 12 characters (or leave it out and one is generated)');
   return { config, origins, file };

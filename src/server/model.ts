@@ -3,6 +3,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { buildModel, Classifier, LayersClassifier } from '../inference/model';
 import { loadClassifier } from '../inference/model-io';
+import { OrtClassifier } from '../inference/ort-classifier';
 import { defaultModelDir } from '../cli/paths';
 import { UserError } from '../data/types';
 
@@ -38,5 +39,8 @@ export async function loadServeModel(spec: string | null): Promise<LoadedModel> 
 }
 
 export function disposeClassifier(c: Classifier): void {
-  if (c instanceof LayersClassifier) c.model.dispose();
+  // An engine wrapper frees its sessions; the tfjs model behind it is freed here.
+  const inner = c instanceof OrtClassifier ? c.inner : c;
+  c.dispose?.();
+  if (inner instanceof LayersClassifier) inner.model.dispose();
 }

@@ -5,12 +5,14 @@
  *
  * Labels for a live frame are unknown, so the attack's "true" label is the clean prediction:
  * "fooled" means the adversarial prediction differs from the clean one (targeted: equals the
- * target). Every tensor is created and disposed inside process(); tf.memory().numTensors is the
- * same before and after each call (a test checks it over many frames).
+ * target). Every tensor is created and disposed inside analyse(); tf.memory().numTensors is the
+ * same before and after each frame (a test checks it over many frames). The work is split in two:
+ * analyse (the model's part) and encode (the images, on libvips' threads), so the daemon encodes
+ * one frame while it analyses the next.
  */
 import sharp from 'sharp';
 import { tf, Tensor4D } from '../inference/tf';
-import type { Classifier } from '../inference/model';
+import { Classifier, inferLogits } from '../inference/model';
 import { cropResize, RgbImage } from '../data/image-io';
 import { CLASS_NAMES } from '../data/classes';
 import { getAttack } from '../attack/registry';
@@ -77,6 +79,25 @@ export interface FrameResult {
   crops: { clean: Float32Array; adversarial: Float32Array; sticker: Float32Array | null; size: number };
   /** The camera frame, for a JPEG encoded late. */
   frame: Pick<Frame, 'rgb' | 'width' | 'height' | 'jpeg'>;
+}
+
+/** A frame after the model's part of the pipeline, before its images are encoded. */
+export interface AnalysedFrame {
+  frame: Frame;
+  settings: PipelineSettings;
+  pickedAt: number;
+  roi: PixelRoi;
+  input: Float32Array;
+  adv: Float32Array;
+  cleanProbs: Float32Array;
+  advProbs: Float32Array;
+  attackError?: string;
+  stall: string | null;
+  sticker: LoadedSticker | null;
+  stickered: Float32Array | null;
+  stickerProbs: Float32Array | null;
+  /** performance.now() at the start, after preprocessing, after classifying, after attacking. */
+  times: [number, number, number, number];
 }
 
 /** The default ROI: a centre square of 70 % of the shorter side (a sign filling it resembles a GTSRB crop). */
@@ -156,12 +177,15 @@ export interface PipelineOptions {
   onAttackError?: (message: string) => void;
 }
 
-export interface ProcessOptions {
+export interface AnalyseOptions {
   /** performance.now() when the frame was picked up (default: now). */
   pickedAt?: number;
   /** The virtual sticker to draw onto the sign (null: none). */
   sticker?: LoadedSticker | null;
-  /** The images to encode now (default: all; none when no client is watching). */
+}
+
+export interface ProcessOptions extends AnalyseOptions {
+  /** The images to encode (default: all; none when no client is watching). */
   images?: Iterable<ImageKey>;
 }
 
@@ -186,38 +210,35 @@ export class Pipeline {
 
   /** Softmax probabilities of a batch, one Float32Array per image. */
   private async probabilities(x: Tensor4D): Promise<Float32Array[]> {
-    const p = tf.tidy(() => tf.softmax(this.classifier.logits(x)));
+    const z = await inferLogits(this.classifier, x);
+    const p = tf.softmax(z);
     try {
       const all = (await p.data()) as Float32Array;
       const k = this.classifier.numClasses;
       return Array.from({ length: x.shape[0] }, (_, i) => all.subarray(i * k, (i + 1) * k));
     } finally {
-      p.dispose();
+      tf.dispose([z, p]);
     }
   }
 
-  private encodeJpeg(f: Frame): Promise<Buffer> {
-    return sharp(f.rgb, { raw: { width: f.width, height: f.height, channels: 3 } }).jpeg({ quality: this.jpegQuality }).toBuffer();
-  }
-
-  /** Probabilities of the adversarial input (else the clean ones) and the stickered input, in one batch. */
-  private async classifyAfter(adv: Float32Array | null, stickered: Float32Array | null, cleanProbs: Float32Array): Promise<[Float32Array, Float32Array | null]> {
+  /** Probabilities of the adversarial input (`adv`: one still to classify) and of the stickered input, in one batch. */
+  private async classifyAfter(adv: Float32Array | null, stickered: Float32Array | null, advProbs: Float32Array): Promise<[Float32Array, Float32Array | null]> {
     const batch = [...(adv ? [adv] : []), ...(stickered ? [stickered] : [])];
-    if (!batch.length) return [cleanProbs, null];
+    if (!batch.length) return [advProbs, null];
     const s = this.classifier.inputSize, n = s * s * 3;
     const data = new Float32Array(batch.length * n);
     batch.forEach((b, i) => data.set(b, i * n));
     const xb = tf.tensor4d(data, [batch.length, s, s, 3]);
     try {
       const probs = await this.probabilities(xb);
-      return [adv ? probs[0] : cleanProbs, stickered ? probs[probs.length - 1] : null];
+      return [adv ? probs[0] : advProbs, stickered ? probs[probs.length - 1] : null];
     } finally {
       xb.dispose();
     }
   }
 
-  /** The adversarial input, or the attack's error in one line. */
-  private async runAttack(x: Tensor4D, label: number, settings: PipelineSettings, seq: number): Promise<{ adv: Float32Array } | { error: string }> {
+  /** The adversarial input (and its probabilities when the attack's success check had them), or the attack's error in one line. */
+  private async runAttack(x: Tensor4D, label: number, settings: PipelineSettings, seq: number): Promise<{ adv: Float32Array; probs: Float32Array | null } | { error: string }> {
     const labels = tf.tensor1d([label], 'int32');
     try {
       // Targeted even when the model already says the target: the step then only adds confidence
@@ -230,7 +251,8 @@ export class Pipeline {
         ...(settings.attack === 'pgd' ? { restarts: 1, seed: seq } : {}),
       });
       try {
-        return { adv: (await res.adversarial.data()) as Float32Array };
+        // The attack's success check already ran the model on its result: reuse those logits.
+        return { adv: (await res.adversarial.data()) as Float32Array, probs: res.logits ? softmax(res.logits) : null };
       } finally {
         res.adversarial.dispose();
       }
@@ -243,7 +265,13 @@ export class Pipeline {
     }
   }
 
+  /** One frame end to end: analyse (model work), then encode. */
   async process(frame: Frame, settings: PipelineSettings, opts: ProcessOptions = {}): Promise<FrameResult> {
+    return this.encode(await this.analyse(frame, settings, opts), opts.images);
+  }
+
+  /** The model's part of a frame: ROI, clean prediction, attack, adversarial and with-sticker predictions. */
+  async analyse(frame: Frame, settings: PipelineSettings, opts: AnalyseOptions = {}): Promise<AnalysedFrame> {
     const pickedAt = opts.pickedAt ?? performance.now();
     const clf = this.classifier;
     const s = clf.inputSize;
@@ -253,15 +281,11 @@ export class Pipeline {
     const input = cropResize(roiToFloat(frame, roi, this.roiScratch), null, s, 0);
     const sticker = opts.sticker ?? null;
     const stickered = sticker ? sticker.overlay.apply(input) : null;
-    const wanted = new Set(opts.images ?? IMAGE_KEYS);
-    // The frame's JPEG does not depend on the attack: encode it on sharp's thread meanwhile.
-    const jpeg = wanted.has('frame') && !frame.jpeg ? this.encodeJpeg(frame) : null;
-    jpeg?.catch(() => undefined); // awaited below; never an unhandled rejection if we throw first
     const t1 = performance.now();
 
     const attackOn = settings.attack !== 'none';
     const x = tf.tensor4d(input, [1, s, s, 3]);
-    let cleanProbs: Float32Array, advProbs: Float32Array, stickerProbs: Float32Array | null = null;
+    let cleanProbs: Float32Array, advProbs: Float32Array, stickerProbs: Float32Array | null;
     let adv: Float32Array = input;
     let attackError: string | undefined;
     let stall: string | null = null;
@@ -269,26 +293,41 @@ export class Pipeline {
     try {
       [cleanProbs] = await this.probabilities(x);
       t2 = performance.now();
+      advProbs = cleanProbs;
       const label = argmax(cleanProbs);
+      let unclassified: Float32Array | null = null;
       // ε = 0 cannot move anything: say so instead of running a no-op attack.
       if (attackOn && settings.eps > 0) {
         const out = await this.runAttack(x, label, settings, frame.seq);
-        if ('adv' in out) adv = out.adv;
-        else attackError = out.error;
+        if ('adv' in out) {
+          adv = out.adv;
+          if (out.probs) advProbs = out.probs;
+          else unclassified = adv;
+        } else {
+          attackError = out.error;
+        }
       }
-      [advProbs, stickerProbs] = await this.classifyAfter(adv !== input ? adv : null, stickered, cleanProbs);
+      [advProbs, stickerProbs] = await this.classifyAfter(unclassified, stickered, advProbs);
       if (attackOn && !attackError && adv.every((v, i) => v === input[i])) {
         stall = await explainStall({ clf, x, input, label, target: settings.targeted ? settings.target : null, eps: settings.eps, loss: settings.loss });
       }
     } finally {
       x.dispose();
     }
-    const t3 = performance.now();
+    return { frame, settings, pickedAt, roi, input, adv, cleanProbs, advProbs, attackError, stall, sticker, stickered, stickerProbs, times: [t0, t1, t2, performance.now()] };
+  }
 
-    const clean = summarise(cleanProbs);
-    const adversarial = summarise(advProbs);
-    const targetedOn = settings.targeted && attackOn;
-    const fooled = attackOn && !attackError && (targetedOn
+  /**
+   * The rest of a frame: predictions summarised and the images in `images` encoded (by libvips
+   * and zlib: the daemon encodes one frame while the next is analysed).
+   */
+  async encode(a: AnalysedFrame, images: Iterable<ImageKey> = IMAGE_KEYS): Promise<FrameResult> {
+    const { frame, settings, pickedAt, roi, input, adv, attackError, sticker, stickered, stickerProbs } = a;
+    const [t0, t1, t2, t3] = a.times;
+    const attackOn = settings.attack !== 'none';
+    const clean = summarise(a.cleanProbs);
+    const adversarial = summarise(a.advProbs);
+    const fooled = attackOn && !attackError && (settings.targeted
       ? adversarial.classId === settings.target && clean.classId !== settings.target
       : adversarial.classId !== clean.classId);
     const { linf, moved } = perturbationOf(adv, input);
@@ -302,14 +341,13 @@ export class Pipeline {
       roi, clean, adversarial, fooled,
       attack: { name: settings.attack, eps: settings.eps, targeted: settings.targeted, target: settings.target, steps: settings.steps,
         ...(attackError ? { error: attackError } : {}) },
-      linf, moved, stall, amplify, sticker: stickerFrame,
+      linf, moved, stall: a.stall, amplify, sticker: stickerFrame,
       latency: { capture: 0, preprocess: 0, classify: 0, attack: 0, encode: 0, total: 0 },
       images: {},
-      crops: { clean: input, adversarial: adv, sticker: stickered, size: s },
+      crops: { clean: input, adversarial: adv, sticker: stickered, size: this.classifier.inputSize },
       frame: { rgb: frame.rgb, width: frame.width, height: frame.height, ...(frame.jpeg ? { jpeg: frame.jpeg } : {}) },
     };
-    if (jpeg) r.images.frame = await jpeg;
-    await ensureImages(r, wanted, this.jpegQuality);
+    await ensureImages(r, images, this.jpegQuality);
     const t4 = performance.now();
     r.latency = {
       // capture: from the frame's arrival (last byte, or render start) to the pipeline picking it up:
@@ -340,6 +378,17 @@ function stickerFrameOf(sticker: LoadedSticker, pred: PredictionSummary, cleanCl
     id: sticker.summary.id, prediction: pred, target, matchesSign: cleanClass === sticker.run.classId,
     fooled: target !== null ? pred.classId === target && cleanClass !== target : pred.classId !== cleanClass,
   };
+}
+
+/** Softmax of one row of logits (float64 internally). */
+export function softmax(z: Float32Array): Float32Array {
+  let m = -Infinity;
+  for (const v of z) m = Math.max(m, v);
+  let sum = 0;
+  const out = new Float32Array(z.length);
+  for (let i = 0; i < z.length; i++) sum += (out[i] = Math.exp(z[i] - m));
+  for (let i = 0; i < z.length; i++) out[i] /= sum;
+  return out;
 }
 
 export function argmax(a: ArrayLike<number>): number {

@@ -29,6 +29,8 @@ export interface PrintJobsOptions {
   printDir: string;
   logger: Logger;
   backend?: string | null;
+  /** The daemon's --engine, passed on (null: the sticker command's own default). */
+  engine?: string | null;
   /** Held-out transformations the job measures (the PDF states the figure). */
   evalSamples?: number;
   /** Progress messages at most this often (ms). */
@@ -123,7 +125,7 @@ export class PrintJobs extends EventEmitter {
       path.join(projectRoot(), 'bin', 'advsign.js'), 'sticker', '--model', modelPath, '--sign', String(req.classId),
       ...(req.target !== null ? ['--target', String(req.target)] : []), '--sign-mm', String(req.signMm), '--steps', String(req.steps),
       '--out', path.join(staging, `${base}.pdf`), '--skip-baseline', '--roundtrip', '0', '--eval', String(this.o.evalSamples ?? 100),
-      '--progress-json', ...(this.o.backend ? ['--backend', this.o.backend] : []),
+      '--progress-json', ...(this.o.backend ? ['--backend', this.o.backend] : []), ...(this.o.engine ? ['--engine', this.o.engine] : []),
     ];
     const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ADVSIGN_QUIET: '1' } });
     // Below the live loop: on a one-core board the stream keeps its frames, the job gets the rest.

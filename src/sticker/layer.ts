@@ -15,7 +15,7 @@
  */
 import sharp from 'sharp';
 import { tf } from '../inference/tf';
-import type { Classifier } from '../inference/model';
+import { Classifier, inferLogits } from '../inference/model';
 import { UserError } from '../data/types';
 import { CLEAN_VIEW } from './eot';
 import type { StickerResult } from './optimize';
@@ -67,9 +67,10 @@ export function probeImage(size: number): Float32Array {
 
 export async function modelCheck(clf: Classifier): Promise<ModelCheck> {
   const s = clf.inputSize;
-  const z = tf.tidy(() => clf.logits(tf.tensor4d(probeImage(s), [1, s, s, 3])));
+  const x = tf.tensor4d(probeImage(s), [1, s, s, 3]);
+  const z = await inferLogits(clf, x);
   const logits = Array.from(await z.data(), (v) => Math.round(v * 1e4) / 1e4);
-  z.dispose();
+  tf.dispose([x, z]);
   return { inputSize: s, numClasses: clf.numClasses, probeLogits: logits };
 }
 
