@@ -4,7 +4,7 @@
  * close the server, stop capture processes, unexport GPIO pins and free the model's tensors.
  */
 import { initBackend } from '../inference/backend';
-import { useEngine } from '../inference/engine';
+import { liveOrtThreads, useEngine } from '../inference/engine';
 import { tf } from '../inference/tf';
 import { parseFlags } from './args';
 import { configFlagOptions, loadConfig, DEFAULT_CONFIG_FILE, Origin } from '../server/config';
@@ -76,7 +76,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
   const model = await loadServeModel(config.model);
   if (model.untrained) log.warn('model.untrained', { note: 'random weights: predictions are meaningless' });
   // The live loop classifies and attacks on the fastest engine; tfjs stays behind it for the rest.
-  const { classifier, engine } = useEngine(model.classifier, config.engine ?? undefined);
+  const { classifier, engine } = useEngine(model.classifier, config.engine ?? undefined, liveOrtThreads());
   log.info('model.loaded', { model: model.description, backend: backend.backend, engine: engine.engine, engineReason: engine.reason, inputSize: classifier.inputSize });
 
   const gpio = createGpio({

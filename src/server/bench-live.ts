@@ -15,7 +15,7 @@
 import * as crypto from 'node:crypto';
 import { tf } from '../inference/tf';
 import { initBackend } from '../inference/backend';
-import { engineOf, useEngine } from '../inference/engine';
+import { engineOf, liveOrtThreads, useEngine } from '../inference/engine';
 import type { Classifier } from '../inference/model';
 import { UserError } from '../data/types';
 import { which } from '../capture/factory';
@@ -141,7 +141,7 @@ export async function benchLive(opts: LiveBenchOptions = {}): Promise<LiveBenchR
       notes.push('no trained model found: untrained cnn4 (same compute cost, meaningless predictions)');
     }
     owned = true;
-    classifier = useEngine(classifier, opts.engine).classifier;
+    classifier = useEngine(classifier, opts.engine, liveOrtThreads()).classifier;
   }
   const config: ServeConfig = {
     ...DEFAULT_CONFIG, sources: [], ffmpegInputArgs: [], host: '127.0.0.1', port: 0, source, logLevel: 'warn',

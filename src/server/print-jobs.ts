@@ -17,6 +17,7 @@ import * as path from 'node:path';
 import { UserError } from '../data/types';
 import { CLASS_NAMES } from '../data/classes';
 import { projectRoot } from '../cli/paths';
+import { availableCores } from '../inference/engine';
 import type { StickerProgressEvent } from '../sticker/run-file';
 import type { Logger } from './log';
 import type { JobMessage } from './protocol';
@@ -127,7 +128,9 @@ export class PrintJobs extends EventEmitter {
       '--out', path.join(staging, `${base}.pdf`), '--skip-baseline', '--roundtrip', '0', '--eval', String(this.o.evalSamples ?? 100),
       '--progress-json', ...(this.o.backend ? ['--backend', this.o.backend] : []), ...(this.o.engine ? ['--engine', this.o.engine] : []),
     ];
-    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ADVSIGN_QUIET: '1' } });
+    // The live loop keeps a core: the job's native engine gets the others (at least one).
+    const env = { ...process.env, ADVSIGN_QUIET: '1', ADVSIGN_ORT_THREADS: process.env.ADVSIGN_ORT_THREADS ?? String(Math.max(1, availableCores() - 1)) };
+    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env });
     // Below the live loop: on a one-core board the stream keeps its frames, the job gets the rest.
     try {
       if (child.pid) os.setPriority(child.pid, Math.min(19, os.getPriority(process.pid) + 10));
