@@ -25,6 +25,7 @@ import type { AttackLoss } from '../attack/loss';
 import { DEFAULT_CONFIG, LiveAttack, ServeConfig } from './config';
 import { createLogger } from './log';
 import { startServer } from './app';
+import type { Daemon } from './daemon';
 import type { FrameResult } from './pipeline';
 import { loadServeModel, disposeClassifier } from './model';
 import { Ring, round, STAGES, Stage } from './stats';
@@ -206,7 +207,7 @@ export async function benchLive(opts: LiveBenchOptions = {}): Promise<LiveBenchR
       }
       if (opts.frames !== undefined && frames >= opts.frames) finished();
     };
-    const numTensorsStart = tf.memory().numTensors;
+    const numTensorsStart = await tensorsAtRest(server.daemon, true);
     let rss = process.memoryUsage().rss;
     const rssTimer = setInterval(() => { rss = Math.max(rss, process.memoryUsage().rss); }, 200);
     const memory: MemorySample[] = [];
@@ -227,9 +228,7 @@ export async function benchLive(opts: LiveBenchOptions = {}): Promise<LiveBenchR
     server.daemon.off('result', onResult);
     clearInterval(rssTimer);
     clearInterval(sampleTimer);
-    // Let an in-flight frame finish so its tensors are counted as released.
-    await sleep(100);
-    const numTensorsEnd = tf.memory().numTensors;
+    const numTensorsEnd = await tensorsAtRest(server.daemon, false);
     sample();
     const perClass: Record<string, ClassFigure> = {};
     for (const [c, v] of [...byClass.entries()].sort((a, b) => a[0] - b[0])) {
@@ -261,6 +260,19 @@ export async function benchLive(opts: LiveBenchOptions = {}): Promise<LiveBenchR
     await server.close();
     if (owned) disposeClassifier(classifier);
   }
+}
+
+/**
+ * tf.memory().numTensors with no frame in flight: the loop analyses one frame while it encodes
+ * the previous one, so a count taken mid-frame includes that frame's tensors. Pauses the loop,
+ * lets it settle, counts, and resumes it when asked.
+ */
+async function tensorsAtRest(daemon: Daemon, resume: boolean): Promise<number> {
+  daemon.updateSettings({ paused: true }, 'bench');
+  await sleep(1000);
+  const n = tf.memory().numTensors;
+  if (resume) daemon.updateSettings({ paused: false }, 'bench');
+  return n;
 }
 
 function sleep(ms: number): Promise<void> {
