@@ -107,6 +107,18 @@ describe('wasm gradient kernels match the cpu backend', function () {
     });
   }
 
+  it('matMul a·bᵀ with a small a (a dense layer\'s input gradient at batch 1) agrees with cpu', async () => {
+    // Computed as (b·aᵀ)ᵀ on wasm: rank 2 and batched, a with one and with two rows.
+    const a = tf.randomNormal([1, 300], 0, 1, 'float32', 10);
+    const a2 = tf.randomNormal([2, 300], 0, 1, 'float32', 11);
+    const b = tf.randomNormal([40, 300], 0, 1, 'float32', 12);
+    const a3 = tf.randomNormal([3, 1, 50], 0, 1, 'float32', 13);
+    const b3 = tf.randomNormal([3, 20, 50], 0, 1, 'float32', 14);
+    const err = await compare([a, a2, b, a3, b3], (p, p2, q, r, s) => [tf.matMul(p, q, false, true), tf.matMul(p2, q, false, true), tf.matMul(r, s, false, true)]);
+    tf.dispose([a, a2, b, a3, b3]);
+    assert.ok(err < 1e-5, `relative difference ${err}`);
+  });
+
   it('gradients of the whole CNN agree with cpu', async function () {
     // The cpu backend is slow: a few images are enough to exercise every layer's gradient.
     this.timeout(240000);

@@ -36,7 +36,7 @@ describe('live loop on the native engine', function () {
       await waitFor(() => frames.length >= 5, 30000, 'five frames');
       sock.disconnect();
       for (const f of frames) {
-        assert.equal(f.attack.name, 'fgsm');
+        assert.equal(f.attack.name, DEFAULT_CONFIG.attack);
         assert.equal(f.attack.error, undefined);
         assert.ok(f.latency.attack > 0);
       }

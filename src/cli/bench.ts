@@ -10,7 +10,7 @@ import * as os from 'node:os';
 import { buildModel, Classifier, inferLogits, LayersClassifier } from '../inference/model';
 import { EngineChoice, releaseClassifier, useEngine } from '../inference/engine';
 import { bestOf, findPeerHarness, PeerFigures, ratios, runPeer } from './bench-peer';
-import { int, parseFlags } from './args';
+import { int, num, parseFlags } from './args';
 import { UserError } from '../data/types';
 import { getAttack } from '../attack/registry';
 import type { AttackOptions } from '../attack/types';
@@ -163,15 +163,22 @@ export const BENCH_HELP = `advsign bench [options]
   --no-peer              skip PyTorch (../shared/bench/peer/torch_bench.py, or ADVSIGN_PEER_BENCH)
   --peer-threads N       PyTorch's threads (default 2)
   --profile              the tfjs path per kernel at batch 1 and 64 (docs/performance.md)
-  --live                 the live daemon end to end instead: 640×480 ffmpeg test pattern, FGSM,
-                         a socket client acking frames (JSON: frames/s, latency, memory samples)
-  --seconds N            how long --live measures (default 10; npm run soak: 600)
+  --live                 the live daemon end to end instead, at its defaults: one full cycle of the
+                         synthetic scene, a socket client acking frames (JSON: frames/s, latency,
+                         CPU per frame, fooled rate overall and per sign class, frames with no
+                         perturbation, memory samples, numTensors). One core: taskset -c 0 advsign …
+  --seconds N            how long --live measures (default: one scene cycle, 172 s; npm run soak: 600)
+  --frames N             with --live: measure N frames instead (e.g. 10000 for the tensor-leak check)
+  --sticker RUN.json     with --live: draw a sticker run's virtual sticker on every frame
+  --source SPEC          with --live: another source (e.g. ffmpeg:testsrc)
+  --model DIR            with --live: another model
   --unauthenticated N    with --live: N token-less sessions held open on the port meanwhile`;
 
 export async function benchCommand(argv: string[]): Promise<void> {
   const f = parseFlags(argv, {
     json: { type: 'boolean' }, backend: { type: 'string' }, 'no-cpu': { type: 'boolean' }, quick: { type: 'boolean' },
-    live: { type: 'boolean' }, seconds: { type: 'string' }, unauthenticated: { type: 'string' },
+    live: { type: 'boolean' }, seconds: { type: 'string' }, unauthenticated: { type: 'string' }, frames: { type: 'string' },
+    sticker: { type: 'string' }, source: { type: 'string' }, model: { type: 'string' },
     engine: { type: 'string' }, 'no-peer': { type: 'boolean' }, rounds: { type: 'string' }, profile: { type: 'boolean' }, 'peer-threads': { type: 'string' },
   }, 'bench');
   if (f.unauthenticated !== undefined && !f.live) throw new UserError('bench: --unauthenticated applies to --live');
@@ -187,10 +194,17 @@ export async function benchCommand(argv: string[]): Promise<void> {
     return;
   }
   if (f.live) {
-    // The live pipeline end to end: 640×480 ffmpeg test source, FGSM on, a socket client acking
-    // (with --unauthenticated N, while N token-less sessions crowd the port).
+    // The live daemon end to end at its defaults: one cycle of the synthetic scene, a socket client
+    // acking (with --unauthenticated N, while N token-less sessions crowd the port).
     const { benchLive } = await import('../server/bench-live');
-    const live = await benchLive({ seconds: int(f, 'seconds', 10, 1, 86_400), unauthenticated: int(f, 'unauthenticated', 0, 0, 10_000), engine });
+    const live = await benchLive({
+      ...(f.seconds !== undefined ? { seconds: num(f, 'seconds', 10, 1, 86_400) } : {}),
+      ...(f.frames !== undefined ? { frames: int(f, 'frames', 1000, 1, 10_000_000) } : {}),
+      ...(typeof f.sticker === 'string' ? { sticker: f.sticker } : {}),
+      ...(typeof f.source === 'string' ? { source: f.source } : {}),
+      ...(typeof f.model === 'string' ? { modelDir: f.model } : {}),
+      unauthenticated: int(f, 'unauthenticated', 0, 0, 10_000), engine,
+    });
     process.stdout.write(JSON.stringify({ backend: choice.backend, live }, null, 2) + '\n');
     return;
   }

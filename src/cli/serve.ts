@@ -4,7 +4,7 @@
  * close the server, stop capture processes, unexport GPIO pins and free the model's tensors.
  */
 import { initBackend } from '../inference/backend';
-import { useEngine } from '../inference/engine';
+import { liveOrtThreads, useEngine } from '../inference/engine';
 import { tf } from '../inference/tf';
 import { parseFlags } from './args';
 import { configFlagOptions, loadConfig, DEFAULT_CONFIG_FILE, Origin } from '../server/config';
@@ -30,11 +30,15 @@ export const SERVE_HELP = `advsign serve [options]
   --model PATH           a model folder or .tflite file (default models/gtsrb-cnn; 'untrained' runs with random weights)
   --input-range LO,HI    the model's pixel values (0,1 default; 0,255; -1,1); --labels FILE its class names
   --preprocess whole     feed the whole frame (default crop: the ROI below)
-  --attack NAME          none | fgsm | bim | pgd | mifgsm (default fgsm)
-  --eps E                e.g. 8/255 (0 … 32/255)
+  --attack NAME          none | fgsm | bim | pgd | mifgsm (default bim)
+  --eps E                e.g. 8/255 (0 … 32/255; default 12/255)
+  --loss L               ce | margin | dlr: what the attack climbs (default margin)
   --targeted --target N  aim for class N (default 14)
-  --steps N              iterations of bim/pgd/mifgsm (default 5)
+  --steps N              iterations of bim/pgd/mifgsm (default 2)
   --roi x,y,w,h          fractions of the frame (default: centre square, 70 % of the short side)
+  --sticker RUN.json     draw a 'sticker' run's sticker onto the sign in view (its -layer.png beside it);
+                         the page shows clean and with-sticker side by side (the page can load others)
+  --print-dir DIR        where the page's print jobs keep their PDFs (default ./prints)
   --width/--height/--fps capture size and rate (default 640×480 at 30)
   --jpeg-quality N       frames sent to the page (default 80)
   --gpio-button N        BCM pin of the push button (short: attack on/off, long: snapshot)
@@ -55,7 +59,8 @@ export const SERVE_HELP = `advsign serve [options]
 
 Environment: ADVSIGN_PORT, ADVSIGN_HOST, ADVSIGN_SOURCE, ADVSIGN_TOKEN, ADVSIGN_MODEL, ADVSIGN_EPS, …
 (every key as ADVSIGN_SNAKE_CASE), ADVSIGN_CONFIG for the file.
-Endpoints: / (page), /healthz, /metrics, /api/snapshot.png, /api/print?size_mm=200`;
+Endpoints: / (page), /healthz, /metrics, /api/snapshot.png, /api/print?size_mm=200 (this frame only),
+POST /api/sticker (a sticker run from the page), /api/jobs/ID/FILE.pdf (a print job's PDF)`;
 
 function tokenOrigin(origin: Origin, file: string | null): string {
   if (origin === 'flag') return 'the one given with --token';
@@ -78,7 +83,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
   if (model.details) log.info('model.runtime', { predictions: model.details.predictions, gradients: model.details.gradients ?? model.details.noGradients });
   if (model.untrained) log.warn('model.untrained', { note: 'random weights: predictions are meaningless' });
   // The live loop classifies and attacks on the fastest engine; tfjs stays behind it for the rest.
-  const { classifier, engine } = useEngine(model.classifier, config.engine ?? undefined);
+  const { classifier, engine } = useEngine(model.classifier, config.engine ?? undefined, liveOrtThreads());
   log.info('model.loaded', { model: model.description, backend: backend.backend, engine: engine.engine, engineReason: engine.reason, inputSize: classifier.inputSize });
 
   const gpio = createGpio({
@@ -89,7 +94,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
 
   let server;
   try {
-    server = await startServer({ config, classifier, logger: log, gpio });
+    server = await startServer({ config, classifier, logger: log, gpio, modelPath: model.path });
   } catch (e) {
     gpio.close();
     disposeClassifier(classifier);

@@ -20,6 +20,8 @@ import { measureRobustness, RobustnessReport } from '../sticker/measure';
 import { simulatePrintCapture, RoundTripReport } from '../sticker/roundtrip';
 import { exportSticker } from '../sticker/pdf';
 import { CLEAN_VIEW } from '../sticker/eot';
+import { LAYER_SIGN_FRACTION, layerPng, modelCheck } from '../sticker/layer';
+import type { StickerProgressEvent } from '../sticker/run-file';
 import { checkWritable, OutputFile, writeFilesAtomic } from '../util/atomic-file';
 
 export const STICKER_HELP = `advsign sticker --model models/NAME --sign <classId> --target <classId> --out sticker.pdf [options]
@@ -28,7 +30,9 @@ Optimises a sticker (or a whole printed sign) that fools the model after printin
 photographing (Expectation over Transformation), measures its success rate on held-out random
 transformations next to the same attack optimised on the clean image only, and writes
 sticker.pdf (real size, A4, cut lines, 100 mm scale bar, colour calibration strip),
-sticker.json (summary), sticker-sticker.png and sticker-sign.png (print resolution).
+sticker.json (summary), sticker-sticker.png and sticker-sign.png (print resolution), and
+sticker-layer.png (the printed colours alone over the sign's bounding square, alpha = coverage:
+what 'advsign serve --sticker sticker.json' draws onto the sign in view).
 The model needs gradients (a .tflite file: its rebuilt graph) and GTSRB's 43 classes in order;
 success is measured on its runtime (a .tflite file: the interpreter).
 
@@ -52,7 +56,8 @@ ${MODEL_INPUT_HELP}
   --roundtrip N       simulated print-and-capture photos (default 100, 0 = skip)
   --skip-baseline     do not optimise the non-EOT baseline for comparison
   --engine ort|tfjs   compute engine of the optimisation (default: ort when it loads)
-  --json              print the summary JSON on stdout`;
+  --json              print the summary JSON on stdout
+  --progress-json     progress as JSON lines on stdout instead of bars (for the live page's print jobs)`;
 
 interface Args {
   modelPath: string;
@@ -66,9 +71,13 @@ interface Args {
 }
 
 /** Output file names beside the PDF. */
-export function outputPaths(out: string): { pdf: string; json: string; stickerPng: string; signPng: string } {
+export function outputPaths(out: string): { pdf: string; json: string; stickerPng: string; signPng: string; layerPng: string } {
   const base = out.replace(/\.pdf$/i, '');
-  return { pdf: out, json: `${base}.json`, stickerPng: `${base}-sticker.png`, signPng: `${base}-sign.png` };
+  return { pdf: out, json: `${base}.json`, stickerPng: `${base}-sticker.png`, signPng: `${base}-sign.png`, layerPng: `${base}-layer.png` };
+}
+
+function emitProgress(e: StickerProgressEvent): void {
+  process.stdout.write(JSON.stringify(e) + '\n');
 }
 
 function pct(v: number): string {
@@ -82,8 +91,11 @@ export async function stickerCommand(argv: string[]): Promise<void> {
     'eot-samples': { type: 'string' }, 'sign-mm': { type: 'string' }, seed: { type: 'string' }, palette: { type: 'string' },
     nps: { type: 'string' }, tv: { type: 'string' }, lr: { type: 'string' }, eval: { type: 'string' }, roundtrip: { type: 'string' },
     'skip-baseline': { type: 'boolean' }, json: { type: 'boolean' }, backend: { type: 'string' }, engine: { type: 'string' }, canvas: { type: 'string' },
+    'progress-json': { type: 'boolean' },
     ...MODEL_INPUT_FLAGS,
   }, 'sticker');
+  const machine = Boolean(f['progress-json']);
+  if (machine && f.json) throw new UserError('--json and --progress-json both write to stdout: pick one');
   // Validate everything cheap before loading the model or optimising.
   const classId = classFlag(f, 'sign');
   if (classId === null) throw new UserError(`sticker: --sign is required (see 'advsign sticker --help')`);
@@ -128,8 +140,10 @@ export async function stickerCommand(argv: string[]): Promise<void> {
   validateClasses(classId, target, clf.numClasses);
   const judge = measuredOn(clf);
   const common = { classId, target, mode, mask: mask ?? undefined, eps: mode === 'sign' ? eps : undefined, steps, eotSamples, learningRate, npsWeight, tvWeight, palette, canvasSize, seed };
-  const robust = await optimizeSticker(clf, { ...common, useEot: true, progressLabel: 'sticker (EOT)' });
-  const plain = baseline ? await optimizeSticker(clf, { ...common, useEot: false, progressLabel: 'baseline (no EOT)' }) : null;
+  const onStep = machine ? (st: { step: number; batchSuccess: number }) => emitProgress({ event: 'progress', phase: 'optimise', done: st.step + 1, total: steps, batchSuccess: st.batchSuccess }) : undefined;
+  const robust = await optimizeSticker(clf, { ...common, useEot: true, ...(machine ? { onStep } : { progressLabel: 'sticker (EOT)' }) });
+  const plain = baseline ? await optimizeSticker(clf, { ...common, useEot: false, ...(machine ? {} : { progressLabel: 'baseline (no EOT)' }) }) : null;
+  if (machine) emitProgress({ event: 'progress', phase: 'measure', done: 0, total: 0 });
   const measure = (r: StickerResult) => measureRobustness(judge, r, { n: evalN, seed });
   const heldOut = await measure(robust);
   const heldOutBaseline = plain ? await measure(plain) : null;
@@ -149,6 +163,7 @@ export async function stickerCommand(argv: string[]): Promise<void> {
     ...(roundTrip ? [`Simulated print (palette, dithered) + photo (JPEG) round trip, ${roundTrip.n} photos: ${pct(roundTrip.successRate)}${roundTripBaseline ? ` (without EOT: ${pct(roundTripBaseline.successRate)})` : ''}.`] : []),
     'Physical results depend on your printer, paper, light and camera: measure them.',
   ];
+  if (machine) emitProgress({ event: 'progress', phase: 'export', done: 0, total: 0 });
   const files = await exportSticker(robust, { signMm, palette, infoLines: info });
   const summary = {
     advsign: version(), model: modelPath, modelInfo: loaded.description, backend: choice.backend, engine: engine.engine, mode,
@@ -159,16 +174,24 @@ export async function stickerCommand(argv: string[]): Promise<void> {
     fooledOnCleanView: { eot: await cleanView(robust), withoutEot: plain ? await cleanView(plain) : null },
     roundTrip: roundTrip ? { eot: roundTrip, withoutEot: roundTripBaseline } : null,
     nps: robust.nps, tv: robust.tv, seconds: { eot: robust.seconds, withoutEot: plain?.seconds ?? null },
-    files: { pdf: paths.pdf, json: paths.json, stickerPng: files.stickerPng ? paths.stickerPng : null, signPng: paths.signPng, pages: files.pageCount, stickerPngDpi: files.stickerPngDpi, signPngDpi: files.signPngDpi },
+    files: { pdf: paths.pdf, json: paths.json, stickerPng: files.stickerPng ? paths.stickerPng : null, signPng: paths.signPng, layerPng: paths.layerPng, pages: files.pageCount, stickerPngDpi: files.stickerPngDpi, signPngDpi: files.signPngDpi },
+    layer: { file: path.basename(paths.layerPng), size: robust.canvasSize, covers: 'sign bounding square', signFraction: LAYER_SIGN_FRACTION },
+    modelCheck: await modelCheck(clf),
     pieces: files.pieces,
     history: thin(robust.history, 100),
   };
-  // All four at once: a full disk or a kill leaves the previous set whole, never a mix.
+  // All at once: a full disk or a kill leaves the previous set whole, never a mix. The layer and
+  // its geometry (the JSON's layer and modelCheck) are a contract: see src/sticker/layer.ts.
   const outputs: OutputFile[] = [{ path: paths.pdf, data: files.pdf }, { path: paths.signPng, data: files.signPng },
     ...(files.stickerPng ? [{ path: paths.stickerPng, data: files.stickerPng }] : []),
+    { path: paths.layerPng, data: await layerPng(robust) },
     { path: paths.json, data: JSON.stringify(summary, null, 2) + '\n' }];
   writeFilesAtomic(outputs);
   loaded.dispose();
+  if (machine) {
+    emitProgress({ event: 'done', json: paths.json });
+    return;
+  }
   if (f.json) {
     process.stdout.write(JSON.stringify(summary, null, 2) + '\n');
     return;
@@ -189,5 +212,5 @@ function report(a: Args, heldOut: RobustnessReport, base: RobustnessReport | nul
   console.log(`robust success rate (${heldOut.n} held-out transformations): ${pct(heldOut.successRate)} with EOT` + (base ? `, ${pct(base.successRate)} without EOT` : ''));
   console.log(`clean sign under the same transformations: ${pct(heldOut.cleanAccuracy)} correct`);
   if (rt) console.log(`simulated print + photo round trip (${rt.n}): ${pct(rt.successRate)} with EOT` + (rtBase ? `, ${pct(rtBase.successRate)} without EOT` : ''));
-  console.log(`wrote ${paths.pdf} (${pages} pages at ${a.signMm} mm), ${paths.json}, ${a.mode === 'sticker' ? `${paths.stickerPng}, ` : ''}${paths.signPng}`);
+  console.log(`wrote ${paths.pdf} (${pages} pages at ${a.signMm} mm), ${paths.json}, ${a.mode === 'sticker' ? `${paths.stickerPng}, ` : ''}${paths.signPng}, ${paths.layerPng}`);
 }

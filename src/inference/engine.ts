@@ -55,7 +55,21 @@ export function loadOrt(): OrtModule | null {
 export function ortThreads(): number {
   const env = Number(process.env.ADVSIGN_ORT_THREADS);
   if (Number.isInteger(env) && env >= 1) return env;
+  return availableCores();
+}
+
+export function availableCores(): number {
   return Math.max(1, typeof os.availableParallelism === 'function' ? os.availableParallelism() : os.cpus().length);
+}
+
+/**
+ * Threads for the live loop: one (ADVSIGN_ORT_THREADS overrides). It classifies and attacks one
+ * 32×32 image at a time, where a second intra-op thread only spins; the other cores render the
+ * scene, encode the page's images and run print jobs.
+ */
+export function liveOrtThreads(): number {
+  const env = Number(process.env.ADVSIGN_ORT_THREADS);
+  return Number.isInteger(env) && env >= 1 ? env : 1;
 }
 
 export function ortStatus(): OrtStatus {
@@ -88,7 +102,7 @@ export function exportPlan(clf: Classifier): Plan | string {
  * The classifier on the engine asked for (`requested`, else ADVSIGN_ENGINE, else the best that
  * works). Asking for ort where it cannot run is a UserError with the reason.
  */
-export function useEngine(clf: Classifier, requested?: string): { classifier: Classifier; engine: EngineChoice } {
+export function useEngine(clf: Classifier, requested?: string, threads = ortThreads()): { classifier: Classifier; engine: EngineChoice } {
   const env = process.env.ADVSIGN_ENGINE;
   const wanted = requested ?? (env && env.trim() !== '' ? env : undefined);
   const source: EngineChoice['source'] = requested ? 'request' : wanted ? 'env' : 'auto';
@@ -101,7 +115,6 @@ export function useEngine(clf: Classifier, requested?: string): { classifier: Cl
     return { classifier: clf, engine: { engine: 'tfjs', source, reason: `ort unavailable: ${plan}` } };
   }
   const ort = loadOrt() as OrtModule;
-  const threads = ortThreads();
   return {
     classifier: new OrtClassifier(clf, plan, ort, threads),
     engine: { engine: 'ort', source, reason: status.reason, ort: { version: status.version as string, threads } },

@@ -122,12 +122,18 @@ function swapLastAxes(t: tf.Tensor): tf.Tensor {
 /**
  * wasm's BatchMatMul is fast for a·b but 50–150× slower when asked to transpose an operand,
  * which is exactly what dense-layer gradients ask for; transposing explicitly first is cheap.
+ * For a·bᵀ with a small `a` (the input gradient of a dense layer at batch 1: dy[1, n]·Wᵀ) even the
+ * explicit transpose of the big weight matrix dominates, so it is computed as (b·aᵀ)ᵀ instead,
+ * transposing only the small operands (same products, summed in the same order).
  */
 function registerFastTransposedMatMul(): void {
   const original = tf.getKernel('BatchMatMul', 'wasm');
   if (!original) return;
   const inner = original.kernelFunc;
   tf.unregisterKernel('BatchMatMul', 'wasm');
+  type Backend = Parameters<typeof inner>[0]['backend'];
+  const plain = (a: tf.Tensor, b: tf.Tensor, attrs: tf.NamedAttrMap | undefined, backend: Backend): tf.TensorInfo =>
+    inner({ inputs: { a, b }, attrs: { ...attrs, transposeA: false, transposeB: false }, backend }) as tf.TensorInfo;
   tf.registerKernel({
     kernelName: 'BatchMatMul',
     backendName: 'wasm',
@@ -136,9 +142,18 @@ function registerFastTransposedMatMul(): void {
       const { a, b } = inputs as unknown as { a: tf.Tensor; b: tf.Tensor };
       const { transposeA, transposeB } = attrs as unknown as { transposeA: boolean; transposeB: boolean };
       if (!transposeA && !transposeB) return inner({ inputs, attrs, backend });
+      const r = a.rank, m = a.shape[r - 2], k = a.shape[r - 1], n = b.shape[b.rank - 2];
+      if (!transposeA && transposeB && a.rank === b.rank && m * k + m * n < n * k) {
+        const at = swapLastAxes(a);
+        const prodInfo = plain(b, at, attrs, backend);
+        const prod = tf.engine().makeTensorFromTensorInfo(prodInfo);
+        const out = swapLastAxes(prod);
+        tf.dispose([at, prod]);
+        return out;
+      }
       const at = transposeA ? swapLastAxes(a) : a;
       const bt = transposeB ? swapLastAxes(b) : b;
-      const out = inner({ inputs: { a: at, b: bt }, attrs: { ...attrs, transposeA: false, transposeB: false }, backend });
+      const out = plain(at, bt, attrs, backend);
       if (at !== a) at.dispose();
       if (bt !== b) bt.dispose();
       return out;

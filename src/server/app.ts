@@ -3,17 +3,9 @@
  * live stream and the controls. Startable in-process with an injected classifier and source on
  * port 0 (tests, the live bench); `advsign serve` wraps it with configuration and signals.
  *
- * Socket protocol (all payloads validated by schema.ts):
- *   server → client  'hello'    {version, classes, settings, sources, source, limits, model}
- *                    'frame'    FramePayload (with ack: the next frame is sent only after the ack,
- *                               so a slow client gets the latest frame, never a queue)
- *                    'status'   SourceStatus ('starting' | 'running' | 'lost' | 'retrying' | 'stopped')
- *                    'settings' PipelineSettings (after any change, from any client or the button)
- *                    'stats'    {fps, fooledRate, latency p50/p95, clients, numTensors, rssMB} each second
- *                    'snapshot' {file} (a button long press saved one on the device)
- *                    'error'    {code, message}   (invalid / unknown / oversized message, rate limit)
- *   client → server  'settings' SettingsPatch, ack → {ok, settings, notes?} | {ok:false, error}
- *                    'source'   {source}, ack → {ok, source} | {ok:false, error}
+ * The socket protocol (events and payload types, both directions) is in protocol.ts; every client
+ * message is validated by schema.ts. The classroom pieces (virtual sticker, print jobs, per-page
+ * views) live in classroom*.ts and are wired in here.
  */
 import * as fs from 'node:fs';
 import type * as http from 'node:http';
@@ -30,7 +22,7 @@ import { projectRoot, version } from '../cli/paths';
 import { EPS_MAX, LIVE_ATTACKS, ServeConfig, resolveToken, tokenRequired } from './config';
 import { createLogger, Logger } from './log';
 import { Daemon } from './daemon';
-import type { FrameResult } from './pipeline';
+import { ensureImages, FrameResult } from './pipeline';
 import { CLIENT_EVENTS, MAX_LIVE_STEPS, MAX_MESSAGE_BYTES, messageSize, validatePrintQuery, validateSettings, validateSourceRequest } from './schema';
 import { hostAllowed, originAllowed, RateLimiter, requestToken, TOKEN_COOKIE, tokensEqual } from './auth';
 import { AUTH_TIMEOUT_MS, installAdmission } from './admission';
@@ -40,6 +32,13 @@ import { redact } from './redact';
 import { adversarialPdf } from './print';
 import { snapshotPng } from './snapshot';
 import { round, STAGES } from './stats';
+import { IMAGE_KEYS, FramePayload, Hello, StatsMessage } from './protocol';
+import { Classroom } from './classroom';
+import { classroomSocket, isClassroomEvent } from './classroom-socket';
+import { classroomRoutes } from './classroom-http';
+import { pickImages } from './views';
+
+export type { FramePayload };
 
 /** socket.io's transport limit: anything bigger is cut off before it is even parsed. */
 export const MAX_HTTP_BUFFER = 16 * 1024;
@@ -53,7 +52,9 @@ export interface ServerOptions {
   gpio?: GpioController;
   allowedSources?: string[];
   /** Rate limits as [burst, perMinute] (tests tighten or loosen them). */
-  limits?: Partial<Record<'print' | 'snapshot' | 'source', [number, number]>>;
+  limits?: Partial<Record<'print' | 'snapshot' | 'source' | 'printJob' | 'upload', [number, number]>>;
+  /** The classifier's model folder, for print jobs (null or absent: the page cannot start them). */
+  modelPath?: string | null;
   /** Milliseconds a client may take to ack a frame before it is sent the next one anyway. */
   ackTimeoutMs?: number;
   /** Server timeouts and the connection cap (default DEFAULT_HTTP_LIMITS, maxConnections from the config). */
@@ -77,24 +78,6 @@ export interface RunningServer {
   http: http.Server;
   clients(): number;
   close(): Promise<void>;
-}
-
-export interface FramePayload {
-  seq: number;
-  width: number;
-  height: number;
-  roi: FrameResult['roi'];
-  label: { classId: number; name: string } | null;
-  clean: FrameResult['clean'];
-  adversarial: FrameResult['adversarial'];
-  fooled: boolean;
-  attack: FrameResult['attack'];
-  linf: number;
-  amplify: number;
-  latency: FrameResult['latency'];
-  fps: number;
-  sentAt: number;
-  images: { frame: Buffer; cleanCrop: Buffer; perturbation: Buffer; adversarial: Buffer };
 }
 
 export { redact };
@@ -123,8 +106,8 @@ export function framePayload(r: FrameResult, fps: number): FramePayload {
     seq: r.seq, width: r.width, height: r.height, roi: r.roi,
     label: r.label !== undefined ? { classId: r.label, name: CLASS_NAMES[r.label] ?? String(r.label) } : null,
     clean: r.clean, adversarial: r.adversarial, fooled: r.fooled, attack: r.attack,
-    linf: round(r.linf, 5), amplify: round(r.amplify, 3), latency: lat, fps: round(fps, 1), sentAt: Date.now(),
-    images: r.images,
+    linf: round(r.linf, 5), moved: round(r.moved, 4), stall: r.stall, amplify: round(r.amplify, 3), latency: lat, fps: round(fps, 1), sentAt: Date.now(),
+    sticker: r.sticker, images: r.images,
   };
 }
 
@@ -141,6 +124,9 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const snapshotLimit = new RateLimiter(...(lim.snapshot ?? [5, 20]));
   const sourceLimit = new RateLimiter(...(lim.source ?? [3, 12]));
   const ackTimeout = opts.ackTimeoutMs ?? 5000;
+  const room = new Classroom({ classifier: opts.classifier, daemon, logger: log, config: cfg, modelPath: opts.modelPath ?? null });
+  // A bad --sticker file stops the start in one line, before the port is bound.
+  await room.loadConfigured();
 
   const app = express();
   app.disable('x-powered-by');
@@ -241,6 +227,8 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     }
   });
 
+  classroomRoutes(app, { room, classifier: opts.classifier, log, uploadLimit: new RateLimiter(...(lim.upload ?? [5, 10])) });
+
   app.use((_req, res) => {
     res.status(404).json({ error: 'not found' });
   });
@@ -268,11 +256,15 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   interface ClientState { inFlight: number; sent: number; skipped: number }
   const state = new WeakMap<Socket, ClientState>();
 
-  const hello = () => ({
+  const hello = (): Hello => ({
     version: version(), classes: opts.classifier.classNames ?? CLASS_NAMES, settings: daemon.settings, sources: daemon.allowed.map(redact),
     source: publicStatus(daemon.sourceStatus),
-    limits: { epsMax: EPS_MAX, maxSteps: MAX_LIVE_STEPS, attacks: LIVE_ATTACKS, maxMessageBytes: MAX_MESSAGE_BYTES },
+    limits: { epsMax: EPS_MAX, maxSteps: MAX_LIVE_STEPS, attacks: LIVE_ATTACKS, maxMessageBytes: MAX_MESSAGE_BYTES, ...Classroom.limits() },
     model: { inputSize: opts.classifier.inputSize, numClasses: opts.classifier.numClasses },
+    ...room.hello(),
+  });
+  const classroom = classroomSocket({
+    io, room, daemon, numClasses: opts.classifier.numClasses, log, jobLimit: new RateLimiter(...(lim.printJob ?? [3, 6])),
   });
 
   const sendFrame = (socket: Socket, payload: FramePayload): void => {
@@ -284,7 +276,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     }
     st.inFlight++;
     st.sent++;
-    socket.timeout(ackTimeout).emit('frame', payload, () => {
+    socket.timeout(ackTimeout).emit('frame', { ...payload, images: pickImages(payload.images, room.views.get(socket.id)) }, () => {
       // Acked or timed out: either way the client may have the next frame.
       st.inFlight = Math.max(0, st.inFlight - 1);
     });
@@ -292,10 +284,13 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
 
   io.on('connection', (socket) => {
     state.set(socket, { inFlight: 0, sent: 0, skipped: 0 });
+    classroom.connected(socket);
     log.info('socket.connected', { id: socket.id, ip: socket.handshake.address, clients: clients() });
     socket.emit('hello', hello());
     socket.emit('status', publicStatus(daemon.sourceStatus));
-    if (daemon.last) sendFrame(socket, framePayload(daemon.last, daemon.stats.fps()));
+    // The last frame may have been encoded for nobody: encode what a page draws, then send it.
+    const last = daemon.last;
+    if (last) void ensureImages(last, IMAGE_KEYS, cfg.jpegQuality).then(() => sendFrame(socket, framePayload(last, daemon.stats.fps())), () => undefined);
 
     const reject = (code: string, message: string, ack?: (r: unknown) => void): void => {
       socket.emit('error', { code, message });
@@ -346,6 +341,8 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
             () => ack?.({ ok: true, source: v.value.source }),
             (e: Error) => reject('source_failed', e.message.split('\n')[0], ack),
           );
+        } else if (isClassroomEvent(name)) {
+          classroom.handle(name, socket, args[0], reject, ack);
         }
       } catch (e) {
         log.error('socket.handler_failed', { event: name, error: (e as Error).message });
@@ -357,6 +354,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     socket.on('error', () => undefined);
 
     socket.on('disconnect', (reason) => {
+      classroom.disconnected(socket);
       const st = state.get(socket);
       log.info('socket.disconnected', { id: socket.id, reason, sent: st?.sent, skipped: st?.skipped, clients: clients() });
     });
@@ -376,8 +374,9 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     const m = daemon.metrics();
     const latency: Record<string, { p50: number; p95: number }> = {};
     for (const s of STAGES) latency[s] = { p50: m.latency[s].p50, p95: m.latency[s].p95 };
-    io.emit('stats', { fps: m.fps, fooledRate: m.fooledRate, frames: m.frames, dropped: m.dropped, latency,
-      clients: clients(), numTensors: m.numTensors, rssMB: m.rssMB, backend: m.backend });
+    const stats: StatsMessage = { fps: m.fps, fooledRate: m.fooledRate, stickerFooledRate: m.stickerFooledRate, stalledFrames: m.stalledFrames,
+      frames: m.frames, dropped: m.dropped, latency, clients: clients(), numTensors: m.numTensors, rssMB: m.rssMB, backend: m.backend };
+    io.emit('stats', stats);
   }, 1000);
   statsTimer.unref();
 
@@ -396,6 +395,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const close = (): Promise<void> => {
     closing ??= (async () => {
       clearInterval(statsTimer);
+      await room.close();
       io.emit('status', { state: 'stopped', source: redact(daemon.sourceSpec), message: 'daemon shutting down', at: Date.now() });
       await daemon.stop();
       io.disconnectSockets(true);

@@ -12,9 +12,11 @@ import { UserError } from '../data/types';
 import type { Frame, FrameSource, SourceStatus } from '../capture/types';
 import { createSource, CaptureOptions, listCameras, parseSourceSpec, which } from '../capture/factory';
 import type { GpioController } from '../gpio';
-import type { ServeConfig } from './config';
+import { DEFAULT_CONFIG, ServeConfig } from './config';
 import type { Logger } from './log';
 import { AnalysedFrame, Pipeline, PipelineSettings, FrameResult } from './pipeline';
+import type { ImageKey } from './protocol';
+import type { LoadedSticker } from './sticker-overlay';
 import { PipelineStats, StatsSnapshot, round } from './stats';
 import type { SettingsPatch } from './schema';
 import { snapshotPng } from './snapshot';
@@ -30,6 +32,13 @@ export interface DaemonOptions {
   gpio?: GpioController;
   /** What the page may switch to (default: configured source, synthetic, cameras, test pattern). */
   allowedSources?: string[];
+}
+
+/** What the socket layer tells the loop each frame: the sticker in use and the images clients draw. */
+export interface FrameDemand {
+  sticker(): LoadedSticker | null;
+  /** Images to encode for this frame: none when nobody watches. */
+  images(): Iterable<ImageKey>;
 }
 
 export interface Health {
@@ -69,6 +78,8 @@ export class Daemon extends EventEmitter {
   private idle: Promise<void> = Promise.resolve();
   private idleResolve: (() => void) | null = null;
   private attackErrorLogged = '';
+  private stallLogged = '';
+  private demand: FrameDemand = { sticker: () => null, images: () => [] };
   readonly allowed: string[];
 
   constructor(private readonly opts: DaemonOptions) {
@@ -76,7 +87,7 @@ export class Daemon extends EventEmitter {
     const c = opts.config;
     this.spec = c.source;
     this._settings = { attack: c.attack, eps: c.eps, targeted: c.targeted, target: c.target, steps: c.steps, loss: c.loss, roi: c.roi, paused: false };
-    this.lastAttack = c.attack === 'none' ? 'fgsm' : c.attack;
+    this.lastAttack = c.attack === 'none' ? (DEFAULT_CONFIG.attack === 'none' ? 'fgsm' : DEFAULT_CONFIG.attack) : c.attack;
     this.pipeline = new Pipeline(opts.classifier, {
       jpegQuality: c.jpegQuality,
       onAttackError: (m) => {
@@ -90,6 +101,11 @@ export class Daemon extends EventEmitter {
       if (k === 'short') this.updateSettings({ attack: this._settings.attack === 'none' ? this.lastAttack : 'none' }, 'gpio');
       else void this.saveSnapshot().catch((e: Error) => opts.logger.warn('snapshot.failed', { error: e.message }));
     });
+  }
+
+  /** Set by the socket layer (before start). */
+  setDemand(d: FrameDemand): void {
+    this.demand = d;
   }
 
   get settings(): PipelineSettings {
@@ -187,14 +203,14 @@ export class Daemon extends EventEmitter {
         const settings = this.settings;
         let analysed: AnalysedFrame | null = null;
         try {
-          analysed = await this.pipeline.analyse(frame, settings, pickedAt);
+          analysed = await this.pipeline.analyse(frame, settings, { pickedAt, sticker: this.demand.sticker() });
         } catch (e) {
           this.frameFailed(e, frame);
         }
         await encoding;
         if (analysed) {
           const a = analysed;
-          encoding = this.pipeline.encode(a).then((r) => this.publish(frame, r, settings), (e: unknown) => this.frameFailed(e, frame));
+          encoding = this.pipeline.encode(a, this.demand.images()).then((r) => this.publish(frame, r, settings), (e: unknown) => this.frameFailed(e, frame));
         }
         f = this.pending;
         this.pending = null;
@@ -217,9 +233,18 @@ export class Daemon extends EventEmitter {
   private publish(f: Frame, r: FrameResult, settings: PipelineSettings): void {
     this.lastFrame = f;
     this._last = r;
-    this.stats.record(r.latency, settings.attack === 'none' ? null : r.fooled);
-    this.opts.gpio?.indicate(settings.attack === 'none' ? 'ok' : r.fooled ? 'fooled' : 'ok');
+    // With the attack off, "fooled" is the virtual sticker's (when one is on): rate and LEDs.
+    const fooled = settings.attack !== 'none' ? r.fooled : r.sticker ? r.sticker.fooled : null;
+    this.stats.record(r.latency, fooled, performance.now(), { stickerFooled: r.sticker ? r.sticker.fooled : null, stalled: r.stall !== null });
+    this.logStall(r.stall);
+    this.opts.gpio?.indicate(fooled ? 'fooled' : 'ok');
     this.emit('result', r);
+  }
+
+  /** A stalled attack is logged once per reason, not once per frame. */
+  private logStall(reason: string | null): void {
+    if (reason && reason !== this.stallLogged) this.opts.logger.warn('attack.stalled', { reason });
+    this.stallLogged = reason ?? '';
   }
 
   private frameFailed(e: unknown, f: Frame): void {

@@ -15,6 +15,8 @@ export interface LoadedModel {
   untrained: boolean;
   /** Which runtime computes what (null for an untrained model). */
   details: ModelDescription | null;
+  /** The model on disk (null for an untrained one): what print jobs load. */
+  path: string | null;
 }
 
 /**
@@ -26,7 +28,7 @@ export async function loadServeModel(spec: string | null, input: ModelInputOptio
     const arch = spec.includes(':') ? spec.slice(spec.indexOf(':') + 1) : 'cnn4';
     if (!['cnn4', 'cnn4-small', 'cnn4-wide', 'cnn4-bn'].includes(arch)) throw new UserError(`unknown architecture '${arch}' in --model ${spec}`);
     const model = buildModel({ arch: arch as 'cnn4', inputSize: 32, numClasses: 43 });
-    return { classifier: new LayersClassifier(model), description: `untrained ${arch}`, untrained: true, details: null };
+    return { classifier: new LayersClassifier(model), description: `untrained ${arch}`, untrained: true, details: null, path: null };
   }
   const dir = spec ?? defaultModelDir();
   const json = fs.existsSync(dir) && fs.statSync(dir).isDirectory() ? path.join(dir, 'model.json') : dir;
@@ -36,7 +38,7 @@ export async function loadServeModel(spec: string | null, input: ModelInputOptio
       : `no model at ${dir}: train one with 'advsign train --data synthetic --out models/gtsrb-cnn', pass --model DIR, or --model untrained to try the daemon with random weights`);
   }
   const loaded = await loadModel(dir, input);
-  return { classifier: loaded.classifier, description: path.relative(process.cwd(), dir) || dir, untrained: false, details: loaded.description };
+  return { classifier: loaded.classifier, description: path.relative(process.cwd(), dir) || dir, untrained: false, details: loaded.description, path: path.resolve(dir) };
 }
 
 export function disposeClassifier(c: Classifier): void {
