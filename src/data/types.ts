@@ -1,6 +1,6 @@
 /**
  * Data shapes shared by readers, the renderer, training and attacks.
- * Images are float32 NHWC RGB in [0, 1] everywhere outside a model (DESIGN.md).
+ * Images are float32 NHWC RGB in [0, 1] everywhere outside a model (docs/ARCHITECTURE.md).
  */
 
 /** A set of square RGB images stored contiguously, NHWC, values in [0, 1]. */
