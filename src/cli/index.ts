@@ -4,7 +4,7 @@ import { TRAIN_HELP } from './train';
 import { EVALUATE_HELP } from './evaluate';
 import { ATTACK_HELP } from './attack';
 import { SERVE_HELP } from './serve';
-import { EXPORT_HELP } from '../tflite/cli';
+import { EXPORT_HELP } from './export';
 import { STICKER_HELP } from './sticker';
 import { BENCH_HELP } from './bench';
 import { version } from './paths';
@@ -35,7 +35,7 @@ async function load(name: string): Promise<Command | null> {
     case 'evaluate': return (await import('./evaluate')).evaluateCommand;
     case 'attack': return (await import('./attack')).attackCommand;
     case 'serve': return (await import('./serve')).serveCommand;
-    case 'export': return (await import('../tflite/cli')).exportCommand;
+    case 'export': return (await import('./export')).exportCommand;
     case 'sticker': return (await import('./sticker')).stickerCommand;
     case 'bench': return (await import('./bench')).benchCommand;
     case 'info': return (await import('./info')).infoCommand;

@@ -18,7 +18,7 @@ import { UserError } from '../data/types';
 import type { FrameSource, SourceStatus } from '../capture/types';
 import type { CaptureOptions } from '../capture/factory';
 import type { GpioController } from '../gpio';
-import { projectRoot, version } from '../cli/paths';
+import { projectRoot, version } from '../util/paths';
 import { EPS_MAX, LIVE_ATTACKS, ServeConfig, resolveToken, tokenRequired } from './config';
 import { createLogger, Logger } from './log';
 import { Daemon } from './daemon';

@@ -23,9 +23,8 @@
  * Bulk data never rides the socket: sticker uploads are POST /api/sticker, PDFs are downloads.
  */
 import type { SourceStatus } from '../capture/types';
-import type { NormRoi } from './config';
-import type { FrameResult, PipelineSettings, PredictionSummary } from './pipeline';
-import type { Stage } from './stats';
+import type { LiveAttack, NormRoi, ServeConfig } from './config';
+import type { Latency, Stage } from './stats';
 
 /** The images a frame can carry; a client names the ones it draws (ViewRequest). */
 export const IMAGE_KEYS = ['frame', 'cleanCrop', 'perturbation', 'adversarial', 'sticker'] as const;
@@ -42,9 +41,53 @@ export interface StickerFrame {
   matchesSign: boolean;
 }
 
+/** The per-frame settings: the attack fields of the serve config, plus pause. */
+export type PipelineSettings = Pick<ServeConfig, 'attack' | 'eps' | 'targeted' | 'target' | 'steps' | 'loss' | 'roi'> & { paused: boolean };
+
+export interface TopEntry {
+  classId: number;
+  name: string;
+  p: number;
+}
+
+export interface PredictionSummary {
+  classId: number;
+  name: string;
+  confidence: number;
+  top5: TopEntry[];
+}
+
+export interface PixelRoi {
+  x: number;
+  y: number;
+  w: number;
+  h: number;
+}
+
+/** What a processed frame tells the page (the pipeline's FrameResult adds its own fields). */
+export interface FrameFields {
+  seq: number;
+  width: number;
+  height: number;
+  roi: PixelRoi;
+  clean: PredictionSummary;
+  adversarial: PredictionSummary;
+  fooled: boolean;
+  attack: { name: LiveAttack; eps: number; targeted: boolean; target: number; steps: number; error?: string };
+  /** Measured max |adversarial − clean| (≤ eps). */
+  linf: number;
+  /** Share of the input values the attack changed. */
+  moved: number;
+  /** Why an attack that is on changed nothing (null otherwise). */
+  stall: string | null;
+  /** The perturbation image shows 0.5 + δ·amplify. */
+  amplify: number;
+  sticker: StickerFrame | null;
+  latency: Latency;
+}
+
 /** A processed frame as the page gets it: the pipeline's result without its float crops. */
-export type FramePayload = Pick<FrameResult,
-  'seq' | 'width' | 'height' | 'roi' | 'clean' | 'adversarial' | 'fooled' | 'attack' | 'linf' | 'moved' | 'stall' | 'amplify' | 'latency' | 'sticker'> & {
+export type FramePayload = FrameFields & {
   label: { classId: number; name: string } | null;
   fps: number;
   sentAt: number;
