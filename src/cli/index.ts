@@ -7,6 +7,7 @@ import { SERVE_HELP } from './serve';
 import { EXPORT_HELP } from './export';
 import { STICKER_HELP } from './sticker';
 import { BENCH_HELP } from './bench';
+import { INFO_HELP } from './info';
 import { version } from './paths';
 
 const USAGE = `advsign ${version()} — how easily is a traffic-sign classifier fooled?
@@ -22,9 +23,17 @@ usage: advsign <command> [options]
   bench      throughput figures (JSON with --json)
   info       version, backend, models
 
-'advsign <command> --help' shows a command's options.`;
+'advsign <command> --help' shows a command's options.
 
-const HELP: Record<string, string> = { train: TRAIN_HELP, evaluate: EVALUATE_HELP, attack: ATTACK_HELP, serve: SERVE_HELP, export: EXPORT_HELP, sticker: STICKER_HELP, bench: BENCH_HELP };
+exit status (docs/ARCHITECTURE.md):
+  0    done
+  1    internal error (one line; ADVSIGN_DEBUG=1 for the stack)
+  2    bad input: unknown command or flag, bad value, missing or unreadable file
+  75   serve: the camera pipe on stdin closed (systemd restarts the pipeline)
+  130  train: interrupted twice (once: finishes the batch, saves the best epoch, exits 0)`;
+
+/** Each command's `--help` text (test/cli-help.test.ts checks it names every flag the command parses). */
+export const HELP: Record<string, string> = { train: TRAIN_HELP, evaluate: EVALUATE_HELP, attack: ATTACK_HELP, serve: SERVE_HELP, export: EXPORT_HELP, sticker: STICKER_HELP, bench: BENCH_HELP, info: INFO_HELP };
 
 type Command = (argv: string[]) => Promise<void>;
 

@@ -37,6 +37,7 @@ import { Classroom } from './classroom';
 import { classroomSocket, isClassroomEvent } from './classroom-socket';
 import { classroomRoutes } from './classroom-http';
 import { pickImages } from './views';
+import { PROMETHEUS_CONTENT_TYPE, prometheusText, ServerMetrics } from './metrics-text';
 
 export type { FramePayload };
 
@@ -173,10 +174,24 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   }
   app.use(express.static(staticDir(), { index: 'index.html', maxAge: 0 }));
 
-  app.get('/metrics', (_req, res) => {
+  // Prometheus text for scrapers; the same figures as JSON at /metrics.json (or Accept: application/json).
+  const serverMetrics = (): ServerMetrics => {
     const m = daemon.metrics();
+    return { ...m, source: publicStatus(m.source), clients: clients(), sessions: io.engine.clientsCount };
+  };
+  app.get('/metrics.json', (_req, res) => {
     res.setHeader('Cache-Control', 'no-store');
-    res.json({ ...m, source: publicStatus(m.source), clients: clients(), sessions: io.engine.clientsCount });
+    res.json(serverMetrics());
+  });
+  app.get('/metrics', (req, res) => {
+    res.setHeader('Cache-Control', 'no-store');
+    res.vary('Accept');
+    if (req.accepts(['text/plain', 'application/json']) === 'application/json') {
+      res.json(serverMetrics());
+      return;
+    }
+    res.setHeader('Content-Type', PROMETHEUS_CONTENT_TYPE);
+    res.send(prometheusText(serverMetrics(), version()));
   });
 
   const limited = (limiter: RateLimiter, req: Request, res: Response): boolean => {
