@@ -25,7 +25,8 @@ import { PROMETHEUS_CONTENT_TYPE, prometheusText, ServerMetrics } from './metric
 /** Rate limits as [burst, perMinute], per client address. */
 export type RateLimits = Partial<Record<'print' | 'snapshot' | 'source' | 'printJob' | 'upload', [number, number]>>;
 
-export interface HttpDeps {
+/** What the HTTP and the socket side share: the daemon, its configuration and the classroom. */
+export interface ServerParts {
   config: ServeConfig;
   /** The access token in force (null: none needed). */
   token: string | null;
@@ -34,6 +35,9 @@ export interface HttpDeps {
   classifier: Classifier;
   log: Logger;
   limits: RateLimits;
+}
+
+export interface HttpDeps extends ServerParts {
   /** The figures of /metrics, with the socket counts (the socket side exists only after the app). */
   metrics(): ServerMetrics;
 }

@@ -6,13 +6,10 @@
 import type * as http from 'node:http';
 import * as path from 'node:path';
 import { Server as IoServer } from 'socket.io';
-import type { Classifier } from '../inference/model';
 import { CLASS_NAMES } from '../data/classes';
 import type { SourceStatus } from '../capture/types';
 import { version } from '../util/paths';
-import { EPS_MAX, LIVE_ATTACKS, ServeConfig } from './config';
-import type { Logger } from './log';
-import type { Daemon } from './daemon';
+import { EPS_MAX, LIVE_ATTACKS } from './config';
 import { ensureImages, FrameResult } from './pipeline';
 import { CLIENT_EVENTS, MAX_LIVE_STEPS, MAX_MESSAGE_BYTES, messageSize, validateSettings, validateSourceRequest } from './schema';
 import { hostAllowed, originAllowed, RateLimiter } from './auth';
@@ -23,7 +20,7 @@ import { IMAGE_KEYS, FramePayload, Hello, LiveServer, LiveSocket, StatsMessage }
 import { Classroom } from './classroom';
 import { classroomSocket, ClassroomSocket, isClassroomEvent } from './classroom-socket';
 import { pickImages } from './views';
-import { publicStatus, RateLimits } from './http';
+import { publicStatus, ServerParts } from './http';
 
 /** socket.io's transport limit: anything bigger is cut off before it is even parsed. */
 export const MAX_HTTP_BUFFER = 16 * 1024;
@@ -34,14 +31,7 @@ export const MAX_HTTP_BUFFER = 16 * 1024;
  */
 const MAX_IN_FLIGHT = 2;
 
-export interface SocketDeps {
-  config: ServeConfig;
-  token: string | null;
-  daemon: Daemon;
-  room: Classroom;
-  classifier: Classifier;
-  log: Logger;
-  limits: RateLimits;
+export interface SocketDeps extends ServerParts {
   /** Milliseconds a client may take to ack a frame before it is sent the next one anyway. */
   ackTimeoutMs: number;
   /** A session that has not joined with its token by then is closed. */
