@@ -258,7 +258,8 @@ export async function loadModel(spec: string, o: ModelInputOptions = DEFAULT_MOD
 /** What computes predictions and gradients once the engine is chosen (ort replaces the tfjs model). */
 export function onEngine(d: ModelDescription, engine: EngineChoice): ModelDescription {
   if (engine.engine !== 'ort') return d;
-  const native = `onnxruntime (the model's ONNX export, ${engine.ort?.threads ?? 1} threads)`;
+  const threads = engine.ort?.threads ?? 1;
+  const native = `onnxruntime (the model's ONNX export, ${threads} thread${threads === 1 ? '' : 's'})`;
   return { ...d, predictions: native, gradients: `${native}, its gradient graph` };
 }
 
