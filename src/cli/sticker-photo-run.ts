@@ -25,10 +25,12 @@ export interface PhotoExtraOptions {
 }
 
 export interface PhotoExtras {
-  json: ReturnType<typeof photoReportJson> & { folder: string; kind: 'gtsrb' | 'own'; signInBox: number; tracks: { train: number; heldOut: number }; trainPhotos: number; photoShare: number; areaCurve: AreaPoint[] };
+  json: ReturnType<typeof photoReportJson> & { folder: string; kind: 'gtsrb' | 'own'; signInBox: number; tracks: { train: number; heldOut: number }; trainPhotos: number; trainTracks: string[]; heldOutTracks: string[]; photoShare: number; areaCurve: AreaPoint[] };
   lines: string[];
   html: string;
 }
+
+const tracksOf = (photos: { group: string }[]) => [...new Set(photos.map((x) => x.group))].sort();
 
 function attackOf(r: StickerResult) {
   return { classId: r.classId, target: r.target, canvasSize: r.canvasSize, sticker: r.sticker, printed: r.printed };
@@ -62,7 +64,7 @@ export async function photoExtras(clf: Classifier, judge: Classifier, robust: St
   return {
     json: {
       folder: p.split.folder.dir, kind: p.split.folder.kind, signInBox: p.split.folder.signInBox, tracks: p.split.tracks,
-      trainPhotos: p.train.length, photoShare: o.photoShare, ...photoReportJson(main), areaCurve: points,
+      trainPhotos: p.train.length, trainTracks: tracksOf(p.split.train), heldOutTracks: tracksOf(p.split.heldOut), photoShare: o.photoShare, ...photoReportJson(main), areaCurve: points,
     },
     lines, html,
   };
