@@ -4,6 +4,7 @@
  * optimisation per --areas entry, same options), and the HTML report.
  */
 import type { Classifier } from '../inference/model';
+import type { EotConfig } from '../sticker/eot';
 import { CLASS_NAMES } from '../data/classes';
 import { maskAtArea, MaskKind } from '../sticker/masks';
 import { optimizeSticker, StickerOptions, StickerResult } from '../sticker/optimize';
@@ -22,10 +23,12 @@ export interface PhotoExtraOptions {
   seed: number;
   machine: boolean;
   photoShare: number;
+  /** The EOT family on the photos (optimisation and measurement alike). */
+  config: EotConfig;
 }
 
 export interface PhotoExtras {
-  json: ReturnType<typeof photoReportJson> & { folder: string; kind: 'gtsrb' | 'own'; signInBox: number; tracks: { train: number; heldOut: number }; trainPhotos: number; trainTracks: string[]; heldOutTracks: string[]; photoShare: number; areaCurve: AreaPoint[] };
+  json: ReturnType<typeof photoReportJson> & { folder: string; kind: 'gtsrb' | 'own'; signInBox: number; tracks: { train: number; heldOut: number }; trainPhotos: number; trainTracks: string[]; heldOutTracks: string[]; photoShare: number; photoMaxAngleDeg: number; areaCurve: AreaPoint[] };
   lines: string[];
   html: string;
 }
@@ -37,7 +40,7 @@ function attackOf(r: StickerResult) {
 }
 
 export async function photoExtras(clf: Classifier, judge: Classifier, robust: StickerResult, p: PreparedPhotos, o: PhotoExtraOptions): Promise<PhotoExtras> {
-  const measure = (r: StickerResult) => measureOnPhotos(judge, attackOf(r), p.heldOut, { viewsPerPhoto: o.viewsPerPhoto, seed: o.seed });
+  const measure = (r: StickerResult) => measureOnPhotos(judge, attackOf(r), p.heldOut, { viewsPerPhoto: o.viewsPerPhoto, seed: o.seed, config: o.config });
   if (o.machine) process.stdout.write(JSON.stringify({ event: 'progress', phase: 'measure', done: 0, total: 0 } satisfies StickerProgressEvent) + '\n');
   const main = await measure(robust);
   const points: AreaPoint[] = [];
@@ -53,7 +56,7 @@ export async function photoExtras(clf: Classifier, judge: Classifier, robust: St
   const title = `Sticker ${robust.classId} ${CLASS_NAMES[robust.classId]} → ${targeted ? `${robust.target} ${CLASS_NAMES[robust.target as number]}` : 'untargeted'}: held-out real photos`;
   const html = reportHtml({
     title, targeted, main, area: robust.areaFraction, points,
-    examples: await examples(judge, attackOf(robust), p.heldOut, o.seed),
+    examples: await examples(judge, attackOf(robust), p.heldOut, o.seed, o.config),
     notes: [`Photos: ${p.split.folder.dir} (${p.split.folder.kind}); optimised on ${p.train.length} photos of ${p.split.tracks.train} tracks, ${(o.photoShare * 100).toFixed(0)} % of each step's EOT samples; held out ${p.heldOut.length} photos of ${p.split.tracks.heldOut} tracks.`],
   });
   const lines = photoLines(main, p, targeted, robust.areaFraction);
@@ -64,7 +67,7 @@ export async function photoExtras(clf: Classifier, judge: Classifier, robust: St
   return {
     json: {
       folder: p.split.folder.dir, kind: p.split.folder.kind, signInBox: p.split.folder.signInBox, tracks: p.split.tracks,
-      trainPhotos: p.train.length, trainTracks: tracksOf(p.split.train), heldOutTracks: tracksOf(p.split.heldOut), photoShare: o.photoShare, ...photoReportJson(main), areaCurve: points,
+      trainPhotos: p.train.length, trainTracks: tracksOf(p.split.train), heldOutTracks: tracksOf(p.split.heldOut), photoShare: o.photoShare, photoMaxAngleDeg: o.config.maxYawDeg, ...photoReportJson(main), areaCurve: points,
     },
     lines, html,
   };

@@ -22,6 +22,7 @@ import { exportSticker } from '../sticker/pdf';
 import { CLEAN_VIEW, DEFAULT_EOT } from '../sticker/eot';
 import { PHOTO_FLAGS, PHOTO_HELP, parseAreas, preparePhotos, readPhotoSplit } from './sticker-photos';
 import { photoExtras } from './sticker-photo-run';
+import { photoEotConfig } from '../sticker/photos';
 import { LAYER_SIGN_FRACTION, layerPng, modelCheck } from '../sticker/layer';
 import type { StickerProgressEvent } from '../sticker/run-file';
 import { checkWritable, OutputFile, writeFilesAtomic } from '../util/atomic-file';
@@ -51,7 +52,8 @@ ${MODEL_INPUT_HELP}
   --steps N           optimisation steps (default ${STICKER_DEFAULTS.steps})
   --eot-samples N     transformations per step (default ${STICKER_DEFAULTS.eotSamples})
   --sign-mm MM        size of the sign's bounding square (default 600; e.g. 100 for a desk demo)
-  --palette FILE      measured printable colours (CSV r,g,b per line, or JSON)
+  --palette FILE      measured printable colours (CSV r,g,b per line, or JSON; 'advsign calibrate'
+                      writes one from a photo of the PDF's calibration strip), at least 4
   --nps W --tv W      weights of the non-printability and smoothness terms (default ${STICKER_DEFAULTS.npsWeight}, ${STICKER_DEFAULTS.tvWeight})
   --lr X              Adam learning rate (default ${STICKER_DEFAULTS.learningRate})
   --seed N            seed of the optimisation and of the measurement (default 1)
@@ -146,6 +148,7 @@ export async function stickerCommand(argv: string[]): Promise<void> {
   const holdout = num(f, 'holdout', 0.3, 0.01, 0.9);
   const photoShare = num(f, 'photo-share', 0.5, 0, 1);
   const photoViews = int(f, 'photo-views', 4, 1, 1000);
+  const photoAngle = num(f, 'photo-angle', 20, 0, 60);
   const split = photosDir !== undefined ? await readPhotoSplit(photosDir, classId, holdout, seed) : null;
   const modelPath = str(f, 'model') ?? defaultModelDir();
   const input = modelInputFromFlags(f);
@@ -159,10 +162,11 @@ export async function stickerCommand(argv: string[]): Promise<void> {
   if (!isGtsrbOrder(gtsrbClassIds(clf.classNames ?? CLASS_NAMES))) throw new UserError(`sticker needs a model whose outputs are GTSRB's 43 classes in class-id order (${modelPath}: labels ${loaded.description.labels})`);
   validateClasses(classId, target, clf.numClasses);
   const judge = measuredOn(clf);
+  const photoConfig = photoEotConfig(clf.inputSize, photoAngle);
   const prepared = split ? preparePhotos(split, classId, clf.inputSize, loaded.description.preprocess, DEFAULT_EOT.supersample) : null;
   const common = {
     classId, target, mode, mask: mask ?? undefined, eps: mode === 'sign' ? eps : undefined, steps, eotSamples, learningRate, npsWeight, tvWeight, palette, canvasSize, seed,
-    photos: prepared && photoShare > 0 ? { scenes: prepared.train, share: photoShare } : undefined,
+    photos: prepared && photoShare > 0 ? { scenes: prepared.train, share: photoShare, config: photoConfig } : undefined,
   };
   const onStep = machine ? (st: { step: number; batchSuccess: number }) => emitProgress({ event: 'progress', phase: 'optimise', done: st.step + 1, total: steps, batchSuccess: st.batchSuccess }) : undefined;
   const robust = await optimizeSticker(clf, { ...common, useEot: true, ...(machine ? { onStep } : { progressLabel: 'sticker (EOT)' }) });
@@ -176,7 +180,7 @@ export async function stickerCommand(argv: string[]): Promise<void> {
   const roundTrip = roundTripN > 0 ? await simulatePrintCapture(judge, robust, { n: roundTripN, seed, palette }) : null;
   const roundTripBaseline = roundTripN > 0 && plain ? await simulatePrintCapture(judge, plain, { n: roundTripN, seed, palette }) : null;
   const photo = prepared ? await photoExtras(clf, judge, robust, prepared, {
-    common, areas, kind: defaultKind, signAlpha, viewsPerPhoto: photoViews, seed, machine, photoShare,
+    common, areas, kind: defaultKind, signAlpha, viewsPerPhoto: photoViews, seed, machine, photoShare, config: photoConfig,
   }) : null;
 
   const a: Args = { modelPath, classId, target, mode, mask, eps, out, signMm, areaFraction: robust.areaFraction };

@@ -20,7 +20,7 @@ import { progressBar } from '../util/progress';
 import { applyEot, CLEAN_VIEW, DEFAULT_EOT, EotConfig, sampleEot } from './eot';
 import { alphaOf, defaultMask, describeMask, MaskSpec, rasterizeMask, requireNonEmpty } from './masks';
 import { DEFAULT_PALETTE, npsLoss, npsScore, Palette, paletteTensor } from './palette';
-import { PHOTO_EOT, PhotoScene, photoViewsTensor, samplePhotoViews } from './photos';
+import { photoEotConfig, PhotoScene, photoViewsTensor, samplePhotoViews } from './photos';
 
 export type StickerMode = 'sticker' | 'sign';
 
@@ -51,7 +51,7 @@ export interface StickerOptions {
    * Real photos in the loop (sticker mode): `share` of each step's EOT samples are views of these
    * photos with the sticker pasted on; the rest stay synthetic.
    */
-  photos?: { scenes: PhotoScene[]; share: number };
+  photos?: { scenes: PhotoScene[]; share: number; config?: EotConfig };
   /** A different clean sign (straight RGBA over its bounding square, canvasSize²×4), e.g. a photo. */
   signRGBA?: Float32Array;
   seed?: number;
@@ -195,7 +195,7 @@ export async function optimizeSticker(clf: Classifier, options: StickerOptions):
   const photos = useEot && options.photos && options.photos.scenes.length > 0 ? options.photos : null;
   if (photos && mode !== 'sticker') throw new UserError('real photos in the loop apply to sticker mode only');
   const photoCount = photos ? Math.min(o.eotSamples, Math.max(1, Math.round(photos.share * o.eotSamples))) : 0;
-  const photoConfig: EotConfig = { ...PHOTO_EOT, outputSize: clf.inputSize };
+  const photoConfig: EotConfig = { ...(options.photos?.config ?? photoEotConfig(clf.inputSize)), outputSize: clf.inputSize };
   const eotConfig: EotConfig = { ...(useEot ? DEFAULT_EOT : CLEAN_VIEW), ...(useEot ? options.eotConfig ?? {} : {}), outputSize: clf.inputSize };
   const palette = options.palette ?? DEFAULT_PALETTE;
 

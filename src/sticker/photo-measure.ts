@@ -6,7 +6,8 @@
  */
 import type { Classifier } from '../inference/model';
 import { createRng, hashSeed } from '../data/random';
-import { everyPhotoViews, PhotoScene, PhotoSuccess, renderPhotoViews, scorePhotoViews } from './photos';
+import type { EotConfig } from './eot';
+import { everyPhotoViews, photoEotConfig, PhotoScene, PhotoSuccess, renderPhotoViews, scorePhotoViews } from './photos';
 
 export interface PhotoAttack {
   classId: number;
@@ -75,19 +76,22 @@ function terciles(values: number[], perPhoto: number[], clean: number[]): Condit
 export interface PhotoMeasureOptions {
   viewsPerPhoto?: number;
   seed?: number;
+  /** The EOT family on the photos (default photoEotConfig at the model's input size). */
+  config?: EotConfig;
 }
 
 /** Measures the sticker and both controls on the held-out photos (same views for all). */
 export async function measureOnPhotos(clf: Classifier, a: PhotoAttack, scenes: PhotoScene[], o: PhotoMeasureOptions = {}): Promise<HeldOutPhotoReport> {
   const k = o.viewsPerPhoto ?? 4;
   const seed = o.seed ?? 1;
-  const views = everyPhotoViews(k, heldOutPhotoSeed(seed), scenes.length);
+  const config = { ...(o.config ?? photoEotConfig(clf.inputSize)), outputSize: clf.inputSize };
+  const views = everyPhotoViews(k, heldOutPhotoSeed(seed), scenes.length, config);
   const score = async (ink: Float32Array, coverage: Float32Array) =>
-    scorePhotoViews(clf, await renderPhotoViews(ink, coverage, scenes, views), views, scenes.length, a.classId, a.target);
+    scorePhotoViews(clf, await renderPhotoViews(ink, coverage, scenes, views, config), views, scenes.length, a.classId, a.target);
   const { noise, uniform } = controlFills(a, seed);
   // Clean: nothing pasted (zero coverage), the same views. Untargeted scoring: "not the sign".
   const none = new Float32Array(a.printed.length);
-  const clean = await scorePhotoViews(clf, await renderPhotoViews(a.sticker, none, scenes, views), views, scenes.length, a.classId, a.target);
+  const clean = await scorePhotoViews(clf, await renderPhotoViews(a.sticker, none, scenes, views, config), views, scenes.length, a.classId, a.target);
   const sticker = await score(a.sticker, a.printed);
   const cleanAcc = clean.perPhoto.map((_, i) => 1 - clean.perPhotoChanged[i]);
   return {

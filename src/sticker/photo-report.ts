@@ -7,7 +7,8 @@
 import sharp from 'sharp';
 import type { Classifier } from '../inference/model';
 import { CLASS_NAMES } from '../data/classes';
-import { everyPhotoViews, PhotoScene, renderPhotoViews } from './photos';
+import type { EotConfig } from './eot';
+import { everyPhotoViews, photoEotConfig, PhotoScene, renderPhotoViews } from './photos';
 import { controlFills, HeldOutPhotoReport, heldOutPhotoSeed, PhotoAttack } from './photo-measure';
 import { scoreImages } from './measure';
 
@@ -44,17 +45,18 @@ async function pngUri(rgb: Float32Array, S: number, scale: number): Promise<stri
 }
 
 /** The first held-out view of up to `count` photos (spread over the set), clean, with the sticker, with noise. */
-export async function examples(clf: Classifier, a: PhotoAttack, scenes: PhotoScene[], seed: number, count = 6): Promise<Example[]> {
+export async function examples(clf: Classifier, a: PhotoAttack, scenes: PhotoScene[], seed: number, eot?: EotConfig, count = 6): Promise<Example[]> {
   const S = clf.inputSize;
+  const config = { ...(eot ?? photoEotConfig(S)), outputSize: S };
   const pick = Array.from(new Set(Array.from({ length: Math.min(count, scenes.length) }, (_, i) => Math.floor(((i + 0.5) * scenes.length) / Math.min(count, scenes.length)))));
   const chosen = pick.map((i) => scenes[i]);
   // Same views as the measurement's first view of each photo would be only for index 0; these are for looking at.
-  const views = everyPhotoViews(1, heldOutPhotoSeed(seed), chosen.length);
+  const views = everyPhotoViews(1, heldOutPhotoSeed(seed), chosen.length, config);
   const { noise } = controlFills(a, seed);
   const fills: [string, Float32Array, Float32Array][] = [['clean', a.sticker, new Float32Array(a.printed.length)], ['sticker', a.sticker, a.printed], ['noise', noise, a.printed]];
   const out: Example[] = chosen.map((s) => ({ file: s.file, cells: [] }));
   for (const [label, ink, cov] of fills) {
-    const imgs = await renderPhotoViews(ink, cov, chosen, views);
+    const imgs = await renderPhotoViews(ink, cov, chosen, views, config);
     const { pred } = await scoreImages(clf, imgs, chosen.length, a.classId, a.target);
     for (let i = 0; i < chosen.length; i++) out[i].cells.push({ label, uri: await pngUri(imgs.subarray(i * S * S * 3, (i + 1) * S * S * 3), S, 4), pred: pred[i] });
   }

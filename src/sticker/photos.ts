@@ -48,6 +48,11 @@ export const PHOTO_EOT: Readonly<EotConfig> = Object.freeze({
   blurRange: [0, 0.8] as [number, number], noiseRange: [0, 0.02] as [number, number], jpegProbability: 0.5, jpegQualityRange: [50, 95] as [number, number],
 });
 
+/** PHOTO_EOT for a model's input side, with the sticker's viewing angle on the photo at most ±maxAngleDeg. */
+export function photoEotConfig(outputSize: number, maxAngleDeg: number = PHOTO_EOT.maxYawDeg): EotConfig {
+  return { ...PHOTO_EOT, outputSize, maxYawDeg: maxAngleDeg, maxPitchDeg: maxAngleDeg };
+}
+
 export interface SceneGeometry {
   outputSize: number;
   supersample: number;
