@@ -6,6 +6,7 @@ import { ATTACK_HELP } from './attack';
 import { SERVE_HELP } from './serve';
 import { EXPORT_HELP } from './export';
 import { STICKER_HELP } from './sticker';
+import { CALIBRATE_HELP } from './calibrate';
 import { BENCH_HELP } from './bench';
 import { INFO_HELP } from './info';
 import { version } from './paths';
@@ -19,6 +20,7 @@ usage: advsign <command> [options]
   attack     attack one image
   serve      the live daemon: camera → classify → attack → web page
   sticker    optimise a printable adversarial sticker (PDF)
+  calibrate  measure printed colours from a photo of the PDF's calibration strip
   export     write a model as a TFLite flatbuffer (float32 or int8)
   bench      throughput figures (JSON with --json)
   info       version, backend, models
@@ -33,7 +35,7 @@ exit status (docs/ARCHITECTURE.md):
   130  train: interrupted twice (once: finishes the batch, saves the best epoch, exits 0)`;
 
 /** Each command's `--help` text (test/cli-help.test.ts checks it names every flag the command parses). */
-export const HELP: Record<string, string> = { train: TRAIN_HELP, evaluate: EVALUATE_HELP, attack: ATTACK_HELP, serve: SERVE_HELP, export: EXPORT_HELP, sticker: STICKER_HELP, bench: BENCH_HELP, info: INFO_HELP };
+export const HELP: Record<string, string> = { train: TRAIN_HELP, evaluate: EVALUATE_HELP, attack: ATTACK_HELP, serve: SERVE_HELP, export: EXPORT_HELP, sticker: STICKER_HELP, calibrate: CALIBRATE_HELP, bench: BENCH_HELP, info: INFO_HELP };
 
 type Command = (argv: string[]) => Promise<void>;
 
@@ -46,6 +48,7 @@ async function load(name: string): Promise<Command | null> {
     case 'serve': return (await import('./serve')).serveCommand;
     case 'export': return (await import('./export')).exportCommand;
     case 'sticker': return (await import('./sticker')).stickerCommand;
+    case 'calibrate': return (await import('./calibrate')).calibrateCommand;
     case 'bench': return (await import('./bench')).benchCommand;
     case 'info': return (await import('./info')).infoCommand;
     default: return null;
