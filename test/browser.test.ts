@@ -167,7 +167,8 @@ describe('browser: the monitoring page in chromium', function () {
     await page.setInputFiles('#sticker-file', [runJson, path.join(path.dirname(runJson), 'stop-30-layer.png')]);
     await page.waitForSelector('#panel-sticker:not([hidden])', { timeout: 10000 });
     await page.waitForFunction(() => document.querySelectorAll('#pred-sticker .row').length === 5, undefined, { timeout: 10000 });
-    await page.waitForFunction(() => (document.getElementById('sticker-rate') as HTMLElement).dataset.rate !== '', undefined, { timeout: 10000 });
+    // Until the first stats message with the sticker on, data-rate is absent (undefined) or '': wait for a value.
+    await page.waitForFunction(() => ((document.getElementById('sticker-rate') as HTMLElement).dataset.rate ?? '') !== '', undefined, { timeout: 10000 });
     assert.match(await page.textContent('#sticker-rate') ?? '', /^\d+(\.\d)? %$/);
     assert.match(await page.textContent('#sticker-hint') ?? '', /Stop → Speed limit \(30km\/h\)/);
     await page.waitForFunction(() => (document.getElementById('img-sticker') as HTMLImageElement).naturalWidth === 32, undefined, { timeout: 10000 });

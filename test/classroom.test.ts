@@ -205,10 +205,10 @@ describe('classroom: the daemon with a virtual sticker, views and print jobs', f
     let changed = 0;
     for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) changed++;
     assert.ok(changed > 0.02 * a.length && changed < 0.6 * a.length, `the sticker changes part of the input (${changed}/${a.length})`);
-    // Freeze, then compare /metrics with the daemon's own last 90 sticker frames.
+    // Freeze, then compare /metrics.json with the daemon's own last 90 sticker frames.
     await emitAck(p.socket, 'settings', { paused: true });
     await new Promise((r) => setTimeout(r, 300));
-    const m = await (await fetch(`${server.url}metrics`)).json() as { fooledRate: number; stickerFooledRate: number };
+    const m = await (await fetch(`${server.url}metrics.json`)).json() as { fooledRate: number; stickerFooledRate: number };
     const last = results.slice(-90);
     const share = last.filter((r) => r.fooled).length / last.length;
     assert.ok(Math.abs(m.fooledRate - share) < 0.006, `fooledRate ${m.fooledRate} vs ${share}`);

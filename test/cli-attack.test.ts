@@ -76,7 +76,7 @@ describe('advsign attack and evaluate --attack', function () {
     });
   }
 
-  it('evaluate --attack writes the DESIGN.md JSON and an HTML report with a plot', async () => {
+  it('evaluate --attack writes the documented JSON and an HTML report with a plot', async () => {
     const json = path.join(dir, 'eval.json');
     const html = path.join(dir, 'report.html');
     const r = await runCli(['evaluate', '--model', modelDir, '--data', 'synthetic', '--limit', '43', '--attack', 'fgsm,pgd',

@@ -18,6 +18,7 @@ import { validateSettings } from '../src/server/schema';
 import { createGpio, MemoryDriver } from '../src/gpio';
 import { SyntheticScene } from '../src/capture/synthetic';
 import type { Frame } from '../src/capture/types';
+import { parsePrometheus } from './prometheus';
 
 interface FrameMsg {
   seq: number;
@@ -275,13 +276,33 @@ describe('serve: daemon over socket.io and HTTP', function () {
     assert.equal((h.source as { state: string }).state, 'running');
     assert.ok((h.frames as number) > 0);
     assert.ok((h.uptime as number) >= 0);
-    const m = await (await fetch(`${server.url}metrics`)).json() as Record<string, unknown>;
+    const m = await (await fetch(`${server.url}metrics.json`)).json() as Record<string, unknown>;
     for (const k of ['fps', 'fooledRate', 'rssMB', 'numTensors', 'clients', 'frames', 'dropped']) assert.equal(typeof m[k], 'number', k);
     const lat = m.latency as Record<string, { p50: number; p95: number }>;
     for (const s of ['capture', 'preprocess', 'classify', 'attack', 'encode', 'total']) {
       assert.ok(lat[s].p95 >= lat[s].p50, s);
     }
     assert.ok((m.fps as number) > 0);
+    const asJson = await fetch(`${server.url}metrics`, { headers: { accept: 'application/json' } });
+    assert.match(asJson.headers.get('content-type') ?? '', /^application\/json/);
+    assert.equal(typeof ((await asJson.json()) as { frames: unknown }).frames, 'number');
+  });
+
+  it('/metrics is Prometheus text (what a scraper asks for), with the JSON figures', async () => {
+    const res = await fetch(`${server.url}metrics`, { headers: { accept: 'application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5,*/*;q=0.1' } });
+    assert.equal(res.status, 200);
+    assert.equal(res.headers.get('content-type'), 'text/plain; version=0.0.4; charset=utf-8');
+    const samples = parsePrometheus(await res.text());
+    const later = await (await fetch(`${server.url}metrics.json`)).json() as { frames: number };
+    const frames = samples.get('advsign_frames_total')!;
+    assert.ok(frames > 0 && frames <= later.frames, `frames ${frames}, then ${later.frames} in the JSON`);
+    assert.ok(Number.isInteger(samples.get('advsign_clients')) && samples.get('advsign_clients')! >= 1);
+    assert.equal(samples.get('advsign_source_up{source="synthetic",state="running"}'), 1);
+    for (const stage of ['capture', 'preprocess', 'classify', 'attack', 'encode', 'total']) {
+      const p50 = samples.get(`advsign_stage_latency_seconds{stage="${stage}",quantile="0.5"}`)!, p95 = samples.get(`advsign_stage_latency_seconds{stage="${stage}",quantile="0.95"}`)!;
+      assert.ok(p50 >= 0 && p95 >= p50 && p95 < 60, `${stage}: ${p50} ${p95}`);
+    }
+    assert.ok(samples.get('process_resident_memory_bytes')! > 1e6);
   });
 
   it('/api/print returns a PDF with the sign at exactly the requested size', async () => {

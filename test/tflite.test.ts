@@ -20,7 +20,7 @@ import { bufferData, ModelDesc, Op, opts, parseModel, serializeModel, TensorType
 import { compareLogits, convertToTflite, tfjsLogits } from '../src/tflite/export';
 import { assertInputSize, loadTfliteModel } from '../src/tflite/runtime';
 import { tfliteRobustness } from '../src/tflite/robustness';
-import { exportCommand } from '../src/tflite/cli';
+import { exportCommand } from '../src/cli/export';
 import { ROOT, sharedGtsrb, tempDir } from './helpers';
 
 function randomImages(n: number, size: number, seed: number): Float32Array {

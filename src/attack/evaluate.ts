@@ -335,7 +335,7 @@ export interface EvaluationMeta {
   backend: string;
 }
 
-/** The `evaluate --json` document (DESIGN.md); example pixels are left out. */
+/** The `evaluate --json` document (docs/ARCHITECTURE.md, "The command line"); example pixels are left out. */
 export function robustnessToJson(result: RobustnessResult, meta: EvaluationMeta): Record<string, unknown> {
   return {
     model: meta.model, data: meta.data, split: meta.split, n: result.n, backend: meta.backend,

@@ -1,4 +1,4 @@
-/** The attack module's public surface (see DESIGN.md, "Interfaces worth keeping uniform"). */
+/** The attack module's public surface (docs/ARCHITECTURE.md, "Attacks"). */
 export type { Attack, AttackOptions, AttackResult, Norm } from './types';
 export { ATTACKS, attackNames, getAttack, parseAttackList, parseEps, parseEpsList, validateTarget } from './registry';
 export { fgsm } from './fgsm';

@@ -1,5 +1,5 @@
 /**
- * The common attack interface (DESIGN.md): one object per method, one call over a batch.
+ * The common attack interface (docs/ARCHITECTURE.md, "Attacks"): one object per method, one call over a batch.
  * Images are float32 NHWC in [0, 1]; attacks work on logits and never leave [0, 1] nor exceed
  * their stated norm bound.
  */

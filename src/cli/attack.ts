@@ -29,6 +29,7 @@ ${TRANSFER_HELP}
   --queries N        query budget of black-box attacks (square; default 1000)
   --loss L           objective of gradient attacks: ${ATTACK_LOSSES.join(' | ')} (default ce)
   --engine E         ort | tfjs (default: ort when it loads and the model exports)
+  --backend NAME     tensorflow | wasm | cpu
   --json             print the result as JSON
 
 Predictions come from the model's own runtime (for a .tflite file, its interpreter); gradient

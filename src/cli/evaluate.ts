@@ -38,6 +38,7 @@ ${TRANSFER_HELP}
   --json FILE            write the figures as JSON ('-' for stdout)
   --backend NAME         tensorflow | wasm | cpu
   --engine ort|tfjs      compute engine for inference and attacks (default: ort when it loads)
+  --quiet                no progress bars
   --workers N            extra threads attacking batches in parallel (default: one per spare core on wasm/cpu)
 ${DEFENSE_EVAL_HELP}`;
 

@@ -4,10 +4,11 @@ import { TRAIN_HELP } from './train';
 import { EVALUATE_HELP } from './evaluate';
 import { ATTACK_HELP } from './attack';
 import { SERVE_HELP } from './serve';
-import { EXPORT_HELP } from '../tflite/cli';
+import { EXPORT_HELP } from './export';
 import { STICKER_HELP } from './sticker';
 import { CALIBRATE_HELP } from './calibrate';
 import { BENCH_HELP } from './bench';
+import { INFO_HELP } from './info';
 import { version } from './paths';
 
 const USAGE = `advsign ${version()} — how easily is a traffic-sign classifier fooled?
@@ -24,9 +25,17 @@ usage: advsign <command> [options]
   bench      throughput figures (JSON with --json)
   info       version, backend, models
 
-'advsign <command> --help' shows a command's options.`;
+'advsign <command> --help' shows a command's options.
 
-const HELP: Record<string, string> = { train: TRAIN_HELP, evaluate: EVALUATE_HELP, attack: ATTACK_HELP, serve: SERVE_HELP, export: EXPORT_HELP, sticker: STICKER_HELP, calibrate: CALIBRATE_HELP, bench: BENCH_HELP };
+exit status (docs/ARCHITECTURE.md):
+  0    done
+  1    internal error (one line; ADVSIGN_DEBUG=1 for the stack)
+  2    bad input: unknown command or flag, bad value, missing or unreadable file
+  75   serve: the camera pipe on stdin closed (systemd restarts the pipeline)
+  130  train: interrupted twice (once: finishes the batch, saves the best epoch, exits 0)`;
+
+/** Each command's `--help` text (test/cli-help.test.ts checks it names every flag the command parses). */
+export const HELP: Record<string, string> = { train: TRAIN_HELP, evaluate: EVALUATE_HELP, attack: ATTACK_HELP, serve: SERVE_HELP, export: EXPORT_HELP, sticker: STICKER_HELP, calibrate: CALIBRATE_HELP, bench: BENCH_HELP, info: INFO_HELP };
 
 type Command = (argv: string[]) => Promise<void>;
 
@@ -37,7 +46,7 @@ async function load(name: string): Promise<Command | null> {
     case 'evaluate': return (await import('./evaluate')).evaluateCommand;
     case 'attack': return (await import('./attack')).attackCommand;
     case 'serve': return (await import('./serve')).serveCommand;
-    case 'export': return (await import('../tflite/cli')).exportCommand;
+    case 'export': return (await import('./export')).exportCommand;
     case 'sticker': return (await import('./sticker')).stickerCommand;
     case 'calibrate': return (await import('./calibrate')).calibrateCommand;
     case 'bench': return (await import('./bench')).benchCommand;

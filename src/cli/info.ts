@@ -60,6 +60,16 @@ async function engineReport(models: ModelSummary[], requested: string | undefine
   return { ...base, ...engine };
 }
 
+export const INFO_HELP = `advsign info [options]
+
+  --json                 print the report as JSON
+  --backend NAME         tensorflow | wasm | cpu (default: the fastest that starts; ADVSIGN_BACKEND)
+  --engine ort|tfjs      the engine to report for the default model (default: ort when it loads; ADVSIGN_ENGINE)
+
+Prints the version, Node and platform, the tfjs backend in use and why the others did not start,
+the compute engine the default model gets and whether onnxruntime-node loads, and the models
+under models/ with their architecture, input size and test accuracy.`;
+
 export async function infoCommand(argv: string[]): Promise<void> {
   const f = parseFlags(argv, { json: { type: 'boolean' }, backend: { type: 'string' }, engine: { type: 'string' } }, 'info');
   const backend = await initBackend(f.backend as string | undefined);

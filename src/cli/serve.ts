@@ -47,6 +47,7 @@ export const SERVE_HELP = `advsign serve [options]
   --gpio-led-ok N        BCM pin of the green LED (model right)
   --gpio-led-fooled N    BCM pin of the red LED (model fooled)
   --gpio-sysfs DIR       sysfs root (default /sys); --gpio-chip LABEL for non-Pi boards
+  --gpio-long-press-ms N a press this long saves a snapshot (default 1500)
   --snapshot-dir DIR     where button snapshots go (default ./snapshots)
   --max-clients N        viewers with the token at once (default 20)
   --max-connections N    open TCP connections at most (default 256); requests must send their
@@ -60,8 +61,8 @@ export const SERVE_HELP = `advsign serve [options]
 
 Environment: ADVSIGN_PORT, ADVSIGN_HOST, ADVSIGN_SOURCE, ADVSIGN_TOKEN, ADVSIGN_MODEL, ADVSIGN_EPS, …
 (every key as ADVSIGN_SNAKE_CASE), ADVSIGN_CONFIG for the file.
-Endpoints: / (page), /healthz, /metrics, /api/snapshot.png, /api/print?size_mm=200 (this frame only),
-POST /api/sticker (a sticker run from the page), /api/jobs/ID/FILE.pdf (a print job's PDF)`;
+Endpoints: / (page), /healthz, /metrics (Prometheus text), /metrics.json (the same as JSON), /api/snapshot.png,
+/api/print?size_mm=200 (this frame only), POST /api/sticker (a sticker run from the page), /api/jobs/ID/FILE.pdf (a print job's PDF)`;
 
 function tokenOrigin(origin: Origin, file: string | null): string {
   if (origin === 'flag') return 'the one given with --token';

@@ -62,6 +62,8 @@ ${MODEL_INPUT_HELP}
 ${PHOTO_HELP}
   --skip-baseline     do not optimise the non-EOT baseline for comparison
   --engine ort|tfjs   compute engine of the optimisation (default: ort when it loads)
+  --backend NAME      tensorflow | wasm | cpu
+  --canvas N          side of the optimised sticker canvas in pixels, 16..256 (default ${STICKER_DEFAULTS.canvasSize})
   --json              print the summary JSON on stdout
   --progress-json     progress as JSON lines on stdout instead of bars (for the live page's print jobs)`;
 

@@ -34,6 +34,7 @@ export const TRAIN_HELP = `advsign train --data <dir|synthetic> [options]
   --seed N               random seed (default 1)
   --no-augment           train without augmentation
   --backend NAME         tensorflow | wasm | cpu (default: the fastest that starts)
+  --quiet                no progress bars
   --workers N            extra threads sharing each batch (default: one per spare core on wasm/cpu, 0 on tensorflow)
 ${ADVERSARIAL_HELP}`;
 

@@ -1,6 +1,6 @@
 /**
  * Data shapes shared by readers, the renderer, training and attacks.
- * Images are float32 NHWC RGB in [0, 1] everywhere outside a model (DESIGN.md).
+ * Images are float32 NHWC RGB in [0, 1] everywhere outside a model (docs/ARCHITECTURE.md).
  */
 
 /** A set of square RGB images stored contiguously, NHWC, values in [0, 1]. */
@@ -20,10 +20,5 @@ export interface ImageSet {
 /** How a photo becomes a model input: its sign's ROI crop (+10 % margin), or the whole image resized. */
 export type Preprocess = 'crop' | 'whole';
 
-/** Error raised for bad user input (missing folder, corrupt file…): the CLI prints its message in one line. */
-export class UserError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'UserError';
-  }
-}
+/** Re-exported for the many modules that import it from here; it lives in src/util/errors.ts. */
+export { UserError } from '../util/errors';

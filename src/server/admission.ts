@@ -6,7 +6,7 @@
  * still open sessions, but they expire, and the operator is never told "too many clients"
  * because of them.
  */
-import type { Server as IoServer, Socket } from 'socket.io';
+import type { LiveServer, LiveSocket } from './protocol';
 import type { Logger } from './log';
 import { requestToken, tokensEqual } from './auth';
 
@@ -37,13 +37,13 @@ export interface Admission {
   clients(): number;
 }
 
-function presentedToken(socket: Socket): string | null {
+function presentedToken(socket: LiveSocket): string | null {
   const auth = (socket.handshake.auth ?? {}) as Record<string, unknown>;
   return typeof auth.token === 'string' ? auth.token : requestToken(socket.request);
 }
 
 /** Installs the token check and the client cap as the namespace's middleware. */
-export function installAdmission(io: IoServer, o: AdmissionOptions): Admission {
+export function installAdmission(io: LiveServer, o: AdmissionOptions): Admission {
   const nsp = io.of('/');
   // Admitted by the middleware but not yet in nsp.sockets (socket.io adds them a tick later):
   // counted so that a burst of simultaneous joins cannot overshoot the cap.

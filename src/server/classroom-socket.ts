@@ -1,9 +1,9 @@
 /**
  * Socket handlers for the classroom events ('sticker', 'view', 'print'; types in protocol.ts),
- * and the broadcasts that keep every page in step ('stickers', 'job'). app.ts validates the
+ * and the broadcasts that keep every page in step ('stickers', 'job'). socket.ts validates the
  * envelope (known event, one argument, size) and hands the message here.
  */
-import type { Server as IoServer, Socket } from 'socket.io';
+import type { LiveServer, LiveSocket } from './protocol';
 import { UserError } from '../data/types';
 import type { Daemon } from './daemon';
 import type { Logger } from './log';
@@ -18,7 +18,7 @@ export const CLASSROOM_EVENTS = ['sticker', 'view', 'print'] as const;
 export type ClassroomEvent = (typeof CLASSROOM_EVENTS)[number];
 
 export interface ClassroomSocketDeps {
-  io: IoServer;
+  io: LiveServer;
   room: Classroom;
   daemon: Daemon;
   numClasses: number;
@@ -28,9 +28,9 @@ export interface ClassroomSocketDeps {
 }
 
 export interface ClassroomSocket {
-  connected(socket: Socket): void;
-  disconnected(socket: Socket): void;
-  handle(event: ClassroomEvent, socket: Socket, msg: unknown, reject: Reject, ack?: Ack): void;
+  connected(socket: LiveSocket): void;
+  disconnected(socket: LiveSocket): void;
+  handle(event: ClassroomEvent, socket: LiveSocket, msg: unknown, reject: Reject, ack?: Ack): void;
 }
 
 export function isClassroomEvent(name: string): name is ClassroomEvent {
@@ -42,7 +42,7 @@ export function classroomSocket(d: ClassroomSocketDeps): ClassroomSocket {
   room.stickers.on('change', (m) => io.emit('stickers', m));
   room.jobs.on('update', (j) => io.emit('job', j));
 
-  const print = (socket: Socket, msg: unknown, reject: Reject, ack?: Ack): void => {
+  const print = (socket: LiveSocket, msg: unknown, reject: Reject, ack?: Ack): void => {
     const v = validatePrintRequest(msg, d.numClasses, PRINT_STEPS, PRINT_SIGN_MM);
     if (!v.ok) return reject('invalid', v.error, ack);
     if (v.value.action === 'cancel') {

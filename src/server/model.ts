@@ -5,7 +5,7 @@ import { buildModel, Classifier, LayersClassifier } from '../inference/model';
 import { loadModel, ModelDescription } from '../inference/load-model';
 import { DEFAULT_MODEL_INPUT, ModelInputOptions } from '../inference/model-input';
 import { releaseClassifier } from '../inference/engine';
-import { defaultModelDir } from '../cli/paths';
+import { defaultModelDir } from '../util/paths';
 import { UserError } from '../data/types';
 
 export interface LoadedModel {

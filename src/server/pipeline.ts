@@ -18,61 +18,23 @@ import { CLASS_NAMES } from '../data/classes';
 import { getAttack } from '../attack/registry';
 import type { Attack } from '../attack/types';
 import type { Frame } from '../capture/types';
-import type { LiveAttack, NormRoi, ServeConfig } from './config';
-import type { Latency } from './stats';
+import type { NormRoi } from './config';
 import { IMAGE_KEYS, ImageKey, StickerFrame } from './protocol';
+import type { FrameFields, PipelineSettings, PixelRoi, PredictionSummary } from './protocol';
 import type { LoadedSticker } from './sticker-overlay';
 import { encodeRgbPng } from './png';
 import { explainStall } from './stall';
 
-/** The per-frame settings: the attack fields of the serve config, plus pause. */
-export type PipelineSettings = Pick<ServeConfig, 'attack' | 'eps' | 'targeted' | 'target' | 'steps' | 'loss' | 'roi'> & { paused: boolean };
-
-export interface TopEntry {
-  classId: number;
-  name: string;
-  p: number;
-}
-
-export interface PredictionSummary {
-  classId: number;
-  name: string;
-  confidence: number;
-  top5: TopEntry[];
-}
-
-export interface PixelRoi {
-  x: number;
-  y: number;
-  w: number;
-  h: number;
-}
+export type { PipelineSettings, TopEntry, PredictionSummary, PixelRoi } from './protocol';
 
 export type FrameImages = Partial<Record<ImageKey, Buffer>>;
 
-export interface FrameResult {
-  seq: number;
+/** A processed frame: the fields the page gets (protocol.ts) plus the server's own. */
+export interface FrameResult extends FrameFields {
   /** performance.now() of the frame's arrival. */
   t: number;
-  width: number;
-  height: number;
   /** True class when the source knows it. */
   label?: number;
-  roi: PixelRoi;
-  clean: PredictionSummary;
-  adversarial: PredictionSummary;
-  fooled: boolean;
-  attack: { name: LiveAttack; eps: number; targeted: boolean; target: number; steps: number; error?: string };
-  /** Measured max |adversarial − clean| (≤ eps). */
-  linf: number;
-  /** Share of the input values the attack changed. */
-  moved: number;
-  /** Why an attack that is on changed nothing (null otherwise). */
-  stall: string | null;
-  /** The perturbation image shows 0.5 + δ·amplify. */
-  amplify: number;
-  sticker: StickerFrame | null;
-  latency: Latency;
   /** The encoded images so far (ensureImages adds the others on demand). */
   images: FrameImages;
   /** Model-sized float crops (for snapshot, print and late encoding), size*size*3 in [0, 1]. */

@@ -16,7 +16,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { UserError } from '../data/types';
 import { CLASS_NAMES } from '../data/classes';
-import { projectRoot } from '../cli/paths';
+import { projectRoot } from '../util/paths';
 import { availableCores } from '../inference/engine';
 import type { StickerProgressEvent } from '../sticker/run-file';
 import type { Logger } from './log';

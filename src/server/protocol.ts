@@ -21,11 +21,13 @@
  *     'view'      ViewRequest             → {ok, images}
  *     'print'     PrintRequest            → {ok, job} | {ok:false, error}
  * Bulk data never rides the socket: sticker uploads are POST /api/sticker, PDFs are downloads.
+ * ServerToClientEvents / ClientToServerEvents below type socket.io itself (socket.ts) and clients.
  */
+import type { Server, Socket } from 'socket.io';
 import type { SourceStatus } from '../capture/types';
-import type { NormRoi } from './config';
-import type { FrameResult, PipelineSettings, PredictionSummary } from './pipeline';
-import type { Stage } from './stats';
+import type { AttackLoss } from '../attack/loss';
+import type { LiveAttack, NormRoi, ServeConfig } from './config';
+import type { Latency, Stage } from './stats';
 
 /** The images a frame can carry; a client names the ones it draws (ViewRequest). */
 export const IMAGE_KEYS = ['frame', 'cleanCrop', 'perturbation', 'adversarial', 'sticker'] as const;
@@ -42,9 +44,53 @@ export interface StickerFrame {
   matchesSign: boolean;
 }
 
+/** The per-frame settings: the attack fields of the serve config, plus pause. */
+export type PipelineSettings = Pick<ServeConfig, 'attack' | 'eps' | 'targeted' | 'target' | 'steps' | 'loss' | 'roi'> & { paused: boolean };
+
+export interface TopEntry {
+  classId: number;
+  name: string;
+  p: number;
+}
+
+export interface PredictionSummary {
+  classId: number;
+  name: string;
+  confidence: number;
+  top5: TopEntry[];
+}
+
+export interface PixelRoi {
+  x: number;
+  y: number;
+  w: number;
+  h: number;
+}
+
+/** What a processed frame tells the page (the pipeline's FrameResult adds its own fields). */
+export interface FrameFields {
+  seq: number;
+  width: number;
+  height: number;
+  roi: PixelRoi;
+  clean: PredictionSummary;
+  adversarial: PredictionSummary;
+  fooled: boolean;
+  attack: { name: LiveAttack; eps: number; targeted: boolean; target: number; steps: number; error?: string };
+  /** Measured max |adversarial − clean| (≤ eps). */
+  linf: number;
+  /** Share of the input values the attack changed. */
+  moved: number;
+  /** Why an attack that is on changed nothing (null otherwise). */
+  stall: string | null;
+  /** The perturbation image shows 0.5 + δ·amplify. */
+  amplify: number;
+  sticker: StickerFrame | null;
+  latency: Latency;
+}
+
 /** A processed frame as the page gets it: the pipeline's result without its float crops. */
-export type FramePayload = Pick<FrameResult,
-  'seq' | 'width' | 'height' | 'roi' | 'clean' | 'adversarial' | 'fooled' | 'attack' | 'linf' | 'moved' | 'stall' | 'amplify' | 'latency' | 'sticker'> & {
+export type FramePayload = FrameFields & {
   label: { classId: number; name: string } | null;
   fps: number;
   sentAt: number;
@@ -123,6 +169,23 @@ export interface StatsMessage {
   backend: string;
 }
 
+/** A change to the live settings (every key optional; schema.ts validates it). */
+export interface SettingsPatch {
+  attack?: LiveAttack;
+  eps?: number;
+  targeted?: boolean;
+  target?: number;
+  steps?: number;
+  loss?: AttackLoss;
+  roi?: NormRoi | null;
+  paused?: boolean;
+}
+
+/** Switch the frame source to one the daemon offers (Hello.sources). */
+export interface SourceRequest {
+  source: string;
+}
+
 /** Load a known sticker by id, or clear it (id null). */
 export interface StickerRequest {
   id: string | null;
@@ -135,5 +198,46 @@ export interface ViewRequest {
 export type PrintRequest =
   | { action: 'start'; target: number | null; signMm: number; steps: number }
   | { action: 'cancel' };
+
+/** What every refused client request is acked with (the same code is emitted as 'error'). */
+export interface Refusal {
+  ok: false;
+  code: string;
+  error: string;
+}
+
+export interface ErrorMessage {
+  code: string;
+  message: string;
+}
+
+type Reply<T> = (reply: ({ ok: true } & T) | Refusal) => void;
+
+/** socket.io's typed events, server → client (Server<ClientToServerEvents, ServerToClientEvents>). */
+export interface ServerToClientEvents {
+  hello: (m: Hello) => void;
+  /** Acked by the client: the next frame goes out only after the ack or a timeout. */
+  frame: (m: FramePayload, ack: () => void) => void;
+  status: (s: SourceStatus) => void;
+  settings: (s: PipelineSettings) => void;
+  stats: (s: StatsMessage) => void;
+  stickers: (m: StickersMessage) => void;
+  job: (m: JobMessage) => void;
+  snapshot: (m: { file: string }) => void;
+  error: (e: ErrorMessage) => void;
+}
+
+/** Client → server: one argument each and an optional ack (what arrives is validated first). */
+export interface ClientToServerEvents {
+  settings: (patch: SettingsPatch, ack?: Reply<{ settings: PipelineSettings; notes?: string[] }>) => void;
+  source: (req: SourceRequest, ack?: Reply<SourceRequest>) => void;
+  sticker: (req: StickerRequest, ack?: Reply<{ stickers: StickersMessage }>) => void;
+  view: (req: ViewRequest, ack?: Reply<ViewRequest>) => void;
+  print: (req: PrintRequest, ack?: Reply<{ job: JobMessage | null }>) => void;
+}
+
+/** The daemon's socket.io server and its sockets, typed by the events above. */
+export type LiveServer = Server<ClientToServerEvents, ServerToClientEvents>;
+export type LiveSocket = Socket<ClientToServerEvents, ServerToClientEvents>;
 
 export type { NormRoi };

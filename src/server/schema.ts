@@ -3,9 +3,9 @@
  * only. A message that fails is answered with an 'error' event and otherwise ignored; nothing a
  * client sends can throw inside the daemon.
  */
-import { EPS_MAX, LIVE_ATTACKS, LiveAttack, NormRoi } from './config';
+import { EPS_MAX, LIVE_ATTACKS, LiveAttack } from './config';
 import { ATTACK_LOSSES, AttackLoss } from '../attack/loss';
-import { IMAGE_KEYS, ImageKey, PrintRequest, StickerRequest, ViewRequest } from './protocol';
+import { IMAGE_KEYS, ImageKey, PrintRequest, SettingsPatch, SourceRequest, StickerRequest, ViewRequest } from './protocol';
 
 export type Result<T> = { ok: true; value: T; notes?: string[] } | { ok: false; error: string };
 
@@ -17,16 +17,7 @@ export type ClientEvent = (typeof CLIENT_EVENTS)[number];
 export const MAX_MESSAGE_BYTES = 1024;
 export const MAX_LIVE_STEPS = 20;
 
-export interface SettingsPatch {
-  attack?: LiveAttack;
-  eps?: number;
-  targeted?: boolean;
-  target?: number;
-  steps?: number;
-  loss?: AttackLoss;
-  roi?: NormRoi | null;
-  paused?: boolean;
-}
+export type { SettingsPatch };
 
 const SETTINGS_KEYS = new Set(['attack', 'eps', 'targeted', 'target', 'steps', 'loss', 'roi', 'paused']);
 
@@ -120,7 +111,7 @@ export function validateSettings(msg: unknown, numClasses: number): Result<Setti
   return { ok: true, value: out, ...(notes.length ? { notes } : {}) };
 }
 
-export function validateSourceRequest(msg: unknown, allowed: readonly string[]): Result<{ source: string }> {
+export function validateSourceRequest(msg: unknown, allowed: readonly string[]): Result<SourceRequest> {
   if (!isPlainObject(msg)) return { ok: false, error: 'source request must be an object {source}' };
   const keys = Object.keys(msg);
   if (keys.length !== 1 || keys[0] !== 'source') return { ok: false, error: 'source request must have exactly the key source' };

@@ -2,7 +2,6 @@
  * Exporting a project model (models/NAME, TensorFlow.js format) to a .tflite file, float32 or
  * int8, and checking the file against the tfjs model by running both.
  */
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { tf } from '../inference/tf';
 import { loadLayersModel } from '../inference/model-io';

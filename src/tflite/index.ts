@@ -5,7 +5,6 @@ export { loadTfliteModel, inspectTflite, assertInputSize, tfliteRuntime, TfliteC
 export type { LoadTfliteOptions, TfliteInfo } from './runtime';
 export { tfliteRobustness } from './robustness';
 export type { TfliteRobustnessOptions, TfliteRobustnessResult, TransferRow, SquareRow, TargetScore } from './robustness';
-export { exportCommand, EXPORT_HELP } from './cli';
 export { planFromModel, runPlan } from './plan';
 export type { Plan, Step } from './plan';
 export { calibrate, planToModel, planToTflite, activationQuant, quantizeWeights } from './convert';

@@ -14,7 +14,7 @@
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { UserError } from '../data/types';
+import { UserError } from './errors';
 
 const FILE_TEMP = /^\.(.+)\.tmp-(\d+)-[0-9a-f]{8}$/;
 const DIR_TEMP = /^\.(.+)\.saving-(\d+)-[0-9a-f]{8}(\.old)?$/;

@@ -5,8 +5,8 @@ import { loadLayersModel } from '../inference/model-io';
 import { loadDataset } from '../data/load';
 import { UserError } from '../data/types';
 import type { ImageSet } from '../data/types';
-import { int, parseFlags, required, str } from '../cli/args';
-import { exportTflite } from './export';
+import { int, parseFlags, required, str } from './args';
+import { exportTflite } from '../tflite/export';
 import { checkWritable } from '../util/atomic-file';
 
 export const EXPORT_HELP = `advsign export --model models/NAME --out model.tflite [options]
