@@ -17,6 +17,8 @@ import { defaultWorkerCount } from '../inference/data-parallel';
 import { renderReportHtml } from '../attack/report';
 import { progressBar, Progress } from '../util/progress';
 import { writeJsonAtomic, readCard, ModelCard, resolveModelPath } from '../inference/model-io';
+import { certifiedAccuracy } from '../defense/ibp';
+import { requireLogitsModel } from '../defense/adversarial';
 import { DEFENSE_EVAL_FLAGS, DEFENSE_EVAL_HELP, defenseEvaluateCommand, wantsDefenseEvaluation } from '../defense/evaluate-cli';
 
 export const EVALUATE_HELP = `advsign evaluate --model models/NAME --data <dir|synthetic> [options]
@@ -29,6 +31,8 @@ export const EVALUATE_HELP = `advsign evaluate --model models/NAME --data <dir|s
   --loss L               objective of the gradient attacks: ${ATTACK_LOSSES.join(' | ')} (default ce)
   --batch N              attack batch size (default 64)
   --report FILE.html     a self-contained HTML report with plots and examples
+  --certify              IBP-certified accuracy at each --eps above 0 (the share of images proven
+                         to keep their label over the whole L∞ box; see advsign train --ibp)
   --update-card          record the figures in the model's card.json
   --json FILE            write the figures as JSON ('-' for stdout)
   --backend NAME         tensorflow | wasm | cpu
@@ -40,7 +44,7 @@ export async function evaluateCommand(argv: string[]): Promise<void> {
     model: { type: 'string' }, data: { type: 'string' }, split: { type: 'string' }, limit: { type: 'string' },
     json: { type: 'string' }, backend: { type: 'string' }, quiet: { type: 'boolean' },
     attack: { type: 'string' }, eps: { type: 'string' }, steps: { type: 'string' }, batch: { type: 'string' }, loss: { type: 'string' },
-    report: { type: 'string' }, 'update-card': { type: 'boolean' }, workers: { type: 'string' },
+    report: { type: 'string' }, 'update-card': { type: 'boolean' }, workers: { type: 'string' }, certify: { type: 'boolean' },
     ...DEFENSE_EVAL_FLAGS,
   }, 'evaluate');
   // --defense / --compare: the before-vs-after comparison (src/defense/compare.ts).
@@ -65,6 +69,11 @@ export async function evaluateCommand(argv: string[]): Promise<void> {
   const backend = await initBackend(str(f, 'backend'));
   const workers = f.workers !== undefined ? int(f, 'workers', 0, 0, 64) : defaultWorkerCount(backend.backend);
   const clf = await loadClassifier(modelPath);
+  const certifyEps = f.certify ? epsList.filter((e) => e > 0) : [];
+  if (f.certify) {
+    if (certifyEps.length === 0) throw new UserError('--certify needs an --eps above 0, e.g. --eps 1/255,2/255,4/255');
+    requireLogitsModel(clf, '--certify (IBP)');
+  }
   const set = await loadDataset(data, { split, size: clf.inputSize, limit, progress: !f.quiet });
   const t0 = performance.now();
   const pred = await predictClasses(clf, set.images, set.n);
@@ -74,7 +83,11 @@ export async function evaluateCommand(argv: string[]): Promise<void> {
     model: modelPath, data, split, n: set.n, backend: backend.backend,
     clean: { accuracy: m.accuracy, imagesPerSecond: set.n / seconds, perClass: m.perClass, confusion: m.confusion },
     results: [] as unknown[],
+    certified: [] as { eps: number; accuracy: number }[],
   };
+  for (const eps of certifyEps) {
+    report.certified.push({ eps, accuracy: await certifiedAccuracy(clf.model, set.images, set.labels, set.size, eps) });
+  }
   let robust: RobustnessResult | null = null;
   if (attacks.length) {
     let bar: Progress | null = null;
@@ -115,8 +128,10 @@ export async function evaluateCommand(argv: string[]): Promise<void> {
     for (const r of (report.results as { attack: string; eps: number; accuracy: number; meanL2: number | null }[])) {
       robustCard[`${r.attack}@${r.eps.toFixed(4)}`] = { data: key, n: set.n, eps: r.eps, accuracy: r.accuracy, meanL2: r.meanL2 };
     }
+    const certifiedCard = (card.certifiedAccuracy as Record<string, unknown> | undefined) ?? {};
+    for (const c of report.certified) certifiedCard[`ibp@${c.eps.toFixed(4)}`] = { data: key, n: set.n, eps: c.eps, accuracy: c.accuracy };
     writeJsonAtomic(path.join(path.dirname(resolveModelPath(modelPath)), 'card.json'),
-      { ...card, cleanAccuracy: clean, robustAccuracy: robustCard });
+      { ...card, cleanAccuracy: clean, robustAccuracy: robustCard, ...(report.certified.length ? { certifiedAccuracy: certifiedCard } : {}) });
   }
   const jsonOut = str(f, 'json');
   if (jsonOut === '-') process.stdout.write(JSON.stringify(report, null, 2) + '\n');
@@ -134,6 +149,7 @@ export async function evaluateCommand(argv: string[]): Promise<void> {
         `  success ${r.successRate == null ? '  n/a' : (r.successRate * 100).toFixed(1) + '%'}` +
         `  mean L2 ${r.meanL2 == null ? 'n/a' : r.meanL2.toFixed(3)}  ${r.imagesPerSecond == null ? '' : r.imagesPerSecond.toFixed(0) + ' img/s'}`);
     }
+    for (const c of report.certified) console.log(`  IBP-certified eps ${(c.eps * 255).toFixed(1).padStart(5)}/255  accuracy ${(c.accuracy * 100).toFixed(2).padStart(6)}%`);
     if (reportFile) console.log(`report: ${reportFile}`);
   }
 }
