@@ -26,6 +26,12 @@ export interface AttackOptions {
   seed?: number;
   /** The objective gradient attacks climb (see loss.ts); only attacks with `takesLoss`. Default 'ce'. */
   loss?: AttackLoss;
+  /**
+   * The result is to be written as an 8-bit image: the minimal-perturbation attacks (DeepFool,
+   * C&W, L-BFGS, JSMA) then judge success on, and return, their image rounded to the 1/255 grid
+   * (written.ts), searching on until the rounded image fools the model or their budget runs out.
+   */
+  eightBit?: boolean;
   /** Attack-specific extras (e.g. C&W confidence, JSMA max pixels). */
   [extra: string]: unknown;
 }
