@@ -23,6 +23,7 @@ import { getAttack } from './registry';
 import { normsFromArrays, PerturbationNorms } from './norms';
 import { AttackedShard, ModelWorkers } from '../inference/data-parallel';
 import { LayersClassifier } from '../inference/model';
+import { measureWritten } from './written';
 
 export interface EvaluateProgress {
   attack: string;
@@ -161,6 +162,26 @@ function normOf(norms: PerturbationNorms, norm: Norm, i: number): number {
   return norm === 'l0' ? norms.l0[i] : norm === 'l2' ? norms.l2[i] : norms.linf[i];
 }
 
+/**
+ * Examples as the report writes them (8-bit PNGs): both images rounded, the adversarial one within
+ * its eps, and the predictions, confidences and success re-measured on the rounded images.
+ */
+async function asWritten(model: Classifier, examples: AdversarialExample[], norm: Norm): Promise<AdversarialExample[]> {
+  const out: AdversarialExample[] = [];
+  for (const ex of examples) {
+    const y = Int32Array.of(ex.label);
+    const clean = await measureWritten(model, ex.clean, ex.clean, y, null);
+    const adv = await measureWritten(model, ex.clean, ex.adversarial, y, null, norm === 'l0' ? undefined : { norm, eps: ex.eps });
+    out.push({
+      ...ex, clean: clean.images, adversarial: adv.images,
+      cleanPrediction: clean.pred[0], cleanConfidence: clean.conf[0],
+      adversarialPrediction: adv.pred[0], adversarialConfidence: adv.conf[0],
+      success: clean.pred[0] === ex.label && adv.pred[0] !== ex.label,
+    });
+  }
+  return out;
+}
+
 export async function evaluateRobustness(model: Classifier, set: ImageSet, opts: EvaluateOptions): Promise<RobustnessResult> {
   const attacks: Attack[] = opts.attacks.map(getAttack);
   for (const e of opts.epsList) if (!Number.isFinite(e) || e < 0) throw new UserError(`eps ${e} must be a finite number ≥ 0`);
@@ -281,7 +302,7 @@ export async function evaluateRobustness(model: Classifier, set: ImageSet, opts:
         opts.onProgress?.({ attack: attack.name, done: last.i + last.m, total: n });
       }
       const picked = spread([...good.values()], keep);
-      examples.push(...picked, ...spread([...other.values()], keep - picked.length));
+      examples.push(...await asWritten(model, [...picked, ...spread([...other.values()], keep - picked.length)], attack.norm));
       for (const eps of epsList) {
         const a = acc.get(eps) as Acc;
         results.push({
