@@ -36,6 +36,14 @@ export interface AttackOptions {
   [extra: string]: unknown;
 }
 
+/** One member of an ensemble run in cascade (AutoAttack): the images it was the first to break. */
+export interface AttackStage {
+  attack: string;
+  fooled: Uint8Array;
+  /** Time the member ran, in seconds. */
+  seconds: number;
+}
+
 export interface AttackResult {
   /** Adversarial images, same shape as the input, in [0, 1]. Caller disposes. */
   adversarial: Tensor4D;
@@ -43,6 +51,8 @@ export interface AttackResult {
   success: Uint8Array;
   /** Model queries used (black-box attacks), per image when meaningful. */
   queries?: Int32Array;
+  /** Ensembles: which member broke which image, in the order they ran. */
+  stages?: AttackStage[];
 }
 
 export interface Attack {
@@ -59,4 +69,6 @@ export interface Attack {
   /** Whether it climbs a choosable objective (`loss`); the others have their own (DeepFool, C&W…). */
   readonly takesLoss: boolean;
   run(model: Classifier, images: Tensor4D, labels: Tensor1D, options: AttackOptions): Promise<AttackResult>;
+  /** What a user should know before trusting a run on this model (fewer targets than asked…). */
+  notes?(model: Classifier, options: AttackOptions): string[];
 }
