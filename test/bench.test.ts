@@ -23,6 +23,7 @@ describe('advsign bench', function () {
       assert.ok(b.parallelTraining.threads >= 2 && b.parallelTraining.batch64 > 0, JSON.stringify(b.parallelTraining));
     }
     assert.ok(b.adversarialTraining, 'FGSM-RS cost figure');
+    assert.strictEqual(b.autoattack, null, '--quick skips the AutoAttack run');
     assert.strictEqual(b.cpu, null);
   });
 });

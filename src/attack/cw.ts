@@ -13,6 +13,7 @@
 import { tf, Tensor1D, Tensor4D } from '../inference/tf';
 import type { Attack } from './types';
 import { adamUpdate, bisectConstants, intOption, labelArray, marginTensor, numberOption, resolveTargets, selectRows, successOf, lossOption } from './common';
+import { quantiseTensor } from './written';
 
 export const cw: Attack = {
   name: 'cw',
@@ -28,6 +29,8 @@ export const cw: Attack = {
     const lr = numberOption(options, 'stepSize', 0.01);
     const kappa = numberOption(options, 'confidence', 0);
     const c0 = numberOption(options, 'initialConst', 1);
+    // Written as 8 bits: every candidate is judged (and kept) as its rounded image.
+    const asWritten = (a: Tensor4D): Tensor4D => (options.eightBit ? quantiseTensor(a) : a);
     const y = labelArray(labels);
     const n = y.length;
     const targets = resolveTargets(options, n, model.numClasses, 'cw');
@@ -59,7 +62,7 @@ export const cw: Attack = {
             };
             const g = tf.grad((ww) => objective(ww as Tensor4D))(w) as Tensor4D;
             // Bookkeeping on the point the gradient was taken at: is it adversarial, and closer?
-            const a = toImage(w);
+            const a = asWritten(toImage(w));
             const l2 = tf.sqrt(tf.sum(tf.square(tf.sub(a, images)), [1, 2, 3])) as Tensor1D;
             const margin = marginTensor(model.logits(a), cls, targeted);
             const ok = tf.logicalAnd(tf.less(margin, 0), tf.lessEqual(margin, -kappa));

@@ -11,11 +11,14 @@ import { tf, Tensor1D, Tensor4D } from '../inference/tf';
 import type { Classifier } from '../inference/model';
 import type { Attack } from './types';
 import { argmaxRows, intOption, labelArray, numberOption, rejectTargeted, selectRows, lossOption } from './common';
+import { quantiseTensor } from './written';
 
 export interface DeepFoolOptions {
   steps: number;
   overshoot: number;
   candidates: number;
+  /** Iterate on the image rounded to 8 bits, so the result still fools once written (see written.ts). */
+  eightBit?: boolean;
 }
 
 /** The DeepFool loop proper; returns the adversarial batch and per-image success. */
@@ -78,7 +81,9 @@ export async function deepfoolBatch(model: Classifier, x: Tensor4D, y: Int32Arra
         const r = tf.mul(w, tf.reshape(coef, [n, 1, 1, 1]));
         const total = tf.add(rTot, r) as Tensor4D;
         const a = tf.clipByValue(tf.add(x, tf.mul(total, 1 + o.overshoot)), 0, 1) as Tensor4D;
-        return { total, a };
+        // Rounded, the point is checked and linearised as written; steps too small to survive
+        // rounding accumulate in `total` until they do.
+        return { total, a: o.eightBit ? quantiseTensor(a) : a };
       });
       zT.dispose();
       rTot.dispose();
@@ -111,6 +116,7 @@ export const deepfool: Attack = {
       steps: intOption(options, 'steps', 50, 1),
       overshoot: numberOption(options, 'overshoot', 0.02),
       candidates: intOption(options, 'candidates', 10, 2),
+      eightBit: options.eightBit === true,
     });
   },
 };

@@ -17,6 +17,7 @@ import type { Attack } from './types';
 import {
   adamUpdate, argmaxRows, bisectConstants, fallbackTargets, intOption, labelArray, numberOption, resolveTargets, seedOption, selectRows, stringOption,
   successFromPredictions, lossOption } from './common';
+import { quantiseTensor } from './written';
 
 export const lbfgs: Attack = {
   name: 'lbfgs',
@@ -59,11 +60,13 @@ export const lbfgs: Attack = {
             };
             const g = tf.grad((rr) => objective(rr as Tensor4D))(r) as Tensor4D;
             const a = tf.add(images, r) as Tensor4D;
-            const pred = tf.argMax(model.logits(a), 1);
+            // Written as 8 bits: judge and keep the rounded image (its own distance).
+            const kept = options.eightBit ? quantiseTensor(a) : a;
+            const pred = tf.argMax(model.logits(kept), 1);
             const ok = explicit ? tf.equal(pred, aimT) : tf.notEqual(pred, tf.tensor1d(y, 'int32'));
-            const l2 = tf.sqrt(tf.sum(tf.square(r), [1, 2, 3])) as Tensor1D;
+            const l2 = tf.sqrt(tf.sum(tf.square(tf.sub(kept, images)), [1, 2, 3])) as Tensor1D;
             const improve = tf.logicalAnd(ok, tf.less(l2, bestL2));
-            const adv2 = selectRows(improve, a, bestAdv);
+            const adv2 = selectRows(improve, kept, bestAdv);
             const l22 = tf.where(improve, l2, bestL2) as Tensor1D;
             const { m: m2, v: v2, step } = adamUpdate(g, m, v, s, b1, b2);
             // Projection onto the box: keep x + r inside [0, 1].

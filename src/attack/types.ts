@@ -26,8 +26,22 @@ export interface AttackOptions {
   seed?: number;
   /** The objective gradient attacks climb (see loss.ts); only attacks with `takesLoss`. Default 'ce'. */
   loss?: AttackLoss;
+  /**
+   * The result is to be written as an 8-bit image: the minimal-perturbation attacks (DeepFool,
+   * C&W, L-BFGS, JSMA) then judge success on, and return, their image rounded to the 1/255 grid
+   * (written.ts), searching on until the rounded image fools the model or their budget runs out.
+   */
+  eightBit?: boolean;
   /** Attack-specific extras (e.g. C&W confidence, JSMA max pixels). */
   [extra: string]: unknown;
+}
+
+/** One member of an ensemble run in cascade (AutoAttack): the images it was the first to break. */
+export interface AttackStage {
+  attack: string;
+  fooled: Uint8Array;
+  /** Time the member ran, in seconds. */
+  seconds: number;
 }
 
 export interface AttackResult {
@@ -37,6 +51,8 @@ export interface AttackResult {
   success: Uint8Array;
   /** Model queries used (black-box attacks), per image when meaningful. */
   queries?: Int32Array;
+  /** Ensembles: which member broke which image, in the order they ran. */
+  stages?: AttackStage[];
 }
 
 export interface Attack {
@@ -53,4 +69,6 @@ export interface Attack {
   /** Whether it climbs a choosable objective (`loss`); the others have their own (DeepFool, C&W…). */
   readonly takesLoss: boolean;
   run(model: Classifier, images: Tensor4D, labels: Tensor1D, options: AttackOptions): Promise<AttackResult>;
+  /** What a user should know before trusting a run on this model (fewer targets than asked…). */
+  notes?(model: Classifier, options: AttackOptions): string[];
 }

@@ -9,7 +9,7 @@ import { loadImageFile, cropResize, encodePng } from '../data/image-io';
 import { CLASS_NAMES } from '../data/classes';
 import { UserError } from '../data/types';
 import { getAttack, parseEps, validateTarget, attackNames } from '../attack/registry';
-import { perturbationNorms } from '../attack/norms';
+import { measureWritten, quantiseArray } from '../attack/written';
 import { ATTACK_LOSSES, parseAttackLoss } from '../attack/loss';
 import { int, parseFlags, required, str } from './args';
 
@@ -44,7 +44,9 @@ export async function attackCommand(argv: string[]): Promise<void> {
   if (img.width !== clf.inputSize || img.height !== clf.inputSize) {
     notes.push(`input is ${img.width}×${img.height}: resized to the model's ${clf.inputSize}×${clf.inputSize}`);
   }
-  const pixels = cropResize(img, null, clf.inputSize, 0);
+  // On the 8-bit grid from the start (a resized photo is not): the written image's perturbation
+  // is then exactly the pixels the attack changed, and an eps budget survives rounding.
+  const pixels = quantiseArray(cropResize(img, null, clf.inputSize, 0));
   const x = tf.tensor4d(pixels, [1, clf.inputSize, clf.inputSize, 3]);
   const [clean] = await predictTopK(clf, x, 3);
   const label = f.label !== undefined ? int(f, 'label', 0, 0, clf.numClasses - 1) : clean[0].classId;
@@ -55,18 +57,28 @@ export async function attackCommand(argv: string[]): Promise<void> {
   }
   const y = tf.tensor1d([label], 'int32');
   const steps = f.steps !== undefined ? int(f, 'steps', 10, 1, 10000) : undefined;
-  const res = await attack.run(clf, x, y, { eps, targeted: target !== undefined, target, ...(steps ? { steps } : {}), ...(loss ? { loss } : {}) });
-  const [adv] = await predictTopK(clf, res.adversarial, 3);
-  const norms = await perturbationNorms(x, res.adversarial);
-  const advPixels = (await res.adversarial.data()) as Float32Array;
+  const res = await attack.run(clf, x, y, {
+    eps, targeted: target !== undefined, target, eightBit: true, ...(steps ? { steps } : {}), ...(loss ? { loss } : {}),
+  });
+  // Everything reported below is measured on the 8-bit image written to --out.
+  const written = await measureWritten(clf, pixels, Float32Array.from(await res.adversarial.data() as Float32Array),
+    Int32Array.of(label), target !== undefined ? Int32Array.of(target) : null, attack.usesEps ? { norm: attack.norm, eps } : undefined);
+  const xw = tf.tensor4d(written.images, x.shape);
+  const [adv] = await predictTopK(clf, xw, 3);
+  const norms = written.norms;
   fs.mkdirSync(path.dirname(path.resolve(out)), { recursive: true });
-  fs.writeFileSync(out, await encodePng({ data: advPixels, width: clf.inputSize, height: clf.inputSize }));
-  tf.dispose([x, y, res.adversarial]);
+  fs.writeFileSync(out, await encodePng({ data: written.images, width: clf.inputSize, height: clf.inputSize }));
+  tf.dispose([x, y, xw, res.adversarial]);
+  if (res.success[0] !== written.success[0]) {
+    notes.push(res.success[0]
+      ? 'the attack\'s float result fooled the model, but rounding it to the 8-bit image written undid that'
+      : 'rounding to the 8-bit image written made the attack succeed where its float result did not');
+  }
   if (norms.l0[0] === 0 && (eps > 0 || !attack.usesEps)) {
     notes.push('the attack left the image unchanged: its gradient is zero here, or every pixel it would move is already at 0 or 1');
   }
   const result = {
-    attack: attack.name, loss: attack.takesLoss ? loss ?? 'ce' : null, eps, label, target: target ?? null, success: res.success[0] === 1,
+    attack: attack.name, loss: attack.takesLoss ? loss ?? 'ce' : null, eps, label, target: target ?? null, success: written.success[0] === 1,
     clean: clean.map((p) => ({ ...p, name: CLASS_NAMES[p.classId] })),
     adversarial: adv.map((p) => ({ ...p, name: CLASS_NAMES[p.classId] })),
     l0: norms.l0[0], l2: norms.l2[0], linf: norms.linf[0], out, notes,

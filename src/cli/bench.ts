@@ -6,7 +6,9 @@
 import { tf } from '../inference/tf';
 import { initBackend, switchBackend, BackendName } from '../inference/backend';
 import { buildModel, Classifier, LayersClassifier } from '../inference/model';
-import { parseFlags } from './args';
+import * as path from 'node:path';
+import { int, parseFlags } from './args';
+import { projectRoot } from './paths';
 import { getAttack } from '../attack/registry';
 import type { AttackOptions } from '../attack/types';
 import { defaultWorkerCount, GradientPool } from '../inference/data-parallel';
@@ -130,7 +132,7 @@ async function benchParallelTraining(backend: BackendName, budgetMs: number): Pr
 export async function benchCommand(argv: string[]): Promise<void> {
   const f = parseFlags(argv, {
     json: { type: 'boolean' }, backend: { type: 'string' }, 'no-cpu': { type: 'boolean' }, quick: { type: 'boolean' },
-    live: { type: 'boolean' }, seconds: { type: 'string' },
+    live: { type: 'boolean' }, seconds: { type: 'string' }, 'autoattack-images': { type: 'string' },
   }, 'bench');
   const choice = await initBackend(f.backend as string | undefined);
   if (f.live) {
@@ -159,8 +161,13 @@ export async function benchCommand(argv: string[]): Promise<void> {
   // Issue target: an FGSM-RS adversarial-training step costs at most 2× a clean one.
   const { benchAdversarialEpochRatio } = await import('../defense/bench');
   const adversarialTraining = await benchAdversarialEpochRatio({ repeats: f.quick ? 2 : 5 });
+  // A real AutoAttack run (issue target: 1000 images on gtsrb-cnn-robust in ≤ 20 min on 2 cores).
+  // --quick skips it: even a few robust images take minutes (5000 Square queries each).
+  const aaImages = f['autoattack-images'] !== undefined ? int(f, 'autoattack-images', 32, 0, 100000) : f.quick ? 0 : 32;
+  const { benchAutoAttack } = await import('../attack/bench-autoattack');
+  const autoattack = aaImages > 0 ? await benchAutoAttack(path.join(projectRoot(), 'models', 'gtsrb-cnn-robust'), aaImages) : null;
   const out = {
-    ...main, parallelTraining, adversarialTraining, cpu, ratioToCpu: ratio, model: 'cnn4 32×32, 43 classes',
+    ...main, parallelTraining, adversarialTraining, autoattack, cpu, ratioToCpu: ratio, model: 'cnn4 32×32, 43 classes',
     machine: { cpus: require('node:os').cpus().length as number, platform: process.platform, arch: process.arch, node: process.version },
     measuredAt: new Date().toISOString(),
   };
@@ -175,4 +182,8 @@ export async function benchCommand(argv: string[]): Promise<void> {
   }
   console.log(`  inference at batch 1: ${main.inferMsPerImageBatch1.toFixed(2)} ms/image`);
   if (parallelTraining) console.log(`  training with ${parallelTraining.threads} threads: batch 64: ${parallelTraining.batch64.toFixed(1)} img/s`);
+  if (autoattack) {
+    console.log(`  autoattack (standard, 8/255, ${autoattack.images} images of ${autoattack.data}, ${autoattack.threads} threads): ` +
+      `${autoattack.imagesPerSecond.toFixed(3)} img/s, ${autoattack.minutesPer1000.toFixed(0)} min per 1000 images`);
+  }
 }

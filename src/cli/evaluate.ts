@@ -15,6 +15,8 @@ import type { AttackOptions } from '../attack/types';
 import { evaluateRobustness, robustnessToJson, RobustnessResult } from '../attack/evaluate';
 import { defaultWorkerCount } from '../inference/data-parallel';
 import { renderReportHtml } from '../attack/report';
+import { worstCaseNorm } from '../attack/worst-case';
+import { AUTOATTACK_FAMILY } from '../attack/autoattack';
 import { progressBar, Progress } from '../util/progress';
 import { writeJsonAtomic, readCard, ModelCard, resolveModelPath } from '../inference/model-io';
 import { certifiedAccuracy } from '../defense/ibp';
@@ -28,8 +30,10 @@ export const EVALUATE_HELP = `advsign evaluate --model models/NAME --data <dir|s
   --attack a,b           attacks to run: ${attackNames().join(', ')}
   --eps LIST             perturbation budgets, e.g. 0,2/255,4/255,8/255 (default)
   --steps N              iterations for iterative attacks (default: each attack's own)
+  --queries N            Square's queries per image (square, autoattack: default 1000 and 5000)
   --loss L               objective of the gradient attacks: ${ATTACK_LOSSES.join(' | ')} (default ce)
-  --batch N              attack batch size (default 64)
+  --worst-case           add the per-image worst case over the attacks (one norm), as RobustBench counts
+  --batch N              attack batch size (default 64; 256 with AutoAttack and its members)
   --report FILE.html     a self-contained HTML report with plots and examples
   --certify              IBP-certified accuracy at each --eps above 0 (the share of images proven
                          to keep their label over the whole L∞ box; see advsign train --ibp)
@@ -44,7 +48,8 @@ export async function evaluateCommand(argv: string[]): Promise<void> {
     model: { type: 'string' }, data: { type: 'string' }, split: { type: 'string' }, limit: { type: 'string' },
     json: { type: 'string' }, backend: { type: 'string' }, quiet: { type: 'boolean' },
     attack: { type: 'string' }, eps: { type: 'string' }, steps: { type: 'string' }, batch: { type: 'string' }, loss: { type: 'string' },
-    report: { type: 'string' }, 'update-card': { type: 'boolean' }, workers: { type: 'string' }, certify: { type: 'boolean' },
+    report: { type: 'string' }, 'update-card': { type: 'boolean' }, workers: { type: 'string' }, 'worst-case': { type: 'boolean' }, queries: { type: 'string' },
+    certify: { type: 'boolean' },
     ...DEFENSE_EVAL_FLAGS,
   }, 'evaluate');
   // --defense / --compare: the before-vs-after comparison (src/defense/compare.ts).
@@ -57,15 +62,24 @@ export async function evaluateCommand(argv: string[]): Promise<void> {
   // Validate every attack name and eps before any slow work starts.
   const attacks = f.attack !== undefined ? parseAttackList(str(f, 'attack') ?? '') : [];
   const epsList = parseEpsList(str(f, 'eps', '0,2/255,4/255,8/255') as string);
+  const worstCase = f['worst-case'] === true;
+  if (worstCase) worstCaseNorm(attacks);
+  const needsBudget = attacks.filter((a) => a.name in AUTOATTACK_FAMILY);
+  if (needsBudget.length && !epsList.some((e) => e > 0)) {
+    throw new UserError(`${needsBudget[0].name} needs an eps > 0 (eps = 0 is the clean image: nothing to attack), e.g. --eps 8/255`);
+  }
   const steps = f.steps !== undefined ? int(f, 'steps', 10, 1, 10000) : undefined;
+  const queries = f.queries !== undefined ? int(f, 'queries', 1000, 1, 1000000) : undefined;
   const loss = f.loss !== undefined ? parseAttackLoss(str(f, 'loss') ?? '') : undefined;
   if (loss && attacks.length && !attacks.some((a) => a.takesLoss)) {
     throw new UserError(`--loss applies to none of ${attacks.map((a) => a.name).join(', ')}: they have objectives of their own`);
   }
   const attackOptions = (a: { name: string; takesLoss: boolean }): AttackOptions => ({
-    ...(steps ? { steps } : {}), ...(loss && a.takesLoss ? { loss } : {}),
+    ...(steps ? { steps } : {}), ...(loss && a.takesLoss ? { loss } : {}), ...(queries ? { maxQueries: queries } : {}),
   });
-  const batchSize = int(f, 'batch', 64, 1, 4096);
+  // AutoAttack's members run on the images still robust, a fraction of each batch: larger batches
+  // keep those calls efficient (the reference's default is 250).
+  const batchSize = int(f, 'batch', needsBudget.length ? 256 : 64, 1, 4096);
   const backend = await initBackend(str(f, 'backend'));
   const workers = f.workers !== undefined ? int(f, 'workers', 0, 0, 64) : defaultWorkerCount(backend.backend);
   const clf = await loadClassifier(modelPath);
@@ -93,7 +107,7 @@ export async function evaluateCommand(argv: string[]): Promise<void> {
     let bar: Progress | null = null;
     let current = '';
     robust = await evaluateRobustness(clf, set, {
-      attacks: attacks.map((a) => a.name), epsList, batchSize, workers,
+      attacks: attacks.map((a) => a.name), epsList, batchSize, workers, worstCase,
       attackOptions: Object.fromEntries(attacks.map((a) => [a.name, attackOptions(a)])),
       onProgress: f.quiet ? undefined : (p) => {
         if (p.attack !== current) {
@@ -108,6 +122,7 @@ export async function evaluateCommand(argv: string[]): Promise<void> {
     const json = robustnessToJson(robust, { model: modelPath, data, split, backend: backend.backend });
     report.results = json.results as unknown[];
     (report as Record<string, unknown>).examples = json.examples;
+    (report as Record<string, unknown>).notes = json.notes;
   }
   const reportFile = str(f, 'report');
   if (reportFile) {
@@ -143,11 +158,13 @@ export async function evaluateCommand(argv: string[]): Promise<void> {
     console.log(`${modelPath} on ${data} ${split}: accuracy ${(m.accuracy * 100).toFixed(2)}% over ${set.n} images (${backend.backend}, ${(set.n / seconds).toFixed(0)} img/s)`);
     const worst = m.perClass.filter((c) => c.n > 0).sort((a, b) => a.accuracy - b.accuracy).slice(0, 5);
     console.log('weakest classes: ' + worst.map((c) => `${c.classId} ${CLASS_NAMES[c.classId]} ${(c.accuracy * 100).toFixed(1)}%`).join('; '));
-    for (const r of (report.results as { attack: string; eps: number; accuracy: number; successRate: number | null; meanL2: number | null; imagesPerSecond: number | null }[])) {
+    for (const note of robust?.notes ?? []) console.log(`note: ${note}`);
+    for (const r of (report.results as { attack: string; eps: number; accuracy: number; successRate: number | null; meanL2: number | null; imagesPerSecond: number | null; stages?: { attack: string; accuracy: number }[] }[])) {
       const epsText = (r as { norm?: string }).norm === 'l2' ? `L2 ${r.eps.toFixed(3).padStart(7)}` : `eps ${(r.eps * 255).toFixed(1).padStart(5)}/255`;
       console.log(`  ${r.attack.padEnd(9)} ${epsText}  accuracy ${(r.accuracy * 100).toFixed(2).padStart(6)}%` +
         `  success ${r.successRate == null ? '  n/a' : (r.successRate * 100).toFixed(1) + '%'}` +
-        `  mean L2 ${r.meanL2 == null ? 'n/a' : r.meanL2.toFixed(3)}  ${r.imagesPerSecond == null ? '' : r.imagesPerSecond.toFixed(0) + ' img/s'}`);
+        `  mean L2 ${r.meanL2 == null ? 'n/a' : r.meanL2.toFixed(3)}  ${r.imagesPerSecond == null ? '' : r.imagesPerSecond.toFixed(r.imagesPerSecond < 10 ? 2 : 0) + ' img/s'}`);
+      if (r.stages) console.log(`    in cascade, accuracy after ${r.stages.map((st) => `${st.attack} ${(st.accuracy * 100).toFixed(2)}%`).join(', ')}`);
     }
     for (const c of report.certified) console.log(`  IBP-certified eps ${(c.eps * 255).toFixed(1).padStart(5)}/255  accuracy ${(c.accuracy * 100).toFixed(2).padStart(6)}%`);
     if (reportFile) console.log(`report: ${reportFile}`);

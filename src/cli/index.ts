@@ -6,6 +6,7 @@ import { ATTACK_HELP } from './attack';
 import { SERVE_HELP } from './serve';
 import { EXPORT_HELP } from '../tflite/cli';
 import { STICKER_HELP } from './sticker';
+import { VALIDATE_HELP } from './validate';
 import { version } from './paths';
 
 const USAGE = `advsign ${version()} — how easily is a traffic-sign classifier fooled?
@@ -19,11 +20,12 @@ usage: advsign <command> [options]
   sticker    optimise a printable adversarial sticker (PDF)
   export     write a model as a TFLite flatbuffer (float32 or int8)
   bench      throughput figures (JSON with --json)
+  validate   check logits, gradients and attacks against PyTorch (npm run validate)
   info       version, backend, models
 
 'advsign <command> --help' shows a command's options.`;
 
-const HELP: Record<string, string> = { train: TRAIN_HELP, evaluate: EVALUATE_HELP, attack: ATTACK_HELP, serve: SERVE_HELP, export: EXPORT_HELP, sticker: STICKER_HELP };
+const HELP: Record<string, string> = { train: TRAIN_HELP, evaluate: EVALUATE_HELP, attack: ATTACK_HELP, serve: SERVE_HELP, export: EXPORT_HELP, sticker: STICKER_HELP, validate: VALIDATE_HELP };
 
 type Command = (argv: string[]) => Promise<void>;
 
@@ -38,6 +40,7 @@ async function load(name: string): Promise<Command | null> {
     case 'sticker': return (await import('./sticker')).stickerCommand;
     case 'bench': return (await import('./bench')).benchCommand;
     case 'info': return (await import('./info')).infoCommand;
+    case 'validate': return (await import('./validate')).validateCommand;
     default: return null;
   }
 }

@@ -19,6 +19,7 @@ import { measureRobustness, RobustnessReport } from '../sticker/measure';
 import { simulatePrintCapture, RoundTripReport } from '../sticker/roundtrip';
 import { exportSticker } from '../sticker/pdf';
 import { CLEAN_VIEW } from '../sticker/eot';
+import { quantiseArray } from '../data/quantise';
 
 export const STICKER_HELP = `advsign sticker --model models/NAME --sign <classId> --target <classId> --out sticker.pdf [options]
 
@@ -121,11 +122,13 @@ export async function stickerCommand(argv: string[]): Promise<void> {
   const common = { classId, target, mode, mask: mask ?? undefined, eps: mode === 'sign' ? eps : undefined, steps, eotSamples, learningRate, npsWeight, tvWeight, palette, canvasSize, seed };
   const robust = await optimizeSticker(clf, { ...common, useEot: true, progressLabel: 'sticker (EOT)' });
   const plain = baseline ? await optimizeSticker(clf, { ...common, useEot: false, progressLabel: 'baseline (no EOT)' }) : null;
-  const measure = (r: StickerResult) => measureRobustness(clf, r, { n: evalN, seed });
+  // Measured as written: the PNGs and the PDF hold 8-bit colours, not the optimiser's floats.
+  const written = (r: StickerResult): StickerResult => ({ ...r, adversarial: quantiseArray(r.adversarial) });
+  const measure = (r: StickerResult) => measureRobustness(clf, written(r), { n: evalN, seed });
   const heldOut = await measure(robust);
   const heldOutBaseline = plain ? await measure(plain) : null;
   // The clean view (no transformation) tells whether each one works at all before the camera.
-  const cleanView = async (r: StickerResult) => (await measureRobustness(clf, r, { n: 1, seed, config: CLEAN_VIEW })).successRate === 1;
+  const cleanView = async (r: StickerResult) => (await measureRobustness(clf, written(r), { n: 1, seed, config: CLEAN_VIEW })).successRate === 1;
   const roundTrip = roundTripN > 0 ? await simulatePrintCapture(clf, robust, { n: roundTripN, seed, palette }) : null;
   const roundTripBaseline = roundTripN > 0 && plain ? await simulatePrintCapture(clf, plain, { n: roundTripN, seed, palette }) : null;
 

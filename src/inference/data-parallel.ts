@@ -24,6 +24,8 @@ export interface AttackedShard {
   pred: Int32Array;
   conf: Float32Array;
   seconds: number;
+  /** An ensemble's members and the images each broke first (AttackStage). */
+  stages?: { attack: string; fooled: Uint8Array; seconds: number }[];
 }
 
 export type WorkerRequest =

@@ -14,6 +14,7 @@ import { cropResize, RgbImage } from '../data/image-io';
 import { CLASS_NAMES } from '../data/classes';
 import { getAttack } from '../attack/registry';
 import type { Attack } from '../attack/types';
+import { quantiseArray, quantiseWithin } from '../attack/written';
 import type { Frame } from '../capture/types';
 import type { LiveAttack, NormRoi, ServeConfig } from './config';
 import type { Latency } from './stats';
@@ -154,7 +155,8 @@ export class Pipeline {
     const s = clf.inputSize;
     const t0 = performance.now();
     const roi = roiToPixels(settings.roi, frame.width, frame.height);
-    const input = cropResize(roiToFloat(frame, roi), null, s, 0);
+    // 8-bit like the panels written to the page, so "fooled" is about the image shown.
+    const input = quantiseArray(cropResize(roiToFloat(frame, roi), null, s, 0));
     const t1 = performance.now();
 
     const x = tf.tensor4d(input, [1, s, s, 3]);
@@ -176,13 +178,16 @@ export class Pipeline {
           const targeted = settings.targeted;
           const attack = this.attackFor(settings.attack);
           const res = await attack.run(clf, x, labels, {
-            eps: settings.eps, targeted, ...(targeted ? { target: settings.target } : {}), steps: settings.steps,
+            eps: settings.eps, targeted, ...(targeted ? { target: settings.target } : {}), steps: settings.steps, eightBit: true,
             ...(attack.takesLoss ? { loss: settings.loss } : {}),
             ...(settings.attack === 'pgd' ? { restarts: 1, seed: frame.seq } : {}),
           });
           try {
-            adv = (await res.adversarial.data()) as Float32Array;
-            advProbs = await this.probabilities(res.adversarial);
+            adv = quantiseWithin(input, (await res.adversarial.data()) as Float32Array, 1,
+              attack.usesEps ? { norm: attack.norm, eps: settings.eps } : undefined);
+            const written = tf.tensor4d(adv, [1, s, s, 3]);
+            advProbs = await this.probabilities(written);
+            written.dispose();
           } finally {
             res.adversarial.dispose();
           }
