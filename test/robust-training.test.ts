@@ -159,6 +159,8 @@ describe('robust and certified training', function () {
       [['--adversarial', 'pgd', '--eps', '8/255', '--trades-beta', '3'], /--trades-beta only applies with --adversarial trades/],
       [['--adversarial', 'trades', '--eps', '8/255', '--adv-ratio', '0.5'], /--adv-ratio does not apply to TRADES/],
       [['--adversarial', 'pgd', '--eps', '8/255', '--select-loss', 'ce,nope'], /unknown loss 'nope'/],
+      [['--adversarial', 'pgd', '--eps', '8/255', '--select-attack', 'fab'], /--select-attack must be pgd or apgd/],
+      [['--adversarial', 'pgd', '--eps', '8/255', '--select-attack', 'apgd', '--select-loss', 'margin'], /apgd climbs ce or dlr, not margin/],
     ] as [string[], RegExp][]) {
       const r = await runCli(['train', '--data', 'synthetic', ...args]);
       assert.strictEqual(r.code, 2, `${args.join(' ')}: ${r.stderr}`);

@@ -12,7 +12,7 @@ import { int, parseFlags, required, str } from './args';
 import { parseAttackList, parseEpsList, attackNames } from '../attack/registry';
 import { ATTACK_LOSSES, parseAttackLoss } from '../attack/loss';
 import type { AttackOptions } from '../attack/types';
-import { evaluateRobustness, robustnessToJson, RobustnessResult } from '../attack/evaluate';
+import { evaluateRobustness, robustnessToJson, RobustnessResult, RobustnessRow } from '../attack/evaluate';
 import { defaultWorkerCount } from '../inference/data-parallel';
 import { renderReportHtml } from '../attack/report';
 import { worstCaseNorm } from '../attack/worst-case';
@@ -30,6 +30,7 @@ export const EVALUATE_HELP = `advsign evaluate --model models/NAME --data <dir|s
   --attack a,b           attacks to run: ${attackNames().join(', ')}
   --eps LIST             perturbation budgets, e.g. 0,2/255,4/255,8/255 (default)
   --steps N              iterations for iterative attacks (default: each attack's own)
+  --restarts N           random restarts of PGD (default 1)
   --queries N            Square's queries per image (square, autoattack: default 1000 and 5000)
   --loss L               objective of the gradient attacks: ${ATTACK_LOSSES.join(' | ')} (default ce)
   --worst-case           add the per-image worst case over the attacks (one norm), as RobustBench counts
@@ -49,7 +50,7 @@ export async function evaluateCommand(argv: string[]): Promise<void> {
     json: { type: 'string' }, backend: { type: 'string' }, quiet: { type: 'boolean' },
     attack: { type: 'string' }, eps: { type: 'string' }, steps: { type: 'string' }, batch: { type: 'string' }, loss: { type: 'string' },
     report: { type: 'string' }, 'update-card': { type: 'boolean' }, workers: { type: 'string' }, 'worst-case': { type: 'boolean' }, queries: { type: 'string' },
-    certify: { type: 'boolean' },
+    certify: { type: 'boolean' }, restarts: { type: 'string' },
     ...DEFENSE_EVAL_FLAGS,
   }, 'evaluate');
   // --defense / --compare: the before-vs-after comparison (src/defense/compare.ts).
@@ -69,6 +70,7 @@ export async function evaluateCommand(argv: string[]): Promise<void> {
     throw new UserError(`${needsBudget[0].name} needs an eps > 0 (eps = 0 is the clean image: nothing to attack), e.g. --eps 8/255`);
   }
   const steps = f.steps !== undefined ? int(f, 'steps', 10, 1, 10000) : undefined;
+  const restarts = f.restarts !== undefined ? int(f, 'restarts', 1, 1, 1000) : undefined;
   const queries = f.queries !== undefined ? int(f, 'queries', 1000, 1, 1000000) : undefined;
   const loss = f.loss !== undefined ? parseAttackLoss(str(f, 'loss') ?? '') : undefined;
   if (loss && attacks.length && !attacks.some((a) => a.takesLoss)) {
@@ -76,6 +78,7 @@ export async function evaluateCommand(argv: string[]): Promise<void> {
   }
   const attackOptions = (a: { name: string; takesLoss: boolean }): AttackOptions => ({
     ...(steps ? { steps } : {}), ...(loss && a.takesLoss ? { loss } : {}), ...(queries ? { maxQueries: queries } : {}),
+    ...(restarts ? { restarts } : {}),
   });
   // AutoAttack's members run on the images still robust, a fraction of each batch: larger batches
   // keep those calls efficient (the reference's default is 250).
@@ -140,8 +143,15 @@ export async function evaluateCommand(argv: string[]): Promise<void> {
     // A --limit run must not overwrite the full-split figure.
     clean[limit !== undefined ? `${key} (first ${set.n} images)` : key] = m.accuracy;
     const robustCard = (card.robustAccuracy as Record<string, unknown> | undefined) ?? {};
-    for (const r of (report.results as { attack: string; eps: number; accuracy: number; meanL2: number | null }[])) {
-      robustCard[`${r.attack}@${r.eps.toFixed(4)}`] = { data: key, n: set.n, eps: r.eps, accuracy: r.accuracy, meanL2: r.meanL2 };
+    const byName = new Map(attacks.map((a) => [a.name, a]));
+    for (const r of (report.results as RobustnessRow[])) {
+      // Each figure says what produced it: the attack, the options it was run with (absent ones
+      // are the attack's defaults, named in its title) and, for ensembles, each member's share.
+      const a = byName.get(r.attack);
+      robustCard[`${r.attack}@${r.eps.toFixed(4)}`] = {
+        data: key, n: set.n, eps: r.eps, accuracy: r.accuracy, meanL2: r.meanL2, attack: r.title,
+        options: a ? attackOptions(a) : {}, ...(r.stages ? { stages: r.stages } : {}), measuredAt: new Date().toISOString(),
+      };
     }
     const certifiedCard = (card.certifiedAccuracy as Record<string, unknown> | undefined) ?? {};
     for (const c of report.certified) certifiedCard[`ibp@${c.eps.toFixed(4)}`] = { data: key, n: set.n, eps: c.eps, accuracy: c.accuracy };

@@ -13,6 +13,7 @@ import type { ImageSet } from '../data/types';
 import { UserError } from '../data/types';
 import { parseEps } from '../attack/registry';
 import { AttackLoss, parseAttackLoss } from '../attack/loss';
+import { apgdAttack, APGD_DEFAULTS } from '../attack/apgd';
 import { Flags } from '../cli/args';
 import {
   AdversarialMethod, adversarialPlanner, pgdCorrect, AdversarialHookState, AdversarialPlanner, checkTrainingEps, OverfitGuard,
@@ -23,7 +24,7 @@ export const ADVERSARIAL_FLAGS: NonNullable<ParseArgsConfig['options']> = {
   adversarial: { type: 'string' }, eps: { type: 'string' }, 'adv-ratio': { type: 'string' },
   'pgd-steps': { type: 'string' }, 'ramp-epochs': { type: 'string' }, 'guard-every': { type: 'string' },
   init: { type: 'string' }, 'max-clean-drop': { type: 'string' }, 'clean-reference': { type: 'string' },
-  'select-steps': { type: 'string' }, 'select-loss': { type: 'string' }, 'trades-beta': { type: 'string' },
+  'select-steps': { type: 'string' }, 'select-loss': { type: 'string' }, 'select-attack': { type: 'string' }, 'trades-beta': { type: 'string' },
 };
 
 export const ADVERSARIAL_HELP = `
@@ -40,7 +41,9 @@ adversarial training (src/defense):
   --max-clean-drop P     keep the most robust epoch whose clean validation accuracy is at most P points
                          below the --init model's (default: the most robust epoch, whatever its clean accuracy)
   --clean-reference DIR  the model whose clean validation accuracy --max-clean-drop counts from (default --init)
-  --select-steps N       PGD steps of the validation attack that picks the kept epoch (default 10)
+  --select-attack A      the validation attack that picks the kept epoch: pgd (random start, step
+                         2.5·eps/steps) or apgd (Croce & Hein's step schedule and momentum; default pgd)
+  --select-steps N       its steps (default 10)
   --select-loss L,…      its objectives, ce | margin | dlr; with several an image counts as robust
                          only if it survives each (default ce; ce,dlr is much stronger)`;
 
@@ -87,7 +90,7 @@ export function addAdversarialTraining(f: Flags) {
   const methodFlag = typeof f.adversarial === 'string' ? f.adversarial : undefined;
   const initDir = typeof f.init === 'string' ? f.init : undefined;
   if (!methodFlag) {
-    for (const k of ['eps', 'adv-ratio', 'pgd-steps', 'ramp-epochs', 'guard-every', 'max-clean-drop', 'clean-reference', 'select-steps', 'select-loss', 'trades-beta']) {
+    for (const k of ['eps', 'adv-ratio', 'pgd-steps', 'ramp-epochs', 'guard-every', 'max-clean-drop', 'clean-reference', 'select-steps', 'select-loss', 'select-attack', 'trades-beta']) {
       if (f[k] !== undefined) throw new UserError(`--${k} only applies with --adversarial fgsm|fgsm-rs|pgd`);
     }
     if (!initDir) return null;
@@ -114,6 +117,9 @@ export function addAdversarialTraining(f: Flags) {
   const selectSteps = Math.round(numberFlag(f, 'select-steps', 10, 1, 1000));
   const selectLosses: AttackLoss[] = typeof f['select-loss'] === 'string'
     ? [...new Set(f['select-loss'].split(',').map((t) => parseAttackLoss(t)))] : ['ce'];
+  const selectAttack = typeof f['select-attack'] === 'string' ? f['select-attack'] : 'pgd';
+  if (selectAttack !== 'pgd' && selectAttack !== 'apgd') throw new UserError(`--select-attack must be pgd or apgd, got '${selectAttack}'`);
+  if (selectAttack === 'apgd' && selectLosses.includes('margin')) throw new UserError('--select-attack apgd climbs ce or dlr, not margin');
 
   return {
     async loadInit(): Promise<InitModel | undefined> {
@@ -173,7 +179,7 @@ export function addAdversarialTraining(f: Flags) {
       }
       const scored = heldBatch(val, 512, ctx.seed + 1);
       const lossText = selectLosses.length === 1 && selectLosses[0] === 'ce' ? '' : `-${selectLosses.join('+')}`;
-      const name = `pgd${selectSteps}${lossText}@${+(eps * 255).toFixed(2)}/255`;
+      const name = `${selectAttack}${selectSteps}${lossText}@${+(eps * 255).toFixed(2)}/255`;
       let eligible: ((v: number) => boolean) | undefined;
       let selection = `${name} accuracy on ${scored.labels.length} validation images`;
       if (maxCleanDrop !== undefined && referenceDir) {
@@ -184,7 +190,7 @@ export function addAdversarialTraining(f: Flags) {
         selection += `, among epochs with clean validation accuracy ≥ ${(floor * 100).toFixed(2)}% (${path.basename(path.resolve(referenceDir))}: ${(ref * 100).toFixed(2)}% − ${maxCleanDrop} points)`;
         ctx.log(`keeping the most robust epoch with clean validation accuracy ≥ ${(floor * 100).toFixed(2)}%`);
       }
-      const validationScore = { name, images: scored.labels.length, score: (clf: Classifier) => pgdAccuracy(clf, scored, val.size, eps, selectSteps, selectLosses), eligible };
+      const validationScore = { name, images: scored.labels.length, score: (clf: Classifier) => robustAccuracy(clf, scored, val.size, { attack: selectAttack, eps, steps: selectSteps, losses: selectLosses }), eligible };
       return {
         planner,
         validationScore,
@@ -212,20 +218,32 @@ export function addAdversarialTraining(f: Flags) {
 }
 
 /**
- * PGD accuracy (step 2.5·eps/steps, random start; worst case over `losses` per image) on a fixed
- * image set, in batches of 128.
+ * Accuracy under the selection attack (worst case over `losses` per image) on a fixed image set,
+ * in batches of 128: PGD (step 2.5·eps/steps, random start) or APGD (apgd.ts).
  */
-async function pgdAccuracy(
-  clf: Classifier, set: { images: Float32Array; labels: Int32Array }, size: number, eps: number, steps: number, losses: AttackLoss[],
+async function robustAccuracy(
+  clf: Classifier, set: { images: Float32Array; labels: Int32Array }, size: number,
+  o: { attack: 'pgd' | 'apgd'; eps: number; steps: number; losses: AttackLoss[] },
 ): Promise<number> {
   const px = size * size * 3;
   let ok = 0;
   for (let i = 0; i < set.labels.length; i += 128) {
     const m = Math.min(128, set.labels.length - i);
+    const labels = set.labels.subarray(i, i + m);
     const x = tf.tensor4d(set.images.subarray(i * px, (i + m) * px), [m, size, size, 3]);
-    const y = tf.tensor1d(set.labels.subarray(i, i + m), 'int32');
-    ok += pgdCorrect(clf, x, y, eps, steps, 777 + i, losses);
-    tf.dispose([x, y]);
+    if (o.attack === 'pgd') {
+      const y = tf.tensor1d(labels, 'int32');
+      ok += pgdCorrect(clf, x, y, o.eps, o.steps, 777 + i, o.losses);
+      y.dispose();
+    } else {
+      const fooled = new Uint8Array(m);
+      for (const loss of o.losses) {
+        const r = await apgdAttack(clf, x, labels, { ...APGD_DEFAULTS, norm: 'linf', eps: o.eps, steps: o.steps, loss: loss as 'ce' | 'dlr', seed: 777 + i });
+        r.fooled.forEach((f, j) => { fooled[j] |= f; });
+      }
+      ok += fooled.reduce((a, f) => a + (f ? 0 : 1), 0);
+    }
+    x.dispose();
     // Lets Ctrl-C and other events through between batches.
     await new Promise<void>((resolve) => setImmediate(resolve));
   }
