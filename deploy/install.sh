@@ -334,8 +334,8 @@ install_app() {
     tar -C "$SOURCE_DIR" --exclude=./node_modules --exclude=./dist --exclude=./.git --exclude=./scratch \
       --exclude=./.cache --exclude=./checkpoints --exclude='*.log' -cf - . | tar -C "$stage" -xf -
   fi
-  # --omit=dev still installs typescript (a regular dependency): the `prepare` script compiles
-  # src/ into dist/ during `npm ci`. Optional dependencies stay: sharp and the canvas ship their
+  # --omit=dev still installs typescript and the type packages src/ needs (regular dependencies):
+  # the `prepare` script compiles src/ alone (tsconfig.build.json, no tests) into dist/ during `npm ci`. Optional dependencies stay: sharp and the canvas ship their
   # arm64 binaries as optional packages (tfjs-node has no arm64 build and is skipped by npm).
   note "+ (cd $stage && npm ci --omit=dev --no-audit --no-fund)"
   if [ "$DRY_RUN" -eq 0 ]; then

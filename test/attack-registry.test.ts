@@ -109,7 +109,7 @@ describe('report pieces', () => {
     assert.equal(formatEps(0), '0');
     assert.equal(formatEps(0.5, 'l2'), '0.5');
     assert.equal(formatEps(0.0123), '0.0123');
-    const row = { attack: 'fgsm', title: 'FGSM', norm: 'linf' as const, successRate: 0, meanL0: null, meanL2: null, meanLinf: null, imagesPerSecond: null, perClassAccuracy: [] };
+    const row = { attack: 'fgsm', title: 'FGSM', norm: 'linf' as const, successRate: 0, meanL0: null, meanL2: null, meanLinf: null, imagesPerSecond: null, meanQueries: null, queriesPerSecond: null, perClassAccuracy: [] };
     const svg = accuracyPlotSvg([{ ...row, eps: 0, accuracy: 0.9 }, { ...row, eps: 8 / 255, accuracy: 0.2 }], 0.9, 'L∞ <attacks>');
     assert.match(svg, /^<svg/);
     assert.match(svg, /<polyline[^>]*points="[\d., ]+"/);

@@ -136,6 +136,24 @@ describe('capture: folder replay', function () {
     assert.ok(got.frames[0].rgb[0] > 200 && got.frames[0].rgb[1] < 60, 'red');
   });
 
+  it('reports lost, naming the folder, when no image in it decodes (instead of "starting" forever)', async () => {
+    const junk = fs.mkdtempSync(path.join(os.tmpdir(), 'advsign-junk-'));
+    fs.writeFileSync(path.join(junk, 'a.jpg'), 'not a jpeg');
+    fs.writeFileSync(path.join(junk, 'b.png'), Buffer.alloc(64, 1));
+    try {
+      const src = new DirectorySource({ dir: junk, fps: 50 });
+      const got = collect(src);
+      await src.start();
+      await waitFor(() => got.statuses.some((s) => s.state === 'lost'), 3000, 'lost');
+      await src.stop();
+      const lost = got.statuses.find((s) => s.state === 'lost')!;
+      assert.match(lost.message!, /no decodable image in .*advsign-junk-.* \(2 tried; a\.jpg: /);
+      assert.equal(got.frames.length, 0);
+    } finally {
+      fs.rmSync(junk, { recursive: true, force: true });
+    }
+  });
+
   it('reports lost when the folder does not exist', async () => {
     const src = new DirectorySource({ dir: path.join(dir, 'missing') });
     const got = collect(src);

@@ -90,7 +90,7 @@ describe('advsign CLI errors', function () {
     fs.writeFileSync(path.join(dir, 'model.json'), '{"modelTopology": {"class_name": ');
     assertOneLineError(await runCli(['evaluate', '--model', dir, '--data', 'synthetic']), /corrupt model file/);
     fs.writeFileSync(path.join(dir, 'model.json'), JSON.stringify({ hello: 'world' }));
-    assertOneLineError(await runCli(['evaluate', '--model', dir, '--data', 'synthetic']), /not a TensorFlow.js layers model/);
+    assertOneLineError(await runCli(['evaluate', '--model', dir, '--data', 'synthetic']), /is not a TensorFlow.js model \(modelTopology or weightsManifest missing\)/);
   });
 
   it('rejects a model folder that does not exist', async () => {

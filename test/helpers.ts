@@ -40,3 +40,12 @@ export function sharedGtsrb(): string | null {
   const p = process.env.ADVSIGN_GTSRB ?? path.resolve(ROOT, '..', 'shared', 'data', 'gtsrb');
   return fs.existsSync(path.join(p, 'Train.csv')) ? p : null;
 }
+
+/** Polls `cond` every 20 ms until it holds, or fails after `ms` naming `what`. */
+export async function waitFor(cond: () => boolean, ms: number, what: string): Promise<void> {
+  const t0 = Date.now();
+  while (!cond()) {
+    if (Date.now() - t0 > ms) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}

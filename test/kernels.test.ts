@@ -62,6 +62,17 @@ describe('wasm gradient kernels match the cpu backend', function () {
     });
   }
 
+  // wasm has no DepthwiseConv2dNativeBackpropInput at all (gradients through a rebuilt TFLite graph need it).
+  for (const [x, f, s, p] of [[[2, 9, 9, 3], [3, 3, 3, 2], 1, 'same'], [[2, 12, 10, 4], [3, 3, 4, 1], 2, 'same'], [[1, 11, 9, 2], [5, 3, 2, 3], [2, 1], 'valid']] as [Shape4, Shape4, number | [number, number], 'same' | 'valid'][]) {
+    it(`depthwiseConv2d x=${x} filter=${f} stride=${s} pad=${p}: dx`, async () => {
+      const xt = tf.randomNormal(x, 0, 1, 'float32', 11);
+      const w = tf.randomNormal(f, 0, 1, 'float32', 12);
+      const err = await compare([xt, w], (a, b) => tf.grad((xa: tf.Tensor) => tf.depthwiseConv2d(xa as tf.Tensor4D, b as tf.Tensor4D, s, p).square().sum())(a));
+      tf.dispose([xt, w]);
+      assert.ok(err < 1e-5, `relative difference ${err}`);
+    });
+  }
+
   for (const shape of [[2, 8, 8, 3], [1, 32, 32, 16], [3, 6, 10, 5]] as Shape4[]) {
     it(`maxPool 2×2/2 gradient on ${shape}, including ties`, async () => {
       // Rounded values create ties inside windows: the gradient must go to one position only.
@@ -95,6 +106,18 @@ describe('wasm gradient kernels match the cpu backend', function () {
       assert.ok(err < 1e-5, `relative difference ${err}`);
     });
   }
+
+  it('matMul a·bᵀ with a small a (a dense layer\'s input gradient at batch 1) agrees with cpu', async () => {
+    // Computed as (b·aᵀ)ᵀ on wasm: rank 2 and batched, a with one and with two rows.
+    const a = tf.randomNormal([1, 300], 0, 1, 'float32', 10);
+    const a2 = tf.randomNormal([2, 300], 0, 1, 'float32', 11);
+    const b = tf.randomNormal([40, 300], 0, 1, 'float32', 12);
+    const a3 = tf.randomNormal([3, 1, 50], 0, 1, 'float32', 13);
+    const b3 = tf.randomNormal([3, 20, 50], 0, 1, 'float32', 14);
+    const err = await compare([a, a2, b, a3, b3], (p, p2, q, r, s) => [tf.matMul(p, q, false, true), tf.matMul(p2, q, false, true), tf.matMul(r, s, false, true)]);
+    tf.dispose([a, a2, b, a3, b3]);
+    assert.ok(err < 1e-5, `relative difference ${err}`);
+  });
 
   it('gradients of the whole CNN agree with cpu', async function () {
     // The cpu backend is slow: a few images are enough to exercise every layer's gradient.

@@ -68,6 +68,7 @@ function emitAck<T = Record<string, unknown>>(s: Socket, event: string, ...args:
 
 const TEST_CONFIG: ServeConfig = {
   ...DEFAULT_CONFIG, sources: [], ffmpegInputArgs: [], port: 0, source: 'synthetic', width: 160, height: 120, fps: 20, logLevel: 'silent',
+  attack: 'fgsm', eps: 8 / 255, steps: 5, loss: 'ce',
 };
 
 describe('serve: daemon over socket.io and HTTP', function () {
@@ -460,7 +461,7 @@ describe('serve: configuration', () => {
     assert.equal(origins.source, 'file');
     assert.ok(Math.abs(config.eps - 4 / 255) < 1e-12);
     assert.deepEqual([config.gpioButton, config.gpioLedOk, config.gpioLedFooled], [17, 27, 22]);
-    assert.equal(config.attack, 'fgsm');
+    assert.equal(config.attack, DEFAULT_CONFIG.attack);
     assert.equal(origins.attack, 'default');
     const none = loadConfig({ flags: {}, env: {}, defaultFile: path.join(dir, 'absent.json') });
     assert.equal(none.config.host, '127.0.0.1');

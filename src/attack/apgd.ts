@@ -16,7 +16,7 @@
  * but per image the iterations are independent, so robust accuracy is the same at less cost.
  */
 import { tf, signExact, Tensor1D, Tensor4D } from '../inference/tf';
-import type { Classifier } from '../inference/model';
+import { Classifier, inferLogits } from '../inference/model';
 import { objectiveGradient, objectiveValue } from './loss';
 import { argmaxRows, l2PerImage, projectL2, projectLinf, selectRows } from './common';
 
@@ -212,7 +212,7 @@ function reviewStepSizes(
 /** The classes each image's clean logits rank 2nd, 3rd, … (`count` of them), as target lists. */
 export async function rankedTargets(model: Classifier, x: Tensor4D, count: number): Promise<Int32Array[]> {
   const m = x.shape[0], k = model.numClasses;
-  const z = tf.tidy(() => model.logits(x));
+  const z = await inferLogits(model, x);
   const v = await z.data() as Float32Array;
   z.dispose();
   const lists = Array.from({ length: count }, () => new Int32Array(m));
@@ -232,7 +232,7 @@ export async function apgdAttack(model: Classifier, x: Tensor4D, y: Int32Array, 
   const m = y.length, d = x.size / m;
   const adversarial = Float32Array.from(await x.data() as Float32Array);
   const fooled = new Uint8Array(m);
-  const clean = tf.tidy(() => model.logits(x));
+  const clean = await inferLogits(model, x);
   const pred = argmaxRows(await clean.data() as Float32Array, m, model.numClasses);
   clean.dispose();
   for (let i = 0; i < m; i++) if (pred[i] !== y[i]) fooled[i] = 1;

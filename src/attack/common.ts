@@ -4,7 +4,7 @@
  * tf.tidy so callers only own what they get back.
  */
 import { tf, Tensor1D, Tensor2D, Tensor4D } from '../inference/tf';
-import type { Classifier } from '../inference/model';
+import { Classifier, inferLogits } from '../inference/model';
 import { UserError } from '../data/types';
 import { createRng } from '../data/random';
 import type { Attack, AttackOptions, Norm } from './types';
@@ -159,12 +159,18 @@ export function projectL2(adv: Tensor4D, clean: Tensor4D, eps: number): Tensor4D
   });
 }
 
+/** Predicted class per image, and the logits it came from ([n, k] row-major). */
+export async function predictWithLogits(model: Classifier, x: Tensor4D): Promise<{ pred: Int32Array; logits: Float32Array }> {
+  const z = await inferLogits(model, x);
+  const p = tf.argMax(z, 1);
+  const [pred, logits] = [Int32Array.from(await p.data()), Float32Array.from(await z.data())];
+  tf.dispose([z, p]);
+  return { pred, logits };
+}
+
 /** Predicted class per image. */
 export async function predictBatch(model: Classifier, x: Tensor4D): Promise<Int32Array> {
-  const p = tf.tidy(() => tf.argMax(model.logits(x), 1));
-  const out = Int32Array.from(await p.data());
-  p.dispose();
-  return out;
+  return (await predictWithLogits(model, x)).pred;
 }
 
 /** 1 where the prediction is the target (targeted) or differs from the label (untargeted). */
@@ -194,7 +200,7 @@ export async function fallbackTargets(model: Classifier, x: Tensor4D, labels: In
     }
     return out;
   }
-  const lg = tf.tidy(() => model.logits(x));
+  const lg = await inferLogits(model, x);
   const z = await lg.data() as Float32Array;
   lg.dispose();
   for (let i = 0; i < n; i++) {
@@ -277,7 +283,8 @@ export function epsAttack(name: string, title: string, norm: Norm, make: (a: Eps
       const y = labelArray(labels);
       const targets = resolveTargets(options, y.length, model.numClasses, name);
       const adversarial = await make({ model, images, labels, y, targets, eps, loss, options });
-      return { adversarial, success: await successOf(model, adversarial, y, targets) };
+      const { pred, logits } = await predictWithLogits(model, adversarial);
+      return { adversarial, success: successFromPredictions(pred, y, targets), logits };
     },
   };
 }

@@ -11,6 +11,8 @@
  * raise `binarySteps`/`steps` for tighter perturbations.
  */
 import { tf, Tensor1D, Tensor4D } from '../inference/tf';
+import { gradThroughModel } from '../inference/objective';
+import { inferLogits } from '../inference/model';
 import type { Attack } from './types';
 import { adamUpdate, bisectConstants, intOption, labelArray, marginTensor, numberOption, resolveTargets, selectRows, successOf, lossOption } from './common';
 import { quantiseTensor } from './written';
@@ -29,8 +31,6 @@ export const cw: Attack = {
     const lr = numberOption(options, 'stepSize', 0.01);
     const kappa = numberOption(options, 'confidence', 0);
     const c0 = numberOption(options, 'initialConst', 1);
-    // Written as 8 bits: every candidate is judged (and kept) as its rounded image.
-    const asWritten = (a: Tensor4D): Tensor4D => (options.eightBit ? quantiseTensor(a) : a);
     const y = labelArray(labels);
     const n = y.length;
     const targets = resolveTargets(options, n, model.numClasses, 'cw');
@@ -52,19 +52,20 @@ export const cw: Attack = {
         let v: Tensor4D = tf.zerosLike(w0);
         let found: Tensor1D = tf.zeros([n], 'bool') as Tensor1D;
         for (let s = 1; s <= steps; s++) {
+          const toImage = (ww: Tensor4D): Tensor4D => tf.div(tf.add(tf.tanh(ww), 1), 2) as Tensor4D;
+          const objective = (_: Tensor4D, a: Tensor4D, z: tf.Tensor2D) => {
+            const dist = tf.sum(tf.square(tf.sub(a, images)), [1, 2, 3]);
+            const f = tf.maximum(marginTensor(z, cls, targeted), -kappa);
+            return tf.sum(tf.add(dist, tf.mul(cT, f))) as tf.Scalar;
+          };
+          const { grad: g, logits: zFloat, input: aFloat } = await gradThroughModel(model, w, toImage, objective);
+          // Written as 8 bits: judge (and keep) the rounded image, on its own logits.
+          const a = options.eightBit ? quantiseTensor(aFloat) : aFloat;
+          const logits = options.eightBit ? await inferLogits(model, a) : zFloat;
           const next = tf.tidy(() => {
-            const toImage = (ww: Tensor4D): Tensor4D => tf.div(tf.add(tf.tanh(ww), 1), 2) as Tensor4D;
-            const objective = (ww: Tensor4D) => {
-              const a = toImage(ww);
-              const dist = tf.sum(tf.square(tf.sub(a, images)), [1, 2, 3]);
-              const f = tf.maximum(marginTensor(model.logits(a), cls, targeted), -kappa);
-              return tf.sum(tf.add(dist, tf.mul(cT, f)));
-            };
-            const g = tf.grad((ww) => objective(ww as Tensor4D))(w) as Tensor4D;
             // Bookkeeping on the point the gradient was taken at: is it adversarial, and closer?
-            const a = asWritten(toImage(w));
             const l2 = tf.sqrt(tf.sum(tf.square(tf.sub(a, images)), [1, 2, 3])) as Tensor1D;
-            const margin = marginTensor(model.logits(a), cls, targeted);
+            const margin = marginTensor(logits, cls, targeted);
             const ok = tf.logicalAnd(tf.less(margin, 0), tf.lessEqual(margin, -kappa));
             const improve = tf.logicalAnd(ok, tf.less(l2, bestL2));
             const adv2 = selectRows(improve, a, bestAdv);
@@ -74,6 +75,7 @@ export const cw: Attack = {
             const w2 = tf.sub(w, tf.mul(step, lr)) as Tensor4D;
             return { adv2, l22, m2, v2, w2, found2: tf.logicalOr(found, ok) as Tensor1D };
           });
+          tf.dispose([g, zFloat, aFloat, logits, a]);
           for (const t of [bestAdv, bestL2, m, v, w, found]) t.dispose();
           ({ adv2: bestAdv, l22: bestL2, m2: m, v2: v, w2: w, found2: found } = next);
         }

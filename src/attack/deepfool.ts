@@ -8,7 +8,8 @@
  * one backward pass per candidate per iteration instead of one per class.
  */
 import { tf, Tensor1D, Tensor4D } from '../inference/tf';
-import type { Classifier } from '../inference/model';
+import { Classifier, inferLogits } from '../inference/model';
+import { vjp } from '../inference/objective';
 import type { Attack } from './types';
 import { argmaxRows, intOption, labelArray, numberOption, rejectTargeted, selectRows, lossOption } from './common';
 import { quantiseTensor } from './written';
@@ -26,7 +27,7 @@ export async function deepfoolBatch(model: Classifier, x: Tensor4D, y: Int32Arra
   const n = y.length, k = model.numClasses;
   const nc = Math.max(1, Math.min(o.candidates, k) - 1);
   // Candidate classes per image: the highest clean logits other than the label.
-  const z0t = tf.tidy(() => model.logits(x));
+  const z0t = await inferLogits(model, x);
   const z0 = await z0t.data() as Float32Array;
   z0t.dispose();
   const cand: Int32Array[] = Array.from({ length: nc }, () => new Int32Array(n));
@@ -41,8 +42,20 @@ export async function deepfoolBatch(model: Classifier, x: Tensor4D, y: Int32Arra
   const success = new Uint8Array(n);
   try {
     for (let it = 0; it <= o.steps; it++) {
-      const zT = tf.tidy(() => model.logits(adv));
-      const pred = argmaxRows(await zT.data() as Float32Array, n, k);
+      // ∇(f_c − f_y) = Jᵀ(e_c − e_y) per candidate, one vjp each at the current point; the first
+      // also gives the logits that decide whether to go on.
+      const gradAt = async (c: Tensor1D, logits: 'plain' | 'tape') => {
+        const cot = tf.tidy(() => tf.cast(tf.sub(tf.oneHot(c, k), tf.oneHot(yT, k)), 'float32') as tf.Tensor2D);
+        try {
+          return await vjp(model, adv, cot, logits);
+        } finally {
+          cot.dispose();
+        }
+      };
+      const first = await gradAt(candT[0], 'plain');
+      const z = first.logits;
+      const grads: Tensor4D[] = [first.grad];
+      const pred = argmaxRows(await z.data() as Float32Array, n, k);
       let anyActive = false;
       const active = new Float32Array(n);
       for (let i = 0; i < n; i++) {
@@ -50,19 +63,21 @@ export async function deepfoolBatch(model: Classifier, x: Tensor4D, y: Int32Arra
         active[i] = success[i] ? 0 : 1;
         anyActive ||= !success[i];
       }
-      if (!anyActive || it === o.steps) { zT.dispose(); break; }
+      if (!anyActive || it === o.steps) { tf.dispose([z, ...grads]); break; }
+      for (const c of candT.slice(1)) {
+        const r = await gradAt(c, 'tape');
+        r.logits.dispose();
+        grads.push(r.grad);
+      }
       const next = tf.tidy(() => {
         // The linearisation point is the current adversarial (with overshoot), as in Foolbox.
-        const xi = adv;
         let bestDist: Tensor1D | null = null;
         let bestW: Tensor4D | null = null;
         let bestF: Tensor1D | null = null;
-        for (const c of candT) {
+        candT.forEach((c, j) => {
           // f_c − f_y and its gradient for every image at once (images do not interact).
-          const diff = (z: tf.Tensor2D): Tensor1D =>
-            tf.sub(tf.sum(tf.mul(z, tf.oneHot(c, k)), 1), tf.sum(tf.mul(z, tf.oneHot(yT, k)), 1)) as Tensor1D;
-          const w = tf.grad((xx) => tf.sum(diff(model.logits(xx as Tensor4D))))(xi) as Tensor4D;
-          const f = diff(zT);
+          const f = tf.sub(tf.sum(tf.mul(z, tf.oneHot(c, k)), 1), tf.sum(tf.mul(z, tf.oneHot(yT, k)), 1)) as Tensor1D;
+          const w = grads[j];
           const wn = tf.sqrt(tf.sum(tf.square(w), [1, 2, 3])) as Tensor1D;
           const dist = tf.div(tf.abs(f), tf.add(wn, 1e-8)) as Tensor1D;
           if (!bestDist || !bestW || !bestF) {
@@ -73,11 +88,11 @@ export async function deepfoolBatch(model: Classifier, x: Tensor4D, y: Int32Arra
             bestW = selectRows(closer, w, bestW);
             bestF = tf.where(closer, f, bestF) as Tensor1D;
           }
-        }
-        const w = bestW as Tensor4D;
+        });
+        const w = bestW as unknown as Tensor4D;
         const wn2 = tf.add(tf.sum(tf.square(w), [1, 2, 3]), 1e-8);
         // r = (|f| + 1e-4) / ‖w‖² · w, only for images still classified correctly.
-        const coef = tf.mul(tf.div(tf.add(tf.abs(bestF as Tensor1D), 1e-4), wn2), tf.tensor1d(active));
+        const coef = tf.mul(tf.div(tf.add(tf.abs(bestF as unknown as Tensor1D), 1e-4), wn2), tf.tensor1d(active));
         const r = tf.mul(w, tf.reshape(coef, [n, 1, 1, 1]));
         const total = tf.add(rTot, r) as Tensor4D;
         const a = tf.clipByValue(tf.add(x, tf.mul(total, 1 + o.overshoot)), 0, 1) as Tensor4D;
@@ -85,7 +100,7 @@ export async function deepfoolBatch(model: Classifier, x: Tensor4D, y: Int32Arra
         // rounding accumulate in `total` until they do.
         return { total, a: o.eightBit ? quantiseTensor(a) : a };
       });
-      zT.dispose();
+      tf.dispose([z, ...grads]);
       rTot.dispose();
       adv.dispose();
       rTot = next.total;

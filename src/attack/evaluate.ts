@@ -16,13 +16,13 @@
  * run untargeted.
  */
 import { tf, Tensor4D } from '../inference/tf';
-import type { Classifier } from '../inference/model';
+import { Classifier, measuredOn } from '../inference/model';
 import { ImageSet, UserError } from '../data/types';
 import type { Attack, AttackOptions, Norm } from './types';
 import { getAttack } from './registry';
 import { normsFromArrays, PerturbationNorms } from './norms';
 import { AttackedShard, ModelWorkers } from '../inference/data-parallel';
-import { LayersClassifier } from '../inference/model';
+import { inferLogits, LayersClassifier } from '../inference/model';
 import { measureWritten } from './written';
 import { CorrectFlags, worstCaseNorm, worstCaseRows } from './worst-case';
 
@@ -34,7 +34,8 @@ export interface EvaluateProgress {
 }
 
 export interface EvaluateOptions {
-  attacks: string[];
+  /** Registry names, or Attack objects (e.g. a transfer attack with its surrogate; these run on this thread). */
+  attacks: (string | Attack)[];
   epsList: number[];
   batchSize: number;
   /** Evaluate only the first `limit` images. */
@@ -76,6 +77,9 @@ export interface RobustnessRow {
   meanL2: number | null;
   meanLinf: number | null;
   imagesPerSecond: number | null;
+  /** Black-box attacks: mean model queries of the successful images, and queries per second of attack time. */
+  meanQueries: number | null;
+  queriesPerSecond: number | null;
   /** Per class id: accuracy under this attack, null for classes absent from the data. */
   perClassAccuracy: (number | null)[];
   /** Ensembles run in cascade (AutoAttack): the accuracy left after each member, in order. */
@@ -120,15 +124,20 @@ interface Acc {
   classCorrect: Int32Array;
   /** Per ensemble member: images it broke (in order), when the attack reports members. */
   stages: { attack: string; fooled: number; seconds: number }[];
+  queries: number;
+  successQueries: number;
+  counted: boolean;
 }
 
 interface Predictions { pred: Int32Array; conf: Float32Array }
 
 export async function predictWithConfidence(model: Classifier, x: Tensor4D): Promise<Predictions> {
+  const z = await inferLogits(model, x);
   const [p, c] = tf.tidy(() => {
-    const probs = tf.softmax(model.logits(x));
+    const probs = tf.softmax(z);
     return [tf.argMax(probs, 1), tf.max(probs, 1)];
   });
+  z.dispose();
   const out = { pred: Int32Array.from(await p.data()), conf: Float32Array.from(await c.data()) };
   p.dispose(); c.dispose();
   return out;
@@ -136,20 +145,22 @@ export async function predictWithConfidence(model: Classifier, x: Tensor4D): Pro
 
 /**
  * Attacks one shard of images (HWC floats in [0, 1]) and predicts on the result: the unit of
- * work of an evaluation, on this thread or in a model worker.
+ * work of an evaluation, on this thread or in a model worker. Gradient attacks run on `model`,
+ * black-box ones on its measuring runtime, and the verdict is always the runtime's.
  */
-export async function attackShard(model: Classifier, attackName: string, x: Float32Array, y: Int32Array, size: number, options: AttackOptions): Promise<AttackedShard> {
-  const attack = getAttack(attackName);
+export async function attackShard(model: Classifier, attackOrName: string | Attack, x: Float32Array, y: Int32Array, size: number, options: AttackOptions): Promise<AttackedShard> {
+  const attack = typeof attackOrName === 'string' ? getAttack(attackOrName) : attackOrName;
+  const judge = measuredOn(model);
   const xt = tf.tensor4d(x, [y.length, size, size, 3]);
   const yt = tf.tensor1d(y, 'int32');
   try {
     const t0 = process.hrtime.bigint();
-    const r = await attack.run(model, xt, yt, options);
+    const r = await attack.run(attack.blackBox ? judge : model, xt, yt, options);
     const adversarial = Float32Array.from(await r.adversarial.data() as Float32Array);
     const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
-    const p = await predictWithConfidence(model, r.adversarial);
+    const p = await predictWithConfidence(judge, r.adversarial);
     r.adversarial.dispose();
-    return { adversarial, pred: p.pred, conf: p.conf, seconds, ...(r.stages ? { stages: r.stages } : {}) };
+    return { adversarial, pred: p.pred, conf: p.conf, seconds, ...(r.stages ? { stages: r.stages } : {}), ...(r.queries ? { queries: r.queries } : {}) };
   } finally {
     xt.dispose();
     yt.dispose();
@@ -192,7 +203,10 @@ async function asWritten(model: Classifier, examples: AdversarialExample[], norm
 }
 
 export async function evaluateRobustness(model: Classifier, set: ImageSet, opts: EvaluateOptions): Promise<RobustnessResult> {
-  const attacks: Attack[] = opts.attacks.map(getAttack);
+  const attacks: Attack[] = opts.attacks.map((a) => (typeof a === 'string' ? getAttack(a) : a));
+  // Attack objects (not registry names) cannot be sent to a worker thread.
+  const named = new Set(opts.attacks.flatMap((a, i) => (typeof a === 'string' ? [attacks[i]] : [])));
+  const judge = measuredOn(model);
   if (opts.worstCase) worstCaseNorm(attacks);
   for (const e of opts.epsList) if (!Number.isFinite(e) || e < 0) throw new UserError(`eps ${e} must be a finite number ≥ 0`);
   if (!Number.isInteger(opts.batchSize) || opts.batchSize < 1) throw new UserError(`batch size must be a positive integer, got ${opts.batchSize}`);
@@ -212,7 +226,7 @@ export async function evaluateRobustness(model: Classifier, set: ImageSet, opts:
   for (let i = 0; i < n; i += bs) {
     const m = Math.min(bs, n - i);
     const x = batchTensor(i, m);
-    const p = await predictWithConfidence(model, x);
+    const p = await predictWithConfidence(judge, x);
     x.dispose();
     clean.pred.set(p.pred, i);
     clean.conf.set(p.conf, i);
@@ -235,13 +249,14 @@ export async function evaluateRobustness(model: Classifier, set: ImageSet, opts:
       const exampleEps = epsList.length ? Math.max(...epsList) : 0;
       const acc = new Map<number, Acc>(epsList.map((e) => [e, {
         correct: 0, cleanCorrect: 0, fooled: 0, l0: 0, l2: 0, linf: 0, seconds: 0, attacked: 0, classCorrect: new Int32Array(k), stages: [],
+        queries: 0, successQueries: 0, counted: false,
       }]));
       flags.set(attack.name, new Map(epsList.map((e) => [e, new Uint8Array(n)])));
       const good = new Map<number, AdversarialExample>();
       const other = new Map<number, AdversarialExample>();
       const extra = opts.attackOptions?.[attack.name] ?? {};
       for (const note of attack.notes?.(model, extra) ?? []) if (!notes.includes(note)) notes.push(`${attack.name}: ${note}`);
-      type Run = { adv: Float32Array; p: Predictions; norms: PerturbationNorms; seconds: number; stages?: AttackedShard['stages'] };
+      type Run = { adv: Float32Array; p: Predictions; norms: PerturbationNorms; seconds: number; stages?: AttackedShard['stages']; queries?: Int32Array };
       // One attack run per eps, or a single run for minimal-perturbation attacks; `worker` null = here.
       const attackBatch = async (i: number, m: number, worker: number | null) => {
         const runs = new Map<number, Run>();
@@ -252,9 +267,12 @@ export async function evaluateRobustness(model: Classifier, set: ImageSet, opts:
           if (!attack.usesEps && single) continue;
           const options: AttackOptions = { seed: opts.seed ?? 0, ...extra, eps, targeted: false };
           const r = worker === null
-            ? await attackShard(model, attack.name, set.images.subarray(i * px, (i + m) * px), y, s, options)
+            ? await attackShard(model, attack, set.images.subarray(i * px, (i + m) * px), y, s, options)
             : await (pool as ModelWorkers).attack(worker, attack.name, options, set.images.slice(i * px, (i + m) * px), y, s);
-          const run = { adv: r.adversarial, p: { pred: r.pred, conf: r.conf }, norms: normsFromArrays(set.images.subarray(i * px, (i + m) * px), r.adversarial, m), seconds: r.seconds, stages: r.stages };
+          const run: Run = {
+            adv: r.adversarial, p: { pred: r.pred, conf: r.conf }, norms: normsFromArrays(set.images.subarray(i * px, (i + m) * px), r.adversarial, m),
+            seconds: r.seconds, stages: r.stages, queries: r.queries,
+          };
           if (attack.usesEps) runs.set(eps, run); else single = run;
         }
         return { runs, single };
@@ -272,6 +290,7 @@ export async function evaluateRobustness(model: Classifier, set: ImageSet, opts:
             a.stages[si].seconds += st.seconds;
           });
           const correctAfter = flags.get(attack.name)?.get(eps) as Uint8Array;
+          if (run?.queries) { a.counted = true; for (const q of run.queries) a.queries += q; }
           for (let j = 0; j < m; j++) {
             const gi = i + j;
             const label = labels[gi];
@@ -284,6 +303,7 @@ export async function evaluateRobustness(model: Classifier, set: ImageSet, opts:
               if (pred !== label) {
                 a.fooled++;
                 if (run) { a.l0 += run.norms.l0[j]; a.l2 += run.norms.l2[j]; a.linf += run.norms.linf[j]; }
+                if (run?.queries) a.successQueries += run.queries[j];
               }
             }
             // Example candidates: the first success (and first failure) per true class, so the
@@ -306,7 +326,7 @@ export async function evaluateRobustness(model: Classifier, set: ImageSet, opts:
           }
         }
       };
-      const threads = pool ? pool.size + 1 : 1;
+      const threads = pool && named.has(attack) ? pool.size + 1 : 1;
       for (let g = 0; g < n; g += bs * threads) {
         const batches: { i: number; m: number }[] = [];
         for (let t = 0; t < threads && g + t * bs < n; t++) batches.push({ i: g + t * bs, m: Math.min(bs, n - g - t * bs) });
@@ -333,6 +353,8 @@ export async function evaluateRobustness(model: Classifier, set: ImageSet, opts:
           meanL2: a.fooled ? a.l2 / a.fooled : null,
           meanLinf: a.fooled ? a.linf / a.fooled : null,
           imagesPerSecond: a.attacked && a.seconds > 0 ? a.attacked / a.seconds : null,
+          meanQueries: a.counted && a.fooled ? a.successQueries / a.fooled : null,
+          queriesPerSecond: a.counted && a.seconds > 0 ? a.queries / a.seconds : null,
           perClassAccuracy: perClass(a.classCorrect, classTotal),
           ...(a.stages.length ? { stages: cumulativeStages(a.stages, a.cleanCorrect, n) } : {}),
         });

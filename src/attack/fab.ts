@@ -12,7 +12,7 @@
  * clipped log-probabilities, flat (zero gradient) wherever a probability is below 1e-12.
  */
 import { tf, Tensor2D, Tensor4D } from '../inference/tf';
-import type { Classifier } from '../inference/model';
+import { Classifier, inferLogits } from '../inference/model';
 import { UserError } from '../data/types';
 import { cotangentGradient } from './loss';
 import { argmaxRows } from './common';
@@ -116,7 +116,7 @@ async function fabRun(model: Classifier, x0: Float32Array, y: Int32Array, t: Int
     });
     // Adversarial now? Keep the smallest, and step back towards the clean image.
     const xn = tf.tensor4d(pick(x1, active, d), [active.length, s, s, 3]);
-    const z = tf.tidy(() => model.logits(xn));
+    const z = await inferLogits(model, xn);
     const pred = argmaxRows(await z.data() as Float32Array, active.length, model.numClasses);
     tf.dispose([xn, z]);
     active.forEach((i, j) => {
@@ -140,7 +140,7 @@ export async function fabTargeted(model: Classifier, x: Tensor4D, y: Int32Array,
   const m = y.length, d = x.size / m;
   const clean = Float32Array.from(await x.data() as Float32Array);
   const adversarial = Float32Array.from(clean);
-  const z = tf.tidy(() => model.logits(x));
+  const z = await inferLogits(model, x);
   const pred = argmaxRows(await z.data() as Float32Array, m, model.numClasses);
   z.dispose();
   const fooled = Uint8Array.from(pred, (p, i) => (p !== y[i] ? 1 : 0));

@@ -12,6 +12,7 @@
 import { tf, signExact, Tensor4D } from '../inference/tf';
 import type { Classifier } from '../inference/model';
 import { UserError } from '../data/types';
+import { vjp } from '../inference/objective';
 import type { Attack } from './types';
 import { fallbackTargets, intOption, labelArray, numberOption, resolveTargets, seedOption, lossOption } from './common';
 
@@ -50,10 +51,14 @@ export async function makeFoolingImages(model: Classifier, targetClasses: ArrayL
   const stepsTaken = new Int32Array(n);
   const success = new Uint8Array(n);
   try {
+    // Σ log softmax(z)_t, written with logits so it does not saturate like softmax does.
+    const ascent = (z: tf.Tensor2D) => tf.grad((q) => tf.sum(tf.mul(tf.sub(q, tf.logSumExp(q, 1, true)), oh)))(z) as tf.Tensor2D;
     for (let step = 0; ; step++) {
-      const probs = tf.tidy(() => tf.softmax(model.logits(x)));
+      // The gradient comes with the logits that decide which images still move (the last is unused).
+      const { logits, grad: g } = await vjp(model, x, ascent);
+      const probs = tf.tidy(() => tf.softmax(logits));
       const p = await probs.data() as Float32Array;
-      probs.dispose();
+      tf.dispose([probs, logits]);
       const moving = new Float32Array(n);
       let anyMoving = false;
       for (let i = 0; i < n; i++) {
@@ -63,16 +68,12 @@ export async function makeFoolingImages(model: Classifier, targetClasses: ArrayL
         success[i] = confidence[i] >= threshold && top ? 1 : 0;
         if (!success[i] && step < maxSteps) { moving[i] = 1; anyMoving = true; stepsTaken[i] = step + 1; }
       }
-      if (!anyMoving) break;
+      if (!anyMoving) { g.dispose(); break; }
       const next = tf.tidy(() => {
-        const g = tf.grad((xx) => {
-          const z = model.logits(xx as Tensor4D);
-          // Σ log softmax(z)_t, written with logits so it does not saturate like softmax does.
-          return tf.sum(tf.mul(tf.sub(z, tf.logSumExp(z, 1, true)), oh));
-        })(x);
         const upd = tf.mul(signExact(g), tf.reshape(tf.mul(tf.tensor1d(moving), stepSize), [n, 1, 1, 1]));
         return tf.clipByValue(tf.add(x, upd), 0, 1) as Tensor4D;
       });
+      g.dispose();
       x.dispose();
       x = next;
     }

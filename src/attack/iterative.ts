@@ -3,7 +3,7 @@
  * clipping and tensor bookkeeping are written (and tested) once.
  */
 import { tf, signExact, Tensor1D, Tensor4D } from '../inference/tf';
-import type { Classifier } from '../inference/model';
+import { Classifier, inferLogits } from '../inference/model';
 import type { Attack } from './types';
 import { inputGradient, AttackLoss } from './loss';
 import {
@@ -60,7 +60,7 @@ export async function iterateAttack(model: Classifier, x: Tensor4D, labels: Tens
 
 /** Margins (lower = better for the attacker, < 0 = success) of a batch; see marginsFromLogits. */
 export async function batchMargins(model: Classifier, adv: Tensor4D, cls: Int32Array, targeted: boolean): Promise<Float32Array> {
-  const lg = tf.tidy(() => model.logits(adv));
+  const lg = await inferLogits(model, adv);
   const z = await lg.data() as Float32Array;
   lg.dispose();
   return marginsFromLogits(z, cls.length, model.numClasses, cls, targeted);

@@ -27,7 +27,8 @@
  * Targeted by nature; untargeted, the target is the runner-up class (or random with
  * `targetMode: 'random'`) and success means any misclassification. eps is not used.
  */
-import { tf, Tensor4D } from '../inference/tf';
+import { tf } from '../inference/tf';
+import { vjp } from '../inference/objective';
 import type { Attack } from './types';
 import {
   argmaxRows, fallbackTargets, intOption, labelArray, numberOption, resolveTargets, seedOption, stringOption,
@@ -70,20 +71,19 @@ export const jsma: Attack = {
       // Written as 8 bits: success is judged on the rounded image (features already set to 0 or 1
       // are on the grid; the rest is the clean image, rounded).
       const xt = tf.tensor4d(options.eightBit ? quantiseArray(x) : x, [n, h, w, ch]);
-      const { zT, gT, gAll } = tf.tidy((): { zT: tf.Tensor; gT: tf.Tensor; gAll?: tf.Tensor } => {
-        const z = model.logits(xt);
-        if (useProbs) {
-          // ∇ log F_t; with β = −α the "all outputs" gradient is zero (passed as zeros below).
-          const gt = tf.grad((xx) => {
-            const zz = model.logits(xx as Tensor4D);
-            return tf.sum(tf.mul(tf.sub(zz, tf.logSumExp(zz, 1, true)), targetMask));
-          })(xt);
-          return { zT: z, gT: gt };
-        }
-        const gt = tf.grad((xx) => tf.sum(tf.mul(model.logits(xx as Tensor4D), targetMask)))(xt);
-        const ga = tf.grad((xx) => tf.sum(model.logits(xx as Tensor4D)))(xt);
-        return { zT: z, gT: gt, gAll: ga };
-      });
+      let zT: tf.Tensor, gT: tf.Tensor, gAll: tf.Tensor | undefined;
+      if (useProbs) {
+        // ∇ log F_t; with β = −α the "all outputs" gradient is zero (passed as zeros below).
+        const logSoftmaxT = (zz: tf.Tensor2D) => tf.grad((q) => tf.sum(tf.mul(tf.sub(q, tf.logSumExp(q, 1, true)), targetMask)))(zz) as tf.Tensor2D;
+        ({ logits: zT, grad: gT } = await vjp(model, xt, logSoftmaxT));
+      } else {
+        const [toTarget, toAll] = tf.tidy(() => [tf.cast(targetMask, 'float32'), tf.onesLike(targetMask).toFloat()] as tf.Tensor2D[]);
+        ({ logits: zT, grad: gT } = await vjp(model, xt, toTarget));
+        const all = await vjp(model, xt, toAll, 'tape');
+        all.logits.dispose();
+        gAll = all.grad;
+        tf.dispose([toTarget, toAll]);
+      }
       xt.dispose();
       const z = await zT.data() as Float32Array;
       const dt = await gT.data() as Float32Array;

@@ -13,6 +13,8 @@
  * eps is not used.
  */
 import { tf, Tensor1D, Tensor4D } from '../inference/tf';
+import { inferLogits } from '../inference/model';
+import { gradThroughModel } from '../inference/objective';
 import type { Attack } from './types';
 import {
   adamUpdate, argmaxRows, bisectConstants, fallbackTargets, intOption, labelArray, numberOption, resolveTargets, seedOption, selectRows, stringOption,
@@ -52,17 +54,16 @@ export const lbfgs: Attack = {
         let v: Tensor4D = tf.zerosLike(images);
         let found: Tensor1D = tf.zeros([n], 'bool') as Tensor1D;
         for (let s = 1; s <= steps; s++) {
+          const objective = (rr: Tensor4D, a: Tensor4D, z: tf.Tensor2D) => {
+            const ce = tf.losses.softmaxCrossEntropy(oneHot, z, undefined, undefined, tf.Reduction.NONE);
+            return tf.sum(tf.add(tf.mul(cT, tf.sum(tf.square(rr), [1, 2, 3])), ce)) as tf.Scalar;
+          };
+          const { grad: g, logits, input: a } = await gradThroughModel(model, r, (rr) => tf.add(images, rr) as Tensor4D, objective);
+          // Written as 8 bits: judge and keep the rounded image (its own logits and distance).
+          const kept = options.eightBit ? quantiseTensor(a) : a;
+          const keptLogits = options.eightBit ? await inferLogits(model, kept) : logits;
           const next = tf.tidy(() => {
-            const objective = (rr: Tensor4D) => {
-              const z = model.logits(tf.add(images, rr) as Tensor4D);
-              const ce = tf.losses.softmaxCrossEntropy(oneHot, z, undefined, undefined, tf.Reduction.NONE);
-              return tf.sum(tf.add(tf.mul(cT, tf.sum(tf.square(rr), [1, 2, 3])), ce));
-            };
-            const g = tf.grad((rr) => objective(rr as Tensor4D))(r) as Tensor4D;
-            const a = tf.add(images, r) as Tensor4D;
-            // Written as 8 bits: judge and keep the rounded image (its own distance).
-            const kept = options.eightBit ? quantiseTensor(a) : a;
-            const pred = tf.argMax(model.logits(kept), 1);
+            const pred = tf.argMax(keptLogits, 1);
             const ok = explicit ? tf.equal(pred, aimT) : tf.notEqual(pred, tf.tensor1d(y, 'int32'));
             const l2 = tf.sqrt(tf.sum(tf.square(tf.sub(kept, images)), [1, 2, 3])) as Tensor1D;
             const improve = tf.logicalAnd(ok, tf.less(l2, bestL2));
@@ -73,6 +74,7 @@ export const lbfgs: Attack = {
             const r2 = tf.sub(tf.clipByValue(tf.sub(a, tf.mul(step, lr)), 0, 1), images) as Tensor4D;
             return { adv2, l22, m2, v2, r2, found2: tf.logicalOr(found, ok) as Tensor1D };
           });
+          tf.dispose([g, logits, a, kept, keptLogits]);
           for (const t of [bestAdv, bestL2, m, v, r, found]) t.dispose();
           ({ adv2: bestAdv, l22: bestL2, m2: m, v2: v, r2: r, found2: found } = next);
         }
@@ -81,7 +83,7 @@ export const lbfgs: Attack = {
         bisectConstants(c, lower, upper, (i) => ok[i] !== 0);
       }
       const adversarial = tf.tidy(() => tf.clipByValue(bestAdv, 0, 1) as Tensor4D);
-      const z = tf.tidy(() => model.logits(adversarial));
+      const z = await inferLogits(model, adversarial);
       const pred = argmaxRows(await z.data() as Float32Array, n, k);
       z.dispose();
       return { adversarial, success: successFromPredictions(pred, y, explicit) };

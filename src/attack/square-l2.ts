@@ -8,7 +8,7 @@
  * clipping to [0, 1], so the budget holds by construction.
  */
 import { tf } from '../inference/tf';
-import type { Classifier } from '../inference/model';
+import { Classifier, inferLogits } from '../inference/model';
 import { createRng } from '../data/random';
 import { marginsFromLogits } from './common';
 import { squareFraction } from './square';
@@ -73,9 +73,10 @@ export async function squareL2(model: Classifier, x: Float32Array, y: Int32Array
   const sign = () => (rand() < 0.5 ? -1 : 1);
   const at = (i: number, r: number, c: number, k: number) => i * d + (r * w + c) * ch + k;
   const margins = async (imgs: Float32Array, m: number, cls: Int32Array) => {
-    const z = tf.tidy(() => model.logits(tf.tensor4d(imgs, [m, h, w, ch])));
+    const xt = tf.tensor4d(imgs, [m, h, w, ch]);
+    const z = await inferLogits(model, xt);
     const v = await z.data() as Float32Array;
-    z.dispose();
+    tf.dispose([xt, z]);
     return marginsFromLogits(v, m, model.numClasses, cls, false);
   };
   // The 5×5 grid start.

@@ -10,7 +10,7 @@
  * one per proposal; images stop being queried once they are adversarial.
  */
 import { tf } from '../inference/tf';
-import type { Classifier } from '../inference/model';
+import { Classifier, inferLogits } from '../inference/model';
 import type { Attack } from './types';
 import { createRng } from '../data/random';
 import { intOption, labelArray, marginsFromLogits, numberOption, requireEps, resolveTargets, seedOption, lossOption } from './common';
@@ -28,9 +28,10 @@ export function squareFraction(pInit: number, it: number, nIters: number, rescal
 
 /** Logit margins of a CPU batch: the only access to the model this attack makes. */
 async function query(model: Classifier, x: Float32Array, m: number, s: number, cls: Int32Array, targeted: boolean): Promise<Float32Array> {
-  const z = tf.tidy(() => model.logits(tf.tensor4d(x, [m, s, s, 3])));
+  const xt = tf.tensor4d(x, [m, s, s, 3]);
+  const z = await inferLogits(model, xt);
   const logits = await z.data() as Float32Array;
-  z.dispose();
+  tf.dispose([xt, z]);
   return marginsFromLogits(logits, m, model.numClasses, cls, targeted);
 }
 
@@ -40,6 +41,7 @@ export const square: Attack = {
   norm: 'linf',
   usesEps: true,
   supportsTargeted: true,
+  blackBox: true,
   takesLoss: false,
   async run(model, images, labels, options) {
     lossOption(options, square);

@@ -62,6 +62,8 @@ export function makeTransferAttack(surrogate: Classifier, inner: Attack): Attack
     norm: inner.norm,
     usesEps: inner.usesEps,
     supportsTargeted: inner.supportsTargeted,
+    // The target is only shown the finished examples.
+    blackBox: true,
     takesLoss: inner.takesLoss,
     async run(model, images, labels, options) {
       const r = await inner.run(surrogate, images, labels, options);

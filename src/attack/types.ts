@@ -49,6 +49,11 @@ export interface AttackResult {
   adversarial: Tensor4D;
   /** Per image: 1 when the attack succeeded (misclassified, or hit the target when targeted). */
   success: Uint8Array;
+  /**
+   * Logits of `adversarial`, row-major [n, classes], when the attack computed them for its success
+   * check (callers that need predictions can skip another forward pass).
+   */
+  logits?: Float32Array;
   /** Model queries used (black-box attacks), per image when meaningful. */
   queries?: Int32Array;
   /** Ensembles: which member broke which image, in the order they ran. */
@@ -66,6 +71,11 @@ export interface Attack {
   readonly usesEps: boolean;
   /** Whether it supports targeted mode. */
   readonly supportsTargeted: boolean;
+  /**
+   * It only reads the model's outputs (no gradients): it runs on the model's measuring runtime
+   * (a .tflite file's interpreter) rather than on the differentiable copy.
+   */
+  readonly blackBox?: boolean;
   /** Whether it climbs a choosable objective (`loss`); the others have their own (DeepFool, C&W…). */
   readonly takesLoss: boolean;
   run(model: Classifier, images: Tensor4D, labels: Tensor1D, options: AttackOptions): Promise<AttackResult>;

@@ -43,7 +43,7 @@ export function worstCaseRows(attacks: Attack[], epsList: number[], flags: Corre
     return {
       attack: 'worst-case', title: `worst case per image over ${attacks.map((a) => a.name).join(', ')}`, norm, eps,
       accuracy: n ? correct / n : NaN, successRate: cleanCorrect ? fooled / cleanCorrect : null,
-      meanL0: null, meanL2: null, meanLinf: null, imagesPerSecond: null,
+      meanL0: null, meanL2: null, meanLinf: null, imagesPerSecond: null, meanQueries: null, queriesPerSecond: null,
       perClassAccuracy: Array.from(classTotal, (t, c) => (t > 0 ? classCorrect[c] / t : null)),
     };
   });

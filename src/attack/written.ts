@@ -11,7 +11,7 @@
  * (an 8-bit photo, a GTSRB image from the cache): `advsign attack` rounds its input first.
  */
 import { tf, Tensor4D } from '../inference/tf';
-import type { Classifier } from '../inference/model';
+import { Classifier, inferLogits, measuredOn } from '../inference/model';
 import { BYTE_TO_FLOAT, toByte } from '../data/quantise';
 import type { Norm } from './types';
 import { normsFromArrays, PerturbationNorms } from './norms';
@@ -95,10 +95,14 @@ export async function measureWritten(
 ): Promise<WrittenImages> {
   const n = labels.length, s = model.inputSize;
   const images = quantiseWithin(clean, adv, n, budget);
+  // Judged where predictions count (a .tflite file's interpreter, a native engine).
+  const x = tf.tensor4d(images, [n, s, s, 3]);
+  const z = await inferLogits(measuredOn(model), x);
   const [p, c] = tf.tidy(() => {
-    const probs = tf.softmax(model.logits(tf.tensor4d(images, [n, s, s, 3])));
+    const probs = tf.softmax(z);
     return [tf.argMax(probs, 1), tf.max(probs, 1)];
   });
+  tf.dispose([x, z]);
   const pred = Int32Array.from(await p.data() as Int32Array);
   const conf = Float32Array.from(await c.data() as Float32Array);
   tf.dispose([p, c]);

@@ -30,6 +30,9 @@ export class DirectorySource extends BaseSource {
   private files: string[] = [];
   private index = 0;
   private running = false;
+  /** Frames decoded in the current pass over the folder, and the first failure in it. */
+  private passFrames = 0;
+  private passError: string | null = null;
   private readonly fps: number;
 
   constructor(readonly options: DirOptions) {
@@ -43,6 +46,8 @@ export class DirectorySource extends BaseSource {
     this.setStatus('starting');
     this.index = 0;
     this.files = [];
+    this.passFrames = 0;
+    this.passError = null;
     this.schedule(0);
   }
 
@@ -54,14 +59,24 @@ export class DirectorySource extends BaseSource {
     const t = performance.now();
     try {
       if (this.index >= this.files.length) {
+        // A whole pass without one frame: every image is unreadable. Say so, rather than stay
+        // 'starting' forever (the supervisor retries, in case good images are dropped in).
+        if (this.files.length > 0 && this.passFrames === 0) {
+          this.running = false;
+          this.setStatus('lost', `no decodable image in ${this.options.dir} (${this.files.length} tried; ${this.passError})`);
+          return;
+        }
         this.files = await listImages(this.options.dir);
         this.index = 0;
+        this.passFrames = 0;
+        this.passError = null;
         if (this.files.length === 0) throw new Error(`no images in ${this.options.dir}`);
       }
       const file = this.files[this.index++];
       const bytes = await fsp.readFile(file);
       const img = await decodeToRgb(bytes, this.options.maxSide ?? 1280);
       if (!this.running) return;
+      this.passFrames++;
       const isJpeg = bytes[0] === 0xff && bytes[1] === 0xd8;
       this.emitFrame({ rgb: img.rgb, width: img.width, height: img.height, t, decodeMs: performance.now() - t,
         ...(isJpeg && !img.resized ? { jpeg: bytes } : {}) });
@@ -78,6 +93,7 @@ export class DirectorySource extends BaseSource {
         this.setStatus('lost', err.message);
         return;
       }
+      this.passError ??= `${path.basename(this.files[this.index - 1] ?? '')}: ${err.message.split('\n')[0]}`;
       this.reportError(e); // one unreadable image: skip it
     }
     this.schedule(Math.max(0, 1000 / this.fps - (performance.now() - t)));

@@ -48,6 +48,14 @@ export function inputKind(input: string): FfmpegInputKind {
   return 'file';
 }
 
+/**
+ * Probing of live inputs (stdin, HTTP, RTSP): ffmpeg's defaults (5 MB, 5 s) hold back the first
+ * frame for seconds on a low-bitrate camera. Never '-fflags nobuffer': it throws away the packets
+ * read while probing, which for H.264 and MPEG-TS are the SPS/PPS and the key frame, so nothing
+ * decodes until the next key frame (often never, for rpicam-vid or an IP camera's long GOP).
+ */
+const LIVE_PROBE = ['-probesize', '500000', '-analyzeduration', '100000'];
+
 /** The ffmpeg command line for a source (exported so tests and docs can show it). */
 export function ffmpegArgs(opts: FfmpegOptions): string[] {
   const w = opts.width ?? 640;
@@ -72,14 +80,15 @@ export function ffmpegArgs(opts: FfmpegOptions): string[] {
       scale = false;
       break;
     case 'rtsp':
-      args.push('-rtsp_transport', 'tcp', '-fflags', 'nobuffer', '-flags', 'low_delay', ...extra, '-i', opts.input);
+      args.push('-rtsp_transport', 'tcp', '-flags', 'low_delay', ...LIVE_PROBE, ...extra, '-i', opts.input);
       break;
     case 'url':
-      args.push('-fflags', 'nobuffer', ...extra, '-i', opts.input);
+      // An HTTP camera's MJPEG (multipart) carries no timestamps: ffmpeg would assume 25 fps and
+      // the fps filter would drop or repeat frames; arrival times are the true ones.
+      args.push(...LIVE_PROBE, '-use_wallclock_as_timestamps', '1', ...extra, '-i', opts.input);
       break;
     case 'stdin':
-      // A small probe: the default 5 MB would hold back the first frame for seconds on a pipe.
-      args.push('-fflags', 'nobuffer', '-probesize', '32768', '-analyzeduration', '0', ...extra, '-i', 'pipe:0');
+      args.push(...LIVE_PROBE, ...extra, '-i', 'pipe:0');
       break;
     case 'file':
       args.push('-re', ...(opts.loop === false ? [] : ['-stream_loop', '-1']), ...extra, '-i', opts.input);

@@ -4,6 +4,9 @@
  * slowly changing light, cycling through classes. Frames carry the true class, so the page can
  * show whether the clean prediction is right. Deterministic for a given seed and time.
  */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { Worker } from 'node:worker_threads';
 import { createCanvas } from '@napi-rs/canvas';
 import { BaseSource } from './base';
 import { renderSignRGBA, SignRGBA } from '../data/synthetic';
@@ -22,6 +25,8 @@ export interface SyntheticOptions {
   signSize?: number;
   /** Amount of motion, 0 (still) … 1 (default 0.6: visible, yet the sign stays inside the default ROI). */
   motion?: number;
+  /** Render in a worker thread (default true): the live loop's thread keeps to the model. */
+  worker?: boolean;
 }
 
 /** Stop, 30, yield, no entry, priority, road work, turn right, … then every other class. */
@@ -239,9 +244,21 @@ function background(W: number, H: number, seed: number): Buffer {
   return rgb;
 }
 
-/** The scene as a frame source, paced by a timer at `fps`. */
+/** The compiled worker script (absent when running from TypeScript sources). */
+function workerScript(): string | null {
+  const f = path.join(__dirname, 'synthetic-worker.js');
+  return fs.existsSync(f) ? f : null;
+}
+
+/**
+ * The scene as a frame source, paced by a timer at `fps`. Rendering runs in a worker thread when
+ * it can (else inline); a tick that finds the previous frame still rendering is skipped, so a
+ * slow board gets fewer frames, never a queue.
+ */
 export class SyntheticSource extends BaseSource {
   private scene: SyntheticScene | null = null;
+  private worker: Worker | null = null;
+  private rendering = false;
   private timer: NodeJS.Timeout | null = null;
   private t0 = 0;
   private readonly fps: number;
@@ -251,17 +268,54 @@ export class SyntheticSource extends BaseSource {
     this.fps = Math.max(0.5, Math.min(60, options.fps ?? 15));
   }
 
+  private startWorker(): void {
+    const script = this.options.worker === false ? null : workerScript();
+    if (!script) return;
+    const { worker: _w, ...opts } = this.options;
+    const w = new Worker(script, { workerData: opts });
+    w.on('error', (e) => {
+      // Rendering goes on inline: the demo must not stop because a thread could not start.
+      this.reportError(e);
+      if (this.worker === w) this.worker = null;
+      this.rendering = false;
+    });
+    w.unref();
+    this.worker = w;
+  }
+
+  private renderInline(seconds: number, t: number): void {
+    this.scene ??= new SyntheticScene(this.options);
+    const { rgb, pose } = this.scene.render(seconds);
+    this.emitFrame({ rgb, width: this.scene.width, height: this.scene.height, t, decodeMs: performance.now() - t, label: pose.classId });
+  }
+
+  private renderInWorker(w: Worker, seconds: number, t: number): void {
+    this.rendering = true;
+    w.once('message', (m: { rgb: Uint8Array; classId: number }) => {
+      this.rendering = false;
+      if (!this.timer) return; // stopped meanwhile
+      const rgb = Buffer.from(m.rgb.buffer, m.rgb.byteOffset, m.rgb.byteLength);
+      this.emitFrame({ rgb, width: this.options.width ?? 640, height: this.options.height ?? 480, t, decodeMs: performance.now() - t, label: m.classId });
+    });
+    w.postMessage({ seconds });
+  }
+
   async start(): Promise<void> {
     if (this.timer) return;
     this.setStatus('starting');
-    this.scene ??= new SyntheticScene(this.options);
+    if (!this.worker) this.startWorker();
     this.t0 = performance.now();
     const period = 1000 / this.fps;
     let next = performance.now();
     const tick = (): void => {
       const t = performance.now();
-      const { rgb, pose } = this.scene!.render((t - this.t0) / 1000);
-      this.emitFrame({ rgb, width: this.scene!.width, height: this.scene!.height, t, decodeMs: performance.now() - t, label: pose.classId });
+      const seconds = (t - this.t0) / 1000;
+      if (this.worker) {
+        if (!this.rendering) this.renderInWorker(this.worker, seconds, t);
+        else this.dropped++;
+      } else {
+        this.renderInline(seconds, t);
+      }
       // Drift-free pacing; if rendering fell behind, skip ahead rather than bursting.
       next = Math.max(next + period, performance.now());
       this.timer = setTimeout(tick, Math.max(0, next - performance.now()));
@@ -272,6 +326,10 @@ export class SyntheticSource extends BaseSource {
   async stop(): Promise<void> {
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
+    this.rendering = false;
+    const w = this.worker;
+    this.worker = null;
+    if (w) await w.terminate().catch(() => undefined);
     this.setStatus('stopped');
   }
 }

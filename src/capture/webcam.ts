@@ -32,6 +32,8 @@ export class WebcamSource extends BaseSource {
   private timer: NodeJS.Timeout | null = null;
   private tmpDir: string | null = null;
   private failures = 0;
+  /** The fswebcam run in progress: stop() waits for it before removing the folder it writes into. */
+  private shooting: Promise<void> | null = null;
 
   constructor(readonly options: WebcamOptions = {}) {
     super(options.name ?? (options.device ? `webcam:${options.device}` : 'webcam'));
@@ -67,7 +69,10 @@ export class WebcamSource extends BaseSource {
     if (!this.running || !this.cam || !this.tmpDir) return;
     const t = performance.now();
     const location = path.join(this.tmpDir, 'shot');
+    let done = (): void => undefined;
+    this.shooting = new Promise((r) => { done = r; });
     this.cam.capture(location, (err, data) => {
+      done();
       void (async () => {
         if (!this.running) return;
         try {
@@ -99,7 +104,10 @@ export class WebcamSource extends BaseSource {
     this.running = false;
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
-    if (this.tmpDir) fs.rmSync(this.tmpDir, { recursive: true, force: true });
+    // A shot still being written would land in the folder while it is removed (ENOTEMPTY).
+    if (this.shooting) await Promise.race([this.shooting, new Promise((r) => setTimeout(r, 3000).unref())]);
+    this.shooting = null;
+    if (this.tmpDir) fs.rmSync(this.tmpDir, { recursive: true, force: true, maxRetries: 3 });
     this.tmpDir = null;
     this.setStatus('stopped');
   }

@@ -7,6 +7,7 @@ import { SERVE_HELP } from './serve';
 import { EXPORT_HELP } from '../tflite/cli';
 import { STICKER_HELP } from './sticker';
 import { VALIDATE_HELP } from './validate';
+import { BENCH_HELP } from './bench';
 import { version } from './paths';
 
 const USAGE = `advsign ${version()} — how easily is a traffic-sign classifier fooled?
@@ -25,7 +26,7 @@ usage: advsign <command> [options]
 
 'advsign <command> --help' shows a command's options.`;
 
-const HELP: Record<string, string> = { train: TRAIN_HELP, evaluate: EVALUATE_HELP, attack: ATTACK_HELP, serve: SERVE_HELP, export: EXPORT_HELP, sticker: STICKER_HELP, validate: VALIDATE_HELP };
+const HELP: Record<string, string> = { train: TRAIN_HELP, evaluate: EVALUATE_HELP, attack: ATTACK_HELP, serve: SERVE_HELP, export: EXPORT_HELP, sticker: STICKER_HELP, bench: BENCH_HELP, validate: VALIDATE_HELP };
 
 type Command = (argv: string[]) => Promise<void>;
 

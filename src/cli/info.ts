@@ -2,6 +2,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { initBackend, BackendChoice } from '../inference/backend';
+import { loadClassifier } from '../inference/model-io';
+import { EngineChoice, ortStatus, releaseClassifier, useEngine } from '../inference/engine';
 import { tf } from '../inference/tf';
 import { parseFlags } from './args';
 import { projectRoot, version } from './paths';
@@ -20,6 +22,8 @@ export interface InfoReport {
   arch: string;
   tfjs: string;
   backend: BackendChoice;
+  /** The engine commands use for the default model (and why), and whether onnxruntime loads. */
+  engine: EngineChoice & { model: string | null; ortLoads: boolean; ortReason: string };
   models: ModelSummary[];
 }
 
@@ -44,12 +48,25 @@ export function findModels(root = projectRoot()): ModelSummary[] {
   return out;
 }
 
+/** The engine the default (first) model gets, decided the way every command decides it. */
+async function engineReport(models: ModelSummary[], requested: string | undefined, root = projectRoot()): Promise<InfoReport['engine']> {
+  const ort = ortStatus();
+  const first = models.find((m) => m.path === path.join('models', 'gtsrb-cnn')) ?? models[0];
+  const base = { model: first?.path ?? null, ortLoads: ort.ok, ortReason: ort.reason };
+  if (!first) return { ...base, engine: ort.ok ? 'ort' : 'tfjs', source: 'auto', reason: ort.ok ? `${ort.reason} (no model to check)` : ort.reason };
+  const clf = await loadClassifier(path.join(root, first.path));
+  const { classifier, engine } = useEngine(clf, requested);
+  releaseClassifier(classifier);
+  return { ...base, ...engine };
+}
+
 export async function infoCommand(argv: string[]): Promise<void> {
-  const f = parseFlags(argv, { json: { type: 'boolean' }, backend: { type: 'string' } }, 'info');
+  const f = parseFlags(argv, { json: { type: 'boolean' }, backend: { type: 'string' }, engine: { type: 'string' } }, 'info');
   const backend = await initBackend(f.backend as string | undefined);
+  const models = findModels();
   const report: InfoReport = {
     version: version(), node: process.version, platform: process.platform, arch: process.arch,
-    tfjs: tf.version.tfjs, backend, models: findModels(),
+    tfjs: tf.version.tfjs, backend, engine: await engineReport(models, f.engine as string | undefined), models,
   };
   if (f.json) {
     process.stdout.write(JSON.stringify(report, null, 2) + '\n');
@@ -58,6 +75,11 @@ export async function infoCommand(argv: string[]): Promise<void> {
   console.log(`advsign ${report.version} (node ${report.node}, ${report.platform}/${report.arch}, tfjs ${report.tfjs})`);
   console.log(`backend: ${backend.backend} (${backend.source})`);
   for (const a of backend.attempts) console.log(`  ${a.name.padEnd(10)} ${a.ok ? 'ok' : 'unavailable'}: ${a.reason}`);
+  const e = report.engine;
+  console.log(`engine: ${e.engine} (${e.source})${e.model ? ` for ${e.model}` : ''}: ${e.reason}` +
+    (e.ort ? `, ${e.ort.threads} thread${e.ort.threads > 1 ? 's' : ''}` : ''));
+  if (e.engine !== 'ort') console.log(`  ort        ${e.ortLoads ? 'loads' : 'unavailable'}: ${e.ortReason}`);
+  console.log('  (training always runs on the tfjs backend; --engine ort|tfjs or ADVSIGN_ENGINE chooses for inference and attacks)');
   console.log(`models:${report.models.length ? '' : ' none'}`);
   for (const m of report.models) {
     console.log(`  ${m.path}  ${m.architecture ?? '?'} ${m.inputSize ?? '?'}px` +

@@ -3,14 +3,15 @@
  * with EOT, measures how well it survives held-out print-and-capture transformations (against
  * the same attack optimised without EOT), and writes the PDF, PNGs and a JSON summary.
  */
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { initBackend } from '../inference/backend';
-import { loadClassifier } from '../inference/model-io';
-import { CLASS_NAMES } from '../data/classes';
+import { measuredOn } from '../inference/model';
+import { describeModel, loadModelOnEngine } from '../inference/load-model';
+import { CLASS_NAMES, gtsrbClassIds, isGtsrbOrder } from '../data/classes';
+import { MODEL_INPUT_FLAGS, MODEL_INPUT_HELP, modelInputFromFlags } from './model-flags';
 import { UserError } from '../data/types';
 import { parseEps } from '../attack/registry';
-import { int, num, parseFlags, str } from './args';
+import { classFlag, int, num, parseFlags, str } from './args';
 import { defaultModelDir, version } from './paths';
 import { parseMaskSpec, rasterizeMask, requireNonEmpty, alphaOf, MaskSpec } from '../sticker/masks';
 import { DEFAULT_PALETTE, loadPalette } from '../sticker/palette';
@@ -20,6 +21,9 @@ import { simulatePrintCapture, RoundTripReport } from '../sticker/roundtrip';
 import { exportSticker } from '../sticker/pdf';
 import { CLEAN_VIEW } from '../sticker/eot';
 import { quantiseArray } from '../data/quantise';
+import { LAYER_SIGN_FRACTION, layerPng, modelCheck } from '../sticker/layer';
+import type { StickerProgressEvent } from '../sticker/run-file';
+import { checkWritable, OutputFile, writeFilesAtomic } from '../util/atomic-file';
 
 export const STICKER_HELP = `advsign sticker --model models/NAME --sign <classId> --target <classId> --out sticker.pdf [options]
 
@@ -27,7 +31,13 @@ Optimises a sticker (or a whole printed sign) that fools the model after printin
 photographing (Expectation over Transformation), measures its success rate on held-out random
 transformations next to the same attack optimised on the clean image only, and writes
 sticker.pdf (real size, A4, cut lines, 100 mm scale bar, colour calibration strip),
-sticker.json (summary), sticker-sticker.png and sticker-sign.png (print resolution).
+sticker.json (summary), sticker-sticker.png and sticker-sign.png (print resolution), and
+sticker-layer.png (the printed colours alone over the sign's bounding square, alpha = coverage:
+what 'advsign serve --sticker sticker.json' draws onto the sign in view).
+The model needs gradients (a .tflite file: its rebuilt graph) and GTSRB's 43 classes in order;
+success is measured on its runtime (a .tflite file: the interpreter).
+
+${MODEL_INPUT_HELP}
 
   --sign N            class of the sign to attack (e.g. 14 = Stop)
   --target N          class to make it look like (e.g. 1 = Speed limit 30); omit for untargeted
@@ -46,7 +56,9 @@ sticker.json (summary), sticker-sticker.png and sticker-sign.png (print resoluti
   --eval N            held-out transformations to measure on (default 200)
   --roundtrip N       simulated print-and-capture photos (default 100, 0 = skip)
   --skip-baseline     do not optimise the non-EOT baseline for comparison
-  --json              print the summary JSON on stdout`;
+  --engine ort|tfjs   compute engine of the optimisation (default: ort when it loads)
+  --json              print the summary JSON on stdout
+  --progress-json     progress as JSON lines on stdout instead of bars (for the live page's print jobs)`;
 
 interface Args {
   modelPath: string;
@@ -59,17 +71,14 @@ interface Args {
   signMm: number;
 }
 
-function classArg(v: string | undefined, name: string): number | null {
-  if (v === undefined) return null;
-  const n = Number(v);
-  if (v.trim() === '' || !Number.isInteger(n)) throw new UserError(`--${name} must be a class id (a whole number 0..42), got '${v}'`);
-  return n;
+/** Output file names beside the PDF. */
+export function outputPaths(out: string): { pdf: string; json: string; stickerPng: string; signPng: string; layerPng: string } {
+  const base = out.replace(/\.pdf$/i, '');
+  return { pdf: out, json: `${base}.json`, stickerPng: `${base}-sticker.png`, signPng: `${base}-sign.png`, layerPng: `${base}-layer.png` };
 }
 
-/** Output file names beside the PDF. */
-export function outputPaths(out: string): { pdf: string; json: string; stickerPng: string; signPng: string } {
-  const base = out.replace(/\.pdf$/i, '');
-  return { pdf: out, json: `${base}.json`, stickerPng: `${base}-sticker.png`, signPng: `${base}-sign.png` };
+function emitProgress(e: StickerProgressEvent): void {
+  process.stdout.write(JSON.stringify(e) + '\n');
 }
 
 function pct(v: number): string {
@@ -82,16 +91,21 @@ export async function stickerCommand(argv: string[]): Promise<void> {
     mask: { type: 'string' }, mode: { type: 'string' }, eps: { type: 'string' }, steps: { type: 'string' },
     'eot-samples': { type: 'string' }, 'sign-mm': { type: 'string' }, seed: { type: 'string' }, palette: { type: 'string' },
     nps: { type: 'string' }, tv: { type: 'string' }, lr: { type: 'string' }, eval: { type: 'string' }, roundtrip: { type: 'string' },
-    'skip-baseline': { type: 'boolean' }, json: { type: 'boolean' }, backend: { type: 'string' }, canvas: { type: 'string' },
+    'skip-baseline': { type: 'boolean' }, json: { type: 'boolean' }, backend: { type: 'string' }, engine: { type: 'string' }, canvas: { type: 'string' },
+    'progress-json': { type: 'boolean' },
+    ...MODEL_INPUT_FLAGS,
   }, 'sticker');
+  const machine = Boolean(f['progress-json']);
+  if (machine && f.json) throw new UserError('--json and --progress-json both write to stdout: pick one');
   // Validate everything cheap before loading the model or optimising.
-  const classId = classArg(str(f, 'sign'), 'sign');
+  const classId = classFlag(f, 'sign');
   if (classId === null) throw new UserError(`sticker: --sign is required (see 'advsign sticker --help')`);
-  const target = classArg(str(f, 'target'), 'target');
+  const target = classFlag(f, 'target');
   validateClasses(classId, target);
   const out = str(f, 'out');
   if (!out) throw new UserError(`sticker: --out is required, e.g. --out sticker.pdf (see 'advsign sticker --help')`);
   if (!/\.pdf$/i.test(out)) throw new UserError(`--out must name a .pdf file, got '${out}'`);
+  for (const p of Object.values(outputPaths(out))) checkWritable(p); // before minutes of optimisation
   const modeText = (str(f, 'mode', 'sticker') as string).toLowerCase();
   if (modeText !== 'sticker' && modeText !== 'sign') throw new UserError(`unknown --mode '${modeText}': use sticker or sign`);
   const mode = modeText as StickerMode;
@@ -114,41 +128,48 @@ export async function stickerCommand(argv: string[]): Promise<void> {
   const roundTripN = int(f, 'roundtrip', 100, 0, 100000);
   const baseline = !f['skip-baseline'];
   const modelPath = str(f, 'model') ?? defaultModelDir();
+  const input = modelInputFromFlags(f);
   const a: Args = { modelPath, classId, target, mode, mask, eps, out, signMm };
 
   const choice = await initBackend(str(f, 'backend'));
-  const clf = await loadClassifier(modelPath);
+  const loaded = await loadModelOnEngine(modelPath, input, str(f, 'engine'));
+  const clf = loaded.classifier;
+  const engine = loaded.engine;
+  if (loaded.description.gradients === null) throw new UserError(loaded.description.noGradients ?? `${modelPath} has no gradients: a sticker is optimised by gradient descent`);
+  // The renderer draws GTSRB class ids: the model's outputs must be those classes in that order.
+  if (!isGtsrbOrder(gtsrbClassIds(clf.classNames ?? CLASS_NAMES))) throw new UserError(`sticker needs a model whose outputs are GTSRB's 43 classes in class-id order (${modelPath}: labels ${loaded.description.labels})`);
   validateClasses(classId, target, clf.numClasses);
+  const judge = measuredOn(clf);
   const common = { classId, target, mode, mask: mask ?? undefined, eps: mode === 'sign' ? eps : undefined, steps, eotSamples, learningRate, npsWeight, tvWeight, palette, canvasSize, seed };
-  const robust = await optimizeSticker(clf, { ...common, useEot: true, progressLabel: 'sticker (EOT)' });
-  const plain = baseline ? await optimizeSticker(clf, { ...common, useEot: false, progressLabel: 'baseline (no EOT)' }) : null;
+  const onStep = machine ? (st: { step: number; batchSuccess: number }) => emitProgress({ event: 'progress', phase: 'optimise', done: st.step + 1, total: steps, batchSuccess: st.batchSuccess }) : undefined;
+  const robust = await optimizeSticker(clf, { ...common, useEot: true, ...(machine ? { onStep } : { progressLabel: 'sticker (EOT)' }) });
+  const plain = baseline ? await optimizeSticker(clf, { ...common, useEot: false, ...(machine ? {} : { progressLabel: 'baseline (no EOT)' }) }) : null;
+  if (machine) emitProgress({ event: 'progress', phase: 'measure', done: 0, total: 0 });
   // Measured as written: the PNGs and the PDF hold 8-bit colours, not the optimiser's floats.
   const written = (r: StickerResult): StickerResult => ({ ...r, adversarial: quantiseArray(r.adversarial) });
-  const measure = (r: StickerResult) => measureRobustness(clf, written(r), { n: evalN, seed });
+  const measure = (r: StickerResult) => measureRobustness(judge, written(r), { n: evalN, seed });
   const heldOut = await measure(robust);
   const heldOutBaseline = plain ? await measure(plain) : null;
   // The clean view (no transformation) tells whether each one works at all before the camera.
-  const cleanView = async (r: StickerResult) => (await measureRobustness(clf, written(r), { n: 1, seed, config: CLEAN_VIEW })).successRate === 1;
-  const roundTrip = roundTripN > 0 ? await simulatePrintCapture(clf, robust, { n: roundTripN, seed, palette }) : null;
-  const roundTripBaseline = roundTripN > 0 && plain ? await simulatePrintCapture(clf, plain, { n: roundTripN, seed, palette }) : null;
+  const cleanView = async (r: StickerResult) => (await measureRobustness(judge, written(r), { n: 1, seed, config: CLEAN_VIEW })).successRate === 1;
+  const roundTrip = roundTripN > 0 ? await simulatePrintCapture(judge, robust, { n: roundTripN, seed, palette }) : null;
+  const roundTripBaseline = roundTripN > 0 && plain ? await simulatePrintCapture(judge, plain, { n: roundTripN, seed, palette }) : null;
 
   const paths = outputPaths(out);
   const targetText = target === null ? 'untargeted' : `${target} ${CLASS_NAMES[target]}`;
   const info = [
-    `Model: ${path.relative(process.cwd(), path.resolve(modelPath)) || modelPath}  (backend ${choice.backend}, advsign ${version()}).`,
+    `Model: ${path.relative(process.cwd(), path.resolve(modelPath)) || modelPath}  (backend ${choice.backend}, engine ${engine.engine}, advsign ${version()}).`,
+    ...(loaded.description.kind === 'tflite' ? [`Optimised through the file's rebuilt graph; measured on the TFLite interpreter.`] : []),
     `Held-out success (${evalN} random print-and-capture transformations never used in optimisation): ${pct(heldOut.successRate)}` +
       (heldOutBaseline ? `; the same attack optimised without EOT: ${pct(heldOutBaseline.successRate)}.` : '.'),
     `Clean sign under the same transformations: classified correctly ${pct(heldOut.cleanAccuracy)}${target !== null ? `, as the target ${pct(heldOut.cleanTargetRate)}` : ''}.`,
     ...(roundTrip ? [`Simulated print (palette, dithered) + photo (JPEG) round trip, ${roundTrip.n} photos: ${pct(roundTrip.successRate)}${roundTripBaseline ? ` (without EOT: ${pct(roundTripBaseline.successRate)})` : ''}.`] : []),
     'Physical results depend on your printer, paper, light and camera: measure them.',
   ];
-  fs.mkdirSync(path.dirname(path.resolve(out)), { recursive: true });
+  if (machine) emitProgress({ event: 'progress', phase: 'export', done: 0, total: 0 });
   const files = await exportSticker(robust, { signMm, palette, infoLines: info });
-  fs.writeFileSync(paths.pdf, files.pdf);
-  fs.writeFileSync(paths.signPng, files.signPng);
-  if (files.stickerPng) fs.writeFileSync(paths.stickerPng, files.stickerPng);
   const summary = {
-    advsign: version(), model: modelPath, backend: choice.backend, mode,
+    advsign: version(), model: modelPath, modelInfo: loaded.description, backend: choice.backend, engine: engine.engine, mode,
     sign: { classId, name: CLASS_NAMES[classId] }, target: target === null ? null : { classId: target, name: CLASS_NAMES[target] },
     mask: robust.maskDescription, areaFraction: robust.areaFraction, eps: robust.eps, signMm,
     options: robust.options, eot: robust.eotConfig,
@@ -156,15 +177,29 @@ export async function stickerCommand(argv: string[]): Promise<void> {
     fooledOnCleanView: { eot: await cleanView(robust), withoutEot: plain ? await cleanView(plain) : null },
     roundTrip: roundTrip ? { eot: roundTrip, withoutEot: roundTripBaseline } : null,
     nps: robust.nps, tv: robust.tv, seconds: { eot: robust.seconds, withoutEot: plain?.seconds ?? null },
-    files: { pdf: paths.pdf, json: paths.json, stickerPng: files.stickerPng ? paths.stickerPng : null, signPng: paths.signPng, pages: files.pageCount, stickerPngDpi: files.stickerPngDpi, signPngDpi: files.signPngDpi },
+    files: { pdf: paths.pdf, json: paths.json, stickerPng: files.stickerPng ? paths.stickerPng : null, signPng: paths.signPng, layerPng: paths.layerPng, pages: files.pageCount, stickerPngDpi: files.stickerPngDpi, signPngDpi: files.signPngDpi },
+    layer: { file: path.basename(paths.layerPng), size: robust.canvasSize, covers: 'sign bounding square', signFraction: LAYER_SIGN_FRACTION },
+    modelCheck: await modelCheck(clf),
     pieces: files.pieces,
     history: thin(robust.history, 100),
   };
-  fs.writeFileSync(paths.json, JSON.stringify(summary, null, 2) + '\n');
+  // All at once: a full disk or a kill leaves the previous set whole, never a mix. The layer and
+  // its geometry (the JSON's layer and modelCheck) are a contract: see src/sticker/layer.ts.
+  const outputs: OutputFile[] = [{ path: paths.pdf, data: files.pdf }, { path: paths.signPng, data: files.signPng },
+    ...(files.stickerPng ? [{ path: paths.stickerPng, data: files.stickerPng }] : []),
+    { path: paths.layerPng, data: await layerPng(robust) },
+    { path: paths.json, data: JSON.stringify(summary, null, 2) + '\n' }];
+  writeFilesAtomic(outputs);
+  loaded.dispose();
+  if (machine) {
+    emitProgress({ event: 'done', json: paths.json });
+    return;
+  }
   if (f.json) {
     process.stdout.write(JSON.stringify(summary, null, 2) + '\n');
     return;
   }
+  for (const line of describeModel(loaded.description)) console.log(line);
   report(a, heldOut, heldOutBaseline, roundTrip, roundTripBaseline, targetText, paths, files.pageCount);
 }
 
@@ -180,5 +215,5 @@ function report(a: Args, heldOut: RobustnessReport, base: RobustnessReport | nul
   console.log(`robust success rate (${heldOut.n} held-out transformations): ${pct(heldOut.successRate)} with EOT` + (base ? `, ${pct(base.successRate)} without EOT` : ''));
   console.log(`clean sign under the same transformations: ${pct(heldOut.cleanAccuracy)} correct`);
   if (rt) console.log(`simulated print + photo round trip (${rt.n}): ${pct(rt.successRate)} with EOT` + (rtBase ? `, ${pct(rtBase.successRate)} without EOT` : ''));
-  console.log(`wrote ${paths.pdf} (${pages} pages at ${a.signMm} mm), ${paths.json}, ${a.mode === 'sticker' ? `${paths.stickerPng}, ` : ''}${paths.signPng}`);
+  console.log(`wrote ${paths.pdf} (${pages} pages at ${a.signMm} mm), ${paths.json}, ${a.mode === 'sticker' ? `${paths.stickerPng}, ` : ''}${paths.signPng}, ${paths.layerPng}`);
 }

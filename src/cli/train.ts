@@ -14,6 +14,7 @@ import { int, num, parseFlags, required, str } from './args';
 import { version } from './paths';
 import { addAdversarialTraining, ADVERSARIAL_HELP, ADVERSARIAL_FLAGS } from '../defense/train-cli';
 import { IBP_TRAINING_FLAGS, IBP_TRAINING_HELP, ibpTrainingRun, parseIbpTraining } from '../defense/ibp-train';
+import { checkWritable } from '../util/atomic-file';
 
 export const TRAIN_HELP = `advsign train --data <dir|synthetic> [options]
 
@@ -69,6 +70,7 @@ export async function trainCommand(argv: string[]): Promise<void> {
   const sched = str(f, 'schedule', 'cosine');
   if (sched !== 'cosine' && sched !== 'plateau') throw new UserError(`--schedule must be cosine or plateau, got '${sched}'`);
   const out = path.resolve(str(f, 'out') ?? path.join('models', `${isSynthetic(data) ? 'synthetic' : path.basename(path.resolve(data))}-cnn`));
+  checkWritable(out, 'folder'); // before the data is read and the epochs run
   const progress = !f.quiet;
   // Adversarial training flags are validated here, before the data is read (see src/defense).
   const adv = addAdversarialTraining(f);

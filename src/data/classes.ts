@@ -64,6 +64,27 @@ export function className(id: number): string {
   return CLASS_NAMES[id];
 }
 
+/**
+ * The GTSRB class id of each of a model's output names, −1 when a name is not a GTSRB class. A
+ * name matches by its class id ('14', as in the folder names many Keras models were trained
+ * from, whose outputs then come in the string order 0, 1, 10, 11, …) or by the class name
+ * (case and spacing ignored).
+ */
+export function gtsrbClassIds(names: readonly string[]): Int32Array {
+  const norm = (s: string) => s.toLowerCase().replace(/\s+/g, ' ').trim();
+  const byName = new Map(CLASS_NAMES.map((n, i) => [norm(n), i]));
+  return Int32Array.from(names, (raw) => {
+    const s = raw.trim();
+    if (/^\d+$/.test(s)) return Number(s) < NUM_CLASSES ? Number(s) : -1;
+    return byName.get(norm(s)) ?? -1;
+  });
+}
+
+/** True when output i is GTSRB class i for all 43 classes. */
+export function isGtsrbOrder(ids: Int32Array): boolean {
+  return ids.length === NUM_CLASSES && ids.every((id, i) => id === i);
+}
+
 /** Outline of a sign. 'triangle' points up (warning signs), 'inverted-triangle' is yield. */
 export type SignShape = 'circle' | 'triangle' | 'inverted-triangle' | 'octagon' | 'diamond';
 

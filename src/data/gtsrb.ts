@@ -11,7 +11,8 @@ import { promisify } from 'util';
 import * as zlib from 'zlib';
 import { cropResize, decodeImage, Roi } from './image-io';
 import { createRng } from './random';
-import { ImageSet, UserError } from './types';
+import { ImageSet, Preprocess, UserError } from './types';
+import { writeFileAtomic } from '../util/atomic-file';
 
 export const GTSRB_CLASSES = 43;
 
@@ -24,6 +25,8 @@ export interface ReadGtsrbOptions {
   size: number;
   /** ROI enlargement on each side as a fraction of ROI size (default 0.1). */
   margin?: number;
+  /** 'whole': ignore the ROI and resize the whole image (how many Keras GTSRB models were trained). */
+  preprocess?: Preprocess;
   /** Read only about this many images, spread over all classes (deterministic). */
   limit?: number;
   onProgress?: (done: number, total: number) => void;
@@ -370,7 +373,8 @@ async function readRowBytes(row: Row): Promise<Buffer> {
   throw new UserError(`${row.csv}:${row.line}: image not found: ${row.file}`);
 }
 
-function checkOptions(opts: ReadGtsrbOptions): { margin: number; limit: number | null; concurrency: number } {
+/** `margin` null: the whole image, not the ROI. */
+function checkOptions(opts: ReadGtsrbOptions): { margin: number | null; limit: number | null; concurrency: number } {
   if (opts.split !== 'train' && opts.split !== 'test') throw new UserError(`split must be "train" or "test", got "${String(opts.split)}"`);
   if (!(Number.isInteger(opts.size) && opts.size > 0 && opts.size <= 1024)) {
     throw new UserError(`image size must be an integer 1..1024, got ${opts.size}`);
@@ -381,7 +385,10 @@ function checkOptions(opts: ReadGtsrbOptions): { margin: number; limit: number |
   if (limit !== null && !(Number.isInteger(limit) && limit > 0)) throw new UserError(`limit must be a positive integer, got ${limit}`);
   const concurrency = opts.concurrency ?? 8;
   if (!(Number.isInteger(concurrency) && concurrency > 0)) throw new UserError(`concurrency must be a positive integer, got ${concurrency}`);
-  return { margin, limit, concurrency };
+  if (opts.preprocess !== undefined && opts.preprocess !== 'crop' && opts.preprocess !== 'whole') {
+    throw new UserError(`preprocess must be "crop" or "whole", got "${String(opts.preprocess)}"`);
+  }
+  return { margin: opts.preprocess === 'whole' ? null : margin, limit, concurrency };
 }
 
 /**
@@ -400,7 +407,7 @@ export async function readGtsrb(dir: string, opts: ReadGtsrbOptions): Promise<Im
 async function readRows(
   rows: Row[],
   size: number,
-  margin: number,
+  margin: number | null,
   concurrency: number,
   onProgress?: (done: number, total: number) => void,
 ): Promise<ImageSet> {
@@ -426,7 +433,7 @@ async function readRows(
           const sy = img.height / row.csvHeight;
           roi = { x1: roi.x1 * sx, y1: roi.y1 * sy, x2: (roi.x2 + 1) * sx - 1, y2: (roi.y2 + 1) * sy - 1 };
         }
-        const px = cropResize(img, roi, size, margin);
+        const px = margin === null ? cropResize(img, null, size, 0) : cropResize(img, roi, size, margin);
         const base = i * stride;
         for (let k = 0; k < stride; k++) {
           const v = px[k] * 255 + 0.5;
@@ -463,6 +470,20 @@ export function subset(set: ImageSet, indices: ArrayLike<number>): ImageSet {
     groups[k] = set.groups[i];
   }
   return { images, labels, groups, size: set.size, n };
+}
+
+/**
+ * The set in a model's label space: `outputIds[j]` is the GTSRB class of output j (−1: none).
+ * Images of classes the model does not have are left out; labels become output indices.
+ */
+export function relabelForModel(set: ImageSet, outputIds: Int32Array): { set: ImageSet; dropped: number } {
+  const outputOf = new Map<number, number>();
+  outputIds.forEach((id, j) => { if (id >= 0 && !outputOf.has(id)) outputOf.set(id, j); });
+  const keep: number[] = [];
+  for (let i = 0; i < set.n; i++) if (outputOf.has(set.labels[i])) keep.push(i);
+  const out = subset(set, keep);
+  for (let k = 0; k < out.n; k++) out.labels[k] = outputOf.get(out.labels[k]) as number;
+  return { set: out, dropped: set.n - out.n };
 }
 
 export function concatSets(a: ImageSet, b: ImageSet): ImageSet {
@@ -628,13 +649,10 @@ export async function readGtsrbCached(dir: string, opts: ReadGtsrbOptions, cache
     o.concurrency,
     opts.onProgress,
   );
-  const tmp = `${file}.${process.pid}.${Date.now()}.tmp`;
   try {
-    await fs.promises.mkdir(cacheDir, { recursive: true });
-    await fs.promises.writeFile(tmp, encodeCache(set, key));
-    await fs.promises.rename(tmp, file);
+    writeFileAtomic(file, encodeCache(set, key));
   } catch {
-    await fs.promises.rm(tmp, { force: true }).catch(() => undefined);
+    /* no cache this time (read-only or full disk): the images were read all the same */
   }
   return set;
 }

@@ -4,7 +4,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { ImageSet, UserError } from './types';
+import { ImageSet, Preprocess, UserError } from './types';
 import { readGtsrbCached, GtsrbSplit } from './gtsrb';
 import { renderDataset } from './synthetic';
 import { Progress, progressBar } from '../util/progress';
@@ -16,6 +16,8 @@ export interface LoadOptions {
   /** Synthetic only: images per class (default 200 for train, 40 for test). */
   perClass?: number;
   progress?: boolean;
+  /** GTSRB folders: crop to each sign's ROI (default) or resize the whole photo. */
+  preprocess?: Preprocess;
 }
 
 /** Seeds keep synthetic train and test disjoint and reproducible. */
@@ -47,7 +49,7 @@ export async function loadDataset(spec: string, o: LoadOptions): Promise<ImageSe
   // The total is known only once the CSVs are read, so the bar starts with the first report.
   let bar: Progress | null = null;
   const set = await readGtsrbCached(dir, {
-    split: o.split, size: o.size, limit: o.limit,
+    split: o.split, size: o.size, limit: o.limit, preprocess: o.preprocess,
     onProgress: o.progress ? (done, total) => {
       bar ??= progressBar(`reading ${o.split}`, total);
       bar.update(done);

@@ -17,6 +17,9 @@ export interface ImageSet {
   n: number;
 }
 
+/** How a photo becomes a model input: its sign's ROI crop (+10 % margin), or the whole image resized. */
+export type Preprocess = 'crop' | 'whole';
+
 /** Error raised for bad user input (missing folder, corrupt file…): the CLI prints its message in one line. */
 export class UserError extends Error {
   constructor(message: string) {

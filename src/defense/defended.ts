@@ -11,7 +11,8 @@
  *             the classifier loss plus the detector's "clean" log-probability (joint attack).
  */
 import { tf, signExact, Tensor1D, Tensor2D, Tensor4D } from '../inference/tf';
-import type { Classifier } from '../inference/model';
+import { Classifier, inferLogits } from '../inference/model';
+import { gradThroughModel } from '../inference/objective';
 import { ceSum, marginTensor, projectLinf } from '../attack/common';
 import { getAttack } from '../attack/registry';
 import type { Detector } from './detector';
@@ -36,9 +37,10 @@ export interface DefendedModel {
 /** Predicted classes after the defense's transform. */
 export async function defendedPredict(d: DefendedModel, x: Tensor4D): Promise<Int32Array> {
   const t = d.transform ? await d.transform(x) : x;
-  const p = tf.tidy(() => tf.argMax(d.classifier.logits(t), 1));
+  const z = await inferLogits(d.classifier, t);
+  const p = tf.argMax(z, 1);
   const out = Int32Array.from(await p.data());
-  p.dispose();
+  tf.dispose([z, p]);
   if (t !== x) t.dispose();
   return out;
 }
@@ -47,9 +49,7 @@ export async function defendedPredict(d: DefendedModel, x: Tensor4D): Promise<In
 export async function adaptiveGradient(d: DefendedModel, x: Tensor4D, y: Tensor1D): Promise<Tensor4D> {
   // BPDA: evaluate the gradient at T(x) and use it for x (identity backward pass).
   const at = d.transform && !d.differentiableTransform ? await d.transform(x) : x;
-  const g = tf.tidy(() => tf.grad((v) => {
-    const xin = v as Tensor4D;
-    const z: Tensor2D = d.classifier.logits(d.differentiableTransform ? d.differentiableTransform(xin) : xin);
+  const objective = (xin: Tensor4D, _: Tensor4D, z: Tensor2D) => {
     let loss = (d.adaptiveLoss === 'margin' ? tf.neg(tf.sum(marginTensor(z, y, false))) : ceSum(z, y)) as tf.Scalar;
     if (d.detector) {
       // Joint attack: also push the detector towards "clean": maximise log(1 − p_adv) = −softplus(s).
@@ -58,7 +58,11 @@ export async function adaptiveGradient(d: DefendedModel, x: Tensor4D, y: Tensor1
       loss = tf.sub(loss, tf.sum(tf.softplus(s))) as tf.Scalar;
     }
     return loss;
-  })(at) as Tensor4D);
+  };
+  // The classifier's own part natively when it can (vjp), the transform and detector in tfjs.
+  const transform = d.differentiableTransform ? (v: Tensor4D) => (d.differentiableTransform as (x: Tensor4D) => Tensor4D)(v) : null;
+  const { grad: g, logits, input } = await gradThroughModel(d.classifier, at, transform, objective, 'tape');
+  tf.dispose([logits, input]);
   if (at !== x) at.dispose();
   return g;
 }

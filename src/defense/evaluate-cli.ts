@@ -2,7 +2,6 @@
  * `advsign evaluate --defense <names|all> [--compare m1,m2]`: the before-vs-after comparison
  * (src/defense/compare.ts). Kept here so src/cli/evaluate.ts only gains a branch.
  */
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { ParseArgsConfig } from 'node:util';
 import { initBackend } from '../inference/backend';
@@ -15,6 +14,7 @@ import { Flags } from '../cli/args';
 import { parseDefenseList, DEFENSE_NAMES, DEFAULT_DEFENSE_SETTINGS, DefenseName } from './registry';
 import { CompareModel, compareToJson, renderCompareHtml, runCompare } from './compare';
 import { requireLogitsModel } from './adversarial';
+import { checkOutputs, writeFilesAtomic } from '../util/atomic-file';
 
 export const DEFENSE_EVAL_FLAGS: NonNullable<ParseArgsConfig['options']> = {
   defense: { type: 'string' }, compare: { type: 'string' }, 'defense-seconds': { type: 'string' },
@@ -61,6 +61,9 @@ export async function defenseEvaluateCommand(f: Flags): Promise<void> {
   const batchSize = intFlag(f, 'batch', 64, 1, 4096);
   const settings = { ...DEFAULT_DEFENSE_SETTINGS, trainSeconds: intFlag(f, 'defense-seconds', DEFAULT_DEFENSE_SETTINGS.trainSeconds, 1, 1e6) };
   const trainLimit = intFlag(f, 'defense-train-limit', 4000, 1, 1e9);
+  const report = typeof f.report === 'string' ? f.report : undefined;
+  const json = typeof f.json === 'string' ? f.json : undefined;
+  checkOutputs(report, json); // before the defenses train and the attacks run
   const quiet = Boolean(f.quiet);
   const log = (m: string) => { if (!quiet) process.stderr.write(m + '\n'); };
   const backend = await initBackend(typeof f.backend === 'string' ? f.backend : undefined);
@@ -84,18 +87,11 @@ export async function defenseEvaluateCommand(f: Flags): Promise<void> {
   const set = await loadDataset(data, { split, size: models[0].clf.inputSize, limit, progress: !quiet });
   const result = await runCompare(models, set, { epsList, pgdSteps, batchSize, log });
   const meta = { data, split, backend: backend.backend, defenseTraining: { seconds: settings.trainSeconds, images: trainLimit } };
-  const report = typeof f.report === 'string' ? f.report : undefined;
-  if (report) {
-    fs.mkdirSync(path.dirname(path.resolve(report)), { recursive: true });
-    fs.writeFileSync(report, renderCompareHtml(result, meta));
-  }
-  const json = typeof f.json === 'string' ? f.json : undefined;
   const out = compareToJson(result, { ...meta, models: modelList, defenses });
   if (json === '-') process.stdout.write(JSON.stringify(out, null, 2) + '\n');
-  else if (json) {
-    fs.mkdirSync(path.dirname(path.resolve(json)), { recursive: true });
-    fs.writeFileSync(json, JSON.stringify(out, null, 2) + '\n');
-  }
+  // The report and the JSON together: both new, or both as they were.
+  writeFilesAtomic([...(report ? [{ path: report, data: renderCompareHtml(result, meta) }] : []),
+    ...(json && json !== '-' ? [{ path: json, data: JSON.stringify(out, null, 2) + '\n' }] : [])]);
   if (json !== '-') {
     const p = (v: number | null | undefined) => (v == null ? '  –  ' : (v * 100).toFixed(1).padStart(5));
     console.log(`before vs after on ${data} ${split}, ${set.n} images (a/b = plain/adaptive; accuracy %)`);

@@ -26,6 +26,8 @@ export interface AttackedShard {
   seconds: number;
   /** An ensemble's members and the images each broke first (AttackStage). */
   stages?: { attack: string; fooled: Uint8Array; seconds: number }[];
+  /** Model queries per image (black-box attacks). */
+  queries?: Int32Array;
 }
 
 export type WorkerRequest =

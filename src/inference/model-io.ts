@@ -1,13 +1,15 @@
 /**
  * Saving and loading models as TensorFlow.js files (model.json + weights.bin), the same format
- * tfjs-node's file:// handler writes, without needing tfjs-node. Saves are atomic: files go to a
- * temporary folder that is renamed into place, so an interrupted save never leaves a half model.
+ * tfjs-node's file:// handler writes, without needing tfjs-node. Saves are atomic
+ * (util/atomic-file): an interrupted save never leaves a half model, nor its temporary folder.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { tf } from './tf';
 import { LayersClassifier } from './model';
 import { UserError } from '../data/types';
+import { hasTfliteIdentifier } from '../tflite/schema';
+import { recoverDir, replaceDirAtomic, writeFileAtomic } from '../util/atomic-file';
 
 export interface ModelCard {
   name: string;
@@ -18,15 +20,8 @@ export interface ModelCard {
   [key: string]: unknown;
 }
 
-function writeFileAtomic(file: string, data: string | Buffer): void {
-  const tmp = `${file}.tmp-${process.pid}`;
-  fs.writeFileSync(tmp, data);
-  fs.renameSync(tmp, file);
-}
-
-/** Writes JSON to a file atomically (write, then rename). */
+/** Writes JSON to a file atomically (temporary file, fsync, rename). */
 export function writeJsonAtomic(file: string, value: unknown): void {
-  fs.mkdirSync(path.dirname(file), { recursive: true });
   writeFileAtomic(file, JSON.stringify(value, null, 2) + '\n');
 }
 
@@ -35,10 +30,10 @@ export function writeJsonAtomic(file: string, value: unknown): void {
  * file is replaced: a crash at any point leaves either the old or the new model, never a mix.
  */
 export async function saveModel(model: tf.LayersModel, dir: string, card?: ModelCard): Promise<void> {
-  const parent = path.dirname(path.resolve(dir));
-  fs.mkdirSync(parent, { recursive: true });
-  const staging = fs.mkdtempSync(path.join(parent, `.${path.basename(dir)}.saving-`));
-  fs.chmodSync(staging, 0o755); // mkdtemp makes it private; a saved model is meant to be shared
+  await replaceDirAtomic(dir, (staging) => writeModelFiles(model, dir, staging, card));
+}
+
+async function writeModelFiles(model: tf.LayersModel, dir: string, staging: string, card?: ModelCard): Promise<void> {
   await model.save(tf.io.withSaveHandler(async (artifacts) => {
     const weights = Buffer.from(artifacts.weightData as ArrayBuffer);
     const json = {
@@ -54,38 +49,50 @@ export async function saveModel(model: tf.LayersModel, dir: string, card?: Model
   }));
   if (card) fs.writeFileSync(path.join(staging, 'card.json'), JSON.stringify(card, null, 2) + '\n');
   else if (fs.existsSync(path.join(dir, 'card.json'))) fs.copyFileSync(path.join(dir, 'card.json'), path.join(staging, 'card.json'));
-  // Swap folders: old → trash, staging → dir, then drop the trash.
-  const trash = `${staging}.old`;
-  if (fs.existsSync(dir)) fs.renameSync(dir, trash);
-  fs.renameSync(staging, dir);
-  fs.rmSync(trash, { recursive: true, force: true });
 }
 
 interface ModelJson {
+  format?: string;
   modelTopology?: unknown;
   weightsManifest?: { paths: string[]; weights: tf.io.WeightsManifestEntry[] }[];
+  signature?: unknown;
+  userDefinedMetadata?: tf.io.ModelArtifacts['userDefinedMetadata'];
+  modelInitializer?: unknown;
 }
 
 /** Resolves a user's --model argument: a folder holding model.json, or the model.json itself. */
 export function resolveModelPath(p: string): string {
   const abs = path.resolve(p);
+  recoverDir(abs); // a save killed mid-swap left the old model aside
   if (!fs.existsSync(abs)) throw new UserError(`model not found: ${p}`);
   return fs.statSync(abs).isDirectory() ? path.join(abs, 'model.json') : abs;
 }
 
-/** Loads a saved Keras-style model with clear errors for missing or corrupt files. */
-export async function loadLayersModel(p: string): Promise<tf.LayersModel> {
+/** A TensorFlow.js model.json with its weight files read, checked for the usual breakage. */
+export interface ModelFiles {
+  jsonPath: string;
+  /** 'graph-model' for tensorflowjs_converter graph models, else a layers model. */
+  format: 'layers-model' | 'graph-model';
+  artifacts: tf.io.ModelArtifacts;
+}
+
+/** Reads model.json and its weights (layers or graph model) with one-line errors. */
+export function readModelFiles(p: string): ModelFiles {
   const jsonPath = resolveModelPath(p);
   if (!fs.existsSync(jsonPath)) throw new UserError(`no model.json in ${p}`);
+  const text = fs.readFileSync(jsonPath);
+  if (hasTfliteIdentifier(text)) throw new UserError(`${p} is a TFLite file; this needs a TensorFlow.js model folder (model.json + weights)`);
   let parsed: ModelJson;
   try {
-    parsed = JSON.parse(fs.readFileSync(jsonPath, 'utf8')) as ModelJson;
+    parsed = JSON.parse(text.toString('utf8')) as ModelJson;
   } catch (e) {
     throw new UserError(`corrupt model file ${jsonPath}: ${(e as Error).message.split('\n')[0]}`);
   }
   if (!parsed || typeof parsed !== 'object' || !parsed.modelTopology || !Array.isArray(parsed.weightsManifest)) {
-    throw new UserError(`${jsonPath} is not a TensorFlow.js layers model (modelTopology or weightsManifest missing)`);
+    throw new UserError(`${jsonPath} is not a TensorFlow.js model (modelTopology or weightsManifest missing)`);
   }
+  const topology = parsed.modelTopology as { node?: unknown };
+  const format = parsed.format === 'graph-model' || Array.isArray(topology.node) ? 'graph-model' : 'layers-model';
   const dir = path.dirname(jsonPath);
   const specs: tf.io.WeightsManifestEntry[] = [];
   const buffers: Buffer[] = [];
@@ -103,12 +110,24 @@ export async function loadLayersModel(p: string): Promise<tf.LayersModel> {
     throw new UserError(`weights in ${dir} have ${all.length} bytes, model.json expects ${expected}: the files do not belong together or are truncated`);
   }
   const weightData = all.buffer.slice(all.byteOffset, all.byteOffset + all.byteLength) as ArrayBuffer;
+  return {
+    jsonPath, format,
+    artifacts: {
+      format, modelTopology: parsed.modelTopology as tf.io.ModelArtifacts['modelTopology'], weightSpecs: specs, weightData,
+      signature: parsed.signature as tf.io.ModelArtifacts['signature'], userDefinedMetadata: parsed.userDefinedMetadata,
+      modelInitializer: parsed.modelInitializer as tf.io.ModelArtifacts['modelInitializer'],
+    },
+  };
+}
+
+/** Loads a saved Keras-style model with clear errors for missing or corrupt files. */
+export async function loadLayersModel(p: string): Promise<tf.LayersModel> {
+  const files = readModelFiles(p);
+  if (files.format === 'graph-model') throw new UserError(`${files.jsonPath} is a TensorFlow.js graph model; this needs a layers model`);
   try {
-    return await tf.loadLayersModel(tf.io.fromMemory({
-      modelTopology: parsed.modelTopology as tf.io.ModelArtifacts['modelTopology'], weightSpecs: specs, weightData,
-    }));
+    return await tf.loadLayersModel(tf.io.fromMemory(files.artifacts));
   } catch (e) {
-    throw new UserError(`cannot load model ${jsonPath}: ${(e as Error).message.split('\n')[0]}`);
+    throw new UserError(`cannot load model ${files.jsonPath}: ${(e as Error).message.split('\n')[0]}`);
   }
 }
 

@@ -116,11 +116,37 @@ export interface Classifier {
   logits(images: Tensor4D, training?: boolean): Tensor2D;
   /** Trainable variables (for training loops). */
   readonly trainableWeights: tf.Variable[];
+  /** The model's own name for each output (a --labels file, its card); absent: GTSRB's 43 classes. */
+  readonly classNames?: readonly string[];
+  /**
+   * Where predictions are measured, when that is not logits() itself: for a .tflite file, its own
+   * interpreter (logits() is then the graph rebuilt from the file, which gradients go through).
+   */
+  readonly runtime?: Classifier;
+  /** Frees the model's memory (weights, interpreter); an engine wrapper frees only its native sessions. */
+  dispose?(): void;
   /**
    * A native engine's fused forward and backward pass: logits and the input gradient of an attack
    * objective (src/inference/objective.ts) in one call. Absent, attacks differentiate `logits`.
    */
   objectiveGradient?(x: Tensor4D, labels: Tensor1D, targets: Tensor1D | null, loss: AttackLoss): Promise<ObjectiveGradient>;
+  /** A native engine's logits, outside any gradient tape. Absent, `logits` serves (see inferLogits). */
+  inferLogits?(images: Tensor4D): Promise<Tensor2D>;
+  /**
+   * A native engine's vector-Jacobian product: the logits z and Jᵀc for the cotangent c (given,
+   * or computed from z). Absent, tfjs differentiates `logits` (see vjp in objective.ts).
+   */
+  vjp?(x: Tensor4D, cotangent: Tensor2D | ((z: Tensor2D) => Tensor2D)): Promise<ObjectiveGradient>;
+}
+
+/** Logits for inference (caller owns): the native engine's when the classifier has one. */
+export async function inferLogits(clf: Classifier, images: Tensor4D): Promise<Tensor2D> {
+  return clf.inferLogits ? clf.inferLogits(images) : tf.tidy(() => clf.logits(images));
+}
+
+/** The classifier whose predictions count: the runtime when there is one, else the model itself. */
+export function measuredOn(clf: Classifier): Classifier {
+  return clf.runtime ?? clf;
 }
 
 /** Wraps a Keras-style model whose output is logits, or softmax probabilities (then log is taken). */
@@ -129,6 +155,7 @@ export class LayersClassifier implements Classifier {
   readonly numClasses: number;
   /** True when the stored model ends in softmax: logits are recovered as log-probabilities. */
   readonly outputsSoftmax: boolean;
+  classNames?: readonly string[];
 
   constructor(readonly model: tf.LayersModel, outputsSoftmax = false) {
     const inShape = model.inputs[0].shape;
@@ -155,6 +182,10 @@ export class LayersClassifier implements Classifier {
   get trainableWeights(): tf.Variable[] {
     return this.model.trainableWeights.map((w) => (w as unknown as { val: tf.Variable }).val);
   }
+
+  dispose(): void {
+    this.model.dispose();
+  }
 }
 
 export interface Prediction {
@@ -164,7 +195,9 @@ export interface Prediction {
 
 /** Top-k softmax predictions per image. */
 export async function predictTopK(clf: Classifier, images: Tensor4D, k = 5): Promise<Prediction[][]> {
-  const { values, indices } = tf.tidy(() => tf.topk(tf.softmax(clf.logits(images)), k));
+  const z = await inferLogits(clf, images);
+  const { values, indices } = tf.tidy(() => tf.topk(tf.softmax(z), k));
+  z.dispose();
   const [v, i] = [await values.array() as number[][], await indices.array() as number[][]];
   values.dispose();
   indices.dispose();
@@ -177,12 +210,11 @@ export async function predictClasses(clf: Classifier, images: Float32Array, n: n
   const out = new Int32Array(n);
   for (let i = 0; i < n; i += batch) {
     const m = Math.min(batch, n - i);
-    const pred = tf.tidy(() => {
-      const x = tf.tensor4d(images.subarray(i * s * s * 3, (i + m) * s * s * 3), [m, s, s, 3]);
-      return clf.logits(x).argMax(1);
-    });
+    const x = tf.tensor4d(images.subarray(i * s * s * 3, (i + m) * s * s * 3), [m, s, s, 3]);
+    const z = await inferLogits(clf, x);
+    const pred = tf.argMax(z, 1);
     out.set(await pred.data() as Int32Array, i);
-    pred.dispose();
+    tf.dispose([x, z, pred]);
   }
   return out;
 }

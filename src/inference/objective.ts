@@ -5,7 +5,8 @@
  * gradient is the vector-Jacobian product ∇x = Jᵀc: one forward and one backward pass whatever the
  * loss, and a native engine can supply the same product. The cotangents:
  *
- *   ce      untargeted +CE(y): c = softmax(z) − e_y;  targeted −CE(t): c = e_t − softmax(z).
+ *   ce      untargeted +CE(y): c = softmax(z) − e_y;  targeted −CE(t): c = e_t − softmax(z),
+ *           with the label's entry computed as −Σ_{j≠y} p_j (p_y − 1 cancels in float32).
  *           On a confident image c is tiny (the input gradient ~1e-8 per pixel: fine, the signs
  *           are exact, see signExact). Where an image's c falls below 1e-30 (a logit gap of ≳ 69,
  *           where float32 backprop underflows to exact zeros, and softmax itself saturates at
@@ -29,9 +30,10 @@ export interface ObjectiveGradient {
   grad: Tensor4D;
 }
 
-/** What differentiating through a model needs: differentiable logits. */
+/** What differentiating through a model needs: differentiable logits, or a native vjp. */
 export interface Differentiable {
   logits(images: Tensor4D): Tensor2D;
+  vjp?(x: Tensor4D, cotangent: Tensor2D | ((z: Tensor2D) => Tensor2D)): Promise<ObjectiveGradient>;
 }
 
 /** Below this an image's CE cotangent is recomputed without underflow (see the header). */
@@ -48,8 +50,18 @@ function softmaxOthers(z: Tensor2D, exclude: Tensor2D): Tensor2D {
   return tf.mul(tf.softmax(tf.sub(z, tf.mul(exclude, 1e30))), tf.sub(1, exclude)) as Tensor2D;
 }
 
+/**
+ * softmax(z) − e_c with the c entry written −Σ_{j≠c} p_j: p_c − 1 cancels in float32 (p_c is 1 to
+ * within an ulp on a confident image, so it came out as 0 or a rounding step of 6e-8 that swamped
+ * the other entries and left the gradient's direction to chance), the sum does not.
+ */
+function softmaxMinusOneHot(z: Tensor2D, cls: Tensor2D): Tensor2D {
+  const others = tf.mul(tf.softmax(z), tf.sub(1, cls));
+  return tf.sub(others, tf.mul(cls, tf.sum(others, 1, true))) as Tensor2D;
+}
+
 function ceCotangent(z: Tensor2D, cls: Tensor2D, targeted: boolean): Tensor2D {
-  const plain = targeted ? tf.sub(cls, tf.softmax(z)) : tf.sub(tf.softmax(z), cls);
+  const plain = targeted ? tf.neg(softmaxMinusOneHot(z, cls)) : softmaxMinusOneHot(z, cls);
   const rescaled = targeted ? tf.sub(cls, softmaxOthers(z, cls)) : tf.sub(softmaxOthers(z, cls), cls);
   const under = tf.less(tf.max(tf.abs(plain), 1, true), CE_UNDERFLOW);
   return tf.where(tf.tile(under, [1, z.shape[1]]), rescaled, plain) as Tensor2D;
@@ -139,23 +151,62 @@ export function objectiveValue(z: Tensor2D, labels: Tensor1D, targets: Tensor1D 
  * The logits z = model(x) and Jᵀc for a cotangent c computed from z: one forward and one
  * backward pass. The caller owns both tensors.
  */
-export function logitsAndVjp(model: Differentiable, x: Tensor4D, cotangent: (z: Tensor2D) => Tensor2D): ObjectiveGradient {
+export function logitsAndVjp(model: Differentiable, x: Tensor4D, cotangent: Tensor2D | ((z: Tensor2D) => Tensor2D)): ObjectiveGradient {
   let logits: Tensor2D | null = null;
-  const grad = tf.tidy(() => {
-    // The custom gradient hands c back as ∂/∂z, so the backward pass through the model gives Jᵀc.
-    const attach = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
-      const [z, save] = args as [Tensor2D, tf.GradSaveFunc];
-      logits = tf.keep(z.clone());
-      const c = cotangent(z);
-      save([c]);
-      return { value: tf.sum(tf.mul(z, 0)), gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => tf.mul(dy, saved[0]) };
-    });
-    return tf.grad((xx) => attach(model.logits(xx as Tensor4D)) as tf.Scalar)(x) as Tensor4D;
-  });
+  const grad = tf.tidy(() => tf.grad((xx) => {
+    const z = model.logits(xx as Tensor4D);
+    // c is a constant of the product: computed from a copy of z made off the gradient tape (so a
+    // cotangent may itself use tf.grad), and ∂Σ(z ⊙ c)/∂z = c exactly.
+    const zc = tf.keep(tf.tensor2d(z.dataSync() as Float32Array, z.shape));
+    logits = zc;
+    const c = typeof cotangent === 'function' ? cotangent(zc) : cotangent;
+    return tf.sum(tf.mul(z, c)) as tf.Scalar;
+  })(x) as Tensor4D);
   return { grad, logits: logits as unknown as Tensor2D };
 }
 
 /** Logits and the input gradient of a loss with tfjs's own autodiff (synchronous, tidy-safe). */
 export function tfObjectiveGradient(model: Differentiable, x: Tensor4D, labels: Tensor1D, targets: Tensor1D | null, loss: AttackLoss): ObjectiveGradient {
   return logitsAndVjp(model, x, (z) => objectiveCotangent(z, labels, targets, loss));
+}
+
+/**
+ * Which logits the tfjs fallback of vjp returns: 'plain', a separate forward pass off the tape
+ * (what inference gives: tfjs fuses bias and ReLU there, so they differ from the taped ones in
+ * the last bits), or 'tape', those of the differentiated pass (free). A native vjp has one kind.
+ */
+export type VjpLogits = 'plain' | 'tape';
+
+/**
+ * The logits z = model(x) and Jᵀc, where the cotangent c is given or computed from z: the
+ * classifier's native vjp when it has one, else tfjs autodiff (logitsAndVjp). The caller owns both.
+ */
+export async function vjp(model: Differentiable, x: Tensor4D, cotangent: Tensor2D | ((z: Tensor2D) => Tensor2D), logits: VjpLogits = 'plain'): Promise<ObjectiveGradient> {
+  if (model.vjp) return model.vjp(x, cotangent);
+  const r = logitsAndVjp(model, x, cotangent);
+  if (logits === 'tape') return r;
+  r.logits.dispose();
+  return { grad: r.grad, logits: tf.tidy(() => model.logits(x)) };
+}
+
+/**
+ * ∇w of objective(w, a, z), where a = input(w) (tfjs ops; the identity when null) and z the
+ * model's logits at a: the model's part through vjp (native when it has one), the rest by tfjs
+ * autodiff of the surrogate objective(w, a, z held fixed) + Σ a ⊙ Jᵀc, whose gradient is the
+ * whole objective's (with tfjs the very same float operations as one tf.grad over all of it).
+ * Returns the gradient, the logits at a and a itself (the caller owns all three).
+ */
+export async function gradThroughModel(
+  model: Differentiable, w: Tensor4D, input: ((w: Tensor4D) => Tensor4D) | null,
+  objective: (w: Tensor4D, a: Tensor4D, z: Tensor2D) => tf.Scalar, logitsKind: VjpLogits = 'plain',
+): Promise<{ grad: Tensor4D; logits: Tensor2D; input: Tensor4D }> {
+  const a = input ? tf.tidy(() => input(w)) : w.clone();
+  const cotangent = (z: Tensor2D) => tf.grad((zz) => objective(w, a, zz as Tensor2D))(z) as Tensor2D;
+  const { logits, grad: ja } = await vjp(model, a, cotangent, logitsKind);
+  const grad = tf.tidy(() => tf.grad((ww) => {
+    const aa = input ? input(ww as Tensor4D) : ww as Tensor4D;
+    return tf.add(objective(ww as Tensor4D, aa, logits), tf.sum(tf.mul(aa, ja))) as tf.Scalar;
+  })(w) as Tensor4D);
+  ja.dispose();
+  return { grad, logits, input: a };
 }

@@ -93,6 +93,26 @@ export function conv2dBackpropFilterViaConv(
   });
 }
 
+/**
+ * dL/dx of depthwiseConv2d(x, filter [kh, kw, C, M]) given dy [n, h', w', C·M] (missing in wasm):
+ * the same full correlation as above, done per channel by a stride-1 depthwise convolution of
+ * dy with the reversed filter, then summed over the M outputs of each input channel.
+ */
+export function depthwiseBackpropInputViaConv(
+  dy: Tensor4D, filter: Tensor4D, inputShape: [number, number, number, number], attrs: ConvAttrs): Tensor4D {
+  return tf.tidy(() => {
+    const [kh, kw, c, m] = filter.shape;
+    const info = convInfo(inputShape, [kh, kw, c, c * m], attrs);
+    const { top, left } = info.padInfo;
+    const [n, inH, inW] = inputShape;
+    const dyd = dilateSpatial(dy, info.strideHeight, info.strideWidth);
+    const p = padOrCrop(dyd, kh - 1 - top, inH + top - dyd.shape[1], kw - 1 - left, inW + left - dyd.shape[2]);
+    const wRev = tf.reverse(filter, [0, 1]).reshape([kh, kw, c * m, 1]) as Tensor4D;
+    const perOutput = tf.depthwiseConv2d(p, wRev, 1, 'valid');
+    return (m === 1 ? perOutput : perOutput.reshape([n, inH, inW, c, m]).sum(4)) as Tensor4D;
+  });
+}
+
 function swapLastAxes(t: tf.Tensor): tf.Tensor {
   const perm = t.shape.map((_, i) => i);
   [perm[perm.length - 2], perm[perm.length - 1]] = [perm[perm.length - 1], perm[perm.length - 2]];
@@ -102,12 +122,18 @@ function swapLastAxes(t: tf.Tensor): tf.Tensor {
 /**
  * wasm's BatchMatMul is fast for a·b but 50–150× slower when asked to transpose an operand,
  * which is exactly what dense-layer gradients ask for; transposing explicitly first is cheap.
+ * For a·bᵀ with a small `a` (the input gradient of a dense layer at batch 1: dy[1, n]·Wᵀ) even the
+ * explicit transpose of the big weight matrix dominates, so it is computed as (b·aᵀ)ᵀ instead,
+ * transposing only the small operands (same products, summed in the same order).
  */
 function registerFastTransposedMatMul(): void {
   const original = tf.getKernel('BatchMatMul', 'wasm');
   if (!original) return;
   const inner = original.kernelFunc;
   tf.unregisterKernel('BatchMatMul', 'wasm');
+  type Backend = Parameters<typeof inner>[0]['backend'];
+  const plain = (a: tf.Tensor, b: tf.Tensor, attrs: tf.NamedAttrMap | undefined, backend: Backend): tf.TensorInfo =>
+    inner({ inputs: { a, b }, attrs: { ...attrs, transposeA: false, transposeB: false }, backend }) as tf.TensorInfo;
   tf.registerKernel({
     kernelName: 'BatchMatMul',
     backendName: 'wasm',
@@ -116,9 +142,18 @@ function registerFastTransposedMatMul(): void {
       const { a, b } = inputs as unknown as { a: tf.Tensor; b: tf.Tensor };
       const { transposeA, transposeB } = attrs as unknown as { transposeA: boolean; transposeB: boolean };
       if (!transposeA && !transposeB) return inner({ inputs, attrs, backend });
+      const r = a.rank, m = a.shape[r - 2], k = a.shape[r - 1], n = b.shape[b.rank - 2];
+      if (!transposeA && transposeB && a.rank === b.rank && m * k + m * n < n * k) {
+        const at = swapLastAxes(a);
+        const prodInfo = plain(b, at, attrs, backend);
+        const prod = tf.engine().makeTensorFromTensorInfo(prodInfo);
+        const out = swapLastAxes(prod);
+        tf.dispose([at, prod]);
+        return out;
+      }
       const at = transposeA ? swapLastAxes(a) : a;
       const bt = transposeB ? swapLastAxes(b) : b;
-      const out = inner({ inputs: { a: at, b: bt }, attrs: { ...attrs, transposeA: false, transposeB: false }, backend });
+      const out = plain(at, bt, attrs, backend);
       if (at !== a) at.dispose();
       if (bt !== b) bt.dispose();
       return out;
@@ -126,55 +161,46 @@ function registerFastTransposedMatMul(): void {
   });
 }
 
-/**
- * MaxPoolGrad for the common 2×2, stride-2 pooling over even sizes, via argMax over each window:
- * wasm's own kernel is a scalar loop that costs as much as a convolution. Like TensorFlow, the
- * gradient goes to the first maximum of a window in row-major order.
- */
-export function maxPoolGrad2x2(dy: Tensor4D, input: Tensor4D): Tensor4D {
-  return tf.tidy(() => {
-    const [n, h, w, c] = input.shape;
-    const windows = input.reshape([n, h / 2, 2, w / 2, 2, c]).transpose([0, 1, 3, 5, 2, 4]).reshape([-1, 4]);
-    // (wasm's OneHot ignores its dtype argument and writes int32 bits: cast instead.)
-    const first = tf.cast(tf.oneHot(tf.argMax(windows, 1), 4), 'float32');
-    const spread = first.mul(dy.reshape([-1, 1])).reshape([n, h / 2, w / 2, c, 2, 2]);
-    return spread.transpose([0, 1, 4, 2, 5, 3]).reshape([n, h, w, c]) as Tensor4D;
-  });
+/** The slice of the wasm backend a kernel written in JS needs: its tensors' memory. */
+interface WasmHeap {
+  makeOutput(shape: number[], dtype: 'float32'): tf.TensorInfo;
+  typedArrayFromHeap(t: tf.TensorInfo): Float32Array;
 }
 
 /**
- * MaxPoolGrad for any window, stride and padding: each window offset (i, j) is a strided slice of
- * the (−∞-padded) input; the first maximum over offsets gets dy, which is scattered back with a
- * dilate-and-pad. wasm's own kernel gets asymmetric 'same' padding wrong, so it is not used.
+ * MaxPoolGrad as one pass over the windows in JS, straight on the wasm heap: each window's dy
+ * goes to its first maximum in row-major order (as TensorFlow does), summed where windows
+ * overlap; padding never wins. The composites above need a dozen kernels and two transposes
+ * of the whole activation for the same result.
  */
-export function maxPoolGradGeneral(dy: Tensor4D, input: Tensor4D, filterSize: [number, number],
-  strides: [number, number], pad: Pad, dimRoundingMode?: 'floor' | 'round' | 'ceil'): Tensor4D {
-  return tf.tidy(() => {
-    const [fh, fw] = filterSize, [sh, sw] = strides;
-    const info = tf.backend_util.computePool2DInfo(input.shape, filterSize, strides, 1, pad as 'same', dimRoundingMode);
-    const { top, left } = info.padInfo;
-    const [n, h, w, c] = input.shape;
-    const ho = info.outHeight, wo = info.outWidth;
-    const hp = (ho - 1) * sh + fh, wp = (wo - 1) * sw + fw;
-    const padded = tf.pad(input, [[0, 0], [top, Math.max(0, hp - h - top)], [left, Math.max(0, wp - w - left)], [0, 0]], -Infinity);
-    const slices: tf.Tensor[] = [];
-    for (let i = 0; i < fh; i++) {
-      for (let j = 0; j < fw; j++) {
-        slices.push(tf.stridedSlice(padded, [0, i, j, 0], [n, i + (ho - 1) * sh + 1, j + (wo - 1) * sw + 1, c], [1, sh, sw, 1]));
+export function maxPoolGradDirect(heap: WasmHeap, dy: tf.TensorInfo, input: tf.TensorInfo, info: tf.backend_util.Conv2DInfo): tf.TensorInfo {
+  const [n, h, w, c] = input.shape;
+  const out = heap.makeOutput(input.shape, 'float32');
+  const dx = heap.typedArrayFromHeap(out);
+  dx.fill(0);
+  const x = heap.typedArrayFromHeap(input), g = heap.typedArrayFromHeap(dy);
+  const { outHeight: oh, outWidth: ow, strideHeight: sh, strideWidth: sw, filterHeight: fh, filterWidth: fw } = info;
+  const { top, left } = info.padInfo;
+  for (let b = 0; b < n; b++) {
+    for (let i = 0; i < oh; i++) {
+      const y0 = i * sh - top, y1 = Math.min(h, y0 + fh);
+      for (let j = 0; j < ow; j++) {
+        const x0 = j * sw - left, x1 = Math.min(w, x0 + fw);
+        const go = ((b * oh + i) * ow + j) * c;
+        for (let ch = 0; ch < c; ch++) {
+          let best = -1, bestV = -Infinity;
+          for (let yy = Math.max(0, y0); yy < y1; yy++) {
+            for (let xx = Math.max(0, x0); xx < x1; xx++) {
+              const idx = ((b * h + yy) * w + xx) * c + ch;
+              if (x[idx] > bestV || best < 0) { bestV = x[idx]; best = idx; }
+            }
+          }
+          if (best >= 0) dx[best] += g[go + ch];
+        }
       }
     }
-    const first = tf.cast(tf.oneHot(tf.argMax(tf.stack(slices, 4), 4), fh * fw), 'float32');
-    const parts = tf.unstack(first.mul(dy.expandDims(4)), 4) as Tensor4D[];
-    let sum: Tensor4D | null = null;
-    for (let i = 0; i < fh; i++) {
-      for (let j = 0; j < fw; j++) {
-        const spread = dilateSpatial(parts[i * fw + j], sh, sw);
-        const placed = padOrCrop(spread, i - top, h + top - i - spread.shape[1], j - left, w + left - j - spread.shape[2]);
-        sum = sum ? (sum.add(placed) as Tensor4D) : placed;
-      }
-    }
-    return sum as Tensor4D;
-  });
+  }
+  return out;
 }
 
 function registerFastMaxPoolGrad(): void {
@@ -190,11 +216,23 @@ function registerFastMaxPoolGrad(): void {
       const a = args.attrs as unknown as {
         filterSize: number | [number, number]; strides: number | [number, number]; pad: Pad; dimRoundingMode?: 'floor' | 'round' | 'ceil';
       };
-      const [fh, fw] = pair(a.filterSize), [sh, sw] = pair(a.strides);
-      const [, h, w] = input.shape;
-      const simple = fh === 2 && fw === 2 && sh === 2 && sw === 2 && h % 2 === 0 && w % 2 === 0
-        && (a.pad === 'valid' || a.pad === 'same' || a.pad === 0);
-      return simple ? maxPoolGrad2x2(dy, input) : maxPoolGradGeneral(dy, input, [fh, fw], [sh, sw], a.pad, a.dimRoundingMode);
+      const info = tf.backend_util.computePool2DInfo(input.shape, pair(a.filterSize), pair(a.strides), 1, a.pad as 'same', a.dimRoundingMode);
+      return maxPoolGradDirect(args.backend as unknown as WasmHeap, dy, input, info);
+    },
+  });
+}
+
+type InputGradient = (dy: Tensor4D, filter: Tensor4D, inputShape: [number, number, number, number], attrs: ConvAttrs) => Tensor4D;
+
+/** A wasm kernel for dL/dx of a convolution-like op (inputs dy and filter, attribute inputShape). */
+function registerInputGradient(kernelName: string, gradient: InputGradient): void {
+  tf.registerKernel({
+    kernelName,
+    backendName: 'wasm',
+    kernelFunc: ({ inputs, attrs }) => {
+      const { dy, filter } = inputs as unknown as { dy: Tensor4D; filter: Tensor4D };
+      const a = attrs as unknown as ConvAttrs & { inputShape: [number, number, number, number] };
+      return gradient(dy, filter, a.inputShape, a);
     },
   });
 }
@@ -217,13 +255,6 @@ export function registerWasmGradKernels(): void {
     },
   });
   tf.unregisterKernel('Conv2DBackpropInput', 'wasm');
-  tf.registerKernel({
-    kernelName: 'Conv2DBackpropInput',
-    backendName: 'wasm',
-    kernelFunc: ({ inputs, attrs }) => {
-      const { dy, filter } = inputs as unknown as { dy: Tensor4D; filter: Tensor4D };
-      const a = attrs as unknown as ConvAttrs & { inputShape: [number, number, number, number] };
-      return conv2dBackpropInputViaConv(dy, filter, a.inputShape, a);
-    },
-  });
+  registerInputGradient('Conv2DBackpropInput', conv2dBackpropInputViaConv);
+  if (!tf.getKernel('DepthwiseConv2dNativeBackpropInput', 'wasm')) registerInputGradient('DepthwiseConv2dNativeBackpropInput', depthwiseBackpropInputViaConv);
 }

@@ -3,20 +3,12 @@
  * live stream and the controls. Startable in-process with an injected classifier and source on
  * port 0 (tests, the live bench); `advsign serve` wraps it with configuration and signals.
  *
- * Socket protocol (all payloads validated by schema.ts):
- *   server → client  'hello'    {version, classes, settings, sources, source, limits, model}
- *                    'frame'    FramePayload (with ack: the next frame is sent only after the ack,
- *                               so a slow client gets the latest frame, never a queue)
- *                    'status'   SourceStatus ('starting' | 'running' | 'lost' | 'retrying' | 'stopped')
- *                    'settings' PipelineSettings (after any change, from any client or the button)
- *                    'stats'    {fps, fooledRate, latency p50/p95, clients, numTensors, rssMB} each second
- *                    'snapshot' {file} (a button long press saved one on the device)
- *                    'error'    {code, message}   (invalid / unknown / oversized message, rate limit)
- *   client → server  'settings' SettingsPatch, ack → {ok, settings, notes?} | {ok:false, error}
- *                    'source'   {source}, ack → {ok, source} | {ok:false, error}
+ * The socket protocol (events and payload types, both directions) is in protocol.ts; every client
+ * message is validated by schema.ts. The classroom pieces (virtual sticker, print jobs, per-page
+ * views) live in classroom*.ts and are wired in here.
  */
 import * as fs from 'node:fs';
-import * as http from 'node:http';
+import type * as http from 'node:http';
 import * as path from 'node:path';
 import express, { NextFunction, Request, Response } from 'express';
 import { Server as IoServer, Socket } from 'socket.io';
@@ -30,12 +22,23 @@ import { projectRoot, version } from '../cli/paths';
 import { EPS_MAX, LIVE_ATTACKS, ServeConfig, resolveToken, tokenRequired } from './config';
 import { createLogger, Logger } from './log';
 import { Daemon } from './daemon';
-import type { FrameResult } from './pipeline';
+import { ensureImages, FrameResult } from './pipeline';
 import { CLIENT_EVENTS, MAX_LIVE_STEPS, MAX_MESSAGE_BYTES, messageSize, validatePrintQuery, validateSettings, validateSourceRequest } from './schema';
 import { hostAllowed, originAllowed, RateLimiter, requestToken, TOKEN_COOKIE, tokensEqual } from './auth';
+import { AUTH_TIMEOUT_MS, installAdmission } from './admission';
+import { createLimitedServer, DEFAULT_HTTP_LIMITS, HttpLimits } from './http-limits';
+import { listen, serverUrls } from './listen';
+import { redact } from './redact';
 import { adversarialPdf } from './print';
 import { snapshotPng } from './snapshot';
 import { round, STAGES } from './stats';
+import { IMAGE_KEYS, FramePayload, Hello, StatsMessage } from './protocol';
+import { Classroom } from './classroom';
+import { classroomSocket, isClassroomEvent } from './classroom-socket';
+import { classroomRoutes } from './classroom-http';
+import { pickImages } from './views';
+
+export type { FramePayload };
 
 /** socket.io's transport limit: anything bigger is cut off before it is even parsed. */
 export const MAX_HTTP_BUFFER = 16 * 1024;
@@ -49,13 +52,22 @@ export interface ServerOptions {
   gpio?: GpioController;
   allowedSources?: string[];
   /** Rate limits as [burst, perMinute] (tests tighten or loosen them). */
-  limits?: Partial<Record<'print' | 'snapshot' | 'source', [number, number]>>;
+  limits?: Partial<Record<'print' | 'snapshot' | 'source' | 'printJob' | 'upload', [number, number]>>;
+  /** The classifier's model folder, for print jobs (null or absent: the page cannot start them). */
+  modelPath?: string | null;
   /** Milliseconds a client may take to ack a frame before it is sent the next one anyway. */
   ackTimeoutMs?: number;
+  /** Server timeouts and the connection cap (default DEFAULT_HTTP_LIMITS, maxConnections from the config). */
+  httpLimits?: Partial<HttpLimits>;
+  /** A session that has not joined with its token by then is closed (default AUTH_TIMEOUT_MS). */
+  authTimeoutMs?: number;
 }
 
 export interface RunningServer {
+  /** A URL this process can connect to. */
   url: string;
+  /** The addresses to tell the user (for 0.0.0.0: each network address). */
+  urls: string[];
   host: string;
   port: number;
   /** The access token in force (null: none needed). */
@@ -68,28 +80,7 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
-export interface FramePayload {
-  seq: number;
-  width: number;
-  height: number;
-  roi: FrameResult['roi'];
-  label: { classId: number; name: string } | null;
-  clean: FrameResult['clean'];
-  adversarial: FrameResult['adversarial'];
-  fooled: boolean;
-  attack: FrameResult['attack'];
-  linf: number;
-  amplify: number;
-  latency: FrameResult['latency'];
-  fps: number;
-  sentAt: number;
-  images: { frame: Buffer; cleanCrop: Buffer; perturbation: Buffer; adversarial: Buffer };
-}
-
-/** Hides credentials in URLs (rtsp://user:pass@cam/…) before a source name leaves the daemon. */
-export function redact(s: string): string {
-  return s.replace(/(\/\/)[^/@\s]+@/g, '$1***@');
-}
+export { redact };
 
 function publicStatus(s: SourceStatus): SourceStatus {
   return { ...s, source: redact(s.source), ...(s.message ? { message: redact(s.message) } : {}) };
@@ -115,8 +106,8 @@ export function framePayload(r: FrameResult, fps: number): FramePayload {
     seq: r.seq, width: r.width, height: r.height, roi: r.roi,
     label: r.label !== undefined ? { classId: r.label, name: CLASS_NAMES[r.label] ?? String(r.label) } : null,
     clean: r.clean, adversarial: r.adversarial, fooled: r.fooled, attack: r.attack,
-    linf: round(r.linf, 5), amplify: round(r.amplify, 3), latency: lat, fps: round(fps, 1), sentAt: Date.now(),
-    images: r.images,
+    linf: round(r.linf, 5), moved: round(r.moved, 4), stall: r.stall, amplify: round(r.amplify, 3), latency: lat, fps: round(fps, 1), sentAt: Date.now(),
+    sticker: r.sticker, images: r.images,
   };
 }
 
@@ -133,6 +124,9 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const snapshotLimit = new RateLimiter(...(lim.snapshot ?? [5, 20]));
   const sourceLimit = new RateLimiter(...(lim.source ?? [3, 12]));
   const ackTimeout = opts.ackTimeoutMs ?? 5000;
+  const room = new Classroom({ classifier: opts.classifier, daemon, logger: log, config: cfg, modelPath: opts.modelPath ?? null });
+  // A bad --sticker file stops the start in one line, before the port is bound.
+  await room.loadConfigured();
 
   const app = express();
   app.disable('x-powered-by');
@@ -182,7 +176,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   app.get('/metrics', (_req, res) => {
     const m = daemon.metrics();
     res.setHeader('Cache-Control', 'no-store');
-    res.json({ ...m, source: publicStatus(m.source), clients: io.engine.clientsCount });
+    res.json({ ...m, source: publicStatus(m.source), clients: clients(), sessions: io.engine.clientsCount });
   });
 
   const limited = (limiter: RateLimiter, req: Request, res: Response): boolean => {
@@ -233,6 +227,8 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     }
   });
 
+  classroomRoutes(app, { room, classifier: opts.classifier, log, uploadLimit: new RateLimiter(...(lim.upload ?? [5, 10])) });
+
   app.use((_req, res) => {
     res.status(404).json({ error: 'not found' });
   });
@@ -242,31 +238,17 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     if (!res.headersSent) res.status(err instanceof UserError ? 400 : 500).json({ error: msg });
   });
 
-  const server = http.createServer(app);
+  const server = createLimitedServer(app, { ...DEFAULT_HTTP_LIMITS, maxConnections: cfg.maxConnections, ...opts.httpLimits }, log);
   const io = new IoServer(server, {
     maxHttpBufferSize: MAX_HTTP_BUFFER,
     serveClient: true, // the page loads /socket.io/socket.io.js from the installed package: no CDN
     allowRequest: (req, cb) => cb(null, hostAllowed(req, cfg.host) && originAllowed(req)),
     pingInterval: 10_000,
     pingTimeout: 8_000,
+    connectTimeout: opts.authTimeoutMs ?? AUTH_TIMEOUT_MS,
   });
-
-  io.use((socket, next) => {
-    if (io.engine.clientsCount > cfg.maxClients) {
-      next(new Error('too many clients'));
-      return;
-    }
-    if (token) {
-      const auth = (socket.handshake.auth ?? {}) as Record<string, unknown>;
-      const given = typeof auth.token === 'string' ? auth.token : requestToken(socket.request);
-      if (!given || !tokensEqual(given, token)) {
-        log.warn('socket.unauthorized', { ip: socket.handshake.address });
-        next(new Error('unauthorized'));
-        return;
-      }
-    }
-    next();
-  });
+  const admission = installAdmission(io, { token, maxClients: cfg.maxClients, log });
+  const clients = admission.clients;
 
   // Up to two frames unacknowledged per client: enough to hide the round trip on a fast link,
   // and a slow client simply misses frames (it always gets a recent one, never a backlog).
@@ -274,11 +256,15 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   interface ClientState { inFlight: number; sent: number; skipped: number }
   const state = new WeakMap<Socket, ClientState>();
 
-  const hello = () => ({
-    version: version(), classes: CLASS_NAMES, settings: daemon.settings, sources: daemon.allowed.map(redact),
+  const hello = (): Hello => ({
+    version: version(), classes: opts.classifier.classNames ?? CLASS_NAMES, settings: daemon.settings, sources: daemon.allowed.map(redact),
     source: publicStatus(daemon.sourceStatus),
-    limits: { epsMax: EPS_MAX, maxSteps: MAX_LIVE_STEPS, attacks: LIVE_ATTACKS, maxMessageBytes: MAX_MESSAGE_BYTES },
+    limits: { epsMax: EPS_MAX, maxSteps: MAX_LIVE_STEPS, attacks: LIVE_ATTACKS, maxMessageBytes: MAX_MESSAGE_BYTES, ...Classroom.limits() },
     model: { inputSize: opts.classifier.inputSize, numClasses: opts.classifier.numClasses },
+    ...room.hello(),
+  });
+  const classroom = classroomSocket({
+    io, room, daemon, numClasses: opts.classifier.numClasses, log, jobLimit: new RateLimiter(...(lim.printJob ?? [3, 6])),
   });
 
   const sendFrame = (socket: Socket, payload: FramePayload): void => {
@@ -290,7 +276,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     }
     st.inFlight++;
     st.sent++;
-    socket.timeout(ackTimeout).emit('frame', payload, () => {
+    socket.timeout(ackTimeout).emit('frame', { ...payload, images: pickImages(payload.images, room.views.get(socket.id)) }, () => {
       // Acked or timed out: either way the client may have the next frame.
       st.inFlight = Math.max(0, st.inFlight - 1);
     });
@@ -298,10 +284,13 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
 
   io.on('connection', (socket) => {
     state.set(socket, { inFlight: 0, sent: 0, skipped: 0 });
-    log.info('socket.connected', { id: socket.id, ip: socket.handshake.address, clients: io.engine.clientsCount });
+    classroom.connected(socket);
+    log.info('socket.connected', { id: socket.id, ip: socket.handshake.address, clients: clients() });
     socket.emit('hello', hello());
     socket.emit('status', publicStatus(daemon.sourceStatus));
-    if (daemon.last) sendFrame(socket, framePayload(daemon.last, daemon.stats.fps()));
+    // The last frame may have been encoded for nobody: encode what a page draws, then send it.
+    const last = daemon.last;
+    if (last) void ensureImages(last, IMAGE_KEYS, cfg.jpegQuality).then(() => sendFrame(socket, framePayload(last, daemon.stats.fps())), () => undefined);
 
     const reject = (code: string, message: string, ack?: (r: unknown) => void): void => {
       socket.emit('error', { code, message });
@@ -352,6 +341,8 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
             () => ack?.({ ok: true, source: v.value.source }),
             (e: Error) => reject('source_failed', e.message.split('\n')[0], ack),
           );
+        } else if (isClassroomEvent(name)) {
+          classroom.handle(name, socket, args[0], reject, ack);
         }
       } catch (e) {
         log.error('socket.handler_failed', { event: name, error: (e as Error).message });
@@ -363,13 +354,14 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     socket.on('error', () => undefined);
 
     socket.on('disconnect', (reason) => {
+      classroom.disconnected(socket);
       const st = state.get(socket);
-      log.info('socket.disconnected', { id: socket.id, reason, sent: st?.sent, skipped: st?.skipped, clients: io.engine.clientsCount });
+      log.info('socket.disconnected', { id: socket.id, reason, sent: st?.sent, skipped: st?.skipped, clients: clients() });
     });
   });
 
   daemon.on('result', (r: FrameResult) => {
-    if (io.engine.clientsCount === 0) return;
+    if (clients() === 0) return;
     const payload = framePayload(r, daemon.stats.fps());
     for (const socket of io.sockets.sockets.values()) sendFrame(socket, payload);
   });
@@ -378,25 +370,18 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   daemon.on('snapshot', (file: string) => io.emit('snapshot', { file: path.basename(file) }));
 
   const statsTimer = setInterval(() => {
-    if (io.engine.clientsCount === 0) return;
+    if (clients() === 0) return;
     const m = daemon.metrics();
     const latency: Record<string, { p50: number; p95: number }> = {};
     for (const s of STAGES) latency[s] = { p50: m.latency[s].p50, p95: m.latency[s].p95 };
-    io.emit('stats', { fps: m.fps, fooledRate: m.fooledRate, frames: m.frames, dropped: m.dropped, latency,
-      clients: io.engine.clientsCount, numTensors: m.numTensors, rssMB: m.rssMB, backend: m.backend });
+    const stats: StatsMessage = { fps: m.fps, fooledRate: m.fooledRate, stickerFooledRate: m.stickerFooledRate, stalledFrames: m.stalledFrames,
+      frames: m.frames, dropped: m.dropped, latency, clients: clients(), numTensors: m.numTensors, rssMB: m.rssMB, backend: m.backend };
+    io.emit('stats', stats);
   }, 1000);
   statsTimer.unref();
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', (e: NodeJS.ErrnoException) => reject(e.code === 'EADDRINUSE'
-      ? new UserError(`port ${cfg.port} on ${cfg.host} is already in use (try --port)`)
-      : e.code === 'EADDRNOTAVAIL' ? new UserError(`cannot listen on ${cfg.host}: no such local address`) : e));
-    server.listen(cfg.port, cfg.host, () => resolve());
-  });
-  const addr = server.address();
-  const port = typeof addr === 'object' && addr ? addr.port : cfg.port;
-  const hostForUrl = cfg.host.includes(':') ? `[${cfg.host}]` : cfg.host === '0.0.0.0' ? '127.0.0.1' : cfg.host;
-  const url = `http://${hostForUrl}:${port}/`;
+  const port = await listen(server, cfg.port, cfg.host);
+  const { local: url, shown: urls } = serverUrls(cfg.host, port);
   log.info('server.listening', { host: cfg.host, port, tokenRequired: Boolean(token), forced: tokenRequired(cfg) && cfg.requireToken });
 
   try {
@@ -410,6 +395,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const close = (): Promise<void> => {
     closing ??= (async () => {
       clearInterval(statsTimer);
+      await room.close();
       io.emit('status', { state: 'stopped', source: redact(daemon.sourceSpec), message: 'daemon shutting down', at: Date.now() });
       await daemon.stop();
       io.disconnectSockets(true);
@@ -422,5 +408,5 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     return closing;
   };
 
-  return { url, host: cfg.host, port, token, tokenGenerated: generated, daemon, io, http: server, clients: () => io.engine.clientsCount, close };
+  return { url, urls, host: cfg.host, port, token, tokenGenerated: generated, daemon, io, http: server, clients, close };
 }

@@ -31,7 +31,13 @@ export interface ServeConfig {
   /** Extra sources offered on the page (clients may only pick from the configured list). */
   sources: string[];
   model: string | null;
+  /** What a model that is not ours expects (see src/cli/model-flags.ts): 'LO,HI', crop|whole, a labels file. */
+  inputRange: string | null;
+  preprocess: 'crop' | 'whole';
+  labels: string | null;
   backend: string | null;
+  /** Compute engine: 'ort' | 'tfjs' (null: the best that works, see src/inference/engine.ts). */
+  engine: string | null;
   attack: LiveAttack;
   eps: number;
   targeted: boolean;
@@ -57,16 +63,29 @@ export interface ServeConfig {
   logLevel: LogLevel;
   snapshotDir: string;
   maxClients: number;
+  /** Open TCP connections at most (page, API and sockets, authenticated or not). */
+  maxConnections: number;
   /** Extra ffmpeg input options, e.g. ['-input_format', 'mjpeg'] to take a USB camera's own MJPEG. */
   ffmpegInputArgs: string[];
+  /** A `sticker` run's JSON to draw onto the sign in view from the start (the virtual sticker). */
+  sticker: string | null;
+  /** Where the page's print jobs keep their PDFs (one folder per job). */
+  printDir: string;
 }
 
+/**
+ * The live attack's defaults: BIM, 2 steps on the logit margin at ε 12/255. FGSM at 8/255 fools the
+ * shipped model on only ~76 % of the synthetic scene's frames (its confident signs need more than
+ * one step or more budget); two margin steps at 12/255 reach ~92 % at twice FGSM's cost, within the
+ * one-core frame budget (README, "The live daemon").
+ */
 export const DEFAULT_CONFIG: Readonly<ServeConfig> = Object.freeze({
-  host: '127.0.0.1', port: 8080, source: 'auto', sources: [], model: null, backend: null,
-  attack: 'fgsm', eps: 8 / 255, targeted: false, target: 14, steps: 5, loss: 'ce', roi: null,
+  host: '127.0.0.1', port: 8080, source: 'auto', sources: [], model: null, inputRange: null, preprocess: 'crop', labels: null, backend: null, engine: null,
+  attack: 'bim', eps: 12 / 255, targeted: false, target: 14, steps: 2, loss: 'margin', roi: null,
   token: null, requireToken: false, jpegQuality: 80, width: 640, height: 480, fps: 30,
   gpioButton: null, gpioLedOk: null, gpioLedFooled: null, gpioSysfs: '/sys', gpioChip: null, gpioLongPressMs: 1500,
-  gpioButtonActiveLow: false, logLevel: 'info', snapshotDir: 'snapshots', maxClients: 20, ffmpegInputArgs: [],
+  gpioButtonActiveLow: false, logLevel: 'info', snapshotDir: 'snapshots', maxClients: 20, maxConnections: 256, ffmpegInputArgs: [],
+  sticker: null, printDir: 'prints',
 });
 
 type Key = keyof ServeConfig;
@@ -85,7 +104,11 @@ const KEYS: Record<Key, KeyDef> = {
   source: { kind: 'string' },
   sources: { kind: 'list' },
   model: { kind: 'nullableString' },
+  inputRange: { kind: 'nullableString' },
+  preprocess: { kind: 'enum', values: ['crop', 'whole'] },
+  labels: { kind: 'nullableString' },
   backend: { kind: 'nullableString' },
+  engine: { kind: 'nullableString' },
   attack: { kind: 'enum', values: LIVE_ATTACKS },
   eps: { kind: 'eps' },
   targeted: { kind: 'bool' },
@@ -109,7 +132,10 @@ const KEYS: Record<Key, KeyDef> = {
   logLevel: { kind: 'enum', values: LOG_LEVELS },
   snapshotDir: { kind: 'string' },
   maxClients: { kind: 'int', min: 1, max: 1000 },
+  maxConnections: { kind: 'int', min: 4, max: 100_000 },
   ffmpegInputArgs: { kind: 'list' },
+  sticker: { kind: 'nullableString' },
+  printDir: { kind: 'string' },
 };
 
 export const CONFIG_KEYS = Object.keys(KEYS) as Key[];
@@ -187,7 +213,7 @@ function parseValue(k: Key, v: unknown, where: string): unknown {
         try {
           e = parseEps(v);
         } catch (err) {
-          return bad((err as Error).message);
+          throw new UserError(`${where}: ${(err as Error).message}`);
         }
       } else return bad('must be a number such as 8/255');
       if (!Number.isFinite(e) || e < 0 || e > EPS_MAX + 1e-9) bad(`must be within 0 … 32/255 (${EPS_MAX.toFixed(4)})`);
@@ -284,6 +310,9 @@ export function loadConfig(inputs: ConfigInputs = {}): LoadedConfig {
       record[k] = parseValue(k, fv, `config file ${file}`);
       origins[k] = 'file';
     }
+  }
+  if (config.maxConnections <= config.maxClients) {
+    throw new UserError(`maxConnections (${config.maxConnections}) must exceed maxClients (${config.maxClients}): each client holds a connection and the page loads over others`);
   }
   if (config.token !== null && config.token.length < 12) throw new UserError('token must be at least 12 characters (or leave it out and one is generated)');
   return { config, origins, file };

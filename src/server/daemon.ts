@@ -5,7 +5,6 @@
  * so latency stays bounded whatever the camera rate (dropped frames are counted).
  */
 import { EventEmitter } from 'node:events';
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { tf } from '../inference/tf';
 import type { Classifier } from '../inference/model';
@@ -13,12 +12,15 @@ import { UserError } from '../data/types';
 import type { Frame, FrameSource, SourceStatus } from '../capture/types';
 import { createSource, CaptureOptions, listCameras, parseSourceSpec, which } from '../capture/factory';
 import type { GpioController } from '../gpio';
-import type { ServeConfig } from './config';
+import { DEFAULT_CONFIG, ServeConfig } from './config';
 import type { Logger } from './log';
-import { Pipeline, PipelineSettings, FrameResult } from './pipeline';
+import { AnalysedFrame, Pipeline, PipelineSettings, FrameResult } from './pipeline';
+import type { ImageKey } from './protocol';
+import type { LoadedSticker } from './sticker-overlay';
 import { PipelineStats, StatsSnapshot, round } from './stats';
 import type { SettingsPatch } from './schema';
 import { snapshotPng } from './snapshot';
+import { writeFileAtomic } from '../util/atomic-file';
 
 export interface DaemonOptions {
   config: ServeConfig;
@@ -30,6 +32,13 @@ export interface DaemonOptions {
   gpio?: GpioController;
   /** What the page may switch to (default: configured source, synthetic, cameras, test pattern). */
   allowedSources?: string[];
+}
+
+/** What the socket layer tells the loop each frame: the sticker in use and the images clients draw. */
+export interface FrameDemand {
+  sticker(): LoadedSticker | null;
+  /** Images to encode for this frame: none when nobody watches. */
+  images(): Iterable<ImageKey>;
 }
 
 export interface Health {
@@ -58,6 +67,8 @@ export class Daemon extends EventEmitter {
   private _settings: PipelineSettings;
   private pending: Frame | null = null;
   private busy = false;
+  /** Resolves the drain loop's wait for a frame while an encoding is in flight. */
+  private wake: (() => void) | null = null;
   private lastFrame: Frame | null = null;
   private _last: FrameResult | null = null;
   private readonly started = Date.now();
@@ -67,6 +78,8 @@ export class Daemon extends EventEmitter {
   private idle: Promise<void> = Promise.resolve();
   private idleResolve: (() => void) | null = null;
   private attackErrorLogged = '';
+  private stallLogged = '';
+  private demand: FrameDemand = { sticker: () => null, images: () => [] };
   readonly allowed: string[];
 
   constructor(private readonly opts: DaemonOptions) {
@@ -74,7 +87,7 @@ export class Daemon extends EventEmitter {
     const c = opts.config;
     this.spec = c.source;
     this._settings = { attack: c.attack, eps: c.eps, targeted: c.targeted, target: c.target, steps: c.steps, loss: c.loss, roi: c.roi, paused: false };
-    this.lastAttack = c.attack === 'none' ? 'fgsm' : c.attack;
+    this.lastAttack = c.attack === 'none' ? (DEFAULT_CONFIG.attack === 'none' ? 'fgsm' : DEFAULT_CONFIG.attack) : c.attack;
     this.pipeline = new Pipeline(opts.classifier, {
       jpegQuality: c.jpegQuality,
       onAttackError: (m) => {
@@ -88,6 +101,11 @@ export class Daemon extends EventEmitter {
       if (k === 'short') this.updateSettings({ attack: this._settings.attack === 'none' ? this.lastAttack : 'none' }, 'gpio');
       else void this.saveSnapshot().catch((e: Error) => opts.logger.warn('snapshot.failed', { error: e.message }));
     });
+  }
+
+  /** Set by the socket layer (before start). */
+  setDemand(d: FrameDemand): void {
+    this.demand = d;
   }
 
   get settings(): PipelineSettings {
@@ -165,6 +183,7 @@ export class Daemon extends EventEmitter {
     if (this.busy) {
       if (this.pending && this.pending !== this.lastFrame) this.stats.dropped++;
       this.pending = f;
+      this.wake?.();
       return;
     }
     void this.drain(f);
@@ -174,27 +193,62 @@ export class Daemon extends EventEmitter {
     this.busy = true;
     this.idle = new Promise((r) => { this.idleResolve = r; });
     let f: Frame | null = first;
+    // One frame's images are encoded while the next is analysed: at most one encoding in flight,
+    // so results still go out in order.
+    let encoding: Promise<void> = Promise.resolve();
     try {
       while (f && this.running) {
+        const frame: Frame = f;
         const pickedAt = performance.now();
+        const settings = this.settings;
+        let analysed: AnalysedFrame | null = null;
         try {
-          const settings = this.settings;
-          const r = await this.pipeline.process(f, settings, pickedAt);
-          this.lastFrame = f;
-          this._last = r;
-          this.stats.record(r.latency, settings.attack === 'none' ? null : r.fooled);
-          this.opts.gpio?.indicate(settings.attack === 'none' ? 'ok' : r.fooled ? 'fooled' : 'ok');
-          this.emit('result', r);
+          analysed = await this.pipeline.analyse(frame, settings, { pickedAt, sticker: this.demand.sticker() });
         } catch (e) {
-          this.opts.logger.error('frame.failed', { error: (e as Error).message.split('\n')[0], seq: f.seq });
+          this.frameFailed(e, frame);
+        }
+        await encoding;
+        if (analysed) {
+          const a = analysed;
+          encoding = this.pipeline.encode(a, this.demand.images()).then((r) => this.publish(frame, r, settings), (e: unknown) => this.frameFailed(e, frame));
         }
         f = this.pending;
         this.pending = null;
+        if (!f) {
+          // Nothing waiting: until the encoding is done, a frame that arrives is analysed at once.
+          const arrived = new Promise<void>((r) => { this.wake = r; });
+          await Promise.race([encoding, arrived]);
+          this.wake = null;
+          f = this.pending;
+          this.pending = null;
+        }
       }
+      await encoding;
     } finally {
       this.busy = false;
       this.idleResolve?.();
     }
+  }
+
+  private publish(f: Frame, r: FrameResult, settings: PipelineSettings): void {
+    this.lastFrame = f;
+    this._last = r;
+    // With the attack off, "fooled" is the virtual sticker's (when one is on): rate and LEDs.
+    const fooled = settings.attack !== 'none' ? r.fooled : r.sticker ? r.sticker.fooled : null;
+    this.stats.record(r.latency, fooled, performance.now(), { stickerFooled: r.sticker ? r.sticker.fooled : null, stalled: r.stall !== null });
+    this.logStall(r.stall);
+    this.opts.gpio?.indicate(fooled ? 'fooled' : 'ok');
+    this.emit('result', r);
+  }
+
+  /** A stalled attack is logged once per reason, not once per frame. */
+  private logStall(reason: string | null): void {
+    if (reason && reason !== this.stallLogged) this.opts.logger.warn('attack.stalled', { reason });
+    this.stallLogged = reason ?? '';
+  }
+
+  private frameFailed(e: unknown, f: Frame): void {
+    this.opts.logger.error('frame.failed', { error: (e as Error).message.split('\n')[0], seq: f.seq });
   }
 
   /** Applies a validated patch; when paused the frozen frame is processed again with it. */
@@ -205,8 +259,12 @@ export class Daemon extends EventEmitter {
     this.opts.logger.info('settings.changed', { by, ...patch, ...(patch.eps !== undefined ? { eps: round(patch.eps, 4) } : {}) });
     this.emit('settings', this.settings);
     if (s.paused && this.lastFrame && this.running) {
-      if (this.busy) this.pending = this.lastFrame;
-      else void this.drain(this.lastFrame);
+      if (this.busy) {
+        this.pending = this.lastFrame;
+        this.wake?.();
+      } else {
+        void this.drain(this.lastFrame);
+      }
     }
     return this.settings;
   }
@@ -238,9 +296,8 @@ export class Daemon extends EventEmitter {
     const r = this._last;
     if (!r) throw new UserError('no frame yet');
     const dir = this.opts.config.snapshotDir;
-    fs.mkdirSync(dir, { recursive: true });
     const file = path.join(dir, `advsign-${new Date().toISOString().replace(/[:.]/g, '-')}.png`);
-    fs.writeFileSync(file, await snapshotPng(r));
+    writeFileAtomic(file, await snapshotPng(r));
     this.opts.logger.info('snapshot.saved', { file });
     this.emit('snapshot', file);
     return file;

@@ -5,11 +5,12 @@
  */
 import { EPS_MAX, LIVE_ATTACKS, LiveAttack, NormRoi } from './config';
 import { ATTACK_LOSSES, AttackLoss } from '../attack/loss';
+import { IMAGE_KEYS, ImageKey, PrintRequest, StickerRequest, ViewRequest } from './protocol';
 
 export type Result<T> = { ok: true; value: T; notes?: string[] } | { ok: false; error: string };
 
 /** Client → server events. Anything else is rejected as unknown. */
-export const CLIENT_EVENTS = ['settings', 'source'] as const;
+export const CLIENT_EVENTS = ['settings', 'source', 'sticker', 'view', 'print'] as const;
 export type ClientEvent = (typeof CLIENT_EVENTS)[number];
 
 /** Largest accepted message (JSON), far below socket.io's transport limit. */
@@ -142,4 +143,51 @@ export function validatePrintQuery(q: Record<string, unknown>): Result<{ sizeMm:
   const cap = q.caption;
   if (cap !== undefined && cap !== '0' && cap !== '1') return { ok: false, error: 'caption must be 0 or 1' };
   return { ok: true, value: { sizeMm, caption: cap !== '0' } };
+}
+
+function exactKeys(msg: Record<string, unknown>, keys: readonly string[], what: string): string | null {
+  const k = Object.keys(msg);
+  if (k.length !== keys.length || !keys.every((x) => k.includes(x))) return `${what} must have exactly the keys ${keys.join(', ')}`;
+  return null;
+}
+
+/** 'sticker' {id}: a known sticker's id, or null to clear it. */
+export function validateStickerRequest(msg: unknown): Result<StickerRequest> {
+  if (!isPlainObject(msg)) return { ok: false, error: 'sticker request must be an object {id}' };
+  const e = exactKeys(msg, ['id'], 'sticker request');
+  if (e) return { ok: false, error: e };
+  const id = msg.id;
+  if (id !== null && (typeof id !== 'string' || !/^[a-z]+-\d{1,6}$/.test(id))) return { ok: false, error: 'sticker id must be a sticker\'s id or null' };
+  return { ok: true, value: { id } };
+}
+
+/** 'view' {images}: the images this client draws (the daemon encodes only those). */
+export function validateViewRequest(msg: unknown): Result<ViewRequest> {
+  if (!isPlainObject(msg)) return { ok: false, error: 'view request must be an object {images}' };
+  const e = exactKeys(msg, ['images'], 'view request');
+  if (e) return { ok: false, error: e };
+  const imgs = msg.images;
+  if (!Array.isArray(imgs) || imgs.length > IMAGE_KEYS.length || !imgs.every((k) => typeof k === 'string' && (IMAGE_KEYS as readonly string[]).includes(k))) {
+    return { ok: false, error: `images must be a list drawn from ${IMAGE_KEYS.join(', ')}` };
+  }
+  return { ok: true, value: { images: [...new Set(imgs as ImageKey[])] } };
+}
+
+/** 'print' {action:'start', target, signMm, steps} | {action:'cancel'}. */
+export function validatePrintRequest(msg: unknown, numClasses: number, steps: [number, number], signMm: [number, number]): Result<PrintRequest> {
+  if (!isPlainObject(msg)) return { ok: false, error: 'print request must be an object' };
+  if (msg.action === 'cancel') {
+    const e = exactKeys(msg, ['action'], 'a cancel request');
+    return e ? { ok: false, error: e } : { ok: true, value: { action: 'cancel' } };
+  }
+  if (msg.action !== 'start') return { ok: false, error: "print action must be 'start' or 'cancel'" };
+  const e = exactKeys(msg, ['action', 'target', 'signMm', 'steps'], 'a print request');
+  if (e) return { ok: false, error: e };
+  const t = msg.target;
+  if (t !== null && (!finite(t) || !Number.isInteger(t) || t < 0 || t >= numClasses)) return { ok: false, error: `target must be a class id 0…${numClasses - 1} or null (untargeted)` };
+  const mm = msg.signMm;
+  if (!finite(mm) || mm < signMm[0] || mm > signMm[1]) return { ok: false, error: `signMm must be ${signMm[0]}…${signMm[1]} mm` };
+  const st = msg.steps;
+  if (!finite(st) || !Number.isInteger(st) || st < steps[0] || st > steps[1]) return { ok: false, error: `steps must be a whole number ${steps[0]}…${steps[1]}` };
+  return { ok: true, value: { action: 'start', target: t as number | null, signMm: mm, steps: st } };
 }

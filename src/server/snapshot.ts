@@ -3,7 +3,7 @@
  * perturbation, adversarial input) with the top predictions written underneath.
  */
 import { createCanvas, loadImage } from '@napi-rs/canvas';
-import type { FrameResult } from './pipeline';
+import { ensureImages, FrameResult } from './pipeline';
 
 const P = 360; // panel side, px
 
@@ -14,7 +14,8 @@ export async function snapshotPng(r: FrameResult): Promise<Buffer> {
   const ctx = canvas.getContext('2d');
   ctx.fillStyle = '#ffffff';
   ctx.fillRect(0, 0, W, H);
-  const [frame, pert, adv] = await Promise.all([loadImage(r.images.frame), loadImage(r.images.perturbation), loadImage(r.images.adversarial)]);
+  await ensureImages(r, ['frame', 'perturbation', 'adversarial']);
+  const [frame, pert, adv] = await Promise.all([loadImage(r.images.frame!), loadImage(r.images.perturbation!), loadImage(r.images.adversarial!)]);
   const titles = ['Clean (camera)', `Perturbation ×${r.amplify.toFixed(0)}`, 'Adversarial'];
   const xs = [16, 32 + P, 48 + 2 * P];
   const top = 40;

@@ -24,6 +24,11 @@ export class Ring {
     return this.n;
   }
 
+  clear(): void {
+    this.n = 0;
+    this.i = 0;
+  }
+
   values(): number[] {
     return Array.from(this.buf.subarray(0, this.n));
   }
@@ -47,7 +52,12 @@ export interface StatsSnapshot {
   fps: number;
   frames: number;
   dropped: number;
+  /** Share of recent frames fooled: by the attack when one is on, else by the virtual sticker. */
   fooledRate: number;
+  /** Share of recent frames the virtual sticker fooled (null: no sticker lately). */
+  stickerFooledRate: number | null;
+  /** Frames where an attack was on and changed nothing (each has a stated reason). */
+  stalledFrames: number;
   latency: Record<Stage, { p50: number; p95: number; mean: number }>;
 }
 
@@ -55,20 +65,31 @@ export class PipelineStats {
   private readonly lat = new Map<Stage, Ring>();
   private readonly times: number[] = [];
   private readonly fooled: Ring;
+  private readonly stickerFooled: Ring;
   frames = 0;
   dropped = 0;
+  stalled = 0;
 
   constructor(private readonly window = 300, private readonly fpsWindowMs = 2000) {
     for (const s of STAGES) this.lat.set(s, new Ring(window));
     this.fooled = new Ring(Math.min(window, 90));
+    this.stickerFooled = new Ring(Math.min(window, 90));
   }
 
-  record(l: Latency, fooled: boolean | null, now = performance.now()): void {
+  /** `fooled`/`stickerFooled`: null when there was no attack / no sticker on that frame. */
+  record(l: Latency, fooled: boolean | null, now = performance.now(), extra: { stickerFooled?: boolean | null; stalled?: boolean } = {}): void {
     this.frames++;
     for (const s of STAGES) this.lat.get(s)!.push(l[s]);
     if (fooled !== null) this.fooled.push(fooled ? 1 : 0);
+    if (extra.stickerFooled != null) this.stickerFooled.push(extra.stickerFooled ? 1 : 0);
+    if (extra.stalled) this.stalled++;
     this.times.push(now);
     while (this.times.length > 0 && now - this.times[0] > this.fpsWindowMs) this.times.shift();
+  }
+
+  /** A new sticker starts its own fooled rate. */
+  resetSticker(): void {
+    this.stickerFooled.clear();
   }
 
   fps(now = performance.now()): number {
@@ -84,7 +105,10 @@ export class PipelineStats {
       const r = this.lat.get(s)!;
       latency[s] = { p50: round(r.percentile(50)), p95: round(r.percentile(95)), mean: round(r.mean()) };
     }
-    return { fps: round(this.fps()), frames: this.frames, dropped: this.dropped, fooledRate: round(this.fooled.mean(), 3), latency };
+    return {
+      fps: round(this.fps()), frames: this.frames, dropped: this.dropped, fooledRate: round(this.fooled.mean(), 3),
+      stickerFooledRate: this.stickerFooled.count ? round(this.stickerFooled.mean(), 3) : null, stalledFrames: this.stalled, latency,
+    };
   }
 
   /** All total latencies held (the bench reads them). */

@@ -6,3 +6,5 @@ export * from './optimize';
 export * from './measure';
 export * from './roundtrip';
 export * from './pdf';
+export * from './layer';
+export * from './run-file';

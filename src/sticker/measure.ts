@@ -4,7 +4,7 @@
  * transformations (so "fooled" is not confused with "the model already fails at this angle").
  */
 import { tf } from '../inference/tf';
-import type { Classifier } from '../inference/model';
+import { Classifier, inferLogits } from '../inference/model';
 import { hashSeed } from '../data/random';
 import { DEFAULT_EOT, EotConfig, renderEot, sampleEot, splitRgba } from './eot';
 
@@ -39,9 +39,11 @@ async function classify(clf: Classifier, images: Float32Array, n: number, s: num
   const prob = new Float32Array(n * clf.numClasses);
   for (let i = 0; i < n; i += batch) {
     const m = Math.min(batch, n - i);
-    const p = tf.tidy(() => tf.softmax(clf.logits(tf.tensor4d(images.subarray(i * s * s * 3, (i + m) * s * s * 3), [m, s, s, 3]))));
+    const x = tf.tensor4d(images.subarray(i * s * s * 3, (i + m) * s * s * 3), [m, s, s, 3]);
+    const z = await inferLogits(clf, x);
+    const p = tf.softmax(z);
     const v = await p.data() as Float32Array;
-    p.dispose();
+    tf.dispose([x, z, p]);
     prob.set(v, i * clf.numClasses);
     for (let j = 0; j < m; j++) {
       let best = 0;

@@ -11,6 +11,7 @@
  */
 import { tf, Tensor, Tensor2D, Tensor4D } from '../inference/tf';
 import type { Classifier } from '../inference/model';
+import { vjp } from '../inference/objective';
 import { renderSignRGBA } from '../data/synthetic';
 import { createRng, hashSeed } from '../data/random';
 import { UserError } from '../data/types';
@@ -231,20 +232,25 @@ export async function optimizeSticker(clf: Classifier, options: StickerOptions):
   try {
     for (let step = 0; step < o.steps; step++) {
       const samples = useEot ? sampleEot(o.eotSamples, trainingSeed(o.seed, step), eotConfig) : sampleEot(1, 0, eotConfig);
+      // The classifier's part first (natively when it can): the EOT views, their logits and Jᵀ∂adv/∂z.
+      const views = tf.tidy(() => applyEot(build().rgb, alpha, printed, samples, eotConfig));
+      const { logits, grad: viewGrad } = await vjp(clf, views, (z) => tf.grad((q) => attackLoss(q as Tensor2D, options.classId, target, o.kappa))(z) as Tensor2D, 'tape');
+      views.dispose();
       let parts: Tensor[] = [];
-      const lossT = optimizer.minimize(() => {
+      const surrogate = optimizer.minimize(() => {
         const { ink, rgb, smooth } = build();
         const imgs = applyEot(rgb, alpha, printed, samples, eotConfig);
-        const logits = clf.logits(imgs);
         const adv = attackLoss(logits, options.classId, target, o.kappa);
         const nps = npsLoss(tf.reshape(ink, [-1, 3]) as Tensor2D, paletteT, printedT);
         const tv = tvLoss(smooth, printedT);
-        parts = [tf.keep(adv), tf.keep(nps), tf.keep(tv), tf.keep(tf.argMax(logits, 1))];
-        return tf.addN([adv, tf.mul(nps, o.npsWeight), tf.mul(tv, o.tvWeight)]) as tf.Scalar;
+        const total = tf.addN([adv, tf.mul(nps, o.npsWeight), tf.mul(tv, o.tvWeight)]) as tf.Scalar;
+        parts = [tf.keep(total), tf.keep(adv), tf.keep(nps), tf.keep(tv), tf.keep(tf.argMax(logits, 1))];
+        // Σ views ⊙ Jᵀc has the adversarial term's gradient at the views: its own value is not used.
+        return tf.add(total, tf.sum(tf.mul(imgs, viewGrad))) as tf.Scalar;
       }, true, [theta]) as tf.Scalar;
-      const [loss, adv, nps, tv] = await Promise.all([lossT, ...parts.slice(0, 3)].map(async (t) => (await t.data())[0]));
-      const pred = Int32Array.from(await parts[3].data());
-      tf.dispose([lossT, ...parts]);
+      const [loss, adv, nps, tv] = await Promise.all(parts.slice(0, 4).map(async (t) => (await t.data())[0]));
+      const pred = Int32Array.from(await parts[4].data());
+      tf.dispose([surrogate, logits, viewGrad, ...parts]);
       const s: StepStats = { step, loss, attackLoss: adv, nps, tv, batchSuccess: fooled(pred, options.classId, target) / pred.length };
       history.push(s);
       options.onStep?.(s);

@@ -7,6 +7,7 @@ import { UserError } from '../data/types';
 import type { ImageSet } from '../data/types';
 import { int, parseFlags, required, str } from '../cli/args';
 import { exportTflite } from './export';
+import { checkWritable } from '../util/atomic-file';
 
 export const EXPORT_HELP = `advsign export --model models/NAME --out model.tflite [options]
 
@@ -35,6 +36,7 @@ export async function exportCommand(argv: string[]): Promise<void> {
   const modelDir = required(f, 'model', 'export');
   const out = required(f, 'out', 'export');
   if (!out.endsWith('.tflite')) throw new UserError(`export: --out should name a .tflite file, got '${out}'`);
+  checkWritable(out);
   const quantize = f.int8 ? 'int8' : 'none';
   const calSpec = str(f, 'calibration');
   if (calSpec && !f.int8) throw new UserError('export: --calibration only applies with --int8');

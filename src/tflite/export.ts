@@ -6,6 +6,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { tf } from '../inference/tf';
 import { loadLayersModel } from '../inference/model-io';
+import { writeFileAtomic } from '../util/atomic-file';
 import type { ImageSet } from '../data/types';
 import { UserError } from '../data/types';
 import { renderDataset } from '../data/synthetic';
@@ -141,10 +142,7 @@ export async function exportTflite(modelDir: string, outFile: string, o: ExportO
     const { tflite, ...rest } = await convertToTflite(model, {
       ...o, description: o.description ?? `advsign ${path.basename(path.resolve(modelDir))} (${o.quantize === 'int8' ? 'int8' : 'float32'})`,
     });
-    fs.mkdirSync(path.dirname(path.resolve(outFile)), { recursive: true });
-    const tmp = `${outFile}.tmp-${process.pid}`;
-    fs.writeFileSync(tmp, tflite);
-    fs.renameSync(tmp, outFile);
+    writeFileAtomic(outFile, tflite);
     return { bytes: tflite.length, ...rest };
   } finally {
     model.dispose();

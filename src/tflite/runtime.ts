@@ -17,8 +17,10 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { tf, Tensor2D, Tensor4D } from '../inference/tf';
 import type { Classifier } from '../inference/model';
+import { InputRange, InputShape, mapPixel, roundHalfEven, squareSide, toModelInput, UNIT_RANGE } from '../inference/model-input';
 import { UserError } from '../data/types';
 import { hasTfliteIdentifier, Op, opts, parseModel, ParsedModel, ParsedTensor, serializeModel, TensorType } from './schema';
+import { isQuantised, softmaxHead } from './graph';
 
 export type TypedOut = Int8Array | Uint8Array | Int16Array | Int32Array | Uint32Array | Float32Array | Float64Array;
 
@@ -37,11 +39,18 @@ export interface TfliteModule {
   loadTFLiteModel(model: ArrayBuffer, options?: { numThreads?: number }): Promise<{ modelRunner?: Runner; predict(x: tf.Tensor): tf.Tensor }>;
 }
 
-/** Ops the wrapper accepts: feed-forward image classifiers. Others are refused by name. */
+/**
+ * Ops the wrapper accepts: those of feed-forward image classifiers. Others (recurrent, control
+ * flow, custom) are refused by name. Not all of them can be rebuilt for gradients (rebuild.ts);
+ * a model using the rest still runs here for clean accuracy and black-box attacks.
+ */
 export const SUPPORTED_OPS: ReadonlySet<string> = new Set([
-  'ADD', 'AVERAGE_POOL_2D', 'CONCATENATION', 'CONV_2D', 'DEPTHWISE_CONV_2D', 'DEQUANTIZE', 'FULLY_CONNECTED',
-  'HARD_SWISH', 'LOGISTIC', 'MAX_POOL_2D', 'MEAN', 'MUL', 'PAD', 'PADV2', 'QUANTIZE', 'RELU', 'RELU6', 'RESHAPE',
-  'SOFTMAX', 'SQUEEZE', 'SUB', 'TANH', 'LOG_SOFTMAX',
+  'ABS', 'ADD', 'AVERAGE_POOL_2D', 'BATCH_MATMUL', 'CAST', 'CONCATENATION', 'CONV_2D', 'DEPTHWISE_CONV_2D', 'DEQUANTIZE',
+  'DIV', 'ELU', 'EXP', 'EXPAND_DIMS', 'FULLY_CONNECTED', 'GATHER', 'HARD_SWISH', 'L2_NORMALIZATION', 'LEAKY_RELU',
+  'LOGISTIC', 'LOG_SOFTMAX', 'MAXIMUM', 'MAX_POOL_2D', 'MEAN', 'MINIMUM', 'MIRROR_PAD', 'MUL', 'PACK', 'PAD', 'PADV2',
+  'PRELU', 'QUANTIZE', 'REDUCE_MAX', 'RELU', 'RELU6', 'RELU_N1_TO_1', 'RESHAPE', 'RESIZE_BILINEAR',
+  'RESIZE_NEAREST_NEIGHBOR', 'RSQRT', 'SHAPE', 'SLICE', 'SOFTMAX', 'SPLIT', 'SQRT', 'SQUARED_DIFFERENCE', 'SQUEEZE',
+  'STRIDED_SLICE', 'SUB', 'SUM', 'TANH', 'TRANSPOSE',
 ]);
 
 let loading: Promise<TfliteModule> | null = null;
@@ -136,6 +145,13 @@ export interface TfliteInfo {
   bytes: number;
   description: string | null;
   parsed: ParsedModel;
+  /** The input image's height, width and channels (batch 1). */
+  shape: InputShape;
+  /** Quantisation of the input and output tensors (null for float32 ones). */
+  inputQuant: { scale: number; zeroPoint: number } | null;
+  outputQuant: { scale: number; zeroPoint: number } | null;
+  /** The output is a softmax (probabilities, possibly dequantised) rather than logits. */
+  outputsSoftmax: boolean;
 }
 
 function firstLine(e: unknown): string {
@@ -167,19 +183,27 @@ export function inspectTflite(bytes: Uint8Array, label = 'model'): TfliteInfo {
   const output = parsed.tensors[parsed.outputs[0]];
   if (!input || !output) throw new UserError(`${label} is a corrupt TFLite file: input or output tensor index out of range`);
   const sh = input.shape;
-  if (sh.length !== 4 || sh[0] !== 1 || sh[1] !== sh[2] || sh[3] !== 3) {
-    throw new UserError(`${label} input must be [1, s, s, 3] (one RGB image), got [${sh.join(', ')}]`);
+  if (sh.length !== 4 || sh[0] !== 1 || !(sh[3] === 3 || sh[3] === 1) || !(sh[1] > 0 && sh[2] > 0)) {
+    throw new UserError(`${label} input must be one image [1, H, W, 3] (RGB, or 1 channel for grayscale), got [${sh.join(', ')}]`);
   }
   if (output.shape.length !== 2 || output.shape[0] !== 1) throw new UserError(`${label} output must be [1, classes], got [${output.shape.join(', ')}]`);
-  for (const t of [input, output]) {
-    if (!['float32', 'int8', 'uint8'].includes(t.typeName)) throw new UserError(`${label}: ${t.name} has type ${t.typeName}; float32, int8 or uint8 expected`);
-  }
+  const quantOf = (t: ParsedTensor, what: string) => {
+    if (!['float32', 'int8', 'uint8'].includes(t.typeName)) throw new UserError(`${label}: ${what} ${t.name} has type ${t.typeName}; float32, int8 or uint8 expected`);
+    if (t.typeName === 'float32') return null;
+    if (!isQuantised(t)) {
+      throw new UserError(`${label}: the ${what} ${t.name} is ${t.typeName} without quantisation parameters (scale, zero point), so its values cannot be mapped to pixels or scores`);
+    }
+    return { scale: t.scale[0], zeroPoint: t.zeroPoint[0] ?? 0 };
+  };
+  const inputQuant = quantOf(input, 'input');
+  const outputQuant = quantOf(output, 'output');
   const conv = parsed.operators.find((o) => o.name === 'CONV_2D' || o.name === 'FULLY_CONNECTED');
   const wType = conv ? parsed.tensors[conv.inputs[1]]?.typeName : undefined;
   return {
     weights: wType === 'float32' ? 'float32' : wType === 'int8' ? 'int8' : 'other',
     inputType: input.typeName, outputType: output.typeName,
     ops: parsed.operators.map((o) => o.name), bytes: bytes.length, description: parsed.description, parsed,
+    shape: { height: sh[1], width: sh[2], channels: sh[3] }, inputQuant, outputQuant, outputsSoftmax: softmaxHead(parsed) >= 0,
   };
 }
 
@@ -188,6 +212,10 @@ export interface LoadTfliteOptions {
   expectedInputSize?: number;
   /** Interpreter threads (the single-threaded wasm build is used in Node: 1). */
   numThreads?: number;
+  /** The model's pixel values for images in [0, 1] (default: what the input's quantisation represents, else 0…1). */
+  inputRange?: InputRange | null;
+  /** How messages name bytes given directly (default 'the model'). */
+  label?: string;
 }
 
 /** Throws a clear error when images of side `size` do not fit the model. */
@@ -199,42 +227,49 @@ export function assertInputSize(clf: { inputSize: number }, size: number, what =
 
 /**
  * A TFLite model as a Classifier. Inference happens in WebAssembly, one image at a time (the
- * exported models have batch size 1), outside TensorFlow.js: there are no gradients, so only
- * black-box attacks (Square) or transfer from a surrogate apply. `logits()` says so clearly if
- * a gradient-based attack tries to differentiate through it.
+ * files have batch size 1), outside TensorFlow.js: there are no gradients through it, so it is
+ * what predictions are measured on, and what black-box attacks (Square) query. `logits()` says
+ * clearly why if a gradient-based attack tries to differentiate through it.
  */
 export class TfliteClassifier implements Classifier {
+  /** The square image side it takes (its input's larger side; other shapes are resized to H×W). */
   readonly inputSize: number;
   readonly numClasses: number;
-  /** True when the model ends in SOFTMAX: logits are then recovered as log-probabilities. */
+  /** True when the output is a softmax: logits are then recovered as log-probabilities. */
   readonly outputsSoftmax: boolean;
   readonly trainableWeights: tf.Variable[] = [];
+  readonly shape: InputShape;
+  readonly inputRange: InputRange;
+  classNames?: readonly string[];
+  /** The error a gradient through logits() raises (set by the loader when it knows why). */
+  gradientError: string;
   private disposed = false;
-  private readonly inQ: { scale: number; zeroPoint: number } | null;
-  private readonly outQ: { scale: number; zeroPoint: number } | null;
 
-  constructor(private readonly runner: Runner, readonly info: TfliteInfo, readonly source: string) {
-    const p = info.parsed;
-    const input = p.tensors[p.inputs[0]];
-    const output = p.tensors[p.outputs[0]];
-    this.inputSize = input.shape[1];
-    this.numClasses = output.shape[1];
-    this.outputsSoftmax = info.ops[info.ops.length - 1] === 'SOFTMAX';
-    const qOf = (t: ParsedTensor) => (t.typeName === 'float32' ? null : { scale: t.scale[0] ?? 1, zeroPoint: t.zeroPoint[0] ?? 0 });
-    this.inQ = qOf(input);
-    this.outQ = qOf(output);
+  constructor(private readonly runner: Runner, readonly info: TfliteInfo, readonly source: string, inputRange: InputRange | null = null) {
+    this.shape = info.shape;
+    this.inputSize = squareSide(info.shape);
+    this.numClasses = info.parsed.tensors[info.parsed.outputs[0]].shape[1];
+    this.outputsSoftmax = info.outputsSoftmax;
+    this.inputRange = inputRange ?? quantisedRange(info) ?? UNIT_RANGE;
+    this.gradientError = `${source} runs in the TFLite interpreter, which has no gradients. Use a black-box attack (square) or transfer adversarial examples from a tfjs model`;
   }
 
-  /** Logits [n, numClasses] for n images NHWC in [0, 1], as a flat array. */
+  /**
+   * Logits [n, numClasses] for n images at the model's own H×W×C with values in [0, 1] (mapped
+   * onto the input range, then quantised for integer inputs), as a flat array.
+   */
   predictLogits(images: Float32Array, n: number): Float32Array {
     if (this.disposed) throw new Error('TfliteClassifier used after dispose()');
-    const s = this.inputSize, k = this.numClasses;
-    const per = s * s * 3;
+    const { height: h, width: w, channels: c } = this.shape;
+    const k = this.numClasses;
+    const per = h * w * c;
     if (images.length !== n * per) {
       const side = Math.sqrt(images.length / Math.max(n, 1) / 3);
-      throw new UserError(`input size mismatch: the TFLite model takes ${n} × ${s}×${s}×3 values, got ${images.length}` +
+      throw new UserError(`input size mismatch: the TFLite model takes ${n} × ${h}×${w}×${c} values, got ${images.length}` +
         (Number.isInteger(side) ? ` (${side}×${side} images?)` : ''));
     }
+    const range = this.inputRange;
+    const inQ = this.info.inputQuant, outQ = this.info.outputQuant;
     const out = new Float32Array(n * k);
     const [inT] = this.runner.getInputs();
     const [outT] = this.runner.getOutputs();
@@ -242,24 +277,27 @@ export class TfliteClassifier implements Classifier {
       // Views into the wasm heap are taken per call: the heap may grow and detach old views.
       const inView = inT.data();
       const x = images.subarray(i * per, (i + 1) * per);
-      if (this.inQ) {
-        const { scale, zeroPoint } = this.inQ;
-        const lo = inView instanceof Int8Array ? -128 : 0, hi = inView instanceof Int8Array ? 127 : 255;
-        for (let j = 0; j < per; j++) inView[j] = Math.max(lo, Math.min(hi, Math.round(x[j] / scale) + zeroPoint));
-      } else {
+      if (inQ) {
+        const { scale, zeroPoint } = inQ;
+        const qlo = inView instanceof Int8Array ? -128 : 0, qhi = inView instanceof Int8Array ? 127 : 255;
+        // Rounded like the rebuilt graph's fake quantisation (float32, half to even).
+        for (let j = 0; j < per; j++) inView[j] = Math.max(qlo, Math.min(qhi, roundHalfEven(Math.fround(mapPixel(x[j], range) / scale)) + zeroPoint));
+      } else if (range.lo === 0 && range.hi === 1) {
         (inView as Float32Array).set(x);
+      } else {
+        for (let j = 0; j < per; j++) inView[j] = mapPixel(x[j], range);
       }
       if (!this.runner.infer()) throw new Error(`TFLite inference failed (${this.source})`);
       const o = outT.data();
       for (let j = 0; j < k; j++) {
-        const v = this.outQ ? (o[j] - this.outQ.zeroPoint) * this.outQ.scale : o[j];
+        const v = outQ ? (o[j] - outQ.zeroPoint) * outQ.scale : o[j];
         out[i * k + j] = this.outputsSoftmax ? Math.log(Math.max(v, 1e-12)) : v;
       }
     }
     return out;
   }
 
-  /** Predicted class per image. */
+  /** Predicted class per image (images as for predictLogits). */
   predictClasses(images: Float32Array, n: number): Int32Array {
     const z = this.predictLogits(images, n);
     const k = this.numClasses;
@@ -271,20 +309,24 @@ export class TfliteClassifier implements Classifier {
   }
 
   /**
-   * Classifier-compatible logits. The values come from the wasm interpreter, not from tfjs ops;
-   * the tensor is attached to the input through a custom gradient that throws, so a
-   * gradient-based attack fails with an explanation instead of a puzzling tfjs error.
+   * Classifier-compatible logits for [n, s, s, 3] images in [0, 1]. The values come from the
+   * wasm interpreter, not from tfjs ops; the tensor is attached to the input through a custom
+   * gradient that throws, so a gradient-based attack fails with an explanation.
    */
   logits(images: Tensor4D): Tensor2D {
     const [n, h, w, c] = images.shape;
     if (h !== this.inputSize || w !== this.inputSize || c !== 3) assertInputSize(this, h, `the batch [${images.shape.join(', ')}]`);
-    const source = this.source;
-    const f = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => ({
-      value: tf.tensor2d(this.predictLogits((args[0] as tf.Tensor).dataSync() as Float32Array, n), [n, this.numClasses]),
-      gradFunc: () => {
-        throw new UserError(`${source} is a TFLite model: it has no gradients. Use a black-box attack (square) or transfer adversarial examples from the tfjs model`);
-      },
-    }));
+    const f = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+      const x = toModelInput(args[0] as Tensor4D, this.shape, null);
+      const pixels = x.dataSync() as Float32Array;
+      if (x !== args[0]) x.dispose();
+      return {
+        value: tf.tensor2d(this.predictLogits(pixels, n), [n, this.numClasses]),
+        gradFunc: () => {
+          throw new UserError(this.gradientError);
+        },
+      };
+    });
     return f(images) as Tensor2D;
   }
 
@@ -293,6 +335,14 @@ export class TfliteClassifier implements Classifier {
     this.disposed = true;
     this.runner.cleanUp();
   }
+}
+
+/** The real values a quantised input can represent, [(qmin − z)·s, (qmax − z)·s]; null for float inputs. */
+export function quantisedRange(info: TfliteInfo): InputRange | null {
+  const q = info.inputQuant;
+  if (!q) return null;
+  const [qmin, qmax] = info.inputType === 'int8' ? [-128, 127] : [0, 255];
+  return { lo: (qmin - q.zeroPoint) * q.scale, hi: (qmax - q.zeroPoint) * q.scale };
 }
 
 /** Loads a .tflite file (path) or bytes as a TfliteClassifier, with clear errors. */
@@ -305,12 +355,11 @@ export async function loadTfliteModel(src: string | Uint8Array, o: LoadTfliteOpt
     if (fs.statSync(src).isDirectory()) throw new UserError(`${src} is a folder; give the .tflite file`);
     bytes = fs.readFileSync(src);
   } else {
-    label = 'the model';
+    label = o.label ?? 'the model';
     bytes = src;
   }
   const info = inspectTflite(bytes, label);
-  const side = info.parsed.tensors[info.parsed.inputs[0]].shape[1];
-  if (o.expectedInputSize != null) assertInputSize({ inputSize: side }, o.expectedInputSize);
+  if (o.expectedInputSize != null) assertInputSize({ inputSize: squareSide(info.shape) }, o.expectedInputSize);
   const rt = await tfliteRuntime();
   const copy = bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer;
   let model: Awaited<ReturnType<TfliteModule['loadTFLiteModel']>>;
@@ -323,5 +372,5 @@ export async function loadTfliteModel(src: string | Uint8Array, o: LoadTfliteOpt
   // round trip per image.
   const runner = model.modelRunner;
   if (!runner || typeof runner.infer !== 'function') throw new Error('unexpected @tensorflow/tfjs-tflite version: no modelRunner');
-  return new TfliteClassifier(runner, info, label);
+  return new TfliteClassifier(runner, info, label, o.inputRange);
 }

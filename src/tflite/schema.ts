@@ -40,11 +40,12 @@ export function opCode(name: string): number {
 }
 
 export const Op = {
-  ADD: 0, AVERAGE_POOL_2D: 1, CONV_2D: 3, DEPTHWISE_CONV_2D: 4, DEQUANTIZE: 6, FULLY_CONNECTED: 9, LSTM: 16,
-  MAX_POOL_2D: 17, MUL: 18, RELU: 19, RELU6: 21, RESHAPE: 22, SOFTMAX: 25, CUSTOM: 32, PAD: 34, QUANTIZE: 114,
+  ADD: 0, AVERAGE_POOL_2D: 1, CONCATENATION: 2, CONV_2D: 3, DEPTHWISE_CONV_2D: 4, DEQUANTIZE: 6, FULLY_CONNECTED: 9,
+  LOGISTIC: 14, LSTM: 16, MAX_POOL_2D: 17, MUL: 18, RELU: 19, RELU6: 21, RESHAPE: 22, SOFTMAX: 25, TANH: 28, CUSTOM: 32,
+  PAD: 34, MEAN: 40, SUB: 41, SQUEEZE: 43, LOG_SOFTMAX: 50, PADV2: 60, ABS: 101, QUANTIZE: 114, HARD_SWISH: 117,
 } as const;
 
-export const TensorType = { FLOAT32: 0, INT32: 2, UINT8: 3, INT64: 4, INT8: 9 } as const;
+export const TensorType = { FLOAT32: 0, FLOAT16: 1, INT32: 2, UINT8: 3, INT64: 4, INT16: 7, INT8: 9 } as const;
 export type TensorTypeCode = (typeof TensorType)[keyof typeof TensorType];
 const TYPE_NAMES: Record<number, string> = {
   0: 'float32', 1: 'float16', 2: 'int32', 3: 'uint8', 4: 'int64', 5: 'string', 6: 'bool', 7: 'int16', 9: 'int8', 10: 'float64',
@@ -55,12 +56,13 @@ export function typeName(t: number): string {
 
 /** BuiltinOptions union member indices. */
 export const Options = {
-  NONE: 0, Conv2DOptions: 1, Pool2DOptions: 5, FullyConnectedOptions: 8, SoftmaxOptions: 9, AddOptions: 11,
-  ReshapeOptions: 17, MulOptions: 21,
+  NONE: 0, Conv2DOptions: 1, DepthwiseConv2DOptions: 2, Pool2DOptions: 5, FullyConnectedOptions: 8, SoftmaxOptions: 9,
+  ConcatenationOptions: 10, AddOptions: 11, ReshapeOptions: 17, MulOptions: 21, PadOptions: 22, ReducerOptions: 27,
+  SubOptions: 28, SqueezeOptions: 30,
 } as const;
 
 export const Padding = { SAME: 0, VALID: 1 } as const;
-export const Activation = { NONE: 0, RELU: 1, RELU6: 3 } as const;
+export const Activation = { NONE: 0, RELU: 1, RELU_N1_TO_1: 2, RELU6: 3, TANH: 4 } as const;
 export type ActivationCode = (typeof Activation)[keyof typeof Activation];
 
 export interface QuantDesc {
@@ -123,6 +125,16 @@ export const opts = {
   softmax: (beta = 1) => ({ type: Options.SoftmaxOptions, table: fb.table([fb.f32(beta)]) }),
   add: (act = 0) => ({ type: Options.AddOptions, table: fb.table([fb.i8(act)]) }),
   mul: (act = 0) => ({ type: Options.MulOptions, table: fb.table([fb.i8(act)]) }),
+  sub: (act = 0) => ({ type: Options.SubOptions, table: fb.table([fb.i8(act)]) }),
+  depthwiseConv2d: (padding: number, stride: number, depthMultiplier: number, act: number, dilation = 1) => ({
+    type: Options.DepthwiseConv2DOptions,
+    table: fb.table([fb.i8(padding), fb.i32(stride), fb.i32(stride), fb.i32(depthMultiplier), fb.i8(act), fb.i32(dilation), fb.i32(dilation)]),
+  }),
+  concatenation: (axis: number, act = 0) => ({ type: Options.ConcatenationOptions, table: fb.table([fb.i32(axis), fb.i8(act)]) }),
+  pad: () => ({ type: Options.PadOptions, table: fb.table([]) }),
+  /** MEAN and the other reductions. */
+  reducer: (keepDims: boolean) => ({ type: Options.ReducerOptions, table: fb.table([fb.bool(keepDims)]) }),
+  squeeze: (dims: number[]) => ({ type: Options.SqueezeOptions, table: fb.table([fb.vec('i32', dims)]) }),
 };
 
 function quantTable(q: QuantDesc): FbTable {

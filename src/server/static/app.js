@@ -1,6 +1,8 @@
 /* advsign monitoring page. Plain browser JavaScript, no build step, no third-party code besides
    the socket.io client the daemon serves itself. Every frame is acknowledged only after its
-   images are decoded, so a slow screen throttles the daemon's sending instead of queueing. */
+   images are decoded, so a slow screen throttles the daemon's sending instead of queueing.
+   The page tells the daemon which images it draws ('view'), so hidden panels cost nothing.
+   classroom.js (virtual sticker, print jobs) hooks in through window.advsign. */
 'use strict';
 
 (function () {
@@ -13,11 +15,15 @@
     frame: { width: 640, height: 480 },
     frames: 0,
     shownTimes: [],
-    history: [], // {t, fooled, clean, adv, attack}
+    history: [], // {t, fooled, clean, adv}
     urls: {},
     aspect: 0,
     epsDragging: false,
+    stickerActive: false,
+    presentation: /(^|[?&])view=presentation(&|$)/.test(location.search),
+    viewSent: '',
   };
+  const hooks = { hello: [], frame: [] };
 
   // ---------------------------------------------------------------- helpers
   function pct(p) { return (p * 100).toFixed(p >= 0.995 ? 0 : 1) + ' %'; }
@@ -34,32 +40,35 @@
     t.textContent = msg;
     t.hidden = false;
     clearTimeout(toastTimer);
-    toastTimer = setTimeout(() => { t.hidden = true; }, 4000);
+    toastTimer = setTimeout(() => { t.hidden = true; }, 5000);
   }
-  function send(event, payload) {
+  function send(event, payload, quiet) {
     return new Promise((resolve) => {
       socket.timeout(5000).emit(event, payload, (err, res) => {
-        if (err) { toast('no answer from the daemon'); resolve(null); return; }
-        if (!res || !res.ok) toast((res && res.error) || 'refused');
+        if (err) { if (!quiet) toast('no answer from the daemon'); resolve(null); return; }
+        if ((!res || !res.ok) && !quiet) toast((res && res.error) || 'refused');
         resolve(res);
       });
     });
   }
 
-  // Long class names: shrink the banner's text rather than cut it (only when the text changes).
+  // Long class names: the banner wraps (it never cuts text); beyond two lines its type shrinks.
   function fitText(e) {
     e.style.fontSize = '';
-    let size = parseFloat(getComputedStyle(e).fontSize);
-    while (e.scrollWidth > e.clientWidth && size > 13) {
+    const cs = getComputedStyle(e);
+    let size = parseFloat(cs.fontSize);
+    const pad = parseFloat(cs.paddingTop) + parseFloat(cs.paddingBottom);
+    const min = Math.max(13, size * 0.6);
+    while (e.scrollHeight - pad > size * 1.25 * 2 + 1 && size > min) {
       size -= 1;
       e.style.fontSize = size + 'px';
     }
   }
 
   // ---------------------------------------------------------------- top-5 bars
-  function renderPred(container, pred, trueLabel) {
+  function renderPred(container, pred, trueLabel, k) {
     container.textContent = '';
-    pred.top5.forEach((e, i) => {
+    pred.top5.slice(0, k || 5).forEach((e, i) => {
       const row = el('div', 'row' + (i === 0 ? ' first' : ''));
       const bar = el('div', 'bar');
       const fill = el('div', 'fill');
@@ -75,6 +84,7 @@
 
   // ---------------------------------------------------------------- images
   function setImage(img, key, bytes, type) {
+    if (!bytes) return Promise.resolve(); // not sent: this page does not draw it now
     const url = URL.createObjectURL(new Blob([bytes], { type }));
     const old = state.urls[key];
     state.urls[key] = url;
@@ -83,33 +93,67 @@
     return done.then(() => { if (old) URL.revokeObjectURL(old); });
   }
 
+  // ---------------------------------------------------------------- layout and view
+  function attackOn() { return !!state.settings && state.settings.attack !== 'none'; }
+
+  // Which panels show: the attack's two when it is on, the sticker's when one is loaded.
+  function applyPanels() {
+    const on = attackOn();
+    const showAttack = on || !state.stickerActive;
+    $('panel-pert').hidden = !showAttack;
+    $('panel-adv').hidden = !showAttack;
+    $('panel-sticker').hidden = !state.stickerActive;
+    setColumns();
+    document.body.classList.toggle('presentation', state.presentation);
+    $('present').textContent = state.presentation ? 'Full view' : 'Presentation';
+    $('present').classList.toggle('active', state.presentation);
+    sendView();
+    requestAnimationFrame(fit);
+  }
+
+  // The images this page draws, sent whenever that changes (the daemon encodes only these).
+  function sendView() {
+    if (!socket.connected) return;
+    const images = ['frame'];
+    if (!state.presentation) images.push('cleanCrop');
+    if (!$('panel-pert').hidden) images.push('perturbation', 'adversarial');
+    if (state.stickerActive) images.push('sticker');
+    const key = images.join(',');
+    if (key === state.viewSent) return;
+    state.viewSent = key;
+    send('view', { images }, true);
+  }
+
+  // Wide screens: one row, equal heights (the camera panel as wide as its aspect, the square ones 1).
+  function setColumns() {
+    const square = ['panel-pert', 'panel-adv', 'panel-sticker'].filter((id) => !$(id).hidden).map(() => '1fr');
+    $('panels').style.setProperty('--cols', [(state.aspect || 4 / 3).toFixed(3) + 'fr', ...square].join(' '));
+  }
+
   function layout(w, h) {
     const aspect = w / h;
     if (Math.abs(aspect - state.aspect) < 1e-3) return;
     state.aspect = aspect;
-    // Equal heights: the clean panel is as wide as the frame's aspect, the square ones 1.
-    document.querySelector('.panels').style.gridTemplateColumns = aspect.toFixed(3) + 'fr 1fr 1fr';
     $('clean-stage').style.aspectRatio = w + ' / ' + h;
+    setColumns();
     requestAnimationFrame(fit);
   }
 
-  // Fit to the window height (a projector is wide and short): everything if the panels stay
-  // large enough, else the panels and the controls (the chart may then scroll). A stage's height
-  // follows the panels' width, so the width is what gets capped.
+  // Wide screens (a projector is wide and short): cap the panels' width so the verdict and the
+  // panels fit the window height (controls may scroll). A stage's height follows its width.
   function fit() {
-    const panels = document.querySelector('.panels');
-    if (window.innerWidth <= 1100) { panels.style.maxWidth = ''; return; }
-    const h = $('clean-stage').getBoundingClientRect().height;
-    if (!h) return;
-    const aspect = state.aspect || 4 / 3;
-    const extra = panels.getBoundingClientRect().width - h * (aspect + 2);
-    const bottomOf = (sel) => document.querySelector(sel).getBoundingClientRect().bottom + window.scrollY;
-    let target = h + window.innerHeight - bottomOf('.bottom') - 12;
-    if (target < 360) target = Math.max(260, h + window.innerHeight - bottomOf('.controls') - 8);
-    if (target >= h && !panels.style.maxWidth) return;
-    panels.style.maxWidth = Math.round(target * (aspect + 2) + extra) + 'px';
+    const panels = $('panels');
+    panels.style.maxWidth = '';
+    if (window.innerWidth <= 1100) return;
+    const box = panels.getBoundingClientRect();
+    const stage = $('clean-stage').getBoundingClientRect().height;
+    const over = box.bottom + 12 - window.innerHeight;
+    if (!stage || over <= 0) return;
+    // Shrinking the width by f shrinks the stages' height by f; captions and rows stay.
+    const f = Math.max(0.45, (stage - over) / stage);
+    panels.style.maxWidth = Math.round(box.width * f) + 'px';
   }
-  window.addEventListener('resize', () => { document.querySelector('.panels').style.maxWidth = ''; fit(); });
+  window.addEventListener('resize', () => requestAnimationFrame(fit));
 
   function placeRoi(box, r) {
     const W = state.frame.width, H = state.frame.height;
@@ -120,20 +164,35 @@
     box.hidden = false;
   }
 
+  // ---------------------------------------------------------------- verdict
+  function verdictFor(p) {
+    const on = p.attack.name !== 'none';
+    if (p.attack.error) return ['neutral', 'Attack failed: ' + p.attack.error];
+    if (on && p.stall) return ['stalled', 'Attack could not move: ' + p.stall];
+    if (on && p.fooled) return ['bad', 'FOOLED: ' + p.clean.name + '  →  ' + p.adversarial.name];
+    if (on) return ['ok', 'Not fooled: still ' + p.adversarial.name + ' (' + pct(p.adversarial.confidence) + ')'];
+    if (p.sticker && p.sticker.fooled) return ['bad', 'STICKER FOOLS IT: ' + p.clean.name + '  →  ' + p.sticker.prediction.name];
+    if (p.sticker) return ['ok', 'Sticker does not fool it: still ' + p.sticker.prediction.name];
+    return ['neutral', 'Attack off — model says ' + p.clean.name + ' (' + pct(p.clean.confidence) + ')'];
+  }
+
   // ---------------------------------------------------------------- frames
   function onFrame(p, ack) {
     state.frame = { width: p.width, height: p.height, roi: p.roi };
     layout(p.width, p.height);
+    const img = p.images || {};
     const loads = [
-      setImage($('img-frame'), 'frame', p.images.frame, 'image/jpeg'),
-      setImage($('img-clean-crop'), 'clean', p.images.cleanCrop, 'image/png'),
-      setImage($('img-pert'), 'pert', p.images.perturbation, 'image/png'),
-      setImage($('img-adv'), 'adv', p.images.adversarial, 'image/png'),
+      setImage($('img-frame'), 'frame', img.frame, 'image/jpeg'),
+      setImage($('img-clean-crop'), 'clean', img.cleanCrop, 'image/png'),
+      setImage($('img-pert'), 'pert', img.perturbation, 'image/png'),
+      setImage($('img-adv'), 'adv', img.adversarial, 'image/png'),
+      setImage($('img-sticker'), 'sticker', img.sticker, 'image/png'),
     ];
     placeRoi($('roi'), p.roi);
     const truth = p.label ? p.label.classId : null;
-    renderPred($('pred-clean'), p.clean, truth);
-    renderPred($('pred-adv'), p.adversarial, truth);
+    const k = state.presentation ? 3 : 5;
+    renderPred($('pred-clean'), p.clean, truth, k);
+    renderPred($('pred-adv'), p.adversarial, truth, k);
     const on = p.attack.name !== 'none' && !p.attack.error;
     const cls = !on ? '' : p.fooled ? 'bad' : 'ok';
     $('pred-adv').className = 'pred ' + cls;
@@ -141,26 +200,21 @@
 
     const v = $('verdict');
     const oldText = v.textContent;
-    if (p.attack.error) {
-      v.className = 'verdict neutral';
-      v.textContent = 'Attack failed: ' + p.attack.error;
-    } else if (!on) {
-      v.className = 'verdict neutral';
-      v.textContent = 'Attack off — model says ' + p.clean.name + ' (' + pct(p.clean.confidence) + ')';
-    } else if (p.fooled) {
-      v.className = 'verdict bad';
-      v.textContent = 'FOOLED: ' + p.clean.name + '  →  ' + p.adversarial.name;
-    } else {
-      v.className = 'verdict ok';
-      v.textContent = 'Not fooled: still ' + p.adversarial.name + ' (' + pct(p.adversarial.confidence) + ')';
-    }
+    const [vcls, vtext] = verdictFor(p);
+    v.className = 'verdict ' + vcls;
+    v.textContent = vtext;
     if (v.textContent !== oldText) fitText(v);
     $('amp').textContent = p.amplify > 0 ? 'amplified ×' + p.amplify.toFixed(0) + ', grey = 0' : 'no attack';
     $('info-attack').textContent = p.attack.name === 'none' ? 'none' : p.attack.name.toUpperCase() + (p.attack.targeted ? ' → ' + p.attack.target : '') + (p.attack.name !== 'fgsm' ? ' ×' + p.attack.steps : '');
     $('info-eps').textContent = eps255(p.attack.eps);
     $('info-linf').textContent = eps255(p.linf);
+    $('info-moved').textContent = on ? (p.moved * 100).toFixed(p.moved > 0 && p.moved < 0.01 ? 1 : 0) + ' %' : '–';
+    const stall = $('info-stall');
+    stall.hidden = !(on && p.stall);
+    stall.textContent = on && p.stall ? 'Why 0/255: ' + p.stall : '';
     $('info-label').textContent = p.label ? p.label.name : 'unknown';
     $('fps').textContent = p.fps.toFixed(0);
+    for (const h of hooks.frame) h(p, k);
 
     if (state.frames === 0) requestAnimationFrame(fit); // prediction rows now have their height
     state.frames++;
@@ -171,7 +225,8 @@
     const now = performance.now();
     state.shownTimes.push(now);
     while (state.shownTimes.length && now - state.shownTimes[0] > 2000) state.shownTimes.shift();
-    state.history.push({ t: Date.now(), fooled: on ? (p.fooled ? 1 : 0) : null, clean: p.clean.confidence, adv: p.adversarial.confidence });
+    const fooled = on ? (p.fooled ? 1 : 0) : p.sticker ? (p.sticker.fooled ? 1 : 0) : null;
+    state.history.push({ t: Date.now(), fooled, clean: p.clean.confidence, adv: p.sticker && !on ? p.sticker.prediction.confidence : p.adversarial.confidence });
     while (state.history.length && Date.now() - state.history[0].t > 61000) state.history.shift();
 
     Promise.all(loads).then(() => { if (typeof ack === 'function') ack(); });
@@ -231,8 +286,11 @@
 
   // ---------------------------------------------------------------- controls
   function applySettings(s) {
+    const wasOn = attackOn();
     state.settings = s;
     $('attack').value = s.attack;
+    $('loss').value = s.loss;
+    $('loss').disabled = s.attack === 'none';
     if (!state.epsDragging) {
       $('eps').value = String(Math.round(s.eps * 255));
       $('eps-value').textContent = eps255(s.eps);
@@ -248,6 +306,7 @@
     ack.textContent = 'server: ε = ' + eps255(s.eps) + ' ✓';
     ack.dataset.eps = String(Math.round(s.eps * 255));
     ack.classList.add('confirmed');
+    if (wasOn !== attackOn() || !state.viewSent) applyPanels();
   }
 
   let epsTimer = 0, epsLastSent = 0;
@@ -271,6 +330,7 @@
   $('eps').addEventListener('change', () => { clearTimeout(epsTimer); sendEps(); });
 
   $('attack').addEventListener('change', () => send('settings', { attack: $('attack').value }));
+  $('loss').addEventListener('change', () => send('settings', { loss: $('loss').value }));
   $('targeted').addEventListener('change', () => send('settings', { targeted: $('targeted').checked, target: Number($('target').value) }));
   $('target').addEventListener('change', () => send('settings', { target: Number($('target').value) }));
   $('steps').addEventListener('change', () => {
@@ -282,18 +342,29 @@
   $('source').addEventListener('change', () => {
     send('source', { source: $('source').value }).then((r) => { if (r && r.ok) toast('source: ' + r.source); });
   });
-  $('snapshot').addEventListener('click', () => {
+  function download(href, name) {
     const a = document.createElement('a');
-    a.href = '/api/snapshot.png';
-    a.download = 'advsign-snapshot.png';
+    a.href = href;
+    a.download = name;
     document.body.appendChild(a);
     a.click();
     a.remove();
-  });
+  }
+  $('snapshot').addEventListener('click', () => download('/api/snapshot.png', 'advsign-snapshot.png'));
   $('print').addEventListener('click', () => {
     const mm = Math.round(Number($('print-size').value));
     if (!(mm >= 10 && mm <= 1000)) { toast('print size must be 10 … 1000 mm'); return; }
     window.open('/api/print?size_mm=' + mm, '_blank', 'noopener');
+  });
+  function togglePresentation() {
+    state.presentation = !state.presentation;
+    applyPanels();
+  }
+  $('present').addEventListener('click', togglePresentation);
+  window.addEventListener('keydown', (e) => {
+    const t = e.target && e.target.tagName;
+    if ((e.key === 'p' || e.key === 'P') && t !== 'INPUT' && t !== 'SELECT' && t !== 'TEXTAREA' && !e.ctrlKey && !e.metaKey) togglePresentation();
+    if (e.key === 'Escape' && state.presentation) togglePresentation();
   });
 
   // ROI: drag a square on the clean panel; double-click for the default centre square.
@@ -338,7 +409,7 @@
 
   // ---------------------------------------------------------------- socket events
   function conn(cls, title) { const c = $('conn'); c.className = 'dot ' + cls; c.title = title; c.dataset.state = cls; }
-  socket.on('connect', () => conn('on', 'connected'));
+  socket.on('connect', () => { conn('on', 'connected'); state.viewSent = ''; sendView(); });
   socket.on('disconnect', () => conn('off', 'offline'));
   socket.on('connect_error', (e) => {
     const unauthorized = e && e.message === 'unauthorized';
@@ -360,6 +431,7 @@
     const att = $('attack');
     for (const o of Array.from(att.options)) o.disabled = h.limits.attacks.indexOf(o.value) < 0;
     applySettings(h.settings);
+    for (const f of hooks.hello) f(h);
   });
 
   socket.on('settings', applySettings);
@@ -387,8 +459,23 @@
     const span = n > 1 ? (state.shownTimes[n - 1] - state.shownTimes[0]) / 1000 : 0;
     $('client-fps').textContent = span > 0 ? ((n - 1) / span).toFixed(0) : '0';
     $('backend').textContent = s.backend + ' · ' + s.numTensors + ' tensors · ' + s.rssMB.toFixed(0) + ' MB';
+    const r = $('sticker-rate');
+    r.textContent = s.stickerFooledRate === null ? '–' : pct(s.stickerFooledRate);
+    r.dataset.rate = s.stickerFooledRate === null ? '' : String(s.stickerFooledRate);
   });
 
   socket.on('snapshot', (s) => toast('snapshot saved on the device: ' + s.file));
   socket.on('error', (e) => toast('daemon: ' + (e && e.message ? e.message : 'error')));
+
+  applyPanels();
+
+  // What classroom.js builds on.
+  window.advsign = {
+    socket, state, hooks, $, el, toast, send, pct, renderPred, download,
+    setStickerActive(on) {
+      if (state.stickerActive === on) return;
+      state.stickerActive = on;
+      applyPanels();
+    },
+  };
 })();

@@ -1,0 +1,158 @@
+/**
+ * A classifier's plan (layers.ts) as ONNX graphs with their own reverse pass, written from
+ * standard operators only, so one onnxruntime call returns the logits and the input gradient:
+ *
+ *   forward   Transpose to NCHW, Conv, Relu, MaxPool (with indices), Flatten, Gemm, Softmax…
+ *   backward  Where(y > 0) masks for Relu, ConvTranspose (the input gradient of a convolution),
+ *             MaxUnpool with the pooling's own indices (the gradient goes to the first maximum,
+ *             as in tfjs; a scatter-add where windows overlap), Reshape for Flatten, Gemm with
+ *             the transposed weight for Dense.
+ *
+ * Three heads: `logits` (inference), `vjp` (logits, and Jᵀc for a given cotangent c) and
+ * `objective` (the cotangent of ce | margin | dlr computed inside the graph: cotangent.ts).
+ */
+import type { AttackLoss } from '../objective';
+import { GraphBuilder } from './graph';
+import type { Plan, PlanOp } from './layers';
+import { cotangentNodes } from './cotangent';
+import { DataType, encodeModel } from './proto';
+
+export type Head = { kind: 'logits' } | { kind: 'vjp' } | { kind: 'objective'; loss: AttackLoss; targeted: boolean };
+
+/** Emits the backward of one op: the gradient of its input from the gradient of its output. */
+type Backward = (d: string) => string;
+
+interface Forward {
+  out: string;
+  backward: Backward[];
+}
+
+function reluMask(g: GraphBuilder, y: string): Backward {
+  return (d) => g.op('Where', [g.op('Greater', [y, g.scalar(0)]), d, g.scalar(0)]);
+}
+
+function emitOp(g: GraphBuilder, op: PlanOp, v: string, shape: number[], backward: Backward[]): { v: string; shape: number[] } {
+  switch (op.kind) {
+    case 'affine': {
+      const dims = op.spatial ? [op.scale.length, 1, 1] : [op.scale.length];
+      const scale = g.floats('scale', op.scale, dims);
+      backward.push((d) => g.op('Mul', [d, scale]));
+      return { v: g.op('Add', [g.op('Mul', [v, scale]), g.floats('offset', op.offset, dims)]), shape };
+    }
+    case 'conv': {
+      const [cout, , kh, kw] = op.wdims;
+      const w = g.floats('w', op.weight, op.wdims);
+      const attrs = { kernel_shape: [kh, kw], strides: op.strides, pads: op.pads, group: op.group };
+      let y = g.op('Conv', op.bias ? [v, w, g.floats('b', op.bias, [cout])] : [v, w], attrs);
+      const oh = Math.floor((shape[1] + op.pads[0] + op.pads[2] - kh) / op.strides[0]) + 1;
+      const ow = Math.floor((shape[2] + op.pads[1] + op.pads[3] - kw) / op.strides[1]) + 1;
+      // The same weight, transposed: explicit pads, and output_padding for the rows a stride dropped.
+      const outputPadding = [
+        shape[1] - (op.strides[0] * (oh - 1) + kh - op.pads[0] - op.pads[2]),
+        shape[2] - (op.strides[1] * (ow - 1) + kw - op.pads[1] - op.pads[3]),
+      ];
+      backward.push((d) => g.op('ConvTranspose', [d, w], { ...attrs, output_padding: outputPadding }));
+      if (op.relu) {
+        y = g.op('Relu', [y]);
+        backward.push(reluMask(g, y));
+      }
+      return { v: y, shape: [cout, oh, ow] };
+    }
+    case 'relu': {
+      const y = g.op('Relu', [v]);
+      backward.push(reluMask(g, y));
+      return { v: y, shape };
+    }
+    case 'maxpool': {
+      const attrs = { kernel_shape: op.kernel, strides: op.strides, pads: op.pads };
+      const [y, indices] = g.ops('MaxPool', [v], attrs, 2);
+      const inShape = g.op('Shape', [v]);
+      const overlapping = op.kernel[0] > op.strides[0] || op.kernel[1] > op.strides[1];
+      // MaxUnpool writes each window's gradient to its argmax; where windows overlap two can pick
+      // the same element, and the gradients must add up: a scatter-add over the flat indices.
+      backward.push(overlapping ? (d) => {
+        const flat = g.int64s('flat', [-1]);
+        const zeros = g.op('Reshape', [g.op('Mul', [v, g.scalar(0)]), flat]);
+        const added = g.op('ScatterElements', [zeros, g.op('Reshape', [indices, flat]), g.op('Reshape', [d, flat])], { axis: 0, reduction: 'add' });
+        return g.op('Reshape', [added, inShape]);
+      } : (d) => g.op('MaxUnpool', [d, indices, inShape], attrs));
+      const oh = Math.floor((shape[1] + op.pads[0] + op.pads[2] - op.kernel[0]) / op.strides[0]) + 1;
+      const ow = Math.floor((shape[2] + op.pads[1] + op.pads[3] - op.kernel[1]) / op.strides[1]) + 1;
+      return { v: y, shape: [shape[0], oh, ow] };
+    }
+    case 'avgpool': {
+      const [kh, kw] = op.kernel;
+      const ones = g.floats('avg', new Float32Array(op.channels * kh * kw).fill(1 / (kh * kw)), [op.channels, 1, kh, kw]);
+      const oh = Math.floor(shape[1] / kh), ow = Math.floor(shape[2] / kw);
+      const outputPadding = [shape[1] - oh * kh, shape[2] - ow * kw];
+      backward.push((d) => g.op('ConvTranspose', [d, ones], { kernel_shape: op.kernel, strides: op.kernel, group: op.channels, output_padding: outputPadding }));
+      return { v: g.op('AveragePool', [v], { kernel_shape: op.kernel, strides: op.kernel }), shape: [shape[0], oh, ow] };
+    }
+    case 'flatten': {
+      const inShape = g.op('Shape', [v]);
+      backward.push((d) => g.op('Reshape', [d, inShape]));
+      return { v: g.op('Flatten', [v], { axis: 1 }), shape: [shape.reduce((a, b) => a * b, 1)] };
+    }
+    case 'dense': {
+      const w = g.floats('w', op.weight, [op.inFeatures, op.units]);
+      let y = g.op('Gemm', op.bias ? [v, w, g.floats('b', op.bias, [op.units])] : [v, w]);
+      backward.push((d) => g.op('Gemm', [d, w], { transB: 1 }));
+      if (op.relu) {
+        y = g.op('Relu', [y]);
+        backward.push(reluMask(g, y));
+      }
+      return { v: y, shape: [op.units] };
+    }
+    case 'softmax': {
+      const p = g.op('Softmax', [v], { axis: 1 });
+      // dz = p ⊙ (dp − Σ dp ⊙ p)
+      backward.push((d) => g.op('Mul', [p, g.op('Sub', [d, g.op('ReduceSum', [g.op('Mul', [d, p]), g.int64s('axis', [1])], { keepdims: 1 })])]));
+      return { v: p, shape };
+    }
+    case 'logclip': {
+      // log(clip(p, 1e-12, 1)), as LayersClassifier turns probabilities into logits.
+      const lo = g.scalar(1e-12), hi = g.scalar(1);
+      const clipped = g.op('Clip', [v, lo, hi]);
+      backward.push((d) => {
+        const inside = g.op('And', [g.op('GreaterOrEqual', [v, lo]), g.op('LessOrEqual', [v, hi])]);
+        return g.op('Where', [inside, g.op('Div', [d, clipped]), g.scalar(0)]);
+      });
+      return { v: g.op('Log', [clipped]), shape };
+    }
+  }
+}
+
+function forward(g: GraphBuilder, plan: Plan, x: string): Forward {
+  const backward: Backward[] = [];
+  let v = g.op('Transpose', [x], { perm: [0, 3, 1, 2] });
+  let shape = [3, plan.inputSize, plan.inputSize];
+  for (const op of plan.ops) ({ v, shape } = emitOp(g, op, v, shape, backward));
+  return { out: v, backward };
+}
+
+/** Runs the recorded backward emitters in reverse and returns the NHWC input gradient. */
+function inputGradient(g: GraphBuilder, f: Forward, cotangent: string): string {
+  let d = cotangent;
+  for (let i = f.backward.length - 1; i >= 0; i--) d = f.backward[i](d);
+  return g.op('Transpose', [d], { perm: [0, 2, 3, 1] });
+}
+
+/** The serialised ONNX model of `plan` with `head`. Inputs: x [N, s, s, 3] (+ c, or y and t as float one-hot rows). */
+export function exportOnnx(plan: Plan, head: Head): Uint8Array {
+  const g = new GraphBuilder();
+  const s = plan.inputSize, k = plan.numClasses;
+  const x = g.input('x', DataType.FLOAT, ['N', s, s, 3]);
+  const f = forward(g, plan, x);
+  g.output(f.out, 'logits', DataType.FLOAT, ['N', k]);
+  let c: string | null = null;
+  if (head.kind === 'vjp') {
+    c = g.input('c', DataType.FLOAT, ['N', k]);
+  } else if (head.kind === 'objective') {
+    const y = g.input('y', DataType.FLOAT, ['N', k]);
+    const t = head.targeted ? g.input('t', DataType.FLOAT, ['N', k]) : null;
+    c = cotangentNodes(g, head.loss, { z: f.out, y, t, numClasses: k });
+  }
+  if (c) g.output(inputGradient(g, f, c), 'grad', DataType.FLOAT, ['N', s, s, 3]);
+  const name = head.kind === 'objective' ? `${head.kind}_${head.loss}${head.targeted ? '_targeted' : ''}` : head.kind;
+  return encodeModel(g.build(name));
+}
