@@ -4,13 +4,17 @@ back for comparison. Work directory layout (raw little-endian arrays, NHWC like 
 
   manifest.json   {"model", "n", "size", "eps", "steps", "stepSize", "autoattack": N or 0}
   images.f32 labels.i32 start.f32 underflow.u8   inputs written by advsign
-  -> logits.f32 grad.f32 grad_rule.f32 fgsm.f32 pgd.f32 [aa_robust.u8] info.json
+  -> logits.f32 grad.f32 grad_rule.f32 logits64.f64 grad64.f64 fgsm.f32 pgd.f32 [aa_robust.u8] info.json
 
-grad.f32 is the plain float32 cross-entropy gradient (autograd of the summed CE). grad_rule.f32
-applies advsign's documented rule (src/inference/objective.ts): for an image whose CE cotangent
-softmax(z) - e_y is below 1e-30 everywhere, the cotangent softmax over the other classes - e_y
-(the same direction without underflow). FGSM and PGD use the rule, as advsign does.
+grad.f32 is PyTorch's own float32 cross-entropy gradient (autograd of the summed CE): on a
+confident image its label entry p_y - 1 cancels in float32, so it is not the exact gradient there.
+grad_rule.f32 is advsign's documented cotangent (src/inference/objective.ts) in float32: the label
+entry written -sum of the other probabilities, and for an image whose cotangent is below 1e-30
+everywhere (underflow.u8) the same direction without underflow, softmax over the other classes -
+e_y. grad64.f64 is that cotangent with the model and the backward pass in float64: the reference
+the exact gradient is judged against. FGSM and PGD use the float32 rule, as advsign does.
 """
+import copy
 import json
 import os
 import sys
@@ -49,13 +53,16 @@ def vjp(model, x, cotangent_of):
     return z.detach(), g
 
 
-def rule_cotangent(z, y):
+def rule_cotangent(z, y, under=None):
+    """softmax(z) - e_y with the label entry -sum_{j != y} p_j; rescaled where it underflows."""
     k = z.shape[1]
-    e = torch.nn.functional.one_hot(y, k).float()
-    plain = torch.softmax(z, 1) - e
-    others = torch.softmax(z - e * 1e30, 1) * (1 - e) - e
-    under = plain.abs().max(1, keepdim=True)[0] < CE_UNDERFLOW
-    return torch.where(under, others, plain)
+    e = torch.nn.functional.one_hot(y, k).to(z.dtype)
+    p_others = torch.softmax(z, 1) * (1 - e)
+    plain = p_others - e * p_others.sum(1, keepdim=True)
+    rescaled = torch.softmax(z - e * 1e30, 1) * (1 - e) - e
+    if under is None:
+        under = plain.abs().max(1, keepdim=True)[0] < CE_UNDERFLOW
+    return torch.where(under.reshape(-1, 1), rescaled, plain)
 
 
 def main(work):
@@ -73,7 +80,13 @@ def main(work):
     (g_plain,) = torch.autograd.grad(loss, [xg])
     z = z.detach()
     _, g_rule = vjp(model, x, lambda zz: rule_cotangent(zz, y))
-    under = (torch.softmax(z, 1) - torch.nn.functional.one_hot(y, z.shape[1]).float()).abs().max(1)[0] < CE_UNDERFLOW
+    e = torch.nn.functional.one_hot(y, z.shape[1]).float()
+    under = (torch.softmax(z, 1) * (1 - e)).sum(1) < CE_UNDERFLOW
+    # Float64: the same weights, forward and backward in double precision. Which images are
+    # rescaled follows advsign's float32 verdict (underflow.u8): a scale convention, same direction.
+    ours_under = torch.from_numpy(read(work, 'underflow.u8', 'u1', (n,)).astype(bool))
+    model64 = copy.deepcopy(model).double()
+    z64, g64 = vjp(model64, x.double(), lambda zz: rule_cotangent(zz, y, ours_under))
 
     fgsm = torch.clamp(x + eps * torch.sign(g_rule), 0, 1)
     adv = start.clone()
@@ -85,6 +98,8 @@ def main(work):
     write(work, 'logits.f32', z.numpy().astype('<f4'))
     write(work, 'grad.f32', nhwc(g_plain).astype('<f4'))
     write(work, 'grad_rule.f32', nhwc(g_rule).astype('<f4'))
+    write(work, 'logits64.f64', z64.numpy().astype('<f8'))
+    write(work, 'grad64.f64', nhwc(g64).astype('<f8'))
     write(work, 'fgsm.f32', nhwc(fgsm).astype('<f4'))
     write(work, 'pgd.f32', nhwc(adv).astype('<f4'))
     out = {'torch': torch.__version__, 'threads': torch.get_num_threads(), 'endsInSoftmax': info['ends_in_softmax'],

@@ -17,7 +17,10 @@ import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { tf, Tensor4D } from '../inference/tf';
 import { initBackend } from '../inference/backend';
-import { loadClassifier, writeJsonAtomic } from '../inference/model-io';
+import { writeJsonAtomic } from '../inference/model-io';
+import { Classifier, inferLogits } from '../inference/model';
+import { loadModelOnEngine } from '../inference/load-model';
+import { DEFAULT_MODEL_INPUT } from '../inference/model-input';
 import { loadDataset, sharedGtsrbDir } from '../data/load';
 import { UserError } from '../data/types';
 import { objectiveGradient } from '../attack/loss';
@@ -43,6 +46,7 @@ tolerance; skipped (exit 0) without torch.
   --torch-model DIR   load these weights on the PyTorch side instead (to see a mismatch caught)
   --autoattack N      also run the reference AutoAttack (Python package 'autoattack', on
                       PYTHONPATH) and advsign's on the first N images, and compare
+  --engine ort|tfjs   advsign's engine (default: ort when it loads, as evaluate and attack)
   --json FILE         write the figures as JSON`;
 
 const PGD_STEPS = 10;
@@ -61,18 +65,21 @@ function torchMissing(): string | null {
 const f32 = (file: string) => { const b = fs.readFileSync(file); return new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.length)); };
 const save = (file: string, a: Float32Array | Int32Array | Uint8Array) => fs.writeFileSync(file, Buffer.from(a.buffer, a.byteOffset, a.byteLength));
 
-async function predictArray(clf: Awaited<ReturnType<typeof loadClassifier>>, a: Float32Array, n: number): Promise<Int32Array> {
+async function predictArray(clf: Classifier, a: Float32Array, n: number): Promise<Int32Array> {
   const s = clf.inputSize;
-  const z = tf.tidy(() => clf.logits(tf.tensor4d(a, [n, s, s, 3])));
+  const x = tf.tensor4d(a, [n, s, s, 3]);
+  const z = await inferLogits(clf, x);
   const out = argmaxRows(await z.data() as Float32Array, n);
-  z.dispose();
+  tf.dispose([x, z]);
   return out;
 }
 
 interface Checked { figures: Record<string, unknown>; failures: string[] }
 
-async function checkModel(modelPath: string, torchModel: string, data: string, n: number, eps: number, aaN: number): Promise<Checked> {
-  const clf = await loadClassifier(modelPath);
+async function checkModel(modelPath: string, torchModel: string, data: string, n: number, eps: number, aaN: number, engine: string | undefined): Promise<Checked> {
+  // The engine evaluate and attack use by default (onnxruntime when it loads), unless --engine says.
+  const loaded = await loadModelOnEngine(modelPath, DEFAULT_MODEL_INPUT, engine);
+  const clf = loaded.classifier;
   const s = clf.inputSize;
   const set = await loadDataset(data, { split: 'test', size: s, limit: n, progress: false });
   const m = Math.min(n, set.n), px = s * s * 3;
@@ -82,7 +89,8 @@ async function checkModel(modelPath: string, torchModel: string, data: string, n
   try {
     const { grad, logits } = await objectiveGradient(clf, x, y, null, 'ce');
     const z = Float32Array.from(await logits.data() as Float32Array), g = Float32Array.from(await grad.data() as Float32Array);
-    const under = tf.tidy(() => tf.less(tf.max(tf.abs(tf.sub(tf.softmax(logits), tf.oneHot(y, clf.numClasses))), 1), 1e-30).toInt());
+    // As objective.ts decides: the CE cotangent underflows where Σ_{j≠y} p_j < 1e-30.
+    const under = tf.tidy(() => tf.less(tf.sum(tf.mul(tf.softmax(logits), tf.sub(1, tf.oneHot(y, clf.numClasses))), 1), 1e-30).toInt());
     const underflow = Uint8Array.from(await under.data() as Int32Array);
     tf.dispose([grad, logits, under]);
     const fg = await getAttack('fgsm').run(clf, x, y, { eps });
@@ -103,16 +111,26 @@ async function checkModel(modelPath: string, torchModel: string, data: string, n
     const info = JSON.parse(fs.readFileSync(path.join(work, 'info.json'), 'utf8')) as Record<string, unknown>;
     const read = (name: string) => f32(path.join(work, name));
     const zRef = read('logits.f32'), gPlain = read('grad.f32'), gRule = read('grad_rule.f32');
+    const f64 = (name: string) => { const b = fs.readFileSync(path.join(work, name)); return new Float64Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.length)); };
+    const z64 = f64('logits64.f64'), g64 = f64('grad64.f64');
     const predTf = argmaxRows(z, m), predRef = argmaxRows(zRef, m);
     const complement = labelComplement(zRef, labels);
     const fgsmRef = read('fgsm.f32'), pgdRef = read('pgd.f32');
     const figures: Record<string, unknown> = {
-      model: modelPath, data, n: m, eps, torch: info.torch, underflowImages: underflow.reduce((a, b) => a + b, 0),
-      logits: { maxRelativeError: logitsRelativeError(z, zRef, m), predictionAgreement: predTf.filter((p, i) => p === predRef[i]).length / m },
-      gradient: gradientFigures(g, gPlain, m, (i) => !underflow[i] && complement[i] >= CONFIDENT),
-      gradientConfidentImages: gradientFigures(g, gPlain, m, (i) => !underflow[i] && complement[i] < CONFIDENT),
-      gradientUnderflowImages: gradientFigures(g, gRule, m, (i) => underflow[i] === 1),
-      fgsmSigns: signFigures(images, g, gRule, eps),
+      model: modelPath, data, n: m, eps, engine: loaded.description.gradients, torch: info.torch, underflowImages: underflow.reduce((a, b) => a + b, 0),
+      logits: {
+        maxRelativeError: logitsRelativeError(z, zRef, m), maxRelativeErrorFloat64: logitsRelativeError(z, z64, m),
+        predictionAgreement: predTf.filter((p, i) => p === predRef[i]).length / m,
+      },
+      // Held to the tolerance: the exact CE gradient against the float64 reference, every image.
+      gradient: gradientFigures(g, g64, m, () => true),
+      // The same cotangent in float32 PyTorch; and PyTorch's own float32 CE, which is trusted only
+      // where 1 − p_y ≥ CONFIDENT (it drops the label term on confident images).
+      gradientTorchFloat32: gradientFigures(g, gRule, m, () => true),
+      gradientTorchPlain: gradientFigures(g, gPlain, m, (i) => !underflow[i] && complement[i] >= CONFIDENT),
+      gradientTorchPlainConfident: gradientFigures(gPlain, g64, m, (i) => !underflow[i] && complement[i] < CONFIDENT),
+      fgsmSigns: signFigures(images, g, g64, eps),
+      fgsmSignsTorchPlain: signFigures(images, gPlain, g64, eps),
       fgsm: imageFigures(fgsm, fgsmRef, await predictArray(clf, fgsm, m), await predictArray(clf, fgsmRef, m), labels),
       pgd: { steps: PGD_STEPS, stepSize, ...imageFigures(pgd, pgdRef, await predictArray(clf, pgd, m), await predictArray(clf, pgdRef, m), labels) },
     };
@@ -120,11 +138,12 @@ async function checkModel(modelPath: string, torchModel: string, data: string, n
     return { figures, failures: failuresOf(figures) };
   } finally {
     tf.dispose([x, y]);
+    loaded.dispose();
     fs.rmSync(work, { recursive: true, force: true });
   }
 }
 
-async function compareAutoAttack(clf: Awaited<ReturnType<typeof loadClassifier>>, x: Tensor4D, labels: Int32Array, eps: number, k: number, work: string): Promise<Record<string, number>> {
+async function compareAutoAttack(clf: Classifier, x: Tensor4D, labels: Int32Array, eps: number, k: number, work: string): Promise<Record<string, number>> {
   const xs = x.slice(0, k);
   const ys = tf.tensor1d(labels.slice(0, k), 'int32');
   const r = await getAttack('autoattack').run(clf, xs, ys, { eps, seed: 0 });
@@ -135,17 +154,26 @@ async function compareAutoAttack(clf: Awaited<ReturnType<typeof loadClassifier>>
   return { images: k, accuracy: ours / k, referenceAccuracy: theirs / k, imageAgreement: same / k };
 }
 
+type GradientRow = { images: number; medianRelativeError: number; maxRelativeError: number };
+type SignRow = { agreement: number; counted: number; agreementAll: number; zeroInReference: number; nonzeroOursWhereReferenceZero: number };
+
 function failuresOf(f: Record<string, unknown>): string[] {
   const t = TOLERANCES, out: string[] = [];
   const l = f.logits as { maxRelativeError: number };
-  const g = f.gradient as { medianRelativeError: number; maxRelativeError: number };
-  const s = f.fgsmSigns as { agreement: number };
+  const s = f.fgsmSigns as SignRow;
   const p = f.pgd as { predictionAgreement: number; accuracy: number; referenceAccuracy: number };
   if (l.maxRelativeError > t.logitsRelative) out.push(`logits differ by ${l.maxRelativeError.toExponential(2)} (relative) > ${t.logitsRelative}`);
-  if (g.medianRelativeError > t.gradientMedian || g.maxRelativeError > t.gradientMax) {
-    out.push(`input gradients differ: median ${g.medianRelativeError.toExponential(2)}, max ${g.maxRelativeError.toExponential(2)} (relative; tolerance ${t.gradientMedian}, ${t.gradientMax})`);
+  const gradients: [string, GradientRow][] = [
+    ['the float64 reference', f.gradient as GradientRow],
+    ['PyTorch float32, same cotangent', f.gradientTorchFloat32 as GradientRow],
+    [`PyTorch's own float32 CE (1 − p_y ≥ ${CONFIDENT})`, f.gradientTorchPlain as GradientRow],
+  ];
+  for (const [what, g] of gradients) {
+    if (g.medianRelativeError > t.gradientMedian || g.maxRelativeError > t.gradientMax) {
+      out.push(`input gradients differ from ${what}: median ${g.medianRelativeError.toExponential(2)}, max ${g.maxRelativeError.toExponential(2)} (relative; tolerance ${t.gradientMedian}, ${t.gradientMax})`);
+    }
   }
-  if (s.agreement < t.signAgreement) out.push(`FGSM signs agree on ${(s.agreement * 100).toFixed(3)} % of unclipped pixels < ${t.signAgreement * 100} %`);
+  if (s.agreement < t.signAgreement) out.push(`FGSM signs agree with the float64 gradient's on ${(s.agreement * 100).toFixed(3)} % of unclipped pixels < ${t.signAgreement * 100} %`);
   if (p.predictionAgreement < t.pgdPredictionAgreement || Math.abs(p.accuracy - p.referenceAccuracy) * 100 > t.accuracyPoints) {
     out.push(`PGD-10 results differ: predictions agree on ${(p.predictionAgreement * 100).toFixed(1)} %, accuracy ${(p.accuracy * 100).toFixed(1)} % vs ${(p.referenceAccuracy * 100).toFixed(1)} %`);
   }
@@ -158,23 +186,25 @@ function failuresOf(f: Record<string, unknown>): string[] {
 
 function summary(f: Record<string, unknown>): string[] {
   const pct = (v: number, d = 2) => `${(v * 100).toFixed(d)} %`;
-  const l = f.logits as { maxRelativeError: number; predictionAgreement: number };
-  const g = f.gradient as { images: number; medianRelativeError: number; maxRelativeError: number };
-  const gc = f.gradientConfidentImages as { images: number; medianRelativeError: number; maxRelativeError: number };
-  const gu = f.gradientUnderflowImages as { images: number; medianRelativeError: number; maxRelativeError: number };
-  const s = f.fgsmSigns as { agreement: number; counted: number; agreementAll: number; zeroInReference: number; nonzeroOursWhereReferenceZero: number };
+  const e = (v: number) => v.toExponential(2);
+  const l = f.logits as { maxRelativeError: number; maxRelativeErrorFloat64: number; predictionAgreement: number };
+  const g = f.gradient as GradientRow, g32 = f.gradientTorchFloat32 as GradientRow;
+  const gp = f.gradientTorchPlain as GradientRow, gc = f.gradientTorchPlainConfident as GradientRow;
+  const s = f.fgsmSigns as SignRow, sp = f.fgsmSignsTorchPlain as SignRow;
   const fg = f.fgsm as { equalValues: number; accuracy: number; referenceAccuracy: number };
   const p = f.pgd as { predictionAgreement: number; accuracy: number; referenceAccuracy: number; equalValues: number };
   const aa = f.autoattack as { images: number; accuracy: number; referenceAccuracy: number; imageAgreement: number } | undefined;
   return [
-    `${f.model}: ${f.n} images of ${f.data}, torch ${String(f.torch)}`,
-    `  logits: max relative difference ${l.maxRelativeError.toExponential(2)}, same prediction on ${pct(l.predictionAgreement, 1)}`,
-    `  CE input gradient: relative error median ${g.medianRelativeError.toExponential(2)}, max ${g.maxRelativeError.toExponential(2)} over ${g.images} images`,
-    ...(gc.images ? [`    ${gc.images} confident images (1 − p_y < ${CONFIDENT}, float32 gradient ill-conditioned; not held to the tolerance): median ${gc.medianRelativeError.toExponential(2)}, max ${gc.maxRelativeError.toExponential(2)}`] : []),
-    ...(gu.images ? [`    ${gu.images} images whose CE cotangent underflows (< 1e-30; plain torch gradient 0 there), against the same no-underflow rule in torch: median ${gu.medianRelativeError.toExponential(2)}, max ${gu.maxRelativeError.toExponential(2)}`] : []),
-    `  FGSM signs: agree on ${pct(s.agreement, 3)} of ${s.counted} unclipped pixels (${pct(s.agreementAll, 3)} of all with a nonzero reference gradient); ` +
-      `${s.zeroInReference} values have a zero reference gradient, ${s.nonzeroOursWhereReferenceZero} of them nonzero here`,
-    `  FGSM images: ${pct(fg.equalValues, 3)} of values equal; accuracy ${pct(fg.accuracy, 1)} vs ${pct(fg.referenceAccuracy, 1)}`,
+    `${f.model}: ${f.n} images of ${f.data}, ${String(f.engine)}; torch ${String(f.torch)}`,
+    `  logits: max relative difference ${e(l.maxRelativeError)} (float32 torch), ${e(l.maxRelativeErrorFloat64)} (float64), same prediction on ${pct(l.predictionAgreement, 1)}`,
+    `  CE input gradient (relative error per image, median / max; tolerance ${TOLERANCES.gradientMedian} / ${TOLERANCES.gradientMax}):`,
+    `    vs float64 torch, the exact cotangent: ${e(g.medianRelativeError)} / ${e(g.maxRelativeError)} over ${g.images} images`,
+    `    vs float32 torch, the same cotangent: ${e(g32.medianRelativeError)} / ${e(g32.maxRelativeError)}`,
+    `    vs float32 torch's own CE, ${gp.images} images with 1 − p_y ≥ ${CONFIDENT}: ${e(gp.medianRelativeError)} / ${e(gp.maxRelativeError)}`,
+    ...(gc.images ? [`    (float32 torch's own CE vs float64 on the ${gc.images} confident images, not held: ${e(gc.medianRelativeError)} / ${e(gc.maxRelativeError)}: its label term p_y − 1 cancels)`] : []),
+    `  FGSM signs vs the float64 gradient: ${pct(s.agreement, 3)} of ${s.counted} unclipped pixels (${pct(s.agreementAll, 3)} of all with a nonzero reference); ` +
+      `float32 torch's own CE: ${pct(sp.agreement, 3)}`,
+    `  FGSM images vs float32 torch: ${pct(fg.equalValues, 3)} of values equal; accuracy ${pct(fg.accuracy, 1)} vs ${pct(fg.referenceAccuracy, 1)}`,
     `  PGD-10 (same start): same prediction on ${pct(p.predictionAgreement, 1)}, accuracy ${pct(p.accuracy, 1)} vs ${pct(p.referenceAccuracy, 1)}, ${pct(p.equalValues, 2)} of values equal`,
     ...(aa ? [`  AutoAttack (${aa.images} images): accuracy ${pct(aa.accuracy, 1)} vs the reference's ${pct(aa.referenceAccuracy, 1)}, same verdict on ${pct(aa.imageAgreement, 1)}`] : []),
   ];
@@ -183,7 +213,7 @@ function summary(f: Record<string, unknown>): string[] {
 export async function validateCommand(argv: string[]): Promise<void> {
   const f = parseFlags(argv, {
     model: { type: 'string' }, data: { type: 'string' }, n: { type: 'string' }, eps: { type: 'string' }, json: { type: 'string' },
-    'torch-model': { type: 'string' }, autoattack: { type: 'string' }, backend: { type: 'string' },
+    'torch-model': { type: 'string' }, autoattack: { type: 'string' }, backend: { type: 'string' }, engine: { type: 'string' },
   }, 'validate');
   const root = projectRoot();
   const models = (str(f, 'model') ?? ['gtsrb-cnn', 'gtsrb-cnn-robust'].map((m) => path.join(root, 'models', m)).join(',')).split(',').map((m) => m.trim()).filter(Boolean);
@@ -204,7 +234,7 @@ export async function validateCommand(argv: string[]): Promise<void> {
   const all: Record<string, unknown>[] = [];
   const failures: string[] = [];
   for (const m of models) {
-    const r = await checkModel(m, torchModel ?? m, data, n, eps, aaN);
+    const r = await checkModel(m, torchModel ?? m, data, n, eps, aaN, str(f, 'engine'));
     all.push({ ...r.figures, failures: r.failures });
     for (const line of summary(r.figures)) console.log(line);
     for (const fail of r.failures) console.log(`  FAILED: ${fail}`);
