@@ -18,6 +18,7 @@ import { certifiedAccuracy } from '../src/defense/ibp';
 import { ibpSchedule } from '../src/defense/ibp-train';
 import { tradesExamples, tradesLoss } from '../src/defense/trades';
 import { pgdCorrect } from '../src/defense/adversarial';
+import { selectionAccuracy } from '../src/defense/train-cli';
 import { runCli, tempDir } from './helpers';
 
 const CLASSES = [1, 12, 13, 14, 17, 25];
@@ -123,6 +124,12 @@ describe('robust and certified training', function () {
     const eps = 4 / 255;
     const [ce, dlr, both] = [['ce'], ['dlr'], ['ce', 'dlr']].map((l) => pgdCorrect(r.classifier, x, y, eps, 5, 7, l as ('ce' | 'dlr')[]));
     assert.ok(both <= Math.min(ce, dlr), `ce ${ce}, dlr ${dlr}, both ${both}`);
+    // The same with APGD as the selection attack (--select-attack apgd).
+    const set = { images: test.images.subarray(0, 60 * 32 * 32 * 3), labels: test.labels.subarray(0, 60) };
+    const apgd: number[] = [];
+    for (const l of [['ce'], ['dlr'], ['ce', 'dlr']] as ('ce' | 'dlr')[][]) apgd.push(await selectionAccuracy(r.classifier, set, 32, { attack: 'apgd', eps, steps: 5, losses: l }));
+    const [ace, adlr, aboth] = apgd;
+    assert.ok(aboth <= Math.min(ace, adlr) && aboth < 1, `apgd ce ${ace}, dlr ${adlr}, both ${aboth}`);
     tf.dispose([x, y]);
     r.model.dispose();
   });

@@ -190,7 +190,7 @@ export function addAdversarialTraining(f: Flags) {
         selection += `, among epochs with clean validation accuracy ≥ ${(floor * 100).toFixed(2)}% (${path.basename(path.resolve(referenceDir))}: ${(ref * 100).toFixed(2)}% − ${maxCleanDrop} points)`;
         ctx.log(`keeping the most robust epoch with clean validation accuracy ≥ ${(floor * 100).toFixed(2)}%`);
       }
-      const validationScore = { name, images: scored.labels.length, score: (clf: Classifier) => robustAccuracy(clf, scored, val.size, { attack: selectAttack, eps, steps: selectSteps, losses: selectLosses }), eligible };
+      const validationScore = { name, images: scored.labels.length, score: (clf: Classifier) => selectionAccuracy(clf, scored, val.size, { attack: selectAttack, eps, steps: selectSteps, losses: selectLosses }), eligible };
       return {
         planner,
         validationScore,
@@ -221,7 +221,7 @@ export function addAdversarialTraining(f: Flags) {
  * Accuracy under the selection attack (worst case over `losses` per image) on a fixed image set,
  * in batches of 128: PGD (step 2.5·eps/steps, random start) or APGD (apgd.ts).
  */
-async function robustAccuracy(
+export async function selectionAccuracy(
   clf: Classifier, set: { images: Float32Array; labels: Int32Array }, size: number,
   o: { attack: 'pgd' | 'apgd'; eps: number; steps: number; losses: AttackLoss[] },
 ): Promise<number> {
