@@ -43,6 +43,16 @@ def _activation(name):
     raise ValueError('unsupported activation %r' % name)
 
 
+def _append_weighted(mods, layer, weights, name, c):
+    """A Conv2D or Dense layer: its bias (when it has one), then its fused activation."""
+    if c.get('use_bias', True):
+        layer.bias.data = _weight(weights, name, 'bias')
+    mods.append(layer)
+    act = _activation(c.get('activation'))
+    if act is not None:
+        mods.append(act)
+
+
 def _read_weights(model_dir, manifest):
     tensors = {}
     for group in manifest:
@@ -96,12 +106,7 @@ def load_advsign_model(model_dir):
             conv = nn.Conv2d(kernel.shape[2], kernel.shape[3], (kh, kw),
                              padding=(kh // 2, kw // 2) if c['padding'] == 'same' else 0, bias=c.get('use_bias', True))
             conv.weight.data = kernel.permute(3, 2, 0, 1).contiguous()
-            if c.get('use_bias', True):
-                conv.bias.data = _weight(weights, name, 'bias')
-            mods.append(conv)
-            act = _activation(c.get('activation'))
-            if act is not None:
-                mods.append(act)
+            _append_weighted(mods, conv, weights, name, c)
         elif kind == 'BatchNormalization':
             gamma = _weight(weights, name, 'gamma')
             bn = (nn.BatchNorm2d if spatial else nn.BatchNorm1d)(gamma.shape[0], eps=c.get('epsilon', 1e-3))
@@ -133,12 +138,7 @@ def load_advsign_model(model_dir):
             kernel = _weight(weights, name, 'kernel')
             dense = nn.Linear(kernel.shape[0], kernel.shape[1], bias=c.get('use_bias', True))
             dense.weight.data = kernel.t().contiguous()
-            if c.get('use_bias', True):
-                dense.bias.data = _weight(weights, name, 'bias')
-            mods.append(dense)
-            act = _activation(c.get('activation'))
-            if act is not None:
-                mods.append(act)
+            _append_weighted(mods, dense, weights, name, c)
             ends_in_softmax = c.get('activation') == 'softmax'
         else:
             raise ValueError('unsupported layer %s (%s)' % (kind, name))
