@@ -141,6 +141,12 @@ function member(stage: AutoAttackStage | 'autoattack', norm: 'linf' | 'l2'): Att
       }
       return out;
     },
+    settings(o) {
+      const iterations = stage === 'square' ? {} : { steps: intOption(o, 'steps', AUTOATTACK_DEFAULTS.steps, 1), restarts: intOption(o, 'restarts', AUTOATTACK_DEFAULTS.restarts, 1) };
+      const targeted = stage === 'apgd-t' || stage === 'fab-t' || stage === 'autoattack' ? { targetClasses: intOption(o, 'targetClasses', AUTOATTACK_DEFAULTS.targets, 1) } : {};
+      const queries = stage === 'square' || stage === 'autoattack' ? { queries: intOption(o, 'maxQueries', AUTOATTACK_DEFAULTS.queries, 1) } : {};
+      return { ...iterations, ...targeted, ...queries };
+    },
     async run(model, images, labels, o) {
       const opts = options(model, o, name, norm);
       if (stage === 'fab-t') requireLogits(model, name);

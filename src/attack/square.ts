@@ -43,6 +43,7 @@ export const square: Attack = {
   supportsTargeted: true,
   blackBox: true,
   takesLoss: false,
+  settings: (options) => ({ queries: intOption(options, 'maxQueries', 1000, 1) }),
   async run(model, images, labels, options) {
     lossOption(options, square);
     const eps = requireEps(options, 'square');

@@ -81,4 +81,18 @@ export interface Attack {
   run(model: Classifier, images: Tensor4D, labels: Tensor1D, options: AttackOptions): Promise<AttackResult>;
   /** What a user should know before trusting a run on this model (fewer targets than asked…). */
   notes?(model: Classifier, options: AttackOptions): string[];
+  /** The parameters a run with `options` uses, defaults filled in: what a figure is labelled with. */
+  settings?(options: AttackOptions): AttackSettings;
+}
+
+/** An attack run's effective parameters (those that apply to it). */
+export interface AttackSettings {
+  steps?: number;
+  restarts?: number;
+  stepSize?: number;
+  randomStart?: boolean;
+  momentum?: number;
+  loss?: AttackLoss;
+  queries?: number;
+  targetClasses?: number;
 }

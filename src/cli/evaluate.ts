@@ -180,12 +180,12 @@ export async function evaluateCommand(argv: string[]): Promise<void> {
     const robustCard = (card.robustAccuracy as Record<string, unknown> | undefined) ?? {};
     const byName = new Map(named.map((a) => [a.name, a]));
     for (const r of (report.results as RobustnessRow[])) {
-      // Each figure says what produced it: the attack, the options it was run with (absent ones
-      // are the attack's defaults, named in its title) and, for ensembles, each member's share.
+      // Each figure says what produced it: the attack, the parameters it ran with (defaults filled
+      // in: steps, restarts, step size, queries…), n and, for ensembles, each member's share.
       const a = byName.get(r.attack);
       robustCard[`${r.attack}@${r.eps.toFixed(4)}`] = {
         data: key, n: set.n, eps: r.eps, accuracy: r.accuracy, meanL2: r.meanL2, attack: r.title,
-        options: a ? attackOptions(a) : {}, ...(r.stages ? { stages: r.stages } : {}), measuredAt: new Date().toISOString(),
+        settings: a?.settings?.({ ...attackOptions(a), eps: r.eps }) ?? {}, ...(r.stages ? { stages: r.stages } : {}), measuredAt: new Date().toISOString(),
       };
     }
     const certifiedCard = (card.certifiedAccuracy as Record<string, unknown> | undefined) ?? {};
