@@ -57,9 +57,9 @@ export async function attackCommand(argv: string[]): Promise<void> {
   }
   const y = tf.tensor1d([label], 'int32');
   const steps = f.steps !== undefined ? int(f, 'steps', 10, 1, 10000) : undefined;
-  const res = await attack.run(clf, x, y, {
-    eps, targeted: target !== undefined, target, eightBit: true, ...(steps ? { steps } : {}), ...(loss ? { loss } : {}),
-  });
+  const options = { eps, targeted: target !== undefined, target, eightBit: true, ...(steps ? { steps } : {}), ...(loss ? { loss } : {}) };
+  notes.push(...attack.notes?.(clf, options) ?? []);
+  const res = await attack.run(clf, x, y, options);
   // Everything reported below is measured on the 8-bit image written to --out.
   const written = await measureWritten(clf, pixels, Float32Array.from(await res.adversarial.data() as Float32Array),
     Int32Array.of(label), target !== undefined ? Int32Array.of(target) : null, attack.usesEps ? { norm: attack.norm, eps } : undefined);
