@@ -31,7 +31,7 @@ export const EVALUATE_HELP = `advsign evaluate --model models/NAME --data <dir|s
   --queries N            Square's queries per image (square, autoattack: default 1000 and 5000)
   --loss L               objective of the gradient attacks: ${ATTACK_LOSSES.join(' | ')} (default ce)
   --worst-case           add the per-image worst case over the attacks (one norm), as RobustBench counts
-  --batch N              attack batch size (default 64; 256 with AutoAttack and its members)
+  --batch N              attack batch size (default 64; 128 with AutoAttack and its members)
   --report FILE.html     a self-contained HTML report with plots and examples
   --update-card          record the figures in the model's card.json
   --json FILE            write the figures as JSON ('-' for stdout)
@@ -73,8 +73,8 @@ export async function evaluateCommand(argv: string[]): Promise<void> {
     ...(steps ? { steps } : {}), ...(loss && a.takesLoss ? { loss } : {}), ...(queries ? { maxQueries: queries } : {}),
   });
   // AutoAttack's members run on the images still robust, a fraction of each batch: larger batches
-  // keep those calls efficient (the reference's default is 250).
-  const batchSize = int(f, 'batch', needsBudget.length ? 256 : 64, 1, 4096);
+  // keep those calls efficient (the reference's default is 250; 128 still reports progress often).
+  const batchSize = int(f, 'batch', needsBudget.length ? 128 : 64, 1, 4096);
   const backend = await initBackend(str(f, 'backend'));
   const workers = f.workers !== undefined ? int(f, 'workers', 0, 0, 64) : defaultWorkerCount(backend.backend);
   const clf = await loadClassifier(modelPath);
