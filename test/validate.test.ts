@@ -42,7 +42,7 @@ describe('advsign validate (PyTorch reference check)', function () {
 
   (hasTorch ? it : it.skip)('agrees with the same weights in PyTorch (logits, gradients, FGSM signs, PGD)', async () => {
     const json = path.join(dir, 'v.json');
-    const r = await runCli(['validate', '--model', a, '--data', 'synthetic', '--n', '24', '--json', json]);
+    const r = await runCli(['validate', '--model', a, '--data', 'synthetic', '--n', '12', '--json', json]);
     assert.equal(r.code, 0, r.stdout + r.stderr);
     assert.match(r.stdout, /every check within float tolerance/);
     const v = JSON.parse(fs.readFileSync(json, 'utf8')).models[0];
