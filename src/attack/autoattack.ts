@@ -141,6 +141,15 @@ function member(stage: AutoAttackStage | 'autoattack', norm: 'linf' | 'l2'): Att
       }
       return out;
     },
+    settings(o) {
+      const s: Record<string, number | string> = { norm, steps: intOption(o, 'steps', AUTOATTACK_DEFAULTS.steps, 1) };
+      if (stage === 'autoattack') s.members = AUTOATTACK_STAGES.join(', ');
+      if (stage === 'autoattack' || stage === 'apgd-ce' || stage === 'apgd-dlr') s.restarts = intOption(o, 'restarts', AUTOATTACK_DEFAULTS.restarts, 1);
+      if (stage === 'autoattack' || stage === 'apgd-t' || stage === 'fab-t') s.targetClasses = intOption(o, 'targetClasses', AUTOATTACK_DEFAULTS.targets, 1);
+      if (stage === 'autoattack' || stage === 'square') s.queries = intOption(o, 'maxQueries', AUTOATTACK_DEFAULTS.queries, 1);
+      if (stage === 'square') delete s.steps;
+      return s;
+    },
     async run(model, images, labels, o) {
       const opts = options(model, o, name, norm);
       if (stage === 'fab-t') requireLogits(model, name);

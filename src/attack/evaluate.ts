@@ -80,6 +80,8 @@ export interface RobustnessRow {
   perClassAccuracy: (number | null)[];
   /** Ensembles run in cascade (AutoAttack): the accuracy left after each member, in order. */
   stages?: { attack: string; accuracy: number; seconds: number }[];
+  /** The run's settings when the attack states them (steps, restarts, queries…). */
+  settings?: Record<string, number | string>;
 }
 
 export interface AdversarialExample {
@@ -307,6 +309,7 @@ export async function evaluateRobustness(model: Classifier, set: ImageSet, opts:
         }
       };
       const threads = pool ? pool.size + 1 : 1;
+      opts.onProgress?.({ attack: attack.name, done: 0, total: n }); // the bar shows from the start
       for (let g = 0; g < n; g += bs * threads) {
         const batches: { i: number; m: number }[] = [];
         for (let t = 0; t < threads && g + t * bs < n; t++) batches.push({ i: g + t * bs, m: Math.min(bs, n - g - t * bs) });
@@ -335,6 +338,7 @@ export async function evaluateRobustness(model: Classifier, set: ImageSet, opts:
           imagesPerSecond: a.attacked && a.seconds > 0 ? a.attacked / a.seconds : null,
           perClassAccuracy: perClass(a.classCorrect, classTotal),
           ...(a.stages.length ? { stages: cumulativeStages(a.stages, a.cleanCorrect, n) } : {}),
+          ...(attack.settings ? { settings: attack.settings(extra) } : {}),
         });
       }
     }

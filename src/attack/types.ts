@@ -77,4 +77,6 @@ export interface Attack {
   run(model: Classifier, images: Tensor4D, labels: Tensor1D, options: AttackOptions): Promise<AttackResult>;
   /** What a user should know before trusting a run on this model (fewer targets than asked…). */
   notes?(model: Classifier, options: AttackOptions): string[];
+  /** The settings a run with these options uses (steps, restarts…), to label its figures. */
+  settings?(options: AttackOptions): Record<string, number | string>;
 }
