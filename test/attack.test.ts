@@ -402,6 +402,10 @@ describe('attacks', function () {
       'pgd-l2': { eps: L2_EPS, steps: 2, restarts: 2 }, mifgsm: { eps: EPS, steps: 2 }, deepfool: { steps: 3 },
       jsma: { maxFraction: 0.01 }, cw: { steps: 3, binarySteps: 2 }, lbfgs: { steps: 3, searchSteps: 2 },
       universal: { eps: EPS, epochs: 1 }, fooling: { steps: 3 }, square: { eps: EPS, maxQueries: 20 },
+      ...Object.fromEntries(['autoattack', 'apgd-ce', 'apgd-dlr', 'apgd-t', 'fab-t'].flatMap((a) => [
+        [a, { eps: EPS, steps: 2, targetClasses: 2, maxQueries: 3 }], [`${a}-l2`, { eps: L2_EPS, steps: 2, targetClasses: 2, maxQueries: 3 }],
+      ])),
+      'square-l2': { eps: L2_EPS, maxQueries: 5 },
     };
 
     it('covers every registered attack', () => {

@@ -43,16 +43,6 @@ def _activation(name):
     raise ValueError('unsupported activation %r' % name)
 
 
-def _append_weighted(mods, layer, weights, name, c):
-    """A Conv2D or Dense layer: its bias (when it has one), then its fused activation."""
-    if c.get('use_bias', True):
-        layer.bias.data = _weight(weights, name, 'bias')
-    mods.append(layer)
-    act = _activation(c.get('activation'))
-    if act is not None:
-        mods.append(act)
-
-
 def _read_weights(model_dir, manifest):
     tensors = {}
     for group in manifest:
@@ -80,73 +70,72 @@ def _weight(weights, layer, suffix):
     raise KeyError('weight %s/%s missing from the weight files' % (layer, suffix))
 
 
+def _with_weights(module, kernel, name, c, weights):
+    """A conv/dense module with its kernel, bias and activation, as a list of modules."""
+    module.weight.data = kernel.contiguous()
+    if c.get('use_bias', True):
+        module.bias.data = _weight(weights, name, 'bias')
+    act = _activation(c.get('activation'))
+    return [module] + ([act] if act is not None else [])
+
+
+def _modules(kind, c, weights, spatial):
+    """The torch modules for one Keras layer (an empty list for layers that vanish at inference)."""
+    name = c.get('name')
+    if kind == 'Rescaling':
+        return [Rescale(c['scale'], c['offset'])]
+    if kind == 'Conv2D':
+        kh, kw = c['kernel_size']
+        if list(c.get('strides', [1, 1])) != [1, 1] or kh % 2 == 0 or kw % 2 == 0:
+            raise ValueError('%s: only stride 1 and odd kernels are supported' % name)
+        kernel = _weight(weights, name, 'kernel')
+        conv = nn.Conv2d(kernel.shape[2], kernel.shape[3], (kh, kw),
+                         padding=(kh // 2, kw // 2) if c['padding'] == 'same' else 0, bias=c.get('use_bias', True))
+        return _with_weights(conv, kernel.permute(3, 2, 0, 1), name, c, weights)
+    if kind == 'Dense':
+        kernel = _weight(weights, name, 'kernel')
+        return _with_weights(nn.Linear(kernel.shape[0], kernel.shape[1], bias=c.get('use_bias', True)), kernel.t(), name, c, weights)
+    if kind == 'BatchNormalization':
+        gamma = _weight(weights, name, 'gamma')
+        bn = (nn.BatchNorm2d if spatial else nn.BatchNorm1d)(gamma.shape[0], eps=c.get('epsilon', 1e-3))
+        bn.weight.data = gamma
+        bn.bias.data = _weight(weights, name, 'beta')
+        bn.running_mean.data = _weight(weights, name, 'moving_mean')
+        bn.running_var.data = _weight(weights, name, 'moving_variance')
+        return [bn]
+    if kind == 'ReLU':
+        return [nn.ReLU()]
+    if kind in ('Activation', 'Softmax'):
+        act = _activation(c.get('activation', 'softmax'))
+        return [act] if act is not None else []
+    if kind == 'MaxPooling2D':
+        if c.get('padding', 'valid') != 'valid':
+            raise ValueError('%s: only valid max pooling is supported' % name)
+        return [nn.MaxPool2d(tuple(c['pool_size']), tuple(c.get('strides') or c['pool_size']))]
+    if kind == 'Flatten':
+        return [FlattenNHWC()]
+    if kind == 'Dropout':
+        return []
+    raise ValueError('unsupported layer %s (%s)' % (kind, name))
+
+
 def load_advsign_model(model_dir):
     """(module, info): the model in eval mode, and {'ends_in_softmax', 'input_size', 'num_classes'}."""
     path = model_dir if model_dir.endswith('.json') else os.path.join(model_dir, 'model.json')
-    model_dir = os.path.dirname(path)
     spec = json.load(open(path))
-    weights = _read_weights(model_dir, spec['weightsManifest'])
-    mods = []
-    ends_in_softmax = False
-    input_size = None
-    spatial = True
+    weights = _read_weights(os.path.dirname(path), spec['weightsManifest'])
+    mods, input_size, spatial = [], None, True
     for layer in _layers(spec['modelTopology']):
         kind, c = layer['class_name'], layer['config']
-        name = c.get('name')
         if c.get('batch_input_shape'):
             input_size = c['batch_input_shape'][1]
-        ends_in_softmax = False
-        if kind == 'Rescaling':
-            mods.append(Rescale(c['scale'], c['offset']))
-        elif kind == 'Conv2D':
-            kh, kw = c['kernel_size']
-            if list(c.get('strides', [1, 1])) != [1, 1] or kh % 2 == 0 or kw % 2 == 0:
-                raise ValueError('%s: only stride 1 and odd kernels are supported' % name)
-            kernel = _weight(weights, name, 'kernel')
-            conv = nn.Conv2d(kernel.shape[2], kernel.shape[3], (kh, kw),
-                             padding=(kh // 2, kw // 2) if c['padding'] == 'same' else 0, bias=c.get('use_bias', True))
-            conv.weight.data = kernel.permute(3, 2, 0, 1).contiguous()
-            _append_weighted(mods, conv, weights, name, c)
-        elif kind == 'BatchNormalization':
-            gamma = _weight(weights, name, 'gamma')
-            bn = (nn.BatchNorm2d if spatial else nn.BatchNorm1d)(gamma.shape[0], eps=c.get('epsilon', 1e-3))
-            bn.weight.data = gamma
-            bn.bias.data = _weight(weights, name, 'beta')
-            bn.running_mean.data = _weight(weights, name, 'moving_mean')
-            bn.running_var.data = _weight(weights, name, 'moving_variance')
-            mods.append(bn)
-        elif kind == 'ReLU':
-            mods.append(nn.ReLU())
-        elif kind == 'Activation':
-            act = _activation(c['activation'])
-            if act is not None:
-                mods.append(act)
-            ends_in_softmax = c['activation'] == 'softmax'
-        elif kind == 'Softmax':
-            mods.append(nn.Softmax(dim=1))
-            ends_in_softmax = True
-        elif kind == 'MaxPooling2D':
-            if c.get('padding', 'valid') != 'valid':
-                raise ValueError('%s: only valid max pooling is supported' % name)
-            mods.append(nn.MaxPool2d(tuple(c['pool_size']), tuple(c.get('strides') or c['pool_size'])))
-        elif kind == 'Flatten':
-            mods.append(FlattenNHWC())
-            spatial = False
-        elif kind == 'Dropout':
-            continue
-        elif kind == 'Dense':
-            kernel = _weight(weights, name, 'kernel')
-            dense = nn.Linear(kernel.shape[0], kernel.shape[1], bias=c.get('use_bias', True))
-            dense.weight.data = kernel.t().contiguous()
-            _append_weighted(mods, dense, weights, name, c)
-            ends_in_softmax = c.get('activation') == 'softmax'
-        else:
-            raise ValueError('unsupported layer %s (%s)' % (kind, name))
+        mods.extend(_modules(kind, c, weights, spatial))
+        spatial = spatial and kind != 'Flatten'
     net = nn.Sequential(*mods).eval()
     for p in net.parameters():
         p.requires_grad_(False)
     num_classes = [m for m in mods if isinstance(m, nn.Linear)][-1].out_features
-    return net, {'ends_in_softmax': ends_in_softmax, 'input_size': input_size, 'num_classes': num_classes}
+    return net, {'ends_in_softmax': isinstance(mods[-1], nn.Softmax), 'input_size': input_size, 'num_classes': num_classes}
 
 
 class Logits(nn.Module):

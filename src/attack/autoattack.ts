@@ -11,7 +11,7 @@
 import { tf, Tensor4D } from '../inference/tf';
 import type { Classifier } from '../inference/model';
 import { UserError } from '../data/types';
-import type { Attack, AttackOptions, AttackResult, AttackStage } from './types';
+import type { Attack, AttackOptions, AttackResult, AttackSettings, AttackStage } from './types';
 import { intOption, labelArray, lossOption, predictBatch, rejectTargeted, requireEps, seedOption } from './common';
 import { APGD_DEFAULTS, apgdAttack, ApgdOptions } from './apgd';
 import { FAB_DEFAULTS, fabTargeted, FabOptions, outputsSoftmax, requireLogits } from './fab';
@@ -142,10 +142,13 @@ function member(stage: AutoAttackStage | 'autoattack', norm: 'linf' | 'l2'): Att
       return out;
     },
     settings(o) {
-      const iterations = stage === 'square' ? {} : { steps: intOption(o, 'steps', AUTOATTACK_DEFAULTS.steps, 1), restarts: intOption(o, 'restarts', AUTOATTACK_DEFAULTS.restarts, 1) };
-      const targeted = stage === 'apgd-t' || stage === 'fab-t' || stage === 'autoattack' ? { targetClasses: intOption(o, 'targetClasses', AUTOATTACK_DEFAULTS.targets, 1) } : {};
-      const queries = stage === 'square' || stage === 'autoattack' ? { queries: intOption(o, 'maxQueries', AUTOATTACK_DEFAULTS.queries, 1) } : {};
-      return { ...iterations, ...targeted, ...queries };
+      const s: AttackSettings = { norm, steps: intOption(o, 'steps', AUTOATTACK_DEFAULTS.steps, 1) };
+      if (stage === 'autoattack') s.members = AUTOATTACK_STAGES.join(', ');
+      if (stage === 'autoattack' || stage === 'apgd-ce' || stage === 'apgd-dlr') s.restarts = intOption(o, 'restarts', AUTOATTACK_DEFAULTS.restarts, 1);
+      if (stage === 'autoattack' || stage === 'apgd-t' || stage === 'fab-t') s.targetClasses = intOption(o, 'targetClasses', AUTOATTACK_DEFAULTS.targets, 1);
+      if (stage === 'autoattack' || stage === 'square') s.queries = intOption(o, 'maxQueries', AUTOATTACK_DEFAULTS.queries, 1);
+      if (stage === 'square') delete s.steps;
+      return s;
     },
     async run(model, images, labels, o) {
       const opts = options(model, o, name, norm);

@@ -18,7 +18,7 @@
 import { tf, Tensor4D } from '../inference/tf';
 import { Classifier, measuredOn } from '../inference/model';
 import { ImageSet, UserError } from '../data/types';
-import type { Attack, AttackOptions, Norm } from './types';
+import type { Attack, AttackOptions, AttackSettings, Norm } from './types';
 import { getAttack } from './registry';
 import { normsFromArrays, PerturbationNorms } from './norms';
 import { AttackedShard, ModelWorkers } from '../inference/data-parallel';
@@ -84,6 +84,8 @@ export interface RobustnessRow {
   perClassAccuracy: (number | null)[];
   /** Ensembles run in cascade (AutoAttack): the accuracy left after each member, in order. */
   stages?: { attack: string; accuracy: number; seconds: number }[];
+  /** The run's settings when the attack states them (steps, restarts, step size, queries…). */
+  settings?: AttackSettings;
 }
 
 export interface AdversarialExample {
@@ -327,6 +329,7 @@ export async function evaluateRobustness(model: Classifier, set: ImageSet, opts:
         }
       };
       const threads = pool && named.has(attack) ? pool.size + 1 : 1;
+      opts.onProgress?.({ attack: attack.name, done: 0, total: n }); // the bar shows from the start
       for (let g = 0; g < n; g += bs * threads) {
         const batches: { i: number; m: number }[] = [];
         for (let t = 0; t < threads && g + t * bs < n; t++) batches.push({ i: g + t * bs, m: Math.min(bs, n - g - t * bs) });
@@ -357,6 +360,7 @@ export async function evaluateRobustness(model: Classifier, set: ImageSet, opts:
           queriesPerSecond: a.counted && a.seconds > 0 ? a.queries / a.seconds : null,
           perClassAccuracy: perClass(a.classCorrect, classTotal),
           ...(a.stages.length ? { stages: cumulativeStages(a.stages, a.cleanCorrect, n) } : {}),
+          ...(attack.settings ? { settings: attack.settings({ ...extra, eps }) } : {}),
         });
       }
     }

@@ -32,6 +32,12 @@ export interface AttackOptions {
    * (written.ts), searching on until the rounded image fools the model or their budget runs out.
    */
   eightBit?: boolean;
+  /** Square's query budget per image (AutoAttack and its members: proposals, default 5000). */
+  maxQueries?: number;
+  /** Square: false runs the window schedule unscaled, as AutoAttack does (default true). */
+  rescaleSchedule?: boolean;
+  /** APGD-T and FAB-T: how many of the classes ranked next after the label to target (default 9). */
+  targetClasses?: number;
   /** Attack-specific extras (e.g. C&W confidence, JSMA max pixels). */
   [extra: string]: unknown;
 }
@@ -95,4 +101,7 @@ export interface AttackSettings {
   loss?: AttackLoss;
   queries?: number;
   targetClasses?: number;
+  norm?: Norm;
+  /** An ensemble's members, in order. */
+  members?: string;
 }

@@ -78,9 +78,11 @@ export async function attackCommand(argv: string[]): Promise<void> {
     target = validateTarget(targetArg, clf.numClasses, label);
   }
   const y = tf.tensor1d([label], 'int32');
-  const res = await attack.run(attack.blackBox ? runtime : clf, x, y, {
+  const options = {
     eps, targeted: target !== undefined, target, eightBit: true, ...(steps ? { steps } : {}), ...(queries ? { maxQueries: queries } : {}), ...(loss ? { loss } : {}),
-  });
+  };
+  notes.push(...attack.notes?.(clf, options) ?? []);
+  const res = await attack.run(attack.blackBox ? runtime : clf, x, y, options);
   surrogate?.dispose();
   // Everything reported below is measured on the 8-bit image written to --out, by the runtime.
   const written = await measureWritten(runtime, pixels, Float32Array.from(await res.adversarial.data() as Float32Array),
