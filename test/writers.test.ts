@@ -86,7 +86,7 @@ describe('writers: nothing half-written', function () {
     const first = await runCli(sticker('1'));
     assert.equal(first.code, 0, first.stderr);
     const good = snapshot(outDir);
-    assert.equal(good.size, 4);
+    assert.equal(good.size, 5); // PDF, JSON, sticker, sign and layer PNGs
     assert.ok(good.get('stop.pdf')!.subarray(-6).toString().includes('%%EOF'));
 
     const full = await runWithFileLimit(sticker('2'), 512); // the 1.5 MB PDF does not fit

@@ -6,6 +6,7 @@
 import { initBackend } from '../inference/backend';
 import { liveOrtThreads, useEngine } from '../inference/engine';
 import { tf } from '../inference/tf';
+import { onEngine } from '../inference/load-model';
 import { parseFlags } from './args';
 import { configFlagOptions, loadConfig, DEFAULT_CONFIG_FILE, Origin } from '../server/config';
 import { createLogger } from '../server/log';
@@ -80,10 +81,13 @@ export async function serveCommand(argv: string[]): Promise<void> {
   // 'whole': the model sees the whole frame unless a ROI is set.
   if (config.preprocess === 'whole' && !config.roi) config.roi = { x: 0, y: 0, w: 1, h: 1 };
   const model = await loadServeModel(config.model, input);
-  if (model.details) log.info('model.runtime', { predictions: model.details.predictions, gradients: model.details.gradients ?? model.details.noGradients });
   if (model.untrained) log.warn('model.untrained', { note: 'random weights: predictions are meaningless' });
   // The live loop classifies and attacks on the fastest engine; tfjs stays behind it for the rest.
   const { classifier, engine } = useEngine(model.classifier, config.engine ?? undefined, liveOrtThreads());
+  if (model.details) {
+    const d = onEngine(model.details, engine);
+    log.info('model.runtime', { predictions: d.predictions, gradients: d.gradients ?? d.noGradients });
+  }
   log.info('model.loaded', { model: model.description, backend: backend.backend, engine: engine.engine, engineReason: engine.reason, inputSize: classifier.inputSize });
 
   const gpio = createGpio({

@@ -255,6 +255,14 @@ export async function loadModel(spec: string, o: ModelInputOptions = DEFAULT_MOD
   return loaded;
 }
 
+/** What computes predictions and gradients once the engine is chosen (ort replaces the tfjs model). */
+export function onEngine(d: ModelDescription, engine: EngineChoice): ModelDescription {
+  if (engine.engine !== 'ort') return d;
+  const threads = engine.ort?.threads ?? 1;
+  const native = `onnxruntime (the model's ONNX export, ${threads} thread${threads === 1 ? '' : 's'})`;
+  return { ...d, predictions: native, gradients: `${native}, its gradient graph` };
+}
+
 export interface EngineModel extends LoadedModel {
   engine: EngineChoice;
 }
@@ -275,10 +283,8 @@ export async function loadModelOnEngine(spec: string, o: ModelInputOptions, engi
   }
   const { classifier } = chosen;
   const onOrt = classifier !== loaded.classifier;
-  const native = `onnxruntime (the model's ONNX export, ${chosen.engine.ort?.threads ?? 1} threads)`;
-  const description: ModelDescription = onOrt ? { ...loaded.description, predictions: native, gradients: `${native}, its gradient graph` } : loaded.description;
   return {
-    classifier, description, engine: chosen.engine,
+    classifier, description: onEngine(loaded.description, chosen.engine), engine: chosen.engine,
     dispose: () => {
       if (onOrt) classifier.dispose?.(); // the native sessions; the tfjs model below
       loaded.dispose();

@@ -19,7 +19,7 @@ export interface ClassroomOptions {
   classifier: Classifier;
   daemon: Daemon;
   logger: Logger;
-  config: Pick<ServeConfig, 'sticker' | 'printDir' | 'backend' | 'engine'>;
+  config: Pick<ServeConfig, 'sticker' | 'printDir' | 'backend' | 'engine' | 'inputRange' | 'labels'>;
   /** The daemon's model folder (print jobs load it in a child process); null: no print jobs. */
   modelPath: string | null;
 }
@@ -32,6 +32,7 @@ export class Classroom {
   constructor(private readonly o: ClassroomOptions) {
     this.jobs = new PrintJobs({
       modelPath: o.modelPath, printDir: path.resolve(o.config.printDir), logger: o.logger, backend: o.config.backend, engine: o.config.engine,
+      modelInput: { inputRange: o.config.inputRange, labels: o.config.labels },
       unavailableReason: 'print jobs need the daemon\'s model on disk (it runs an injected or untrained one)',
     });
     o.daemon.setDemand({ sticker: () => this.stickers.active, images: () => this.views.union() });

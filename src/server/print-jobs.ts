@@ -30,6 +30,8 @@ export interface PrintJobsOptions {
   printDir: string;
   logger: Logger;
   backend?: string | null;
+  /** What the daemon's model expects (--input-range, --labels), passed on to the job's sticker command. */
+  modelInput?: { inputRange: string | null; labels: string | null };
   /** The daemon's --engine, passed on (null: the sticker command's own default). */
   engine?: string | null;
   /** Held-out transformations the job measures (the PDF states the figure). */
@@ -124,6 +126,8 @@ export class PrintJobs extends EventEmitter {
     const base = `advsign-sticker-${req.classId}-${req.target ?? 'any'}-${Math.round(req.signMm)}mm`;
     const args = [
       path.join(projectRoot(), 'bin', 'advsign.js'), 'sticker', '--model', modelPath, '--sign', String(req.classId),
+      ...(this.o.modelInput?.inputRange ? ['--input-range', this.o.modelInput.inputRange] : []),
+      ...(this.o.modelInput?.labels ? ['--labels', this.o.modelInput.labels] : []),
       ...(req.target !== null ? ['--target', String(req.target)] : []), '--sign-mm', String(req.signMm), '--steps', String(req.steps),
       '--out', path.join(staging, `${base}.pdf`), '--skip-baseline', '--roundtrip', '0', '--eval', String(this.o.evalSamples ?? 100),
       '--progress-json', ...(this.o.backend ? ['--backend', this.o.backend] : []), ...(this.o.engine ? ['--engine', this.o.engine] : []),
