@@ -9,7 +9,7 @@ import sharp from 'sharp';
 import { tf } from '../src/inference/tf';
 import { initBackend } from '../src/inference/backend';
 import { applyEot, CLEAN_VIEW, DEFAULT_EOT, sampleEot, splitRgba } from '../src/sticker/eot';
-import { alphaOf, components, coverage, defaultMask, loadMaskImage, parseMaskSpec, rasterizeMask, requireNonEmpty } from '../src/sticker/masks';
+import { alphaOf, components, coverage, defaultMask, loadMaskImage, maskAtArea, parseMaskSpec, rasterizeMask, requireNonEmpty } from '../src/sticker/masks';
 import { DEFAULT_PALETTE, loadPalette, npsLoss, npsScore, paletteTensor } from '../src/sticker/palette';
 import { signCanvas, tvScore } from '../src/sticker/optimize';
 import { renderCleanSign } from '../src/data/synthetic';
@@ -121,6 +121,19 @@ describe('sticker: masks', function () {
     assert.ok(coverage(off) < coverage(rasterizeMask({ kind: 'rect', rect: { x: 0, y: 0, w: 1, h: 0.2 } }, R)));
   });
 
+  it('--area sizes each default mask to the asked share of the sign, inside it', () => {
+    const signArea = coverage(alpha);
+    for (const kind of ['stripes', 'rect', 'circle'] as const) {
+      for (const area of [0.05, 0.1, 0.2, 0.5]) {
+        const m = rasterizeMask(maskAtArea(kind, area, alpha, R), R, alpha);
+        assert.ok(Math.abs(coverage(m) / signArea - area) < 0.003, `${kind} at ${area}: ${coverage(m) / signArea}`);
+      }
+    }
+    // The default stripes are the issue's 20 %; at 10 % they stay two pieces above and below the word.
+    assert.ok(Math.abs(coverage(rasterizeMask(defaultMask('stripes'), R, alpha)) / signArea - 0.2) < 0.01);
+    assert.strictEqual(components(rasterizeMask(maskAtArea('stripes', 0.1, alpha, R), R, alpha), R).length, 2);
+  });
+
   it('two stripes are two pieces, each with a closed cut outline of the right length', () => {
     const m = rasterizeMask(defaultMask('stripes'), 256, alphaOf(signCanvas(14, 256)), 2);
     const parts = components(m, 256, 10);
@@ -171,13 +184,15 @@ describe('sticker: masks', function () {
 describe('sticker: palettes, NPS and TV', () => {
   it('loads measured palettes from CSV and JSON (0..255 or 0..1) with clear errors', () => {
     const dir = tempDir();
-    fs.writeFileSync(path.join(dir, 'p.csv'), 'name,r,g,b\nred,200,30,40\n# comment\nwhite,240,240,235\n#102030\n');
+    fs.writeFileSync(path.join(dir, 'p.csv'), 'name,r,g,b\nred,200,30,40\n# comment\nwhite,240,240,235\n#102030\ngrey 128 128 128\n');
     const p = loadPalette(path.join(dir, 'p.csv'));
-    assert.strictEqual(p.colors.length, 3);
+    assert.strictEqual(p.colors.length, 4);
     assert.ok(Math.abs(p.colors[0][0] - 200 / 255) < 1e-9);
     assert.ok(Math.abs(p.colors[2][2] - 0x30 / 255) < 1e-9);
-    fs.writeFileSync(path.join(dir, 'p.json'), JSON.stringify({ colors: [[0.1, 0.2, 0.3], { r: 0.5, g: 0.5, b: 0.5 }, '#ffffff'] }));
-    assert.strictEqual(loadPalette(path.join(dir, 'p.json')).colors.length, 3);
+    fs.writeFileSync(path.join(dir, 'p.json'), JSON.stringify({ colors: [[0.1, 0.2, 0.3], { r: 0.5, g: 0.5, b: 0.5 }, '#ffffff', '#000000'] }));
+    assert.strictEqual(loadPalette(path.join(dir, 'p.json')).colors.length, 4);
+    fs.writeFileSync(path.join(dir, 'three.json'), JSON.stringify([[0.1, 0.2, 0.3], [0.5, 0.5, 0.5], '#ffffff']));
+    assert.throws(() => loadPalette(path.join(dir, 'three.json')), /needs at least 4 colours, found 3/);
     fs.writeFileSync(path.join(dir, 'bad.csv'), 'r,g,b\n1,2\n');
     assert.throws(() => loadPalette(path.join(dir, 'bad.csv')), /line 2 has no r, g, b/);
     assert.throws(() => loadPalette(path.join(dir, 'nope.csv')), /palette file not found/);

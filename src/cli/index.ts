@@ -7,6 +7,7 @@ import { SERVE_HELP } from './serve';
 import { EXPORT_HELP } from '../tflite/cli';
 import { STICKER_HELP } from './sticker';
 import { VALIDATE_HELP } from './validate';
+import { CALIBRATE_HELP } from './calibrate';
 import { BENCH_HELP } from './bench';
 import { version } from './paths';
 
@@ -19,6 +20,7 @@ usage: advsign <command> [options]
   attack     attack one image
   serve      the live daemon: camera → classify → attack → web page
   sticker    optimise a printable adversarial sticker (PDF)
+  calibrate  measure printed colours from a photo of the PDF's calibration strip
   export     write a model as a TFLite flatbuffer (float32 or int8)
   bench      throughput figures (JSON with --json)
   validate   check logits, gradients and attacks against PyTorch (npm run validate)
@@ -26,7 +28,7 @@ usage: advsign <command> [options]
 
 'advsign <command> --help' shows a command's options.`;
 
-const HELP: Record<string, string> = { train: TRAIN_HELP, evaluate: EVALUATE_HELP, attack: ATTACK_HELP, serve: SERVE_HELP, export: EXPORT_HELP, sticker: STICKER_HELP, bench: BENCH_HELP, validate: VALIDATE_HELP };
+const HELP: Record<string, string> = { train: TRAIN_HELP, evaluate: EVALUATE_HELP, attack: ATTACK_HELP, serve: SERVE_HELP, export: EXPORT_HELP, sticker: STICKER_HELP, calibrate: CALIBRATE_HELP, bench: BENCH_HELP, validate: VALIDATE_HELP };
 
 type Command = (argv: string[]) => Promise<void>;
 
@@ -39,6 +41,7 @@ async function load(name: string): Promise<Command | null> {
     case 'serve': return (await import('./serve')).serveCommand;
     case 'export': return (await import('../tflite/cli')).exportCommand;
     case 'sticker': return (await import('./sticker')).stickerCommand;
+    case 'calibrate': return (await import('./calibrate')).calibrateCommand;
     case 'bench': return (await import('./bench')).benchCommand;
     case 'info': return (await import('./info')).infoCommand;
     case 'validate': return (await import('./validate')).validateCommand;

@@ -13,13 +13,16 @@ import { UserError } from '../data/types';
 import { parseEps } from '../attack/registry';
 import { classFlag, int, num, parseFlags, str } from './args';
 import { defaultModelDir, version } from './paths';
-import { parseMaskSpec, rasterizeMask, requireNonEmpty, alphaOf, MaskSpec } from '../sticker/masks';
+import { parseMaskSpec, rasterizeMask, requireNonEmpty, alphaOf, MaskSpec, MASK_KINDS, MaskKind, maskAtArea, parseArea } from '../sticker/masks';
 import { DEFAULT_PALETTE, loadPalette } from '../sticker/palette';
 import { optimizeSticker, signCanvas, STICKER_DEFAULTS, StickerMode, StickerResult, validateClasses } from '../sticker/optimize';
 import { measureRobustness, RobustnessReport } from '../sticker/measure';
 import { simulatePrintCapture, RoundTripReport } from '../sticker/roundtrip';
 import { exportSticker } from '../sticker/pdf';
-import { CLEAN_VIEW } from '../sticker/eot';
+import { CLEAN_VIEW, DEFAULT_EOT } from '../sticker/eot';
+import { PHOTO_FLAGS, PHOTO_HELP, parseAreas, preparePhotos, readPhotoSplit } from './sticker-photos';
+import { photoExtras } from './sticker-photo-run';
+import { photoEotConfig } from '../sticker/photos';
 import { quantiseArray } from '../data/quantise';
 import { LAYER_SIGN_FRACTION, layerPng, modelCheck } from '../sticker/layer';
 import type { StickerProgressEvent } from '../sticker/run-file';
@@ -33,7 +36,8 @@ transformations next to the same attack optimised on the clean image only, and w
 sticker.pdf (real size, A4, cut lines, 100 mm scale bar, colour calibration strip),
 sticker.json (summary), sticker-sticker.png and sticker-sign.png (print resolution), and
 sticker-layer.png (the printed colours alone over the sign's bounding square, alpha = coverage:
-what 'advsign serve --sticker sticker.json' draws onto the sign in view).
+what 'advsign serve --sticker sticker.json' draws onto the sign in view), and with --photos
+sticker-report.html (held-out real-photo success against area, next to noise, with examples).
 The model needs gradients (a .tflite file: its rebuilt graph) and GTSRB's 43 classes in order;
 success is measured on its runtime (a .tflite file: the interpreter).
 
@@ -49,12 +53,14 @@ ${MODEL_INPUT_HELP}
   --steps N           optimisation steps (default ${STICKER_DEFAULTS.steps})
   --eot-samples N     transformations per step (default ${STICKER_DEFAULTS.eotSamples})
   --sign-mm MM        size of the sign's bounding square (default 600; e.g. 100 for a desk demo)
-  --palette FILE      measured printable colours (CSV r,g,b per line, or JSON)
+  --palette FILE      measured printable colours (CSV r,g,b per line, or JSON; 'advsign calibrate'
+                      writes one from a photo of the PDF's calibration strip), at least 4
   --nps W --tv W      weights of the non-printability and smoothness terms (default ${STICKER_DEFAULTS.npsWeight}, ${STICKER_DEFAULTS.tvWeight})
   --lr X              Adam learning rate (default ${STICKER_DEFAULTS.learningRate})
   --seed N            seed of the optimisation and of the measurement (default 1)
   --eval N            held-out transformations to measure on (default 200)
   --roundtrip N       simulated print-and-capture photos (default 100, 0 = skip)
+${PHOTO_HELP}
   --skip-baseline     do not optimise the non-EOT baseline for comparison
   --engine ort|tfjs   compute engine of the optimisation (default: ort when it loads)
   --json              print the summary JSON on stdout
@@ -69,12 +75,13 @@ interface Args {
   eps: number;
   out: string;
   signMm: number;
+  areaFraction: number;
 }
 
 /** Output file names beside the PDF. */
-export function outputPaths(out: string): { pdf: string; json: string; stickerPng: string; signPng: string; layerPng: string } {
+export function outputPaths(out: string): { pdf: string; json: string; stickerPng: string; signPng: string; layerPng: string; reportHtml: string } {
   const base = out.replace(/\.pdf$/i, '');
-  return { pdf: out, json: `${base}.json`, stickerPng: `${base}-sticker.png`, signPng: `${base}-sign.png`, layerPng: `${base}-layer.png` };
+  return { pdf: out, json: `${base}.json`, stickerPng: `${base}-sticker.png`, signPng: `${base}-sign.png`, layerPng: `${base}-layer.png`, reportHtml: `${base}-report.html` };
 }
 
 function emitProgress(e: StickerProgressEvent): void {
@@ -93,6 +100,7 @@ export async function stickerCommand(argv: string[]): Promise<void> {
     nps: { type: 'string' }, tv: { type: 'string' }, lr: { type: 'string' }, eval: { type: 'string' }, roundtrip: { type: 'string' },
     'skip-baseline': { type: 'boolean' }, json: { type: 'boolean' }, backend: { type: 'string' }, engine: { type: 'string' }, canvas: { type: 'string' },
     'progress-json': { type: 'boolean' },
+    ...PHOTO_FLAGS,
     ...MODEL_INPUT_FLAGS,
   }, 'sticker');
   const machine = Boolean(f['progress-json']);
@@ -114,8 +122,16 @@ export async function stickerCommand(argv: string[]): Promise<void> {
   const eps = f.eps !== undefined ? parseEps(str(f, 'eps') as string) : STICKER_DEFAULTS.eps;
   if (mode === 'sign' && !(eps > 0)) throw new UserError(`eps must be above 0 for a printed sign, e.g. 16/255`);
   const canvasSize = int(f, 'canvas', STICKER_DEFAULTS.canvasSize, 16, 256);
-  const mask = mode === 'sticker' ? await parseMaskSpec(str(f, 'mask', 'stripes') as string) : null;
-  if (mask) requireNonEmpty(rasterizeMask(mask, canvasSize, alphaOf(signCanvas(classId, canvasSize))), mask);
+  const maskText = (str(f, 'mask', 'stripes') as string).trim().toLowerCase();
+  const defaultKind = (MASK_KINDS as readonly string[]).includes(maskText) ? maskText as MaskKind : null;
+  const area = f.area !== undefined ? parseArea(str(f, 'area') as string) : null;
+  const areas = f.areas !== undefined ? parseAreas(str(f, 'areas') as string, parseArea) : [];
+  if ((area !== null || areas.length) && mode === 'sign') throw new UserError('--area/--areas apply to --mode sticker only');
+  if ((area !== null || areas.length) && !defaultKind) throw new UserError(`--area/--areas size the default masks (stripes, rect, circle): drop the geometry from --mask '${maskText}'`);
+  const signAlpha = alphaOf(signCanvas(classId, canvasSize));
+  const mask = mode !== 'sticker' ? null : area !== null && defaultKind ? maskAtArea(defaultKind, area, signAlpha, canvasSize) : await parseMaskSpec(str(f, 'mask', 'stripes') as string);
+  for (const a of areas) maskAtArea(defaultKind as MaskKind, a, signAlpha, canvasSize); // unreachable areas fail now
+  if (mask) requireNonEmpty(rasterizeMask(mask, canvasSize, signAlpha), mask);
   const palette = f.palette !== undefined ? loadPalette(str(f, 'palette') as string) : DEFAULT_PALETTE;
   const steps = int(f, 'steps', STICKER_DEFAULTS.steps, 1, 100000);
   const eotSamples = int(f, 'eot-samples', STICKER_DEFAULTS.eotSamples, 1, 256);
@@ -127,9 +143,16 @@ export async function stickerCommand(argv: string[]): Promise<void> {
   const evalN = int(f, 'eval', 200, 1, 100000);
   const roundTripN = int(f, 'roundtrip', 100, 0, 100000);
   const baseline = !f['skip-baseline'];
+  const photosDir = str(f, 'photos');
+  if (photosDir !== undefined && mode === 'sign') throw new UserError('--photos applies to --mode sticker only');
+  if (areas.length && photosDir === undefined) throw new UserError('--areas measures on held-out real photos: add --photos DIR');
+  const holdout = num(f, 'holdout', 0.3, 0.01, 0.9);
+  const photoShare = num(f, 'photo-share', 0.5, 0, 1);
+  const photoViews = int(f, 'photo-views', 4, 1, 1000);
+  const photoAngle = num(f, 'photo-angle', 20, 0, 60);
+  const split = photosDir !== undefined ? await readPhotoSplit(photosDir, classId, holdout, seed) : null;
   const modelPath = str(f, 'model') ?? defaultModelDir();
   const input = modelInputFromFlags(f);
-  const a: Args = { modelPath, classId, target, mode, mask, eps, out, signMm };
 
   const choice = await initBackend(str(f, 'backend'));
   const loaded = await loadModelOnEngine(modelPath, input, str(f, 'engine'));
@@ -140,7 +163,12 @@ export async function stickerCommand(argv: string[]): Promise<void> {
   if (!isGtsrbOrder(gtsrbClassIds(clf.classNames ?? CLASS_NAMES))) throw new UserError(`sticker needs a model whose outputs are GTSRB's 43 classes in class-id order (${modelPath}: labels ${loaded.description.labels})`);
   validateClasses(classId, target, clf.numClasses);
   const judge = measuredOn(clf);
-  const common = { classId, target, mode, mask: mask ?? undefined, eps: mode === 'sign' ? eps : undefined, steps, eotSamples, learningRate, npsWeight, tvWeight, palette, canvasSize, seed };
+  const photoConfig = photoEotConfig(clf.inputSize, photoAngle);
+  const prepared = split ? preparePhotos(split, classId, clf.inputSize, loaded.description.preprocess, DEFAULT_EOT.supersample) : null;
+  const common = {
+    classId, target, mode, mask: mask ?? undefined, eps: mode === 'sign' ? eps : undefined, steps, eotSamples, learningRate, npsWeight, tvWeight, palette, canvasSize, seed,
+    photos: prepared && photoShare > 0 ? { scenes: prepared.train, share: photoShare, config: photoConfig } : undefined,
+  };
   const onStep = machine ? (st: { step: number; batchSuccess: number }) => emitProgress({ event: 'progress', phase: 'optimise', done: st.step + 1, total: steps, batchSuccess: st.batchSuccess }) : undefined;
   const robust = await optimizeSticker(clf, { ...common, useEot: true, ...(machine ? { onStep } : { progressLabel: 'sticker (EOT)' }) });
   const plain = baseline ? await optimizeSticker(clf, { ...common, useEot: false, ...(machine ? {} : { progressLabel: 'baseline (no EOT)' }) }) : null;
@@ -154,7 +182,11 @@ export async function stickerCommand(argv: string[]): Promise<void> {
   const cleanView = async (r: StickerResult) => (await measureRobustness(judge, written(r), { n: 1, seed, config: CLEAN_VIEW })).successRate === 1;
   const roundTrip = roundTripN > 0 ? await simulatePrintCapture(judge, robust, { n: roundTripN, seed, palette }) : null;
   const roundTripBaseline = roundTripN > 0 && plain ? await simulatePrintCapture(judge, plain, { n: roundTripN, seed, palette }) : null;
+  const photo = prepared ? await photoExtras(clf, judge, robust, prepared, {
+    common, areas, kind: defaultKind, signAlpha, viewsPerPhoto: photoViews, seed, machine, photoShare, config: photoConfig,
+  }) : null;
 
+  const a: Args = { modelPath, classId, target, mode, mask, eps, out, signMm, areaFraction: robust.areaFraction };
   const paths = outputPaths(out);
   const targetText = target === null ? 'untargeted' : `${target} ${CLASS_NAMES[target]}`;
   const info = [
@@ -164,6 +196,7 @@ export async function stickerCommand(argv: string[]): Promise<void> {
       (heldOutBaseline ? `; the same attack optimised without EOT: ${pct(heldOutBaseline.successRate)}.` : '.'),
     `Clean sign under the same transformations: classified correctly ${pct(heldOut.cleanAccuracy)}${target !== null ? `, as the target ${pct(heldOut.cleanTargetRate)}` : ''}.`,
     ...(roundTrip ? [`Simulated print (palette, dithered) + photo (JPEG) round trip, ${roundTrip.n} photos: ${pct(roundTrip.successRate)}${roundTripBaseline ? ` (without EOT: ${pct(roundTripBaseline.successRate)})` : ''}.`] : []),
+    ...(photo ? photo.lines.slice(0, 3) : []),
     'Physical results depend on your printer, paper, light and camera: measure them.',
   ];
   if (machine) emitProgress({ event: 'progress', phase: 'export', done: 0, total: 0 });
@@ -181,6 +214,7 @@ export async function stickerCommand(argv: string[]): Promise<void> {
     layer: { file: path.basename(paths.layerPng), size: robust.canvasSize, covers: 'sign bounding square', signFraction: LAYER_SIGN_FRACTION },
     modelCheck: await modelCheck(clf),
     pieces: files.pieces,
+    realPhotos: photo ? { ...photo.json, report: path.basename(paths.reportHtml) } : null,
     history: thin(robust.history, 100),
   };
   // All at once: a full disk or a kill leaves the previous set whole, never a mix. The layer and
@@ -188,6 +222,7 @@ export async function stickerCommand(argv: string[]): Promise<void> {
   const outputs: OutputFile[] = [{ path: paths.pdf, data: files.pdf }, { path: paths.signPng, data: files.signPng },
     ...(files.stickerPng ? [{ path: paths.stickerPng, data: files.stickerPng }] : []),
     { path: paths.layerPng, data: await layerPng(robust) },
+    ...(photo ? [{ path: paths.reportHtml, data: photo.html }] : []),
     { path: paths.json, data: JSON.stringify(summary, null, 2) + '\n' }];
   writeFilesAtomic(outputs);
   loaded.dispose();
@@ -201,6 +236,10 @@ export async function stickerCommand(argv: string[]): Promise<void> {
   }
   for (const line of describeModel(loaded.description)) console.log(line);
   report(a, heldOut, heldOutBaseline, roundTrip, roundTripBaseline, targetText, paths, files.pageCount);
+  if (photo) {
+    for (const line of photo.lines) console.log(line);
+    console.log(`wrote ${paths.reportHtml}`);
+  }
 }
 
 /** At most ~k entries of the loss history (first, last and evenly spaced). */
@@ -215,5 +254,6 @@ function report(a: Args, heldOut: RobustnessReport, base: RobustnessReport | nul
   console.log(`robust success rate (${heldOut.n} held-out transformations): ${pct(heldOut.successRate)} with EOT` + (base ? `, ${pct(base.successRate)} without EOT` : ''));
   console.log(`clean sign under the same transformations: ${pct(heldOut.cleanAccuracy)} correct`);
   if (rt) console.log(`simulated print + photo round trip (${rt.n}): ${pct(rt.successRate)} with EOT` + (rtBase ? `, ${pct(rtBase.successRate)} without EOT` : ''));
+  console.log(`area: ${pct(a.areaFraction)} of the sign`);
   console.log(`wrote ${paths.pdf} (${pages} pages at ${a.signMm} mm), ${paths.json}, ${a.mode === 'sticker' ? `${paths.stickerPng}, ` : ''}${paths.signPng}, ${paths.layerPng}`);
 }

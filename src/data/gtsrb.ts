@@ -9,7 +9,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { promisify } from 'util';
 import * as zlib from 'zlib';
-import { cropResize, decodeImage, Roi } from './image-io';
+import { cropResize, decodeImage, RgbImage, Roi } from './image-io';
 import { createRng } from './random';
 import { ImageSet, Preprocess, UserError } from './types';
 import { writeFileAtomic } from '../util/atomic-file';
@@ -426,13 +426,7 @@ async function readRows(
       try {
         const bytes = await readRowBytes(row);
         const img = await decodeImage(bytes, `${row.file} (${path.basename(row.csv)} line ${row.line})`);
-        let roi = row.roi;
-        // If the image was resized after the CSV was written, scale the ROI with it.
-        if (row.csvWidth && row.csvHeight && (row.csvWidth !== img.width || row.csvHeight !== img.height)) {
-          const sx = img.width / row.csvWidth;
-          const sy = img.height / row.csvHeight;
-          roi = { x1: roi.x1 * sx, y1: roi.y1 * sy, x2: (roi.x2 + 1) * sx - 1, y2: (roi.y2 + 1) * sy - 1 };
-        }
+        const roi = roiInImage(row, img);
         const px = margin === null ? cropResize(img, null, size, 0) : cropResize(img, roi, size, margin);
         const base = i * stride;
         for (let k = 0; k < stride; k++) {
@@ -451,6 +445,37 @@ async function readRows(
   };
   await Promise.all(Array.from({ length: Math.min(concurrency, n) }, worker));
   return { images, labels, groups, size, n };
+}
+
+/** The row's ROI in the decoded image (scaled with it when the image was resized after the CSV was written). */
+function roiInImage(row: Row, img: RgbImage): Roi {
+  const roi = row.roi;
+  if (!(row.csvWidth && row.csvHeight && (row.csvWidth !== img.width || row.csvHeight !== img.height))) return roi;
+  const sx = img.width / row.csvWidth;
+  const sy = img.height / row.csvHeight;
+  return { x1: roi.x1 * sx, y1: roi.y1 * sy, x2: (roi.x2 + 1) * sx - 1, y2: (roi.y2 + 1) * sy - 1 };
+}
+
+/** One photo of a sign, whole, with its box (as the CSV gives it) and its track. */
+export interface SignPhoto {
+  file: string;
+  image: RgbImage;
+  roi: Roi;
+  classId: number;
+  /** Track (GTSRB) or the user's grouping: photos of one track are never split apart. */
+  group: string;
+}
+
+/** The photos of one class in a GTSRB split, decoded whole (for pasting onto them); [] when it has none. */
+export async function readGtsrbPhotos(dir: string, split: GtsrbSplit, classId: number): Promise<SignPhoto[]> {
+  const layout = detectLayout(dir);
+  const rows = listRows(dir, layout, split, splitCsvs(dir, layout, split)).filter((r) => r.classId === classId);
+  const out: SignPhoto[] = [];
+  for (const row of rows) {
+    const image = await decodeImage(await readRowBytes(row), `${row.file} (${path.basename(row.csv)} line ${row.line})`);
+    out.push({ file: row.file, image, roi: roiInImage(row, image), classId, group: row.group });
+  }
+  return out;
 }
 
 // ---------------------------------------------------------------- set helpers

@@ -156,9 +156,9 @@ export function sampleEot(n: number, seed: number, config: EotConfig = DEFAULT_E
 // ---------------------------------------------------------------------------
 // Geometry
 
-type Mat3 = [number, number, number, number, number, number, number, number, number];
+export type Mat3 = [number, number, number, number, number, number, number, number, number];
 
-function mul3(a: Mat3, b: Mat3): Mat3 {
+export function mul3(a: Mat3, b: Mat3): Mat3 {
   const r = new Array<number>(9).fill(0) as Mat3;
   for (let i = 0; i < 3; i++) for (let j = 0; j < 3; j++) for (let k = 0; k < 3; k++) r[3 * i + j] += a[3 * i + k] * b[3 * k + j];
   return r;
@@ -213,7 +213,19 @@ interface SceneMap {
   constant: Float32Array;
 }
 
-function buildSceneMap(samples: EotSample[], R: number, alpha: Float32Array, printed: Float32Array | null, config: EotConfig): SceneMap {
+/**
+ * Where sample i puts the canvas and what lies behind it, at the supersampled side So: by default
+ * the camera pose (signHomography) over a random street background; a real photo overrides both.
+ */
+export interface SceneOverride {
+  /** Canvas coordinates (u, v) ∈ [−1, 1]² → pixels of the So×So image. */
+  homography: Mat3;
+  /** So²×3 RGB behind the canvas. */
+  background: Float32Array;
+}
+export type SceneFn = (sample: EotSample, index: number, So: number) => SceneOverride;
+
+function buildSceneMap(samples: EotSample[], R: number, alpha: Float32Array, printed: Float32Array | null, config: EotConfig, scene?: SceneFn): SceneMap {
   const n = samples.length, S = config.outputSize, ss = config.supersample, So = S * ss;
   const taps = 4 * ss * ss;
   const src = new Int32Array(n * S * S * taps);
@@ -222,9 +234,9 @@ function buildSceneMap(samples: EotSample[], R: number, alpha: Float32Array, pri
   const gain = new Float32Array(n * 3);
   const inv = 1 / (ss * ss);
   samples.forEach((s, i) => {
-    const Hi = inv3(signHomography(s, So, config.cameraDistance));
-    const rng = createRng(s.seed);
-    const bg = background(rng, So, config.background === 'plain');
+    const own = scene?.(s, i, So);
+    const Hi = inv3(own?.homography ?? signHomography(s, So, config.cameraDistance));
+    const bg = own?.background ?? background(createRng(s.seed), So, config.background === 'plain');
     for (let c = 0; c < 3; c++) gain[3 * i + c] = s.printerWhite[c] - s.printerBlack[c];
     for (let y = 0; y < So; y++) {
       for (let x = 0; x < So; x++) {
@@ -407,14 +419,14 @@ function perSample(values: number[], n: number, c = 1): tf.Tensor4D {
  * sign's shape), printed (R², 1 where the printer's colour shift applies; null = nothing printed).
  * Returns [n, S, S, 3] in [0, 1], differentiable with respect to rgb.
  */
-export function applyEot(rgb: Tensor4D, alpha: Float32Array, printed: Float32Array | null, samples: EotSample[], config: EotConfig = DEFAULT_EOT): Tensor4D {
+export function applyEot(rgb: Tensor4D, alpha: Float32Array, printed: Float32Array | null, samples: EotSample[], config: EotConfig = DEFAULT_EOT, scene?: SceneFn): Tensor4D {
   const n = samples.length;
   const R = rgb.shape[1];
   const S = config.outputSize;
   if (rgb.shape[0] !== 1 || rgb.shape[2] !== R || rgb.shape[3] !== 3) throw new Error(`sign must be [1, R, R, 3], got [${rgb.shape.join(', ')}]`);
   if (alpha.length !== R * R || (printed && printed.length !== R * R)) throw new Error(`alpha and printed must have ${R * R} values`);
   if (S % 2 !== 0) throw new Error('outputSize must be even (JPEG chroma subsampling works on 2×2 blocks)');
-  const map = buildSceneMap(samples, R, alpha, printed, config);
+  const map = buildSceneMap(samples, R, alpha, printed, config, scene);
   const noise = new Float32Array(n * S * S * 3);
   samples.forEach((s, i) => noiseField(s, createRng(hashSeed(s.seed, 0x0153)), S, noise, i * S * S * 3));
   return tf.tidy(() => {
@@ -468,12 +480,12 @@ export function splitRgba(rgba: Float32Array): { rgb: Float32Array; alpha: Float
  * Convenience for non-differentiable use (measurement): applies the samples in chunks and returns
  * the images as one Float32Array [n*S*S*3].
  */
-export async function renderEot(rgb: Tensor4D, alpha: Float32Array, printed: Float32Array | null, samples: EotSample[], config: EotConfig = DEFAULT_EOT, chunk = 64): Promise<Float32Array> {
+export async function renderEot(rgb: Tensor4D, alpha: Float32Array, printed: Float32Array | null, samples: EotSample[], config: EotConfig = DEFAULT_EOT, chunk = 64, scene?: SceneFn): Promise<Float32Array> {
   const S = config.outputSize;
   const out = new Float32Array(samples.length * S * S * 3);
   for (let i = 0; i < samples.length; i += chunk) {
     const part = samples.slice(i, i + chunk);
-    const t = applyEot(rgb, alpha, printed, part, config);
+    const t = applyEot(rgb, alpha, printed, part, config, scene && ((s, j, So) => scene(s, i + j, So)));
     out.set(await t.data() as Float32Array, i * S * S * 3);
     t.dispose();
   }

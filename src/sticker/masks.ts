@@ -317,3 +317,47 @@ function simplify(pts: [number, number][], tol: number): [number, number][] {
   rec(far, pts.length);
   return pts.filter((_, i) => keep[i]);
 }
+
+// ---------------------------------------------------------------------------
+// Masks at a given share of the sign
+
+/** The default mask of `kind` grown or shrunk by one size parameter t (stripe height, rect width, circle radius). */
+function scaledDefault(kind: MaskKind, t: number): MaskSpec {
+  const base = defaultMask(kind);
+  if (base.kind === 'stripes') {
+    return { kind: 'stripes', rects: base.rects.map((r) => ({ ...r, y: Math.max(0, r.y + r.h / 2 - t / 2), h: Math.min(t, 1) })) };
+  }
+  if (base.kind === 'rect') {
+    const w = Math.min(t, 1), h = w / 2, cy = Math.min(base.rect.y + base.rect.h / 2, 1 - h / 2);
+    return { kind: 'rect', rect: { x: 0.5 - w / 2, y: cy - h / 2, w, h } };
+  }
+  const c = base as { cx: number; cy: number };
+  const r = Math.min(t, 0.5);
+  return { kind: 'circle', cx: c.cx, cy: Math.min(c.cy, 1 - r), r };
+}
+
+/**
+ * The default mask of `kind` sized so that it covers `area` (a share of the sign's own area,
+ * sticker ∧ sign / sign), found by bisection on its size. UserError when the shape cannot reach it.
+ */
+export function maskAtArea(kind: MaskKind, area: number, signAlpha: Float32Array, size: number): MaskSpec {
+  const signArea = coverage(signAlpha);
+  const share = (t: number) => coverage(rasterizeMask(scaledDefault(kind, t), size, signAlpha)) / signArea;
+  const tMax = kind === 'circle' ? 0.5 : kind === 'rect' ? 1 : 0.49;
+  if (share(tMax) < area) throw new UserError(`--area ${area}: the ${kind} mask covers at most ${(share(tMax) * 100).toFixed(0)} % of this sign`);
+  let lo = 0, hi = tMax;
+  for (let i = 0; i < 30; i++) {
+    const mid = (lo + hi) / 2;
+    if (share(mid) < area) lo = mid;
+    else hi = mid;
+  }
+  return scaledDefault(kind, hi);
+}
+
+/** Parses --area: a share of the sign's area in (0, 0.5], as a fraction (0.1) or a percentage (10%). */
+export function parseArea(text: string, flag = '--area'): number {
+  const t = text.trim();
+  const v = t.endsWith('%') ? Number(t.slice(0, -1)) / 100 : Number(t);
+  if (!Number.isFinite(v) || !(v > 0 && v <= 0.5)) throw new UserError(`${flag} must be a share of the sign's area in (0, 0.5] (e.g. 0.1 or 10%), got '${text}'`);
+  return v;
+}

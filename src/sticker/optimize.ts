@@ -20,6 +20,7 @@ import { progressBar } from '../util/progress';
 import { applyEot, CLEAN_VIEW, DEFAULT_EOT, EotConfig, sampleEot } from './eot';
 import { alphaOf, defaultMask, describeMask, MaskSpec, rasterizeMask, requireNonEmpty } from './masks';
 import { DEFAULT_PALETTE, npsLoss, npsScore, Palette, paletteTensor } from './palette';
+import { photoEotConfig, PhotoScene, photoViewsTensor, samplePhotoViews } from './photos';
 
 export type StickerMode = 'sticker' | 'sign';
 
@@ -46,6 +47,11 @@ export interface StickerOptions {
   eotConfig?: Partial<EotConfig>;
   /** Side of the sign canvas in pixels: the sticker's resolution (default 64). */
   canvasSize?: number;
+  /**
+   * Real photos in the loop (sticker mode): `share` of each step's EOT samples are views of these
+   * photos with the sticker pasted on; the rest stay synthetic.
+   */
+  photos?: { scenes: PhotoScene[]; share: number; config?: EotConfig };
   /** A different clean sign (straight RGBA over its bounding square, canvasSize²×4), e.g. a photo. */
   signRGBA?: Float32Array;
   seed?: number;
@@ -186,6 +192,10 @@ export async function optimizeSticker(clf: Classifier, options: StickerOptions):
   if (!Number.isInteger(o.eotSamples) || o.eotSamples < 1) throw new UserError(`EOT samples must be a positive integer, got ${o.eotSamples}`);
   if (mode === 'sign' && !(o.eps > 0 && o.eps <= 1)) throw new UserError(`eps must be in (0, 1], got ${o.eps}`);
   const useEot = options.useEot ?? true;
+  const photos = useEot && options.photos && options.photos.scenes.length > 0 ? options.photos : null;
+  if (photos && mode !== 'sticker') throw new UserError('real photos in the loop apply to sticker mode only');
+  const photoCount = photos ? Math.min(o.eotSamples, Math.max(1, Math.round(photos.share * o.eotSamples))) : 0;
+  const photoConfig: EotConfig = { ...(options.photos?.config ?? photoEotConfig(clf.inputSize)), outputSize: clf.inputSize };
   const eotConfig: EotConfig = { ...(useEot ? DEFAULT_EOT : CLEAN_VIEW), ...(useEot ? options.eotConfig ?? {} : {}), outputSize: clf.inputSize };
   const palette = options.palette ?? DEFAULT_PALETTE;
 
@@ -231,15 +241,24 @@ export async function optimizeSticker(clf: Classifier, options: StickerOptions):
   const t0 = Date.now();
   try {
     for (let step = 0; step < o.steps; step++) {
-      const samples = useEot ? sampleEot(o.eotSamples, trainingSeed(o.seed, step), eotConfig) : sampleEot(1, 0, eotConfig);
+      const samples = useEot ? sampleEot(o.eotSamples - photoCount, trainingSeed(o.seed, step), eotConfig) : sampleEot(1, 0, eotConfig);
+      const photoViews = photos ? samplePhotoViews(photoCount, hashSeed(trainingSeed(o.seed, step), 0x9407), photos.scenes.length, photoConfig) : null;
+      // Synthetic views of the whole sign, then photo views of the sticker alone pasted on real signs.
+      const render = (): Tensor4D => {
+        const { ink, rgb } = build();
+        const synthetic = samples.length ? [applyEot(rgb, alpha, printed, samples, eotConfig)] : [];
+        const real = photos && photoViews ? [photoViewsTensor(ink, printed, photos.scenes, photoViews, photoConfig)] : [];
+        const all = [...synthetic, ...real];
+        return all.length === 1 ? all[0] : tf.concat(all, 0) as Tensor4D;
+      };
       // The classifier's part first (natively when it can): the EOT views, their logits and Jᵀ∂adv/∂z.
-      const views = tf.tidy(() => applyEot(build().rgb, alpha, printed, samples, eotConfig));
+      const views = tf.tidy(render);
       const { logits, grad: viewGrad } = await vjp(clf, views, (z) => tf.grad((q) => attackLoss(q as Tensor2D, options.classId, target, o.kappa))(z) as Tensor2D, 'tape');
       views.dispose();
       let parts: Tensor[] = [];
       const surrogate = optimizer.minimize(() => {
-        const { ink, rgb, smooth } = build();
-        const imgs = applyEot(rgb, alpha, printed, samples, eotConfig);
+        const { ink, smooth } = build();
+        const imgs = render();
         const adv = attackLoss(logits, options.classId, target, o.kappa);
         const nps = npsLoss(tf.reshape(ink, [-1, 3]) as Tensor2D, paletteT, printedT);
         const tv = tvLoss(smooth, printedT);

@@ -113,7 +113,7 @@ export function loadPalette(file: string): Palette {
   } else {
     rows = fromCsv(text, file);
   }
-  if (rows.length < 2) throw new UserError(`palette ${file}: needs at least 2 colours, found ${rows.length}`);
+  if (rows.length < 4) throw new UserError(`palette ${file}: needs at least 4 colours, found ${rows.length}`);
   return { colors: normalise(rows, file), source: file };
 }
 

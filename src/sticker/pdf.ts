@@ -22,6 +22,7 @@ import { UserError } from '../data/types';
 import type { StickerResult } from './optimize';
 import { alphaOf, Component, components, rasterizeMask } from './masks';
 import { DEFAULT_PALETTE, Palette } from './palette';
+import { stripLayout } from './calibration-strip';
 
 /** Points per millimetre: 1 in = 72 pt = 25.4 mm. */
 export const MM = 72 / 25.4;
@@ -500,7 +501,7 @@ export async function exportSticker(r: StickerResult, o: ExportOptions): Promise
     'Cut along the black line. The colour continues 2 mm beyond it (bleed) so a slightly wide cut leaves no white rim.',
     'Tiled pieces: lay the next tile over the previous one so the +-in-circle marks of the same number coincide, tape, then cut.',
     'Measure the offsets above from the top-left corner of the sign\'s bounding square: as wide as the sign and centred on it (for round and octagonal signs its top and left sides touch the sign).',
-    'Calibrate: photograph the colour strip below in the light you will test in, measure each patch\'s mean RGB, and pass them with --palette (CSV r,g,b per line).',
+    'Calibrate: photograph the colour strip below (all four corner marks, flat, in the light you will test in), run advsign calibrate --photo strip.jpg --out palette.csv, and pass the result with --palette.',
   ];
   doc.font('Helvetica').fontSize(8);
   steps.forEach((s, i) => {
@@ -508,15 +509,20 @@ export async function exportSticker(r: StickerResult, o: ExportOptions): Promise
     y += doc.heightOfString(`${i + 1}. ${s}`, { width: pageW - 2 * x0 - mm(3) }) + 2;
   });
   y += mm(3);
-  // Calibration strip.
-  doc.font('Helvetica-Bold').fontSize(10).fillColor('#000000').text(`Calibration strip: the ${palette.colors.length} palette colours (${palette.source})`, x0, y);
+  // Calibration strip (layout shared with `advsign calibrate`): nothing printed in its quiet zone.
+  doc.font('Helvetica-Bold').fontSize(10).fillColor('#000000').text(`Calibration strip: the ${palette.colors.length} palette colours (${palette.source}), in reading order`, x0, y);
   y += mm(5.5);
-  const per = 15, patch = (pageW - 2 * x0) / per;
+  const strip = stripLayout(palette.colors.length);
+  const sx = x0 + (pageW - 2 * x0 - mm(strip.width)) / 2, sy = y + mm(strip.quietZone);
+  for (const [mx, my] of strip.marks) {
+    const m = strip.mark;
+    doc.rect(sx + mm(mx - m.outer / 2), sy + mm(my - m.outer / 2), mm(m.outer), mm(m.outer)).fill('#000000');
+    doc.rect(sx + mm(mx - m.inner / 2), sy + mm(my - m.inner / 2), mm(m.inner), mm(m.inner)).fill('#ffffff');
+    doc.rect(sx + mm(mx - m.dot / 2), sy + mm(my - m.dot / 2), mm(m.dot), mm(m.dot)).fill('#000000');
+  }
   palette.colors.forEach((c, i) => {
-    const cx = x0 + (i % per) * patch, cy = y + Math.floor(i / per) * (patch + mm(4));
-    const hex = '#' + c.map((v) => Math.round(v * 255).toString(16).padStart(2, '0')).join('');
-    doc.rect(cx + 1, cy, patch - 2, patch - 2).fill(hex);
-    doc.font('Helvetica').fontSize(6).fillColor('#000000').text(String(i + 1), cx, cy + patch - 1, { width: patch, align: 'center', lineBreak: false });
+    const p = strip.patches[i];
+    doc.rect(sx + mm(p.x), sy + mm(p.y), mm(p.size), mm(p.size)).fill('#' + c.map((v) => Math.round(v * 255).toString(16).padStart(2, '0')).join(''));
   });
   footer('overview');
 
