@@ -23,6 +23,7 @@ describe('advsign bench', function () {
       assert.ok(b.parallelTraining.threads >= 2 && b.parallelTraining.batch64 > 0, JSON.stringify(b.parallelTraining));
     }
     assert.ok(b.adversarialTraining, 'FGSM-RS cost figure');
+    assert.strictEqual(b.autoattack, null, '--quick skips the AutoAttack run');
     // The deployed-model figures (targets: ≤ 3 ms/image, ≥ 500 queries/s, FGSM cost ≤ 1.5×; checked by npm run bench).
     const t = b.tflite;
     assert.ok(t.floatMsPerImage > 0 && t.int8MsPerImage > 0, JSON.stringify(t));

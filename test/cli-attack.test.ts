@@ -99,7 +99,7 @@ describe('advsign attack and evaluate --attack', function () {
   it('evaluate --update-card records figures with their image count; a --limit run keeps the full-split clean figure', async () => {
     const m = path.join(dir, 'carded');
     await saveModel(buildModel({ arch: 'cnn4-small', inputSize: 32, numClasses: 43, seed: 3 }), m, { name: 'carded', architecture: 'cnn4-small', inputSize: 32, numClasses: 43, cleanAccuracy: { 'synthetic/test': 0.5 } });
-    const r = await runCli(['evaluate', '--model', m, '--data', 'synthetic', '--limit', '43', '--attack', 'fgsm', '--eps', '0,8/255', '--update-card']);
+    const r = await runCli(['evaluate', '--model', m, '--data', 'synthetic', '--limit', '43', '--attack', 'fgsm,pgd', '--steps', '3', '--restarts', '2', '--eps', '0,8/255', '--update-card']);
     assert.strictEqual(r.code, 0, r.stderr);
     const card = JSON.parse(fs.readFileSync(path.join(m, 'card.json'), 'utf8'));
     assert.strictEqual(card.name, 'carded', 'other card fields are kept');
@@ -108,6 +108,11 @@ describe('advsign attack and evaluate --attack', function () {
     const row = card.robustAccuracy[`fgsm@${(8 / 255).toFixed(4)}`];
     assert.strictEqual(row.n, 43);
     assert.ok(row.accuracy >= 0 && row.accuracy <= 1);
+    assert.deepStrictEqual(row.settings, { loss: 'ce', steps: 1 });
+    // Each figure names what produced it, defaults filled in.
+    const pgd = card.robustAccuracy[`pgd@${(8 / 255).toFixed(4)}`];
+    assert.match(pgd.attack, /^PGD/);
+    assert.deepStrictEqual(pgd.settings, { loss: 'ce', steps: 3, restarts: 2, randomStart: true, stepSize: 2.5 * (8 / 255) / 3 });
   });
 
   it('evaluate rejects an unknown attack before loading any data', async () => {

@@ -13,7 +13,7 @@ import { ROOT, runCli } from './helpers';
 type OptionTable = Parameters<typeof args.parseFlags>[1];
 type Command = (argv: string[]) => Promise<void>;
 
-const COMMANDS = ['train', 'evaluate', 'attack', 'serve', 'sticker', 'calibrate', 'export', 'bench', 'info'];
+const COMMANDS = ['train', 'evaluate', 'attack', 'serve', 'sticker', 'calibrate', 'export', 'bench', 'info', 'validate'];
 
 /**
  * The option tables a command passes to parseFlags, captured by stopping it there: nothing is

@@ -28,7 +28,7 @@ describe('data-parallel training', function () {
       // 37 images: shards of unequal size must be weighted by their size.
       const x = tf.randomUniform([37, 32, 32, 3], 0, 1, 'float32', 1) as Tensor4D;
       const y = tf.randomUniform([37], 0, 43, 'int32', 2) as Tensor1D;
-      const pooled = await pool.step(clf, x, y, 43, false);
+      const pooled = await pool.step(clf, x, y, 43, { training: false });
       const whole = tf.tidy(() => shardGradients(clf, x, y, 43, false));
       assert.strictEqual(pooled.grads.length, clf.trainableWeights.length);
       clf.trainableWeights.forEach((v, j) => {
@@ -55,7 +55,7 @@ describe('data-parallel training', function () {
       const y = tf.randomUniform([20], 0, 43, 'int32', 4) as Tensor1D;
       // FGSM has no random start, so the shards' different seeds do not matter.
       const plan: AdversarialPlan = { method: 'fgsm', eps: 8 / 255, ratio: 1, seed: 1 };
-      const pooled = await pool.step(clf, x, y, 43, false, plan);
+      const pooled = await pool.step(clf, x, y, 43, { training: false, plan });
       const whole = tf.tidy(() => shardGradients(clf, applyAdversarialPlan(clf, x, y, plan), y, 43, false));
       const clean = tf.tidy(() => shardGradients(clf, x, y, 43, false));
       assert.ok(Math.abs(pooled.loss - whole.loss.dataSync()[0]) < 1e-4, `adversarial loss ${pooled.loss} vs ${whole.loss.dataSync()[0]}`);

@@ -7,7 +7,7 @@ import { tf, Tensor1D, Tensor2D, Tensor4D } from '../inference/tf';
 import { Classifier, inferLogits } from '../inference/model';
 import { UserError } from '../data/types';
 import { createRng } from '../data/random';
-import type { Attack, AttackOptions, Norm } from './types';
+import type { Attack, AttackOptions, AttackSettings, Norm } from './types';
 import { inputGradient, ATTACK_LOSSES, AttackLoss } from './loss';
 
 /** A finite number option (attack-specific extras arrive as `unknown`). */
@@ -271,12 +271,16 @@ export interface EpsAttackInput {
  * The shell shared by the eps-bounded gradient attacks (FGSM, FGV, BIM, MI-FGSM, PGD): it parses
  * eps and targets, lets `make` build the adversarial batch, and measures success.
  */
-export function epsAttack(name: string, title: string, norm: Norm, make: (a: EpsAttackInput) => Tensor4D | Promise<Tensor4D>): Attack {
+export function epsAttack(
+  name: string, title: string, norm: Norm, make: (a: EpsAttackInput) => Tensor4D | Promise<Tensor4D>,
+  settings: (options: AttackOptions) => AttackSettings = () => ({}),
+): Attack {
   return {
     name, title, norm,
     usesEps: true,
     supportsTargeted: true,
     takesLoss: true,
+    settings: (options) => ({ loss: options.loss ?? 'ce', ...settings(options) }),
     async run(model, images, labels, options) {
       const eps = requireEps(options, name);
       const loss = lossOption(options, { name, takesLoss: true });
@@ -301,5 +305,5 @@ export function oneStepLinfAttack(name: string, title: string, step: (g: Tensor4
     const adv = tf.tidy(() => projectLinf(tf.add(images, step(g, eps)) as Tensor4D, images, eps));
     g.dispose();
     return adv;
-  });
+  }, () => ({ steps: 1 }));
 }

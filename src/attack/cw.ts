@@ -12,8 +12,10 @@
  */
 import { tf, Tensor1D, Tensor4D } from '../inference/tf';
 import { gradThroughModel } from '../inference/objective';
+import { inferLogits } from '../inference/model';
 import type { Attack } from './types';
 import { adamUpdate, bisectConstants, intOption, labelArray, marginTensor, numberOption, resolveTargets, selectRows, successOf, lossOption } from './common';
+import { quantiseTensor } from './written';
 
 export const cw: Attack = {
   name: 'cw',
@@ -56,7 +58,10 @@ export const cw: Attack = {
             const f = tf.maximum(marginTensor(z, cls, targeted), -kappa);
             return tf.sum(tf.add(dist, tf.mul(cT, f))) as tf.Scalar;
           };
-          const { grad: g, logits, input: a } = await gradThroughModel(model, w, toImage, objective);
+          const { grad: g, logits: zFloat, input: aFloat } = await gradThroughModel(model, w, toImage, objective);
+          // Written as 8 bits: judge (and keep) the rounded image, on its own logits.
+          const a = options.eightBit ? quantiseTensor(aFloat) : aFloat;
+          const logits = options.eightBit ? await inferLogits(model, a) : zFloat;
           const next = tf.tidy(() => {
             // Bookkeeping on the point the gradient was taken at: is it adversarial, and closer?
             const l2 = tf.sqrt(tf.sum(tf.square(tf.sub(a, images)), [1, 2, 3])) as Tensor1D;
@@ -70,7 +75,7 @@ export const cw: Attack = {
             const w2 = tf.sub(w, tf.mul(step, lr)) as Tensor4D;
             return { adv2, l22, m2, v2, w2, found2: tf.logicalOr(found, ok) as Tensor1D };
           });
-          tf.dispose([g, logits, a]);
+          tf.dispose([g, zFloat, aFloat, logits, a]);
           for (const t of [bestAdv, bestL2, m, v, w, found]) t.dispose();
           ({ adv2: bestAdv, l22: bestL2, m2: m, v2: v, w2: w, found2: found } = next);
         }

@@ -12,11 +12,14 @@ import { Classifier, inferLogits } from '../inference/model';
 import { vjp } from '../inference/objective';
 import type { Attack } from './types';
 import { argmaxRows, intOption, labelArray, numberOption, rejectTargeted, selectRows, lossOption } from './common';
+import { quantiseTensor } from './written';
 
 export interface DeepFoolOptions {
   steps: number;
   overshoot: number;
   candidates: number;
+  /** Iterate on the image rounded to 8 bits, so the result still fools once written (see written.ts). */
+  eightBit?: boolean;
 }
 
 /** The DeepFool loop proper; returns the adversarial batch and per-image success. */
@@ -93,7 +96,9 @@ export async function deepfoolBatch(model: Classifier, x: Tensor4D, y: Int32Arra
         const r = tf.mul(w, tf.reshape(coef, [n, 1, 1, 1]));
         const total = tf.add(rTot, r) as Tensor4D;
         const a = tf.clipByValue(tf.add(x, tf.mul(total, 1 + o.overshoot)), 0, 1) as Tensor4D;
-        return { total, a };
+        // Rounded, the point is checked and linearised as written; steps too small to survive
+        // rounding accumulate in `total` until they do.
+        return { total, a: o.eightBit ? quantiseTensor(a) : a };
       });
       tf.dispose([z, ...grads]);
       rTot.dispose();
@@ -126,6 +131,7 @@ export const deepfool: Attack = {
       steps: intOption(options, 'steps', 50, 1),
       overshoot: numberOption(options, 'overshoot', 0.02),
       candidates: intOption(options, 'candidates', 10, 2),
+      eightBit: options.eightBit === true,
     });
   },
 };

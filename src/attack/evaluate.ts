@@ -18,11 +18,13 @@
 import { tf, Tensor4D } from '../inference/tf';
 import { Classifier, measuredOn } from '../inference/model';
 import { ImageSet, UserError } from '../data/types';
-import type { Attack, AttackOptions, Norm } from './types';
+import type { Attack, AttackOptions, AttackSettings, Norm } from './types';
 import { getAttack } from './registry';
 import { normsFromArrays, PerturbationNorms } from './norms';
 import { AttackedShard, ModelWorkers } from '../inference/data-parallel';
 import { inferLogits, LayersClassifier } from '../inference/model';
+import { measureWritten } from './written';
+import { CorrectFlags, worstCaseNorm, worstCaseRows } from './worst-case';
 
 export interface EvaluateProgress {
   attack: string;
@@ -50,6 +52,8 @@ export interface EvaluateOptions {
    * eps · 16 · s/32: RobustBench's pairing of L∞ 8/255 with L2 0.5 for 32×32×3 images.
    */
   l2EpsList?: number[];
+  /** Also report, per eps, the per-image worst case over all the attacks (one norm; RobustBench's count). */
+  worstCase?: boolean;
   /**
    * Worker threads that attack batches alongside this one (data-parallel; only for models
    * loaded from files, i.e. a LayersClassifier). Results are the same as on one thread.
@@ -78,6 +82,10 @@ export interface RobustnessRow {
   queriesPerSecond: number | null;
   /** Per class id: accuracy under this attack, null for classes absent from the data. */
   perClassAccuracy: (number | null)[];
+  /** Ensembles run in cascade (AutoAttack): the accuracy left after each member, in order. */
+  stages?: { attack: string; accuracy: number; seconds: number }[];
+  /** The run's settings when the attack states them (steps, restarts, step size, queries…). */
+  settings?: AttackSettings;
 }
 
 export interface AdversarialExample {
@@ -104,6 +112,8 @@ export interface RobustnessResult {
   examples: AdversarialExample[];
   /** Threads that attacked batches (1 + workers actually used). */
   threads?: number;
+  /** What the attacks said about this model (e.g. fewer target classes than asked). */
+  notes?: string[];
 }
 
 interface Acc {
@@ -114,6 +124,8 @@ interface Acc {
   seconds: number;
   attacked: number;
   classCorrect: Int32Array;
+  /** Per ensemble member: images it broke (in order), when the attack reports members. */
+  stages: { attack: string; fooled: number; seconds: number }[];
   queries: number;
   successQueries: number;
   counted: boolean;
@@ -150,7 +162,7 @@ export async function attackShard(model: Classifier, attackOrName: string | Atta
     const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
     const p = await predictWithConfidence(judge, r.adversarial);
     r.adversarial.dispose();
-    return { adversarial, pred: p.pred, conf: p.conf, seconds, ...(r.queries ? { queries: r.queries } : {}) };
+    return { adversarial, pred: p.pred, conf: p.conf, seconds, ...(r.stages ? { stages: r.stages } : {}), ...(r.queries ? { queries: r.queries } : {}) };
   } finally {
     xt.dispose();
     yt.dispose();
@@ -172,11 +184,32 @@ function normOf(norms: PerturbationNorms, norm: Norm, i: number): number {
   return norm === 'l0' ? norms.l0[i] : norm === 'l2' ? norms.l2[i] : norms.linf[i];
 }
 
+/**
+ * Examples as the report writes them (8-bit PNGs): both images rounded, the adversarial one within
+ * its eps, and the predictions, confidences and success re-measured on the rounded images.
+ */
+async function asWritten(model: Classifier, examples: AdversarialExample[], norm: Norm): Promise<AdversarialExample[]> {
+  const out: AdversarialExample[] = [];
+  for (const ex of examples) {
+    const y = Int32Array.of(ex.label);
+    const clean = await measureWritten(model, ex.clean, ex.clean, y, null);
+    const adv = await measureWritten(model, ex.clean, ex.adversarial, y, null, norm === 'l0' ? undefined : { norm, eps: ex.eps });
+    out.push({
+      ...ex, clean: clean.images, adversarial: adv.images,
+      cleanPrediction: clean.pred[0], cleanConfidence: clean.conf[0],
+      adversarialPrediction: adv.pred[0], adversarialConfidence: adv.conf[0],
+      success: clean.pred[0] === ex.label && adv.pred[0] !== ex.label,
+    });
+  }
+  return out;
+}
+
 export async function evaluateRobustness(model: Classifier, set: ImageSet, opts: EvaluateOptions): Promise<RobustnessResult> {
   const attacks: Attack[] = opts.attacks.map((a) => (typeof a === 'string' ? getAttack(a) : a));
   // Attack objects (not registry names) cannot be sent to a worker thread.
   const named = new Set(opts.attacks.flatMap((a, i) => (typeof a === 'string' ? [attacks[i]] : [])));
   const judge = measuredOn(model);
+  if (opts.worstCase) worstCaseNorm(attacks);
   for (const e of opts.epsList) if (!Number.isFinite(e) || e < 0) throw new UserError(`eps ${e} must be a finite number ≥ 0`);
   if (!Number.isInteger(opts.batchSize) || opts.batchSize < 1) throw new UserError(`batch size must be a positive integer, got ${opts.batchSize}`);
   if (set.size !== model.inputSize) throw new UserError(`images are ${set.size}×${set.size} but the model expects ${model.inputSize}×${model.inputSize}`);
@@ -208,6 +241,8 @@ export async function evaluateRobustness(model: Classifier, set: ImageSet, opts:
   const examples: AdversarialExample[] = [];
   const l2EpsList = opts.l2EpsList ?? opts.epsList.map((e) => defaultL2Eps(e, s));
   for (const e of l2EpsList) if (!Number.isFinite(e) || e < 0) throw new UserError(`L2 eps ${e} must be a finite number ≥ 0`);
+  const flags: CorrectFlags = new Map();
+  const notes: string[] = [];
   const workers = opts.workers ?? 0;
   const pool = workers > 0 && model instanceof LayersClassifier && n > bs ? await ModelWorkers.start(model, workers, true) : null;
   try {
@@ -215,13 +250,15 @@ export async function evaluateRobustness(model: Classifier, set: ImageSet, opts:
       const epsList = [...new Set(attack.norm === 'l2' ? l2EpsList : opts.epsList)];
       const exampleEps = epsList.length ? Math.max(...epsList) : 0;
       const acc = new Map<number, Acc>(epsList.map((e) => [e, {
-        correct: 0, cleanCorrect: 0, fooled: 0, l0: 0, l2: 0, linf: 0, seconds: 0, attacked: 0, classCorrect: new Int32Array(k),
+        correct: 0, cleanCorrect: 0, fooled: 0, l0: 0, l2: 0, linf: 0, seconds: 0, attacked: 0, classCorrect: new Int32Array(k), stages: [],
         queries: 0, successQueries: 0, counted: false,
       }]));
+      flags.set(attack.name, new Map(epsList.map((e) => [e, new Uint8Array(n)])));
       const good = new Map<number, AdversarialExample>();
       const other = new Map<number, AdversarialExample>();
       const extra = opts.attackOptions?.[attack.name] ?? {};
-      type Run = { adv: Float32Array; p: Predictions; norms: PerturbationNorms; seconds: number; queries?: Int32Array };
+      for (const note of attack.notes?.(model, extra) ?? []) if (!notes.includes(note)) notes.push(`${attack.name}: ${note}`);
+      type Run = { adv: Float32Array; p: Predictions; norms: PerturbationNorms; seconds: number; stages?: AttackedShard['stages']; queries?: Int32Array };
       // One attack run per eps, or a single run for minimal-perturbation attacks; `worker` null = here.
       const attackBatch = async (i: number, m: number, worker: number | null) => {
         const runs = new Map<number, Run>();
@@ -236,7 +273,7 @@ export async function evaluateRobustness(model: Classifier, set: ImageSet, opts:
             : await (pool as ModelWorkers).attack(worker, attack.name, options, set.images.slice(i * px, (i + m) * px), y, s);
           const run: Run = {
             adv: r.adversarial, p: { pred: r.pred, conf: r.conf }, norms: normsFromArrays(set.images.subarray(i * px, (i + m) * px), r.adversarial, m),
-            seconds: r.seconds, queries: r.queries,
+            seconds: r.seconds, stages: r.stages, queries: r.queries,
           };
           if (attack.usesEps) runs.set(eps, run); else single = run;
         }
@@ -249,6 +286,12 @@ export async function evaluateRobustness(model: Classifier, set: ImageSet, opts:
           const run = eps === 0 ? null : attack.usesEps ? runs.get(eps) ?? null : single;
           // A minimal-perturbation run serves every eps, so each row reports that run's speed.
           if (run) { a.seconds += run.seconds; a.attacked += m; }
+          run?.stages?.forEach((st, si) => {
+            a.stages[si] ??= { attack: st.attack, fooled: 0, seconds: 0 };
+            for (const f of st.fooled) a.stages[si].fooled += f;
+            a.stages[si].seconds += st.seconds;
+          });
+          const correctAfter = flags.get(attack.name)?.get(eps) as Uint8Array;
           if (run?.queries) { a.counted = true; for (const q of run.queries) a.queries += q; }
           for (let j = 0; j < m; j++) {
             const gi = i + j;
@@ -256,7 +299,7 @@ export async function evaluateRobustness(model: Classifier, set: ImageSet, opts:
             // Thresholding for minimal-perturbation attacks: too large a perturbation does not count.
             const counts = run != null && (attack.usesEps || attack.norm === 'l0' || normOf(run.norms, attack.norm, j) <= eps * (1 + 1e-6));
             const pred = counts && run ? run.p.pred[j] : clean.pred[gi];
-            if (pred === label) { a.correct++; a.classCorrect[label]++; }
+            if (pred === label) { a.correct++; a.classCorrect[label]++; correctAfter[gi] = 1; }
             if (clean.pred[gi] === label) {
               a.cleanCorrect++;
               if (pred !== label) {
@@ -286,6 +329,7 @@ export async function evaluateRobustness(model: Classifier, set: ImageSet, opts:
         }
       };
       const threads = pool && named.has(attack) ? pool.size + 1 : 1;
+      opts.onProgress?.({ attack: attack.name, done: 0, total: n }); // the bar shows from the start
       for (let g = 0; g < n; g += bs * threads) {
         const batches: { i: number; m: number }[] = [];
         for (let t = 0; t < threads && g + t * bs < n; t++) batches.push({ i: g + t * bs, m: Math.min(bs, n - g - t * bs) });
@@ -301,7 +345,7 @@ export async function evaluateRobustness(model: Classifier, set: ImageSet, opts:
         opts.onProgress?.({ attack: attack.name, done: last.i + last.m, total: n });
       }
       const picked = spread([...good.values()], keep);
-      examples.push(...picked, ...spread([...other.values()], keep - picked.length));
+      examples.push(...await asWritten(model, [...picked, ...spread([...other.values()], keep - picked.length)], attack.norm));
       for (const eps of epsList) {
         const a = acc.get(eps) as Acc;
         results.push({
@@ -315,8 +359,14 @@ export async function evaluateRobustness(model: Classifier, set: ImageSet, opts:
           meanQueries: a.counted && a.fooled ? a.successQueries / a.fooled : null,
           queriesPerSecond: a.counted && a.seconds > 0 ? a.queries / a.seconds : null,
           perClassAccuracy: perClass(a.classCorrect, classTotal),
+          ...(a.stages.length ? { stages: cumulativeStages(a.stages, a.cleanCorrect, n) } : {}),
+          ...(attack.settings ? { settings: attack.settings({ ...extra, eps }) } : {}),
         });
       }
+    }
+    if (opts.worstCase) {
+      const norm = attacks[0].norm;
+      results.push(...worstCaseRows(attacks, [...new Set(norm === 'l2' ? l2EpsList : opts.epsList)], flags, clean.pred, labels, k));
     }
   } finally {
     await pool?.dispose();
@@ -324,8 +374,17 @@ export async function evaluateRobustness(model: Classifier, set: ImageSet, opts:
   return {
     n, numClasses: k,
     clean: { accuracy: n ? cleanCorrect / n : NaN, perClassAccuracy: perClass(cleanClassCorrect, classTotal) },
-    results, examples, threads: pool ? pool.size + 1 : 1,
+    results, examples, threads: pool ? pool.size + 1 : 1, notes,
   };
+}
+
+/** Accuracy left after each member of a cascade: clean-correct images minus those broken so far. */
+function cumulativeStages(stages: Acc['stages'], cleanCorrect: number, n: number): NonNullable<RobustnessRow['stages']> {
+  let left = cleanCorrect;
+  return stages.map((st) => {
+    left -= st.fooled;
+    return { attack: st.attack, accuracy: n ? left / n : NaN, seconds: st.seconds };
+  });
 }
 
 export interface EvaluationMeta {
@@ -341,6 +400,7 @@ export function robustnessToJson(result: RobustnessResult, meta: EvaluationMeta)
     model: meta.model, data: meta.data, split: meta.split, n: result.n, backend: meta.backend,
     clean: result.clean,
     results: result.results,
+    notes: result.notes ?? [],
     examples: result.examples.map(({ clean: _c, adversarial: _a, ...rest }) => rest),
   };
 }

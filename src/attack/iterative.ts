@@ -139,6 +139,12 @@ export function pgdAttack(name: string, title: string, norm: 'linf' | 'l2'): Att
       restarts: intOption(options, 'restarts', 1, 1),
       seed: seedOption(options),
     });
+  }, (options) => {
+    const steps = intOption(options, 'steps', 10, 1);
+    return {
+      steps, restarts: intOption(options, 'restarts', 1, 1), randomStart: options.randomStart ?? true,
+      ...(options.eps !== undefined ? { stepSize: numberOption(options, 'stepSize', 2.5 * options.eps / steps) } : {}),
+    };
   });
 }
 
@@ -160,5 +166,11 @@ export function iteratedLinfAttack(
     } finally {
       t?.dispose();
     }
+  }, (options) => {
+    const steps = intOption(options, 'steps', 10, 1);
+    return {
+      steps, momentum: defaultMomentum === undefined ? 0 : numberOption(options, 'momentum', defaultMomentum),
+      ...(options.eps !== undefined ? { stepSize: numberOption(options, 'stepSize', defaultStep(options.eps, steps)) } : {}),
+    };
   });
 }

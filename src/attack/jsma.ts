@@ -5,7 +5,7 @@
  *   α = ∂O_t/∂x_p + ∂O_t/∂x_q,  β = Σ_{j≠t} (∂O_j/∂x_p + ∂O_j/∂x_q),  pick α > 0, β < 0, max α·|β|,
  * and sets both to 1 (θ = +1). Each feature is used once. It stops when the target is reached
  * or when the changed *pixels* (any channel changed, as norms.ts counts L0) reach
- * `maxFraction` of the image.
+ * `maxFraction` of the image; a pair that would cross that budget takes only its first feature.
  *
  * `saliency` chooses O:
  *   - 'probs' (default, the paper's JSMA-F): O = softmax. Since Σ_j F_j = 1, β = −α exactly and
@@ -33,6 +33,7 @@ import type { Attack } from './types';
 import {
   argmaxRows, fallbackTargets, intOption, labelArray, numberOption, resolveTargets, seedOption, stringOption,
   successFromPredictions, lossOption } from './common';
+import { quantiseArray } from './written';
 
 export const jsma: Attack = {
   name: 'jsma',
@@ -67,7 +68,9 @@ export const jsma: Attack = {
     const zeros = new Float32Array(n * d);
     // Each step changes at least one pixel, so this bounds the loop even if nothing succeeds.
     for (let iter = 0; iter <= maxPixels * ch; iter++) {
-      const xt = tf.tensor4d(x, [n, h, w, ch]);
+      // Written as 8 bits: success is judged on the rounded image (features already set to 0 or 1
+      // are on the grid; the rest is the clean image, rounded).
+      const xt = tf.tensor4d(options.eightBit ? quantiseArray(x) : x, [n, h, w, ch]);
       let zT: tf.Tensor, gT: tf.Tensor, gAll: tf.Tensor | undefined;
       if (useProbs) {
         // ∇ log F_t; with β = −α the "all outputs" gradient is zero (passed as zeros below).
@@ -96,9 +99,11 @@ export const jsma: Attack = {
         if (!pair) { done[i] = 1; continue; }
         active++;
         for (const [p, sign] of pair) {
+          const pix = i * h * w + Math.floor(p / ch);
+          // A pair on two new pixels one short of the budget: only its first feature fits.
+          if (!touched[pix] && pixelsChanged[i] >= maxPixels) continue;
           x[i * d + p] = sign > 0 ? 1 : 0;
           used[i * d + p] = 1;
-          const pix = i * h * w + Math.floor(p / ch);
           if (!touched[pix]) { touched[pix] = 1; pixelsChanged[i]++; }
         }
       }
@@ -106,7 +111,7 @@ export const jsma: Attack = {
     }
     aimT.dispose();
     targetMask.dispose();
-    const adversarial = tf.tensor4d(x, [n, h, w, ch]);
+    const adversarial = tf.tensor4d(options.eightBit ? quantiseArray(x) : x, [n, h, w, ch]);
     return { adversarial, success: successFromPredictions(pred, y, explicit) };
   },
 };

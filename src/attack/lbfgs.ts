@@ -19,6 +19,7 @@ import type { Attack } from './types';
 import {
   adamUpdate, argmaxRows, bisectConstants, fallbackTargets, intOption, labelArray, numberOption, resolveTargets, seedOption, selectRows, stringOption,
   successFromPredictions, lossOption } from './common';
+import { quantiseTensor } from './written';
 
 export const lbfgs: Attack = {
   name: 'lbfgs',
@@ -58,19 +59,22 @@ export const lbfgs: Attack = {
             return tf.sum(tf.add(tf.mul(cT, tf.sum(tf.square(rr), [1, 2, 3])), ce)) as tf.Scalar;
           };
           const { grad: g, logits, input: a } = await gradThroughModel(model, r, (rr) => tf.add(images, rr) as Tensor4D, objective);
+          // Written as 8 bits: judge and keep the rounded image (its own logits and distance).
+          const kept = options.eightBit ? quantiseTensor(a) : a;
+          const keptLogits = options.eightBit ? await inferLogits(model, kept) : logits;
           const next = tf.tidy(() => {
-            const pred = tf.argMax(logits, 1);
+            const pred = tf.argMax(keptLogits, 1);
             const ok = explicit ? tf.equal(pred, aimT) : tf.notEqual(pred, tf.tensor1d(y, 'int32'));
-            const l2 = tf.sqrt(tf.sum(tf.square(r), [1, 2, 3])) as Tensor1D;
+            const l2 = tf.sqrt(tf.sum(tf.square(tf.sub(kept, images)), [1, 2, 3])) as Tensor1D;
             const improve = tf.logicalAnd(ok, tf.less(l2, bestL2));
-            const adv2 = selectRows(improve, a, bestAdv);
+            const adv2 = selectRows(improve, kept, bestAdv);
             const l22 = tf.where(improve, l2, bestL2) as Tensor1D;
             const { m: m2, v: v2, step } = adamUpdate(g, m, v, s, b1, b2);
             // Projection onto the box: keep x + r inside [0, 1].
             const r2 = tf.sub(tf.clipByValue(tf.sub(a, tf.mul(step, lr)), 0, 1), images) as Tensor4D;
             return { adv2, l22, m2, v2, r2, found2: tf.logicalOr(found, ok) as Tensor1D };
           });
-          tf.dispose([g, logits, a]);
+          tf.dispose([g, logits, a, kept, keptLogits]);
           for (const t of [bestAdv, bestL2, m, v, r, found]) t.dispose();
           ({ adv2: bestAdv, l22: bestL2, m2: m, v2: v, r2: r, found2: found } = next);
         }

@@ -3,10 +3,10 @@
  * engine can compute them too) as the attacks use them: parsed from the command line, and their
  * input gradients, from the classifier's own fused path when it has one.
  */
-import type { Tensor1D, Tensor4D } from '../inference/tf';
+import type { Tensor1D, Tensor2D, Tensor4D } from '../inference/tf';
 import type { Classifier } from '../inference/model';
 import { UserError } from '../data/types';
-import { ATTACK_LOSSES, AttackLoss, ObjectiveGradient, tfObjectiveGradient } from '../inference/objective';
+import { ATTACK_LOSSES, AttackLoss, ObjectiveGradient, logitsAndVjp, tfObjectiveGradient } from '../inference/objective';
 
 export { ATTACK_LOSSES, objectiveCotangent, objectiveValue } from '../inference/objective';
 export type { AttackLoss, ObjectiveGradient } from '../inference/objective';
@@ -39,4 +39,13 @@ export async function inputGradient(model: Classifier, x: Tensor4D, labels: Tens
   const { grad, logits } = await objectiveGradient(model, x, labels, targets, loss);
   logits.dispose();
   return grad;
+}
+
+/**
+ * Logits and Jᵀc for a fixed cotangent c on the logits [n, k] (FAB's ∇(z_t − z_y) is c = e_t − e_y,
+ * none of the named objectives): the one other gradient attacks take. Through tfjs for now; a
+ * native engine's vector-Jacobian product belongs here too. The caller owns both tensors.
+ */
+export async function cotangentGradient(model: Classifier, x: Tensor4D, cotangent: Tensor2D): Promise<ObjectiveGradient> {
+  return logitsAndVjp(model, x, () => cotangent.clone());
 }

@@ -17,15 +17,17 @@ import { lbfgs } from './lbfgs';
 import { universal } from './universal';
 import { fooling } from './fooling';
 import { square } from './square';
+import { AUTOATTACK_FAMILY } from './autoattack';
 
 export const ATTACKS: Record<string, Attack> = Object.freeze({
-  fgsm, fgv, bim, pgd, 'pgd-l2': pgdL2, mifgsm, deepfool, jsma, cw, lbfgs, universal, fooling, square,
+  fgsm, fgv, bim, pgd, 'pgd-l2': pgdL2, mifgsm, deepfool, jsma, cw, lbfgs, universal, fooling, square, ...AUTOATTACK_FAMILY,
 });
 
 /** Other spellings people type. */
 const ALIASES: Record<string, string> = {
   'i-fgsm': 'bim', ifgsm: 'bim', 'mi-fgsm': 'mifgsm', 'pgd-linf': 'pgd', pgdl2: 'pgd-l2', 'cw-l2': 'cw',
   carlini: 'cw', 'carlini-wagner': 'cw', 'l-bfgs': 'lbfgs', szegedy: 'lbfgs', uap: 'universal',
+  aa: 'autoattack', 'aa-l2': 'autoattack-l2', apgd: 'apgd-ce', 'apgd-l2': 'apgd-ce-l2',
 };
 
 export function attackNames(): string[] {

@@ -15,9 +15,13 @@ import type { Attack } from './types';
 import { createRng } from '../data/random';
 import { intOption, labelArray, marginsFromLogits, numberOption, requireEps, resolveTargets, seedOption, lossOption } from './common';
 
-/** Fraction of the image a window covers at iteration `it` (paper schedule, rescaled to the budget). */
-export function squareFraction(pInit: number, it: number, nIters: number): number {
-  const i = Math.floor(it / nIters * 10000);
+/**
+ * Fraction of the image a window covers at proposal `it` (0-based): the paper's schedule, halving
+ * after 10, 50, 200, 500, … of 10 000 iterations, rescaled to a budget of `nIters` unless
+ * `rescale` is false (AutoAttack runs it unscaled with 5000 queries).
+ */
+export function squareFraction(pInit: number, it: number, nIters: number, rescale = true): number {
+  const i = rescale ? Math.floor(it / nIters * 10000) : it;
   const halvings = [10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000].filter((t) => i > t).length;
   return pInit / Math.pow(2, halvings);
 }
@@ -39,14 +43,16 @@ export const square: Attack = {
   supportsTargeted: true,
   blackBox: true,
   takesLoss: false,
+  settings: (options) => ({ queries: intOption(options, 'maxQueries', 1000, 1) }),
   async run(model, images, labels, options) {
     lossOption(options, square);
     const eps = requireEps(options, 'square');
     // With eps = 0 there is nothing to search: one query to report success.
     const maxQueries = eps > 0 ? intOption(options, 'maxQueries', 1000, 1) : 1;
     // 0.1 rather than the paper's 0.05: on 32×32 inputs and budgets of ~1000 queries the larger
-    // early squares found more adversarials in our runs.
+    // early squares found more adversarials in our runs. (AutoAttack: 0.8, 5000, not rescaled.)
     const pInit = numberOption(options, 'pInit', 0.1);
+    const rescale = options.rescaleSchedule !== false;
     const rand = createRng(seedOption(options) + 1);
     const y = labelArray(labels);
     const [n, h, w, ch] = images.shape;
@@ -92,7 +98,7 @@ export const square: Attack = {
       const active: number[] = [];
       for (let i = 0; i < n; i++) if (margin[i] >= 0 && queries[i] < maxQueries) active.push(i);
       if (active.length === 0) break;
-      const p = squareFraction(pInit, it, maxQueries);
+      const p = squareFraction(pInit, it - 1, maxQueries, rescale);
       const side = Math.min(h - 1, Math.max(1, Math.round(Math.sqrt(p * h * w))));
       const cand = new Float32Array(active.length * d);
       const newDelta = new Float32Array(active.length * d);

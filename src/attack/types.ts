@@ -26,8 +26,28 @@ export interface AttackOptions {
   seed?: number;
   /** The objective gradient attacks climb (see loss.ts); only attacks with `takesLoss`. Default 'ce'. */
   loss?: AttackLoss;
+  /**
+   * The result is to be written as an 8-bit image: the minimal-perturbation attacks (DeepFool,
+   * C&W, L-BFGS, JSMA) then judge success on, and return, their image rounded to the 1/255 grid
+   * (written.ts), searching on until the rounded image fools the model or their budget runs out.
+   */
+  eightBit?: boolean;
+  /** Square's query budget per image (AutoAttack and its members: proposals, default 5000). */
+  maxQueries?: number;
+  /** Square: false runs the window schedule unscaled, as AutoAttack does (default true). */
+  rescaleSchedule?: boolean;
+  /** APGD-T and FAB-T: how many of the classes ranked next after the label to target (default 9). */
+  targetClasses?: number;
   /** Attack-specific extras (e.g. C&W confidence, JSMA max pixels). */
   [extra: string]: unknown;
+}
+
+/** One member of an ensemble run in cascade (AutoAttack): the images it was the first to break. */
+export interface AttackStage {
+  attack: string;
+  fooled: Uint8Array;
+  /** Time the member ran, in seconds. */
+  seconds: number;
 }
 
 export interface AttackResult {
@@ -42,6 +62,8 @@ export interface AttackResult {
   logits?: Float32Array;
   /** Model queries used (black-box attacks), per image when meaningful. */
   queries?: Int32Array;
+  /** Ensembles: which member broke which image, in the order they ran. */
+  stages?: AttackStage[];
 }
 
 export interface Attack {
@@ -63,4 +85,23 @@ export interface Attack {
   /** Whether it climbs a choosable objective (`loss`); the others have their own (DeepFool, C&W…). */
   readonly takesLoss: boolean;
   run(model: Classifier, images: Tensor4D, labels: Tensor1D, options: AttackOptions): Promise<AttackResult>;
+  /** What a user should know before trusting a run on this model (fewer targets than asked…). */
+  notes?(model: Classifier, options: AttackOptions): string[];
+  /** The parameters a run with `options` uses, defaults filled in: what a figure is labelled with. */
+  settings?(options: AttackOptions): AttackSettings;
+}
+
+/** An attack run's effective parameters (those that apply to it). */
+export interface AttackSettings {
+  steps?: number;
+  restarts?: number;
+  stepSize?: number;
+  randomStart?: boolean;
+  momentum?: number;
+  loss?: AttackLoss;
+  queries?: number;
+  targetClasses?: number;
+  norm?: Norm;
+  /** An ensemble's members, in order. */
+  members?: string;
 }

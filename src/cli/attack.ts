@@ -9,7 +9,7 @@ import { loadImageFile, cropResize, encodePng } from '../data/image-io';
 import { CLASS_NAMES } from '../data/classes';
 import { UserError } from '../data/types';
 import { parseEps, validateTarget, attackNames } from '../attack/registry';
-import { perturbationNorms } from '../attack/norms';
+import { measureWritten, quantiseArray } from '../attack/written';
 import { ATTACK_LOSSES, parseAttackLoss } from '../attack/loss';
 import { classFlag, int, parseFlags, required, str } from './args';
 import { checkWritable, writeFileAtomic } from '../util/atomic-file';
@@ -66,7 +66,9 @@ export async function attackCommand(argv: string[]): Promise<void> {
   const img = await loadImageFile(input);
   const notes: string[] = [];
   if (img.width !== s || img.height !== s) notes.push(`input is ${img.width}×${img.height}: resized to the model's ${s}×${s}`);
-  const pixels = cropResize(img, null, s, 0);
+  // On the 8-bit grid from the start (a resized photo is not): the written image's perturbation
+  // is then exactly the pixels the attack changed, and an eps budget survives rounding.
+  const pixels = quantiseArray(cropResize(img, null, s, 0));
   const x = tf.tensor4d(pixels, [1, s, s, 3]);
   const [clean] = await predictTopK(runtime, x, 3);
   const label = f.label !== undefined ? int(f, 'label', 0, 0, clf.numClasses - 1) : clean[0].classId;
@@ -77,24 +79,32 @@ export async function attackCommand(argv: string[]): Promise<void> {
     target = validateTarget(targetArg, clf.numClasses, label);
   }
   const y = tf.tensor1d([label], 'int32');
-  const res = await attack.run(attack.blackBox ? runtime : clf, x, y, {
-    eps, targeted: target !== undefined, target, ...(steps ? { steps } : {}), ...(queries ? { maxQueries: queries } : {}), ...(loss ? { loss } : {}),
-  });
+  const options = {
+    eps, targeted: target !== undefined, target, eightBit: true, ...(steps ? { steps } : {}), ...(queries ? { maxQueries: queries } : {}), ...(loss ? { loss } : {}),
+  };
+  notes.push(...attack.notes?.(clf, options) ?? []);
+  const res = await attack.run(attack.blackBox ? runtime : clf, x, y, options);
   surrogate?.dispose();
-  const [adv] = await predictTopK(runtime, res.adversarial, 3);
-  const norms = await perturbationNorms(x, res.adversarial);
-  const advPixels = (await res.adversarial.data()) as Float32Array;
-  writeFileAtomic(out, await encodePng({ data: advPixels, width: s, height: s }));
-  tf.dispose([x, y, res.adversarial]);
+  // Everything reported below is measured on the 8-bit image written to --out, by the runtime.
+  const written = await measureWritten(runtime, pixels, Float32Array.from(await res.adversarial.data() as Float32Array),
+    Int32Array.of(label), target !== undefined ? Int32Array.of(target) : null, attack.usesEps ? { norm: attack.norm, eps } : undefined);
+  const xw = tf.tensor4d(written.images, x.shape);
+  const [adv] = await predictTopK(runtime, xw, 3);
+  const norms = written.norms;
+  writeFileAtomic(out, await encodePng({ data: written.images, width: s, height: s }));
+  tf.dispose([x, y, xw, res.adversarial]);
   loaded.dispose();
+  if (res.success[0] !== written.success[0]) {
+    notes.push(res.success[0]
+      ? 'the attack\'s float result fooled the model, but rounding it to the 8-bit image written undid that'
+      : 'rounding to the 8-bit image written made the attack succeed where its float result did not');
+  }
   if (norms.l0[0] === 0 && (eps > 0 || !attack.usesEps)) {
     notes.push('the attack left the image unchanged: its gradient is zero here, or every pixel it would move is already at 0 or 1');
   }
-  // The verdict is the runtime's (the interpreter for a .tflite file), not the gradient model's.
-  const success = target !== undefined ? adv[0].classId === target : adv[0].classId !== label;
   const named = (p: { classId: number; probability: number }) => ({ ...p, name: names[p.classId] });
   const result = {
-    attack: attack.name, loss: attack.takesLoss ? loss ?? 'ce' : null, eps, label, target: target ?? null, success,
+    attack: attack.name, loss: attack.takesLoss ? loss ?? 'ce' : null, eps, label, target: target ?? null, success: written.success[0] === 1,
     clean: clean.map(named), adversarial: adv.map(named),
     l0: norms.l0[0], l2: norms.l2[0], linf: norms.linf[0], queries: res.queries ? res.queries[0] : null, out, engine: loaded.engine.engine, notes,
     model: loaded.description,

@@ -7,11 +7,13 @@
 import { tf } from '../inference/tf';
 import { initBackend, switchBackend, BackendName } from '../inference/backend';
 import * as os from 'node:os';
+import * as path from 'node:path';
 import { buildModel, Classifier, inferLogits, LayersClassifier } from '../inference/model';
 import { EngineChoice, releaseClassifier, useEngine } from '../inference/engine';
 import { bestOf, findPeerHarness, PeerFigures, ratios, runPeer } from './bench-peer';
 import { int, num, parseFlags } from './args';
 import { UserError } from '../data/types';
+import { projectRoot } from './paths';
 import { getAttack } from '../attack/registry';
 import type { AttackOptions } from '../attack/types';
 import { defaultWorkerCount, GradientPool } from '../inference/data-parallel';
@@ -163,6 +165,7 @@ export const BENCH_HELP = `advsign bench [options]
   --no-peer              skip PyTorch (../shared/bench/peer/torch_bench.py, or ADVSIGN_PEER_BENCH)
   --peer-threads N       PyTorch's threads (default 2)
   --profile              the tfjs path per kernel at batch 1 and 64 (docs/performance.md)
+  --autoattack-images N  images of the AutoAttack run on gtsrb-cnn-robust (default 32, 0 with --quick)
   --live                 the live daemon end to end instead, at its defaults: one full cycle of the
                          synthetic scene, a socket client acking frames (JSON: frames/s, latency,
                          CPU per frame, fooled rate overall and per sign class, frames with no
@@ -177,7 +180,7 @@ export const BENCH_HELP = `advsign bench [options]
 export async function benchCommand(argv: string[]): Promise<void> {
   const f = parseFlags(argv, {
     json: { type: 'boolean' }, backend: { type: 'string' }, 'no-cpu': { type: 'boolean' }, quick: { type: 'boolean' },
-    live: { type: 'boolean' }, seconds: { type: 'string' }, unauthenticated: { type: 'string' }, frames: { type: 'string' },
+    live: { type: 'boolean' }, seconds: { type: 'string' }, unauthenticated: { type: 'string' }, frames: { type: 'string' }, 'autoattack-images': { type: 'string' },
     sticker: { type: 'string' }, source: { type: 'string' }, model: { type: 'string' },
     engine: { type: 'string' }, 'no-peer': { type: 'boolean' }, rounds: { type: 'string' }, profile: { type: 'boolean' }, 'peer-threads': { type: 'string' },
   }, 'bench');
@@ -239,6 +242,11 @@ export async function benchCommand(argv: string[]): Promise<void> {
   // Issue target: an FGSM-RS adversarial-training step costs at most 2× a clean one.
   const { benchAdversarialEpochRatio } = await import('../defense/bench');
   const adversarialTraining = await benchAdversarialEpochRatio({ repeats: f.quick ? 2 : 5 });
+  // A real AutoAttack run (issue target: 1000 images on gtsrb-cnn-robust in ≤ 20 min on 2 cores).
+  // --quick skips it: even a few robust images take minutes (5000 Square queries each).
+  const aaImages = f['autoattack-images'] !== undefined ? int(f, 'autoattack-images', 32, 0, 100000) : f.quick ? 0 : 32;
+  const { benchAutoAttack } = await import('../attack/bench-autoattack');
+  const autoattack = aaImages > 0 ? await benchAutoAttack(path.join(projectRoot(), 'models', 'gtsrb-cnn-robust'), aaImages) : null;
   // Issue targets: TFLite inference ≤ 3 ms/image, Square ≥ 500 queries/s, rebuilt FGSM ≤ 1.5× the tfjs cost.
   const { benchTflite } = await import('../tflite/bench');
   const tflite = await benchTflite({ quick: f.quick === true });
@@ -247,7 +255,7 @@ export async function benchCommand(argv: string[]): Promise<void> {
     ? { available: false, reason: harness }
     : { available: true, framework: 'pytorch' as const, threads: harness.threads, rounds, pytorch: bestOf(peerRounds), advsign: ours, ratio: ratios(ours, bestOf(peerRounds)) };
   const out = {
-    ...main, parallelTraining, adversarialTraining, tflite, cpu, ratioToCpu: ratio, peer, model: 'cnn4 32×32, 43 classes',
+    ...main, parallelTraining, adversarialTraining, autoattack, tflite, cpu, ratioToCpu: ratio, peer, model: 'cnn4 32×32, 43 classes',
     machine: { cpus: os.cpus().length, platform: process.platform, arch: process.arch, node: process.version, loadAverage: load.map((l) => Math.round(l * 100) / 100) },
     measuredAt: new Date().toISOString(),
   };
@@ -262,6 +270,10 @@ export async function benchCommand(argv: string[]): Promise<void> {
   }
   console.log(`  inference at batch 1: ${main.inferMsPerImageBatch1.toFixed(2)} ms/image`);
   if (parallelTraining) console.log(`  training with ${parallelTraining.threads} threads: batch 64: ${parallelTraining.batch64.toFixed(1)} img/s`);
+  if (autoattack) {
+    console.log(`  autoattack (standard, 8/255, ${autoattack.images} images of ${autoattack.data}, ${autoattack.threads} threads): ` +
+      `${autoattack.imagesPerSecond.toFixed(3)} img/s, ${autoattack.minutesPer1000.toFixed(0)} min per 1000 images`);
+  }
   console.log(`  TFLite interpreter: ${tflite.floatMsPerImage.toFixed(2)} ms/image float32, ${tflite.int8MsPerImage.toFixed(2)} int8; ` +
     `Square ${tflite.squareQueriesPerSecondBatch64.float.toFixed(0)} queries/s (float), ${tflite.squareQueriesPerSecondBatch64.int8.toFixed(0)} (int8); ` +
     `FGSM through the rebuilt graph costs ×${tflite.fgsmBatch64.costRatioFloat.toFixed(2)} (float), ×${tflite.fgsmBatch64.costRatioInt8.toFixed(2)} (int8) the tfjs model's`);

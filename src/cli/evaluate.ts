@@ -1,7 +1,7 @@
 /** `advsign evaluate`: clean accuracy, confusion matrix and per-class accuracy (attacks: see --attack). */
 import * as path from 'node:path';
 import { initBackend } from '../inference/backend';
-import { measuredOn, predictClasses } from '../inference/model';
+import { LayersClassifier, measuredOn, predictClasses } from '../inference/model';
 import { describeModel, loadModelOnEngine } from '../inference/load-model';
 import { cleanMetrics } from '../inference/metrics';
 import { loadDataset } from '../data/load';
@@ -13,12 +13,17 @@ import { parseEpsList, attackNames } from '../attack/registry';
 import { ATTACK_LOSSES, parseAttackLoss } from '../attack/loss';
 import type { AttackOptions } from '../attack/types';
 import { MODEL_INPUT_FLAGS, MODEL_INPUT_HELP, modelInputFromFlags, needsGradients, parseAttackSpecs, resolveAttacks, TRANSFER_FLAGS, TRANSFER_HELP } from './model-flags';
-import { evaluateRobustness, robustnessToJson, RobustnessResult } from '../attack/evaluate';
+import { evaluateRobustness, robustnessToJson, RobustnessResult, RobustnessRow } from '../attack/evaluate';
 import { defaultWorkerCount } from '../inference/data-parallel';
 import { renderReportHtml } from '../attack/report';
+import { worstCaseNorm } from '../attack/worst-case';
+import { AUTOATTACK_FAMILY } from '../attack/autoattack';
 import { progressBar, Progress } from '../util/progress';
 import { writeJsonAtomic, readCard, ModelCard, resolveModelPath } from '../inference/model-io';
 import { checkOutputs, checkWritable, OutputFile, writeFilesAtomic } from '../util/atomic-file';
+import { certifiedAccuracy } from '../defense/ibp';
+import { requireLogitsModel } from '../defense/adversarial';
+import { OrtClassifier } from '../inference/ort-classifier';
 import { DEFENSE_EVAL_FLAGS, DEFENSE_EVAL_HELP, defenseEvaluateCommand, wantsDefenseEvaluation } from '../defense/evaluate-cli';
 
 export const EVALUATE_HELP = `advsign evaluate --model models/NAME|model.tflite --data <dir|synthetic> [options]
@@ -30,10 +35,14 @@ ${MODEL_INPUT_HELP}
 ${TRANSFER_HELP}
   --eps LIST             perturbation budgets, e.g. 0,2/255,4/255,8/255 (default)
   --steps N              iterations for iterative attacks (default: each attack's own)
-  --queries N            query budget per image of black-box attacks (square; default 1000)
+  --restarts N           random restarts of PGD (default 1)
+  --queries N            query budget per image of black-box attacks (square, autoattack: default 1000 and 5000)
   --loss L               objective of the gradient attacks: ${ATTACK_LOSSES.join(' | ')} (default ce)
-  --batch N              attack batch size (default 64)
+  --worst-case           add the per-image worst case over the attacks (one norm), as RobustBench counts
+  --batch N              attack batch size (default 64; 128 with AutoAttack and its members)
   --report FILE.html     a self-contained HTML report with plots and examples
+  --certify              IBP-certified accuracy at each --eps above 0 (the share of images proven
+                         to keep their label over the whole L∞ box; see advsign train --ibp)
   --update-card          record the figures in the model's card.json
   --json FILE            write the figures as JSON ('-' for stdout)
   --backend NAME         tensorflow | wasm | cpu
@@ -47,7 +56,8 @@ export async function evaluateCommand(argv: string[]): Promise<void> {
     model: { type: 'string' }, data: { type: 'string' }, split: { type: 'string' }, limit: { type: 'string' },
     json: { type: 'string' }, backend: { type: 'string' }, quiet: { type: 'boolean' },
     attack: { type: 'string' }, eps: { type: 'string' }, steps: { type: 'string' }, batch: { type: 'string' }, loss: { type: 'string' },
-    report: { type: 'string' }, 'update-card': { type: 'boolean' }, workers: { type: 'string' }, queries: { type: 'string' }, engine: { type: 'string' },
+    report: { type: 'string' }, 'update-card': { type: 'boolean' }, workers: { type: 'string' }, 'worst-case': { type: 'boolean' }, queries: { type: 'string' },
+    certify: { type: 'boolean' }, restarts: { type: 'string' }, engine: { type: 'string' },
     ...DEFENSE_EVAL_FLAGS, ...MODEL_INPUT_FLAGS, ...TRANSFER_FLAGS,
   }, 'evaluate');
   // --defense / --compare: the before-vs-after comparison (src/defense/compare.ts).
@@ -60,17 +70,27 @@ export async function evaluateCommand(argv: string[]): Promise<void> {
   // Validate every attack name, eps and model option before any slow work starts.
   const specs = f.attack !== undefined ? parseAttackSpecs(str(f, 'attack') ?? '', f) : [];
   const epsList = parseEpsList(str(f, 'eps', '0,2/255,4/255,8/255') as string);
+  const worstCase = f['worst-case'] === true;
+  const named = specs.map((sp) => (sp.kind === 'attack' ? sp.attack : sp.inner));
+  if (worstCase) worstCaseNorm(named);
+  const needsBudget = named.filter((a) => a.name in AUTOATTACK_FAMILY);
+  if (needsBudget.length && !epsList.some((e) => e > 0)) {
+    throw new UserError(`${needsBudget[0].name} needs an eps > 0 (eps = 0 is the clean image: nothing to attack), e.g. --eps 8/255`);
+  }
   const steps = f.steps !== undefined ? int(f, 'steps', 10, 1, 10000) : undefined;
+  const restarts = f.restarts !== undefined ? int(f, 'restarts', 1, 1, 1000) : undefined;
   const queries = f.queries !== undefined ? int(f, 'queries', 1000, 1, 1e7) : undefined;
   const loss = f.loss !== undefined ? parseAttackLoss(str(f, 'loss') ?? '') : undefined;
-  const named = specs.map((sp) => (sp.kind === 'attack' ? sp.attack : sp.inner));
   if (loss && named.length && !named.some((a) => a.takesLoss)) {
     throw new UserError(`--loss applies to none of ${named.map((a) => a.name).join(', ')}: they have objectives of their own`);
   }
   const attackOptions = (a: { name: string; takesLoss: boolean }): AttackOptions => ({
     ...(steps ? { steps } : {}), ...(queries ? { maxQueries: queries } : {}), ...(loss && a.takesLoss ? { loss } : {}),
+    ...(restarts ? { restarts } : {}),
   });
-  const batchSize = int(f, 'batch', 64, 1, 4096);
+  // AutoAttack's members run on the images still robust, a fraction of each batch: larger batches
+  // keep those calls efficient (the reference's default is 250; 128 still reports progress often).
+  const batchSize = int(f, 'batch', needsBudget.length ? 128 : 64, 1, 4096);
   const input = modelInputFromFlags(f);
   const reportFile = str(f, 'report');
   const jsonOut = str(f, 'json');
@@ -84,6 +104,14 @@ export async function evaluateCommand(argv: string[]): Promise<void> {
   const described = loaded.description;
   if (f['update-card'] && described.kind === 'tflite') throw new UserError('--update-card needs a model folder with a card.json, not a .tflite file');
   if (needsGradients(specs) && described.gradients === null) throw new UserError(described.noGradients ?? `${modelPath} has no gradients`);
+  const certifyEps = f.certify ? epsList.filter((e) => e > 0) : [];
+  // IBP bounds go through the layers themselves: the tfjs model behind an engine wrapper.
+  const layers = clf instanceof OrtClassifier ? clf.inner : clf;
+  if (f.certify) {
+    if (certifyEps.length === 0) throw new UserError('--certify needs an --eps above 0, e.g. --eps 1/255,2/255,4/255');
+    if (!(layers instanceof LayersClassifier)) throw new UserError('--certify (IBP) needs a layers model (an advsign model folder or a tfjs layers model)');
+    requireLogitsModel(layers, '--certify (IBP)');
+  }
   let set = await loadDataset(data, { split, size: clf.inputSize, limit, progress: !f.quiet, preprocess: input.preprocess });
   // A model whose outputs are not GTSRB's 43 in class-id order sees the data in its own labels.
   const outputIds = gtsrbClassIds(clf.classNames ?? CLASS_NAMES);
@@ -104,7 +132,11 @@ export async function evaluateCommand(argv: string[]): Promise<void> {
     model: modelPath, data, split, n: set.n, backend: backend.backend, engine: engine.engine, modelInfo: { ...described, relabelled },
     clean: { accuracy: m.accuracy, imagesPerSecond: set.n / seconds, perClass: m.perClass, confusion: m.confusion },
     results: [] as unknown[],
+    certified: [] as { eps: number; accuracy: number }[],
   };
+  for (const eps of certifyEps) {
+    report.certified.push({ eps, accuracy: await certifiedAccuracy((layers as LayersClassifier).model, set.images, set.labels, set.size, eps) });
+  }
   let robust: RobustnessResult | null = null;
   if (specs.length) {
     const { attacks, surrogate } = await resolveAttacks(specs, f, clf);
@@ -112,7 +144,7 @@ export async function evaluateCommand(argv: string[]): Promise<void> {
     let current = '';
     try {
       robust = await evaluateRobustness(clf, set, {
-        attacks, epsList, batchSize, workers,
+        attacks, epsList, batchSize, workers, worstCase,
         attackOptions: Object.fromEntries(attacks.map((a) => [a.name, attackOptions(a)])),
         onProgress: f.quiet ? undefined : (p) => {
           if (p.attack !== current) {
@@ -130,6 +162,7 @@ export async function evaluateCommand(argv: string[]): Promise<void> {
     const json = robustnessToJson(robust, { model: modelPath, data, split, backend: backend.backend });
     report.results = json.results as unknown[];
     (report as Record<string, unknown>).examples = json.examples;
+    (report as Record<string, unknown>).notes = json.notes;
   }
   const outputs: OutputFile[] = [];
   if (reportFile) {
@@ -146,11 +179,18 @@ export async function evaluateCommand(argv: string[]): Promise<void> {
     // A --limit run must not overwrite the full-split figure.
     clean[limit !== undefined ? `${key} (first ${set.n} images)` : key] = m.accuracy;
     const robustCard = (card.robustAccuracy as Record<string, unknown> | undefined) ?? {};
-    for (const r of (report.results as { attack: string; eps: number; accuracy: number; meanL2: number | null }[])) {
-      robustCard[`${r.attack}@${r.eps.toFixed(4)}`] = { data: key, n: set.n, eps: r.eps, accuracy: r.accuracy, meanL2: r.meanL2 };
+    for (const r of (report.results as RobustnessRow[])) {
+      // Each figure says what produced it: the attack, the parameters it ran with (defaults filled
+      // in: steps, restarts, step size, queries…), n and, for ensembles, each member's share.
+      robustCard[`${r.attack}@${r.eps.toFixed(4)}`] = {
+        data: key, n: set.n, eps: r.eps, accuracy: r.accuracy, meanL2: r.meanL2, attack: r.title,
+        settings: r.settings ?? {}, ...(r.stages ? { stages: r.stages } : {}), measuredAt: new Date().toISOString(),
+      };
     }
+    const certifiedCard = (card.certifiedAccuracy as Record<string, unknown> | undefined) ?? {};
+    for (const c of report.certified) certifiedCard[`ibp@${c.eps.toFixed(4)}`] = { data: key, n: set.n, eps: c.eps, accuracy: c.accuracy };
     writeJsonAtomic(path.join(path.dirname(resolveModelPath(modelPath)), 'card.json'),
-      { ...card, cleanAccuracy: clean, robustAccuracy: robustCard });
+      { ...card, cleanAccuracy: clean, robustAccuracy: robustCard, ...(report.certified.length ? { certifiedAccuracy: certifiedCard } : {}) });
   }
   if (jsonOut === '-') process.stdout.write(JSON.stringify(report, null, 2) + '\n');
   else if (jsonOut) outputs.push({ path: jsonOut, data: JSON.stringify(report, null, 2) + '\n' });
@@ -162,13 +202,16 @@ export async function evaluateCommand(argv: string[]): Promise<void> {
     console.log(`${modelPath} on ${data} ${split}: accuracy ${(m.accuracy * 100).toFixed(2)}% over ${set.n} images (${engine.engine === 'ort' ? 'ort' : backend.backend}, ${(set.n / seconds).toFixed(0)} img/s)`);
     const worst = m.perClass.filter((c) => c.n > 0).sort((a, b) => a.accuracy - b.accuracy).slice(0, 5);
     console.log('weakest classes: ' + worst.map((c) => `${c.classId} ${names[c.classId]} ${(c.accuracy * 100).toFixed(1)}%`).join('; '));
+    for (const note of robust?.notes ?? []) console.log(`note: ${note}`);
     for (const r of (report.results as RobustnessResult['results'])) {
       const epsText = r.norm === 'l2' ? `L2 ${r.eps.toFixed(3).padStart(7)}` : `eps ${(r.eps * 255).toFixed(1).padStart(5)}/255`;
       console.log(`  ${r.attack.padEnd(9)} ${epsText}  accuracy ${(r.accuracy * 100).toFixed(2).padStart(6)}%` +
         `  success ${r.successRate == null ? '  n/a' : (r.successRate * 100).toFixed(1) + '%'}` +
-        `  mean L2 ${r.meanL2 == null ? 'n/a' : r.meanL2.toFixed(3)}  ${r.imagesPerSecond == null ? '' : r.imagesPerSecond.toFixed(0) + ' img/s'}` +
+        `  mean L2 ${r.meanL2 == null ? 'n/a' : r.meanL2.toFixed(3)}  ${r.imagesPerSecond == null ? '' : r.imagesPerSecond.toFixed(r.imagesPerSecond < 10 ? 2 : 0) + ' img/s'}` +
         (r.queriesPerSecond == null ? '' : `  queries: ${r.meanQueries == null ? 'n/a' : r.meanQueries.toFixed(0)} per success, ${r.queriesPerSecond.toFixed(0)}/s`));
+      if (r.stages) console.log(`    in cascade, accuracy after ${r.stages.map((st) => `${st.attack} ${(st.accuracy * 100).toFixed(2)}%`).join(', ')}`);
     }
+    for (const c of report.certified) console.log(`  IBP-certified eps ${(c.eps * 255).toFixed(1).padStart(5)}/255  accuracy ${(c.accuracy * 100).toFixed(2).padStart(6)}%`);
     if (reportFile) console.log(`report: ${reportFile}`);
   }
 }

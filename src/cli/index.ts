@@ -6,6 +6,7 @@ import { ATTACK_HELP } from './attack';
 import { SERVE_HELP } from './serve';
 import { EXPORT_HELP } from './export';
 import { STICKER_HELP } from './sticker';
+import { VALIDATE_HELP } from './validate';
 import { CALIBRATE_HELP } from './calibrate';
 import { BENCH_HELP } from './bench';
 import { INFO_HELP } from './info';
@@ -23,19 +24,20 @@ usage: advsign <command> [options]
   calibrate  measure printed colours from a photo of the PDF's calibration strip
   export     write a model as a TFLite flatbuffer (float32 or int8)
   bench      throughput figures (JSON with --json)
+  validate   check logits, gradients and attacks against PyTorch (npm run validate)
   info       version, backend, models
 
 'advsign <command> --help' shows a command's options.
 
 exit status (docs/ARCHITECTURE.md):
   0    done
-  1    internal error (one line; ADVSIGN_DEBUG=1 for the stack)
+  1    internal error (one line; ADVSIGN_DEBUG=1 for the stack); validate: the reference disagrees
   2    bad input: unknown command or flag, bad value, missing or unreadable file
   75   serve: the camera pipe on stdin closed (systemd restarts the pipeline)
   130  train: interrupted twice (once: finishes the batch, saves the best epoch, exits 0)`;
 
 /** Each command's `--help` text (test/cli-help.test.ts checks it names every flag the command parses). */
-export const HELP: Record<string, string> = { train: TRAIN_HELP, evaluate: EVALUATE_HELP, attack: ATTACK_HELP, serve: SERVE_HELP, export: EXPORT_HELP, sticker: STICKER_HELP, calibrate: CALIBRATE_HELP, bench: BENCH_HELP, info: INFO_HELP };
+export const HELP: Record<string, string> = { train: TRAIN_HELP, evaluate: EVALUATE_HELP, attack: ATTACK_HELP, serve: SERVE_HELP, export: EXPORT_HELP, sticker: STICKER_HELP, calibrate: CALIBRATE_HELP, bench: BENCH_HELP, info: INFO_HELP, validate: VALIDATE_HELP };
 
 type Command = (argv: string[]) => Promise<void>;
 
@@ -51,6 +53,7 @@ async function load(name: string): Promise<Command | null> {
     case 'calibrate': return (await import('./calibrate')).calibrateCommand;
     case 'bench': return (await import('./bench')).benchCommand;
     case 'info': return (await import('./info')).infoCommand;
+    case 'validate': return (await import('./validate')).validateCommand;
     default: return null;
   }
 }

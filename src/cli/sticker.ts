@@ -23,6 +23,7 @@ import { CLEAN_VIEW, DEFAULT_EOT } from '../sticker/eot';
 import { PHOTO_FLAGS, PHOTO_HELP, parseAreas, preparePhotos, readPhotoSplit } from './sticker-photos';
 import { photoExtras } from './sticker-photo-run';
 import { photoEotConfig } from '../sticker/photos';
+import { quantiseArray } from '../data/quantise';
 import { LAYER_SIGN_FRACTION, layerPng, modelCheck } from '../sticker/layer';
 import type { StickerProgressEvent } from '../sticker/run-file';
 import { checkWritable, OutputFile, writeFilesAtomic } from '../util/atomic-file';
@@ -174,11 +175,13 @@ export async function stickerCommand(argv: string[]): Promise<void> {
   const robust = await optimizeSticker(clf, { ...common, useEot: true, ...(machine ? { onStep } : { progressLabel: 'sticker (EOT)' }) });
   const plain = baseline ? await optimizeSticker(clf, { ...common, useEot: false, ...(machine ? {} : { progressLabel: 'baseline (no EOT)' }) }) : null;
   if (machine) emitProgress({ event: 'progress', phase: 'measure', done: 0, total: 0 });
-  const measure = (r: StickerResult) => measureRobustness(judge, r, { n: evalN, seed });
+  // Measured as written: the PNGs and the PDF hold 8-bit colours, not the optimiser's floats.
+  const written = (r: StickerResult): StickerResult => ({ ...r, adversarial: quantiseArray(r.adversarial) });
+  const measure = (r: StickerResult) => measureRobustness(judge, written(r), { n: evalN, seed });
   const heldOut = await measure(robust);
   const heldOutBaseline = plain ? await measure(plain) : null;
   // The clean view (no transformation) tells whether each one works at all before the camera.
-  const cleanView = async (r: StickerResult) => (await measureRobustness(judge, r, { n: 1, seed, config: CLEAN_VIEW })).successRate === 1;
+  const cleanView = async (r: StickerResult) => (await measureRobustness(judge, written(r), { n: 1, seed, config: CLEAN_VIEW })).successRate === 1;
   const roundTrip = roundTripN > 0 ? await simulatePrintCapture(judge, robust, { n: roundTripN, seed, palette }) : null;
   const roundTripBaseline = roundTripN > 0 && plain ? await simulatePrintCapture(judge, plain, { n: roundTripN, seed, palette }) : null;
   const photo = prepared ? await photoExtras(clf, judge, robust, prepared, {

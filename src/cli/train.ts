@@ -13,6 +13,7 @@ import { UserError } from '../data/types';
 import { int, num, parseFlags, required, str } from './args';
 import { version } from './paths';
 import { addAdversarialTraining, ADVERSARIAL_HELP, ADVERSARIAL_FLAGS } from '../defense/train-cli';
+import { IBP_TRAINING_FLAGS, IBP_TRAINING_HELP, ibpTrainingRun, parseIbpTraining } from '../defense/ibp-train';
 import { checkWritable } from '../util/atomic-file';
 
 export const TRAIN_HELP = `advsign train --data <dir|synthetic> [options]
@@ -33,10 +34,12 @@ export const TRAIN_HELP = `advsign train --data <dir|synthetic> [options]
   --balance X            oversample rare classes: weight ∝ frequency^-X (0 = off, 0.5 = inverse sqrt)
   --seed N               random seed (default 1)
   --no-augment           train without augmentation
+  --label-smoothing X    cross-entropy against (1 − X)·one-hot + X/43 (default 0; 0.1 is common)
   --backend NAME         tensorflow | wasm | cpu (default: the fastest that starts)
   --quiet                no progress bars
   --workers N            extra threads sharing each batch (default: one per spare core on wasm/cpu, 0 on tensorflow)
-${ADVERSARIAL_HELP}`;
+${ADVERSARIAL_HELP}
+${IBP_TRAINING_HELP}`;
 
 export async function trainCommand(argv: string[]): Promise<void> {
   const f = parseFlags(argv, {
@@ -45,8 +48,8 @@ export async function trainCommand(argv: string[]): Promise<void> {
     'val-fraction': { type: 'string' }, limit: { type: 'string' }, 'per-class': { type: 'string' },
     'max-minutes': { type: 'string' }, seed: { type: 'string' }, 'no-augment': { type: 'boolean' },
     backend: { type: 'string' }, quiet: { type: 'boolean' }, schedule: { type: 'string' }, balance: { type: 'string' },
-    workers: { type: 'string' },
-    ...ADVERSARIAL_FLAGS,
+    workers: { type: 'string' }, 'label-smoothing': { type: 'string' },
+    ...ADVERSARIAL_FLAGS, ...IBP_TRAINING_FLAGS,
   }, 'train');
   const data = required(f, 'data', 'train');
   const arch = (str(f, 'arch', 'cnn4') as string);
@@ -64,6 +67,7 @@ export async function trainCommand(argv: string[]): Promise<void> {
   const perClass = f['per-class'] !== undefined ? int(f, 'per-class', 200, 1, 100000) : undefined;
   const maxMinutes = f['max-minutes'] !== undefined ? num(f, 'max-minutes', 0, 0.01, 1e6) : undefined;
   const balance = num(f, 'balance', 0, 0, 1);
+  const labelSmoothing = num(f, 'label-smoothing', 0, 0, 0.99);
   const sched = str(f, 'schedule', 'cosine');
   if (sched !== 'cosine' && sched !== 'plateau') throw new UserError(`--schedule must be cosine or plateau, got '${sched}'`);
   const out = path.resolve(str(f, 'out') ?? path.join('models', `${isSynthetic(data) ? 'synthetic' : path.basename(path.resolve(data))}-cnn`));
@@ -71,6 +75,7 @@ export async function trainCommand(argv: string[]): Promise<void> {
   const progress = !f.quiet;
   // Adversarial training flags are validated here, before the data is read (see src/defense).
   const adv = addAdversarialTraining(f);
+  const ibp = parseIbpTraining(f, arch);
 
   let stop = false;
   // Ctrl-C (or a service manager's SIGTERM) ends training after the current batch, keeping
@@ -84,6 +89,7 @@ export async function trainCommand(argv: string[]): Promise<void> {
   process.on('SIGTERM', onSigint);
   const backend = await initBackend(str(f, 'backend'));
   const init = adv ? await adv.loadInit() : undefined;
+  if (ibp && init) parseIbpTraining(f, init.arch);
   const log = (msg: string) => { if (progress) process.stderr.write(msg + '\n'); };
   const workers = f.workers !== undefined ? int(f, 'workers', 0, 0, 64) : defaultWorkerCount(backend.backend);
   log(`backend: ${backend.backend}${workers ? `, ${workers + 1} threads (data-parallel)` : ''}`);
@@ -95,11 +101,13 @@ export async function trainCommand(argv: string[]): Promise<void> {
   log(`train ${train.n} images, validation ${val.n} images (split by track)`);
 
   const advRun = adv ? await adv.prepare({ init, train, val, batchSize, seed, log }) : undefined;
+  const ibpRun = ibp ? ibpTrainingRun(ibp, val, labelSmoothing) : undefined;
   const result = await trainClassifier(train, val, {
     arch: (init?.arch ?? arch) as Architecture, epochs, batchSize, learningRate, seed, patience, augment: !f['no-augment'],
     checkpointDir: out + '.checkpoints', maxSeconds: maxMinutes ? maxMinutes * 60 : undefined,
     progress, shouldStop: () => stop, schedule: sched, balance,
-    initialModel: init?.model, adversarial: advRun?.planner, validationScore: advRun?.validationScore, workers,
+    initialModel: init?.model, adversarial: advRun?.planner, validationScore: advRun?.validationScore ?? ibpRun?.validationScore, workers,
+    lossPlan: ibpRun?.lossPlan ?? (labelSmoothing ? () => ({ labelSmoothing }) : undefined),
   });
   const adversarialCard = advRun ? await advRun.finish(result) : undefined;
   const pct = (v?: number) => (v == null ? 'n/a' : `${(v * 100).toFixed(2)}%`);
@@ -133,19 +141,21 @@ export async function trainCommand(argv: string[]): Promise<void> {
     },
     training: {
       optimizer: sched === 'cosine' ? `Adam, lr ${learningRate} with cosine decay to 1%` : `Adam lr ${learningRate}, halved after 2 epochs without validation gain`,
-      batchSize, classBalance: balance, augmentation: f['no-augment'] ? 'none' : 'rotation ±10°, scale 0.92–1.1, shift ±6%, brightness 0.7–1.3, contrast 0.8–1.2',
+      batchSize, classBalance: balance, ...(labelSmoothing ? { labelSmoothing } : {}), augmentation: f['no-augment'] ? 'none' : 'rotation ±10°, scale 0.92–1.1, shift ±6%, brightness 0.7–1.3, contrast 0.8–1.2',
       // The exact command, so a card says how to reproduce its model.
       command: ['advsign', 'train', ...argv].join(' '),
       // How the --init model was made (and its own ancestors), oldest first.
       ...(init ? { lineage: lineageOf(readCard(init.dir), path.basename(path.resolve(init.dir))) } : {}),
       epochsRun: result.history.length, bestEpoch: result.bestEpoch, seed,
-      selectedBy: advRun?.selection ? `${advRun.selection}: ${pct(result.bestValScore)}` : 'clean validation accuracy',
+      selectedBy: advRun?.selection ? `${advRun.selection}: ${pct(result.bestValScore)}`
+        : ibpRun ? `${ibpRun.card.selection}: ${pct(result.bestValScore)}` : 'clean validation accuracy',
       seconds: Math.round(result.seconds), backend: backend.backend, threads: workers + 1, interrupted: result.interrupted,
       history: result.history,
     },
     cleanAccuracy: { validation: result.bestValAccuracy, test: testAccuracy },
     robustAccuracy: {},
     ...(adversarialCard ? { adversarialTraining: adversarialCard } : {}),
+    ...(ibpRun ? { certifiedTraining: ibpRun.card } : {}),
     createdBy: `advsign ${version()}`,
     createdAt: new Date().toISOString(),
   };

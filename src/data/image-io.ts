@@ -5,6 +5,7 @@
 import { promises as fsp } from 'fs';
 import sharp from 'sharp';
 import { UserError } from './types';
+import { BYTE_TO_FLOAT, toByte } from './quantise';
 
 export interface RgbImage {
   /** height * width * 3 floats in [0, 1]. */
@@ -20,10 +21,6 @@ export interface Roi {
   x2: number;
   y2: number;
 }
-
-/** 256-entry table so 8-bit -> float conversion is one lookup, identical everywhere. */
-const BYTE_TO_FLOAT = new Float32Array(256);
-for (let i = 0; i < 256; i++) BYTE_TO_FLOAT[i] = i / 255;
 
 function label(name?: string): string {
   return name ? name : 'image';
@@ -174,15 +171,12 @@ export async function loadImageFile(file: string): Promise<RgbImage> {
   return decodeImage(bytes, file);
 }
 
-/** Float RGB -> 8-bit interleaved, rounding and clamping (NaN -> 0). */
+/** Float RGB -> 8-bit interleaved, rounding and clamping (NaN -> 0; see quantise.ts). */
 export function toBytes(img: RgbImage): Buffer {
   const n = img.width * img.height * 3;
   if (img.data.length < n) throw new RangeError(`image data has ${img.data.length} floats, expected ${n}`);
   const out = Buffer.allocUnsafe(n);
-  for (let i = 0; i < n; i++) {
-    const v = img.data[i] * 255 + 0.5;
-    out[i] = v >= 255 ? 255 : v > 0 ? v | 0 : 0;
-  }
+  for (let i = 0; i < n; i++) out[i] = toByte(img.data[i]);
   return out;
 }
 

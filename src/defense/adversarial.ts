@@ -4,7 +4,9 @@
  *   fgsm     one FGSM step from the clean image (Goodfellow et al. 2015);
  *   fgsm-rs  FGSM from a uniform random start with step 1.25·eps (Wong et al. 2020, "Fast is
  *            better than free"), plus a guard against catastrophic overfitting;
- *   pgd      k-step PGD from a random start (Madry et al. 2018), step 2.5·eps/k.
+ *   pgd      k-step PGD from a random start (Madry et al. 2018), step 2.5·eps/k;
+ *   trades   TRADES (Zhang et al. 2019, trades.ts): CE on the clean image plus β·KL to a k-step
+ *            KL-maximising neighbour, on every image (the share `ratio` does not apply).
  * A share `ratio` of every batch is replaced by its adversarial version (the rest stays clean:
  * mixing keeps clean accuracy up), and eps ramps up linearly over the first `rampEpochs` epochs
  * (a freshly attacked model otherwise sees a loss spike that throws away what it knew).
@@ -15,9 +17,10 @@ import type { Classifier, LayersClassifier } from '../inference/model';
 import type { BatchHook } from '../inference/train';
 import { UserError } from '../data/types';
 import { projectLinf } from '../attack/common';
-import { ascentGradient } from '../attack/loss';
+import { ascentGradient, AttackLoss } from '../attack/loss';
+import { tradesExamples } from './trades';
 
-export const ADVERSARIAL_METHODS = ['fgsm', 'fgsm-rs', 'pgd'] as const;
+export const ADVERSARIAL_METHODS = ['fgsm', 'fgsm-rs', 'pgd', 'trades'] as const;
 export type AdversarialMethod = (typeof ADVERSARIAL_METHODS)[number];
 
 export interface AdversarialTrainingOptions {
@@ -26,8 +29,10 @@ export interface AdversarialTrainingOptions {
   eps: number;
   /** Share of each batch replaced by adversarial examples, in (0, 1] (default 0.5). */
   ratio?: number;
-  /** PGD steps (default 7). */
+  /** PGD steps (default 7); TRADES's inner steps too. */
   pgdSteps?: number;
+  /** TRADES's weight of the KL term (default 6). */
+  tradesBeta?: number;
   /** Epochs over which eps ramps linearly from 0 (default 1; 0 = no ramp). */
   rampEpochs?: number;
   /** Batches per epoch (needed for a smooth ramp; without it the ramp goes by whole epochs). */
@@ -64,10 +69,10 @@ export function requireLogitsModel(clf: Classifier, what: string): void {
  */
 export function adversarialExamples(
   clf: Classifier, x: Tensor4D, y: Tensor1D, method: AdversarialMethod, eps: number,
-  o: { pgdSteps?: number; fgsmRsAlpha?: number; seed?: number } = {},
+  o: { pgdSteps?: number; fgsmRsAlpha?: number; seed?: number; loss?: AttackLoss } = {},
 ): Tensor4D {
   return tf.tidy(() => {
-    const grad = (xx: Tensor4D) => ascentGradient(clf, xx, y, null, 'ce');
+    const grad = (xx: Tensor4D) => ascentGradient(clf, xx, y, null, o.loss ?? 'ce');
     if (eps === 0) return x.clone();
     if (method === 'fgsm') return projectLinf(tf.add(x, tf.mul(signExact(grad(x)), eps)), x, eps);
     if (method === 'fgsm-rs') {
@@ -76,6 +81,7 @@ export function adversarialExamples(
       return projectLinf(tf.add(start, tf.mul(signExact(grad(start)), alpha)), x, eps);
     }
     const steps = o.pgdSteps ?? 7;
+    if (method === 'trades') return tradesExamples(clf, x, eps, steps, o.seed ?? 1);
     const step = 2.5 * eps / steps;
     let adv = projectLinf(tf.add(x, tf.randomUniform(x.shape, -eps, eps, 'float32', o.seed)), x, eps);
     for (let k = 0; k < steps; k++) {
@@ -89,12 +95,17 @@ export function adversarialExamples(
 
 /**
  * How many images of one batch stay correctly classified under PGD (random start, step
- * 2.5·eps/steps). Synchronous, so the overfitting guard can call it inside a training step.
+ * 2.5·eps/steps) with every objective in `losses`: an image counts only if no run fools it (the
+ * worst case per image). Synchronous, so the overfitting guard can call it inside a training step.
  */
-export function pgdCorrect(clf: Classifier, x: Tensor4D, y: Tensor1D, eps: number, steps: number, seed: number): number {
+export function pgdCorrect(clf: Classifier, x: Tensor4D, y: Tensor1D, eps: number, steps: number, seed: number, losses: readonly AttackLoss[] = ['ce']): number {
   return tf.tidy(() => {
-    const adv = adversarialExamples(clf, x, y, 'pgd', eps, { pgdSteps: steps, seed });
-    return tf.sum(tf.cast(tf.equal(tf.argMax(clf.logits(adv), 1), tf.cast(y, 'int32')), 'float32')).dataSync()[0];
+    let ok: tf.Tensor = tf.onesLike(y).cast('bool');
+    for (const loss of losses) {
+      const adv = adversarialExamples(clf, x, y, 'pgd', eps, { pgdSteps: steps, seed, loss });
+      ok = tf.logicalAnd(ok, tf.equal(tf.argMax(clf.logits(adv), 1), tf.cast(y, 'int32')));
+    }
+    return tf.sum(tf.cast(ok, 'float32')).dataSync()[0];
   });
 }
 
@@ -121,6 +132,8 @@ export interface AdversarialPlan {
   ratio: number;
   pgdSteps?: number;
   fgsmRsAlpha?: number;
+  /** TRADES: weight of the KL term. */
+  tradesBeta?: number;
   seed: number;
 }
 
@@ -163,7 +176,10 @@ export function adversarialPlanner(o: AdversarialTrainingOptions, guard?: Overfi
     const method = guard?.fallbackMethod ?? o.method;
     // Seeds step by 1000 so the shards of one batch (seed + shard index) never share a start.
     seed += 1000;
-    return { method, eps, ratio, pgdSteps: method === o.method ? o.pgdSteps : 2, fgsmRsAlpha: o.fgsmRsAlpha, seed };
+    return {
+      method, eps, ratio: method === 'trades' ? 1 : ratio, pgdSteps: method === o.method ? o.pgdSteps : 2, fgsmRsAlpha: o.fgsmRsAlpha,
+      ...(method === 'trades' ? { tradesBeta: o.tradesBeta ?? 6 } : {}), seed,
+    };
   };
   return { planner, state };
 }

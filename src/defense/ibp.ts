@@ -129,39 +129,47 @@ export function ibpBounds(model: tf.LayersModel, x: Tensor4D, eps: number): Logi
 }
 
 /**
+ * Lower bounds of z_y − z_j over the eps box with the last Dense layer folded in ([n, k], exactly 0
+ * at j = y). Differentiable in the weights (layer.getWeights() hands out the variables), so IBP
+ * training (ibp-train.ts) uses it too; null when the last layer is not a linear Dense.
+ */
+export function elidedMarginBounds(model: tf.LayersModel, x: Tensor4D, y: tf.Tensor1D, eps: number): tf.Tensor2D | null {
+  const layers = model.layers;
+  const last = layers[layers.length - 1];
+  if (last.getClassName() !== 'Dense' || activationOf(last) !== 'linear') return null;
+  return tf.tidy(() => {
+    let b = inputBox(x, eps);
+    for (const layer of layers.slice(0, -1)) b = propagateLayer(layer, b);
+    const [kernel, biasW] = last.getWeights(); // kernel [d, k]
+    const k = kernel.shape[1] as number;
+    const bias = biasW ?? tf.zeros([k]);
+    // Rows picked by one-hot products, not tf.gather: its gradient needs UnsortedSegmentSum,
+    // which wasm lacks.
+    const onehot = tf.oneHot(y, k);
+    const wy = tf.matMul(onehot, kernel as Tensor2D, false, true); // [n, d]
+    const diff = tf.sub(tf.expandDims(wy, 2), tf.expandDims(kernel, 0)); // [n, d, k]
+    const centre = tf.sum(tf.mul(diff, tf.expandDims(b.mu, 2)), 1);
+    const spread = tf.sum(tf.mul(tf.abs(diff), tf.expandDims(b.r, 2)), 1);
+    const db = tf.sub(tf.sum(tf.mul(onehot, bias), 1, true), tf.expandDims(bias, 0));
+    return tf.add(tf.sub(centre, spread), db) as tf.Tensor2D;
+  });
+}
+
+/**
  * Lower bounds of the margins z_y − z_j for j ≠ y ([n, k], +Infinity at j = y). With `elide`
  * (default) the last Dense layer is folded into the margin; otherwise lower(z_y) − upper(z_j).
  */
 export function ibpMarginLowerBounds(model: tf.LayersModel, x: Tensor4D, labels: Int32Array, eps: number, elide = true): tf.Tensor2D {
   checkModel(model);
   return tf.tidy(() => {
-    const layers = model.layers;
-    const last = layers[layers.length - 1];
-    const n = labels.length;
     const y = tf.tensor1d(labels, 'int32');
-    const canElide = elide && last.getClassName() === 'Dense' && activationOf(last) === 'linear';
-    let k: number;
-    let margins: tf.Tensor2D;
-    if (canElide) {
-      let b = inputBox(x, eps);
-      for (const layer of layers.slice(0, -1)) b = propagateLayer(layer, b);
-      const [kernel, biasW] = last.getWeights(); // kernel [d, k]
-      k = kernel.shape[1] as number;
-      const bias = biasW ?? tf.zeros([k]);
-      const wy = tf.transpose(tf.gather(kernel, y, 1)); // [n, d]
-      const diff = tf.sub(tf.expandDims(wy, 2), tf.expandDims(kernel, 0)); // [n, d, k]
-      const centre = tf.sum(tf.mul(diff, tf.expandDims(b.mu, 2)), 1);
-      const spread = tf.sum(tf.mul(tf.abs(diff), tf.expandDims(b.r, 2)), 1);
-      const db = tf.sub(tf.expandDims(tf.gather(bias, y), 1), tf.expandDims(bias, 0));
-      margins = tf.add(tf.sub(centre, spread), db) as tf.Tensor2D;
-    } else {
+    let margins = elide ? elidedMarginBounds(model, x, y, eps) : null;
+    if (!margins) {
       const { lower, upper } = ibpBounds(model, x, eps);
-      k = lower.shape[1];
-      const ly = tf.expandDims(tf.sum(tf.mul(lower, tf.oneHot(y, k)), 1), 1);
+      const ly = tf.expandDims(tf.sum(tf.mul(lower, tf.oneHot(y, lower.shape[1])), 1), 1);
       margins = tf.sub(ly, upper) as tf.Tensor2D;
     }
-    const self = tf.cast(tf.oneHot(y, k), 'bool');
-    void n;
+    const self = tf.cast(tf.oneHot(y, margins.shape[1]), 'bool');
     return tf.where(self, tf.fill(margins.shape, Infinity), margins) as tf.Tensor2D;
   });
 }

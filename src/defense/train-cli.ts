@@ -12,6 +12,8 @@ import { accuracy, TrainResult } from '../inference/train';
 import type { ImageSet } from '../data/types';
 import { UserError } from '../data/types';
 import { parseEps } from '../attack/registry';
+import { AttackLoss, parseAttackLoss } from '../attack/loss';
+import { apgdAttack, APGD_DEFAULTS } from '../attack/apgd';
 import { Flags } from '../cli/args';
 import {
   AdversarialMethod, adversarialPlanner, pgdCorrect, AdversarialHookState, AdversarialPlanner, checkTrainingEps, OverfitGuard,
@@ -22,20 +24,28 @@ export const ADVERSARIAL_FLAGS: NonNullable<ParseArgsConfig['options']> = {
   adversarial: { type: 'string' }, eps: { type: 'string' }, 'adv-ratio': { type: 'string' },
   'pgd-steps': { type: 'string' }, 'ramp-epochs': { type: 'string' }, 'guard-every': { type: 'string' },
   init: { type: 'string' }, 'max-clean-drop': { type: 'string' }, 'clean-reference': { type: 'string' },
+  'select-steps': { type: 'string' }, 'select-loss': { type: 'string' }, 'select-attack': { type: 'string' }, 'trades-beta': { type: 'string' },
 };
 
 export const ADVERSARIAL_HELP = `
 adversarial training (src/defense):
   --adversarial NAME     fgsm | fgsm-rs (random start, step 1.25·eps, overfitting guard) | pgd
+                         | trades (CE + β·KL to a KL-maximising neighbour, on every image)
   --eps X                L∞ budget in (0, 1], e.g. 8/255 (required with --adversarial)
   --adv-ratio X          share of each batch made adversarial (default 0.5)
-  --pgd-steps N          steps of PGD training (default 7)
+  --pgd-steps N          steps of PGD training, or of TRADES's inner maximisation (default 7)
+  --trades-beta B        TRADES's weight of the KL term (default 6)
   --ramp-epochs X        epochs over which eps grows from 0 (default 1; 0 = none)
   --guard-every N        FGSM-RS guard: also check PGD accuracy every N batches (default 200)
   --init DIR             start from this model (fine-tuning; architecture taken from it)
   --max-clean-drop P     keep the most robust epoch whose clean validation accuracy is at most P points
                          below the --init model's (default: the most robust epoch, whatever its clean accuracy)
-  --clean-reference DIR  the model whose clean validation accuracy --max-clean-drop counts from (default --init)`;
+  --clean-reference DIR  the model whose clean validation accuracy --max-clean-drop counts from (default --init)
+  --select-attack A      the validation attack that picks the kept epoch: pgd (random start, step
+                         2.5·eps/steps) or apgd (Croce & Hein's step schedule and momentum; default pgd)
+  --select-steps N       its steps (default 10)
+  --select-loss L,…      its objectives, ce | margin | dlr; with several an image counts as robust
+                         only if it survives each (default ce; ce,dlr is much stronger)`;
 
 export interface InitModel {
   model: tf.LayersModel;
@@ -49,6 +59,7 @@ export interface AdversarialCard {
   epsOver255: number;
   ratio: number;
   pgdSteps?: number;
+  tradesBeta?: number;
   rampEpochs: number;
   initFrom?: string;
   guard?: { checks: number; collapses: number; restoredWeights: number; fallbackToPgd: boolean; bestHeldPgdAccuracy: number; finalHeldPgdAccuracy: number };
@@ -79,7 +90,7 @@ export function addAdversarialTraining(f: Flags) {
   const methodFlag = typeof f.adversarial === 'string' ? f.adversarial : undefined;
   const initDir = typeof f.init === 'string' ? f.init : undefined;
   if (!methodFlag) {
-    for (const k of ['eps', 'adv-ratio', 'pgd-steps', 'ramp-epochs', 'guard-every', 'max-clean-drop', 'clean-reference']) {
+    for (const k of ['eps', 'adv-ratio', 'pgd-steps', 'ramp-epochs', 'guard-every', 'max-clean-drop', 'clean-reference', 'select-steps', 'select-loss', 'select-attack', 'trades-beta']) {
       if (f[k] !== undefined) throw new UserError(`--${k} only applies with --adversarial fgsm|fgsm-rs|pgd`);
     }
     if (!initDir) return null;
@@ -94,12 +105,21 @@ export function addAdversarialTraining(f: Flags) {
   }
   const ratio = numberFlag(f, 'adv-ratio', 0.5, 0, 1, true);
   const pgdSteps = Math.round(numberFlag(f, 'pgd-steps', 7, 1, 100));
+  const tradesBeta = numberFlag(f, 'trades-beta', 6, 0, 1000);
+  if (f['trades-beta'] !== undefined && method !== 'trades') throw new UserError('--trades-beta only applies with --adversarial trades');
+  if (f['adv-ratio'] !== undefined && method === 'trades') throw new UserError('--adv-ratio does not apply to TRADES: every image gets both loss terms');
   const rampEpochs = numberFlag(f, 'ramp-epochs', 1, 0, 100);
   const guardEvery = Math.round(numberFlag(f, 'guard-every', 200, 0, 1e9));
   const maxCleanDrop = f['max-clean-drop'] !== undefined ? numberFlag(f, 'max-clean-drop', 0, 0, 100) : undefined;
   const referenceDir = typeof f['clean-reference'] === 'string' ? f['clean-reference'] : initDir;
   if (maxCleanDrop !== undefined && !referenceDir) throw new UserError('--max-clean-drop needs --init or --clean-reference (the model whose clean accuracy is the reference)');
   if (f['clean-reference'] !== undefined && maxCleanDrop === undefined) throw new UserError('--clean-reference only applies with --max-clean-drop');
+  const selectSteps = Math.round(numberFlag(f, 'select-steps', 10, 1, 1000));
+  const selectLosses: AttackLoss[] = typeof f['select-loss'] === 'string'
+    ? [...new Set(f['select-loss'].split(',').map((t) => parseAttackLoss(t)))] : ['ce'];
+  const selectAttack = typeof f['select-attack'] === 'string' ? f['select-attack'] : 'pgd';
+  if (selectAttack !== 'pgd' && selectAttack !== 'apgd') throw new UserError(`--select-attack must be pgd or apgd, got '${selectAttack}'`);
+  if (selectAttack === 'apgd' && selectLosses.includes('margin')) throw new UserError('--select-attack apgd climbs ce or dlr, not margin');
 
   return {
     async loadInit(): Promise<InitModel | undefined> {
@@ -120,7 +140,7 @@ export function addAdversarialTraining(f: Flags) {
       }
       const base: AdversarialCard = {
         method: method ?? 'none', eps, epsOver255: +(eps * 255).toFixed(3), ratio, rampEpochs,
-        ...(method === 'pgd' ? { pgdSteps } : {}),
+        ...(method === 'pgd' || method === 'trades' ? { pgdSteps } : {}), ...(method === 'trades' ? { tradesBeta, ratio: 1 } : {}),
         ...(init ? { initFrom: path.basename(path.resolve(init.dir)) } : {}), batchesAdversarial: 0,
       };
       if (!method) return { finish: async () => base };
@@ -132,7 +152,7 @@ export function addAdversarialTraining(f: Flags) {
       let state: AdversarialHookState;
       let planner: AdversarialPlanner;
       const stepsPerEpoch = Math.ceil(train.n / ctx.batchSize);
-      const mk = (g?: OverfitGuard) => adversarialPlanner({ method, eps, ratio, pgdSteps, rampEpochs, stepsPerEpoch, seed: ctx.seed }, g);
+      const mk = (g?: OverfitGuard) => adversarialPlanner({ method, eps, ratio, pgdSteps, tradesBeta, rampEpochs, stepsPerEpoch, seed: ctx.seed }, g);
       const held = heldBatch(val, 256, ctx.seed);
       if (method === 'fgsm-rs') {
         // The guard needs the model object; with --init we have it, else it is bound on first use.
@@ -158,7 +178,8 @@ export function addAdversarialTraining(f: Flags) {
         state = made.state;
       }
       const scored = heldBatch(val, 512, ctx.seed + 1);
-      const name = `pgd10@${+(eps * 255).toFixed(2)}/255`;
+      const lossText = selectLosses.length === 1 && selectLosses[0] === 'ce' ? '' : `-${selectLosses.join('+')}`;
+      const name = `${selectAttack}${selectSteps}${lossText}@${+(eps * 255).toFixed(2)}/255`;
       let eligible: ((v: number) => boolean) | undefined;
       let selection = `${name} accuracy on ${scored.labels.length} validation images`;
       if (maxCleanDrop !== undefined && referenceDir) {
@@ -169,7 +190,7 @@ export function addAdversarialTraining(f: Flags) {
         selection += `, among epochs with clean validation accuracy ≥ ${(floor * 100).toFixed(2)}% (${path.basename(path.resolve(referenceDir))}: ${(ref * 100).toFixed(2)}% − ${maxCleanDrop} points)`;
         ctx.log(`keeping the most robust epoch with clean validation accuracy ≥ ${(floor * 100).toFixed(2)}%`);
       }
-      const validationScore = { name, images: scored.labels.length, score: (clf: Classifier) => pgdAccuracy(clf, scored, val.size, eps), eligible };
+      const validationScore = { name, images: scored.labels.length, score: (clf: Classifier) => selectionAccuracy(clf, scored, val.size, { attack: selectAttack, eps, steps: selectSteps, losses: selectLosses }), eligible };
       return {
         planner,
         validationScore,
@@ -196,16 +217,33 @@ export function addAdversarialTraining(f: Flags) {
   };
 }
 
-/** PGD-10 accuracy (step 2.5·eps/10, random start) on a fixed image set, in batches of 128. */
-async function pgdAccuracy(clf: Classifier, set: { images: Float32Array; labels: Int32Array }, size: number, eps: number): Promise<number> {
+/**
+ * Accuracy under the selection attack (worst case over `losses` per image) on a fixed image set,
+ * in batches of 128: PGD (step 2.5·eps/steps, random start) or APGD (apgd.ts).
+ */
+export async function selectionAccuracy(
+  clf: Classifier, set: { images: Float32Array; labels: Int32Array }, size: number,
+  o: { attack: 'pgd' | 'apgd'; eps: number; steps: number; losses: AttackLoss[] },
+): Promise<number> {
   const px = size * size * 3;
   let ok = 0;
   for (let i = 0; i < set.labels.length; i += 128) {
     const m = Math.min(128, set.labels.length - i);
+    const labels = set.labels.subarray(i, i + m);
     const x = tf.tensor4d(set.images.subarray(i * px, (i + m) * px), [m, size, size, 3]);
-    const y = tf.tensor1d(set.labels.subarray(i, i + m), 'int32');
-    ok += pgdCorrect(clf, x, y, eps, 10, 777 + i);
-    tf.dispose([x, y]);
+    if (o.attack === 'pgd') {
+      const y = tf.tensor1d(labels, 'int32');
+      ok += pgdCorrect(clf, x, y, o.eps, o.steps, 777 + i, o.losses);
+      y.dispose();
+    } else {
+      const fooled = new Uint8Array(m);
+      for (const loss of o.losses) {
+        const r = await apgdAttack(clf, x, labels, { ...APGD_DEFAULTS, norm: 'linf', eps: o.eps, steps: o.steps, loss: loss as 'ce' | 'dlr', seed: 777 + i });
+        r.fooled.forEach((f, j) => { fooled[j] |= f; });
+      }
+      ok += fooled.reduce((a, f) => a + (f ? 0 : 1), 0);
+    }
+    x.dispose();
     // Lets Ctrl-C and other events through between batches.
     await new Promise<void>((resolve) => setImmediate(resolve));
   }

@@ -14,6 +14,8 @@ import { Worker } from 'node:worker_threads';
 import { tf, Tensor1D, Tensor2D, Tensor4D } from './tf';
 import { Classifier, LayersClassifier } from './model';
 import { AdversarialPlan, applyAdversarialPlan } from '../defense/adversarial';
+import { elidedMarginBounds } from '../defense/ibp';
+import { tradesExamples, tradesLoss } from '../defense/trades';
 import type { AttackOptions } from '../attack/types';
 
 /** One shard attacked in a worker: adversarial images, their predictions, the attack's time. */
@@ -22,6 +24,8 @@ export interface AttackedShard {
   pred: Int32Array;
   conf: Float32Array;
   seconds: number;
+  /** An ensemble's members and the images each broke first (AttackStage). */
+  stages?: { attack: string; fooled: Uint8Array; seconds: number }[];
   /** Model queries per image (black-box attacks). */
   queries?: Int32Array;
 }
@@ -35,6 +39,7 @@ export type WorkerRequest =
     plan?: AdversarialPlan;
     /** Dropout seed of this step and shard (training stays reproducible). */
     dropoutSeed?: number;
+    loss?: LossPlan;
   };
 
 export type WorkerReply =
@@ -44,25 +49,69 @@ export type WorkerReply =
   | { type: 'error'; message: string };
 
 /**
- * Gradient of one shard's mean cross-entropy w.r.t. the trainable weights (in their order),
- * after replacing part of the shard with adversarial examples when a plan is given.
+ * The training loss of one step, beyond plain cross-entropy: a plain record (it crosses to the
+ * worker threads), decided per step by the training loop.
+ */
+export interface LossPlan {
+  /** Label smoothing in [0, 1): targets (1 − s)·one-hot + s/k. */
+  labelSmoothing?: number;
+  /**
+   * IBP training (Gowal et al. 2018): κ·CE(clean) + (1 − κ)·CE(worst-case logits), the worst
+   * case bounded by interval propagation over the eps box. Needs a LayersClassifier without batch norm.
+   */
+  ibp?: { eps: number; kappa: number };
+}
+
+/** Mean training loss of a shard on its logits (and, for IBP, on its bounds over the eps box). */
+function planLoss(clf: Classifier, x: Tensor4D, y: Tensor1D, logits: Tensor2D, numClasses: number, loss?: LossPlan): tf.Scalar {
+  const onehot = tf.oneHot(y, numClasses);
+  const ce = tf.losses.softmaxCrossEntropy(onehot, logits, undefined, loss?.labelSmoothing ?? 0) as tf.Scalar;
+  const ibp = loss?.ibp;
+  if (!ibp || ibp.kappa >= 1) return ce;
+  const margins = elidedMarginBounds((clf as LayersClassifier).model, x, y, ibp.eps);
+  if (!margins) throw new Error('IBP training needs a model whose last layer is a linear Dense layer');
+  // −margin bounds are logits, shifted so z_y = 0, under which every other class does its best.
+  const robust = tf.losses.softmaxCrossEntropy(onehot, tf.neg(margins)) as tf.Scalar;
+  return tf.add(tf.mul(ce, ibp.kappa), tf.mul(robust, 1 - ibp.kappa)) as tf.Scalar;
+}
+
+/**
+ * Gradient of one shard's mean training loss (cross-entropy, or what `loss` says) w.r.t. the
+ * trainable weights (in their order), after replacing part of the shard with adversarial
+ * examples when a plan is given.
  */
 export function shardGradients(
-  clf: Classifier, x: Tensor4D, y: Tensor1D, numClasses: number, training: boolean, plan?: AdversarialPlan,
+  clf: Classifier, x: Tensor4D, y: Tensor1D, numClasses: number, training: boolean, plan?: AdversarialPlan, loss?: LossPlan,
 ): { grads: tf.Tensor[]; loss: tf.Scalar; correct: tf.Scalar } {
-  if (plan) {
-    const adv = applyAdversarialPlan(clf, x, y, plan);
+  if (plan?.method === 'trades') {
+    // TRADES needs the clean and the adversarial image in one loss.
+    const adv = tradesExamples(clf, x, plan.eps, plan.pgdSteps ?? 7, plan.seed);
     try {
-      return shardGradients(clf, adv, y, numClasses, training);
+      return gradientsOf(clf, x, y, (logits) => tradesLoss(logits, clf.logits(adv, training), y, numClasses, plan.tradesBeta ?? 6), training);
     } finally {
       adv.dispose();
     }
   }
+  if (plan) {
+    const adv = applyAdversarialPlan(clf, x, y, plan);
+    try {
+      return shardGradients(clf, adv, y, numClasses, training, undefined, loss);
+    } finally {
+      adv.dispose();
+    }
+  }
+  return gradientsOf(clf, x, y, (logits) => planLoss(clf, x, y, logits, numClasses, loss), training);
+}
+
+/** Weight gradients of `lossOf(logits of x)`, its value and the number of correct predictions. */
+function gradientsOf(
+  clf: Classifier, x: Tensor4D, y: Tensor1D, lossOf: (logits: Tensor2D) => tf.Scalar, training: boolean,
+): { grads: tf.Tensor[]; loss: tf.Scalar; correct: tf.Scalar } {
   const vars = clf.trainableWeights;
   let logits: Tensor2D | null = null;
   const { value, grads } = tf.variableGrads(() => {
     logits = tf.keep(clf.logits(x, training));
-    return tf.losses.softmaxCrossEntropy(tf.oneHot(y, numClasses), logits);
+    return lossOf(logits);
   }, vars);
   const correct = tf.tidy(() => tf.sum(tf.cast(tf.equal(tf.argMax(logits as unknown as Tensor2D, 1), y), 'int32'))) as tf.Scalar;
   (logits as Tensor2D | null)?.dispose();
@@ -173,6 +222,14 @@ export class ModelWorkers {
   }
 }
 
+/** How one pooled step computes its gradient (defaults: training mode, plain cross-entropy). */
+export interface StepOptions {
+  training?: boolean;
+  plan?: AdversarialPlan;
+  dropoutSeed?: number;
+  loss?: LossPlan;
+}
+
 export class GradientPool {
   private constructor(private readonly model: tf.LayersModel, private readonly pool: ModelWorkers) {}
 
@@ -189,7 +246,8 @@ export class GradientPool {
    * The gradient of the mean loss over the whole batch, computed in shards: shard 0 here, the
    * others in the workers, all at the same weights.
    */
-  async step(clf: Classifier, x: Tensor4D, y: Tensor1D, numClasses: number, training = true, plan?: AdversarialPlan, dropoutSeed?: number): Promise<PoolStep> {
+  async step(clf: Classifier, x: Tensor4D, y: Tensor1D, numClasses: number, o: StepOptions = {}): Promise<PoolStep> {
+    const { training = true, plan, dropoutSeed, loss: lossPlan } = o;
     const n = x.shape[0];
     const s = x.shape[1];
     const k = Math.min(n, this.pool.size + 1);
@@ -203,10 +261,12 @@ export class GradientPool {
       const xw = xs.slice(a * px, b * px);
       const shardPlan = plan ? { ...plan, seed: plan.seed + i + 1 } : undefined;
       const shardSeed = dropoutSeed === undefined ? undefined : dropoutSeed + 7919 * (i + 1);
-      return w.request({ type: 'grad', weights, x: xw, y: ys.slice(a, b), n: b - a, size: s, numClasses, training, plan: shardPlan, dropoutSeed: shardSeed }, [xw.buffer as ArrayBuffer]);
+      return w.request({
+        type: 'grad', weights, x: xw, y: ys.slice(a, b), n: b - a, size: s, numClasses, training, plan: shardPlan, dropoutSeed: shardSeed, loss: lossPlan,
+      }, [xw.buffer as ArrayBuffer]);
     });
     const n0 = bounds[1];
-    const own = tf.tidy(() => shardGradients(clf, x.slice([0, 0, 0, 0], [n0, -1, -1, -1]) as Tensor4D, y.slice([0], [n0]) as Tensor1D, numClasses, training, plan));
+    const own = tf.tidy(() => shardGradients(clf, x.slice([0, 0, 0, 0], [n0, -1, -1, -1]) as Tensor4D, y.slice([0], [n0]) as Tensor1D, numClasses, training, plan, lossPlan));
     let loss = (await own.loss.data())[0] * n0;
     let correct = (await own.correct.data())[0];
     const results = await Promise.all(replies).finally(() => tf.dispose([own.loss, own.correct]));

@@ -40,7 +40,7 @@ async function handle(msg: WorkerRequest): Promise<WorkerReply> {
   const r = tf.tidy(() => {
     const x = tf.tensor4d(msg.x, [msg.n, s, s, 3]);
     const y = tf.tensor1d(msg.y, 'int32');
-    return shardGradients(c, x, y, msg.numClasses, msg.training, msg.plan);
+    return shardGradients(c, x, y, msg.numClasses, msg.training, msg.plan, msg.loss);
   });
   const grads = await flattenTensors(r.grads);
   const loss = (await r.loss.data())[0];

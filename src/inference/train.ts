@@ -11,7 +11,7 @@ import { augmentBatch } from './augment';
 import { ImageSet } from '../data/types';
 import { createRng } from '../data/random';
 import { progressBar } from '../util/progress';
-import { GradientPool, shardGradients } from './data-parallel';
+import { GradientPool, LossPlan, shardGradients } from './data-parallel';
 import { AdversarialPlanner, applyAdversarialPlan } from '../defense/adversarial';
 
 export interface EpochStats {
@@ -78,6 +78,11 @@ export interface TrainOptions {
     /** Epochs failing this (given clean validation accuracy) are kept only while no epoch passes it. */
     eligible?: (valAccuracy: number) => boolean;
   };
+  /**
+   * The loss of each step beyond plain cross-entropy (label smoothing, IBP's ε and κ schedule);
+   * called once per batch with the 1-based epoch and the step within it.
+   */
+  lossPlan?: (epoch: number, step: number, stepsPerEpoch: number) => LossPlan;
   /**
    * Worker threads that compute part of every batch's gradient (data-parallel; see
    * data-parallel.ts). 0 or absent: all on this thread. defaultWorkerCount() picks one per spare core.
@@ -221,11 +226,12 @@ export async function trainClassifier(trainSet: ImageSet, valSet: ImageSet, opti
         return { xb, yb };
       });
       const plan = o.adversarial?.(clf, epoch);
+      const lossPlan = o.lossPlan?.(epoch, step, stepsPerEpoch);
       const dropoutSeed = Math.floor(rand() * 1e9);
       setDropoutSeeds(model, dropoutSeed);
       const nSeen = batch.yb.shape[0];
       if (pool) {
-        const r = await pool.step(clf, batch.xb, batch.yb, numClasses, true, plan, dropoutSeed).finally(() => tf.dispose([batch.xb, batch.yb]));
+        const r = await pool.step(clf, batch.xb, batch.yb, numClasses, { plan, dropoutSeed, loss: lossPlan }).finally(() => tf.dispose([batch.xb, batch.yb]));
         optimizer.applyGradients(r.grads);
         tf.dispose(r.grads.map((g) => g.tensor));
         lossSum += r.loss * nSeen;
@@ -233,7 +239,7 @@ export async function trainClassifier(trainSet: ImageSet, valSet: ImageSet, opti
       } else {
         const r = tf.tidy(() => {
           const xb = plan ? applyAdversarialPlan(clf, batch.xb, batch.yb, plan) : batch.xb;
-          const g = shardGradients(clf, xb, batch.yb, numClasses, true);
+          const g = shardGradients(clf, xb, batch.yb, numClasses, true, undefined, lossPlan);
           optimizer.applyGradients(clf.trainableWeights.map((v, j) => ({ name: v.name, tensor: g.grads[j] })));
           return [g.loss, g.correct];
         });

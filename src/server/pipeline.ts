@@ -17,6 +17,7 @@ import { cropResize, RgbImage } from '../data/image-io';
 import { CLASS_NAMES } from '../data/classes';
 import { getAttack } from '../attack/registry';
 import type { Attack } from '../attack/types';
+import { quantiseArray, quantiseWithin } from '../attack/written';
 import type { Frame } from '../capture/types';
 import type { NormRoi } from './config';
 import { IMAGE_KEYS, ImageKey, StickerFrame } from './protocol';
@@ -199,8 +200,11 @@ export class Pipeline {
     }
   }
 
-  /** The adversarial input (and its probabilities when the attack's success check had them), or the attack's error in one line. */
-  private async runAttack(x: Tensor4D, label: number, settings: PipelineSettings, seq: number): Promise<{ adv: Float32Array; probs: Float32Array | null } | { error: string }> {
+  /**
+   * The adversarial input as written (8 bits, within eps) and its probabilities when the attack's
+   * success check already had them for that very image, or the attack's error in one line.
+   */
+  private async runAttack(x: Tensor4D, input: Float32Array, label: number, settings: PipelineSettings, seq: number): Promise<{ adv: Float32Array; probs: Float32Array | null } | { error: string }> {
     const labels = tf.tensor1d([label], 'int32');
     try {
       // Targeted even when the model already says the target: the step then only adds confidence
@@ -208,13 +212,17 @@ export class Pipeline {
       const targeted = settings.targeted;
       const attack = this.attackFor(settings.attack);
       const res = await attack.run(this.classifier, x, labels, {
-        eps: settings.eps, targeted, ...(targeted ? { target: settings.target } : {}), steps: settings.steps,
+        eps: settings.eps, targeted, ...(targeted ? { target: settings.target } : {}), steps: settings.steps, eightBit: true,
         ...(attack.takesLoss ? { loss: settings.loss } : {}),
         ...(settings.attack === 'pgd' ? { restarts: 1, seed: seq } : {}),
       });
       try {
-        // The attack's success check already ran the model on its result: reuse those logits.
-        return { adv: (await res.adversarial.data()) as Float32Array, probs: res.logits ? softmax(res.logits) : null };
+        const raw = (await res.adversarial.data()) as Float32Array;
+        const adv = quantiseWithin(input, raw, 1, attack.usesEps ? { norm: attack.norm, eps: settings.eps } : undefined);
+        // The attack's success check ran the model on its result: its logits serve when rounding
+        // changed nothing (an eps step from an 8-bit input usually lands on the grid).
+        const onGrid = adv.every((v, i) => v === raw[i]);
+        return { adv, probs: onGrid && res.logits ? softmax(res.logits) : null };
       } finally {
         res.adversarial.dispose();
       }
@@ -240,7 +248,8 @@ export class Pipeline {
     const t0 = performance.now();
     const roi = roiToPixels(settings.roi, frame.width, frame.height);
     if (this.roiScratch.length !== roi.w * roi.h * 3) this.roiScratch = new Float32Array(roi.w * roi.h * 3);
-    const input = cropResize(roiToFloat(frame, roi, this.roiScratch), null, s, 0);
+    // 8-bit like the panels written to the page, so "fooled" is about the image shown.
+    const input = quantiseArray(cropResize(roiToFloat(frame, roi, this.roiScratch), null, s, 0));
     const sticker = opts.sticker ?? null;
     const stickered = sticker ? sticker.overlay.apply(input) : null;
     const t1 = performance.now();
@@ -260,7 +269,7 @@ export class Pipeline {
       let unclassified: Float32Array | null = null;
       // ε = 0 cannot move anything: say so instead of running a no-op attack.
       if (attackOn && settings.eps > 0) {
-        const out = await this.runAttack(x, label, settings, frame.seq);
+        const out = await this.runAttack(x, input, label, settings, frame.seq);
         if ('adv' in out) {
           adv = out.adv;
           if (out.probs) advProbs = out.probs;

@@ -1,0 +1,259 @@
+/**
+ * Auto-PGD (Croce & Hein 2020, "Reliable evaluation of adversarial robustness with an ensemble
+ * of diverse parameter-free attacks"), L∞ and L2, as in their reference code:
+ *   - start: a random point on the surface of the eps ball (L∞: eps · u / ‖u‖∞, u uniform), clipped;
+ *   - step: z = P(x + η·sign ∇) (L2: η·∇/‖∇‖₂), then x ← P(x + α(z − x) + (1 − α)(x − x_prev)),
+ *     momentum α = 0.75 (1 on the first step), η starting at 2·eps;
+ *   - checkpoints after 22 % of the iterations, then at intervals shrinking by 3 % of them to
+ *     at least 6 %: η halves for an image (which restarts from its best point) when, since the
+ *     last checkpoint, its loss rose in at most ρ = 75 % of the steps, or its best loss did not
+ *     improve although η was not halved at the last checkpoint.
+ * The loss is CE or DLR untargeted, or the targeted DLR (APGD-T, targets the classes the clean
+ * image ranks 2nd, 3rd, … 10th). Gradients and logits come from objectiveGradient, so a native
+ * engine serves both.
+ *
+ * An image stops being attacked once it is misclassified: the reference keeps iterating on it,
+ * but per image the iterations are independent, so robust accuracy is the same at less cost.
+ */
+import { tf, signExact, Tensor1D, Tensor4D } from '../inference/tf';
+import { Classifier, inferLogits } from '../inference/model';
+import { objectiveGradient, objectiveValue } from './loss';
+import { argmaxRows, l2PerImage, projectL2, projectLinf, selectRows } from './common';
+
+export interface ApgdOptions {
+  norm: 'linf' | 'l2';
+  eps: number;
+  /** Iterations per run (the paper's 100). */
+  steps: number;
+  /** Runs from fresh random starts on the images not yet fooled. */
+  restarts: number;
+  /** The untargeted objective; targeted runs (targets given) climb the targeted DLR. */
+  loss: 'ce' | 'dlr';
+  /** Step-size halving threshold ρ (0.75). */
+  rho: number;
+  /** Weight α of the new step against the previous one (0.75). */
+  momentum: number;
+  seed: number;
+}
+
+export const APGD_DEFAULTS = { steps: 100, restarts: 1, rho: 0.75, momentum: 0.75 } as const;
+
+/** Per image: the adversarial found (or, when none, the highest-loss point) and whether it fools. */
+export interface ApgdResult {
+  adversarial: Float32Array;
+  fooled: Uint8Array;
+}
+
+/** The checkpoint schedule: iterations after which step sizes are reviewed. */
+export function apgdCheckpoints(steps: number): number[] {
+  const first = Math.max(Math.floor(0.22 * steps), 1);
+  const min = Math.max(Math.floor(0.06 * steps), 1);
+  const decr = Math.max(Math.floor(0.03 * steps), 1);
+  const out: number[] = [];
+  for (let k = first, at = first; at <= steps; k = Math.max(k - decr, min), at += k) out.push(at);
+  return out;
+}
+
+/** A random point on the eps sphere of the norm around each image, clipped to [0, 1]. */
+function randomStart(x: Tensor4D, norm: 'linf' | 'l2', eps: number, seed: number): Tensor4D {
+  return tf.tidy(() => {
+    const t = norm === 'linf' ? tf.randomUniform(x.shape, -1, 1, 'float32', seed) : tf.randomNormal(x.shape, 0, 1, 'float32', seed);
+    const size = norm === 'linf' ? tf.max(tf.abs(t), [1, 2, 3], true) : l2PerImage(t as Tensor4D);
+    return tf.clipByValue(tf.add(x, tf.mul(eps, tf.div(t, tf.add(size, 1e-12)))), 0, 1) as Tensor4D;
+  });
+}
+
+/** The running state of one APGD run on the images still active (rows follow `rows`). */
+interface State {
+  rows: number[];
+  x: Tensor4D; adv: Tensor4D; prev: Tensor4D; grad: Tensor4D; best: Tensor4D; bestGrad: Tensor4D;
+  y: Tensor1D; t: Tensor1D | null;
+}
+
+function keepRows(s: State, keep: number[]): State {
+  const idx = tf.tensor1d(keep, 'int32');
+  const g = <T extends tf.Tensor>(v: T): T => { const r = tf.gather(v, idx) as T; v.dispose(); return r; };
+  const out: State = {
+    rows: keep.map((i) => s.rows[i]), x: g(s.x), adv: g(s.adv), prev: g(s.prev), grad: g(s.grad), best: g(s.best), bestGrad: g(s.bestGrad),
+    y: g(s.y), t: s.t ? g(s.t) : null,
+  };
+  idx.dispose();
+  return out;
+}
+
+function disposeState(s: State): void {
+  tf.dispose([s.x, s.adv, s.prev, s.grad, s.best, s.bestGrad, s.y, ...(s.t ? [s.t] : [])]);
+}
+
+/** One step: the projected gradient step, blended with the previous move (momentum). */
+function step(s: State, o: ApgdOptions, eta: Float32Array, first: boolean): Tensor4D {
+  return tf.tidy(() => {
+    const project = o.norm === 'linf' ? projectLinf : projectL2;
+    const e = tf.tensor4d(Float32Array.from(s.rows, (r) => eta[r]), [s.rows.length, 1, 1, 1]);
+    const dir = o.norm === 'linf' ? signExact(s.grad) : tf.div(s.grad, tf.add(l2PerImage(s.grad), 1e-12));
+    const z = project(tf.add(s.adv, tf.mul(e, dir)) as Tensor4D, s.x, o.eps);
+    if (first) return z;
+    const a = o.momentum;
+    return project(tf.add(tf.add(s.adv, tf.mul(tf.sub(z, s.adv), a)), tf.mul(tf.sub(s.adv, s.prev), 1 - a)) as Tensor4D, s.x, o.eps);
+  });
+}
+
+/** Gradient, loss per image and predictions at the current point. */
+async function evaluate(model: Classifier, s: State, loss: 'ce' | 'dlr'): Promise<{ grad: Tensor4D; value: Float32Array; pred: Int32Array }> {
+  const { grad, logits } = await objectiveGradient(model, s.adv, s.y, s.t, s.t ? 'dlr' : loss);
+  const v = objectiveValue(logits, s.y, s.t, s.t ? 'dlr' : loss);
+  const value = Float32Array.from(await v.data() as Float32Array);
+  const pred = argmaxRows(await logits.data() as Float32Array, s.rows.length, model.numClasses);
+  tf.dispose([v, logits]);
+  return { grad, value, pred };
+}
+
+/**
+ * One APGD run on images x (with labels y and, targeted, targets t), from a random start drawn
+ * with `seed`. Writes each image's result into `out` (HWC floats per image) and returns which fool.
+ */
+export async function apgdRun(model: Classifier, x: Tensor4D, y: Int32Array, t: Int32Array | null, o: ApgdOptions, seed: number, out: Float32Array): Promise<Uint8Array> {
+  const m = y.length, d = x.size / m;
+  const checkpoints = new Set(apgdCheckpoints(o.steps));
+  const fooled = new Uint8Array(m);
+  const eta = new Float32Array(m).fill(2 * o.eps);
+  const history: Float32Array[] = []; // loss per iteration, by image
+  const lossBest = new Float32Array(m), bestAtCheck = new Float32Array(m);
+  const halvedAtCheck = new Uint8Array(m).fill(1);
+  const start = randomStart(x, o.norm, o.eps, seed);
+  let s: State = {
+    rows: Array.from({ length: m }, (_, i) => i), x: x.clone(), adv: start, prev: start.clone(), grad: tf.zerosLike(x), best: start.clone(), bestGrad: tf.zerosLike(x),
+    y: tf.tensor1d(y, 'int32'), t: t ? tf.tensor1d(t, 'int32') : null,
+  };
+  let lastCheck = -1;
+  try {
+    for (let i = -1; i < o.steps && s.rows.length > 0; i++) {
+      if (i >= 0) {
+        const next = step(s, o, eta, i === 0);
+        s.prev.dispose();
+        s.prev = s.adv;
+        s.adv = next;
+      }
+      const r = await evaluate(model, s, o.loss);
+      s.grad.dispose();
+      s.grad = r.grad;
+      const row = new Float32Array(m);
+      const improved = new Uint8Array(s.rows.length);
+      s.rows.forEach((img, j) => {
+        row[img] = r.value[j];
+        if (i < 0 || r.value[j] > lossBest[img]) { improved[j] = 1; lossBest[img] = r.value[j]; }
+      });
+      if (i < 0) bestAtCheck.set(lossBest);
+      else history.push(row);
+      if (improved.some((v) => v)) {
+        const mask = tf.tensor1d(improved, 'bool');
+        const [b, g] = [selectRows(mask, s.adv, s.best), selectRows(mask, s.grad, s.bestGrad)];
+        tf.dispose([mask, s.best, s.bestGrad]);
+        s.best = b; s.bestGrad = g;
+      }
+      // Misclassified: this iterate is the image's adversarial; it leaves the run.
+      const fooledNow = s.rows.map((img, j) => (r.pred[j] !== y[img] ? j : -1)).filter((j) => j >= 0);
+      if (fooledNow.length) {
+        const v = await s.adv.data() as Float32Array;
+        for (const j of fooledNow) { fooled[s.rows[j]] = 1; out.set(v.subarray(j * d, (j + 1) * d), s.rows[j] * d); }
+      }
+      if (i >= 0 && checkpoints.has(i + 1)) {
+        const k = i - lastCheck;
+        const reset = reviewStepSizes(s.rows, history, i, k, o.rho, lossBest, bestAtCheck, halvedAtCheck, eta);
+        lastCheck = i;
+        if (reset.some((v) => v)) {
+          const mask = tf.tensor1d(reset, 'bool');
+          const [a, g] = [selectRows(mask, s.best, s.adv), selectRows(mask, s.bestGrad, s.grad)];
+          tf.dispose([mask, s.adv, s.grad]);
+          s.adv = a; s.grad = g;
+        }
+      }
+      if (fooledNow.length) {
+        const gone = new Set(fooledNow);
+        s = keepRows(s, s.rows.map((_, j) => j).filter((j) => !gone.has(j)));
+      }
+    }
+    // Not fooled: the highest-loss point found.
+    if (s.rows.length) {
+      const v = await s.best.data() as Float32Array;
+      s.rows.forEach((img, j) => out.set(v.subarray(j * d, (j + 1) * d), img * d));
+    }
+    return fooled;
+  } finally {
+    disposeState(s);
+  }
+}
+
+/**
+ * The checkpoint rule for the images in `rows` at iteration i, k iterations after the last one:
+ * halve η where the loss rose in at most ρ·k of those steps, or where the best loss has not
+ * improved and η was not halved last time. Returns, per row, whether the image restarts from
+ * its best point. (As in the reference, the step before the first iteration counts as loss 0.)
+ */
+function reviewStepSizes(
+  rows: number[], history: Float32Array[], i: number, k: number, rho: number,
+  lossBest: Float32Array, bestAtCheck: Float32Array, halvedAtCheck: Uint8Array, eta: Float32Array,
+): Uint8Array {
+  const reset = new Uint8Array(rows.length);
+  rows.forEach((img, j) => {
+    let rises = 0;
+    for (let c = 0; c < k; c++) {
+      const prev = i - c - 1 >= 0 ? history[i - c - 1][img] : 0;
+      if (history[i - c][img] > prev) rises++;
+    }
+    const halve = rises <= k * rho || (!halvedAtCheck[img] && bestAtCheck[img] >= lossBest[img]);
+    halvedAtCheck[img] = halve ? 1 : 0;
+    bestAtCheck[img] = lossBest[img];
+    if (halve) { eta[img] /= 2; reset[j] = 1; }
+  });
+  return reset;
+}
+
+/** The classes each image's clean logits rank 2nd, 3rd, … (`count` of them), as target lists. */
+export async function rankedTargets(model: Classifier, x: Tensor4D, count: number): Promise<Int32Array[]> {
+  const m = x.shape[0], k = model.numClasses;
+  const z = await inferLogits(model, x);
+  const v = await z.data() as Float32Array;
+  z.dispose();
+  const lists = Array.from({ length: count }, () => new Int32Array(m));
+  for (let i = 0; i < m; i++) {
+    const order = Array.from({ length: k }, (_, c) => c).sort((a, b) => v[i * k + b] - v[i * k + a]);
+    for (let r = 0; r < count; r++) lists[r][i] = order[r + 1];
+  }
+  return lists;
+}
+
+/**
+ * APGD over `restarts` runs (APGD-CE / APGD-DLR), or with `targetCount` > 0 over the target
+ * classes ranked 2nd … (APGD-T), each on the images not yet fooled. Images the model already
+ * misclassifies are left clean and count as fooled. Returns HWC floats and fooled flags.
+ */
+export async function apgdAttack(model: Classifier, x: Tensor4D, y: Int32Array, o: ApgdOptions, targetCount = 0): Promise<ApgdResult> {
+  const m = y.length, d = x.size / m;
+  const adversarial = Float32Array.from(await x.data() as Float32Array);
+  const fooled = new Uint8Array(m);
+  const clean = await inferLogits(model, x);
+  const pred = argmaxRows(await clean.data() as Float32Array, m, model.numClasses);
+  clean.dispose();
+  for (let i = 0; i < m; i++) if (pred[i] !== y[i]) fooled[i] = 1;
+  const targets = targetCount > 0 ? await rankedTargets(model, x, targetCount) : [null];
+  let run = 0;
+  for (const t of targets) {
+    for (let r = 0; r < o.restarts; r++, run++) {
+      const rows = Array.from({ length: m }, (_, i) => i).filter((i) => !fooled[i]);
+      if (!rows.length || !(o.eps > 0)) break;
+      const idx = tf.tensor1d(rows, 'int32');
+      const xs = tf.gather(x, idx) as Tensor4D;
+      idx.dispose();
+      const part = new Float32Array(rows.length * d);
+      const f = await apgdRun(model, xs, Int32Array.from(rows, (i) => y[i]), t ? Int32Array.from(rows, (i) => t[i]) : null, o, o.seed + 7919 * run, part);
+      xs.dispose();
+      rows.forEach((img, j) => {
+        if (!f[j] && run > 0) return; // keep the first run's best point for images nothing fooled
+        adversarial.set(part.subarray(j * d, (j + 1) * d), img * d);
+        if (f[j]) fooled[img] = 1;
+      });
+    }
+  }
+  return { adversarial, fooled };
+}

@@ -1,0 +1,138 @@
+/**
+ * FAB's projections (Croce & Hein 2020, "Minimally distorted adversarial examples with a fast
+ * adaptive boundary attack"): the smallest step d, in L∞ or L2, that moves a point t of the box
+ * [0, 1]^D onto the hyperplane w·z = b, with t + d kept in the box. Ported from the reference
+ * implementation's batched torch code (fab_projections.py) to one image at a time on the CPU,
+ * where D = 3072 sorts are cheap. Coordinates with w = 0 do not move.
+ */
+
+/** Reused scratch buffers (D is the same for every call of a run). */
+const scratch = { size: 0, keys: new Float64Array(0), bits: new Uint32Array(0) };
+
+/**
+ * Indices of v sorted by value, ascending: each value as float32 (the precision the reference
+ * sorts in) with the index packed into the float64's low mantissa bits, so one native numeric
+ * sort of a Float64Array does the work.
+ */
+export function argsort(v: Float64Array): Int32Array {
+  const n = v.length;
+  if (n > 1 << 20) throw new Error('argsort: at most 2^20 values');
+  if (scratch.size < n) {
+    scratch.keys = new Float64Array(n);
+    scratch.bits = new Uint32Array(scratch.keys.buffer);
+    scratch.size = n;
+  }
+  const keys = scratch.keys.subarray(0, n), bits = scratch.bits;
+  for (let i = 0; i < n; i++) {
+    keys[i] = Math.fround(v[i]);
+    // A float32 value in float64 has 29 zero low bits: the index fits without changing the order.
+    bits[2 * i] |= i;
+  }
+  keys.sort();
+  const out = new Int32Array(n);
+  for (let i = 0; i < n; i++) out[i] = bits[2 * i] & 0xfffff;
+  return out;
+}
+
+function dot(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let s = 0;
+  for (let i = 0; i < a.length; i++) s += a[i] * b[i];
+  return s;
+}
+
+/** The L∞ projection step d of t onto {w·z = b} within the box (projection_linf). */
+export function projectionLinf(t: Float32Array, w0: Float32Array, b0In: number): Float64Array {
+  const n = t.length;
+  const sign = dot(w0, t) - b0In >= 0 ? 1 : -1;
+  const w = Float64Array.from(w0, (v) => v * sign);
+  let b = b0In * sign;
+  const a = new Float64Array(n), d = new Float64Array(n), p = new Float64Array(n);
+  for (let i = 0; i < n; i++) {
+    a[i] = w[i] < 0 ? 1 : 0;
+    d[i] = w[i] !== 0 ? a[i] - t[i] : 0;
+    p[i] = a[i] - t[i] * (2 * a[i] - 1);
+  }
+  const indp = argsort(p);
+  b -= dot(w, t);
+  const b0 = dot(w, d);
+  // Cumulative sums over coordinates in decreasing p.
+  const s = new Float64Array(n), sb = new Float64Array(n);
+  let cs = 0, csb = b0;
+  for (let j = 0; j < n; j++) {
+    const q = indp[n - 1 - j];
+    cs += Math.abs(w[q]);
+    csb += -w[q] * d[q];
+    s[j] = cs; sb[j] = csb;
+  }
+  const b2last = sb[n - 1] - s[n - 1] * p[indp[0]];
+  const cl = b - b2last > 0;
+  const c2 = b - b0 > 0 && b - b2last <= 0;
+  if (cl) {
+    const lmbd = Math.max((b - sb[n - 1]) / -s[n - 1], 0);
+    for (let i = 0; i < n; i++) d[i] = (2 * a[i] - 1) * lmbd;
+  } else if (c2) {
+    let lb = 0, ub = n - 1;
+    for (let it = 0, iters = Math.ceil(Math.log2(n)); it < iters; it++) {
+      const mid = Math.floor((lb + ub) / 2);
+      const b2 = sb[mid] - s[mid] * p[indp[n - 1 - mid]];
+      if (b - b2 > 0) lb = mid; else ub = mid;
+    }
+    const lmbd = Math.max((b - sb[lb]) / -s[lb], 0);
+    for (let i = 0; i < n; i++) d[i] = a[i] ? Math.min(lmbd, d[i]) : Math.max(-lmbd, d[i]);
+  }
+  for (let i = 0; i < n; i++) if (w[i] === 0) d[i] = 0;
+  return d;
+}
+
+/** The L2 projection step d of t onto {w·z = b} within the box (projection_l2). */
+export function projectionL2(t: Float32Array, w0: Float32Array, bIn: number): Float64Array {
+  const n = t.length;
+  let c = dot(w0, t) - bIn;
+  const w = Float64Array.from(w0);
+  if (c < 0) { for (let i = 0; i < n; i++) w[i] = -w[i]; c = -c; }
+  const BIG = 1e12;
+  const r = new Float64Array(n);
+  for (let i = 0; i < n; i++) {
+    let v = Math.max(t[i] / w[i], (t[i] - 1) / w[i]);
+    v = Math.min(BIG, Math.max(-BIG, Number.isNaN(v) ? BIG : v));
+    if (Math.abs(w[i]) < 1e-8) v = BIG;
+    if (v === -BIG) v = BIG;
+    r[i] = v;
+  }
+  const indr = argsort(r);
+  const rs = new Float64Array(n), rs2 = new Float64Array(n), w3s = new Float64Array(n);
+  for (let j = 0; j < n; j++) {
+    rs[j] = r[indr[j]];
+    rs2[j] = j + 1 < n ? r[indr[j + 1]] : 0;
+    w3s[j] = w[indr[j]] ** 2;
+  }
+  for (let j = 0; j < n; j++) { if (rs[j] === BIG) rs[j] = 0; if (rs2[j] === BIG) rs2[j] = 0; }
+  let w5 = 0;
+  for (let j = 0; j < n; j++) w5 += w3s[j];
+  const ws = new Float64Array(n);
+  let acc = 0;
+  for (let j = 0; j < n; j++) { acc += w3s[j]; ws[j] = w5 - acc; }
+  const d = new Float64Array(n);
+  for (let i = 0; i < n; i++) d[i] = Math.abs(w[i]) > 1e-8 ? -(r[i] * w[i]) : 0;
+  // s[0] = −w5·rs[0], s[j+1] = Σ_{i≤j} (rs[i] − rs2[i])·ws[i] − w5·rs[0].
+  const s = new Float64Array(n + 1);
+  s[0] = -w5 * rs[0];
+  let cum = 0;
+  for (let j = 0; j < n; j++) { cum += (-rs2[j] + rs[j]) * ws[j]; s[j + 1] = cum - w5 * rs[0]; }
+  const c4 = s[0] + c < 0;
+  const c3 = dot(d, w) + c > 0;
+  if (c4) {
+    const alpha = c / w5;
+    for (let i = 0; i < n; i++) d[i] = -alpha * w[i];
+  } else if (!c3) {
+    let lb = 0, ub = n - 1;
+    for (let it = 0, iters = Math.ceil(Math.log2(n)); it < iters; it++) {
+      const mid = Math.floor((lb + ub) / 2);
+      if (s[mid] + c > 0) lb = mid; else ub = mid;
+    }
+    const alpha = ws[lb] === 0 ? 0 : (s[lb] + c) / ws[lb] + rs[lb];
+    for (let i = 0; i < n; i++) if (!(alpha > r[i])) d[i] = -alpha * w[i];
+  }
+  for (let i = 0; i < n; i++) if (!(Math.abs(w[i]) > 1e-8)) d[i] = 0;
+  return d;
+}
