@@ -4,14 +4,14 @@
  * close the server, stop capture processes, unexport GPIO pins and free the model's tensors.
  */
 import { initBackend } from '../inference/backend';
-import { liveOrtThreads, useEngine } from '../inference/engine';
+import { liveOrtThreads, releaseClassifier, useEngine } from '../inference/engine';
 import { tf } from '../inference/tf';
 import { onEngine } from '../inference/load-model';
 import { parseFlags } from './args';
 import { configFlagOptions, loadConfig, DEFAULT_CONFIG_FILE, Origin } from '../server/config';
 import { createLogger } from '../server/log';
 import { startServer } from '../server/app';
-import { loadServeModel, disposeClassifier } from '../server/model';
+import { loadServeModel } from '../server/model';
 import { modelInputOptions } from './model-flags';
 import { createGpio } from '../gpio';
 import { SOURCE_SYNTAX, parseSourceSpec } from '../capture/factory';
@@ -102,7 +102,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
     server = await startServer({ config, classifier, logger: log, gpio, modelPath: model.path });
   } catch (e) {
     gpio.close();
-    disposeClassifier(classifier);
+    releaseClassifier(classifier);
     throw e;
   }
   // A generated token is printed (stdout, never the logs): nobody else could know it. A configured
@@ -128,7 +128,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
           log.error('shutdown.failed', { error: (e as Error).message });
         }
         gpio.close();
-        disposeClassifier(classifier);
+        releaseClassifier(classifier);
         log.flush(); // the counts of rate-limited lines, before the last line
         log.info('shutdown.done', { numTensors: tf.memory().numTensors });
         process.off('SIGTERM', onSignal);

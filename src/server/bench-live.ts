@@ -15,7 +15,7 @@
 import * as crypto from 'node:crypto';
 import { tf } from '../inference/tf';
 import { initBackend } from '../inference/backend';
-import { engineOf, liveOrtThreads, useEngine } from '../inference/engine';
+import { engineOf, liveOrtThreads, releaseClassifier, useEngine } from '../inference/engine';
 import type { Classifier } from '../inference/model';
 import { UserError } from '../data/types';
 import { which } from '../capture/factory';
@@ -27,7 +27,7 @@ import { createLogger } from './log';
 import { startServer } from './app';
 import type { Daemon } from './daemon';
 import type { FrameResult } from './pipeline';
-import { loadServeModel, disposeClassifier } from './model';
+import { loadServeModel } from './model';
 import { Ring, round, STAGES, Stage } from './stats';
 import { RawSessions } from './raw-sessions';
 
@@ -258,7 +258,7 @@ export async function benchLive(opts: LiveBenchOptions = {}): Promise<LiveBenchR
     client?.disconnect();
     raw?.close();
     await server.close();
-    if (owned) disposeClassifier(classifier);
+    if (owned) releaseClassifier(classifier);
   }
 }
 

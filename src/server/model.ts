@@ -4,7 +4,6 @@ import * as path from 'node:path';
 import { buildModel, Classifier, LayersClassifier } from '../inference/model';
 import { loadModel, ModelDescription } from '../inference/load-model';
 import { DEFAULT_MODEL_INPUT, ModelInputOptions } from '../inference/model-input';
-import { releaseClassifier } from '../inference/engine';
 import { defaultModelDir } from '../util/paths';
 import { UserError } from '../data/types';
 
@@ -39,8 +38,4 @@ export async function loadServeModel(spec: string | null, input: ModelInputOptio
   }
   const loaded = await loadModel(dir, input);
   return { classifier: loaded.classifier, description: path.relative(process.cwd(), dir) || dir, untrained: false, details: loaded.description, path: path.resolve(dir) };
-}
-
-export function disposeClassifier(c: Classifier): void {
-  releaseClassifier(c);
 }
