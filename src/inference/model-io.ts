@@ -86,7 +86,7 @@ export function readModelFiles(p: string): ModelFiles {
   try {
     parsed = JSON.parse(text.toString('utf8')) as ModelJson;
   } catch (e) {
-    throw new UserError(`corrupt model file ${jsonPath}: ${(e as Error).message.split('\n')[0]}`);
+    throw new UserError(`corrupt model file ${jsonPath}: not JSON (a model is a folder with model.json, a model.json or a .tflite file): ${(e as Error).message.split('\n')[0]}`);
   }
   if (!parsed || typeof parsed !== 'object' || !parsed.modelTopology || !Array.isArray(parsed.weightsManifest)) {
     throw new UserError(`${jsonPath} is not a TensorFlow.js model (modelTopology or weightsManifest missing)`);
