@@ -3,7 +3,7 @@
  * projections onto norm balls, and success checks. Everything that returns a tensor runs in
  * tf.tidy so callers only own what they get back.
  */
-import { tf, Tensor1D, Tensor2D, Tensor4D } from '../inference/tf';
+import { tf, projectLinf, Tensor1D, Tensor2D, Tensor4D } from '../inference/tf';
 import { Classifier, inferLogits } from '../inference/model';
 import { UserError } from '../data/types';
 import { createRng } from '../data/random';
@@ -132,13 +132,8 @@ export function ceSum(logits: Tensor2D, cls: Tensor1D): tf.Scalar {
   });
 }
 
-/** Clips `adv` into the L∞ ball of radius eps around `clean`, then into [0, 1]. */
-export function projectLinf(adv: Tensor4D, clean: Tensor4D, eps: number): Tensor4D {
-  return tf.tidy(() => {
-    const d = tf.clipByValue(tf.sub(adv, clean), -eps, eps);
-    return tf.clipByValue(tf.add(clean, d), 0, 1) as Tensor4D;
-  });
-}
+// projectLinf lives with the tensors (inference/tf.ts): adversarial training uses it too.
+export { projectLinf };
 
 /** Per-image L2 norm as [n, 1, 1, 1] (broadcasts against images). */
 export function l2PerImage(d: Tensor4D): Tensor4D {

@@ -105,3 +105,26 @@ export interface AttackSettings {
   /** An ensemble's members, in order. */
   members?: string;
 }
+
+/** One attack at one eps in an evaluation (evaluate.ts; worst-case.ts builds them too). */
+export interface RobustnessRow {
+  attack: string;
+  title: string;
+  norm: Norm;
+  eps: number;
+  accuracy: number;
+  successRate: number | null;
+  meanL0: number | null;
+  meanL2: number | null;
+  meanLinf: number | null;
+  imagesPerSecond: number | null;
+  /** Black-box attacks: mean model queries of the successful images, and queries per second of attack time. */
+  meanQueries: number | null;
+  queriesPerSecond: number | null;
+  /** Per class id: accuracy under this attack, null for classes absent from the data. */
+  perClassAccuracy: (number | null)[];
+  /** Ensembles run in cascade (AutoAttack): the accuracy left after each member, in order. */
+  stages?: { attack: string; accuracy: number; seconds: number }[];
+  /** The run's settings when the attack states them (steps, restarts, step size, queries…). */
+  settings?: AttackSettings;
+}

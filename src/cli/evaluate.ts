@@ -21,10 +21,10 @@ import { AUTOATTACK_FAMILY } from '../attack/autoattack';
 import { progressBar, Progress } from '../util/progress';
 import { writeJsonAtomic, readCard, ModelCard, resolveModelPath } from '../inference/model-io';
 import { checkOutputs, checkWritable, OutputFile, writeFilesAtomic } from '../util/atomic-file';
-import { certifiedAccuracy } from '../defense/ibp';
+import { certifiedAccuracy } from '../inference/ibp';
 import { requireLogitsModel } from '../defense/adversarial';
 import { OrtClassifier } from '../inference/ort-classifier';
-import { DEFENSE_EVAL_FLAGS, DEFENSE_EVAL_HELP, defenseEvaluateCommand, wantsDefenseEvaluation } from '../defense/evaluate-cli';
+import { DEFENSE_EVAL_FLAGS, DEFENSE_EVAL_HELP, defenseEvaluateCommand, wantsDefenseEvaluation } from './evaluate-defense';
 
 export const EVALUATE_HELP = `advsign evaluate --model models/NAME|model.tflite --data <dir|synthetic> [options]
 

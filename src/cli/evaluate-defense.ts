@@ -10,10 +10,10 @@ import { loadDataset } from '../data/load';
 import { UserError } from '../data/types';
 import type { ImageSet } from '../data/types';
 import { parseEpsList } from '../attack/registry';
-import { Flags } from '../cli/args';
-import { parseDefenseList, DEFENSE_NAMES, DEFAULT_DEFENSE_SETTINGS, DefenseName } from './registry';
-import { CompareModel, compareToJson, renderCompareHtml, runCompare } from './compare';
-import { requireLogitsModel } from './adversarial';
+import { Flags } from './args';
+import { parseDefenseList, DEFENSE_NAMES, DEFAULT_DEFENSE_SETTINGS, DefenseName } from '../defense/registry';
+import { CompareModel, compareToJson, renderCompareHtml, runCompare } from '../defense/compare';
+import { requireLogitsModel } from '../defense/adversarial';
 import { checkOutputs, writeFilesAtomic } from '../util/atomic-file';
 
 export const DEFENSE_EVAL_FLAGS: NonNullable<ParseArgsConfig['options']> = {
