@@ -10,22 +10,45 @@ import { createRng } from '../data/random';
 import type { Attack, AttackOptions, AttackSettings, Norm } from './types';
 import { inputGradient, ATTACK_LOSSES, AttackLoss } from './loss';
 
-/** A finite number option (attack-specific extras arrive as `unknown`). */
-export function numberOption(o: AttackOptions, key: string, def: number): number {
-  const v = o[key];
+/** The names every attack takes: the fields of AttackOptions (a Record, so none is forgotten). */
+const COMMON_OPTIONS: Record<keyof AttackOptions, true> = {
+  eps: true, targeted: true, target: true, targets: true, steps: true, stepSize: true, randomStart: true, restarts: true,
+  seed: true, loss: true, eightBit: true, maxQueries: true, rescaleSchedule: true, targetClasses: true,
+};
+
+/**
+ * Refuses option names the attack does not know (a misspelt one would silently fall back to its
+ * default), listing the known ones. The registry's attacks call it on every run.
+ */
+export function checkOptionNames(attack: Pick<Attack, 'name' | 'extraOptions'>, o: object): void {
+  const known = [...Object.keys(COMMON_OPTIONS), ...(attack.extraOptions ?? [])];
+  const unknown = Object.keys(o).filter((k) => !known.includes(k));
+  if (unknown.length) {
+    throw new UserError(`${attack.name}: unknown option${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => `'${k}'`).join(', ')}; known options are ${known.join(', ')}`);
+  }
+}
+
+/** Adam-based attacks (C&W, L-BFGS) step by `learningRate`; `stepSize` means a sign step. */
+export function rejectStepSize(o: AttackOptions, attack: string): void {
+  if (o.stepSize !== undefined) throw new UserError(`${attack}: stepSize is a sign step; ${attack}'s Adam step is learningRate`);
+}
+
+/** A finite number option. */
+export function numberOption<O extends AttackOptions>(o: O, key: keyof O & string, def: number): number {
+  const v: unknown = o[key];
   if (v === undefined || v === null) return def;
   if (typeof v !== 'number' || !Number.isFinite(v)) throw new UserError(`option '${key}' must be a finite number, got ${String(v)}`);
   return v;
 }
 
-export function intOption(o: AttackOptions, key: string, def: number, min = 0): number {
+export function intOption<O extends AttackOptions>(o: O, key: keyof O & string, def: number, min = 0): number {
   const v = numberOption(o, key, def);
   if (!Number.isInteger(v) || v < min) throw new UserError(`option '${key}' must be an integer ≥ ${min}, got ${v}`);
   return v;
 }
 
-export function stringOption<T extends string>(o: AttackOptions, key: string, allowed: readonly T[], def: T): T {
-  const v = o[key];
+export function stringOption<T extends string, O extends AttackOptions = AttackOptions>(o: O, key: keyof O & string, allowed: readonly T[], def: T): T {
+  const v: unknown = o[key];
   if (v === undefined || v === null) return def;
   if (typeof v !== 'string' || !(allowed as readonly string[]).includes(v)) {
     throw new UserError(`option '${key}' must be one of ${allowed.join(', ')}, got ${String(v)}`);

@@ -19,7 +19,7 @@ import * as path from 'node:path';
 import { tf, Tensor4D } from '../inference/tf';
 import { Classifier, measuredOn } from '../inference/model';
 import { ImageSet, UserError } from '../data/types';
-import type { Attack, AttackOptions, Norm, RobustnessRow } from './types';
+import type { Attack, AnyAttackOptions, Norm, RobustnessRow } from './types';
 
 export type { RobustnessRow } from './types';
 import { getAttack } from './registry';
@@ -45,7 +45,7 @@ export interface EvaluateOptions {
   limit?: number;
   onProgress?: (p: EvaluateProgress) => void;
   /** Extra options per attack name, e.g. { pgd: { steps: 20 }, square: { maxQueries: 500 } }. */
-  attackOptions?: Record<string, AttackOptions>;
+  attackOptions?: Record<string, AnyAttackOptions>;
   /** Example triples kept per attack, at its largest eps (default 4). */
   examplesPerAttack?: number;
   seed?: number;
@@ -127,7 +127,7 @@ export interface AttackedShard {
 }
 
 /** What an evaluation worker attacks (attack-worker.ts): one shard of HWC images with its labels. */
-export interface AttackTask { attack: string; options: AttackOptions; x: Float32Array; y: Int32Array; size: number }
+export interface AttackTask { attack: string; options: AnyAttackOptions; x: Float32Array; y: Int32Array; size: number }
 
 /** The evaluation pool: model workers that also attack shards. */
 type AttackPool = ModelWorkers<AttackTask, AttackedShard>;
@@ -154,7 +154,7 @@ function runInWorker(pool: AttackPool, i: number, t: AttackTask): Promise<Attack
  * work of an evaluation, on this thread or in a model worker. Gradient attacks run on `model`,
  * black-box ones on its measuring runtime, and the verdict is always the runtime's.
  */
-export async function attackShard(model: Classifier, attackOrName: string | Attack, x: Float32Array, y: Int32Array, size: number, options: AttackOptions): Promise<AttackedShard> {
+export async function attackShard(model: Classifier, attackOrName: string | Attack, x: Float32Array, y: Int32Array, size: number, options: AnyAttackOptions): Promise<AttackedShard> {
   const attack = typeof attackOrName === 'string' ? getAttack(attackOrName) : attackOrName;
   const judge = measuredOn(model);
   const xt = tf.tensor4d(x, [y.length, size, size, 3]);
@@ -271,7 +271,7 @@ export async function evaluateRobustness(model: Classifier, set: ImageSet, opts:
         for (const eps of epsList) {
           if (eps === 0) continue;
           if (!attack.usesEps && single) continue;
-          const options: AttackOptions = { seed: opts.seed ?? 0, ...extra, eps, targeted: false };
+          const options: AnyAttackOptions = { seed: opts.seed ?? 0, ...extra, eps, targeted: false };
           const r = worker === null
             ? await attackShard(model, attack, set.images.subarray(i * px, (i + m) * px), y, s, options)
             : await runInWorker(pool as AttackPool, worker, { attack: attack.name, options, x: set.images.slice(i * px, (i + m) * px), y, size: s });

@@ -1,5 +1,8 @@
 /** The attack module's public surface (docs/ARCHITECTURE.md, "Attacks"). */
-export type { Attack, AttackOptions, AttackResult, Norm } from './types';
+export type {
+  Attack, AttackOptions, AnyAttackOptions, AttackResult, Norm, CwAttackOptions, LbfgsAttackOptions, JsmaAttackOptions,
+  DeepFoolAttackOptions, SquareAttackOptions, FoolingAttackOptions, UniversalAttackOptions, MomentumAttackOptions,
+} from './types';
 export { ATTACKS, attackNames, getAttack, parseAttackList, parseEps, parseEpsList, validateTarget } from './registry';
 export { fgsm } from './fgsm';
 export { fgv } from './fgv';

@@ -4,7 +4,7 @@
  */
 import { tf, signExact, Tensor1D, Tensor4D } from '../inference/tf';
 import { Classifier, inferLogits } from '../inference/model';
-import type { Attack } from './types';
+import type { Attack, AttackOptions, MomentumAttackOptions } from './types';
 import { inputGradient, AttackLoss } from './loss';
 import {
   epsAttack, intOption, l2PerImage, marginsFromLogits, numberOption, projectL2, projectLinf, seedOption, selectRows,
@@ -148,6 +148,7 @@ export function pgdAttack(name: string, title: string, norm: 'linf' | 'l2'): Att
   });
 }
 
+
 /**
  * An iterated L∞ attack from the clean images (no random start): BIM, and with momentum MI-FGSM.
  * `defaultStep` gives the step size when the caller sets none; only an attack given a
@@ -156,10 +157,10 @@ export function pgdAttack(name: string, title: string, norm: 'linf' | 'l2'): Att
 export function iteratedLinfAttack(
   name: string, title: string, defaultStep: (eps: number, steps: number) => number, defaultMomentum?: number,
 ): Attack {
-  return epsAttack(name, title, 'linf', async ({ model, images, labels, targets, eps, loss, options }) => {
+  const attack = epsAttack(name, title, 'linf', async ({ model, images, labels, targets, eps, loss, options }) => {
     const steps = intOption(options, 'steps', 10, 1);
     const stepSize = numberOption(options, 'stepSize', defaultStep(eps, steps));
-    const momentum = defaultMomentum === undefined ? 0 : numberOption(options, 'momentum', defaultMomentum);
+    const momentum = defaultMomentum === undefined ? 0 : numberOption(options as MomentumAttackOptions, 'momentum', defaultMomentum);
     const t = targets ? tf.tensor1d(targets, 'int32') : null;
     try {
       return await iterateAttack(model, images, labels, t, { norm: 'linf', eps, steps, stepSize, momentum, loss });
@@ -169,8 +170,9 @@ export function iteratedLinfAttack(
   }, (options) => {
     const steps = intOption(options, 'steps', 10, 1);
     return {
-      steps, momentum: defaultMomentum === undefined ? 0 : numberOption(options, 'momentum', defaultMomentum),
+      steps, momentum: defaultMomentum === undefined ? 0 : numberOption(options as MomentumAttackOptions, 'momentum', defaultMomentum),
       ...(options.eps !== undefined ? { stepSize: numberOption(options, 'stepSize', defaultStep(options.eps, steps)) } : {}),
     };
   });
+  return defaultMomentum === undefined ? attack : { ...attack, extraOptions: ['momentum'] satisfies (keyof MomentumAttackOptions)[] };
 }
