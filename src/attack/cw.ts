@@ -13,7 +13,7 @@
 import { tf, Tensor1D, Tensor4D } from '../inference/tf';
 import { gradThroughModel } from '../inference/objective';
 import { inferLogits } from '../inference/model';
-import type { Attack, AttackOptions, CwAttackOptions } from './types';
+import type { Attack, CwAttackOptions } from './types';
 import { adamUpdate, bisectConstants, intOption, labelArray, marginTensor, numberOption, rejectStepSize, resolveTargets, selectRows, successOf, lossOption } from './common';
 import { quantiseTensor } from './written';
 

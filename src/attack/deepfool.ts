@@ -10,7 +10,7 @@
 import { tf, Tensor1D, Tensor4D } from '../inference/tf';
 import { Classifier, inferLogits } from '../inference/model';
 import { vjp } from '../inference/objective';
-import type { Attack, AttackOptions, DeepFoolAttackOptions } from './types';
+import type { Attack, DeepFoolAttackOptions } from './types';
 import { argmaxRows, intOption, labelArray, numberOption, rejectTargeted, selectRows, lossOption } from './common';
 import { quantiseTensor } from './written';
 

@@ -13,7 +13,7 @@ import { tf, signExact, Tensor4D } from '../inference/tf';
 import type { Classifier } from '../inference/model';
 import { UserError } from '../data/types';
 import { vjp } from '../inference/objective';
-import type { Attack, AttackOptions, FoolingAttackOptions } from './types';
+import type { Attack, FoolingAttackOptions } from './types';
 import { fallbackTargets, intOption, labelArray, numberOption, resolveTargets, seedOption, lossOption } from './common';
 
 export interface FoolingOptions {

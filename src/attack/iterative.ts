@@ -4,7 +4,7 @@
  */
 import { tf, signExact, Tensor1D, Tensor4D } from '../inference/tf';
 import { Classifier, inferLogits } from '../inference/model';
-import type { Attack, AttackOptions, MomentumAttackOptions } from './types';
+import type { Attack, MomentumAttackOptions } from './types';
 import { inputGradient, AttackLoss } from './loss';
 import {
   epsAttack, intOption, l2PerImage, marginsFromLogits, numberOption, projectL2, projectLinf, seedOption, selectRows,

@@ -29,7 +29,7 @@
  */
 import { tf } from '../inference/tf';
 import { vjp } from '../inference/objective';
-import type { Attack, AttackOptions, JsmaAttackOptions } from './types';
+import type { Attack, JsmaAttackOptions } from './types';
 import {
   argmaxRows, fallbackTargets, intOption, labelArray, numberOption, resolveTargets, seedOption, stringOption,
   successFromPredictions, lossOption } from './common';

@@ -15,7 +15,7 @@
 import { tf, Tensor1D, Tensor4D } from '../inference/tf';
 import { inferLogits } from '../inference/model';
 import { gradThroughModel } from '../inference/objective';
-import type { Attack, AttackOptions, LbfgsAttackOptions } from './types';
+import type { Attack, LbfgsAttackOptions } from './types';
 import {
   adamUpdate, argmaxRows, bisectConstants, fallbackTargets, intOption, labelArray, numberOption, rejectStepSize, resolveTargets, seedOption, selectRows, stringOption,
   successFromPredictions, lossOption } from './common';

@@ -11,7 +11,7 @@
  */
 import { tf } from '../inference/tf';
 import { Classifier, inferLogits } from '../inference/model';
-import type { Attack, AttackOptions, SquareAttackOptions } from './types';
+import type { Attack, SquareAttackOptions } from './types';
 import { createRng } from '../data/random';
 import { intOption, labelArray, marginsFromLogits, numberOption, requireEps, resolveTargets, seedOption, lossOption } from './common';
 

@@ -10,7 +10,7 @@
 import { tf, signExact, Tensor1D, Tensor4D } from '../inference/tf';
 import type { Classifier } from '../inference/model';
 import { UserError } from '../data/types';
-import type { Attack, AttackOptions, UniversalAttackOptions } from './types';
+import type { Attack, UniversalAttackOptions } from './types';
 import { inputGradient, AttackLoss } from './loss';
 import { intOption, labelArray, lossOption, numberOption, predictBatch, rejectTargeted, requireEps, stringOption, successFromPredictions } from './common';
 import { deepfoolBatch } from './deepfool';
