@@ -8,7 +8,7 @@ import { Classifier, inferLogits } from '../inference/model';
 import { UserError } from '../data/types';
 import { createRng } from '../data/random';
 import type { Attack, AttackOptions, AttackSettings, Norm } from './types';
-import { inputGradient, ATTACK_LOSSES, AttackLoss } from './loss';
+import { ATTACK_LOSSES, AttackLoss } from './loss';
 
 /** The names every attack takes: the fields of AttackOptions (a Record, so none is forgotten). */
 const COMMON_OPTIONS: Record<keyof AttackOptions, true> = {
@@ -309,19 +309,4 @@ export function epsAttack(
       return { adversarial, success: successFromPredictions(pred, y, targets), logits };
     },
   };
-}
-
-/**
- * A one-step L∞ attack: the clean images plus `step(gradient, eps)`, clipped to the eps ball and
- * [0, 1]. The step is taken up the loss (or, targeted, down the target class's loss).
- */
-export function oneStepLinfAttack(name: string, title: string, step: (g: Tensor4D, eps: number) => tf.Tensor): Attack {
-  return epsAttack(name, title, 'linf', async ({ model, images, labels, targets, eps, loss }) => {
-    const t = targets ? tf.tensor1d(targets, 'int32') : null;
-    const g = await inputGradient(model, images, labels, t, loss);
-    t?.dispose();
-    const adv = tf.tidy(() => projectLinf(tf.add(images, step(g, eps)) as Tensor4D, images, eps));
-    g.dispose();
-    return adv;
-  }, () => ({ steps: 1 }));
 }

@@ -176,3 +176,30 @@ export function iteratedLinfAttack(
   });
   return defaultMomentum === undefined ? attack : { ...attack, extraOptions: ['momentum'] satisfies (keyof MomentumAttackOptions)[] };
 }
+
+/**
+ * BIM / I-FGSM (Kurakin et al. 2017): repeated FGSM steps of size `stepSize`, clipped back into
+ * the eps ball and [0, 1] after every step. No random start (that is PGD).
+ */
+// Madry et al.'s 2.5·eps/steps lets a step sequence reach the boundary with slack to turn.
+export const bim: Attack = iteratedLinfAttack('bim', 'BIM / I-FGSM', (eps, steps) => 2.5 * eps / steps);
+
+/**
+ * MI-FGSM (Dong et al. 2018): I-FGSM whose step follows a decayed sum of L1-normalised
+ * gradients; the momentum smooths the direction, which mostly helps transfer to other models.
+ */
+// The paper's α = eps/steps (all steps together can just reach the boundary) and μ = 1.
+export const mifgsm: Attack = iteratedLinfAttack('mifgsm', 'MI-FGSM (momentum iterative FGSM)', (eps, steps) => eps / steps, 1.0);
+
+/**
+ * PGD, L∞ (Madry et al. 2018): BIM from a uniformly random start inside the eps ball, with
+ * optional restarts; per image the best (lowest-margin) restart is returned.
+ */
+export const pgd: Attack = pgdAttack('pgd', 'PGD (L∞, random start, restarts)', 'linf');
+
+/**
+ * PGD, L2: steps along the L2-normalised gradient, projection onto the L2 ball of radius eps
+ * (then [0, 1], which can only shrink the norm). eps is an L2 radius over all 3·s² values,
+ * so useful values are much larger than L∞ ones (e.g. 0.5 rather than 8/255).
+ */
+export const pgdL2: Attack = pgdAttack('pgd-l2', 'PGD (L2, random start, restarts)', 'l2');

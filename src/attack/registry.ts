@@ -5,12 +5,8 @@
 import { UserError } from '../data/types';
 import type { Attack } from './types';
 import { checkOptionNames } from './common';
-import { fgsm } from './fgsm';
-import { fgv } from './fgv';
-import { bim } from './bim';
-import { pgd } from './pgd';
-import { pgdL2 } from './pgd-l2';
-import { mifgsm } from './mifgsm';
+import { fgsm, fgv } from './one-step';
+import { bim, mifgsm, pgd, pgdL2 } from './iterative';
 import { deepfool } from './deepfool';
 import { jsma } from './jsma';
 import { cw } from './cw';
