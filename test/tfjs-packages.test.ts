@@ -9,21 +9,14 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ROOT } from './helpers';
 
-function sourceFiles(dir: string): string[] {
-  return fs.readdirSync(dir, { withFileTypes: true }).flatMap((e) => {
-    const p = path.join(dir, e.name);
-    if (e.isDirectory()) return sourceFiles(p);
-    return e.name.endsWith('.ts') ? [p] : [];
-  });
-}
-
 describe('tfjs packages', () => {
   it('package.json lists exactly the @tensorflow packages src/ imports, not the umbrella', () => {
     const pkg = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as Record<string, Record<string, string>>;
     const listed = Object.keys({ ...pkg.dependencies, ...pkg.optionalDependencies }).filter((n) => n.startsWith('@tensorflow/'));
     const imported = new Set<string>();
-    for (const f of sourceFiles(path.join(ROOT, 'src'))) {
-      for (const m of fs.readFileSync(f, 'utf8').matchAll(/(?:from |import |require\()'(@tensorflow\/[a-z0-9-]+)/g)) imported.add(m[1]);
+    const src = path.join(ROOT, 'src');
+    for (const f of fs.readdirSync(src, { recursive: true, encoding: 'utf8' }).filter((n) => n.endsWith('.ts'))) {
+      for (const m of fs.readFileSync(path.join(src, f), 'utf8').matchAll(/(?:from |import |require\()'(@tensorflow\/[a-z0-9-]+)/g)) imported.add(m[1]);
     }
     assert.ok(!listed.includes('@tensorflow/tfjs'), 'the @tensorflow/tfjs umbrella is a dependency');
     assert.deepEqual(listed.sort(), [...imported].sort());
