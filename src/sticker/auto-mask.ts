@@ -14,7 +14,7 @@ import { optimizeSticker, signCanvas, STICKER_DEFAULTS, StickerOptions, StickerR
 export interface AutoMaskOptions {
   /** Share of the sign's area the mask covers (0, 0.5]. */
   area: number;
-  /** Share of the steps spent on stage 1 (default 0.3). */
+  /** Share of the steps spent on stage 1 (default 0.5). */
   searchShare?: number;
   /** Weight of the L1 change penalty in stage 1 (default 2). */
   l1Weight?: number;
@@ -26,7 +26,7 @@ export interface AutoMaskOptions {
   open?: boolean;
 }
 
-export const AUTO_MASK_DEFAULTS = { searchShare: 0.3, l1Weight: 2, minPiecePixels: 6, maxPieces: 6, open: true };
+export const AUTO_MASK_DEFAULTS = { searchShare: 0.5, l1Weight: 2, minPiecePixels: 6, maxPieces: 6, open: true };
 
 /** Σ_c |ink − clean| per pixel (R²), the stage-1 change a mask is chosen from. */
 export function changeMap(r: StickerResult): Float32Array {
