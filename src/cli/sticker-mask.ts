@@ -20,7 +20,7 @@ export const MASK_HELP = `  --mask M            stripes (default), rect, circle,
                       margin with --mask auto, else ce)`;
 
 /** The mask as the flags give it: fixed, or chosen by the optimiser at a share of the sign. */
-export type MaskPlan = { kind: 'fixed'; mask: MaskSpec; scalable: MaskKind | null } | { kind: 'auto'; area: number };
+export type MaskPlan = { kind: 'fixed'; mask: MaskSpec; scalable: MaskKind | null } | { kind: 'auto'; area: number; search?: StickerResult };
 
 export interface MaskFlags {
   mask?: string;
@@ -56,7 +56,12 @@ export function targetLossFlag(text: string | undefined, targeted: boolean, plan
  * the result's maskSpec is the chosen mask, so the PDF, the layer and the JSON all carry it.
  */
 export async function optimiseWithPlan(clf: Classifier, plan: MaskPlan, options: StickerOptions, area: number | null, signAlpha: Float32Array): Promise<StickerResult> {
-  if (plan.kind === 'auto') return (await optimizeWithAutoMask(clf, options, { area: area ?? plan.area })).result;
+  if (plan.kind === 'auto') {
+    // Stage 1 does not depend on the area: --areas reuses the main sticker's (EOT runs only).
+    const { result, search } = await optimizeWithAutoMask(clf, options, { area: area ?? plan.area }, options.useEot === false ? undefined : plan.search);
+    if (options.useEot !== false) plan.search = search;
+    return result;
+  }
   const mask = area !== null && plan.scalable ? maskAtArea(plan.scalable, area, signAlpha, options.canvasSize ?? signAlpha.length ** 0.5) : plan.mask;
   return optimizeSticker(clf, { ...options, mask });
 }

@@ -139,12 +139,15 @@ export function selectMask(score: Float32Array, signAlpha: Float32Array, R: numb
     if (share(m.on) > area) lo = mid;
     else { hi = mid; if (m.pieces > 0) best = m; }
   }
-  if (!best || share(best.on) < area / 2) throw new UserError(`--mask auto: the whole-sign stage changed too little of the sign to choose ${(area * 100).toFixed(0)} % (more --steps, or a lower --l1)`);
+  if (!best || share(best.on) < area / 2) throw new UserError(`--mask auto: the whole-sign stage changed too little of the sign to choose ${(area * 100).toFixed(0)} %: give it more --steps`);
   return { kind: 'auto', width: R, height: R, values: Float32Array.from(best.on), pieces: best.pieces };
 }
 
-/** Both stages; the result is stage 2's, with both stages' history and time. */
-export async function optimizeWithAutoMask(clf: Classifier, options: StickerOptions, auto: AutoMaskOptions): Promise<{ result: StickerResult; search: StickerResult }> {
+/**
+ * Both stages; the result is stage 2's, with both stages' history and time. `search`: a stage 1
+ * already run with the same options (it does not depend on the area), e.g. for another area.
+ */
+export async function optimizeWithAutoMask(clf: Classifier, options: StickerOptions, auto: AutoMaskOptions, previous?: StickerResult): Promise<{ result: StickerResult; search: StickerResult }> {
   const R = options.canvasSize ?? STICKER_DEFAULTS.canvasSize;
   const steps = options.steps ?? STICKER_DEFAULTS.steps;
   const searchSteps = Math.max(1, Math.round(steps * (auto.searchShare ?? AUTO_MASK_DEFAULTS.searchShare)));
@@ -152,7 +155,7 @@ export async function optimizeWithAutoMask(clf: Classifier, options: StickerOpti
   const cleanInk = new Float32Array(R * R * 3);
   for (let i = 0; i < R * R; i++) for (let c = 0; c < 3; c++) cleanInk[3 * i + c] = clean[4 * i + c];
   const label = (stage: string) => (options.progressLabel ? `${options.progressLabel}, ${stage}` : undefined);
-  const search = await optimizeSticker(clf, {
+  const search = previous ?? await optimizeSticker(clf, {
     ...options, steps: searchSteps, mask: { kind: 'rect', rect: { x: 0, y: 0, w: 1, h: 1 } }, initInk: cleanInk,
     l1Weight: auto.l1Weight ?? AUTO_MASK_DEFAULTS.l1Weight, progressLabel: label('choosing the mask'),
   });
@@ -161,5 +164,6 @@ export async function optimizeWithAutoMask(clf: Classifier, options: StickerOpti
     ...options, steps: Math.max(1, steps - searchSteps), mask, initInk: search.sticker, progressLabel: label('inside the mask'),
     onStep: options.onStep ? (s) => options.onStep?.({ ...s, step: s.step + searchSteps }) : undefined,
   });
-  return { result: { ...result, history: [...search.history, ...result.history.map((s) => ({ ...s, step: s.step + searchSteps }))], seconds: search.seconds + result.seconds }, search };
+  const history = [...search.history, ...result.history.map((s) => ({ ...s, step: s.step + searchSteps }))];
+  return { result: { ...result, history, seconds: search.seconds + result.seconds, options: { ...result.options, steps } }, search };
 }
