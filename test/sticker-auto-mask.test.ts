@@ -87,7 +87,7 @@ describe('advsign sticker --mask auto', function () {
     const run = async (mask: string) => {
       const out = path.join(dir, `gt-${mask}`, 'stop.pdf');
       const r = await runCli(['sticker', '--model', MODEL, '--sign', '14', '--photos', gtsrb as string, '--mask', mask, '--area', '0.1',
-        '--steps', '40', '--eot-samples', '8', '--photo-share', '0.75', '--lr', '0.1', '--nps', '0.1', '--tv', '0.1',
+        '--steps', '30', '--eot-samples', '8', '--photo-share', '0.75', '--lr', '0.1', '--nps', '0.1', '--tv', '0.1',
         '--photo-views', '1', '--eval', '10', '--roundtrip', '0', '--skip-baseline', '--out', out]);
       assert.strictEqual(r.code, 0, r.stderr);
       return JSON.parse(fs.readFileSync(path.join(dir, `gt-${mask}`, 'stop.json'), 'utf8')).realPhotos;
