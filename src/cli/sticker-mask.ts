@@ -41,13 +41,12 @@ export async function maskPlan(f: MaskFlags): Promise<MaskPlan> {
   return { kind: 'fixed', mask, scalable };
 }
 
-/** --loss: only for targeted stickers (untargeted ones always use the margin). */
+/** --loss: only for targeted attacks (untargeted ones always use the margin). plan = null: sign mode. */
 export function targetLossFlag(text: string | undefined, targeted: boolean, plan: MaskPlan | null): TargetLoss {
   if (text === undefined) return plan?.kind === 'auto' ? 'margin' : 'ce';
   const t = text.trim().toLowerCase();
   if (!(TARGET_LOSSES as readonly string[]).includes(t)) throw new UserError(`unknown --loss '${text}': use ${TARGET_LOSSES.join(' or ')}`);
   if (!targeted) throw new UserError('--loss applies to targeted stickers (add --target N); untargeted ones use the margin loss');
-  if (plan === null) throw new UserError('--loss applies to --mode sticker only');
   return t as TargetLoss;
 }
 
@@ -62,7 +61,7 @@ export async function optimiseWithPlan(clf: Classifier, plan: MaskPlan, options:
     if (options.useEot !== false) plan.search = search;
     return result;
   }
-  const mask = area !== null && plan.scalable ? maskAtArea(plan.scalable, area, signAlpha, options.canvasSize ?? signAlpha.length ** 0.5) : plan.mask;
+  const mask = area !== null && plan.scalable ? maskAtArea(plan.scalable, area, signAlpha, options.canvasSize ?? Math.round(Math.sqrt(signAlpha.length))) : plan.mask;
   return optimizeSticker(clf, { ...options, mask });
 }
 
