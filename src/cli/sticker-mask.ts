@@ -5,7 +5,7 @@
  * Everything is checked before the model loads.
  */
 import type { Classifier } from '../inference/model';
-import { UserError } from '../data/types';
+import { UserError } from '../util/errors';
 import { maskAtArea, MASK_KINDS, MaskKind, MaskSpec, parseMaskSpec, rasterizeMask, requireNonEmpty } from '../sticker/masks';
 import { optimizeSticker, StickerOptions, StickerResult, TARGET_LOSSES, TargetLoss } from '../sticker/optimize';
 import { AUTO_MASK_DEFAULTS, optimizeWithAutoMask } from '../sticker/auto-mask';

@@ -7,7 +7,7 @@
  * starting from stage 1's colours there.
  */
 import type { Classifier } from '../inference/model';
-import { UserError } from '../data/types';
+import { UserError } from '../util/errors';
 import { alphaOf, coverage, MaskSpec } from './masks';
 import { optimizeSticker, signCanvas, STICKER_DEFAULTS, StickerOptions, StickerResult } from './optimize';
 
