@@ -12,7 +12,7 @@ import { ImageSet } from '../data/types';
 import { createRng } from '../data/random';
 import { progressBar } from '../util/progress';
 import { GradientPool, LossPlan, shardGradients } from './data-parallel';
-import { AdversarialPlanner, applyAdversarialPlan } from '../defense/adversarial';
+import { AdversarialPlanner, applyAdversarialPlan } from './adversarial-plan';
 
 export interface EpochStats {
   epoch: number;
