@@ -28,7 +28,7 @@ import { DataType, encodeModel } from './proto';
 export type Head = { kind: 'logits' } | { kind: 'vjp' } | { kind: 'objective'; loss: AttackLoss; targeted: boolean };
 
 /** Emits the backward of one op: the gradient of its input from the gradient of its output. */
-type Backward = (d: string) => string;
+export type Backward = (d: string) => string;
 
 interface Forward {
   out: string;
@@ -36,12 +36,12 @@ interface Forward {
 }
 
 /** d ⊙ 1[y > 0] (a zero where the mask is off may come out as −0: nothing downstream tells them apart). */
-function reluMask(g: GraphBuilder, y: string): Backward {
+export function reluMask(g: GraphBuilder, y: string): Backward {
   return (d) => g.op('Mul', [d, g.op('Cast', [g.op('Greater', [y, g.scalar(0)])], { to: DataType.FLOAT })]);
 }
 
 /** A conv weight [cout, cin/g, kh, kw] as the weight of its input gradient: [cin, cout/g, kh, kw], spatially flipped. */
-function backwardWeight(w: Float32Array, [cout, cinG, kh, kw]: readonly number[], group: number): Float32Array {
+export function backwardWeight(w: Float32Array, [cout, cinG, kh, kw]: readonly number[], group: number): Float32Array {
   const coutG = cout / group;
   const out = new Float32Array(w.length);
   for (let gi = 0; gi < group; gi++) for (let ci = 0; ci < cinG; ci++) for (let co = 0; co < coutG; co++) {
@@ -69,12 +69,12 @@ function convBackward(g: GraphBuilder, op: Extract<PlanOp, { kind: 'conv' }>, w:
 }
 
 /** Where the op sits: a ReLU right before a max pooling leaves its mask to the pooling. */
-interface Context {
+export interface Context {
   poolNext: boolean;
   reluBefore: boolean;
 }
 
-function emitOp(g: GraphBuilder, op: PlanOp, v: string, shape: number[], backward: Backward[], at: Context): { v: string; shape: number[] } {
+export function emitOp(g: GraphBuilder, op: PlanOp, v: string, shape: number[], backward: Backward[], at: Context): { v: string; shape: number[] } {
   switch (op.kind) {
     case 'affine': {
       const dims = op.spatial ? [op.scale.length, 1, 1] : [op.scale.length];
@@ -149,6 +149,8 @@ function emitOp(g: GraphBuilder, op: PlanOp, v: string, shape: number[], backwar
       backward.push((d) => g.op('Mul', [p, g.op('Sub', [d, g.op('ReduceSum', [g.op('Mul', [d, p]), g.int64s('axis', [1])], { keepdims: 1 })])]));
       return { v: p, shape };
     }
+    case 'dropout':
+      return { v, shape };
     case 'logclip': {
       // log(clip(p, 1e-12, 1)), as LayersClassifier turns probabilities into logits.
       const lo = g.scalar(1e-12), hi = g.scalar(1);
