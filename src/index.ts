@@ -12,7 +12,7 @@ export type { InputRange, ModelInputOptions, Preprocess } from './inference/mode
 export { LayersClassifier, measuredOn, predictClasses, predictTopK } from './inference/model';
 export type { Classifier, Prediction } from './inference/model';
 export { ATTACKS, attackNames, getAttack, parseEps } from './attack/registry';
-export type { Attack, AttackOptions, AttackResult } from './attack/types';
+export type { Attack, AttackOptions, AnyAttackOptions, AttackResult } from './attack/types';
 export { makeTransferAttack, transferAttack } from './attack/transfer';
 export { evaluateRobustness } from './attack/evaluate';
 export type { EvaluateOptions, RobustnessResult, RobustnessRow } from './attack/evaluate';

@@ -9,7 +9,7 @@ import { Classifier } from '../src/inference/model';
 import { accuracy, gatherBatch, trainClassifier } from '../src/inference/train';
 import { renderDataset } from '../src/data/synthetic';
 import { ImageSet } from '../src/data/types';
-import { Attack, AttackOptions, AttackResult } from '../src/attack/types';
+import { Attack, AnyAttackOptions, AttackResult } from '../src/attack/types';
 import { ATTACKS, getAttack } from '../src/attack/registry';
 import { perturbationNorms, PerturbationNorms } from '../src/attack/norms';
 import { computeUniversal, applyPerturbation, universalAttackWith } from '../src/attack/universal';
@@ -58,7 +58,7 @@ async function correctBatch(set: ImageSet, n: number): Promise<Batch> {
   return { x: tf.tensor4d(x, [idx.length, set.size, set.size, 3]), y: tf.tensor1d(y, 'int32'), labels: y, targets, n: idx.length };
 }
 
-async function runAndMeasure(a: Attack, b: Batch, o: AttackOptions): Promise<{ r: AttackResult; norms: PerturbationNorms; min: number; max: number }> {
+async function runAndMeasure(a: Attack, b: Batch, o: AnyAttackOptions): Promise<{ r: AttackResult; norms: PerturbationNorms; min: number; max: number }> {
   const r = await a.run(model, b.x, b.y, o);
   assert.deepEqual(r.adversarial.shape, b.x.shape);
   assert.equal(r.success.length, b.n);
@@ -135,7 +135,7 @@ describe('attacks', function () {
       const one = await pgdRate({ restarts: 1 });
       const three = await pgdRate({ restarts: 3 });
       assert.ok(three >= one, `${three} < ${one}`);
-      async function pgdRate(o: AttackOptions): Promise<number> {
+      async function pgdRate(o: AnyAttackOptions): Promise<number> {
         // A weak budget so restarts have something to add.
         const r = await getAttack('pgd').run(model, batch.x, batch.y, { eps: 2 / 255, steps: 5, seed: 3, ...o });
         const n = await perturbationNorms(batch.x, r.adversarial);
@@ -180,7 +180,7 @@ describe('attacks', function () {
     it('deepfool and C&W find smaller L2 perturbations than FGSM where all succeed', async () => {
       const f = await runAndMeasure(getAttack('fgsm'), batch, { eps: EPS });
       const d = await runAndMeasure(getAttack('deepfool'), batch, {});
-      const c = await runAndMeasure(getAttack('cw'), batch, { steps: 30, binarySteps: 3, stepSize: 0.02 });
+      const c = await runAndMeasure(getAttack('cw'), batch, { steps: 30, binarySteps: 3, learningRate: 0.02 });
       const runs = [f, d, c];
       try {
         for (const x of runs) assert.ok(x.min >= 0 && x.max <= 1);
@@ -201,7 +201,7 @@ describe('attacks', function () {
     });
 
     it('C&W and L-BFGS (targeted) reach the target on most images', async () => {
-      for (const [name, o] of [['cw', { steps: 30, binarySteps: 3, stepSize: 0.02 }], ['lbfgs', { steps: 30, searchSteps: 3, stepSize: 0.02 }]] as const) {
+      for (const [name, o] of [['cw', { steps: 30, binarySteps: 3, learningRate: 0.02 }], ['lbfgs', { steps: 30, searchSteps: 3, learningRate: 0.02 }]] as const) {
         const { r, min, max } = await runAndMeasure(getAttack(name), batch, { ...o, targeted: true, targets: batch.targets });
         try {
           assert.ok(min >= 0 && max <= 1);
@@ -248,9 +248,9 @@ describe('attacks', function () {
     });
 
     for (const [name, o] of [
-      ['deepfool', {}], ['cw', { steps: 20, binarySteps: 3, stepSize: 0.02 }], ['lbfgs', { steps: 20, searchSteps: 3, stepSize: 0.02 }],
+      ['deepfool', {}], ['cw', { steps: 20, binarySteps: 3, learningRate: 0.02 }], ['lbfgs', { steps: 20, searchSteps: 3, learningRate: 0.02 }],
       ['jsma', { maxFraction: 0.05 }],
-    ] as [string, AttackOptions][]) {
+    ] as [string, AnyAttackOptions][]) {
       it(`${name} with eightBit returns an image on the 1/255 grid that still fools (search goes on past rounding)`, async () => {
         const b: Batch = { ...batch, n: 8, x: batch.x.slice(0, 8), y: batch.y.slice(0, 8), labels: batch.labels.slice(0, 8) };
         const plain = await runAndMeasure(getAttack(name), b, o);
@@ -397,7 +397,7 @@ describe('attacks', function () {
 
   describe('tensor memory', () => {
     /** Cheap settings per attack: this checks bookkeeping, not strength. */
-    const cheap: Record<string, AttackOptions> = {
+    const cheap: Record<string, AnyAttackOptions> = {
       fgsm: { eps: EPS }, fgv: { eps: EPS }, bim: { eps: EPS, steps: 2 }, pgd: { eps: EPS, steps: 2, restarts: 2 },
       'pgd-l2': { eps: L2_EPS, steps: 2, restarts: 2 }, mifgsm: { eps: EPS, steps: 2 }, deepfool: { steps: 3 },
       jsma: { maxFraction: 0.01 }, cw: { steps: 3, binarySteps: 2 }, lbfgs: { steps: 3, searchSteps: 2 },

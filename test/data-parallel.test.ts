@@ -10,7 +10,7 @@ import { GradientPool, shardGradients } from '../src/inference/data-parallel';
 import { trainClassifier, accuracy } from '../src/inference/train';
 import { renderDataset } from '../src/data/synthetic';
 import { splitByGroup } from '../src/data/gtsrb';
-import { AdversarialPlan, applyAdversarialPlan } from '../src/defense/adversarial';
+import { AdversarialPlan, applyAdversarialPlan } from '../src/inference/adversarial-plan';
 import { evaluateRobustness } from '../src/attack/evaluate';
 
 describe('data-parallel training', function () {

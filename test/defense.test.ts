@@ -12,7 +12,7 @@ import { buildModel, LayersClassifier } from '../src/inference/model';
 import { trainClassifier, accuracy } from '../src/inference/train';
 import { renderDataset } from '../src/data/synthetic';
 import { ImageSet } from '../src/data/types';
-import { ibpBounds, certify, ibpMarginLowerBounds } from '../src/defense/ibp';
+import { ibpBounds, certify, ibpMarginLowerBounds } from '../src/inference/ibp';
 import { adversarialExamples, adversarialBatchHook, OverfitGuard, requireLogitsModel } from '../src/defense/adversarial';
 import { squeezeBits, medianFilter, jpegRoundTrip } from '../src/defense/transforms';
 import { attackDefended, defendedPredict, DefendedModel } from '../src/defense/defended';

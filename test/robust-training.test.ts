@@ -14,11 +14,11 @@ import { trainClassifier, TrainOptions } from '../src/inference/train';
 import { shardGradients, GradientPool } from '../src/inference/data-parallel';
 import { renderDataset } from '../src/data/synthetic';
 import { ImageSet } from '../src/data/types';
-import { certifiedAccuracy } from '../src/defense/ibp';
+import { certifiedAccuracy } from '../src/inference/ibp';
 import { ibpSchedule } from '../src/defense/ibp-train';
-import { tradesExamples, tradesLoss } from '../src/defense/trades';
+import { tradesExamples, tradesLoss } from '../src/inference/trades';
 import { pgdCorrect } from '../src/defense/adversarial';
-import { selectionAccuracy } from '../src/defense/train-cli';
+import { selectionAccuracy } from '../src/cli/train-defense';
 import { runCli, tempDir } from './helpers';
 
 const CLASSES = [1, 12, 13, 14, 17, 25];

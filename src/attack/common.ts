@@ -3,29 +3,52 @@
  * projections onto norm balls, and success checks. Everything that returns a tensor runs in
  * tf.tidy so callers only own what they get back.
  */
-import { tf, Tensor1D, Tensor2D, Tensor4D } from '../inference/tf';
+import { tf, projectLinf, Tensor1D, Tensor2D, Tensor4D } from '../inference/tf';
 import { Classifier, inferLogits } from '../inference/model';
 import { UserError } from '../data/types';
 import { createRng } from '../data/random';
 import type { Attack, AttackOptions, AttackSettings, Norm } from './types';
-import { inputGradient, ATTACK_LOSSES, AttackLoss } from './loss';
+import { ATTACK_LOSSES, AttackLoss } from './loss';
 
-/** A finite number option (attack-specific extras arrive as `unknown`). */
-export function numberOption(o: AttackOptions, key: string, def: number): number {
-  const v = o[key];
+/** The names every attack takes: the fields of AttackOptions (a Record, so none is forgotten). */
+const COMMON_OPTIONS: Record<keyof AttackOptions, true> = {
+  eps: true, targeted: true, target: true, targets: true, steps: true, stepSize: true, randomStart: true, restarts: true,
+  seed: true, loss: true, eightBit: true, maxQueries: true, rescaleSchedule: true, targetClasses: true,
+};
+
+/**
+ * Refuses option names the attack does not know (a misspelt one would silently fall back to its
+ * default), listing the known ones. The registry's attacks call it on every run.
+ */
+export function checkOptionNames(attack: Pick<Attack, 'name' | 'extraOptions'>, o: object): void {
+  const known = [...Object.keys(COMMON_OPTIONS), ...(attack.extraOptions ?? [])];
+  const unknown = Object.keys(o).filter((k) => !known.includes(k));
+  if (unknown.length) {
+    throw new UserError(`${attack.name}: unknown option${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => `'${k}'`).join(', ')}; known options are ${known.join(', ')}`);
+  }
+}
+
+/** Adam-based attacks (C&W, L-BFGS) step by `learningRate`; `stepSize` means a sign step. */
+export function rejectStepSize(o: AttackOptions, attack: string): void {
+  if (o.stepSize !== undefined) throw new UserError(`${attack}: stepSize is a sign step; ${attack}'s Adam step is learningRate`);
+}
+
+/** A finite number option. */
+export function numberOption<O extends AttackOptions>(o: O, key: keyof O & string, def: number): number {
+  const v: unknown = o[key];
   if (v === undefined || v === null) return def;
   if (typeof v !== 'number' || !Number.isFinite(v)) throw new UserError(`option '${key}' must be a finite number, got ${String(v)}`);
   return v;
 }
 
-export function intOption(o: AttackOptions, key: string, def: number, min = 0): number {
+export function intOption<O extends AttackOptions>(o: O, key: keyof O & string, def: number, min = 0): number {
   const v = numberOption(o, key, def);
   if (!Number.isInteger(v) || v < min) throw new UserError(`option '${key}' must be an integer ≥ ${min}, got ${v}`);
   return v;
 }
 
-export function stringOption<T extends string>(o: AttackOptions, key: string, allowed: readonly T[], def: T): T {
-  const v = o[key];
+export function stringOption<T extends string, O extends AttackOptions = AttackOptions>(o: O, key: keyof O & string, allowed: readonly T[], def: T): T {
+  const v: unknown = o[key];
   if (v === undefined || v === null) return def;
   if (typeof v !== 'string' || !(allowed as readonly string[]).includes(v)) {
     throw new UserError(`option '${key}' must be one of ${allowed.join(', ')}, got ${String(v)}`);
@@ -132,13 +155,8 @@ export function ceSum(logits: Tensor2D, cls: Tensor1D): tf.Scalar {
   });
 }
 
-/** Clips `adv` into the L∞ ball of radius eps around `clean`, then into [0, 1]. */
-export function projectLinf(adv: Tensor4D, clean: Tensor4D, eps: number): Tensor4D {
-  return tf.tidy(() => {
-    const d = tf.clipByValue(tf.sub(adv, clean), -eps, eps);
-    return tf.clipByValue(tf.add(clean, d), 0, 1) as Tensor4D;
-  });
-}
+// projectLinf lives with the tensors (inference/tf.ts): adversarial training uses it too.
+export { projectLinf };
 
 /** Per-image L2 norm as [n, 1, 1, 1] (broadcasts against images). */
 export function l2PerImage(d: Tensor4D): Tensor4D {
@@ -291,19 +309,4 @@ export function epsAttack(
       return { adversarial, success: successFromPredictions(pred, y, targets), logits };
     },
   };
-}
-
-/**
- * A one-step L∞ attack: the clean images plus `step(gradient, eps)`, clipped to the eps ball and
- * [0, 1]. The step is taken up the loss (or, targeted, down the target class's loss).
- */
-export function oneStepLinfAttack(name: string, title: string, step: (g: Tensor4D, eps: number) => tf.Tensor): Attack {
-  return epsAttack(name, title, 'linf', async ({ model, images, labels, targets, eps, loss }) => {
-    const t = targets ? tf.tensor1d(targets, 'int32') : null;
-    const g = await inputGradient(model, images, labels, t, loss);
-    t?.dispose();
-    const adv = tf.tidy(() => projectLinf(tf.add(images, step(g, eps)) as Tensor4D, images, eps));
-    g.dispose();
-    return adv;
-  }, () => ({ steps: 1 }));
 }

@@ -13,9 +13,10 @@
 import { tf, Tensor1D, Tensor4D } from '../inference/tf';
 import { gradThroughModel } from '../inference/objective';
 import { inferLogits } from '../inference/model';
-import type { Attack } from './types';
-import { adamUpdate, bisectConstants, intOption, labelArray, marginTensor, numberOption, resolveTargets, selectRows, successOf, lossOption } from './common';
+import type { Attack, CwAttackOptions } from './types';
+import { adamUpdate, bisectConstants, intOption, labelArray, marginTensor, numberOption, rejectStepSize, resolveTargets, selectRows, successOf, lossOption } from './common';
 import { quantiseTensor } from './written';
+
 
 export const cw: Attack = {
   name: 'cw',
@@ -24,11 +25,13 @@ export const cw: Attack = {
   usesEps: false,
   supportsTargeted: true,
   takesLoss: false,
-  async run(model, images, labels, options) {
+  extraOptions: ['learningRate', 'confidence', 'initialConst', 'binarySteps'] satisfies (keyof CwAttackOptions)[],
+  async run(model, images, labels, options: CwAttackOptions) {
     lossOption(options, cw);
+    rejectStepSize(options, 'cw');
     const steps = intOption(options, 'steps', 100, 1);
     const binarySteps = intOption(options, 'binarySteps', 5, 1);
-    const lr = numberOption(options, 'stepSize', 0.01);
+    const lr = numberOption(options, 'learningRate', 0.01);
     const kappa = numberOption(options, 'confidence', 0);
     const c0 = numberOption(options, 'initialConst', 1);
     const y = labelArray(labels);

@@ -10,7 +10,7 @@
 import { tf, Tensor1D, Tensor4D } from '../inference/tf';
 import { Classifier, inferLogits } from '../inference/model';
 import { vjp } from '../inference/objective';
-import type { Attack } from './types';
+import type { Attack, DeepFoolAttackOptions } from './types';
 import { argmaxRows, intOption, labelArray, numberOption, rejectTargeted, selectRows, lossOption } from './common';
 import { quantiseTensor } from './written';
 
@@ -117,6 +117,7 @@ export async function deepfoolBatch(model: Classifier, x: Tensor4D, y: Int32Arra
   }
 }
 
+
 export const deepfool: Attack = {
   name: 'deepfool',
   title: 'DeepFool (L2, multi-class)',
@@ -124,7 +125,8 @@ export const deepfool: Attack = {
   usesEps: false,
   supportsTargeted: false,
   takesLoss: false,
-  async run(model, images, labels, options) {
+  extraOptions: ['overshoot', 'candidates'] satisfies (keyof DeepFoolAttackOptions)[],
+  async run(model, images, labels, options: DeepFoolAttackOptions) {
     lossOption(options, deepfool);
     rejectTargeted(options, 'deepfool');
     return deepfoolBatch(model, images, labelArray(labels), {

@@ -15,13 +15,16 @@
  * result is the same for every eps > 0. L2 attacks get their own budgets (`l2EpsList`). Attacks
  * run untargeted.
  */
+import * as path from 'node:path';
 import { tf, Tensor4D } from '../inference/tf';
 import { Classifier, measuredOn } from '../inference/model';
 import { ImageSet, UserError } from '../data/types';
-import type { Attack, AttackOptions, AttackSettings, Norm } from './types';
+import type { Attack, AnyAttackOptions, Norm, RobustnessRow } from './types';
+
+export type { RobustnessRow } from './types';
 import { getAttack } from './registry';
 import { normsFromArrays, PerturbationNorms } from './norms';
-import { AttackedShard, ModelWorkers } from '../inference/data-parallel';
+import { ModelWorkers } from '../inference/data-parallel';
 import { inferLogits, LayersClassifier } from '../inference/model';
 import { measureWritten } from './written';
 import { CorrectFlags, worstCaseNorm, worstCaseRows } from './worst-case';
@@ -42,7 +45,7 @@ export interface EvaluateOptions {
   limit?: number;
   onProgress?: (p: EvaluateProgress) => void;
   /** Extra options per attack name, e.g. { pgd: { steps: 20 }, square: { maxQueries: 500 } }. */
-  attackOptions?: Record<string, AttackOptions>;
+  attackOptions?: Record<string, AnyAttackOptions>;
   /** Example triples kept per attack, at its largest eps (default 4). */
   examplesPerAttack?: number;
   seed?: number;
@@ -64,28 +67,6 @@ export interface EvaluateOptions {
 /** L2 radius paired with an L∞ eps for s×s RGB images (8/255 ↔ 0.5 at 32×32). */
 export function defaultL2Eps(eps: number, size: number): number {
   return eps * 16 * size / 32;
-}
-
-export interface RobustnessRow {
-  attack: string;
-  title: string;
-  norm: Norm;
-  eps: number;
-  accuracy: number;
-  successRate: number | null;
-  meanL0: number | null;
-  meanL2: number | null;
-  meanLinf: number | null;
-  imagesPerSecond: number | null;
-  /** Black-box attacks: mean model queries of the successful images, and queries per second of attack time. */
-  meanQueries: number | null;
-  queriesPerSecond: number | null;
-  /** Per class id: accuracy under this attack, null for classes absent from the data. */
-  perClassAccuracy: (number | null)[];
-  /** Ensembles run in cascade (AutoAttack): the accuracy left after each member, in order. */
-  stages?: { attack: string; accuracy: number; seconds: number }[];
-  /** The run's settings when the attack states them (steps, restarts, step size, queries…). */
-  settings?: AttackSettings;
 }
 
 export interface AdversarialExample {
@@ -133,6 +114,24 @@ interface Acc {
 
 interface Predictions { pred: Int32Array; conf: Float32Array }
 
+/** One shard attacked (here or in a worker): adversarial images, their predictions, the attack's time. */
+export interface AttackedShard {
+  adversarial: Float32Array;
+  pred: Int32Array;
+  conf: Float32Array;
+  seconds: number;
+  /** An ensemble's members and the images each broke first (AttackStage). */
+  stages?: { attack: string; fooled: Uint8Array; seconds: number }[];
+  /** Model queries per image (black-box attacks). */
+  queries?: Int32Array;
+}
+
+/** What an evaluation worker attacks (attack-worker.ts): one shard of HWC images with its labels. */
+export interface AttackTask { attack: string; options: AnyAttackOptions; x: Float32Array; y: Int32Array; size: number }
+
+/** The evaluation pool: model workers that also attack shards. */
+type AttackPool = ModelWorkers<AttackTask, AttackedShard>;
+
 export async function predictWithConfidence(model: Classifier, x: Tensor4D): Promise<Predictions> {
   const z = await inferLogits(model, x);
   const [p, c] = tf.tidy(() => {
@@ -145,12 +144,17 @@ export async function predictWithConfidence(model: Classifier, x: Tensor4D): Pro
   return out;
 }
 
+/** attackShard in pool worker `i`; the shard's pixels are moved to the worker, not copied. */
+function runInWorker(pool: AttackPool, i: number, t: AttackTask): Promise<AttackedShard> {
+  return pool.run(i, t, [t.x.buffer as ArrayBuffer]);
+}
+
 /**
  * Attacks one shard of images (HWC floats in [0, 1]) and predicts on the result: the unit of
  * work of an evaluation, on this thread or in a model worker. Gradient attacks run on `model`,
  * black-box ones on its measuring runtime, and the verdict is always the runtime's.
  */
-export async function attackShard(model: Classifier, attackOrName: string | Attack, x: Float32Array, y: Int32Array, size: number, options: AttackOptions): Promise<AttackedShard> {
+export async function attackShard(model: Classifier, attackOrName: string | Attack, x: Float32Array, y: Int32Array, size: number, options: AnyAttackOptions): Promise<AttackedShard> {
   const attack = typeof attackOrName === 'string' ? getAttack(attackOrName) : attackOrName;
   const judge = measuredOn(model);
   const xt = tf.tensor4d(x, [y.length, size, size, 3]);
@@ -244,7 +248,7 @@ export async function evaluateRobustness(model: Classifier, set: ImageSet, opts:
   const flags: CorrectFlags = new Map();
   const notes: string[] = [];
   const workers = opts.workers ?? 0;
-  const pool = workers > 0 && model instanceof LayersClassifier && n > bs ? await ModelWorkers.start(model, workers, true) : null;
+  const pool = workers > 0 && model instanceof LayersClassifier && n > bs ? await ModelWorkers.start<AttackTask, AttackedShard>(model, workers, { entry: path.join(__dirname, 'attack-worker.js'), withWeights: true }) : null;
   try {
     for (const attack of attacks) {
       const epsList = [...new Set(attack.norm === 'l2' ? l2EpsList : opts.epsList)];
@@ -267,10 +271,10 @@ export async function evaluateRobustness(model: Classifier, set: ImageSet, opts:
         for (const eps of epsList) {
           if (eps === 0) continue;
           if (!attack.usesEps && single) continue;
-          const options: AttackOptions = { seed: opts.seed ?? 0, ...extra, eps, targeted: false };
+          const options: AnyAttackOptions = { seed: opts.seed ?? 0, ...extra, eps, targeted: false };
           const r = worker === null
             ? await attackShard(model, attack, set.images.subarray(i * px, (i + m) * px), y, s, options)
-            : await (pool as ModelWorkers).attack(worker, attack.name, options, set.images.slice(i * px, (i + m) * px), y, s);
+            : await runInWorker(pool as AttackPool, worker, { attack: attack.name, options, x: set.images.slice(i * px, (i + m) * px), y, size: s });
           const run: Run = {
             adv: r.adversarial, p: { pred: r.pred, conf: r.conf }, norms: normsFromArrays(set.images.subarray(i * px, (i + m) * px), r.adversarial, m),
             seconds: r.seconds, stages: r.stages, queries: r.queries,

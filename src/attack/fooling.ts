@@ -13,7 +13,7 @@ import { tf, signExact, Tensor4D } from '../inference/tf';
 import type { Classifier } from '../inference/model';
 import { UserError } from '../data/types';
 import { vjp } from '../inference/objective';
-import type { Attack } from './types';
+import type { Attack, FoolingAttackOptions } from './types';
 import { fallbackTargets, intOption, labelArray, numberOption, resolveTargets, seedOption, lossOption } from './common';
 
 export interface FoolingOptions {
@@ -25,6 +25,7 @@ export interface FoolingOptions {
   stepSize?: number;
   seed?: number;
 }
+
 
 export interface FoolingResult {
   /** [n, s, s, 3] in [0, 1]; caller disposes. */
@@ -94,7 +95,8 @@ export const fooling: Attack = {
   usesEps: false,
   supportsTargeted: true,
   takesLoss: false,
-  async run(model, images, labels, options) {
+  extraOptions: ['threshold'] satisfies (keyof FoolingAttackOptions)[],
+  async run(model, images, labels, options: FoolingAttackOptions) {
     lossOption(options, fooling);
     const y = labelArray(labels);
     const n = y.length;

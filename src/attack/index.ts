@@ -1,12 +1,11 @@
 /** The attack module's public surface (docs/ARCHITECTURE.md, "Attacks"). */
-export type { Attack, AttackOptions, AttackResult, Norm } from './types';
+export type {
+  Attack, AttackOptions, AnyAttackOptions, AttackResult, Norm, CwAttackOptions, LbfgsAttackOptions, JsmaAttackOptions,
+  DeepFoolAttackOptions, SquareAttackOptions, FoolingAttackOptions, UniversalAttackOptions, MomentumAttackOptions,
+} from './types';
 export { ATTACKS, attackNames, getAttack, parseAttackList, parseEps, parseEpsList, validateTarget } from './registry';
-export { fgsm } from './fgsm';
-export { fgv } from './fgv';
-export { bim } from './bim';
-export { pgd } from './pgd';
-export { pgdL2 } from './pgd-l2';
-export { mifgsm } from './mifgsm';
+export { fgsm, fgv } from './one-step';
+export { bim, mifgsm, pgd, pgdL2 } from './iterative';
 export { deepfool, deepfoolBatch } from './deepfool';
 export { jsma } from './jsma';
 export { cw } from './cw';

@@ -4,7 +4,7 @@
  */
 import { tf, signExact, Tensor1D, Tensor4D } from '../inference/tf';
 import { Classifier, inferLogits } from '../inference/model';
-import type { Attack } from './types';
+import type { Attack, MomentumAttackOptions } from './types';
 import { inputGradient, AttackLoss } from './loss';
 import {
   epsAttack, intOption, l2PerImage, marginsFromLogits, numberOption, projectL2, projectLinf, seedOption, selectRows,
@@ -148,6 +148,7 @@ export function pgdAttack(name: string, title: string, norm: 'linf' | 'l2'): Att
   });
 }
 
+
 /**
  * An iterated L∞ attack from the clean images (no random start): BIM, and with momentum MI-FGSM.
  * `defaultStep` gives the step size when the caller sets none; only an attack given a
@@ -156,10 +157,10 @@ export function pgdAttack(name: string, title: string, norm: 'linf' | 'l2'): Att
 export function iteratedLinfAttack(
   name: string, title: string, defaultStep: (eps: number, steps: number) => number, defaultMomentum?: number,
 ): Attack {
-  return epsAttack(name, title, 'linf', async ({ model, images, labels, targets, eps, loss, options }) => {
+  const attack = epsAttack(name, title, 'linf', async ({ model, images, labels, targets, eps, loss, options }) => {
     const steps = intOption(options, 'steps', 10, 1);
     const stepSize = numberOption(options, 'stepSize', defaultStep(eps, steps));
-    const momentum = defaultMomentum === undefined ? 0 : numberOption(options, 'momentum', defaultMomentum);
+    const momentum = defaultMomentum === undefined ? 0 : numberOption(options as MomentumAttackOptions, 'momentum', defaultMomentum);
     const t = targets ? tf.tensor1d(targets, 'int32') : null;
     try {
       return await iterateAttack(model, images, labels, t, { norm: 'linf', eps, steps, stepSize, momentum, loss });
@@ -169,8 +170,36 @@ export function iteratedLinfAttack(
   }, (options) => {
     const steps = intOption(options, 'steps', 10, 1);
     return {
-      steps, momentum: defaultMomentum === undefined ? 0 : numberOption(options, 'momentum', defaultMomentum),
+      steps, momentum: defaultMomentum === undefined ? 0 : numberOption(options as MomentumAttackOptions, 'momentum', defaultMomentum),
       ...(options.eps !== undefined ? { stepSize: numberOption(options, 'stepSize', defaultStep(options.eps, steps)) } : {}),
     };
   });
+  return defaultMomentum === undefined ? attack : { ...attack, extraOptions: ['momentum'] satisfies (keyof MomentumAttackOptions)[] };
 }
+
+/**
+ * BIM / I-FGSM (Kurakin et al. 2017): repeated FGSM steps of size `stepSize`, clipped back into
+ * the eps ball and [0, 1] after every step. No random start (that is PGD).
+ */
+// Madry et al.'s 2.5·eps/steps lets a step sequence reach the boundary with slack to turn.
+export const bim: Attack = iteratedLinfAttack('bim', 'BIM / I-FGSM', (eps, steps) => 2.5 * eps / steps);
+
+/**
+ * MI-FGSM (Dong et al. 2018): I-FGSM whose step follows a decayed sum of L1-normalised
+ * gradients; the momentum smooths the direction, which mostly helps transfer to other models.
+ */
+// The paper's α = eps/steps (all steps together can just reach the boundary) and μ = 1.
+export const mifgsm: Attack = iteratedLinfAttack('mifgsm', 'MI-FGSM (momentum iterative FGSM)', (eps, steps) => eps / steps, 1.0);
+
+/**
+ * PGD, L∞ (Madry et al. 2018): BIM from a uniformly random start inside the eps ball, with
+ * optional restarts; per image the best (lowest-margin) restart is returned.
+ */
+export const pgd: Attack = pgdAttack('pgd', 'PGD (L∞, random start, restarts)', 'linf');
+
+/**
+ * PGD, L2: steps along the L2-normalised gradient, projection onto the L2 ball of radius eps
+ * (then [0, 1], which can only shrink the norm). eps is an L2 radius over all 3·s² values,
+ * so useful values are much larger than L∞ ones (e.g. 0.5 rather than 8/255).
+ */
+export const pgdL2: Attack = pgdAttack('pgd-l2', 'PGD (L2, random start, restarts)', 'l2');

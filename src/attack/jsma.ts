@@ -29,11 +29,12 @@
  */
 import { tf } from '../inference/tf';
 import { vjp } from '../inference/objective';
-import type { Attack } from './types';
+import type { Attack, JsmaAttackOptions } from './types';
 import {
   argmaxRows, fallbackTargets, intOption, labelArray, numberOption, resolveTargets, seedOption, stringOption,
   successFromPredictions, lossOption } from './common';
 import { quantiseArray } from './written';
+
 
 export const jsma: Attack = {
   name: 'jsma',
@@ -42,7 +43,8 @@ export const jsma: Attack = {
   usesEps: false,
   supportsTargeted: true,
   takesLoss: false,
-  async run(model, images, labels, options) {
+  extraOptions: ['maxFraction', 'pairCandidates', 'saliency', 'direction', 'targetMode'] satisfies (keyof JsmaAttackOptions)[],
+  async run(model, images, labels, options: JsmaAttackOptions) {
     lossOption(options, jsma);
     const maxFraction = numberOption(options, 'maxFraction', 0.1);
     const pairCandidates = intOption(options, 'pairCandidates', 48, 2);

@@ -15,11 +15,12 @@
 import { tf, Tensor1D, Tensor4D } from '../inference/tf';
 import { inferLogits } from '../inference/model';
 import { gradThroughModel } from '../inference/objective';
-import type { Attack } from './types';
+import type { Attack, LbfgsAttackOptions } from './types';
 import {
-  adamUpdate, argmaxRows, bisectConstants, fallbackTargets, intOption, labelArray, numberOption, resolveTargets, seedOption, selectRows, stringOption,
+  adamUpdate, argmaxRows, bisectConstants, fallbackTargets, intOption, labelArray, numberOption, rejectStepSize, resolveTargets, seedOption, selectRows, stringOption,
   successFromPredictions, lossOption } from './common';
 import { quantiseTensor } from './written';
+
 
 export const lbfgs: Attack = {
   name: 'lbfgs',
@@ -28,11 +29,13 @@ export const lbfgs: Attack = {
   usesEps: false,
   supportsTargeted: true,
   takesLoss: false,
-  async run(model, images, labels, options) {
+  extraOptions: ['learningRate', 'initialConst', 'searchSteps', 'targetMode'] satisfies (keyof LbfgsAttackOptions)[],
+  async run(model, images, labels, options: LbfgsAttackOptions) {
     lossOption(options, lbfgs);
+    rejectStepSize(options, 'lbfgs');
     const steps = intOption(options, 'steps', 50, 1);
     const searchSteps = intOption(options, 'searchSteps', 4, 1);
-    const lr = numberOption(options, 'stepSize', 0.01);
+    const lr = numberOption(options, 'learningRate', 0.01);
     const c0 = numberOption(options, 'initialConst', 1);
     const y = labelArray(labels);
     const n = y.length, k = model.numClasses;

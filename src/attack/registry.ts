@@ -4,12 +4,9 @@
  */
 import { UserError } from '../data/types';
 import type { Attack } from './types';
-import { fgsm } from './fgsm';
-import { fgv } from './fgv';
-import { bim } from './bim';
-import { pgd } from './pgd';
-import { pgdL2 } from './pgd-l2';
-import { mifgsm } from './mifgsm';
+import { checkOptionNames } from './common';
+import { fgsm, fgv } from './one-step';
+import { bim, mifgsm, pgd, pgdL2 } from './iterative';
 import { deepfool } from './deepfool';
 import { jsma } from './jsma';
 import { cw } from './cw';
@@ -19,9 +16,18 @@ import { fooling } from './fooling';
 import { square } from './square';
 import { AUTOATTACK_FAMILY } from './autoattack';
 
-export const ATTACKS: Record<string, Attack> = Object.freeze({
+/** The attack with its run refusing option names it does not know (checkOptionNames). */
+function checked(a: Attack): Attack {
+  const run: Attack['run'] = (model, images, labels, options) => {
+    checkOptionNames(a, options);
+    return a.run(model, images, labels, options);
+  };
+  return Object.assign(Object.create(a) as Attack, { run });
+}
+
+export const ATTACKS: Record<string, Attack> = Object.freeze(Object.fromEntries(Object.entries({
   fgsm, fgv, bim, pgd, 'pgd-l2': pgdL2, mifgsm, deepfool, jsma, cw, lbfgs, universal, fooling, square, ...AUTOATTACK_FAMILY,
-});
+}).map(([k, a]) => [k, checked(a)])));
 
 /** Other spellings people type. */
 const ALIASES: Record<string, string> = {

@@ -11,7 +11,7 @@
  */
 import { tf } from '../inference/tf';
 import { Classifier, inferLogits } from '../inference/model';
-import type { Attack } from './types';
+import type { Attack, SquareAttackOptions } from './types';
 import { createRng } from '../data/random';
 import { intOption, labelArray, marginsFromLogits, numberOption, requireEps, resolveTargets, seedOption, lossOption } from './common';
 
@@ -25,6 +25,7 @@ export function squareFraction(pInit: number, it: number, nIters: number, rescal
   const halvings = [10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000].filter((t) => i > t).length;
   return pInit / Math.pow(2, halvings);
 }
+
 
 /** Logit margins of a CPU batch: the only access to the model this attack makes. */
 async function query(model: Classifier, x: Float32Array, m: number, s: number, cls: Int32Array, targeted: boolean): Promise<Float32Array> {
@@ -43,8 +44,9 @@ export const square: Attack = {
   supportsTargeted: true,
   blackBox: true,
   takesLoss: false,
+  extraOptions: ['pInit'] satisfies (keyof SquareAttackOptions)[],
   settings: (options) => ({ queries: intOption(options, 'maxQueries', 1000, 1) }),
-  async run(model, images, labels, options) {
+  async run(model, images, labels, options: SquareAttackOptions) {
     lossOption(options, square);
     const eps = requireEps(options, 'square');
     // With eps = 0 there is nothing to search: one query to report success.

@@ -4,7 +4,7 @@
  */
 import { Tensor1D, Tensor4D } from '../inference/tf';
 import type { Classifier } from '../inference/model';
-import type { Attack, AttackOptions } from './types';
+import type { Attack, AnyAttackOptions } from './types';
 import { labelArray, predictBatch, resolveTargets, successFromPredictions } from './common';
 import { getAttack } from './registry';
 
@@ -28,7 +28,7 @@ function rate(success: Uint8Array, counted: Uint8Array): { rate: number; count: 
 }
 
 export async function transferAttack(
-  source: Classifier, target: Classifier, images: Tensor4D, labels: Tensor1D, attack: Attack | string, opts: AttackOptions,
+  source: Classifier, target: Classifier, images: Tensor4D, labels: Tensor1D, attack: Attack | string, opts: AnyAttackOptions,
 ): Promise<TransferResult> {
   const a = typeof attack === 'string' ? getAttack(attack) : attack;
   const y = labelArray(labels);

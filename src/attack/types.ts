@@ -18,7 +18,11 @@ export interface AttackOptions {
   targets?: Int32Array;
   /** Iterations for iterative methods. */
   steps?: number;
-  /** Step size for iterative methods (defaults per attack). */
+  /**
+   * The signed step of the sign-gradient methods (BIM, PGD, MI-FGSM, universal, fooling; per
+   * attack defaults); the L2 step's length for pgd-l2. Adam-based attacks (C&W, L-BFGS) take
+   * `learningRate` instead and refuse this.
+   */
   stepSize?: number;
   /** Random start / restarts for PGD-like methods. */
   randomStart?: boolean;
@@ -38,8 +42,8 @@ export interface AttackOptions {
   rescaleSchedule?: boolean;
   /** APGD-T and FAB-T: how many of the classes ranked next after the label to target (default 9). */
   targetClasses?: number;
-  /** Attack-specific extras (e.g. C&W confidence, JSMA max pixels). */
-  [extra: string]: unknown;
+  // No index signature: an attack's own options are in its interface (CwAttackOptions…), and
+  // names neither lists are refused at run time with the known ones (checkOptionNames).
 }
 
 /** One member of an ensemble run in cascade (AutoAttack): the images it was the first to break. */
@@ -49,6 +53,83 @@ export interface AttackStage {
   /** Time the member ran, in seconds. */
   seconds: number;
 }
+
+// Each attack's own options (those beyond AttackOptions), listed in its `extraOptions`.
+
+/** C&W's own options. */
+export interface CwAttackOptions extends AttackOptions {
+  /** Adam's learning rate in tanh space (default 0.01). */
+  learningRate?: number;
+  /** κ: how far past the decision boundary the margin must go (default 0). */
+  confidence?: number;
+  /** The first trade-off constant c of the binary search (default 1). */
+  initialConst?: number;
+  /** Binary-search steps over c (default 5). */
+  binarySteps?: number;
+}
+
+/** L-BFGS's own options. */
+export interface LbfgsAttackOptions extends AttackOptions {
+  /** Adam's learning rate (default 0.01). */
+  learningRate?: number;
+  /** The first trade-off constant c of the search (default 1). */
+  initialConst?: number;
+  /** Line-search steps over c (default 4). */
+  searchSteps?: number;
+  /** Untargeted runs aim at the second-ranked or a random class (default 'second'). */
+  targetMode?: 'second' | 'random';
+}
+
+/** JSMA's own options. */
+export interface JsmaAttackOptions extends AttackOptions {
+  /** Share of the pixels it may change (default 0.1). */
+  maxFraction?: number;
+  /** Features considered for each pair (default 48). */
+  pairCandidates?: number;
+  saliency?: 'probs' | 'logits';
+  direction?: 'increase' | 'both';
+  /** Untargeted runs aim at the second-ranked or a random class (default 'second'). */
+  targetMode?: 'second' | 'random';
+}
+
+/** DeepFool's own options. */
+export interface DeepFoolAttackOptions extends AttackOptions {
+  /** Overshoot past the linearised boundary (default 0.02). */
+  overshoot?: number;
+  /** Classes considered per step (default 10). */
+  candidates?: number;
+}
+
+/** Square's own options. */
+export interface SquareAttackOptions extends AttackOptions {
+  /** Share of the image the first squares cover (default 0.1; AutoAttack 0.8). */
+  pInit?: number;
+}
+
+/** The fooling attack's own options. */
+export interface FoolingAttackOptions extends AttackOptions {
+  /** Stop when the target's softmax reaches this (default 0.99). */
+  threshold?: number;
+}
+
+/** The universal attack's own options. */
+export interface UniversalAttackOptions extends AttackOptions {
+  /** A perturbation computed beforehand (computeUniversal); without it one is fitted on the batch. */
+  perturbation?: Float32Array;
+  epochs?: number;
+  method?: 'fgsm' | 'deepfool';
+  batchSize?: number;
+}
+
+/** MI-FGSM's own option. */
+export interface MomentumAttackOptions extends AttackOptions {
+  /** Decay of the accumulated gradient (default 1). */
+  momentum?: number;
+}
+
+/** Every option some attack takes: what a caller holding any Attack may pass (each attack refuses the others' at run time). */
+export type AnyAttackOptions = CwAttackOptions & LbfgsAttackOptions & JsmaAttackOptions & DeepFoolAttackOptions
+  & SquareAttackOptions & FoolingAttackOptions & UniversalAttackOptions & MomentumAttackOptions;
 
 export interface AttackResult {
   /** Adversarial images, same shape as the input, in [0, 1]. Caller disposes. */
@@ -84,7 +165,9 @@ export interface Attack {
   readonly blackBox?: boolean;
   /** Whether it climbs a choosable objective (`loss`); the others have their own (DeepFool, C&W…). */
   readonly takesLoss: boolean;
-  run(model: Classifier, images: Tensor4D, labels: Tensor1D, options: AttackOptions): Promise<AttackResult>;
+  /** The options it takes beyond AttackOptions (its own interface's names), e.g. C&W's 'confidence'. */
+  readonly extraOptions?: readonly string[];
+  run(model: Classifier, images: Tensor4D, labels: Tensor1D, options: AnyAttackOptions): Promise<AttackResult>;
   /** What a user should know before trusting a run on this model (fewer targets than asked…). */
   notes?(model: Classifier, options: AttackOptions): string[];
   /** The parameters a run with `options` uses, defaults filled in: what a figure is labelled with. */
@@ -104,4 +187,27 @@ export interface AttackSettings {
   norm?: Norm;
   /** An ensemble's members, in order. */
   members?: string;
+}
+
+/** One attack at one eps in an evaluation (evaluate.ts; worst-case.ts builds them too). */
+export interface RobustnessRow {
+  attack: string;
+  title: string;
+  norm: Norm;
+  eps: number;
+  accuracy: number;
+  successRate: number | null;
+  meanL0: number | null;
+  meanL2: number | null;
+  meanLinf: number | null;
+  imagesPerSecond: number | null;
+  /** Black-box attacks: mean model queries of the successful images, and queries per second of attack time. */
+  meanQueries: number | null;
+  queriesPerSecond: number | null;
+  /** Per class id: accuracy under this attack, null for classes absent from the data. */
+  perClassAccuracy: (number | null)[];
+  /** Ensembles run in cascade (AutoAttack): the accuracy left after each member, in order. */
+  stages?: { attack: string; accuracy: number; seconds: number }[];
+  /** The run's settings when the attack states them (steps, restarts, step size, queries…). */
+  settings?: AttackSettings;
 }

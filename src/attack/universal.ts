@@ -10,10 +10,11 @@
 import { tf, signExact, Tensor1D, Tensor4D } from '../inference/tf';
 import type { Classifier } from '../inference/model';
 import { UserError } from '../data/types';
-import type { Attack, AttackOptions } from './types';
+import type { Attack, UniversalAttackOptions } from './types';
 import { inputGradient, AttackLoss } from './loss';
 import { intOption, labelArray, lossOption, numberOption, predictBatch, rejectTargeted, requireEps, stringOption, successFromPredictions } from './common';
 import { deepfoolBatch } from './deepfool';
+
 
 export interface UniversalOptions {
   eps: number;
@@ -137,7 +138,8 @@ export const universal: Attack = {
   usesEps: true,
   supportsTargeted: false,
   takesLoss: true,
-  async run(model, images, labels, options: AttackOptions) {
+  extraOptions: ['perturbation', 'epochs', 'method', 'batchSize'] satisfies (keyof UniversalAttackOptions)[],
+  async run(model, images, labels, options: UniversalAttackOptions) {
     rejectTargeted(options, 'universal');
     const eps = requireEps(options, 'universal');
     const loss = lossOption(options, universal);

@@ -4,8 +4,7 @@
  * attacks must share one norm (their eps values are then the same budgets).
  */
 import { UserError } from '../data/types';
-import type { Attack, Norm } from './types';
-import type { RobustnessRow } from './evaluate';
+import type { Attack, Norm, RobustnessRow } from './types';
 
 /** Checks an attack list for --worst-case and returns its norm. */
 export function worstCaseNorm(attacks: Attack[]): Norm {

@@ -1,6 +1,7 @@
 /** Flag parsing shared by the subcommands: node's parseArgs, with errors turned into one line. */
 import { parseArgs, ParseArgsConfig } from 'node:util';
 import { UserError } from '../data/types';
+import { writeFileAtomic } from '../util/atomic-file';
 
 export type Flags = Record<string, string | boolean | undefined>;
 
@@ -24,9 +25,39 @@ export function joinNegativeValues(argv: string[], options: NonNullable<ParseArg
   return out;
 }
 
+/**
+ * The one JSON convention (docs/ARCHITECTURE.md, "CLI"): `--json FILE` writes the JSON to FILE,
+ * `--json -` to stdout, and a bare `--json` (last, or followed by another flag) means stdout too,
+ * so `advsign bench --json` (npm run bench) keeps working.
+ */
+export const JSON_FLAG: NonNullable<ParseArgsConfig['options']> = { json: { type: 'string' } };
+
+/** The help line of --json, the same on every command. */
+export const JSON_HELP = `--json FILE|-          write the JSON to FILE, or to stdout with '-' (a bare --json is '-')`;
+
+function bareJsonToStdout(argv: string[], options: NonNullable<ParseArgsConfig['options']>): string[] {
+  if (options.json?.type !== 'string') return argv;
+  return argv.flatMap((a, i) => (a === '--json' && (i === argv.length - 1 || argv[i + 1].startsWith('--')) ? ['--json', '-'] : [a]));
+}
+
+/** Where --json goes: a file, '-' for stdout, or undefined without --json. */
+export function jsonTarget(flags: Flags): string | undefined {
+  const v = flags.json;
+  if (v === '') throw new UserError("--json needs a file name, or '-' for stdout");
+  return typeof v === 'string' ? v : undefined;
+}
+
+/** Writes `data` as JSON where --json said: stdout for '-', else the file (atomically, with a one-line error). */
+export function writeJsonOutput(target: string, data: unknown): void {
+  const text = JSON.stringify(data, null, 2) + '\n';
+  if (target === '-') process.stdout.write(text);
+  else writeFileAtomic(target, text);
+}
+
 export function parseFlags(argv: string[], options: NonNullable<ParseArgsConfig['options']>, command: string): Flags {
   try {
-    const { values } = parseArgs({ args: joinNegativeValues(argv, options), options, strict: true, allowPositionals: false });
+    const args = bareJsonToStdout(joinNegativeValues(argv, options), options);
+    const { values } = parseArgs({ args, options, strict: true, allowPositionals: false });
     return values as Flags;
   } catch (e) {
     const msg = (e as Error).message.split('\n')[0];

@@ -11,8 +11,8 @@ import { UserError } from '../data/types';
 import { parseEps, validateTarget, attackNames } from '../attack/registry';
 import { measureWritten, quantiseArray } from '../attack/written';
 import { ATTACK_LOSSES, parseAttackLoss } from '../attack/loss';
-import { classFlag, int, parseFlags, required, str } from './args';
-import { checkWritable, writeFileAtomic } from '../util/atomic-file';
+import { classFlag, int, jsonTarget, parseFlags, required, str, writeJsonOutput } from './args';
+import { checkOutputs, checkWritable, writeFileAtomic } from '../util/atomic-file';
 import { defaultModelDir } from './paths';
 import { MODEL_INPUT_FLAGS, MODEL_INPUT_HELP, modelInputFromFlags, needsGradients, parseAttackSpecs, resolveAttacks, TRANSFER_FLAGS, TRANSFER_HELP } from './model-flags';
 
@@ -30,7 +30,7 @@ ${TRANSFER_HELP}
   --loss L           objective of gradient attacks: ${ATTACK_LOSSES.join(' | ')} (default ce)
   --engine E         ort | tfjs (default: ort when it loads and the model exports)
   --backend NAME     tensorflow | wasm | cpu
-  --json             print the result as JSON
+  --json FILE|-      write the result as JSON to FILE; '-' or a bare --json: stdout only
 
 Predictions come from the model's own runtime (for a .tflite file, its interpreter); gradient
 attacks differentiate the model (for a .tflite file, its graph rebuilt in TensorFlow.js).`;
@@ -39,8 +39,9 @@ export async function attackCommand(argv: string[]): Promise<void> {
   const f = parseFlags(argv, {
     model: { type: 'string' }, attack: { type: 'string' }, eps: { type: 'string' }, input: { type: 'string' },
     out: { type: 'string' }, target: { type: 'string' }, label: { type: 'string' }, steps: { type: 'string' }, loss: { type: 'string' },
-    queries: { type: 'string' }, json: { type: 'boolean' }, backend: { type: 'string' }, engine: { type: 'string' }, ...MODEL_INPUT_FLAGS, ...TRANSFER_FLAGS,
+    queries: { type: 'string' }, json: { type: 'string' }, backend: { type: 'string' }, engine: { type: 'string' }, ...MODEL_INPUT_FLAGS, ...TRANSFER_FLAGS,
   }, 'attack');
+  checkOutputs(jsonTarget(f));
   const specs = parseAttackSpecs(str(f, 'attack', 'fgsm') as string, f);
   if (specs.length !== 1) throw new UserError('attack: give one --attack (evaluate runs several)');
   const eps = parseEps(str(f, 'eps', '8/255') as string);
@@ -109,10 +110,9 @@ export async function attackCommand(argv: string[]): Promise<void> {
     l0: norms.l0[0], l2: norms.l2[0], linf: norms.linf[0], queries: res.queries ? res.queries[0] : null, out, engine: loaded.engine.engine, notes,
     model: loaded.description,
   };
-  if (f.json) {
-    process.stdout.write(JSON.stringify(result, null, 2) + '\n');
-    return;
-  }
+  const json = jsonTarget(f);
+  if (json) writeJsonOutput(json, result);
+  if (json === '-') return;
   for (const line of describeModel(loaded.description)) console.log(line);
   for (const n of notes) console.log(`note: ${n}`);
   const fmt = (p: { classId: number; probability: number }) => `${p.classId} ${names[p.classId]} (${(p.probability * 100).toFixed(1)}%)`;

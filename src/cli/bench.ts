@@ -11,7 +11,8 @@ import * as path from 'node:path';
 import { buildModel, Classifier, inferLogits, LayersClassifier } from '../inference/model';
 import { EngineChoice, releaseClassifier, trainingEngine, useEngine } from '../inference/engine';
 import { bestOf, findPeerHarness, PeerFigures, ratios, runPeer } from './bench-peer';
-import { int, num, parseFlags } from './args';
+import { int, jsonTarget, num, parseFlags, writeJsonOutput } from './args';
+import { checkOutputs } from '../util/atomic-file';
 import { UserError } from '../data/types';
 import { projectRoot } from './paths';
 import { getAttack } from '../attack/registry';
@@ -184,7 +185,7 @@ function peerFigures(f: BackendFigures, parallel: { batch64: number } | null, or
 
 export const BENCH_HELP = `advsign bench [options]
 
-  --json                 print the figures as JSON
+  --json FILE|-          write the figures as JSON to FILE; '-' or a bare --json (npm run bench): stdout only
   --quick                short timings (a smoke test, not a measurement)
   --no-cpu               skip the pure-JS cpu backend comparison
   --backend NAME         tensorflow | wasm | cpu
@@ -207,12 +208,13 @@ export const BENCH_HELP = `advsign bench [options]
 
 export async function benchCommand(argv: string[]): Promise<void> {
   const f = parseFlags(argv, {
-    json: { type: 'boolean' }, backend: { type: 'string' }, 'no-cpu': { type: 'boolean' }, quick: { type: 'boolean' },
+    json: { type: 'string' }, backend: { type: 'string' }, 'no-cpu': { type: 'boolean' }, quick: { type: 'boolean' },
     live: { type: 'boolean' }, seconds: { type: 'string' }, unauthenticated: { type: 'string' }, frames: { type: 'string' }, 'autoattack-images': { type: 'string' },
     sticker: { type: 'string' }, source: { type: 'string' }, model: { type: 'string' },
     engine: { type: 'string' }, 'no-peer': { type: 'boolean' }, rounds: { type: 'string' }, profile: { type: 'boolean' }, 'peer-threads': { type: 'string' },
   }, 'bench');
   if (f.unauthenticated !== undefined && !f.live) throw new UserError('bench: --unauthenticated applies to --live');
+  checkOutputs(jsonTarget(f));
   const choice = await initBackend(f.backend as string | undefined);
   const engine = f.engine as string | undefined;
   if (f.profile) {
@@ -221,7 +223,9 @@ export async function benchCommand(argv: string[]): Promise<void> {
     const model = buildModel({ arch: 'cnn4', inputSize: 32, numClasses: 43, seed: 1 });
     const profiles = [await profileTfjs(new LayersClassifier(model), 1), await profileTfjs(new LayersClassifier(model), 64)];
     model.dispose();
-    process.stdout.write(f.json ? JSON.stringify({ backend: choice.backend, profiles }, null, 2) + '\n' : profiles.map((p) => formatProfile(p)).join('\n') + '\n');
+    const json = jsonTarget(f);
+    if (json) writeJsonOutput(json, { backend: choice.backend, profiles });
+    if (json !== '-') process.stdout.write(profiles.map((p) => formatProfile(p)).join('\n') + '\n');
     return;
   }
   if (f.live) {
@@ -290,10 +294,9 @@ export async function benchCommand(argv: string[]): Promise<void> {
     machine: { cpus: os.cpus().length, platform: process.platform, arch: process.arch, node: process.version, loadAverage: load.map((l) => Math.round(l * 100) / 100) },
     measuredAt: new Date().toISOString(),
   };
-  if (f.json) {
-    process.stdout.write(JSON.stringify(out, null, 2) + '\n');
-    return;
-  }
+  const json = jsonTarget(f);
+  if (json) writeJsonOutput(json, out);
+  if (json === '-') return;
   const fmt = (t: Throughput) => `batch 1: ${t.batch1.toFixed(1)} img/s, batch 64: ${t.batch64.toFixed(1)} img/s`;
   console.log(`engine ${main.engine}, backend ${main.backend}`);
   for (const [k, v] of Object.entries(main)) {

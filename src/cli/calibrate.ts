@@ -7,10 +7,10 @@ import { loadImageFile } from '../data/image-io';
 import { UserError } from '../data/types';
 import { calibrateFromPhoto, Calibration } from '../sticker/calibrate';
 import { DEFAULT_PALETTE, loadPalette } from '../sticker/palette';
-import { checkWritable, writeFilesAtomic } from '../util/atomic-file';
-import { parseFlags, str } from './args';
+import { checkOutputs, checkWritable, writeFilesAtomic } from '../util/atomic-file';
+import { jsonTarget, parseFlags, str, writeJsonOutput } from './args';
 
-export const CALIBRATE_HELP = `advsign calibrate --photo strip.jpg --out palette.csv [--palette FILE] [--json]
+export const CALIBRATE_HELP = `advsign calibrate --photo strip.jpg --out palette.csv [--palette FILE] [--json FILE|-]
 
 Finds the colour calibration strip of a sticker PDF (page 1; its four corner marks) in a photo
 taken in the light you will test in (perspective and uneven light are fine; the whole strip,
@@ -21,7 +21,7 @@ and palette-patches.csv (per patch: intended and printed colour, ΔE CIE76).
   --photo FILE     the photo (JPEG, PNG…)
   --out FILE       the palette to write (.csv)
   --palette FILE   the palette the PDF was printed with (default: the built-in one)
-  --json           print the per-patch table as JSON on stdout`;
+  --json FILE|-    write the per-patch table as JSON to FILE; '-' or a bare --json: stdout only`;
 
 export function patchesPath(out: string): string {
   return out.replace(/(\.csv)?$/i, '-patches.csv');
@@ -40,7 +40,7 @@ function patchesCsv(c: Calibration): string {
 }
 
 export async function calibrateCommand(argv: string[]): Promise<void> {
-  const f = parseFlags(argv, { photo: { type: 'string' }, out: { type: 'string' }, palette: { type: 'string' }, json: { type: 'boolean' } }, 'calibrate');
+  const f = parseFlags(argv, { photo: { type: 'string' }, out: { type: 'string' }, palette: { type: 'string' }, json: { type: 'string' } }, 'calibrate');
   const photo = str(f, 'photo');
   if (!photo) throw new UserError(`calibrate: --photo is required (see 'advsign calibrate --help')`);
   const out = str(f, 'out');
@@ -49,12 +49,12 @@ export async function calibrateCommand(argv: string[]): Promise<void> {
   const palette = f.palette !== undefined ? loadPalette(str(f, 'palette') as string) : DEFAULT_PALETTE;
   const table = patchesPath(out);
   for (const p of [out, table]) checkWritable(p);
+  checkOutputs(jsonTarget(f));
   const c = calibrateFromPhoto(await loadImageFile(photo), palette.colors, photo);
   writeFilesAtomic([{ path: out, data: paletteCsv(c, photo) }, { path: table, data: patchesCsv(c) }]);
-  if (f.json) {
-    process.stdout.write(JSON.stringify({ photo, palette: out, patchesFile: table, intendedPalette: palette.source, meanDeltaE: c.meanDeltaE, maxDeltaE: c.maxDeltaE, marks: c.marks, patches: c.patches }, null, 2) + '\n');
-    return;
-  }
+  const json = jsonTarget(f);
+  if (json) writeJsonOutput(json, { photo, palette: out, patchesFile: table, intendedPalette: palette.source, meanDeltaE: c.meanDeltaE, maxDeltaE: c.maxDeltaE, marks: c.marks, patches: c.patches });
+  if (json === '-') return;
   const worst = c.patches.slice().sort((a, b) => b.deltaE - a.deltaE).slice(0, 3);
   console.log(`calibration strip found: ${c.patches.length} patches, printed vs intended ΔE mean ${c.meanDeltaE.toFixed(1)}, max ${c.maxDeltaE.toFixed(1)} (largest: ${worst.map((p) => `#${p.index} ${p.deltaE.toFixed(1)}`).join(', ')})`);
   console.log(`wrote ${out} (use: advsign sticker --palette ${out} ...) and ${table}`);

@@ -8,7 +8,7 @@ import { loadDataset } from '../data/load';
 import { UserError } from '../data/types';
 import { CLASS_NAMES, gtsrbClassIds, isGtsrbOrder } from '../data/classes';
 import { relabelForModel } from '../data/gtsrb';
-import { int, parseFlags, required, str } from './args';
+import { int, jsonTarget, parseFlags, required, str } from './args';
 import { parseEpsList, attackNames } from '../attack/registry';
 import { ATTACK_LOSSES, parseAttackLoss } from '../attack/loss';
 import type { AttackOptions } from '../attack/types';
@@ -21,10 +21,10 @@ import { AUTOATTACK_FAMILY } from '../attack/autoattack';
 import { progressBar, Progress } from '../util/progress';
 import { writeJsonAtomic, readCard, ModelCard, resolveModelPath } from '../inference/model-io';
 import { checkOutputs, checkWritable, OutputFile, writeFilesAtomic } from '../util/atomic-file';
-import { certifiedAccuracy } from '../defense/ibp';
+import { certifiedAccuracy } from '../inference/ibp';
 import { requireLogitsModel } from '../defense/adversarial';
 import { OrtClassifier } from '../inference/ort-classifier';
-import { DEFENSE_EVAL_FLAGS, DEFENSE_EVAL_HELP, defenseEvaluateCommand, wantsDefenseEvaluation } from '../defense/evaluate-cli';
+import { DEFENSE_EVAL_FLAGS, DEFENSE_EVAL_HELP, defenseEvaluateCommand, wantsDefenseEvaluation } from './evaluate-defense';
 
 export const EVALUATE_HELP = `advsign evaluate --model models/NAME|model.tflite --data <dir|synthetic> [options]
 
@@ -44,7 +44,7 @@ ${TRANSFER_HELP}
   --certify              IBP-certified accuracy at each --eps above 0 (the share of images proven
                          to keep their label over the whole L∞ box; see advsign train --ibp)
   --update-card          record the figures in the model's card.json
-  --json FILE            write the figures as JSON ('-' for stdout)
+  --json FILE|-          write the figures as JSON to FILE ('-' or a bare --json: stdout)
   --backend NAME         tensorflow | wasm | cpu
   --engine ort|tfjs      compute engine for inference and attacks (default: ort when it loads)
   --quiet                no progress bars
@@ -93,7 +93,7 @@ export async function evaluateCommand(argv: string[]): Promise<void> {
   const batchSize = int(f, 'batch', needsBudget.length ? 128 : 64, 1, 4096);
   const input = modelInputFromFlags(f);
   const reportFile = str(f, 'report');
-  const jsonOut = str(f, 'json');
+  const jsonOut = jsonTarget(f);
   checkOutputs(reportFile, jsonOut); // before the data loads and the attacks run
   if (f['update-card']) checkWritable(path.join(path.dirname(resolveModelPath(modelPath)), 'card.json'));
   const backend = await initBackend(str(f, 'backend'));

@@ -5,9 +5,9 @@ import { loadLayersModel } from '../inference/model-io';
 import { loadDataset } from '../data/load';
 import { UserError } from '../data/types';
 import type { ImageSet } from '../data/types';
-import { int, parseFlags, required, str } from './args';
+import { int, jsonTarget, parseFlags, required, str, writeJsonOutput } from './args';
 import { exportTflite } from '../tflite/export';
-import { checkWritable } from '../util/atomic-file';
+import { checkOutputs, checkWritable } from '../util/atomic-file';
 
 export const EXPORT_HELP = `advsign export --model models/NAME --out model.tflite [options]
 
@@ -21,7 +21,7 @@ export const EXPORT_HELP = `advsign export --model models/NAME --out model.tflit
                              'synthetic' (default; use the training data for real models)
   --calibration-images N     at most N calibration images (default 1000)
   --verify N                 compare TFLite and tfjs on N images (default 256, 0 = skip)
-  --json                     print the result as JSON
+  --json FILE|-              write the result as JSON to FILE; '-' or a bare --json: stdout only
   --backend NAME             tensorflow | wasm | cpu (for calibration and the check)
 
 The exported model takes one 32×32 RGB image in [0, 1] (batch 1, NHWC float32) and returns
@@ -31,12 +31,13 @@ RESHAPE, FULLY_CONNECTED (+ QUANTIZE/DEQUANTIZE for int8).`;
 export async function exportCommand(argv: string[]): Promise<void> {
   const f = parseFlags(argv, {
     model: { type: 'string' }, out: { type: 'string' }, int8: { type: 'boolean' }, calibration: { type: 'string' },
-    'calibration-images': { type: 'string' }, 'full-integer': { type: 'boolean' }, verify: { type: 'string' }, json: { type: 'boolean' }, backend: { type: 'string' },
+    'calibration-images': { type: 'string' }, 'full-integer': { type: 'boolean' }, verify: { type: 'string' }, json: { type: 'string' }, backend: { type: 'string' },
   }, 'export');
   const modelDir = required(f, 'model', 'export');
   const out = required(f, 'out', 'export');
   if (!out.endsWith('.tflite')) throw new UserError(`export: --out should name a .tflite file, got '${out}'`);
   checkWritable(out);
+  checkOutputs(jsonTarget(f));
   const quantize = f.int8 ? 'int8' : 'none';
   const calSpec = str(f, 'calibration');
   if (calSpec && !f.int8) throw new UserError('export: --calibration only applies with --int8');
@@ -50,15 +51,14 @@ export async function exportCommand(argv: string[]): Promise<void> {
     const m = await loadLayersModel(modelDir);
     const size = m.inputs[0].shape[1] as number;
     m.dispose();
-    calibration = await loadDataset(calSpec, { split: 'train', size, limit: calImages, progress: !f.json });
+    calibration = await loadDataset(calSpec, { split: 'train', size, limit: calImages, progress: jsonTarget(f) !== '-' });
   }
   const r = await exportTflite(modelDir, out, { quantize, calibration, calibrationImages: calImages, verifyImages: verify,
     head: f['full-integer'] ? 'int8' : undefined,
   });
-  if (f.json) {
-    process.stdout.write(JSON.stringify({ model: modelDir, out, ...r }, null, 2) + '\n');
-    return;
-  }
+  const json = jsonTarget(f);
+  if (json) writeJsonOutput(json, { model: modelDir, out, ...r });
+  if (json === '-') return;
   const relative = path.relative(process.cwd(), path.resolve(out));
   const rel = relative && !relative.startsWith('..') ? relative : path.resolve(out);
   console.log(`wrote ${rel}: ${r.bytes.toLocaleString('en-US')} bytes, ${quantize === 'int8' ? 'int8' : 'float32'}, ${r.ops.length} ops (${[...new Set(r.ops)].join(', ')})`);

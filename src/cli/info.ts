@@ -5,7 +5,8 @@ import { initBackend, BackendChoice } from '../inference/backend';
 import { loadClassifier } from '../inference/model-io';
 import { EngineChoice, ortStatus, releaseClassifier, useEngine } from '../inference/engine';
 import { tf } from '../inference/tf';
-import { parseFlags } from './args';
+import { jsonTarget, parseFlags, writeJsonOutput } from './args';
+import { checkOutputs } from '../util/atomic-file';
 import { projectRoot, version } from './paths';
 
 export interface ModelSummary {
@@ -62,7 +63,7 @@ async function engineReport(models: ModelSummary[], requested: string | undefine
 
 export const INFO_HELP = `advsign info [options]
 
-  --json                 print the report as JSON
+  --json FILE|-          write the report as JSON to FILE; '-' or a bare --json: stdout only
   --backend NAME         tensorflow | wasm | cpu (default: the fastest that starts; ADVSIGN_BACKEND)
   --engine ort|tfjs      the engine to report for the default model (default: ort when it loads; ADVSIGN_ENGINE)
 
@@ -71,17 +72,17 @@ the compute engine the default model gets and whether onnxruntime-node loads, an
 under models/ with their architecture, input size and test accuracy.`;
 
 export async function infoCommand(argv: string[]): Promise<void> {
-  const f = parseFlags(argv, { json: { type: 'boolean' }, backend: { type: 'string' }, engine: { type: 'string' } }, 'info');
+  const f = parseFlags(argv, { json: { type: 'string' }, backend: { type: 'string' }, engine: { type: 'string' } }, 'info');
+  checkOutputs(jsonTarget(f));
   const backend = await initBackend(f.backend as string | undefined);
   const models = findModels();
   const report: InfoReport = {
     version: version(), node: process.version, platform: process.platform, arch: process.arch,
     tfjs: tf.version.tfjs, backend, engine: await engineReport(models, f.engine as string | undefined), models,
   };
-  if (f.json) {
-    process.stdout.write(JSON.stringify(report, null, 2) + '\n');
-    return;
-  }
+  const json = jsonTarget(f);
+  if (json) writeJsonOutput(json, report);
+  if (json === '-') return;
   console.log(`advsign ${report.version} (node ${report.node}, ${report.platform}/${report.arch}, tfjs ${report.tfjs})`);
   console.log(`backend: ${backend.backend} (${backend.source})`);
   for (const a of backend.attempts) console.log(`  ${a.name.padEnd(10)} ${a.ok ? 'ok' : 'unavailable'}: ${a.reason}`);

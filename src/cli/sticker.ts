@@ -11,7 +11,7 @@ import { CLASS_NAMES, gtsrbClassIds, isGtsrbOrder } from '../data/classes';
 import { MODEL_INPUT_FLAGS, MODEL_INPUT_HELP, modelInputFromFlags } from './model-flags';
 import { UserError } from '../data/types';
 import { parseEps } from '../attack/registry';
-import { classFlag, int, num, parseFlags, str } from './args';
+import { classFlag, int, jsonTarget, num, parseFlags, str, writeJsonOutput } from './args';
 import { defaultModelDir, version } from './paths';
 import { parseMaskSpec, rasterizeMask, requireNonEmpty, alphaOf, MaskSpec, MASK_KINDS, MaskKind, maskAtArea, parseArea } from '../sticker/masks';
 import { DEFAULT_PALETTE, loadPalette } from '../sticker/palette';
@@ -26,7 +26,7 @@ import { photoEotConfig } from '../sticker/photos';
 import { quantiseArray } from '../data/quantise';
 import { LAYER_SIGN_FRACTION, layerPng, modelCheck } from '../sticker/layer';
 import type { StickerProgressEvent } from '../sticker/run-file';
-import { checkWritable, OutputFile, writeFilesAtomic } from '../util/atomic-file';
+import { checkOutputs, checkWritable, OutputFile, writeFilesAtomic } from '../util/atomic-file';
 
 export const STICKER_HELP = `advsign sticker --model models/NAME --sign <classId> --target <classId> --out sticker.pdf [options]
 
@@ -65,7 +65,7 @@ ${PHOTO_HELP}
   --engine ort|tfjs   compute engine of the optimisation (default: ort when it loads)
   --backend NAME      tensorflow | wasm | cpu
   --canvas N          side of the optimised sticker canvas in pixels, 16..256 (default ${STICKER_DEFAULTS.canvasSize})
-  --json              print the summary JSON on stdout
+  --json FILE|-       write the summary JSON to FILE too; '-' or a bare --json: stdout only
   --progress-json     progress as JSON lines on stdout instead of bars (for the live page's print jobs)`;
 
 interface Args {
@@ -100,13 +100,14 @@ export async function stickerCommand(argv: string[]): Promise<void> {
     mask: { type: 'string' }, mode: { type: 'string' }, eps: { type: 'string' }, steps: { type: 'string' },
     'eot-samples': { type: 'string' }, 'sign-mm': { type: 'string' }, seed: { type: 'string' }, palette: { type: 'string' },
     nps: { type: 'string' }, tv: { type: 'string' }, lr: { type: 'string' }, eval: { type: 'string' }, roundtrip: { type: 'string' },
-    'skip-baseline': { type: 'boolean' }, json: { type: 'boolean' }, backend: { type: 'string' }, engine: { type: 'string' }, canvas: { type: 'string' },
+    'skip-baseline': { type: 'boolean' }, json: { type: 'string' }, backend: { type: 'string' }, engine: { type: 'string' }, canvas: { type: 'string' },
     'progress-json': { type: 'boolean' },
     ...PHOTO_FLAGS,
     ...MODEL_INPUT_FLAGS,
   }, 'sticker');
   const machine = Boolean(f['progress-json']);
-  if (machine && f.json) throw new UserError('--json and --progress-json both write to stdout: pick one');
+  if (machine && jsonTarget(f) === '-') throw new UserError('--json - and --progress-json both write to stdout: pick one');
+  checkOutputs(jsonTarget(f));
   // Validate everything cheap before loading the model or optimising.
   const classId = classFlag(f, 'sign');
   if (classId === null) throw new UserError(`sticker: --sign is required (see 'advsign sticker --help')`);
@@ -232,10 +233,9 @@ export async function stickerCommand(argv: string[]): Promise<void> {
     emitProgress({ event: 'done', json: paths.json });
     return;
   }
-  if (f.json) {
-    process.stdout.write(JSON.stringify(summary, null, 2) + '\n');
-    return;
-  }
+  const json = jsonTarget(f);
+  if (json) writeJsonOutput(json, summary);
+  if (json === '-') return;
   for (const line of describeModel(loaded.description)) console.log(line);
   report(a, heldOut, heldOutBaseline, roundTrip, roundTripBaseline, targetText, paths, files.pageCount);
   if (photo) {

@@ -12,8 +12,9 @@ import { CLASS_NAMES } from '../data/classes';
 import { UserError } from '../data/types';
 import { int, num, parseFlags, required, str } from './args';
 import { version } from './paths';
-import { addAdversarialTraining, ADVERSARIAL_HELP, ADVERSARIAL_FLAGS } from '../defense/train-cli';
-import { IBP_TRAINING_FLAGS, IBP_TRAINING_HELP, ibpTrainingRun, parseIbpTraining } from '../defense/ibp-train';
+import { addAdversarialTraining, ADVERSARIAL_HELP, ADVERSARIAL_FLAGS } from './train-defense';
+import { ibpTrainingRun } from '../defense/ibp-train';
+import { IBP_TRAINING_FLAGS, IBP_TRAINING_HELP, parseIbpTraining } from './train-ibp';
 import { checkWritable } from '../util/atomic-file';
 import { parseEngineName } from '../inference/engine';
 

@@ -17,7 +17,6 @@ import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { tf, Tensor4D } from '../inference/tf';
 import { initBackend } from '../inference/backend';
-import { writeJsonAtomic } from '../inference/model-io';
 import { Classifier, inferLogits } from '../inference/model';
 import { loadModelOnEngine } from '../inference/load-model';
 import { DEFAULT_MODEL_INPUT } from '../inference/model-input';
@@ -29,7 +28,8 @@ import { iterateAttack, randomStart } from '../attack/iterative';
 import {
   argmaxRows, CONFIDENT, gradientFigures, imageFigures, labelComplement, logitsRelativeError, signFigures, TOLERANCES,
 } from '../attack/reference-check';
-import { int, parseFlags, str } from './args';
+import { int, jsonTarget, parseFlags, str, writeJsonOutput } from './args';
+import { checkOutputs } from '../util/atomic-file';
 import { projectRoot } from './paths';
 
 export const VALIDATE_HELP = `advsign validate [--model models/A,models/B] [--data DIR|synthetic] [--n 200] [--eps 8/255]
@@ -48,7 +48,7 @@ tolerance; skipped (exit 0) without torch.
                       PYTHONPATH) and advsign's on the first N images, and compare
   --engine ort|tfjs   advsign's engine (default: ort when it loads, as evaluate and attack)
   --backend NAME      tensorflow | wasm | cpu (the tfjs backend; default: the best that loads)
-  --json FILE         write the figures as JSON`;
+  --json FILE|-       write the figures as JSON to FILE ('-' or a bare --json: stdout)`;
 
 const PGD_STEPS = 10;
 
@@ -221,6 +221,10 @@ export async function validateCommand(argv: string[]): Promise<void> {
     model: { type: 'string' }, data: { type: 'string' }, n: { type: 'string' }, eps: { type: 'string' }, json: { type: 'string' },
     'torch-model': { type: 'string' }, autoattack: { type: 'string' }, backend: { type: 'string' }, engine: { type: 'string' },
   }, 'validate');
+  const jsonOut = jsonTarget(f);
+  checkOutputs(jsonOut);
+  // With the JSON on stdout, the human lines go to stderr.
+  const say = (line: string): void => (jsonOut === '-' ? console.error(line) : console.log(line));
   const root = projectRoot();
   const models = (str(f, 'model') ?? ['gtsrb-cnn', 'gtsrb-cnn-robust'].map((m) => path.join(root, 'models', m)).join(',')).split(',').map((m) => m.trim()).filter(Boolean);
   for (const m of models) if (!fs.existsSync(m)) throw new UserError(`model not found: ${m}`);
@@ -233,7 +237,7 @@ export async function validateCommand(argv: string[]): Promise<void> {
   const data = str(f, 'data') ?? sharedGtsrbDir() ?? 'synthetic';
   const missing = torchMissing();
   if (missing) {
-    console.log(`validate: skipped: ${missing}. Install Debian's python3-torch (apt-get install python3-torch) to run the PyTorch reference check.`);
+    say(`validate: skipped: ${missing}. Install Debian's python3-torch (apt-get install python3-torch) to run the PyTorch reference check.`);
     return;
   }
   await initBackend(str(f, 'backend'));
@@ -242,16 +246,15 @@ export async function validateCommand(argv: string[]): Promise<void> {
   for (const m of models) {
     const r = await checkModel(m, torchModel ?? m, data, n, eps, aaN, str(f, 'engine'));
     all.push({ ...r.figures, failures: r.failures });
-    for (const line of summary(r.figures)) console.log(line);
-    for (const fail of r.failures) console.log(`  FAILED: ${fail}`);
+    for (const line of summary(r.figures)) say(line);
+    for (const fail of r.failures) say(`  FAILED: ${fail}`);
     failures.push(...r.failures.map((x) => `${m}: ${x}`));
   }
-  const jsonOut = str(f, 'json');
-  if (jsonOut) writeJsonAtomic(jsonOut, { tolerances: TOLERANCES, models: all });
+  if (jsonOut) writeJsonOutput(jsonOut, { tolerances: TOLERANCES, models: all });
   if (failures.length) {
-    console.log(`validate: FAILED (${failures.length} check${failures.length === 1 ? '' : 's'} beyond float tolerance)`);
+    say(`validate: FAILED (${failures.length} check${failures.length === 1 ? '' : 's'} beyond float tolerance)`);
     process.exitCode = 1;
   } else {
-    console.log('validate: every check within float tolerance');
+    say('validate: every check within float tolerance');
   }
 }

@@ -6,20 +6,15 @@ import { promises as fsp } from 'fs';
 import sharp from 'sharp';
 import { UserError } from './types';
 import { BYTE_TO_FLOAT, toByte } from './quantise';
+import type { Roi } from '../util/roi';
+
+export type { Roi };
 
 export interface RgbImage {
   /** height * width * 3 floats in [0, 1]. */
   data: Float32Array;
   width: number;
   height: number;
-}
-
-/** Region of interest in pixel coordinates; x2/y2 are inclusive, as in GTSRB CSVs. */
-export interface Roi {
-  x1: number;
-  y1: number;
-  x2: number;
-  y2: number;
 }
 
 function label(name?: string): string {

@@ -12,16 +12,15 @@
  * (a freshly attacked model otherwise sees a loss spike that throws away what it knew).
  * Attacks are made with the model in inference mode (no dropout), as at test time.
  */
-import { tf, signExact, Tensor1D, Tensor4D } from '../inference/tf';
+import { tf, Tensor1D, Tensor4D } from '../inference/tf';
 import type { Classifier, LayersClassifier } from '../inference/model';
 import type { BatchHook } from '../inference/train';
+import { ADVERSARIAL_METHODS, AdversarialMethod, AdversarialPlanner, adversarialExamples, applyAdversarialPlan } from '../inference/adversarial-plan';
 import { UserError } from '../data/types';
-import { projectLinf } from '../attack/common';
-import { ascentGradient, AttackLoss } from '../attack/loss';
-import { tradesExamples } from './trades';
+import type { AttackLoss } from '../attack/loss';
 
-export const ADVERSARIAL_METHODS = ['fgsm', 'fgsm-rs', 'pgd', 'trades'] as const;
-export type AdversarialMethod = (typeof ADVERSARIAL_METHODS)[number];
+export { ADVERSARIAL_METHODS, adversarialExamples, applyAdversarialPlan } from '../inference/adversarial-plan';
+export type { AdversarialMethod, AdversarialPlan, AdversarialPlanner } from '../inference/adversarial-plan';
 
 export interface AdversarialTrainingOptions {
   method: AdversarialMethod;
@@ -64,36 +63,6 @@ export function requireLogitsModel(clf: Classifier, what: string): void {
 }
 
 /**
- * The adversarial version of x (inside the eps ball, in [0, 1]) for one recipe. Synchronous and
- * tidy, so it can run inside the training step's tidy.
- */
-export function adversarialExamples(
-  clf: Classifier, x: Tensor4D, y: Tensor1D, method: AdversarialMethod, eps: number,
-  o: { pgdSteps?: number; fgsmRsAlpha?: number; seed?: number; loss?: AttackLoss } = {},
-): Tensor4D {
-  return tf.tidy(() => {
-    const grad = (xx: Tensor4D) => ascentGradient(clf, xx, y, null, o.loss ?? 'ce');
-    if (eps === 0) return x.clone();
-    if (method === 'fgsm') return projectLinf(tf.add(x, tf.mul(signExact(grad(x)), eps)), x, eps);
-    if (method === 'fgsm-rs') {
-      const alpha = (o.fgsmRsAlpha ?? 1.25) * eps;
-      const start = projectLinf(tf.add(x, tf.randomUniform(x.shape, -eps, eps, 'float32', o.seed)), x, eps);
-      return projectLinf(tf.add(start, tf.mul(signExact(grad(start)), alpha)), x, eps);
-    }
-    const steps = o.pgdSteps ?? 7;
-    if (method === 'trades') return tradesExamples(clf, x, eps, steps, o.seed ?? 1);
-    const step = 2.5 * eps / steps;
-    let adv = projectLinf(tf.add(x, tf.randomUniform(x.shape, -eps, eps, 'float32', o.seed)), x, eps);
-    for (let k = 0; k < steps; k++) {
-      const next = projectLinf(tf.add(adv, tf.mul(signExact(grad(adv)), step)), x, eps);
-      adv.dispose();
-      adv = next;
-    }
-    return adv;
-  });
-}
-
-/**
  * How many images of one batch stay correctly classified under PGD (random start, step
  * 2.5·eps/steps) with every objective in `losses`: an image counts only if no run fools it (the
  * worst case per image). Synchronous, so the overfitting guard can call it inside a training step.
@@ -122,37 +91,6 @@ export interface AdversarialHookState {
   batches: number;
 }
 
-/**
- * What one batch (or one shard of it) gets: a plain, serialisable record, so data-parallel
- * training can send it to worker threads, each of which attacks its own shard.
- */
-export interface AdversarialPlan {
-  method: AdversarialMethod;
-  eps: number;
-  ratio: number;
-  pgdSteps?: number;
-  fgsmRsAlpha?: number;
-  /** TRADES: weight of the KL term. */
-  tradesBeta?: number;
-  seed: number;
-}
-
-/** Decides the plan of each batch (ramped eps, guard fallback); the guard runs here, on the main thread. */
-export type AdversarialPlanner = (clf: Classifier, epoch: number) => AdversarialPlan;
-
-/** The first ⌈ratio·n⌉ images of x (already shuffled) replaced by their adversarial versions. */
-export function applyAdversarialPlan(clf: Classifier, x: Tensor4D, y: Tensor1D, p: AdversarialPlan): Tensor4D {
-  const n = x.shape[0];
-  const m = Math.min(n, Math.ceil(p.ratio * n));
-  return tf.tidy(() => {
-    if (m === 0) return x.clone();
-    const xa = x.slice([0, 0, 0, 0], [m, -1, -1, -1]) as Tensor4D;
-    const ya = y.slice([0], [m]) as Tensor1D;
-    const adv = adversarialExamples(clf, xa, ya, p.method, p.eps, { pgdSteps: p.pgdSteps, fgsmRsAlpha: p.fgsmRsAlpha, seed: p.seed });
-    if (m === n) return adv;
-    return tf.concat([adv, x.slice([m, 0, 0, 0], [n - m, -1, -1, -1])], 0) as Tensor4D;
-  });
-}
 
 /**
  * The per-batch planner of a recipe. `guard`, when given, is consulted at every batch (it decides

@@ -14,7 +14,7 @@ import { tf, Tensor4D } from '../inference/tf';
 import type { Classifier, LayersClassifier } from '../inference/model';
 import type { ImageSet } from '../data/types';
 import { attackDefended, DefendedModel, defendedPredict } from './defended';
-import { certify } from './ibp';
+import { certify } from '../inference/ibp';
 import { rocAuc } from './detector';
 import { buildDefense, DefenseContext, DefenseName } from './registry';
 

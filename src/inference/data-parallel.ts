@@ -2,7 +2,7 @@
  * Data-parallel work over worker threads. The wasm backend is single-threaded, so on a 2-core
  * board (or this 2-core machine) half the CPU sat idle during training and evaluation.
  * ModelWorkers holds one model replica per worker (model-worker.ts). A GradientPool
- * keeps a model replica in each worker (grad-worker.ts); every step the main thread sends the
+ * keeps a model replica in each worker (grad-worker.ts, the training entry); every step the main thread sends the
  * current weights and one shard of the (already augmented / adversarial) batch to each worker,
  * computes its own shard meanwhile, and averages the gradients weighted by shard size, which is
  * exactly the gradient of the whole batch's mean loss. The optimizer stays on the main thread,
@@ -13,26 +13,14 @@ import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { tf, Tensor1D, Tensor2D, Tensor4D } from './tf';
 import { Classifier, LayersClassifier } from './model';
-import { AdversarialPlan, applyAdversarialPlan } from '../defense/adversarial';
-import { elidedMarginBounds } from '../defense/ibp';
-import { tradesExamples, tradesLoss } from '../defense/trades';
-import type { AttackOptions } from '../attack/types';
+import { AdversarialPlan, applyAdversarialPlan } from './adversarial-plan';
+import { elidedMarginBounds } from './ibp';
+import { tradesExamples, tradesLoss } from './trades';
 
-/** One shard attacked in a worker: adversarial images, their predictions, the attack's time. */
-export interface AttackedShard {
-  adversarial: Float32Array;
-  pred: Int32Array;
-  conf: Float32Array;
-  seconds: number;
-  /** An ensemble's members and the images each broke first (AttackStage). */
-  stages?: { attack: string; fooled: Uint8Array; seconds: number }[];
-  /** Model queries per image (black-box attacks). */
-  queries?: Int32Array;
-}
-
-export type WorkerRequest =
+/** A worker's request: set up a replica, one shard's gradient, or a task of the pool's own kind (T). */
+export type WorkerRequest<T = never> =
   | { type: 'init'; backend: string; topology: unknown; outputsSoftmax: boolean; weights?: Float32Array }
-  | { type: 'attack'; attack: string; options: AttackOptions; x: Float32Array; y: Int32Array; size: number }
+  | { type: 'task'; task: T }
   | {
     type: 'grad'; weights: Float32Array; x: Float32Array; y: Int32Array; n: number; size: number; numClasses: number; training: boolean;
     /** Adversarial examples to make from this shard first (seed already offset per shard). */
@@ -42,10 +30,10 @@ export type WorkerRequest =
     loss?: LossPlan;
   };
 
-export type WorkerReply =
+export type WorkerReply<R = never> =
   | { type: 'ready'; backend: string }
   | { type: 'grads'; grads: Float32Array; loss: number; correct: number }
-  | ({ type: 'attacked' } & AttackedShard)
+  | { type: 'done'; result: R }
   | { type: 'error'; message: string };
 
 /**
@@ -147,12 +135,12 @@ export function defaultWorkerCount(backend: string): number {
   return Math.max(0, Math.min(cores - 1, 7));
 }
 
-class ModelWorker {
-  private pending: { resolve: (r: WorkerReply) => void; reject: (e: Error) => void } | null = null;
+class ModelWorker<T, R> {
+  private pending: { resolve: (r: WorkerReply<R>) => void; reject: (e: Error) => void } | null = null;
   private dead: Error | null = null;
 
   constructor(readonly worker: Worker) {
-    worker.on('message', (r: WorkerReply) => {
+    worker.on('message', (r: WorkerReply<R>) => {
       const p = this.pending;
       this.pending = null;
       if (!p) return;
@@ -168,7 +156,7 @@ class ModelWorker {
     worker.on('exit', (code) => fail(new Error(`training worker exited (code ${code})`)));
   }
 
-  request(msg: WorkerRequest, transfer: ArrayBuffer[] = []): Promise<WorkerReply> {
+  request(msg: WorkerRequest<T>, transfer: ArrayBuffer[] = []): Promise<WorkerReply<R>> {
     if (this.dead) return Promise.reject(this.dead);
     if (this.pending) return Promise.reject(new Error('training worker is busy'));
     return new Promise((resolve, reject) => {
@@ -185,16 +173,23 @@ export interface PoolStep {
   correct: number;
 }
 
-/** Worker threads, each with the backend of this thread and a replica of one model. */
-export class ModelWorkers {
-  private constructor(readonly workers: ModelWorker[]) {}
+/** Where a pool's workers start: a script that calls serveModelWorker (model-worker.ts). */
+export const GRAD_WORKER_ENTRY = path.join(__dirname, 'grad-worker.js');
 
-  /** Starts `count` workers; with `withWeights` they also get the current weights (evaluation). */
-  static async start(clf: LayersClassifier, count: number, withWeights = false): Promise<ModelWorkers> {
-    const file = path.join(__dirname, 'model-worker.js');
+/**
+ * Worker threads, each with the backend of this thread and a replica of one model. Besides
+ * gradients, the workers run tasks of type T (answered with R) when their entry script gives
+ * serveModelWorker a runner: the attack layer's evaluation pool does (src/attack/attack-worker.ts).
+ */
+export class ModelWorkers<T = never, R = never> {
+  private constructor(readonly workers: ModelWorker<T, R>[]) {}
+
+  /** Starts `count` workers from `entry`; with `withWeights` they also get the current weights (evaluation). */
+  static async start<T = never, R = never>(clf: LayersClassifier, count: number, o: { entry?: string; withWeights?: boolean } = {}): Promise<ModelWorkers<T, R>> {
+    const file = o.entry ?? GRAD_WORKER_ENTRY;
     const topology = clf.model.toJSON(undefined, false);
-    const weights = withWeights ? await flattenTensors(clf.model.weights.map((w) => w.read())) : undefined;
-    const pool = new ModelWorkers(Array.from({ length: count }, () => new ModelWorker(new Worker(file))));
+    const weights = o.withWeights ? await flattenTensors(clf.model.weights.map((w) => w.read())) : undefined;
+    const pool = new ModelWorkers<T, R>(Array.from({ length: count }, () => new ModelWorker<T, R>(new Worker(file))));
     try {
       await Promise.all(pool.workers.map((w) => w.request({
         type: 'init', backend: tf.getBackend(), topology: { modelTopology: topology }, outputsSoftmax: clf.outputsSoftmax, weights,
@@ -210,11 +205,11 @@ export class ModelWorkers {
     return this.workers.length;
   }
 
-  /** Attacks one shard in worker `i` (the model there has the weights it was started with). */
-  async attack(i: number, attack: string, options: AttackOptions, x: Float32Array, y: Int32Array, size: number): Promise<AttackedShard> {
-    const r = await this.workers[i].request({ type: 'attack', attack, options, x, y, size }, [x.buffer as ArrayBuffer]);
-    if (r.type !== 'attacked') throw new Error(`model worker sent '${r.type}'`);
-    return r;
+  /** Runs one task in worker `i` (the model there has the weights it was started with). */
+  async run(i: number, task: T, transfer: ArrayBuffer[] = []): Promise<R> {
+    const r = await this.workers[i].request({ type: 'task', task }, transfer);
+    if (r.type !== 'done') throw new Error(`model worker sent '${r.type}'`);
+    return r.result;
   }
 
   async dispose(): Promise<void> {

@@ -1,8 +1,9 @@
 /**
  * Worker-thread side of the data-parallel pools (data-parallel.ts). The wasm backend runs on one
  * core, so extra threads, each with its own backend and a replica of the model, take a share of
- * the work: the gradient of part of a training batch ('grad'), or attacking part of an
- * evaluation set ('attack').
+ * the work: the gradient of part of a training batch ('grad'), or a task of the pool's own kind
+ * ('task': attacking part of an evaluation set, given by src/attack/attack-worker.ts). No side
+ * effects on import: an entry script (grad-worker.ts, attack-worker.ts) calls serveModelWorker.
  */
 import { parentPort } from 'node:worker_threads';
 import { tf } from './tf';
@@ -11,9 +12,12 @@ import { LayersClassifier, setDropoutSeeds, unseedDropout } from './model';
 import { shardGradients, unflatten, flattenTensors } from './data-parallel';
 import type { WorkerReply, WorkerRequest } from './data-parallel';
 
+/** Runs one task on this worker's replica; `transfer` lists the result's buffers to move, not copy. */
+export type TaskRunner<T, R> = (clf: LayersClassifier, task: T) => Promise<{ result: R; transfer: ArrayBuffer[] }>;
+
 let clf: LayersClassifier | null = null;
 
-async function handle(msg: WorkerRequest): Promise<WorkerReply> {
+async function handle<T, R>(msg: WorkerRequest<T>, runTask?: TaskRunner<T, R>): Promise<{ reply: WorkerReply<R>; transfer: ArrayBuffer[] }> {
   if (msg.type === 'init') {
     await initBackend(msg.backend);
     const model = await tf.models.modelFromJSON(msg.topology as tf.io.ModelJSON);
@@ -23,17 +27,16 @@ async function handle(msg: WorkerRequest): Promise<WorkerReply> {
       tf.tidy(() => model.setWeights(unflatten(w, model.weights.map((v) => v.shape as number[]))));
     }
     clf = new LayersClassifier(model, msg.outputsSoftmax);
-    return { type: 'ready', backend: tf.getBackend() };
+    return { reply: { type: 'ready', backend: tf.getBackend() }, transfer: [] };
   }
   if (!clf) throw new Error('model worker used before init');
   const c = clf;
-  const s = msg.size;
-  if (msg.type === 'attack') {
-    // Loaded on first use: training workers never need the attack library.
-    const { attackShard } = await import('../attack/evaluate');
-    const r = await attackShard(c, msg.attack, msg.x, msg.y, s, msg.options);
-    return { type: 'attacked', ...r };
+  if (msg.type === 'task') {
+    if (!runTask) throw new Error('this model worker runs no tasks (start it from an entry that gives serveModelWorker a runner)');
+    const { result, transfer } = await runTask(c, msg.task);
+    return { reply: { type: 'done', result }, transfer };
   }
+  const s = msg.size;
   const m = c.model;
   tf.tidy(() => m.setWeights(unflatten(msg.weights, m.weights.map((w) => w.shape as number[]))));
   if (msg.dropoutSeed !== undefined) setDropoutSeeds(m, msg.dropoutSeed);
@@ -46,18 +49,15 @@ async function handle(msg: WorkerRequest): Promise<WorkerReply> {
   const loss = (await r.loss.data())[0];
   const correct = (await r.correct.data())[0];
   tf.dispose([r.loss, r.correct, ...r.grads]);
-  return { type: 'grads', grads, loss, correct };
+  return { reply: { type: 'grads', grads, loss, correct }, transfer: [grads.buffer as ArrayBuffer] };
 }
 
-function transferables(r: WorkerReply): ArrayBuffer[] {
-  if (r.type === 'grads') return [r.grads.buffer as ArrayBuffer];
-  if (r.type === 'attacked') return [r.adversarial.buffer as ArrayBuffer, r.pred.buffer as ArrayBuffer, r.conf.buffer as ArrayBuffer];
-  return [];
+/** Answers the pool's messages on this worker thread (a no-op on the main thread). */
+export function serveModelWorker<T = never, R = never>(runTask?: TaskRunner<T, R>): void {
+  parentPort?.on('message', (msg: WorkerRequest<T>) => {
+    handle(msg, runTask).then(
+      ({ reply, transfer }) => parentPort?.postMessage(reply, transfer),
+      (e: unknown) => parentPort?.postMessage({ type: 'error', message: e instanceof Error ? e.message : String(e) } satisfies WorkerReply<R>),
+    );
+  });
 }
-
-parentPort?.on('message', (msg: WorkerRequest) => {
-  handle(msg).then(
-    (reply) => parentPort?.postMessage(reply, transferables(reply)),
-    (e: unknown) => parentPort?.postMessage({ type: 'error', message: e instanceof Error ? e.message : String(e) } satisfies WorkerReply),
-  );
-});

@@ -18,3 +18,11 @@ export type Tensor2D = tf.Tensor2D;
 export function signExact<T extends tf.Tensor>(x: T): T {
   return tf.tidy(() => tf.sub(tf.cast(tf.greater(x, 0), 'float32'), tf.cast(tf.less(x, 0), 'float32')) as T);
 }
+
+/** x projected into the L∞ ball of radius eps around `clean`, then into the image range [0, 1]. */
+export function projectLinf(adv: Tensor4D, clean: Tensor4D, eps: number): Tensor4D {
+  return tf.tidy(() => {
+    const d = tf.clipByValue(tf.sub(adv, clean), -eps, eps);
+    return tf.clipByValue(tf.add(clean, d), 0, 1) as Tensor4D;
+  });
+}

@@ -12,7 +12,7 @@ import { ImageSet } from '../data/types';
 import { createRng } from '../data/random';
 import { progressBar } from '../util/progress';
 import { GradientPool, LossPlan, PoolStep, shardGradients } from './data-parallel';
-import { AdversarialPlanner, applyAdversarialPlan } from '../defense/adversarial';
+import { AdversarialPlanner, applyAdversarialPlan } from './adversarial-plan';
 import { EngineChoice, trainingEngine } from './engine';
 
 export interface EpochStats {

@@ -10,19 +10,15 @@ import { UserError } from '../data/types';
 import { parseEps } from '../attack/registry';
 import { LOG_LEVELS, LogLevel } from './log';
 import { ATTACK_LOSSES, AttackLoss } from '../attack/loss';
+import { checkRoi, NormRoi, parseRoi } from '../util/roi';
+
+export { checkRoi };
+export type { NormRoi };
 
 export const LIVE_ATTACKS = ['none', 'fgsm', 'bim', 'pgd', 'mifgsm'] as const;
 export type LiveAttack = (typeof LIVE_ATTACKS)[number];
 /** The ε slider's range: 0 … 32/255 (beyond that the perturbation is plainly visible). */
 export const EPS_MAX = 32 / 255;
-
-/** ROI as fractions of the frame; null = the default centre square. */
-export interface NormRoi {
-  x: number;
-  y: number;
-  w: number;
-  h: number;
-}
 
 export interface ServeConfig {
   host: string;
@@ -153,30 +149,6 @@ export function configFlagOptions(): Record<string, { type: 'string' | 'boolean'
   const o: Record<string, { type: 'string' | 'boolean' }> = {};
   for (const k of CONFIG_KEYS) o[flagName(k)] = { type: KEYS[k].kind === 'bool' ? 'boolean' : 'string' };
   return o;
-}
-
-function parseRoi(v: unknown, where: string): NormRoi | null {
-  let parts: unknown[];
-  if (v === null || v === 'center' || v === 'centre' || v === 'default') return null;
-  if (typeof v === 'string') parts = v.split(',').map((s) => Number(s.trim()));
-  else if (Array.isArray(v)) parts = v;
-  else if (v && typeof v === 'object') {
-    const o = v as Record<string, unknown>;
-    parts = [o.x, o.y, o.w, o.h];
-  } else throw new UserError(`${where}: roi must be 'x,y,w,h' (fractions of the frame) or 'centre'`);
-  const [x, y, w, h] = parts as number[];
-  if (parts.length !== 4 || ![x, y, w, h].every((n) => typeof n === 'number' && Number.isFinite(n))) {
-    throw new UserError(`${where}: roi must be four numbers 'x,y,w,h' (fractions of the frame)`);
-  }
-  return checkRoi({ x, y, w, h }, where);
-}
-
-/** A ROI inside the frame and not degenerate (at least 2 % of each side). */
-export function checkRoi(r: NormRoi, where: string): NormRoi {
-  if (r.x < 0 || r.y < 0 || r.w < 0.02 || r.h < 0.02 || r.x + r.w > 1.000001 || r.y + r.h > 1.000001) {
-    throw new UserError(`${where}: roi ${[r.x, r.y, r.w, r.h].join(',')} must lie inside the frame (fractions 0…1, size ≥ 0.02)`);
-  }
-  return r;
 }
 
 function parseValue(k: Key, v: unknown, where: string): unknown {

@@ -19,14 +19,16 @@ import { getAttack } from '../attack/registry';
 import type { Attack } from '../attack/types';
 import { quantiseArray, quantiseWithin } from '../attack/written';
 import type { Frame } from '../capture/types';
-import type { NormRoi } from './config';
 import { IMAGE_KEYS, ImageKey, StickerFrame } from './protocol';
-import type { FrameFields, PipelineSettings, PixelRoi, PredictionSummary } from './protocol';
+import type { FrameFields, PipelineSettings, PredictionSummary } from './protocol';
+import { PixelRoi, roiToPixels } from '../util/roi';
 import type { LoadedSticker } from './sticker-overlay';
 import { encodeRgbPng } from './png';
 import { explainStall } from './stall';
 
-export type { PipelineSettings, TopEntry, PredictionSummary, PixelRoi } from './protocol';
+export type { PipelineSettings, TopEntry, PredictionSummary } from './protocol';
+export type { PixelRoi } from '../util/roi';
+export { roiToPixels };
 
 export type FrameImages = Partial<Record<ImageKey, Buffer>>;
 
@@ -61,19 +63,6 @@ export interface AnalysedFrame {
   stickerProbs: Float32Array | null;
   /** performance.now() at the start, after preprocessing, after classifying, after attacking. */
   times: [number, number, number, number];
-}
-
-/** The default ROI: a centre square of 70 % of the shorter side (a sign filling it resembles a GTSRB crop). */
-export function roiToPixels(roi: NormRoi | null, W: number, H: number): PixelRoi {
-  if (!roi) {
-    const side = Math.max(2, Math.round(0.7 * Math.min(W, H)));
-    return { x: Math.floor((W - side) / 2), y: Math.floor((H - side) / 2), w: side, h: side };
-  }
-  const w = Math.max(2, Math.min(W, Math.round(roi.w * W)));
-  const h = Math.max(2, Math.min(H, Math.round(roi.h * H)));
-  const x = Math.max(0, Math.min(W - w, Math.round(roi.x * W)));
-  const y = Math.max(0, Math.min(H - h, Math.round(roi.y * H)));
-  return { x, y, w, h };
 }
 
 /**
@@ -151,7 +140,6 @@ export interface ProcessOptions extends AnalyseOptions {
   /** The images to encode (default: all; none when no client is watching). */
   images?: Iterable<ImageKey>;
 }
-
 
 export class Pipeline {
   private attacks = new Map<string, Attack>();

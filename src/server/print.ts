@@ -8,25 +8,6 @@
 import sharp from 'sharp';
 import type { FrameResult } from './pipeline';
 
-interface PdfDoc {
-  on(ev: 'data', cb: (c: Buffer) => void): PdfDoc;
-  on(ev: 'end', cb: () => void): PdfDoc;
-  on(ev: 'error', cb: (e: Error) => void): PdfDoc;
-  image(src: Buffer, x: number, y: number, opts: { width: number; height: number }): PdfDoc;
-  rect(x: number, y: number, w: number, h: number): PdfDoc;
-  moveTo(x: number, y: number): PdfDoc;
-  lineTo(x: number, y: number): PdfDoc;
-  lineWidth(w: number): PdfDoc;
-  fill(color?: string): PdfDoc;
-  stroke(color?: string): PdfDoc;
-  font(name: string): PdfDoc;
-  fontSize(n: number): PdfDoc;
-  fillColor(c: string): PdfDoc;
-  text(s: string, x: number, y: number, opts?: { width?: number; align?: 'left' | 'center' | 'right'; lineBreak?: boolean }): PdfDoc;
-  widthOfString(s: string): number;
-  end(): void;
-}
-type PdfCtor = new (opts: Record<string, unknown>) => PdfDoc;
 
 export const MM_TO_PT = 72 / 25.4;
 /** Margins around the sign, mm: sides/top, and the band below for the scale bar and caption. */
@@ -46,7 +27,7 @@ function pctText(p: number): string {
 }
 
 export async function adversarialPdf(r: FrameResult, sizeMm: number, opts: { caption?: boolean } = {}): Promise<Buffer> {
-  const PDFDocument = require('pdfkit') as PdfCtor;
+  const PDFDocument = require('pdfkit') as typeof import('pdfkit');
   const s = r.crops.size;
   const up = Math.max(1, Math.floor(512 / s));
   const bytes = Buffer.allocUnsafe(s * s * 3);

@@ -26,7 +26,8 @@
 import type { Server, Socket } from 'socket.io';
 import type { SourceStatus } from '../capture/types';
 import type { AttackLoss } from '../attack/loss';
-import type { LiveAttack, NormRoi, ServeConfig } from './config';
+import type { LiveAttack, ServeConfig } from './config';
+import type { NormRoi, PixelRoi } from '../util/roi';
 import type { Latency, Stage } from './stats';
 
 /** The images a frame can carry; a client names the ones it draws (ViewRequest). */
@@ -58,13 +59,6 @@ export interface PredictionSummary {
   name: string;
   confidence: number;
   top5: TopEntry[];
-}
-
-export interface PixelRoi {
-  x: number;
-  y: number;
-  w: number;
-  h: number;
 }
 
 /** What a processed frame tells the page (the pipeline's FrameResult adds its own fields). */
@@ -240,4 +234,4 @@ export interface ClientToServerEvents {
 export type LiveServer = Server<ClientToServerEvents, ServerToClientEvents>;
 export type LiveSocket = Socket<ClientToServerEvents, ServerToClientEvents>;
 
-export type { NormRoi };
+export type { NormRoi, PixelRoi };

@@ -11,21 +11,20 @@
  * instructions, and a calibration strip of the palette colours (photograph it to measure your
  * printer's real palette for --palette).
  *
- * Artwork is sampled from the optimised sticker (bilinear, as the EOT warp sees it) and from a
+ * Artwork (pdf-artwork.ts) is sampled from the optimised sticker (bilinear, as the EOT warp sees it) and from a
  * crisp high-resolution rendering of the clean sign; colours extend 2 mm past the cut line
  * (bleed) so an imprecise cut leaves no white rim.
  */
-import sharp from 'sharp';
-import { renderSignRGBA } from '../data/synthetic';
 import { CLASS_NAMES } from '../data/classes';
 import { UserError } from '../data/types';
 import type { StickerResult } from './optimize';
-import { alphaOf, Component, components, rasterizeMask } from './masks';
+import { Component, components } from './masks';
+import { buildArtwork, mm, png, previewPng, raster } from './pdf-artwork';
 import { DEFAULT_PALETTE, Palette } from './palette';
 import { stripLayout } from './calibration-strip';
 
 /** Points per millimetre: 1 in = 72 pt = 25.4 mm. */
-export const MM = 72 / 25.4;
+export { MM } from './pdf-artwork';
 export const A4_MM = { width: 210, height: 297 } as const;
 /** Page layout, mm. */
 const MARGIN = 10, HEADER = 14, FOOTER = 24, MARK_ROOM = 9, LABEL_ROOM = 7, GAP = 6, OVERLAP = 12;
@@ -76,225 +75,21 @@ export interface ExportResult {
   pageCount: number;
 }
 
-// Minimal typing of the pdfkit calls used here (pdfkit ships no types).
-interface PdfImage { width: number; height: number }
-interface PdfDoc {
-  on(ev: 'data', cb: (c: Buffer) => void): PdfDoc;
-  on(ev: 'end', cb: () => void): PdfDoc;
-  on(ev: 'error', cb: (e: Error) => void): PdfDoc;
-  addPage(opts?: Record<string, unknown>): PdfDoc;
-  openImage(src: Buffer): PdfImage;
-  image(src: Buffer | PdfImage, x: number, y: number, opts: { width: number; height: number }): PdfDoc;
-  rect(x: number, y: number, w: number, h: number): PdfDoc;
-  circle(x: number, y: number, r: number): PdfDoc;
-  moveTo(x: number, y: number): PdfDoc;
-  lineTo(x: number, y: number): PdfDoc;
-  closePath(): PdfDoc;
-  lineWidth(w: number): PdfDoc;
-  lineJoin(j: string): PdfDoc;
-  dash(len: number, opts?: { space?: number }): PdfDoc;
-  undash(): PdfDoc;
-  fill(color?: string): PdfDoc;
-  stroke(color?: string): PdfDoc;
-  fillColor(c: string): PdfDoc;
-  save(): PdfDoc;
-  restore(): PdfDoc;
-  clip(): PdfDoc;
-  font(name: string): PdfDoc;
-  fontSize(n: number): PdfDoc;
-  text(s: string, x: number, y: number, opts?: { width?: number; align?: 'left' | 'center' | 'right'; lineBreak?: boolean; lineGap?: number }): PdfDoc;
-  widthOfString(s: string): number;
-  heightOfString(s: string, opts?: { width?: number }): number;
-  end(): void;
-}
-type PdfCtor = new (opts: Record<string, unknown>) => PdfDoc;
-
-const mm = (v: number): number => v * MM;
-
-// ---------------------------------------------------------------------------
-// Sampling the artwork
-
-/** Fills pixels where known < threshold from their known neighbours, outwards (for the bleed). */
-function extend(rgb: Float32Array, known: Float32Array, size: number, threshold = 0.02): Float32Array {
-  const out = Float32Array.from(rgb);
-  let have = Uint8Array.from(known, (k) => (k >= threshold ? 1 : 0));
-  for (let iter = 0; iter < size; iter++) {
-    const next = Uint8Array.from(have);
-    let changed = false;
-    for (let y = 0; y < size; y++) {
-      for (let x = 0; x < size; x++) {
-        const i = y * size + x;
-        if (have[i]) continue;
-        let r = 0, g = 0, b = 0, k = 0;
-        for (const [dx, dy] of [[1, 0], [-1, 0], [0, 1], [0, -1], [1, 1], [-1, -1], [1, -1], [-1, 1]]) {
-          const nx = x + dx, ny = y + dy;
-          if (nx < 0 || ny < 0 || nx >= size || ny >= size) continue;
-          const j = ny * size + nx;
-          if (!have[j]) continue;
-          r += out[3 * j]; g += out[3 * j + 1]; b += out[3 * j + 2]; k++;
-        }
-        if (k) { out[3 * i] = r / k; out[3 * i + 1] = g / k; out[3 * i + 2] = b / k; next[i] = 1; changed = true; }
-      }
-    }
-    have = next;
-    if (!changed) break;
-  }
-  return out;
-}
-
-/** Bilinear lookup at relative (u, v) ∈ [0, 1]² of a size² map with `ch` channels (edge-clamped). */
-function sample(img: Float32Array, size: number, ch: number, u: number, v: number, out: number[], stride = ch, offset = 0): void {
-  const fx = Math.min(size - 1, Math.max(0, u * size - 0.5)), fy = Math.min(size - 1, Math.max(0, v * size - 0.5));
-  const x0 = Math.floor(fx), y0 = Math.floor(fy), x1 = Math.min(size - 1, x0 + 1), y1 = Math.min(size - 1, y0 + 1);
-  const ax = fx - x0, ay = fy - y0;
-  for (let c = 0; c < ch; c++) {
-    const p = (x: number, y: number) => img[(y * size + x) * stride + offset + c];
-    out[c] = (p(x0, y0) * (1 - ax) + p(x1, y0) * ax) * (1 - ay) + (p(x0, y1) * (1 - ax) + p(x1, y1) * ax) * ay;
-  }
-}
-
-/** Chamfer distance (in pixels) to the nearest pixel with field ≥ 0.5. */
-function distanceMap(field: Float32Array, size: number): Float32Array {
-  const d = new Float32Array(size * size);
-  for (let i = 0; i < d.length; i++) d[i] = field[i] >= 0.5 ? 0 : 1e9;
-  const D = Math.SQRT2;
-  for (let y = 0; y < size; y++) {
-    for (let x = 0; x < size; x++) {
-      const i = y * size + x;
-      if (x > 0) d[i] = Math.min(d[i], d[i - 1] + 1);
-      if (y > 0) {
-        d[i] = Math.min(d[i], d[i - size] + 1);
-        if (x > 0) d[i] = Math.min(d[i], d[i - size - 1] + D);
-        if (x < size - 1) d[i] = Math.min(d[i], d[i - size + 1] + D);
-      }
+// pdfkit is loaded on first use; its types are @types/pdfkit's, which lack openImage (pdfkit's
+// own: an image embedded once and placed on several tiles).
+declare global {
+  // eslint-disable-next-line @typescript-eslint/no-namespace -- augments @types/pdfkit's global namespace
+  namespace PDFKit.Mixins {
+    interface OpenedImage { width: number; height: number }
+    interface PDFImage {
+      openImage(src: Buffer): OpenedImage;
+      image(src: OpenedImage, x: number, y: number, options?: ImageOption): this;
     }
   }
-  for (let y = size - 1; y >= 0; y--) {
-    for (let x = size - 1; x >= 0; x--) {
-      const i = y * size + x;
-      if (x < size - 1) d[i] = Math.min(d[i], d[i + 1] + 1);
-      if (y < size - 1) {
-        d[i] = Math.min(d[i], d[i + size] + 1);
-        if (x < size - 1) d[i] = Math.min(d[i], d[i + size + 1] + D);
-        if (x > 0) d[i] = Math.min(d[i], d[i + size - 1] + D);
-      }
-    }
-  }
-  return d;
 }
+type PdfDoc = PDFKit.PDFDocument;
+type PdfImage = PDFKit.Mixins.OpenedImage;
 
-/** Everything needed to draw the attack at any resolution. */
-interface Artwork {
-  signMm: number;
-  /** High-resolution grid (Rc²) over the sign's bounding square. */
-  Rc: number;
-  cleanHi: Float32Array;
-  alphaHi: Float32Array;
-  /** Cut field: what is printed and cut out (sticker mask ∧ sign, or the sign). */
-  cutHi: Float32Array;
-  /** Distance to the cut region, Rc pixels. */
-  cutDist: Float32Array;
-  /** Low-resolution printed colours, extended past their region for the bleed (R²×3). */
-  inkExt: Float32Array;
-  /** Sign mode: perturbation δ (R²×3) extended. */
-  deltaExt: Float32Array | null;
-  R: number;
-  mode: 'sticker' | 'sign';
-}
-
-function buildArtwork(r: StickerResult, signMm: number): Artwork {
-  const R = r.canvasSize;
-  // ~0.5 mm per cut-grid pixel, between 512 and 1024 (the renderer's limit).
-  const Rc = Math.max(512, Math.min(1024, Math.ceil(signMm * 2)));
-  const hi = renderSignRGBA(r.classId, Rc, { margin: 0 }).rgba;
-  const alphaHi = alphaOf(hi);
-  const cutHi = r.maskSpec ? rasterizeMask(r.maskSpec, Rc, alphaHi, 2) : alphaHi;
-  let inkExt: Float32Array, deltaExt: Float32Array | null = null;
-  if (r.mode === 'sticker') {
-    inkExt = extend(r.sticker, r.printed, R);
-  } else {
-    const delta = new Float32Array(R * R * 3);
-    for (let i = 0; i < R * R; i++) for (let c = 0; c < 3; c++) delta[3 * i + c] = r.adversarial[4 * i + c] - r.clean[4 * i + c];
-    const alpha = alphaOf(r.clean);
-    deltaExt = extend(delta, alpha, R, 0.5);
-    inkExt = extend(r.sticker, alpha, R, 0.5);
-  }
-  return { signMm, Rc, cleanHi: hi, alphaHi, cutHi, cutDist: distanceMap(cutHi, Rc), inkExt, deltaExt, R, mode: r.mode };
-}
-
-/**
- * The adversarial sign's colour at relative (u, v): sticker mode mixes the crisp clean sign and the
- * sticker by the high-resolution mask; sign mode adds the perturbation to the crisp clean sign.
- */
-function adversarialAt(a: Artwork, u: number, v: number, out: number[], tmp: number[]): void {
-  const clean = [0, 0, 0, 0];
-  sample(a.cleanHi, a.Rc, 4, u, v, clean);
-  if (a.mode === 'sticker') {
-    sample(a.cutHi, a.Rc, 1, u, v, tmp);
-    const m = tmp[0];
-    sample(a.inkExt, a.R, 3, u, v, tmp);
-    for (let c = 0; c < 3; c++) out[c] = clean[c] * (1 - m) + tmp[c] * m;
-  } else {
-    sample(a.deltaExt as Float32Array, a.R, 3, u, v, tmp);
-    for (let c = 0; c < 3; c++) out[c] = Math.min(1, Math.max(0, clean[c] + tmp[c]));
-  }
-  out[3] = clean[3];
-}
-
-/**
- * Raster of the region [x, x+w]×[y, y+h] (mm, sign coordinates) at `dpi`. kind 'piece': printed
- * colours inside the cut region and the bleed, white beyond (or transparent with `alpha`);
- * kind 'sign': the whole adversarial sign, white/transparent outside it.
- */
-function raster(a: Artwork, box: { x: number; y: number; w: number; h: number }, dpi: number, kind: 'piece' | 'sign', bleedMm: number, alpha: boolean): { data: Buffer; width: number; height: number } {
-  const W = Math.max(1, Math.round((box.w / 25.4) * dpi)), H = Math.max(1, Math.round((box.h / 25.4) * dpi));
-  const ch = alpha ? 4 : 3;
-  const data = Buffer.alloc(W * H * ch);
-  const col = [0, 0, 0, 0], tmp = [0, 0, 0, 0];
-  const pxMm = a.signMm / a.Rc;
-  for (let py = 0; py < H; py++) {
-    const v = (box.y + ((py + 0.5) / H) * box.h) / a.signMm;
-    for (let px = 0; px < W; px++) {
-      const u = (box.x + ((px + 0.5) / W) * box.w) / a.signMm;
-      let cover: number;
-      if (kind === 'sign') {
-        adversarialAt(a, u, v, col, tmp);
-        cover = u < 0 || v < 0 || u > 1 || v > 1 ? 0 : col[3];
-      } else {
-        // Distance (mm) to the cut region, plus how far outside the sign's square we are.
-        const gx = Math.min(a.Rc - 1, Math.max(0, Math.floor(u * a.Rc))), gy = Math.min(a.Rc - 1, Math.max(0, Math.floor(v * a.Rc)));
-        const outside = Math.hypot(Math.max(0, -u, u - 1), Math.max(0, -v, v - 1)) * a.signMm;
-        cover = a.cutDist[gy * a.Rc + gx] * pxMm + outside <= bleedMm ? 1 : 0;
-        if (cover === 0) {
-          // Nothing printed here: white paper (or transparent); skip the sampling.
-          const o = (py * W + px) * ch;
-          if (alpha) data[o + 3] = 0;
-          else data.fill(255, o, o + 3);
-          continue;
-        }
-        if (a.mode === 'sign') {
-          adversarialAt(a, u, v, col, tmp);
-          // Past the sign's edge (the bleed) continue the printed colours outwards.
-          if (col[3] < 0.5 || outside > 0) sample(a.inkExt, a.R, 3, u, v, col);
-        } else {
-          sample(a.inkExt, a.R, 3, u, v, col);
-        }
-      }
-      const o = (py * W + px) * ch;
-      for (let c = 0; c < 3; c++) {
-        const val = Math.min(1, Math.max(0, col[c]));
-        // Opaque output is composited over white paper.
-        data[o + c] = Math.round((alpha ? val : val * cover + (1 - cover)) * 255);
-      }
-      if (alpha) data[o + 3] = Math.round(cover * 255);
-    }
-  }
-  return { data, width: W, height: H };
-}
-
-async function png(r: { data: Buffer; width: number; height: number }, channels: 3 | 4, dpi: number): Promise<Buffer> {
-  return sharp(r.data, { raw: { width: r.width, height: r.height, channels } }).withMetadata({ density: dpi }).png({ compressionLevel: 6 }).toBuffer();
-}
 
 // ---------------------------------------------------------------------------
 // Pieces, tiles and the page layout
@@ -406,7 +201,7 @@ export async function exportSticker(r: StickerResult, o: ExportOptions): Promise
   const signPng = await png(raster(a, { x: 0, y: 0, w: signMm, h: signMm }, signPngDpi, 'sign', 0, true), 4, signPngDpi);
 
   // The document.
-  const PDFDocument = require('pdfkit') as PdfCtor;
+  const PDFDocument = require('pdfkit') as typeof import('pdfkit');
   const target = r.target;
   const title = r.mode === 'sticker' ? 'Adversarial sticker' : 'Printed adversarial sign';
   const doc = new PDFDocument({
@@ -432,20 +227,7 @@ export async function exportSticker(r: StickerResult, o: ExportOptions): Promise
   doc.font('Helvetica-Bold').fontSize(15).fillColor('#000000').text(`${title}: ${className(r.classId)} -> ${className(target)}`, x0, mm(MARGIN), { width: pageW - 2 * x0 });
   let y = mm(MARGIN + 9);
   const prevMm = 62;
-  const preview = async (kind: 'clean' | 'adv'): Promise<Buffer> => {
-    const px = 600;
-    const data = Buffer.alloc(px * px * 3);
-    const col = [0, 0, 0, 0], tmp = [0, 0, 0, 0];
-    for (let py = 0; py < px; py++) {
-      for (let qx = 0; qx < px; qx++) {
-        const u = (qx + 0.5) / px, v = (py + 0.5) / px;
-        if (kind === 'clean') sample(a.cleanHi, a.Rc, 4, u, v, col);
-        else adversarialAt(a, u, v, col, tmp);
-        for (let c = 0; c < 3; c++) data[3 * (py * px + qx) + c] = Math.round((Math.min(1, Math.max(0, col[c])) * col[3] + (1 - col[3])) * 255);
-      }
-    }
-    return sharp(data, { raw: { width: px, height: px, channels: 3 } }).png().toBuffer();
-  };
+  const preview = (kind: 'clean' | 'adv'): Promise<Buffer> => previewPng(a, kind);
   doc.image(await preview('clean'), x0, y + mm(5), { width: mm(prevMm), height: mm(prevMm) });
   doc.image(await preview('adv'), x0 + mm(prevMm + 8), y + mm(5), { width: mm(prevMm), height: mm(prevMm) });
   doc.font('Helvetica').fontSize(8).fillColor('#000000');

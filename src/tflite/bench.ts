@@ -12,7 +12,7 @@ import { buildModel, LayersClassifier } from '../inference/model';
 import type { Classifier } from '../inference/model';
 import { loadModel, LoadedModel } from '../inference/load-model';
 import { renderDataset } from '../data/synthetic';
-import { fgsm } from '../attack/fgsm';
+import { fgsm } from '../attack/one-step';
 import { square } from '../attack/square';
 import { convertToTflite } from './export';
 

@@ -14,11 +14,11 @@ import { UserError } from '../data/types';
 import { parseEps } from '../attack/registry';
 import { AttackLoss, parseAttackLoss } from '../attack/loss';
 import { apgdAttack, APGD_DEFAULTS } from '../attack/apgd';
-import { Flags } from '../cli/args';
+import { Flags } from './args';
 import {
   AdversarialMethod, adversarialPlanner, pgdCorrect, AdversarialHookState, AdversarialPlanner, checkTrainingEps, OverfitGuard,
   parseAdversarialMethod, requireLogitsModel,
-} from './adversarial';
+} from '../defense/adversarial';
 
 export const ADVERSARIAL_FLAGS: NonNullable<ParseArgsConfig['options']> = {
   adversarial: { type: 'string' }, eps: { type: 'string' }, 'adv-ratio': { type: 'string' },

@@ -9,7 +9,7 @@
  * z_y − z_j = (w_y − w_j)·h + (b_y − b_j), bounded directly over the box of h. This is never looser
  * than subtracting independent logit bounds (and usually much tighter), and it is still sound.
  */
-import { tf, Tensor2D, Tensor4D } from '../inference/tf';
+import { tf, Tensor2D, Tensor4D } from './tf';
 import { UserError } from '../data/types';
 
 export interface LogitBounds {

@@ -11,10 +11,10 @@ import { loadDataset } from '../data/load';
 import { UserError } from '../data/types';
 import type { ImageSet } from '../data/types';
 import { parseEpsList } from '../attack/registry';
-import { Flags } from '../cli/args';
-import { parseDefenseList, DEFENSE_NAMES, DEFAULT_DEFENSE_SETTINGS, DefenseName } from './registry';
-import { CompareModel, compareToJson, renderCompareHtml, runCompare } from './compare';
-import { requireLogitsModel } from './adversarial';
+import { Flags, jsonTarget } from './args';
+import { parseDefenseList, DEFENSE_NAMES, DEFAULT_DEFENSE_SETTINGS, DefenseName } from '../defense/registry';
+import { CompareModel, compareToJson, renderCompareHtml, runCompare } from '../defense/compare';
+import { requireLogitsModel } from '../defense/adversarial';
 import { checkOutputs, writeFilesAtomic } from '../util/atomic-file';
 
 export const DEFENSE_EVAL_FLAGS: NonNullable<ParseArgsConfig['options']> = {
@@ -63,7 +63,7 @@ export async function defenseEvaluateCommand(f: Flags): Promise<void> {
   const settings = { ...DEFAULT_DEFENSE_SETTINGS, trainSeconds: intFlag(f, 'defense-seconds', DEFAULT_DEFENSE_SETTINGS.trainSeconds, 1, 1e6) };
   const trainLimit = intFlag(f, 'defense-train-limit', 4000, 1, 1e9);
   const report = typeof f.report === 'string' ? f.report : undefined;
-  const json = typeof f.json === 'string' ? f.json : undefined;
+  const json = jsonTarget(f);
   checkOutputs(report, json); // before the defenses train and the attacks run
   const quiet = Boolean(f.quiet);
   const log = (m: string) => { if (!quiet) process.stderr.write(m + '\n'); };

@@ -5,9 +5,8 @@
  * PGD images, every image contributes both terms: the clean term keeps accuracy, the KL term makes
  * the prediction flat over the ball, and β sets the trade-off (6 in the paper).
  */
-import { tf, signExact, Tensor1D, Tensor2D, Tensor4D } from '../inference/tf';
-import type { Classifier } from '../inference/model';
-import { projectLinf } from '../attack/common';
+import { tf, projectLinf, signExact, Tensor1D, Tensor2D, Tensor4D } from './tf';
+import type { Classifier } from './model';
 
 /** KL(p ‖ softmax(z)) per row, with p given as probabilities (rows summing to 1). */
 function klFromProbabilities(p: Tensor2D, z: Tensor2D): tf.Tensor1D {
