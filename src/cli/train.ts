@@ -80,8 +80,8 @@ export async function trainCommand(argv: string[]): Promise<void> {
   // Adversarial training flags are validated here, before the data is read (see src/defense).
   const adv = addAdversarialTraining(f);
   const ibp = parseIbpTraining(f, arch);
-  const engine = str(f, 'engine') ?? (adv || ibp ? 'tfjs' : undefined);
-  if (engine !== undefined) parseEngineName(engine);
+  const engine = str(f, 'engine') ?? (adv || ibp ? 'tfjs' : 'auto');
+  if (engine !== 'auto') parseEngineName(engine);
 
   let stop = false;
   // Ctrl-C (or a service manager's SIGTERM) ends training after the current batch, keeping

@@ -90,8 +90,9 @@ export interface TrainOptions {
    */
   workers?: number;
   /**
-   * ort | tfjs (default: ADVSIGN_ENGINE, else ort when it loads and the model's training graph
-   * exports). Steps with adversarial examples or IBP bounds always run on tfjs.
+   * ort | tfjs, or 'auto' (ADVSIGN_ENGINE, else ort when it loads and the model's training graph
+   * exports: what `advsign train` passes). Absent: tfjs, so library callers (the defenses' small
+   * trainers, the tests' fixtures) train exactly as before. Adversarial and IBP steps always run on tfjs.
    */
   engine?: string;
   /** Told where the steps run, once, before the first epoch. */
@@ -205,7 +206,7 @@ export async function trainClassifier(trainSet: ImageSet, valSet: ImageSet, opti
   const t0 = Date.now();
   let interrupted = false;
   const stepsPerEpoch = Math.ceil(trainSet.n / o.batchSize);
-  const { trainer, engine } = await trainingEngine(clf, o.engine);
+  const { trainer, engine } = await trainingEngine(clf, o.engine === 'auto' ? undefined : o.engine ?? 'tfjs');
   o.onEngine?.(engine);
   // The worker pool serves the tfjs steps; with the ort trainer only those it cannot take (adversarial, IBP).
   let pool: GradientPool | null = null;
