@@ -18,6 +18,7 @@ import { AttackOptions } from '../src/attack/types';
 import { perturbationNorms } from '../src/attack/norms';
 import { predictBatch } from '../src/attack/common';
 import { apgdCheckpoints } from '../src/attack/apgd';
+import { tfObjectiveGradient, vjp } from '../src/inference/objective';
 import { argsort, projectionL2, projectionLinf } from '../src/attack/fab-projection';
 import { evaluateRobustness } from '../src/attack/evaluate';
 import { runCli, tempDir } from './helpers';
@@ -157,6 +158,24 @@ describe('AutoAttack', function () {
     }
     const fooledByStages = aa.stages?.reduce((acc, s) => acc + rate(s.fooled), 0) ?? 0;
     assert.ok(Math.abs(fooledByStages - rate(aa.success)) < 1e-9, 'each broken image is credited to one member');
+  });
+
+  it('APGD-T and FAB-T attack all targets in one batch: one engine call per step, not one per target', async () => {
+    const calls = { grad: 0, vjp: 0 };
+    const counting: Classifier = {
+      inputSize: model.inputSize, numClasses: model.numClasses, trainableWeights: model.trainableWeights,
+      logits: (images, training) => model.logits(images, training),
+      async objectiveGradient(images, l, t, loss) { calls.grad++; return tfObjectiveGradient(model, images, l, t, loss); },
+      async vjp(images, c) { calls.vjp++; return vjp(model, images, c); },
+    };
+    const steps = 6, targetClasses = 3;
+    for (const name of ['apgd-t', 'fab-t']) {
+      const r = await getAttack(name).run(counting, x, y, { steps, targetClasses, eps: 1 / 255 });
+      r.adversarial.dispose();
+    }
+    // One call for the start and one per step; targets run one after another took 3× as many.
+    assert.ok(calls.grad > 0 && calls.grad <= steps + 1, `APGD-T: ${calls.grad} gradient calls for ${steps} steps`);
+    assert.ok(calls.vjp > 0 && calls.vjp <= steps, `FAB-T: ${calls.vjp} gradient calls for ${steps} steps`);
   });
 
   for (const [name, eps] of [['autoattack', 4 / 255], ['autoattack-l2', 0.25], ['apgd-dlr', 4 / 255], ['apgd-dlr-l2', 0.25], ['fab-t-l2', 0.25], ['square-l2', 0.25]] as const) {

@@ -111,8 +111,12 @@ async function evaluate(model: Classifier, s: State, loss: 'ce' | 'dlr'): Promis
 /**
  * One APGD run on images x (with labels y and, targeted, targets t), from a random start drawn
  * with `seed`. Writes each image's result into `out` (HWC floats per image) and returns which fool.
+ * Rows with the same `group` entry (one image under several targets) leave the run together as
+ * soon as one of them fools: the image is broken, its other targets need no more steps.
  */
-export async function apgdRun(model: Classifier, x: Tensor4D, y: Int32Array, t: Int32Array | null, o: ApgdOptions, seed: number, out: Float32Array): Promise<Uint8Array> {
+export async function apgdRun(
+  model: Classifier, x: Tensor4D, y: Int32Array, t: Int32Array | null, o: ApgdOptions, seed: number, out: Float32Array, group?: Int32Array,
+): Promise<Uint8Array> {
   const m = y.length, d = x.size / m;
   const checkpoints = new Set(apgdCheckpoints(o.steps));
   const fooled = new Uint8Array(m);
@@ -170,7 +174,8 @@ export async function apgdRun(model: Classifier, x: Tensor4D, y: Int32Array, t: 
       }
       if (fooledNow.length) {
         const gone = new Set(fooledNow);
-        s = keepRows(s, s.rows.map((_, j) => j).filter((j) => !gone.has(j)));
+        const broken = group ? new Set(fooledNow.map((j) => group[s.rows[j]])) : null;
+        s = keepRows(s, s.rows.map((_, j) => j).filter((j) => !gone.has(j) && !broken?.has((group as Int32Array)[s.rows[j]])));
       }
     }
     // Not fooled: the highest-loss point found.
@@ -236,23 +241,57 @@ export async function apgdAttack(model: Classifier, x: Tensor4D, y: Int32Array, 
   const pred = argmaxRows(await clean.data() as Float32Array, m, model.numClasses);
   clean.dispose();
   for (let i = 0; i < m; i++) if (pred[i] !== y[i]) fooled[i] = 1;
-  const targets = targetCount > 0 ? await rankedTargets(model, x, targetCount) : [null];
-  let run = 0;
-  for (const t of targets) {
-    for (let r = 0; r < o.restarts; r++, run++) {
-      const rows = Array.from({ length: m }, (_, i) => i).filter((i) => !fooled[i]);
-      if (!rows.length || !(o.eps > 0)) break;
-      const idx = tf.tensor1d(rows, 'int32');
-      const xs = tf.gather(x, idx) as Tensor4D;
-      idx.dispose();
-      const part = new Float32Array(rows.length * d);
-      const f = await apgdRun(model, xs, Int32Array.from(rows, (i) => y[i]), t ? Int32Array.from(rows, (i) => t[i]) : null, o, o.seed + 7919 * run, part);
-      xs.dispose();
-      rows.forEach((img, j) => {
-        if (!f[j] && run > 0) return; // keep the first run's best point for images nothing fooled
-        adversarial.set(part.subarray(j * d, (j + 1) * d), img * d);
-        if (f[j]) fooled[img] = 1;
-      });
+  const targets = targetCount > 0 ? await rankedTargets(model, x, targetCount) : null;
+  for (let r = 0; r < o.restarts; r++) {
+    const rows = Array.from({ length: m }, (_, i) => i).filter((i) => !fooled[i]);
+    if (!rows.length || !(o.eps > 0)) break;
+    const idx = tf.tensor1d(rows, 'int32');
+    const xs = tf.gather(x, idx) as Tensor4D;
+    idx.dispose();
+    const part = targets
+      ? await targetedRun(model, xs, rows, y, targets, o, o.seed + 7919 * r)
+      : await untargetedRun(model, xs, rows, y, o, o.seed + 7919 * r);
+    xs.dispose();
+    rows.forEach((img, j) => {
+      if (!part.fooled[j] && r > 0) return; // keep the first run's best point for images nothing fooled
+      adversarial.set(part.adversarial.subarray(j * d, (j + 1) * d), img * d);
+      if (part.fooled[j]) fooled[img] = 1;
+    });
+  }
+  return { adversarial, fooled };
+}
+
+/** One untargeted run on the images `rows` (xs holds them). */
+async function untargetedRun(model: Classifier, xs: Tensor4D, rows: number[], y: Int32Array, o: ApgdOptions, seed: number): Promise<ApgdResult> {
+  const adversarial = new Float32Array(xs.size);
+  const fooled = await apgdRun(model, xs, Int32Array.from(rows, (i) => y[i]), null, o, seed, adversarial);
+  return { adversarial, fooled };
+}
+
+/**
+ * One targeted run on the images `rows` towards all their targets at once: every (image, target)
+ * pair is a row of one batch, so a native engine gets one large call per step instead of one per
+ * target. The reference runs the targets one after another on the images still robust; per
+ * pair the iterations are the same, so the same images are broken, and an image leaves the batch
+ * (all its targets) once one target fools it. Per image: the first target's adversarial that
+ * fools, else the first target's highest-loss point.
+ */
+async function targetedRun(model: Classifier, xs: Tensor4D, rows: number[], y: Int32Array, targets: Int32Array[], o: ApgdOptions, seed: number): Promise<ApgdResult> {
+  const k = rows.length, d = xs.size / k, nt = targets.length;
+  const stacked = tf.tidy(() => tf.tile(xs, [nt, 1, 1, 1]) as Tensor4D);
+  const ys = new Int32Array(k * nt), ts = new Int32Array(k * nt), group = new Int32Array(k * nt);
+  for (let r = 0; r < nt; r++) {
+    rows.forEach((img, j) => { ys[r * k + j] = y[img]; ts[r * k + j] = targets[r][img]; group[r * k + j] = j; });
+  }
+  const out = new Float32Array(k * nt * d);
+  const f = await apgdRun(model, stacked, ys, ts, o, seed, out, group).finally(() => stacked.dispose());
+  const adversarial = out.slice(0, k * d);
+  const fooled = new Uint8Array(k);
+  for (let r = 0; r < nt; r++) {
+    for (let j = 0; j < k; j++) {
+      if (fooled[j] || !f[r * k + j]) continue;
+      fooled[j] = 1;
+      adversarial.set(out.subarray((r * k + j) * d, (r * k + j + 1) * d), j * d);
     }
   }
   return { adversarial, fooled };

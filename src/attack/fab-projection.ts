@@ -44,7 +44,9 @@ function dot(a: ArrayLike<number>, b: ArrayLike<number>): number {
 export function projectionLinf(t: Float32Array, w0: Float32Array, b0In: number): Float64Array {
   const n = t.length;
   const sign = dot(w0, t) - b0In >= 0 ? 1 : -1;
-  const w = Float64Array.from(w0, (v) => v * sign);
+  // Plain loops, not Float64Array.from(w0, fn): the mapping form cost more than the sort.
+  const w = new Float64Array(n);
+  for (let i = 0; i < n; i++) w[i] = w0[i] * sign;
   let b = b0In * sign;
   const a = new Float64Array(n), d = new Float64Array(n), p = new Float64Array(n);
   for (let i = 0; i < n; i++) {
@@ -88,7 +90,7 @@ export function projectionLinf(t: Float32Array, w0: Float32Array, b0In: number):
 export function projectionL2(t: Float32Array, w0: Float32Array, bIn: number): Float64Array {
   const n = t.length;
   let c = dot(w0, t) - bIn;
-  const w = Float64Array.from(w0);
+  const w = new Float64Array(w0);
   if (c < 0) { for (let i = 0; i < n; i++) w[i] = -w[i]; c = -c; }
   const BIG = 1e12;
   const r = new Float64Array(n);

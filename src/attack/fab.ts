@@ -86,11 +86,13 @@ function fabStep(xi: Float32Array, x0i: Float32Array, w: Float32Array, b: number
 
 /**
  * One FAB-T run towards targets t on correctly classified images x0 (HWC floats): the smallest
- * adversarial found per image (norm `best[i]`, Infinity if none) written into `adv`. An image
- * whose adversarial already fits in eps stops (the reference goes on shrinking it: for
- * AutoAttack's count it is fooled either way).
+ * adversarial found per row (norm `best[i]`, Infinity if none) written into `adv`. An image
+ * whose adversarial already fits in eps stops, with all rows of its `group` (its other targets):
+ * the reference goes on shrinking it, but for AutoAttack's count it is fooled either way.
  */
-async function fabRun(model: Classifier, x0: Float32Array, y: Int32Array, t: Int32Array, o: FabOptions, randomStart: boolean, seed: number): Promise<{ adv: Float32Array; best: Float64Array }> {
+async function fabRun(
+  model: Classifier, x0: Float32Array, y: Int32Array, t: Int32Array, o: FabOptions, randomStart: boolean, seed: number, group: Int32Array,
+): Promise<{ adv: Float32Array; best: Float64Array }> {
   const m = y.length, s = model.inputSize, d = x0.length / m;
   const x1 = Float32Array.from(x0);
   if (randomStart) {
@@ -127,14 +129,18 @@ async function fabRun(model: Classifier, x0: Float32Array, y: Int32Array, t: Int
       if (r < best[i]) { best[i] = r; adv.set(x1.subarray(i * d, (i + 1) * d), i * d); }
       for (let p = i * d; p < (i + 1) * d; p++) x1[p] = x0[p] + (x1[p] - x0[p]) * o.beta;
     });
-    active = active.filter((i) => !(best[i] <= o.eps));
+    const broken = new Set(active.filter((i) => best[i] <= o.eps).map((i) => group[i]));
+    if (broken.size) active = active.filter((i) => !broken.has(group[i]));
   }
   return { adv, best };
 }
 
 /**
  * FAB-T over the target classes (and restarts), each run on the images not yet fooled within eps.
- * Images the model already misclassifies stay clean and count as fooled.
+ * All targets of a run go in one batch, one row per (image, target) pair, so a native engine gets
+ * one large call per step (the reference runs the targets one after another on the images still
+ * robust: per pair the iterations are the same). Per image, the first target whose adversarial
+ * fits in eps gives the result. Images the model already misclassifies stay clean and count as fooled.
  */
 export async function fabTargeted(model: Classifier, x: Tensor4D, y: Int32Array, o: FabOptions): Promise<{ adversarial: Float32Array; fooled: Uint8Array }> {
   const m = y.length, d = x.size / m;
@@ -145,19 +151,24 @@ export async function fabTargeted(model: Classifier, x: Tensor4D, y: Int32Array,
   z.dispose();
   const fooled = Uint8Array.from(pred, (p, i) => (p !== y[i] ? 1 : 0));
   const lists = await rankedTargets(model, x, Math.min(o.targets, model.numClasses - 1));
-  let run = 0;
-  for (const t of lists) {
-    for (let r = 0; r < o.restarts; r++, run++) {
-      const rows = Array.from({ length: m }, (_, i) => i).filter((i) => !fooled[i]);
-      if (!rows.length || !(o.eps > 0)) break;
-      const x0 = new Float32Array(rows.length * d);
-      rows.forEach((img, j) => x0.set(clean.subarray(img * d, (img + 1) * d), j * d));
-      const res = await fabRun(model, x0, Int32Array.from(rows, (i) => y[i]), Int32Array.from(rows, (i) => t[i]), o, r > 0, o.seed + 7919 * run);
-      rows.forEach((img, j) => {
-        if (!(res.best[j] <= o.eps)) return; // counted only within the budget
-        fooled[img] = 1;
-        adversarial.set(res.adv.subarray(j * d, (j + 1) * d), img * d);
-      });
+  const nt = lists.length;
+  for (let r = 0; r < o.restarts; r++) {
+    const rows = Array.from({ length: m }, (_, i) => i).filter((i) => !fooled[i]);
+    if (!rows.length || !(o.eps > 0)) break;
+    const k = rows.length;
+    const x0 = new Float32Array(nt * k * d);
+    const ys = new Int32Array(nt * k), ts = new Int32Array(nt * k), group = new Int32Array(nt * k);
+    lists.forEach((t, ti) => rows.forEach((img, j) => {
+      const row = ti * k + j;
+      x0.set(clean.subarray(img * d, (img + 1) * d), row * d);
+      ys[row] = y[img]; ts[row] = t[img]; group[row] = j;
+    }));
+    const res = await fabRun(model, x0, ys, ts, o, r > 0, o.seed + 7919 * r, group);
+    for (let row = 0; row < nt * k; row++) {
+      const img = rows[group[row]];
+      if (fooled[img] || !(res.best[row] <= o.eps)) continue; // counted only within the budget
+      fooled[img] = 1;
+      adversarial.set(res.adv.subarray(row * d, (row + 1) * d), img * d);
     }
   }
   return { adversarial, fooled };

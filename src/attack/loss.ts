@@ -43,9 +43,11 @@ export async function inputGradient(model: Classifier, x: Tensor4D, labels: Tens
 
 /**
  * Logits and Jᵀc for a fixed cotangent c on the logits [n, k] (FAB's ∇(z_t − z_y) is c = e_t − e_y,
- * none of the named objectives): the one other gradient attacks take. Through tfjs for now; a
- * native engine's vector-Jacobian product belongs here too. The caller owns both tensors.
+ * none of the named objectives): the one other gradient attacks take. A native engine's
+ * vector-Jacobian product when the classifier has one (one session call), else tfjs. The caller
+ * owns both tensors.
  */
 export async function cotangentGradient(model: Classifier, x: Tensor4D, cotangent: Tensor2D): Promise<ObjectiveGradient> {
+  if (model.vjp) return model.vjp(x, cotangent);
   return logitsAndVjp(model, x, () => cotangent.clone());
 }

@@ -6,6 +6,7 @@ import * as path from 'node:path';
 import type { ParseArgsConfig } from 'node:util';
 import { initBackend } from '../inference/backend';
 import { loadClassifier, readCard } from '../inference/model-io';
+import { EngineChoice, useEngine } from '../inference/engine';
 import { loadDataset } from '../data/load';
 import { UserError } from '../data/types';
 import type { ImageSet } from '../data/types';
@@ -68,17 +69,21 @@ export async function defenseEvaluateCommand(f: Flags): Promise<void> {
   const log = (m: string) => { if (!quiet) process.stderr.write(m + '\n'); };
   const backend = await initBackend(typeof f.backend === 'string' ? f.backend : undefined);
 
+  const engineName = typeof f.engine === 'string' ? f.engine : undefined;
+  let engine: EngineChoice | null = null;
   const models: CompareModel[] = [];
   let trainSet: ImageSet | null = null;
   for (const [k, p] of modelList.entries()) {
     const clf = await loadClassifier(p);
     if (defenses.includes('ibp')) requireLogitsModel(clf, `IBP verification of ${p}`);
     const card = readCard(p);
+    const onEngine = useEngine(clf, engineName);
+    engine ??= onEngine.engine;
     models.push({
-      label: p, clf, defenses: k === 0 ? defenses : ['none'],
+      label: p, clf, run: onEngine.classifier, defenses: k === 0 ? defenses : ['none'],
       context: {
         modelDir: path.dirname(path.resolve(p, 'model.json')), architecture: String(card?.architecture ?? ''), settings, log,
-        cacheDir: typeof f['defense-cache'] === 'string' ? f['defense-cache'] : undefined,
+        cacheDir: typeof f['defense-cache'] === 'string' ? f['defense-cache'] : undefined, engine: engineName,
         trainDescription: `${path.resolve(data)} train ${trainLimit}`,
         trainSet: async () => (trainSet ??= await loadDataset(data, { split: 'train', size: clf.inputSize, limit: trainLimit, progress: !quiet })),
       },
@@ -86,7 +91,7 @@ export async function defenseEvaluateCommand(f: Flags): Promise<void> {
   }
   const set = await loadDataset(data, { split, size: models[0].clf.inputSize, limit, progress: !quiet });
   const result = await runCompare(models, set, { epsList, pgdSteps, batchSize, log });
-  const meta = { data, split, backend: backend.backend, defenseTraining: { seconds: settings.trainSeconds, images: trainLimit } };
+  const meta = { data, split, backend: backend.backend, engine: (engine as EngineChoice | null)?.engine ?? 'tfjs', defenseTraining: { seconds: settings.trainSeconds, images: trainLimit } };
   const out = compareToJson(result, { ...meta, models: modelList, defenses });
   if (json === '-') process.stdout.write(JSON.stringify(out, null, 2) + '\n');
   // The report and the JSON together: both new, or both as they were.

@@ -17,7 +17,7 @@ import { evaluateRobustness, robustnessToJson, RobustnessResult, RobustnessRow }
 import { defaultWorkerCount } from '../inference/data-parallel';
 import { renderReportHtml } from '../attack/report';
 import { worstCaseNorm } from '../attack/worst-case';
-import { AUTOATTACK_FAMILY } from '../attack/autoattack';
+import { AUTOATTACK_BATCH, AUTOATTACK_FAMILY } from '../attack/autoattack';
 import { progressBar, Progress } from '../util/progress';
 import { writeJsonAtomic, readCard, ModelCard, resolveModelPath } from '../inference/model-io';
 import { checkOutputs, checkWritable, OutputFile, writeFilesAtomic } from '../util/atomic-file';
@@ -88,9 +88,7 @@ export async function evaluateCommand(argv: string[]): Promise<void> {
     ...(steps ? { steps } : {}), ...(queries ? { maxQueries: queries } : {}), ...(loss && a.takesLoss ? { loss } : {}),
     ...(restarts ? { restarts } : {}),
   });
-  // AutoAttack's members run on the images still robust, a fraction of each batch: larger batches
-  // keep those calls efficient (the reference's default is 250; 128 still reports progress often).
-  const batchSize = int(f, 'batch', needsBudget.length ? 128 : 64, 1, 4096);
+  const batchSize = int(f, 'batch', needsBudget.length ? AUTOATTACK_BATCH : 64, 1, 4096);
   const input = modelInputFromFlags(f);
   const reportFile = str(f, 'report');
   const jsonOut = jsonTarget(f);

@@ -6,19 +6,16 @@
 import type { Classifier } from '../inference/model';
 import type { EotConfig } from '../sticker/eot';
 import { CLASS_NAMES } from '../data/classes';
-import { maskAtArea, MaskKind } from '../sticker/masks';
-import { optimizeSticker, StickerOptions, StickerResult } from '../sticker/optimize';
+import type { StickerResult } from '../sticker/optimize';
 import { measureOnPhotos } from '../sticker/photo-measure';
 import { areaPoint, AreaPoint, examples, reportHtml } from '../sticker/photo-report';
 import { photoLines, photoReportJson, PreparedPhotos } from './sticker-photos';
 import type { StickerProgressEvent } from '../sticker/run-file';
 
 export interface PhotoExtraOptions {
-  common: StickerOptions;
   areas: number[];
-  /** The default mask kind the areas scale (null when --areas is not used). */
-  kind: MaskKind | null;
-  signAlpha: Float32Array;
+  /** Optimises one more sticker, like the main one but at `area` of the sign. */
+  optimiseAt: (area: number, progressLabel: string) => Promise<StickerResult>;
   viewsPerPhoto: number;
   seed: number;
   machine: boolean;
@@ -39,15 +36,14 @@ function attackOf(r: StickerResult) {
   return { classId: r.classId, target: r.target, canvasSize: r.canvasSize, sticker: r.sticker, printed: r.printed };
 }
 
-export async function photoExtras(clf: Classifier, judge: Classifier, robust: StickerResult, p: PreparedPhotos, o: PhotoExtraOptions): Promise<PhotoExtras> {
+export async function photoExtras(judge: Classifier, robust: StickerResult, p: PreparedPhotos, o: PhotoExtraOptions): Promise<PhotoExtras> {
   const measure = (r: StickerResult) => measureOnPhotos(judge, attackOf(r), p.heldOut, { viewsPerPhoto: o.viewsPerPhoto, seed: o.seed, config: o.config });
   if (o.machine) process.stdout.write(JSON.stringify({ event: 'progress', phase: 'measure', done: 0, total: 0 } satisfies StickerProgressEvent) + '\n');
   const main = await measure(robust);
   const points: AreaPoint[] = [];
   for (const area of o.areas) {
     if (Math.abs(area - robust.areaFraction) < 0.005) continue; // the main sticker is this point
-    const mask = maskAtArea(o.kind as MaskKind, area, o.signAlpha, robust.canvasSize);
-    const r = await optimizeSticker(clf, { ...o.common, mask, useEot: true, ...(o.machine ? {} : { progressLabel: `sticker ${(area * 100).toFixed(0)} %` }) });
+    const r = await o.optimiseAt(area, `sticker ${(area * 100).toFixed(0)} %`);
     points.push(areaPoint(area, r.areaFraction, await measure(r)));
   }
   points.push(areaPoint(robust.areaFraction, robust.areaFraction, main));

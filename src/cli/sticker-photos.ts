@@ -22,7 +22,7 @@ export const PHOTO_HELP = `  --photos DIR        real photos of the sign in the 
   --photo-share F     share of each step's EOT samples that are photo views (default 0.5)
   --photo-views N     views per held-out photo (default 4)
   --photo-angle DEG   the sticker's viewing angle on a photo, ±DEG yaw and pitch (default 20)
-  --area F            the default mask (--mask stripes|rect|circle) sized to this share of the sign, e.g. 0.1
+  --area F            the mask (--mask stripes|rect|circle|auto) sized to this share of the sign, e.g. 0.1
   --areas LIST        with --photos: also optimise and measure at these areas (e.g. 0.05,0.1,0.15,0.2)
                       for the report's success-against-area curve`;
 

@@ -13,9 +13,10 @@ import { UserError } from '../data/types';
 import { parseEps } from '../attack/registry';
 import { classFlag, int, jsonTarget, num, parseFlags, str, writeJsonOutput } from './args';
 import { defaultModelDir, version } from './paths';
-import { parseMaskSpec, rasterizeMask, requireNonEmpty, alphaOf, MaskSpec, MASK_KINDS, MaskKind, maskAtArea, parseArea } from '../sticker/masks';
+import { alphaOf, MaskSpec, parseArea } from '../sticker/masks';
+import { MASK_HELP, maskPlan, maskRows, optimiseWithPlan, targetLossFlag } from './sticker-mask';
 import { DEFAULT_PALETTE, loadPalette } from '../sticker/palette';
-import { optimizeSticker, signCanvas, STICKER_DEFAULTS, StickerMode, StickerResult, validateClasses } from '../sticker/optimize';
+import { optimizeSticker, signCanvas, STICKER_DEFAULTS, StickerMode, StickerOptions, StickerResult, validateClasses } from '../sticker/optimize';
 import { measureRobustness, RobustnessReport } from '../sticker/measure';
 import { simulatePrintCapture, RoundTripReport } from '../sticker/roundtrip';
 import { exportSticker } from '../sticker/pdf';
@@ -46,9 +47,7 @@ ${MODEL_INPUT_HELP}
   --sign N            class of the sign to attack (e.g. 14 = Stop)
   --target N          class to make it look like (e.g. 1 = Speed limit 30); omit for untargeted
   --mode M            sticker (default) or sign (whole-sign perturbation within --eps)
-  --mask M            stripes (default), rect, circle, rect:x,y,w,h, circle:cx,cy,r,
-                      stripes:y1,y2,h (fractions of the sign's size), or a mask image (PNG:
-                      alpha, or white = sticker)
+${MASK_HELP}
   --eps X             sign mode budget, e.g. 16/255 (default 16/255)
   --steps N           optimisation steps (default ${STICKER_DEFAULTS.steps})
   --eot-samples N     transformations per step (default ${STICKER_DEFAULTS.eotSamples})
@@ -101,7 +100,7 @@ export async function stickerCommand(argv: string[]): Promise<void> {
     'eot-samples': { type: 'string' }, 'sign-mm': { type: 'string' }, seed: { type: 'string' }, palette: { type: 'string' },
     nps: { type: 'string' }, tv: { type: 'string' }, lr: { type: 'string' }, eval: { type: 'string' }, roundtrip: { type: 'string' },
     'skip-baseline': { type: 'boolean' }, json: { type: 'string' }, backend: { type: 'string' }, engine: { type: 'string' }, canvas: { type: 'string' },
-    'progress-json': { type: 'boolean' },
+    'progress-json': { type: 'boolean' }, loss: { type: 'string' },
     ...PHOTO_FLAGS,
     ...MODEL_INPUT_FLAGS,
   }, 'sticker');
@@ -125,16 +124,13 @@ export async function stickerCommand(argv: string[]): Promise<void> {
   const eps = f.eps !== undefined ? parseEps(str(f, 'eps') as string) : STICKER_DEFAULTS.eps;
   if (mode === 'sign' && !(eps > 0)) throw new UserError(`eps must be above 0 for a printed sign, e.g. 16/255`);
   const canvasSize = int(f, 'canvas', STICKER_DEFAULTS.canvasSize, 16, 256);
-  const maskText = (str(f, 'mask', 'stripes') as string).trim().toLowerCase();
-  const defaultKind = (MASK_KINDS as readonly string[]).includes(maskText) ? maskText as MaskKind : null;
   const area = f.area !== undefined ? parseArea(str(f, 'area') as string) : null;
   const areas = f.areas !== undefined ? parseAreas(str(f, 'areas') as string, parseArea) : [];
   if ((area !== null || areas.length) && mode === 'sign') throw new UserError('--area/--areas apply to --mode sticker only');
-  if ((area !== null || areas.length) && !defaultKind) throw new UserError(`--area/--areas size the default masks (stripes, rect, circle): drop the geometry from --mask '${maskText}'`);
   const signAlpha = alphaOf(signCanvas(classId, canvasSize));
-  const mask = mode !== 'sticker' ? null : area !== null && defaultKind ? maskAtArea(defaultKind, area, signAlpha, canvasSize) : await parseMaskSpec(str(f, 'mask', 'stripes') as string);
-  for (const a of areas) maskAtArea(defaultKind as MaskKind, a, signAlpha, canvasSize); // unreachable areas fail now
-  if (mask) requireNonEmpty(rasterizeMask(mask, canvasSize, signAlpha), mask);
+  const plan = mode === 'sticker' ? await maskPlan({ mask: str(f, 'mask'), area, areas, canvasSize, signAlpha }) : null;
+  const mask = plan?.kind === 'fixed' ? plan.mask : null;
+  const targetLoss = targetLossFlag(str(f, 'loss'), target !== null, plan);
   const palette = f.palette !== undefined ? loadPalette(str(f, 'palette') as string) : DEFAULT_PALETTE;
   const steps = int(f, 'steps', STICKER_DEFAULTS.steps, 1, 100000);
   const eotSamples = int(f, 'eot-samples', STICKER_DEFAULTS.eotSamples, 1, 256);
@@ -169,12 +165,14 @@ export async function stickerCommand(argv: string[]): Promise<void> {
   const photoConfig = photoEotConfig(clf.inputSize, photoAngle);
   const prepared = split ? preparePhotos(split, classId, clf.inputSize, loaded.description.preprocess, DEFAULT_EOT.supersample) : null;
   const common = {
-    classId, target, mode, mask: mask ?? undefined, eps: mode === 'sign' ? eps : undefined, steps, eotSamples, learningRate, npsWeight, tvWeight, palette, canvasSize, seed,
+    classId, target, mode, mask: mask ?? undefined, eps: mode === 'sign' ? eps : undefined, steps, eotSamples, learningRate, npsWeight, tvWeight, palette, canvasSize, seed, targetLoss,
     photos: prepared && photoShare > 0 ? { scenes: prepared.train, share: photoShare, config: photoConfig } : undefined,
   };
   const onStep = machine ? (st: { step: number; batchSuccess: number }) => emitProgress({ event: 'progress', phase: 'optimise', done: st.step + 1, total: steps, batchSuccess: st.batchSuccess }) : undefined;
-  const robust = await optimizeSticker(clf, { ...common, useEot: true, ...(machine ? { onStep } : { progressLabel: 'sticker (EOT)' }) });
-  const plain = baseline ? await optimizeSticker(clf, { ...common, useEot: false, ...(machine ? {} : { progressLabel: 'baseline (no EOT)' }) }) : null;
+  const optimise = (o: StickerOptions, at: number | null) => plan ? optimiseWithPlan(clf, plan, o, at, signAlpha) : optimizeSticker(clf, o);
+  const robust = await optimise({ ...common, useEot: true, ...(machine ? { onStep } : { progressLabel: 'sticker (EOT)' }) }, null);
+  // The baseline in the very mask the sticker has (with --mask auto: the one chosen with EOT).
+  const plain = baseline ? await optimizeSticker(clf, { ...common, mask: robust.maskSpec ?? undefined, useEot: false, ...(machine ? {} : { progressLabel: 'baseline (no EOT)' }) }) : null;
   if (machine) emitProgress({ event: 'progress', phase: 'measure', done: 0, total: 0 });
   // Measured as written: the PNGs and the PDF hold 8-bit colours, not the optimiser's floats.
   const written = (r: StickerResult): StickerResult => ({ ...r, adversarial: quantiseArray(r.adversarial) });
@@ -185,8 +183,9 @@ export async function stickerCommand(argv: string[]): Promise<void> {
   const cleanView = async (r: StickerResult) => (await measureRobustness(judge, written(r), { n: 1, seed, config: CLEAN_VIEW })).successRate === 1;
   const roundTrip = roundTripN > 0 ? await simulatePrintCapture(judge, robust, { n: roundTripN, seed, palette }) : null;
   const roundTripBaseline = roundTripN > 0 && plain ? await simulatePrintCapture(judge, plain, { n: roundTripN, seed, palette }) : null;
-  const photo = prepared ? await photoExtras(clf, judge, robust, prepared, {
-    common, areas, kind: defaultKind, signAlpha, viewsPerPhoto: photoViews, seed, machine, photoShare, config: photoConfig,
+  const photo = prepared ? await photoExtras(judge, robust, prepared, {
+    areas, optimiseAt: (at, label) => optimise({ ...common, useEot: true, ...(machine ? {} : { progressLabel: label }) }, at),
+    viewsPerPhoto: photoViews, seed, machine, photoShare, config: photoConfig,
   }) : null;
 
   const a: Args = { modelPath, classId, target, mode, mask, eps, out, signMm, areaFraction: robust.areaFraction };
@@ -208,6 +207,7 @@ export async function stickerCommand(argv: string[]): Promise<void> {
     advsign: version(), model: modelPath, modelInfo: loaded.description, backend: choice.backend, engine: engine.engine, mode,
     sign: { classId, name: CLASS_NAMES[classId] }, target: target === null ? null : { classId: target, name: CLASS_NAMES[target] },
     mask: robust.maskDescription, areaFraction: robust.areaFraction, eps: robust.eps, signMm,
+    ...(plan?.kind === 'auto' ? { maskBitmap: { size: robust.canvasSize, covers: 'sign bounding square', rows: maskRows(robust.printed, robust.canvasSize) } } : {}),
     options: robust.options, eot: robust.eotConfig,
     heldOut: { eot: heldOut, withoutEot: heldOutBaseline },
     fooledOnCleanView: { eot: await cleanView(robust), withoutEot: plain ? await cleanView(plain) : null },

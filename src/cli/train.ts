@@ -16,6 +16,7 @@ import { addAdversarialTraining, ADVERSARIAL_HELP, ADVERSARIAL_FLAGS } from './t
 import { ibpTrainingRun } from '../defense/ibp-train';
 import { IBP_TRAINING_FLAGS, IBP_TRAINING_HELP, parseIbpTraining } from './train-ibp';
 import { checkWritable } from '../util/atomic-file';
+import { parseEngineName } from '../inference/engine';
 
 export const TRAIN_HELP = `advsign train --data <dir|synthetic> [options]
 
@@ -38,7 +39,9 @@ export const TRAIN_HELP = `advsign train --data <dir|synthetic> [options]
   --label-smoothing X    cross-entropy against (1 − X)·one-hot + X/43 (default 0; 0.1 is common)
   --backend NAME         tensorflow | wasm | cpu (default: the fastest that starts)
   --quiet                no progress bars
-  --workers N            extra threads sharing each batch (default: one per spare core on wasm/cpu, 0 on tensorflow)
+  --workers N            extra threads sharing each batch on tfjs (default: one per spare core on wasm/cpu, 0 on tensorflow)
+  --engine ort|tfjs      where training steps run (default: ort when it loads and the model's training graph
+                         exports; adversarial and IBP training default to tfjs, their steps always run there)
 ${ADVERSARIAL_HELP}
 ${IBP_TRAINING_HELP}`;
 
@@ -49,7 +52,7 @@ export async function trainCommand(argv: string[]): Promise<void> {
     'val-fraction': { type: 'string' }, limit: { type: 'string' }, 'per-class': { type: 'string' },
     'max-minutes': { type: 'string' }, seed: { type: 'string' }, 'no-augment': { type: 'boolean' },
     backend: { type: 'string' }, quiet: { type: 'boolean' }, schedule: { type: 'string' }, balance: { type: 'string' },
-    workers: { type: 'string' }, 'label-smoothing': { type: 'string' },
+    workers: { type: 'string' }, 'label-smoothing': { type: 'string' }, engine: { type: 'string' },
     ...ADVERSARIAL_FLAGS, ...IBP_TRAINING_FLAGS,
   }, 'train');
   const data = required(f, 'data', 'train');
@@ -77,6 +80,8 @@ export async function trainCommand(argv: string[]): Promise<void> {
   // Adversarial training flags are validated here, before the data is read (see src/defense).
   const adv = addAdversarialTraining(f);
   const ibp = parseIbpTraining(f, arch);
+  const engine = str(f, 'engine') ?? (adv || ibp ? 'tfjs' : 'auto');
+  if (engine !== 'auto') parseEngineName(engine);
 
   let stop = false;
   // Ctrl-C (or a service manager's SIGTERM) ends training after the current batch, keeping
@@ -109,6 +114,7 @@ export async function trainCommand(argv: string[]): Promise<void> {
     progress, shouldStop: () => stop, schedule: sched, balance,
     initialModel: init?.model, adversarial: advRun?.planner, validationScore: advRun?.validationScore ?? ibpRun?.validationScore, workers,
     lossPlan: ibpRun?.lossPlan ?? (labelSmoothing ? () => ({ labelSmoothing }) : undefined),
+    engine, onEngine: (e) => log(`training engine: ${e.engine} (${e.ort ? `${e.reason}, ${e.ort.threads} threads` : e.reason})`),
   });
   const adversarialCard = advRun ? await advRun.finish(result) : undefined;
   const pct = (v?: number) => (v == null ? 'n/a' : `${(v * 100).toFixed(2)}%`);
@@ -150,7 +156,8 @@ export async function trainCommand(argv: string[]): Promise<void> {
       epochsRun: result.history.length, bestEpoch: result.bestEpoch, seed,
       selectedBy: advRun?.selection ? `${advRun.selection}: ${pct(result.bestValScore)}`
         : ibpRun ? `${ibpRun.card.selection}: ${pct(result.bestValScore)}` : 'clean validation accuracy',
-      seconds: Math.round(result.seconds), backend: backend.backend, threads: workers + 1, interrupted: result.interrupted,
+      seconds: Math.round(result.seconds), engine: result.engine.engine, backend: backend.backend,
+      threads: result.engine.ort?.threads ?? workers + 1, interrupted: result.interrupted,
       history: result.history,
     },
     cleanAccuracy: { validation: result.bestValAccuracy, test: testAccuracy },
@@ -163,5 +170,5 @@ export async function trainCommand(argv: string[]): Promise<void> {
   await saveModel(result.model, out, card);
   fs.rmSync(out + '.checkpoints', { recursive: true, force: true });
   console.log(`saved ${path.relative(process.cwd(), out) || out}: validation ${pct(result.bestValAccuracy)}, test ${pct(testAccuracy)}, ` +
-    `${result.history.length} epochs in ${result.seconds.toFixed(0)} s on ${backend.backend}`);
+    `${result.history.length} epochs in ${result.seconds.toFixed(0)} s on ${result.engine.engine === 'ort' ? 'ort' : backend.backend}`);
 }

@@ -22,6 +22,8 @@ export interface CompareModel {
   /** Label (usually the model folder). */
   label: string;
   clf: LayersClassifier;
+  /** The same model on the engine that attacks and predicts (`--engine`; default clf itself). */
+  run?: Classifier;
   /** Defenses to wrap around this model ('none' at least). */
   defenses: DefenseName[];
   context: DefenseContext;
@@ -96,7 +98,7 @@ export async function runCompare(models: CompareModel[], set: ImageSet, o: Compa
   for (const m of models) {
     for (const name of m.defenses) {
       const t0 = Date.now();
-      const d = await buildDefense(name, m.clf, m.context);
+      const d = await buildDefense(name, m.clf, m.context, m.run);
       o.log?.(`${m.label} + ${name}: evaluating ${set.n} images`);
       let cache = plainCache.get(d.plainTarget);
       if (!cache) { cache = new Map(); plainCache.set(d.plainTarget, cache); }

@@ -10,6 +10,7 @@ import * as crypto from 'node:crypto';
 import { Tensor4D } from '../inference/tf';
 import { Architecture, Classifier, LayersClassifier, ARCHITECTURES } from '../inference/model';
 import { loadLayersModel, saveModel } from '../inference/model-io';
+import { useEngine } from '../inference/engine';
 import type { ImageSet } from '../data/types';
 import { UserError } from '../data/types';
 import { defaultCacheDir } from '../data/gtsrb';
@@ -74,6 +75,8 @@ export interface DefenseContext {
   log?: (msg: string) => void;
   /** Cache folder for trained defenses (default <advsign cache>/defenses); null disables. */
   cacheDir?: string | null;
+  /** The engine a distilled student runs on (ort | tfjs; default as useEngine). */
+  engine?: string;
 }
 
 function cacheKey(ctx: DefenseContext, what: string, extra: unknown): string | null {
@@ -104,31 +107,34 @@ async function needTrain(ctx: DefenseContext, name: string): Promise<ImageSet> {
   return ctx.trainSet();
 }
 
-/** Builds one defense around `clf`. */
-export async function buildDefense(name: DefenseName, clf: Classifier, ctx: DefenseContext): Promise<DefendedModel> {
+/**
+ * Builds one defense around `clf` (the tfjs model: what distillation and the detector train
+ * from); `run` is the same model on the engine the attacks and predictions use.
+ */
+export async function buildDefense(name: DefenseName, clf: Classifier, ctx: DefenseContext, run: Classifier = clf): Promise<DefendedModel> {
   const s = ctx.settings;
   switch (name) {
     case 'none':
     case 'ibp':
-      return { ...undefended(clf, name), title: name === 'ibp' ? 'no defense, IBP-verified' : 'no defense' };
+      return { ...undefended(run, name), title: name === 'ibp' ? 'no defense, IBP-verified' : 'no defense' };
     case 'squeeze-bits':
-      return { name, title: `bit-depth reduction to ${s.bits} bits`, classifier: clf, plainTarget: clf, transform: async (x: Tensor4D) => squeezeBits(x, s.bits) };
+      return { name, title: `bit-depth reduction to ${s.bits} bits`, classifier: run, plainTarget: run, transform: async (x: Tensor4D) => squeezeBits(x, s.bits) };
     case 'median':
-      return { name, title: `median filter ${s.medianSize}×${s.medianSize}`, classifier: clf, plainTarget: clf, transform: async (x: Tensor4D) => medianFilter(x, s.medianSize) };
+      return { name, title: `median filter ${s.medianSize}×${s.medianSize}`, classifier: run, plainTarget: run, transform: async (x: Tensor4D) => medianFilter(x, s.medianSize) };
     case 'jpeg':
-      return { name, title: `JPEG re-encoding, quality ${s.jpegQuality}`, classifier: clf, plainTarget: clf, transform: (x: Tensor4D) => jpegRoundTrip(x, s.jpegQuality) };
+      return { name, title: `JPEG re-encoding, quality ${s.jpegQuality}`, classifier: run, plainTarget: run, transform: (x: Tensor4D) => jpegRoundTrip(x, s.jpegQuality) };
     case 'autoencoder': {
       const ae = await cached(ctx, 'autoencoder', {}, async () => trainAutoencoder(await needTrain(ctx, name), { epochs: 20, maxSeconds: s.trainSeconds }));
-      const rc = new ReconstructedClassifier(ae, clf);
+      const rc = new ReconstructedClassifier(ae, run);
       return {
-        name, title: 'denoising autoencoder in front', classifier: clf, plainTarget: clf,
+        name, title: 'denoising autoencoder in front', classifier: run, plainTarget: run,
         transform: async (x: Tensor4D) => rc.reconstruct(x), differentiableTransform: (x: Tensor4D) => rc.reconstruct(x),
       };
     }
     case 'detector': {
       requireLogitsModel(clf, 'the detector');
       const m = await cached(ctx, 'detector', s.detectorEps, async () => (await trainDetector(clf, await needTrain(ctx, name), { epsList: s.detectorEps, epochs: 20, maxSeconds: s.trainSeconds })).model);
-      return { name, title: 'adversarial detector (FGSM/PGD-trained)', classifier: clf, plainTarget: clf, detector: new Detector(m) };
+      return { name, title: 'adversarial detector (FGSM/PGD-trained)', classifier: run, plainTarget: run, detector: new Detector(m) };
     }
     case 'distilled': {
       requireLogitsModel(clf, 'distillation');
@@ -138,7 +144,7 @@ export async function buildDefense(name: DefenseName, clf: Classifier, ctx: Defe
       const m = await cached(ctx, 'distilled', s.temperature, async () => (await trainDistilled(await needTrain(ctx, name), {
         arch, temperature: s.temperature, epochs: 20, teacherInit, studentFromTeacher: true, maxSeconds: s.trainSeconds / 2, augment: true,
       })).student.model);
-      const student = new LayersClassifier(m);
+      const student = useEngine(new LayersClassifier(m), ctx.engine).classifier;
       // Plain attack: cross-entropy on the student at T = 1 (masked); adaptive: the logit margin.
       return { name, title: `defensive distillation, T = ${s.temperature}`, classifier: student, plainTarget: student, adaptiveLoss: 'margin' };
     }

@@ -10,6 +10,7 @@ import type { Classifier } from './model';
 import { LayersClassifier } from './model';
 import { planOf, Plan, Unsupported } from './onnx/layers';
 import { OrtClassifier, OrtModule } from './ort-classifier';
+import { OrtTrainer } from './ort-train';
 
 export const ENGINE_NAMES = ['ort', 'tfjs'] as const;
 export type EngineName = (typeof ENGINE_NAMES)[number];
@@ -102,11 +103,14 @@ export function exportPlan(clf: Classifier): Plan | string {
  * The classifier on the engine asked for (`requested`, else ADVSIGN_ENGINE, else the best that
  * works). Asking for ort where it cannot run is a UserError with the reason.
  */
-export function useEngine(clf: Classifier, requested?: string, threads = ortThreads()): { classifier: Classifier; engine: EngineChoice } {
+function wantedEngine(requested?: string): { name: EngineName | null; source: EngineChoice['source'] } {
   const env = process.env.ADVSIGN_ENGINE;
   const wanted = requested ?? (env && env.trim() !== '' ? env : undefined);
-  const source: EngineChoice['source'] = requested ? 'request' : wanted ? 'env' : 'auto';
-  const name = wanted ? parseEngineName(wanted) : null;
+  return { name: wanted ? parseEngineName(wanted) : null, source: requested ? 'request' : wanted ? 'env' : 'auto' };
+}
+
+export function useEngine(clf: Classifier, requested?: string, threads = ortThreads()): { classifier: Classifier; engine: EngineChoice } {
+  const { name, source } = wantedEngine(requested);
   if (name === 'tfjs') return { classifier: clf, engine: { engine: 'tfjs', source, reason: 'selected' } };
   const status = ortStatus();
   const plan = status.ok ? exportPlan(clf) : status.reason;
@@ -119,6 +123,23 @@ export function useEngine(clf: Classifier, requested?: string, threads = ortThre
     classifier: new OrtClassifier(clf, plan, ort, threads),
     engine: { engine: 'ort', source, reason: status.reason, ort: { version: status.version as string, threads } },
   };
+}
+
+/**
+ * Where training steps run: on onnxruntime (an OrtTrainer, the gradient of one batch per session
+ * call) when asked for or by default when it loads and the model's training graph exports, else
+ * on tfjs (null trainer). Asking for ort where it cannot train is a UserError with the reason.
+ */
+export async function trainingEngine(clf: LayersClassifier, requested?: string, threads = ortThreads()): Promise<{ trainer: OrtTrainer | null; engine: EngineChoice }> {
+  const { name, source } = wantedEngine(requested);
+  if (name === 'tfjs') return { trainer: null, engine: { engine: 'tfjs', source, reason: 'selected' } };
+  const status = ortStatus();
+  const trainer = status.ok ? await OrtTrainer.create(clf, loadOrt() as OrtModule, threads) : status.reason;
+  if (typeof trainer === 'string') {
+    if (name === 'ort') throw new UserError(`engine 'ort' cannot train this model: ${trainer}`);
+    return { trainer: null, engine: { engine: 'tfjs', source, reason: `ort unavailable: ${trainer}` } };
+  }
+  return { trainer, engine: { engine: 'ort', source, reason: status.reason, ort: { version: status.version as string, threads } } };
 }
 
 /** The engine a classifier runs on. */

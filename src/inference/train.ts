@@ -11,8 +11,9 @@ import { augmentBatch } from './augment';
 import { ImageSet } from '../data/types';
 import { createRng } from '../data/random';
 import { progressBar } from '../util/progress';
-import { GradientPool, LossPlan, shardGradients } from './data-parallel';
+import { GradientPool, LossPlan, PoolStep, shardGradients } from './data-parallel';
 import { AdversarialPlanner, applyAdversarialPlan } from './adversarial-plan';
+import { EngineChoice, trainingEngine } from './engine';
 
 export interface EpochStats {
   epoch: number;
@@ -88,6 +89,14 @@ export interface TrainOptions {
    * data-parallel.ts). 0 or absent: all on this thread. defaultWorkerCount() picks one per spare core.
    */
   workers?: number;
+  /**
+   * ort | tfjs, or 'auto' (ADVSIGN_ENGINE, else ort when it loads and the model's training graph
+   * exports: what `advsign train` passes). Absent: tfjs, so library callers (the defenses' small
+   * trainers, the tests' fixtures) train exactly as before. Adversarial and IBP steps always run on tfjs.
+   */
+  engine?: string;
+  /** Told where the steps run, once, before the first epoch. */
+  onEngine?: (e: EngineChoice) => void;
 }
 
 export interface TrainResult {
@@ -101,6 +110,8 @@ export interface TrainResult {
   bestValScore: number;
   seconds: number;
   interrupted: boolean;
+  /** Where the plain training steps ran. */
+  engine: EngineChoice;
 }
 
 export const DEFAULT_TRAIN: Omit<TrainOptions, 'arch'> = {
@@ -195,7 +206,12 @@ export async function trainClassifier(trainSet: ImageSet, valSet: ImageSet, opti
   const t0 = Date.now();
   let interrupted = false;
   const stepsPerEpoch = Math.ceil(trainSet.n / o.batchSize);
-  const pool = o.workers ? await GradientPool.create(clf, o.workers) : null;
+  const { trainer, engine } = await trainingEngine(clf, o.engine === 'auto' ? undefined : o.engine ?? 'tfjs');
+  o.onEngine?.(engine);
+  // The worker pool serves the tfjs steps; with the ort trainer only those it cannot take (adversarial, IBP).
+  let pool: GradientPool | null = null;
+  const tfjsPool = async () => (pool ??= o.workers ? await GradientPool.create(clf, o.workers) : null);
+  if (!trainer) await tfjsPool();
   try {
 
   for (let epoch = 1; epoch <= o.epochs && !interrupted; epoch++) {
@@ -230,8 +246,13 @@ export async function trainClassifier(trainSet: ImageSet, valSet: ImageSet, opti
       const dropoutSeed = Math.floor(rand() * 1e9);
       setDropoutSeeds(model, dropoutSeed);
       const nSeen = batch.yb.shape[0];
-      if (pool) {
-        const r = await pool.step(clf, batch.xb, batch.yb, numClasses, { plan, dropoutSeed, loss: lossPlan }).finally(() => tf.dispose([batch.xb, batch.yb]));
+      const onOrt = trainer && !plan && !lossPlan?.ibp;
+      const stepPool = onOrt ? null : await tfjsPool();
+      if (onOrt || stepPool) {
+        const run = (): Promise<PoolStep> => (onOrt
+          ? trainer.step(batch.xb, batch.yb, numClasses, { dropoutSeed, labelSmoothing: lossPlan?.labelSmoothing })
+          : (stepPool as GradientPool).step(clf, batch.xb, batch.yb, numClasses, { plan, dropoutSeed, loss: lossPlan }));
+        const r = await run().finally(() => tf.dispose([batch.xb, batch.yb]));
         optimizer.applyGradients(r.grads);
         tf.dispose(r.grads.map((g) => g.tensor));
         lossSum += r.loss * nSeen;
@@ -281,7 +302,8 @@ export async function trainClassifier(trainSet: ImageSet, valSet: ImageSet, opti
     if (o.checkpointDir) await saveModel(model, path.join(o.checkpointDir, 'checkpoint'));
   }
   } finally {
-    await pool?.dispose();
+    await (pool as GradientPool | null)?.dispose();
+    await trainer?.dispose();
     // Saved files carry no dropout seed (see buildModel).
     unseedDropout(model);
   }
@@ -290,5 +312,5 @@ export async function trainClassifier(trainSet: ImageSet, valSet: ImageSet, opti
     bestWeights.forEach((w) => w.dispose());
   }
   optimizer.dispose();
-  return { model, classifier: clf, history, bestEpoch, bestValAccuracy: bestClean, bestValScore: best, seconds: (Date.now() - t0) / 1000, interrupted };
+  return { model, classifier: clf, history, bestEpoch, bestValAccuracy: bestClean, bestValScore: best, seconds: (Date.now() - t0) / 1000, interrupted, engine };
 }

@@ -24,7 +24,9 @@ export type MaskSpec =
   | { kind: 'stripes'; rects: RelRect[] }
   | { kind: 'circle'; cx: number; cy: number; r: number }
   /** A mask image stretched over the sign's bounding square: values in [0, 1], row-major. */
-  | { kind: 'image'; file: string; width: number; height: number; values: Float32Array };
+  | { kind: 'image'; file: string; width: number; height: number; values: Float32Array }
+  /** Chosen by the optimiser where a whole-sign sticker changed most (auto-mask.ts); values as for 'image'. */
+  | { kind: 'auto'; width: number; height: number; values: Float32Array; pieces: number };
 
 export const MASK_KINDS = ['stripes', 'rect', 'circle'] as const;
 export type MaskKind = (typeof MASK_KINDS)[number];
@@ -110,6 +112,7 @@ export function describeMask(spec: MaskSpec): string {
     case 'stripes': return `stripes ${spec.rects.map((r) => `y=${f(r.y)}..${f(r.y + r.h)}`).join(', ')} x=${f(spec.rects[0].x)}..${f(spec.rects[0].x + spec.rects[0].w)}`;
     case 'circle': return `circle cx=${f(spec.cx)} cy=${f(spec.cy)} r=${f(spec.r)}`;
     case 'image': return `image ${spec.file} (${spec.width}x${spec.height})`;
+    case 'auto': return `auto: ${spec.pieces} piece${spec.pieces === 1 ? '' : 's'} where a whole-sign sticker worked most`;
   }
 }
 
@@ -123,7 +126,7 @@ function inside(spec: MaskSpec, x: number, y: number): number {
       return spec.rects.some((r) => x >= r.x && x < r.x + r.w && y >= r.y && y < r.y + r.h) ? 1 : 0;
     case 'circle':
       return (x - spec.cx) ** 2 + (y - spec.cy) ** 2 < spec.r * spec.r ? 1 : 0;
-    case 'image': {
+    case 'image': case 'auto': {
       // Bilinear lookup, image stretched over the unit square.
       const fx = Math.min(spec.width - 1, Math.max(0, x * spec.width - 0.5));
       const fy = Math.min(spec.height - 1, Math.max(0, y * spec.height - 0.5));
@@ -143,7 +146,7 @@ function inside(spec: MaskSpec, x: number, y: number): number {
 export function rasterizeMask(spec: MaskSpec, size: number, signAlpha: Float32Array | null = null, supersample = 4): Float32Array {
   if (signAlpha && signAlpha.length !== size * size) throw new RangeError(`sign alpha has ${signAlpha.length} values, expected ${size * size}`);
   const out = new Float32Array(size * size);
-  const ss = spec.kind === 'image' ? Math.max(1, Math.min(supersample, Math.ceil(spec.width / size))) : supersample;
+  const ss = spec.kind === 'image' || spec.kind === 'auto' ? Math.max(1, Math.min(supersample, Math.ceil(spec.width / size))) : supersample;
   for (let y = 0; y < size; y++) {
     for (let x = 0; x < size; x++) {
       let acc = 0;

@@ -23,6 +23,8 @@ import { DEFAULT_PALETTE, npsLoss, npsScore, Palette, paletteTensor } from './pa
 import { photoEotConfig, PhotoScene, photoViewsTensor, samplePhotoViews } from './photos';
 
 export type StickerMode = 'sticker' | 'sign';
+export type TargetLoss = 'ce' | 'margin';
+export const TARGET_LOSSES: readonly TargetLoss[] = ['ce', 'margin'];
 
 export interface StickerOptions {
   /** The sign's class id (what the clean sign is). */
@@ -55,8 +57,17 @@ export interface StickerOptions {
   /** A different clean sign (straight RGBA over its bounding square, canvasSize²×4), e.g. a photo. */
   signRGBA?: Float32Array;
   seed?: number;
-  /** Untargeted margin at which a sample counts as done (logit units). */
+  /** Margin at which a sample counts as done (logit units): untargeted always, targeted with `targetLoss: 'margin'`. */
   kappa?: number;
+  /**
+   * Targeted attack loss: 'ce' (cross-entropy of the target) or 'margin' (max_{j≠t} Z_j − Z_t
+   * floored at −κ: views already fooled by κ stop pulling, the hard ones get the gradient).
+   */
+  targetLoss?: TargetLoss;
+  /** Starting colours (R²×3 in [0, 1]) instead of seeded grey noise, e.g. a previous stage's sticker. */
+  initInk?: Float32Array;
+  /** Weight of mean |ink − clean sign| over the printed region: makes a whole-sign sticker sparse (mask selection). */
+  l1Weight?: number;
   /** Label for the progress bar on stderr; none when omitted. */
   progressLabel?: string;
   onStep?: (s: StepStats) => void;
@@ -97,11 +108,12 @@ export interface StickerResult {
   nps: number;
   tv: number;
   seconds: number;
-  options: { steps: number; eotSamples: number; learningRate: number; npsWeight: number; tvWeight: number; seed: number; palette: string };
+  options: { steps: number; eotSamples: number; learningRate: number; npsWeight: number; tvWeight: number; seed: number; palette: string; targetLoss: TargetLoss };
 }
 
 export const STICKER_DEFAULTS = {
   steps: 300, eotSamples: 16, learningRate: 0.05, npsWeight: 0.3, tvWeight: 0.3, canvasSize: 64, seed: 1, eps: 16 / 255, kappa: 5,
+  targetLoss: 'ce' as TargetLoss, l1Weight: 0,
 };
 
 /** The seed of optimisation step `step` (a stream disjoint from measureRobustness's). */
@@ -157,21 +169,25 @@ export function tvScore(rgb: Float32Array, weight: Float32Array, size: number): 
 
 /**
  * The attack loss on logits [n, k], lower is better. Targeted: cross-entropy of the target
- * (EOT's expected log-probability). Untargeted: the C&W margin Z_y − max_{j≠y} Z_j floored at −κ,
- * so samples already fooled by κ stop pulling and the hard transformations get the gradient.
+ * (EOT's expected log-probability) or the margin max_{j≠t} Z_j − Z_t. Untargeted: the C&W margin
+ * Z_y − max_{j≠y} Z_j. Margins are floored at −κ, so samples already fooled by κ stop pulling and
+ * the hard transformations get the gradient.
  */
-function attackLoss(logits: Tensor2D, classId: number, target: number | null, kappa: number): tf.Scalar {
+function attackLoss(logits: Tensor2D, classId: number, target: number | null, kappa: number, targetLoss: TargetLoss): tf.Scalar {
   return tf.tidy(() => {
     const n = logits.shape[0], k = logits.shape[1];
-    if (target !== null) {
-      const oh = tf.oneHot(tf.fill([n], target, 'int32') as tf.Tensor1D, k);
-      return tf.losses.softmaxCrossEntropy(oh, logits) as tf.Scalar;
-    }
-    const oh = tf.oneHot(tf.fill([n], classId, 'int32') as tf.Tensor1D, k);
-    const zy = tf.sum(tf.mul(logits, oh), 1);
+    const oh = tf.oneHot(tf.fill([n], target ?? classId, 'int32') as tf.Tensor1D, k);
+    if (target !== null && targetLoss === 'ce') return tf.losses.softmaxCrossEntropy(oh, logits) as tf.Scalar;
+    const own = tf.sum(tf.mul(logits, oh), 1);
     const other = tf.max(tf.sub(logits, tf.mul(oh, 1e9)), 1);
-    return tf.mean(tf.maximum(tf.sub(zy, other), -kappa)) as tf.Scalar;
+    const margin = target !== null ? tf.sub(other, own) : tf.sub(own, other);
+    return tf.mean(tf.maximum(margin, -kappa)) as tf.Scalar;
   });
+}
+
+/** θ with ½(tanh θ + 1) = ink (colours kept off 0 and 1, where θ would be infinite). */
+function thetaOfInk(ink: Float32Array): Float32Array {
+  return Float32Array.from(ink, (c) => Math.atanh(2 * Math.min(0.98, Math.max(0.02, c)) - 1));
 }
 
 function fooled(pred: Int32Array, classId: number, target: number | null): number {
@@ -216,8 +232,9 @@ export async function optimizeSticker(clf: Classifier, options: StickerOptions):
   const paletteT = paletteTensor(palette);
   // Sticker: start near mid-grey with seeded noise; sign: start at the clean sign (θ ≈ 0).
   const rng = createRng(hashSeed(o.seed, 0x1417));
-  const init = new Float32Array(R * R * 3);
-  for (let i = 0; i < init.length; i++) init[i] = (rng() * 2 - 1) * (mode === 'sticker' ? 0.5 : 0.05);
+  if (options.initInk && (mode !== 'sticker' || options.initInk.length !== R * R * 3)) throw new Error(`initInk needs sticker mode and ${R * R * 3} values`);
+  const init = options.initInk ? thetaOfInk(options.initInk) : new Float32Array(R * R * 3);
+  if (!options.initInk) for (let i = 0; i < init.length; i++) init[i] = (rng() * 2 - 1) * (mode === 'sticker' ? 0.5 : 0.05);
   const init0 = tf.tensor4d(init, [1, R, R, 3]);
   const theta = tf.variable(init0, true, `sticker_theta_${Date.now()}_${Math.floor(rng() * 1e9)}`);
   init0.dispose();
@@ -253,16 +270,18 @@ export async function optimizeSticker(clf: Classifier, options: StickerOptions):
       };
       // The classifier's part first (natively when it can): the EOT views, their logits and Jᵀ∂adv/∂z.
       const views = tf.tidy(render);
-      const { logits, grad: viewGrad } = await vjp(clf, views, (z) => tf.grad((q) => attackLoss(q as Tensor2D, options.classId, target, o.kappa))(z) as Tensor2D, 'tape');
+      const { logits, grad: viewGrad } = await vjp(clf, views, (z) => tf.grad((q) => attackLoss(q as Tensor2D, options.classId, target, o.kappa, o.targetLoss))(z) as Tensor2D, 'tape');
       views.dispose();
       let parts: Tensor[] = [];
       const surrogate = optimizer.minimize(() => {
         const { ink, smooth } = build();
         const imgs = render();
-        const adv = attackLoss(logits, options.classId, target, o.kappa);
+        const adv = attackLoss(logits, options.classId, target, o.kappa, o.targetLoss);
         const nps = npsLoss(tf.reshape(ink, [-1, 3]) as Tensor2D, paletteT, printedT);
         const tv = tvLoss(smooth, printedT);
-        const total = tf.addN([adv, tf.mul(nps, o.npsWeight), tf.mul(tv, o.tvWeight)]) as tf.Scalar;
+        const terms = [adv, tf.mul(nps, o.npsWeight), tf.mul(tv, o.tvWeight)];
+        if (o.l1Weight > 0) terms.push(tf.mul(tf.div(tf.sum(tf.mul(tf.abs(tf.sub(ink, cleanT)), printedT)), printedSum * 3), o.l1Weight));
+        const total = tf.addN(terms) as tf.Scalar;
         parts = [tf.keep(total), tf.keep(adv), tf.keep(nps), tf.keep(tv), tf.keep(tf.argMax(logits, 1))];
         // Σ views ⊙ Jᵀc has the adversarial term's gradient at the views: its own value is not used.
         return tf.add(total, tf.sum(tf.mul(imgs, viewGrad))) as tf.Scalar;
@@ -294,7 +313,7 @@ export async function optimizeSticker(clf: Classifier, options: StickerOptions):
       eps: mode === 'sign' ? o.eps : null, useEot, eotConfig, history,
       nps: npsScore(sticker, printed, palette), tv: tvScore(smoothed, printed, R),
       seconds: (Date.now() - t0) / 1000,
-      options: { steps: o.steps, eotSamples: o.eotSamples, learningRate: o.learningRate, npsWeight: o.npsWeight, tvWeight: o.tvWeight, seed: o.seed, palette: palette.source },
+      options: { steps: o.steps, eotSamples: o.eotSamples, learningRate: o.learningRate, npsWeight: o.npsWeight, tvWeight: o.tvWeight, seed: o.seed, palette: palette.source, targetLoss: o.targetLoss },
     };
   } finally {
     tf.dispose([cleanT, alphaT, printedT, paletteT, theta]);

@@ -3,10 +3,18 @@
  * standard operators only, so one onnxruntime call returns the logits and the input gradient:
  *
  *   forward   Transpose to NCHW, Conv, Relu, MaxPool (with indices), Flatten, Gemm, Softmax…
- *   backward  Where(y > 0) masks for Relu, ConvTranspose (the input gradient of a convolution),
- *             MaxUnpool with the pooling's own indices (the gradient goes to the first maximum,
- *             as in tfjs; a scatter-add where windows overlap), Reshape for Flatten, Gemm with
- *             the transposed weight for Dense.
+ *   backward  y > 0 masks for Relu, Conv with the flipped, transposed weight (the input gradient
+ *             of a stride-1 convolution; ConvTranspose for strided ones), MaxUnpool with the
+ *             pooling's own indices (the gradient goes to the first maximum, as in tfjs; a
+ *             scatter-add where windows overlap), Reshape for Flatten, Gemm with the transposed
+ *             weight for Dense.
+ *
+ * Why those ops (docs/performance.md, the profile): onnxruntime's ConvTranspose is an im2col
+ * GEMM plus a single-threaded col2im, while Conv runs on its blocked NCHWc kernels, so a
+ * stride-1 backward as Conv costs what the forward costs; Where is a generic broadcasting kernel,
+ * a Mul by a 0/1 mask is vectorised; and a ReLU in front of a max pooling is masked on the pooled
+ * values (the gradient only reaches each window's maximum, positive exactly where the pooled
+ * value is), a quarter of the elements.
  *
  * Three heads: `logits` (inference), `vjp` (logits, and Jᵀc for a given cotangent c) and
  * `objective` (the cotangent of ce | margin | dlr computed inside the graph: cotangent.ts).
@@ -20,18 +28,53 @@ import { DataType, encodeModel } from './proto';
 export type Head = { kind: 'logits' } | { kind: 'vjp' } | { kind: 'objective'; loss: AttackLoss; targeted: boolean };
 
 /** Emits the backward of one op: the gradient of its input from the gradient of its output. */
-type Backward = (d: string) => string;
+export type Backward = (d: string) => string;
 
 interface Forward {
   out: string;
   backward: Backward[];
 }
 
-function reluMask(g: GraphBuilder, y: string): Backward {
-  return (d) => g.op('Where', [g.op('Greater', [y, g.scalar(0)]), d, g.scalar(0)]);
+/** d ⊙ 1[y > 0] (a zero where the mask is off may come out as −0: nothing downstream tells them apart). */
+export function reluMask(g: GraphBuilder, y: string): Backward {
+  return (d) => g.op('Mul', [d, g.op('Cast', [g.op('Greater', [y, g.scalar(0)])], { to: DataType.FLOAT })]);
 }
 
-function emitOp(g: GraphBuilder, op: PlanOp, v: string, shape: number[], backward: Backward[]): { v: string; shape: number[] } {
+/** A conv weight [cout, cin/g, kh, kw] as the weight of its input gradient: [cin, cout/g, kh, kw], spatially flipped. */
+export function backwardWeight(w: Float32Array, [cout, cinG, kh, kw]: readonly number[], group: number): Float32Array {
+  const coutG = cout / group;
+  const out = new Float32Array(w.length);
+  for (let gi = 0; gi < group; gi++) for (let ci = 0; ci < cinG; ci++) for (let co = 0; co < coutG; co++) {
+    for (let i = 0; i < kh; i++) for (let j = 0; j < kw; j++) {
+      out[(((gi * cinG + ci) * coutG + co) * kh + kh - 1 - i) * kw + kw - 1 - j] = w[(((gi * coutG + co) * cinG + ci) * kh + i) * kw + j];
+    }
+  }
+  return out;
+}
+
+/** The input gradient of a convolution: a Conv when the stride is 1, else a ConvTranspose. */
+function convBackward(g: GraphBuilder, op: Extract<PlanOp, { kind: 'conv' }>, w: string, inShape: number[], outHW: [number, number]): Backward {
+  const [cout, cinG, kh, kw] = op.wdims;
+  const [pt, pl, pb, pr] = op.pads;
+  if (op.strides[0] === 1 && op.strides[1] === 1) {
+    return (d) => {
+      const wb = g.floats('wb', backwardWeight(op.weight, op.wdims, op.group), [cinG * op.group, cout / op.group, kh, kw]);
+      return g.op('Conv', [d, wb], { kernel_shape: [kh, kw], strides: [1, 1], pads: [kh - 1 - pt, kw - 1 - pl, kh - 1 - pb, kw - 1 - pr], group: op.group });
+    };
+  }
+  // The same weight, transposed: explicit pads, and output_padding for the rows a stride dropped.
+  const [oh, ow] = outHW;
+  const outputPadding = [inShape[1] - (op.strides[0] * (oh - 1) + kh - pt - pb), inShape[2] - (op.strides[1] * (ow - 1) + kw - pl - pr)];
+  return (d) => g.op('ConvTranspose', [d, w], { kernel_shape: [kh, kw], strides: op.strides, pads: op.pads, group: op.group, output_padding: outputPadding });
+}
+
+/** Where the op sits: a ReLU right before a max pooling leaves its mask to the pooling. */
+export interface Context {
+  poolNext: boolean;
+  reluBefore: boolean;
+}
+
+export function emitOp(g: GraphBuilder, op: PlanOp, v: string, shape: number[], backward: Backward[], at: Context): { v: string; shape: number[] } {
   switch (op.kind) {
     case 'affine': {
       const dims = op.spatial ? [op.scale.length, 1, 1] : [op.scale.length];
@@ -46,36 +89,33 @@ function emitOp(g: GraphBuilder, op: PlanOp, v: string, shape: number[], backwar
       let y = g.op('Conv', op.bias ? [v, w, g.floats('b', op.bias, [cout])] : [v, w], attrs);
       const oh = Math.floor((shape[1] + op.pads[0] + op.pads[2] - kh) / op.strides[0]) + 1;
       const ow = Math.floor((shape[2] + op.pads[1] + op.pads[3] - kw) / op.strides[1]) + 1;
-      // The same weight, transposed: explicit pads, and output_padding for the rows a stride dropped.
-      const outputPadding = [
-        shape[1] - (op.strides[0] * (oh - 1) + kh - op.pads[0] - op.pads[2]),
-        shape[2] - (op.strides[1] * (ow - 1) + kw - op.pads[1] - op.pads[3]),
-      ];
-      backward.push((d) => g.op('ConvTranspose', [d, w], { ...attrs, output_padding: outputPadding }));
+      backward.push(convBackward(g, op, w, shape, [oh, ow]));
       if (op.relu) {
         y = g.op('Relu', [y]);
-        backward.push(reluMask(g, y));
+        if (!at.poolNext) backward.push(reluMask(g, y));
       }
       return { v: y, shape: [cout, oh, ow] };
     }
     case 'relu': {
       const y = g.op('Relu', [v]);
-      backward.push(reluMask(g, y));
+      if (!at.poolNext) backward.push(reluMask(g, y));
       return { v: y, shape };
     }
     case 'maxpool': {
       const attrs = { kernel_shape: op.kernel, strides: op.strides, pads: op.pads };
       const [y, indices] = g.ops('MaxPool', [v], attrs, 2);
       const inShape = g.op('Shape', [v]);
+      const mask = at.reluBefore ? reluMask(g, y) : (d: string) => d;
       const overlapping = op.kernel[0] > op.strides[0] || op.kernel[1] > op.strides[1];
       // MaxUnpool writes each window's gradient to its argmax; where windows overlap two can pick
       // the same element, and the gradients must add up: a scatter-add over the flat indices.
-      backward.push(overlapping ? (d) => {
+      backward.push(overlapping ? (dy) => {
+        const d = mask(dy);
         const flat = g.int64s('flat', [-1]);
         const zeros = g.op('Reshape', [g.op('Mul', [v, g.scalar(0)]), flat]);
         const added = g.op('ScatterElements', [zeros, g.op('Reshape', [indices, flat]), g.op('Reshape', [d, flat])], { axis: 0, reduction: 'add' });
         return g.op('Reshape', [added, inShape]);
-      } : (d) => g.op('MaxUnpool', [d, indices, inShape], attrs));
+      } : (d) => g.op('MaxUnpool', [mask(d), indices, inShape], attrs));
       const oh = Math.floor((shape[1] + op.pads[0] + op.pads[2] - op.kernel[0]) / op.strides[0]) + 1;
       const ow = Math.floor((shape[2] + op.pads[1] + op.pads[3] - op.kernel[1]) / op.strides[1]) + 1;
       return { v: y, shape: [shape[0], oh, ow] };
@@ -109,6 +149,8 @@ function emitOp(g: GraphBuilder, op: PlanOp, v: string, shape: number[], backwar
       backward.push((d) => g.op('Mul', [p, g.op('Sub', [d, g.op('ReduceSum', [g.op('Mul', [d, p]), g.int64s('axis', [1])], { keepdims: 1 })])]));
       return { v: p, shape };
     }
+    case 'dropout':
+      return { v, shape };
     case 'logclip': {
       // log(clip(p, 1e-12, 1)), as LayersClassifier turns probabilities into logits.
       const lo = g.scalar(1e-12), hi = g.scalar(1);
@@ -126,7 +168,11 @@ function forward(g: GraphBuilder, plan: Plan, x: string): Forward {
   const backward: Backward[] = [];
   let v = g.op('Transpose', [x], { perm: [0, 3, 1, 2] });
   let shape = [3, plan.inputSize, plan.inputSize];
-  for (const op of plan.ops) ({ v, shape } = emitOp(g, op, v, shape, backward));
+  plan.ops.forEach((op, i) => {
+    const prev = plan.ops[i - 1];
+    const at = { poolNext: plan.ops[i + 1]?.kind === 'maxpool', reluBefore: prev?.kind === 'relu' || (prev?.kind === 'conv' && prev.relu) };
+    ({ v, shape } = emitOp(g, op, v, shape, backward, at));
+  });
   return { out: v, backward };
 }
 

@@ -4,7 +4,8 @@
  * of Rescaling, Conv2D, DepthwiseConv2D, BatchNormalization, ReLU / Activation(relu|linear),
  * MaxPooling2D, AveragePooling2D (valid), Flatten, Dropout and Dense (relu, linear or a final
  * softmax). Batch normalisation is folded into the convolution before it when it can be.
- * Anything else raises Unsupported, and the caller keeps tfjs.
+ * Anything else raises Unsupported, and the caller keeps tfjs. A training plan (ort-train.ts) also
+ * keeps the dropout layers and refuses batch normalisation, whose training pass uses batch statistics.
  */
 import { tf } from '../tf';
 
@@ -16,12 +17,14 @@ export type Shape = [number, number, number] | [number];
 export type PlanOp =
   /** y = x·scale + offset per channel (NCHW: over axis 1, broadcast as [C, 1, 1] when spatial). */
   | { kind: 'affine'; scale: Float32Array; offset: Float32Array; spatial: boolean }
-  | { kind: 'conv'; weight: Float32Array; wdims: [number, number, number, number]; bias: Float32Array | null; strides: [number, number]; pads: [number, number, number, number]; group: number; relu: boolean }
+  | { kind: 'conv'; weight: Float32Array; wdims: [number, number, number, number]; bias: Float32Array | null; strides: [number, number]; pads: [number, number, number, number]; group: number; relu: boolean; layer: string }
   | { kind: 'relu' }
   | { kind: 'maxpool'; kernel: [number, number]; strides: [number, number]; pads: [number, number, number, number] }
   | { kind: 'avgpool'; kernel: [number, number]; channels: number }
   | { kind: 'flatten' }
-  | { kind: 'dense'; weight: Float32Array; inFeatures: number; units: number; bias: Float32Array | null; relu: boolean }
+  | { kind: 'dense'; weight: Float32Array; inFeatures: number; units: number; bias: Float32Array | null; relu: boolean; layer: string; flattenedFrom?: [number, number, number] }
+  /** Only in a training plan (planOf's `training`): inverted dropout of `features` activations. */
+  | { kind: 'dropout'; rate: number; features: number }
   | { kind: 'softmax' }
   | { kind: 'logclip' };
 
@@ -60,7 +63,7 @@ function activationOf(config: Config, where: string, last: boolean): 'relu' | 'l
 }
 
 /** tfjs kernel [kh, kw, cin, cout] as ONNX [cout, cin, kh, kw]. */
-function convWeight(k: Float32Array, kh: number, kw: number, cin: number, cout: number): Float32Array {
+export function convWeight(k: Float32Array, kh: number, kw: number, cin: number, cout: number): Float32Array {
   const out = new Float32Array(k.length);
   for (let i = 0; i < kh; i++) for (let j = 0; j < kw; j++) for (let c = 0; c < cin; c++) for (let o = 0; o < cout; o++) {
     out[((o * cin + c) * kh + i) * kw + j] = k[((i * kw + j) * cin + c) * cout + o];
@@ -69,7 +72,7 @@ function convWeight(k: Float32Array, kh: number, kw: number, cin: number, cout: 
 }
 
 /** Dense kernel rows reordered from NHWC flattening to NCHW flattening (so no transpose is needed). */
-function permuteRows(k: Float32Array, [c, h, w]: [number, number, number], units: number): Float32Array {
+export function permuteRows(k: Float32Array, [c, h, w]: [number, number, number], units: number): Float32Array {
   const out = new Float32Array(k.length);
   for (let ch = 0; ch < c; ch++) for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) {
     const src = ((y * w + x) * c + ch) * units, dst = ((ch * h + y) * w + x) * units;
@@ -121,7 +124,7 @@ function addConv(s: State, layer: tf.layers.Layer, config: Config, last: boolean
   const useBias = config.useBias !== false;
   s.ops.push({
     kind: 'conv', weight, wdims: [cout, depthwise ? 1 : cin, kh, kw], bias: useBias ? values(weights[1]) : null,
-    strides, pads: [pt, pl, pb, pr], group: depthwise ? cin : 1, relu: activationOf(config, layer.name, false) === 'relu',
+    strides, pads: [pt, pl, pb, pr], group: depthwise ? cin : 1, relu: activationOf(config, layer.name, false) === 'relu', layer: layer.name,
   });
   if (last) throw new Unsupported('a model ending in a convolution');
   s.shape = [cout, oh, ow];
@@ -175,10 +178,13 @@ function addDense(s: State, layer: tf.layers.Layer, config: Config, last: boolea
   let kernel = values(weights[0]);
   const prev = s.ops[s.ops.length - 1];
   const inFeatures = weights[0].shape[0] as number;
-  if (prev?.kind === 'flatten' && s.flattenedFrom) kernel = permuteRows(kernel, s.flattenedFrom, units);
+  // A dropout between the flattening and the dense layer keeps the flattened order.
+  const afterFlatten = prev?.kind === 'flatten' || (prev?.kind === 'dropout' && s.ops[s.ops.length - 2]?.kind === 'flatten');
+  const flattenedFrom = afterFlatten ? s.flattenedFrom : undefined;
+  if (flattenedFrom) kernel = permuteRows(kernel, flattenedFrom, units);
   if (s.shape.length !== 1 || s.shape[0] !== inFeatures) throw new Unsupported(`${layer.name}: dense on a [${s.shape.join(', ')}] input`);
   const act = activationOf(config, layer.name, last);
-  s.ops.push({ kind: 'dense', weight: kernel, inFeatures, units, bias: config.useBias !== false ? values(weights[1]) : null, relu: act === 'relu' });
+  s.ops.push({ kind: 'dense', weight: kernel, inFeatures, units, bias: config.useBias !== false ? values(weights[1]) : null, relu: act === 'relu', layer: layer.name, flattenedFrom });
   if (act === 'softmax') {
     if (!softmaxOut) throw new Unsupported(`${layer.name}: softmax output on a model read as logits`);
     s.ops.push({ kind: 'softmax' }, { kind: 'logclip' });
@@ -192,7 +198,7 @@ function addDense(s: State, layer: tf.layers.Layer, config: Config, last: boolea
  * The plan of a model whose input is [n, s, s, 3] in [0, 1] and whose output is logits (or,
  * `softmaxOut`, softmax probabilities, turned into log-probabilities as LayersClassifier does).
  */
-export function planOf(model: tf.LayersModel, softmaxOut = false): Plan {
+export function planOf(model: tf.LayersModel, softmaxOut = false, training = false): Plan {
   const inShape = model.inputs[0].shape;
   const s: State = {
     shape: [inShape[3] as number, inShape[1] as number, inShape[2] as number], ops: [],
@@ -210,7 +216,9 @@ export function planOf(model: tf.LayersModel, softmaxOut = false): Plan {
         return;
       }
       case 'Conv2D': case 'DepthwiseConv2D': return addConv(s, layer, config, last);
-      case 'BatchNormalization': return addBatchNorm(s, layer, config);
+      case 'BatchNormalization':
+        if (training) throw new Unsupported('batch normalisation in training (batch statistics)');
+        return addBatchNorm(s, layer, config);
       case 'ReLU':
         if (config.maxValue != null || (config.negativeSlope ?? 0) !== 0 || (config.threshold ?? 0) !== 0) throw new Unsupported(`${layer.name}: a clipped or leaky ReLU`);
         s.ops.push({ kind: 'relu' });
@@ -228,7 +236,9 @@ export function planOf(model: tf.LayersModel, softmaxOut = false): Plan {
         s.shape = [sh[0] * sh[1] * sh[2]];
         return;
       }
-      case 'Dropout': return;
+      case 'Dropout':
+        if (training) s.ops.push({ kind: 'dropout', rate: Number(config.rate ?? 0), features: s.shape.reduce((a, b) => a * b, 1) });
+        return;
       case 'Dense': return addDense(s, layer, config, last, softmaxOut);
       default: throw new Unsupported(`layer ${layer.name} (${layer.getClassName()})`);
     }

@@ -1,0 +1,162 @@
+/**
+ * Training steps on onnxruntime: the gradient of a batch's mean cross-entropy w.r.t. every weight
+ * from one session call of the training graph (onnx/train-export.ts), native and multi-threaded,
+ * where tfjs-wasm runs on one core per thread. The weights stay the tfjs model's and the optimizer
+ * stays tfjs's Adam: each step reads the variables, permutes them into ONNX layout (conv kernels
+ * [kh, kw, cin, cout] → [cout, cin, kh, kw], the dense rows after a flattening from NHWC to NCHW
+ * order), and hands back the gradients permuted the other way, so `advsign train` saves the same
+ * model and the loop around it (checkpoints, validation, schedules) does not change.
+ * Plain and label-smoothed cross-entropy only: adversarial, TRADES and IBP steps stay on tfjs.
+ */
+import type * as Ort from 'onnxruntime-node';
+import { tf, Tensor1D, Tensor4D } from './tf';
+import { LayersClassifier } from './model';
+import { backwardWeight } from './onnx/export';
+import { convWeight, permuteRows, planOf, Unsupported } from './onnx/layers';
+import type { PlanOp } from './onnx/layers';
+import { exportTrainingOnnx, TrainGraph } from './onnx/train-export';
+import type { OrtModule } from './ort-classifier';
+import type { PoolStep } from './data-parallel';
+import { createRng } from '../data/random';
+
+/** A graph input fed from a variable: onnx[i] = variable[perm[i]] (perm null: the same order). */
+interface Feed {
+  input: string;
+  dims: number[];
+  perm: Int32Array | null;
+}
+
+interface ParamFeeds {
+  variable: tf.Variable;
+  feeds: Feed[];
+  /** Where the gradient output goes back to: variable[perm[i]] = grad[i]. */
+  grad: Feed;
+}
+
+function iota(n: number): Float32Array {
+  return Float32Array.from({ length: n }, (_, i) => i);
+}
+
+/** The permutation a layout function applies, read off by moving indices (exact below 2^24). */
+function permutationOf(layout: (v: Float32Array) => Float32Array, n: number): Int32Array {
+  return Int32Array.from(layout(iota(n)));
+}
+
+function gather(src: Float32Array, perm: Int32Array | null): Float32Array {
+  if (!perm) return src;
+  const out = new Float32Array(perm.length);
+  for (let i = 0; i < perm.length; i++) out[i] = src[perm[i]];
+  return out;
+}
+
+function scatter(src: Float32Array, perm: Int32Array | null): Float32Array {
+  if (!perm) return src;
+  const out = new Float32Array(perm.length);
+  for (let i = 0; i < perm.length; i++) out[perm[i]] = src[i];
+  return out;
+}
+
+function paramFeeds(clf: LayersClassifier, graph: TrainGraph, ops: PlanOp[]): ParamFeeds[] {
+  return graph.params.map((p) => {
+    const layer = clf.model.getLayer(p.layer);
+    const variable = (layer.trainableWeights[p.role === 'kernel' ? 0 : 1] as unknown as { val: tf.Variable }).val;
+    const op = ops.find((o) => (o.kind === 'conv' || o.kind === 'dense') && o.layer === p.layer) as Extract<PlanOp, { kind: 'conv' | 'dense' }>;
+    const n = variable.size;
+    let perm: Int32Array | null = null;
+    let flipped: Int32Array | null = null;
+    if (p.role === 'kernel' && op.kind === 'conv') {
+      const [cout, cin, kh, kw] = op.wdims;
+      const layout = (v: Float32Array) => convWeight(v, kh, kw, cin, cout);
+      perm = permutationOf(layout, n);
+      if (p.flipped) flipped = permutationOf((v) => backwardWeight(layout(v), op.wdims, 1), n);
+    } else if (p.role === 'kernel' && op.kind === 'dense' && op.flattenedFrom) {
+      const from = op.flattenedFrom;
+      perm = permutationOf((v) => permuteRows(v, from, op.units), n);
+    }
+    const main: Feed = { input: p.name, dims: p.dims, perm };
+    const feeds = [main];
+    if (p.flipped && flipped) feeds.push({ input: p.flipped, dims: [p.dims[1], p.dims[0], p.dims[2], p.dims[3]], perm: flipped });
+    return { variable, feeds, grad: main };
+  });
+}
+
+export interface OrtStepOptions {
+  /** false: no dropout (the inference pass), as shardGradients' `training`. */
+  training?: boolean;
+  dropoutSeed?: number;
+  labelSmoothing?: number;
+}
+
+export class OrtTrainer {
+  private constructor(
+    private readonly ort: OrtModule, private readonly session: Ort.InferenceSession,
+    private readonly graph: TrainGraph, private readonly params: ParamFeeds[], readonly threads: number,
+  ) {}
+
+  /** A trainer for `clf`, or why its model cannot train on onnxruntime. */
+  static async create(clf: LayersClassifier, ort: OrtModule, threads: number): Promise<OrtTrainer | string> {
+    let graph: TrainGraph;
+    let ops: PlanOp[];
+    try {
+      ops = planOf(clf.model, clf.outputsSoftmax, true).ops;
+      graph = exportTrainingOnnx({ inputSize: clf.inputSize, numClasses: clf.numClasses, ops });
+    } catch (e) {
+      if (e instanceof Unsupported) return `its training graph does not support ${e.message}`;
+      throw e;
+    }
+    const session = await ort.InferenceSession.create(graph.model, {
+      intraOpNumThreads: threads, interOpNumThreads: 1, executionMode: 'sequential', graphOptimizationLevel: 'all',
+    });
+    return new OrtTrainer(ort, session, graph, paramFeeds(clf, graph, ops), threads);
+  }
+
+  /** The batch-mean gradient of (label-smoothed) cross-entropy on x, y, ready for optimizer.applyGradients. */
+  async step(x: Tensor4D, y: Tensor1D, numClasses: number, o: OrtStepOptions = {}): Promise<PoolStep> {
+    const [n, s] = x.shape;
+    const labels = await y.data();
+    const feeds: Record<string, Ort.Tensor> = {
+      x: new this.ort.Tensor('float32', await x.data() as Float32Array, [n, s, s, 3]),
+      t: new this.ort.Tensor('float32', targetRows(labels, numClasses, o.labelSmoothing ?? 0), [n, numClasses]),
+    };
+    for (const p of this.params) {
+      const values = await p.variable.data() as Float32Array;
+      for (const f of p.feeds) feeds[f.input] = new this.ort.Tensor('float32', gather(values, f.perm), f.dims);
+    }
+    const rand = createRng(o.dropoutSeed ?? 1);
+    for (const d of this.graph.dropouts) feeds[d.name] = new this.ort.Tensor('float32', dropoutMask(n * d.features, o.training === false ? 0 : d.rate, rand), [n, d.features]);
+    const out = await this.session.run(feeds);
+    const grads = this.params.map((p) => ({
+      name: p.variable.name,
+      tensor: tf.tensor(scatter(out[`grad_${p.grad.input}`].data as Float32Array, p.grad.perm), p.variable.shape),
+    }));
+    const logits = out.logits.data as Float32Array;
+    let correct = 0;
+    for (let i = 0; i < n; i++) {
+      let best = 0;
+      for (let j = 1; j < numClasses; j++) if (logits[i * numClasses + j] > logits[i * numClasses + best]) best = j;
+      if (best === labels[i]) correct++;
+    }
+    const loss = (out.loss.data as Float32Array)[0];
+    for (const v of Object.values(out)) v.dispose();
+    return { grads, loss, correct };
+  }
+
+  async dispose(): Promise<void> {
+    await this.session.release();
+  }
+}
+
+/** (1 − s)·one-hot + s/k, as tf.losses.softmaxCrossEntropy's label smoothing. */
+function targetRows(labels: ArrayLike<number>, k: number, smoothing: number): Float32Array {
+  const out = new Float32Array(labels.length * k).fill(smoothing / k);
+  for (let i = 0; i < labels.length; i++) out[i * k + labels[i]] += 1 - smoothing;
+  return out;
+}
+
+/** Inverted dropout: 1/(1 − rate) with probability 1 − rate, else 0. */
+function dropoutMask(size: number, rate: number, rand: () => number): Float32Array {
+  const out = new Float32Array(size);
+  const keep = 1 / (1 - rate);
+  for (let i = 0; i < size; i++) out[i] = rand() >= rate ? keep : 0;
+  return out;
+}
