@@ -52,6 +52,12 @@ cd "$work/app"
 # Install scripts are for the host's architecture: the build steps they stand for follow.
 npm ci --omit=dev --cpu arm64 --os linux --libc glibc --ignore-scripts --no-audit --no-fund
 node node_modules/typescript/bin/tsc -p tsconfig.build.json
+step "tfjs-core's gradients bundled by arm64 Node and esbuild's arm64 binary (npm run build's last step)"
+# esbuild's JS spawns its native binary; a host shell script in between runs it under qemu too.
+printf '#!/bin/sh\nexec qemu-aarch64-static %s "$@"\n' "$PWD/node_modules/@esbuild/linux-arm64/bin/esbuild" > "$work/esbuild"
+chmod +x "$work/esbuild"
+ESBUILD_BINARY_PATH="$work/esbuild" arm scripts/bundle-tfjs-gradients.js
+[ -f dist/vendor/tfjs-gradients.js ] || fail "no dist/vendor/tfjs-gradients.js"
 step "epoll (onoff's GPIO addon) cross-compiled for arm64"
 node_gyp=$(dirname "$(readlink -f "$(command -v npm)")")/../node_modules/node-gyp/bin/node-gyp.js
 (cd node_modules/epoll && CC=aarch64-linux-gnu-gcc CXX=aarch64-linux-gnu-g++ LINK=aarch64-linux-gnu-g++ AR=aarch64-linux-gnu-ar \

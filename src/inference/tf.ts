@@ -1,8 +1,9 @@
 /**
- * The one place that imports TensorFlow.js, so every module shares a single tfjs-core instance
- * (two copies would each keep their own backend registry and silently disagree).
+ * The one place the rest of the code imports TensorFlow.js from (./tfjs assembles it), so every
+ * module shares a single tfjs-core instance (two copies would each keep their own backend
+ * registry and silently disagree).
  */
-import * as tf from '@tensorflow/tfjs';
+import * as tf from './tfjs';
 
 export { tf };
 export type Tensor = tf.Tensor;
