@@ -11,7 +11,10 @@ export default tseslint.config(
     files: ['**/*.ts'],
     rules: {
       // `_name` marks a parameter or binding kept for its position or to drop a field on purpose.
-      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_', destructuredArrayIgnorePattern: '^_', caughtErrors: 'none' }],
+      '@typescript-eslint/no-unused-vars': [
+        'error',
+        { argsIgnorePattern: '^_', varsIgnorePattern: '^_', destructuredArrayIgnorePattern: '^_', caughtErrors: 'none' },
+      ],
       // require() is how optional and native modules load lazily (tfjs-node, onnxruntime-node,
       // onoff, tfjs-tflite, pdfkit, node-webcam): a failure is caught and reported, never fatal.
       '@typescript-eslint/no-require-imports': 'off',

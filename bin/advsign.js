@@ -8,9 +8,14 @@ if (!fs.existsSync(entry)) {
   process.stderr.write('advsign: not built yet: run `npm install` (or `npm run build`) in ' + path.dirname(__dirname) + '\n');
   process.exit(1);
 }
-require(entry).main(process.argv.slice(2)).then((code) => {
-  process.exitCode = code;
-}, (err) => {
-  process.stderr.write(String(err && err.stack || err) + '\n');
-  process.exitCode = 1;
-});
+require(entry)
+  .main(process.argv.slice(2))
+  .then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (err) => {
+      process.stderr.write(String((err && err.stack) || err) + '\n');
+      process.exitCode = 1;
+    },
+  );

@@ -37,8 +37,10 @@ async function compare(jsonA, jsonB, pngA, pngB) {
   let worst = 0;
   for (let i = 0; i < pa.length; i++) worst = Math.max(worst, Math.abs(pa[i] - pb[i]));
   if (worst > 1) fail(`adversarial images differ by ${worst}/255 somewhere (allowed 1/255)`);
-  console.log(`same prediction (clean ${a.clean[0].classId}, adversarial ${a.adversarial[0].classId}), ` +
-    `perturbations within ${worst}/255, Linf ${(a.linf * 255).toFixed(2)}/255 (x86) vs ${(b.linf * 255).toFixed(2)}/255 (arm64)`);
+  console.log(
+    `same prediction (clean ${a.clean[0].classId}, adversarial ${a.adversarial[0].classId}), ` +
+      `perturbations within ${worst}/255, Linf ${(a.linf * 255).toFixed(2)}/255 (x86) vs ${(b.linf * 255).toFixed(2)}/255 (arm64)`,
+  );
 }
 
 function frames(port, n) {
@@ -52,8 +54,10 @@ function frames(port, n) {
     if (typeof ack === 'function') ack();
     if (count >= n) {
       clearTimeout(timer);
-      console.log(`${count} frames; last: clean ${f.clean.classId} ${f.clean.name}, adversarial ${f.adversarial.classId}, ` +
-        `fooled ${f.fooled}, total latency ${Math.round(f.latency.total)} ms`);
+      console.log(
+        `${count} frames; last: clean ${f.clean.classId} ${f.clean.name}, adversarial ${f.adversarial.classId}, ` +
+          `fooled ${f.fooled}, total latency ${Math.round(f.latency.total)} ms`,
+      );
       socket.close();
     }
   });
@@ -62,4 +66,4 @@ function frames(port, n) {
 const [cmd, ...args] = process.argv.slice(2);
 const run = { sign: () => sign(args[0]), compare: () => compare(...args), frames: () => frames(Number(args[0]), Number(args[1])) }[cmd];
 if (!run) fail(`unknown command '${cmd}'`);
-Promise.resolve(run()).catch((e) => fail(e && e.stack || String(e)));
+Promise.resolve(run()).catch((e) => fail((e && e.stack) || String(e)));

@@ -30,7 +30,8 @@ async function main(dir: string): Promise<void> {
   process.stdout.write(JSON.stringify({ arch: process.arch, status }) + '\n');
 }
 
-if (require.main === module) main(process.argv[2]).catch((e: unknown) => {
-  process.stderr.write(`${e instanceof Error ? e.stack : String(e)}\n`);
-  process.exit(1);
-});
+if (require.main === module)
+  main(process.argv[2]).catch((e: unknown) => {
+    process.stderr.write(`${e instanceof Error ? e.stack : String(e)}\n`);
+    process.exit(1);
+  });

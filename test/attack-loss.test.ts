@@ -22,10 +22,12 @@ const K = 43;
  * input gradient is then ~e^−gap, and exactly zero in float32 once the gap passes ~100.
  */
 function linearModel(gap: number, seed = 3): Classifier {
-  const m = tf.sequential({ layers: [
-    tf.layers.flatten({ inputShape: [S, S, 3] }),
-    tf.layers.dense({ units: K, kernelInitializer: tf.initializers.randomNormal({ stddev: 0.01, seed }) }),
-  ] });
+  const m = tf.sequential({
+    layers: [
+      tf.layers.flatten({ inputShape: [S, S, 3] }),
+      tf.layers.dense({ units: K, kernelInitializer: tf.initializers.randomNormal({ stddev: 0.01, seed }) }),
+    ],
+  });
   const [w] = m.layers[1].getWeights();
   const b = new Float32Array(K);
   b[0] = gap;
@@ -42,14 +44,20 @@ async function maxAbsDiff(a: Tensor4D, b: Tensor4D): Promise<{ max: number; min:
   const d = tf.tidy(() => tf.abs(tf.sub(a, b)));
   const v = await d.data();
   d.dispose();
-  let max = 0, min = Infinity;
-  for (const x of v) { max = Math.max(max, x); min = Math.min(min, x); }
+  let max = 0,
+    min = Infinity;
+  for (const x of v) {
+    max = Math.max(max, x);
+    min = Math.min(min, x);
+  }
   return { max, min };
 }
 
 describe('attack objectives and the exact sign', function () {
   this.timeout(120000);
-  before(async () => { await initBackend(); });
+  before(async () => {
+    await initBackend();
+  });
 
   it('signExact keeps the sign of values far below FLT_EPSILON (tf.sign on wasm does not)', async () => {
     const v = tf.tensor1d([1e-20, -1e-9, 0, 2, -3e-38, 1e-7, -0]);
@@ -58,7 +66,9 @@ describe('attack objectives and the exact sign', function () {
   });
 
   it('each cotangent is the gradient of its objective (central differences)', async () => {
-    const n = 6, k = 10, h = 1e-2;
+    const n = 6,
+      k = 10,
+      h = 1e-2;
     const z = tf.randomNormal([n, k], 0, 3, 'float32', 5) as Tensor2D;
     const y = tf.tensor1d([0, 1, 2, 3, 4, 5], 'int32');
     const t = tf.tensor1d([9, 8, 7, 6, 5, 4], 'int32');
@@ -71,8 +81,10 @@ describe('attack objectives and the exact sign', function () {
           const [fu, fd] = [await objectiveValue(up, y, targets, loss).data(), await objectiveValue(down, y, targets, loss).data()];
           for (let i = 0; i < n; i++) {
             const fdGrad = (fu[i] - fd[i]) / (2 * h);
-            assert.ok(Math.abs(fdGrad - c[i * k + j]) < 2e-2 * Math.max(1, Math.abs(fdGrad)),
-              `${loss}${targets ? ' targeted' : ''} [${i}, ${j}]: cotangent ${c[i * k + j]}, finite difference ${fdGrad}`);
+            assert.ok(
+              Math.abs(fdGrad - c[i * k + j]) < 2e-2 * Math.max(1, Math.abs(fdGrad)),
+              `${loss}${targets ? ' targeted' : ''} [${i}, ${j}]: cotangent ${c[i * k + j]}, finite difference ${fdGrad}`,
+            );
           }
           tf.dispose([step, up, down]);
         }
@@ -104,7 +116,13 @@ describe('attack objectives and the exact sign', function () {
     const plain = tf.grad((xx) => tf.losses.softmaxCrossEntropy(tf.oneHot(y, K), model.logits(xx as Tensor4D)))(x) as Tensor4D;
     assert.equal((await maxAbsDiff(plain, tf.zerosLike(plain))).max, 0);
     for (const loss of ATTACK_LOSSES) {
-      for (const [name, extra] of [['fgsm', {}], ['bim', { steps: 3 }], ['pgd', { steps: 3, randomStart: false }], ['mifgsm', { steps: 3 }], ['fgv', {}]] as const) {
+      for (const [name, extra] of [
+        ['fgsm', {}],
+        ['bim', { steps: 3 }],
+        ['pgd', { steps: 3, randomStart: false }],
+        ['mifgsm', { steps: 3 }],
+        ['fgv', {}],
+      ] as const) {
         const r = await getAttack(name).run(model, x, y, { eps, loss, ...extra });
         const d = await maxAbsDiff(r.adversarial, x);
         assert.ok(Math.abs(d.max - eps) < 1e-6, `${name} with ${loss}: L∞ ${d.max}, want eps`);
@@ -137,11 +155,27 @@ describe('attack objectives and the exact sign', function () {
     const input = path.join(dir, 'stop.png');
     const px = renderCleanSign(14, 32);
     const bytes = Buffer.from(px.map((v) => Math.round(v * 255)));
-    await sharp(bytes, { raw: { width: 32, height: 32, channels: 3 } }).png().toFile(input);
+    await sharp(bytes, { raw: { width: 32, height: 32, channels: 3 } })
+      .png()
+      .toFile(input);
     for (const loss of ['ce', 'dlr'] as const) {
       const out = path.join(dir, `adv-${loss}.png`);
-      const r = await runCli(['attack', '--model', path.join(ROOT, 'models', 'gtsrb-cnn'), '--attack', 'fgsm', '--eps', '8/255',
-        '--loss', loss, '--input', input, '--out', out, '--json']);
+      const r = await runCli([
+        'attack',
+        '--model',
+        path.join(ROOT, 'models', 'gtsrb-cnn'),
+        '--attack',
+        'fgsm',
+        '--eps',
+        '8/255',
+        '--loss',
+        loss,
+        '--input',
+        input,
+        '--out',
+        out,
+        '--json',
+      ]);
       assert.equal(r.code, 0, r.stderr);
       const res = JSON.parse(r.stdout) as { clean: { classId: number; probability: number }[]; loss: string };
       assert.equal(res.loss, loss);
@@ -160,7 +194,9 @@ describe('attack objectives and the exact sign', function () {
   it('rejects --loss for attacks that have their own objective, and unknown losses', async () => {
     const dir = tempDir();
     const input = path.join(dir, 'stop.png');
-    await sharp(Buffer.from(renderCleanSign(14, 32).map((v) => Math.round(v * 255))), { raw: { width: 32, height: 32, channels: 3 } }).png().toFile(input);
+    await sharp(Buffer.from(renderCleanSign(14, 32).map((v) => Math.round(v * 255))), { raw: { width: 32, height: 32, channels: 3 } })
+      .png()
+      .toFile(input);
     const base = ['attack', '--input', input, '--out', path.join(dir, 'a.png')];
     const a = await runCli([...base, '--attack', 'deepfool', '--loss', 'dlr']);
     assert.equal(a.code, 2);

@@ -28,7 +28,10 @@ describe('attack registry and inputs', () => {
     assert.equal(getAttack('FGSM').name, 'fgsm');
     assert.equal(getAttack(' i-fgsm ').name, 'bim');
     assert.equal(getAttack('carlini').name, 'cw');
-    assert.deepEqual(parseAttackList('fgsm, pgd,deepfool').map((a) => a.name), ['fgsm', 'pgd', 'deepfool']);
+    assert.deepEqual(
+      parseAttackList('fgsm, pgd,deepfool').map((a) => a.name),
+      ['fgsm', 'pgd', 'deepfool'],
+    );
   });
 
   it('an unknown attack is a UserError listing the known ones', () => {
@@ -83,9 +86,10 @@ describe('perturbation norms', () => {
     // Two 2×2 RGB images.
     const clean = new Float32Array(24).fill(0.5);
     const adv = Float32Array.from(clean);
-    adv[0] = 0.6; adv[1] = 0.4;          // image 0, pixel 0: two channels change → one pixel
-    adv[11] = 0.5 + 1e-7;                // below the tolerance: not a change
-    adv[12 + 9] = 0.8;                   // image 1, pixel 3
+    adv[0] = 0.6;
+    adv[1] = 0.4; // image 0, pixel 0: two channels change → one pixel
+    adv[11] = 0.5 + 1e-7; // below the tolerance: not a change
+    adv[12 + 9] = 0.8; // image 1, pixel 3
     const n = normsFromArrays(clean, adv, 2);
     assert.deepEqual(Array.from(n.l0), [1, 1]);
     assert.ok(Math.abs(n.l2[0] - Math.sqrt(0.02)) < 1e-6);
@@ -109,8 +113,27 @@ describe('report pieces', () => {
     assert.equal(formatEps(0), '0');
     assert.equal(formatEps(0.5, 'l2'), '0.5');
     assert.equal(formatEps(0.0123), '0.0123');
-    const row = { attack: 'fgsm', title: 'FGSM', norm: 'linf' as const, successRate: 0, meanL0: null, meanL2: null, meanLinf: null, imagesPerSecond: null, meanQueries: null, queriesPerSecond: null, perClassAccuracy: [] };
-    const svg = accuracyPlotSvg([{ ...row, eps: 0, accuracy: 0.9 }, { ...row, eps: 8 / 255, accuracy: 0.2 }], 0.9, 'L∞ <attacks>');
+    const row = {
+      attack: 'fgsm',
+      title: 'FGSM',
+      norm: 'linf' as const,
+      successRate: 0,
+      meanL0: null,
+      meanL2: null,
+      meanLinf: null,
+      imagesPerSecond: null,
+      meanQueries: null,
+      queriesPerSecond: null,
+      perClassAccuracy: [],
+    };
+    const svg = accuracyPlotSvg(
+      [
+        { ...row, eps: 0, accuracy: 0.9 },
+        { ...row, eps: 8 / 255, accuracy: 0.2 },
+      ],
+      0.9,
+      'L∞ <attacks>',
+    );
     assert.match(svg, /^<svg/);
     assert.match(svg, /<polyline[^>]*points="[\d., ]+"/);
     assert.match(svg, /L∞ &lt;attacks&gt;/);

@@ -24,7 +24,13 @@ const EPS = 8 / 255;
 const L2_EPS = 0.5;
 const N = 16;
 
-interface Batch { x: Tensor4D; y: Tensor1D; labels: Int32Array; targets: Int32Array; n: number }
+interface Batch {
+  x: Tensor4D;
+  y: Tensor1D;
+  labels: Int32Array;
+  targets: Int32Array;
+  n: number;
+}
 
 let model: Classifier;
 let trainSet: ImageSet;
@@ -64,8 +70,12 @@ async function runAndMeasure(a: Attack, b: Batch, o: AnyAttackOptions): Promise<
   assert.equal(r.success.length, b.n);
   const norms = await perturbationNorms(b.x, r.adversarial);
   const v = await r.adversarial.data();
-  let min = Infinity, max = -Infinity;
-  for (const t of v) { if (t < min) min = t; if (t > max) max = t; }
+  let min = Infinity,
+    max = -Infinity;
+  for (const t of v) {
+    if (t < min) min = t;
+    if (t > max) max = t;
+  }
   return { r, norms, min, max };
 }
 
@@ -98,7 +108,13 @@ describe('attacks', function () {
     trainSet = renderDataset({ perClass: 60, size: 32, seed: 11, classes: CLASSES, augment: true });
     testSet = renderDataset({ perClass: 10, size: 32, seed: 22, classes: CLASSES, augment: true });
     const r = await trainClassifier(trainSet, testSet, {
-      arch: 'cnn4-small', epochs: 6, batchSize: 32, learningRate: 2e-3, seed: 1, patience: 10, augment: false,
+      arch: 'cnn4-small',
+      epochs: 6,
+      batchSize: 32,
+      learningRate: 2e-3,
+      seed: 1,
+      patience: 10,
+      augment: false,
     });
     model = r.classifier;
     cleanAccuracy = await accuracy(model, testSet);
@@ -188,7 +204,10 @@ describe('attacks', function () {
         assert.ok(rate(c.r.success) >= 0.8, `cw success ${rate(c.r.success)}`);
         await checkSuccessHonest(d.r, batch, false);
         await checkSuccessHonest(c.r, batch, false);
-        for (const [name, other] of [['deepfool', d], ['cw', c]] as const) {
+        for (const [name, other] of [
+          ['deepfool', d],
+          ['cw', c],
+        ] as const) {
           const both = Array.from({ length: batch.n }, (_, i) => i).filter((i) => f.r.success[i] && other.r.success[i]);
           assert.ok(both.length >= 4, `${name}: only ${both.length} common successes`);
           const lf = mean(both.map((i) => f.norms.l2[i]));
@@ -201,7 +220,10 @@ describe('attacks', function () {
     });
 
     it('C&W and L-BFGS (targeted) reach the target on most images', async () => {
-      for (const [name, o] of [['cw', { steps: 30, binarySteps: 3, learningRate: 0.02 }], ['lbfgs', { steps: 30, searchSteps: 3, learningRate: 0.02 }]] as const) {
+      for (const [name, o] of [
+        ['cw', { steps: 30, binarySteps: 3, learningRate: 0.02 }],
+        ['lbfgs', { steps: 30, searchSteps: 3, learningRate: 0.02 }],
+      ] as const) {
         const { r, min, max } = await runAndMeasure(getAttack(name), batch, { ...o, targeted: true, targets: batch.targets });
         try {
           assert.ok(min >= 0 && max <= 1);
@@ -215,7 +237,14 @@ describe('attacks', function () {
   });
 
   describe('JSMA', () => {
-    const small = (): Batch => ({ ...batch, n: 8, x: batch.x.slice(0, 8), y: batch.y.slice(0, 8), labels: batch.labels.slice(0, 8), targets: batch.targets.slice(0, 8) });
+    const small = (): Batch => ({
+      ...batch,
+      n: 8,
+      x: batch.x.slice(0, 8),
+      y: batch.y.slice(0, 8),
+      labels: batch.labels.slice(0, 8),
+      targets: batch.targets.slice(0, 8),
+    });
 
     it('changes a small fraction of pixels and succeeds (untargeted and targeted)', async () => {
       const b = small();
@@ -248,7 +277,9 @@ describe('attacks', function () {
     });
 
     for (const [name, o] of [
-      ['deepfool', {}], ['cw', { steps: 20, binarySteps: 3, learningRate: 0.02 }], ['lbfgs', { steps: 20, searchSteps: 3, learningRate: 0.02 }],
+      ['deepfool', {}],
+      ['cw', { steps: 20, binarySteps: 3, learningRate: 0.02 }],
+      ['lbfgs', { steps: 20, searchSteps: 3, learningRate: 0.02 }],
       ['jsma', { maxFraction: 0.05 }],
     ] as [string, AnyAttackOptions][]) {
       it(`${name} with eightBit returns an image on the 1/255 grid that still fools (search goes on past rounding)`, async () => {
@@ -286,7 +317,9 @@ describe('attacks', function () {
           images += x.shape[0];
           const f = tf.customGrad((...inputs: Array<tf.Tensor | tf.GradSaveFunc>) => ({
             value: model.logits(inputs[0] as Tensor4D),
-            gradFunc: (): tf.Tensor[] => { throw new Error('square attack asked for a gradient'); },
+            gradFunc: (): tf.Tensor[] => {
+              throw new Error('square attack asked for a gradient');
+            },
           }));
           return f(x) as Tensor2D;
         },
@@ -302,7 +335,11 @@ describe('attacks', function () {
           assert.ok(q[i] >= 1 && q[i] <= maxQueries, `queries ${q[i]}`);
           if (!r.success[i]) assert.equal(q[i], maxQueries);
         }
-        assert.equal(images, q.reduce((a, b) => a + b, 0), 'reported queries match model calls');
+        assert.equal(
+          images,
+          q.reduce((a, b) => a + b, 0),
+          'reported queries match model calls',
+        );
         await checkSuccessHonest(r, batch, false);
         const noise = await noiseSuccess(batch, EPS, 'linf');
         assert.ok(rate(r.success) >= 0.4 && rate(r.success) > noise, `square ${rate(r.success)} vs noise ${noise}`);
@@ -324,12 +361,17 @@ describe('attacks', function () {
         assert.equal(u.perturbation.length, 32 * 32 * 3);
         for (const v of u.perturbation) assert.ok(Math.abs(v) <= U_EPS + 1e-7);
         // Random-noise fooling rate with the paper's measure: the prediction changes.
-        const [clean, noisy] = [await predictBatch(model, x), await (async () => {
-          const adv = tf.tidy(() => tf.clipByValue(tf.add(x, tf.mul(tf.sign(tf.randomUniform([1, 32, 32, 3], -1, 1, 'float32', 9)), U_EPS)), 0, 1) as Tensor4D);
-          const p = await predictBatch(model, adv);
-          adv.dispose();
-          return p;
-        })()];
+        const [clean, noisy] = [
+          await predictBatch(model, x),
+          await (async () => {
+            const adv = tf.tidy(
+              () => tf.clipByValue(tf.add(x, tf.mul(tf.sign(tf.randomUniform([1, 32, 32, 3], -1, 1, 'float32', 9)), U_EPS)), 0, 1) as Tensor4D,
+            );
+            const p = await predictBatch(model, adv);
+            adv.dispose();
+            return p;
+          })(),
+        ];
         const noiseRate = mean(Array.from(clean, (c, i) => (c !== noisy[i] ? 1 : 0)));
         assert.ok(u.foolingRate > noiseRate + 0.1, `universal ${u.foolingRate} vs noise ${noiseRate}`);
         // Applied through the Attack interface it keeps the bound.
@@ -376,7 +418,13 @@ describe('attacks', function () {
   describe('transfer', () => {
     it('PGD crafted on a surrogate transfers better than noise', async () => {
       const s = await trainClassifier(trainSet, testSet, {
-        arch: 'cnn4-small', epochs: 3, batchSize: 32, learningRate: 2e-3, seed: 2, patience: 10, augment: false,
+        arch: 'cnn4-small',
+        epochs: 3,
+        batchSize: 32,
+        learningRate: 2e-3,
+        seed: 2,
+        patience: 10,
+        augment: false,
       });
       try {
         const r = await transferAttack(s.classifier, model, batch.x, batch.y, 'mifgsm', { eps: EPS });
@@ -398,13 +446,25 @@ describe('attacks', function () {
   describe('tensor memory', () => {
     /** Cheap settings per attack: this checks bookkeeping, not strength. */
     const cheap: Record<string, AnyAttackOptions> = {
-      fgsm: { eps: EPS }, fgv: { eps: EPS }, bim: { eps: EPS, steps: 2 }, pgd: { eps: EPS, steps: 2, restarts: 2 },
-      'pgd-l2': { eps: L2_EPS, steps: 2, restarts: 2 }, mifgsm: { eps: EPS, steps: 2 }, deepfool: { steps: 3 },
-      jsma: { maxFraction: 0.01 }, cw: { steps: 3, binarySteps: 2 }, lbfgs: { steps: 3, searchSteps: 2 },
-      universal: { eps: EPS, epochs: 1 }, fooling: { steps: 3 }, square: { eps: EPS, maxQueries: 20 },
-      ...Object.fromEntries(['autoattack', 'apgd-ce', 'apgd-dlr', 'apgd-t', 'fab-t'].flatMap((a) => [
-        [a, { eps: EPS, steps: 2, targetClasses: 2, maxQueries: 3 }], [`${a}-l2`, { eps: L2_EPS, steps: 2, targetClasses: 2, maxQueries: 3 }],
-      ])),
+      fgsm: { eps: EPS },
+      fgv: { eps: EPS },
+      bim: { eps: EPS, steps: 2 },
+      pgd: { eps: EPS, steps: 2, restarts: 2 },
+      'pgd-l2': { eps: L2_EPS, steps: 2, restarts: 2 },
+      mifgsm: { eps: EPS, steps: 2 },
+      deepfool: { steps: 3 },
+      jsma: { maxFraction: 0.01 },
+      cw: { steps: 3, binarySteps: 2 },
+      lbfgs: { steps: 3, searchSteps: 2 },
+      universal: { eps: EPS, epochs: 1 },
+      fooling: { steps: 3 },
+      square: { eps: EPS, maxQueries: 20 },
+      ...Object.fromEntries(
+        ['autoattack', 'apgd-ce', 'apgd-dlr', 'apgd-t', 'fab-t'].flatMap((a) => [
+          [a, { eps: EPS, steps: 2, targetClasses: 2, maxQueries: 3 }],
+          [`${a}-l2`, { eps: L2_EPS, steps: 2, targetClasses: 2, maxQueries: 3 }],
+        ]),
+      ),
       'square-l2': { eps: L2_EPS, maxQueries: 5 },
     };
 
@@ -461,7 +521,10 @@ describe('attacks', function () {
       const set: ImageSet = { ...testSet };
       const progress: number[] = [];
       const res = await evaluateRobustness(model, set, {
-        attacks: ['fgsm', 'pgd', 'deepfool', 'jsma'], epsList: [0, 2 / 255, 8 / 255], batchSize: 15, limit: 30,
+        attacks: ['fgsm', 'pgd', 'deepfool', 'jsma'],
+        epsList: [0, 2 / 255, 8 / 255],
+        batchSize: 15,
+        limit: 30,
         attackOptions: { jsma: { maxFraction: 0.03 } },
         onProgress: (p) => progress.push(p.done),
       });
@@ -481,7 +544,10 @@ describe('attacks', function () {
       assert.equal(pgd8.perClassAccuracy.length, model.numClasses);
       assert.equal(pgd8.perClassAccuracy[0], null); // class 0 is not in the data
       const df = res.results.filter((r) => r.attack === 'deepfool');
-      assert.deepEqual(df.map((r) => r.eps.toFixed(6)), [0, 2 / 255 * 16, 8 / 255 * 16].map((e) => e.toFixed(6)));
+      assert.deepEqual(
+        df.map((r) => r.eps.toFixed(6)),
+        [0, (2 / 255) * 16, (8 / 255) * 16].map((e) => e.toFixed(6)),
+      );
       assert.ok(df[2].accuracy <= df[1].accuracy && df[1].accuracy <= df[0].accuracy);
       assert.ok(res.examples.length > 0);
       for (const ex of res.examples) assert.equal(ex.adversarial.length, 32 * 32 * 3);

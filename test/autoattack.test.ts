@@ -47,7 +47,7 @@ function rate(s: Uint8Array): number {
 /** A random instance of FAB's projection problem with a reachable hyperplane. */
 function instance(d: number, seed: number): { t: Float32Array; w: Float32Array; b: number } {
   let s = seed;
-  const r = () => ((s = (s * 1103515245 + 12345) % 2147483648) / 2147483648);
+  const r = () => (s = (s * 1103515245 + 12345) % 2147483648) / 2147483648;
   const t = Float32Array.from({ length: d }, () => r());
   const w = Float32Array.from({ length: d }, () => (r() < 0.1 ? 0 : r() * 2 - 1));
   let wt = 0;
@@ -59,7 +59,7 @@ function instance(d: number, seed: number): { t: Float32Array; w: Float32Array; 
 function reachLinf(t: Float32Array, w: Float32Array, delta: number, up: boolean): number {
   let s = 0;
   for (let i = 0; i < t.length; i++) {
-    const dir = (w[i] > 0) === up ? 1 : -1;
+    const dir = w[i] > 0 === up ? 1 : -1;
     const step = dir > 0 ? Math.min(delta, 1 - t[i]) : -Math.min(delta, t[i]);
     s += w[i] * step;
   }
@@ -75,11 +75,13 @@ describe('AutoAttack', function () {
     const test = renderDataset({ perClass: 6, size: 32, seed: 32, classes: CLASSES, augment: true });
     const r = await trainClassifier(train, test, { arch: 'cnn4-small', epochs: 5, batchSize: 32, learningRate: 2e-3, seed: 3, patience: 10, augment: false });
     model = r.classifier;
-    assert.ok(await accuracy(model, test) >= 0.4);
+    assert.ok((await accuracy(model, test)) >= 0.4);
     const all = tf.tensor4d(test.images, [test.n, 32, 32, 3]);
     const pred = await predictBatch(model, all);
     all.dispose();
-    const idx = Array.from({ length: test.n }, (_, i) => i).filter((i) => pred[i] === test.labels[i]).slice(0, 16);
+    const idx = Array.from({ length: test.n }, (_, i) => i)
+      .filter((i) => pred[i] === test.labels[i])
+      .slice(0, 16);
     const b = gatherBatch(test as ImageSet, idx);
     x = tf.tensor4d(b.x, [idx.length, 32, 32, 3]);
     y = tf.tensor1d(b.y, 'int32');
@@ -93,7 +95,7 @@ describe('AutoAttack', function () {
     assert.deepEqual(apgdCheckpoints(10), [2, 3, 4, 5, 6, 7, 8, 9, 10]);
   });
 
-  it('argsort and FAB\'s projections: feasible, on the hyperplane, and minimal (L∞, L2)', () => {
+  it("argsort and FAB's projections: feasible, on the hyperplane, and minimal (L∞, L2)", () => {
     const v = Float64Array.from({ length: 500 }, (_, i) => Math.sin(i * 7.3));
     const order = argsort(v);
     for (let i = 1; i < v.length; i++) assert.ok(Math.fround(v[order[i - 1]]) <= Math.fround(v[order[i]]));
@@ -113,17 +115,24 @@ describe('AutoAttack', function () {
         if (Math.abs(reachLinf(t, w, 1, up)) >= Math.abs(b - wt)) assert.ok(Math.abs(wz - b) < 1e-4 * (1 + Math.abs(b)), `on the plane: ${wz} vs ${b}`);
       }
       // L∞: the smallest δ whose box-limited reach gets to the plane, by bisection.
-      let lo = 0, hi = 1;
-      for (let k = 0; k < 60; k++) { const mid = (lo + hi) / 2; if (Math.abs(reachLinf(t, w, mid, up)) >= Math.abs(b - wt)) hi = mid; else lo = mid; }
+      let lo = 0,
+        hi = 1;
+      for (let k = 0; k < 60; k++) {
+        const mid = (lo + hi) / 2;
+        if (Math.abs(reachLinf(t, w, mid, up)) >= Math.abs(b - wt)) hi = mid;
+        else lo = mid;
+      }
       const linf = Math.max(...Array.from(dl, Math.abs));
       assert.ok(Math.abs(linf - hi) < 1e-4, `L∞ ${linf} vs minimum ${hi}`);
       // L2: d_i = clip(λ w_i, −t_i, 1 − t_i) with the λ that reaches the plane is the minimiser.
       const at = (lam: number) => Array.from(t, (ti, i) => Math.min(1 - ti, Math.max(-ti, lam * w[i])));
-      let l = 0, h = 1e6 * (up ? 1 : -1);
+      let l = 0,
+        h = 1e6 * (up ? 1 : -1);
       for (let k = 0; k < 200; k++) {
         const mid = (l + h) / 2;
         const reach = at(mid).reduce((s, di, i) => s + w[i] * di, 0);
-        if (Math.abs(reach) >= Math.abs(b - wt)) h = mid; else l = mid;
+        if (Math.abs(reach) >= Math.abs(b - wt)) h = mid;
+        else l = mid;
       }
       const best = Math.hypot(...at(h));
       assert.ok(Math.hypot(...Array.from(d2)) <= best * (1 + 1e-3) + 1e-6, `L2 ${Math.hypot(...Array.from(d2))} vs minimum ${best}`);
@@ -133,13 +142,15 @@ describe('AutoAttack', function () {
   // At 25 iterations and eps where neither saturates (APGD's schedule is meant for ~100: at 5–10
   // iterations its exploratory first steps of 2·eps do not pay off yet).
   it('APGD-CE beats PGD at equal iterations (25 steps, over a range of eps)', async () => {
-    let apgd = 0, pgd = 0;
+    let apgd = 0,
+      pgd = 0;
     const log: string[] = [];
     for (const e of [9, 10, 11]) {
       const p = await getAttack('pgd').run(model, x, y, { eps: e / 255, steps: 25 });
       const a = await getAttack('apgd-ce').run(model, x, y, { eps: e / 255, steps: 25 });
       tf.dispose([p.adversarial, a.adversarial]);
-      apgd += rate(a.success); pgd += rate(p.success);
+      apgd += rate(a.success);
+      pgd += rate(p.success);
       log.push(`${e}/255: apgd ${rate(a.success)} pgd ${rate(p.success)}`);
     }
     assert.ok(apgd > pgd, log.join('; '));
@@ -149,9 +160,16 @@ describe('AutoAttack', function () {
     const eps = 2 / 255;
     const aa = await getAttack('autoattack').run(model, x, y, { ...CHEAP, eps });
     aa.adversarial.dispose();
-    assert.deepEqual(aa.stages?.map((s) => s.attack), ['apgd-ce', 'apgd-t', 'fab-t', 'square']);
+    assert.deepEqual(
+      aa.stages?.map((s) => s.attack),
+      ['apgd-ce', 'apgd-t', 'fab-t', 'square'],
+    );
     for (const name of ['apgd-ce', 'apgd-t', 'fab-t', 'square']) {
-      const r = await getAttack(name).run(model, x, y, { ...CHEAP, eps, ...(name === 'square' ? { maxQueries: CHEAP.maxQueries as number + 2, pInit: 0.8, rescaleSchedule: false } : {}) });
+      const r = await getAttack(name).run(model, x, y, {
+        ...CHEAP,
+        eps,
+        ...(name === 'square' ? { maxQueries: (CHEAP.maxQueries as number) + 2, pInit: 0.8, rescaleSchedule: false } : {}),
+      });
       r.adversarial.dispose();
       assert.ok(rate(aa.success) >= rate(r.success), `autoattack ${rate(aa.success)} vs ${name} ${rate(r.success)}`);
       if (name === 'apgd-ce') r.success.forEach((s, i) => assert.ok(!s || aa.success[i], `image ${i}`));
@@ -163,12 +181,21 @@ describe('AutoAttack', function () {
   it('APGD-T and FAB-T attack all targets in one batch: one engine call per step, not one per target', async () => {
     const calls = { grad: 0, vjp: 0 };
     const counting: Classifier = {
-      inputSize: model.inputSize, numClasses: model.numClasses, trainableWeights: model.trainableWeights,
+      inputSize: model.inputSize,
+      numClasses: model.numClasses,
+      trainableWeights: model.trainableWeights,
       logits: (images, training) => model.logits(images, training),
-      async objectiveGradient(images, l, t, loss) { calls.grad++; return tfObjectiveGradient(model, images, l, t, loss); },
-      async vjp(images, c) { calls.vjp++; return vjp(model, images, c); },
+      async objectiveGradient(images, l, t, loss) {
+        calls.grad++;
+        return tfObjectiveGradient(model, images, l, t, loss);
+      },
+      async vjp(images, c) {
+        calls.vjp++;
+        return vjp(model, images, c);
+      },
     };
-    const steps = 6, targetClasses = 3;
+    const steps = 6,
+      targetClasses = 3;
     for (const name of ['apgd-t', 'fab-t']) {
       const r = await getAttack(name).run(counting, x, y, { steps, targetClasses, eps: 1 / 255 });
       r.adversarial.dispose();
@@ -178,7 +205,14 @@ describe('AutoAttack', function () {
     assert.ok(calls.vjp > 0 && calls.vjp <= steps, `FAB-T: ${calls.vjp} gradient calls for ${steps} steps`);
   });
 
-  for (const [name, eps] of [['autoattack', 4 / 255], ['autoattack-l2', 0.25], ['apgd-dlr', 4 / 255], ['apgd-dlr-l2', 0.25], ['fab-t-l2', 0.25], ['square-l2', 0.25]] as const) {
+  for (const [name, eps] of [
+    ['autoattack', 4 / 255],
+    ['autoattack-l2', 0.25],
+    ['apgd-dlr', 4 / 255],
+    ['apgd-dlr-l2', 0.25],
+    ['fab-t-l2', 0.25],
+    ['square-l2', 0.25],
+  ] as const) {
     it(`${name} stays within eps and [0, 1], and its success flags are honest`, async () => {
       const r = await getAttack(name).run(model, x, y, { ...CHEAP, eps });
       try {
@@ -214,13 +248,17 @@ describe('AutoAttack', function () {
   it('refuses FAB on a softmax model, and AutoAttack runs without it, saying so', async () => {
     const base = buildModel({ arch: 'cnn4-small', inputSize: 32, numClasses: 43, seed: 2 });
     const soft = new LayersClassifier(tf.sequential({ layers: [...base.layers, tf.layers.softmax()] }), true);
-    const xs = x.slice(0, 2), ys = y.slice(0, 2);
+    const xs = x.slice(0, 2),
+      ys = y.slice(0, 2);
     try {
       await assert.rejects(getAttack('fab-t').run(soft, xs, ys, { ...CHEAP, eps: 8 / 255 }), /needs the model's logits, but this model ends in softmax/);
       assert.match(getAttack('autoattack').notes?.(soft, {}).join(' ') ?? '', /FAB-T left out/);
       const r = await getAttack('autoattack').run(soft, xs, ys, { ...CHEAP, eps: 8 / 255 });
       r.adversarial.dispose();
-      assert.deepEqual(r.stages?.map((s) => s.attack), ['apgd-ce', 'apgd-t', 'square']);
+      assert.deepEqual(
+        r.stages?.map((s) => s.attack),
+        ['apgd-ce', 'apgd-t', 'square'],
+      );
     } finally {
       tf.dispose([xs, ys]);
     }
@@ -228,7 +266,13 @@ describe('AutoAttack', function () {
 
   it('--worst-case counts an image robust only if it survives every attack', async () => {
     const set: ImageSet = renderDataset({ perClass: 3, size: 32, seed: 33, classes: CLASSES, augment: true });
-    const r = await evaluateRobustness(model, set, { attacks: ['fgsm', 'pgd'], epsList: [0, 4 / 255], batchSize: 16, worstCase: true, attackOptions: { pgd: { steps: 5 } } });
+    const r = await evaluateRobustness(model, set, {
+      attacks: ['fgsm', 'pgd'],
+      epsList: [0, 4 / 255],
+      batchSize: 16,
+      worstCase: true,
+      attackOptions: { pgd: { steps: 5 } },
+    });
     const row = (a: string, eps: number) => r.results.find((q) => q.attack === a && q.eps === eps);
     const w = row('worst-case', 4 / 255);
     assert.ok(w);
@@ -264,12 +308,35 @@ describe('AutoAttack', function () {
     }
 
     it('evaluate --attack fgsm,autoattack --worst-case reports each member in cascade and the worst case', async () => {
-      const r = await runCli(['evaluate', '--model', m, '--data', 'synthetic', '--limit', '43', '--attack', 'fgsm,autoattack', '--eps', '0,4/255',
-        '--steps', '5', '--queries', '30', '--worst-case', '--json', '-', '--workers', '1']);
+      const r = await runCli([
+        'evaluate',
+        '--model',
+        m,
+        '--data',
+        'synthetic',
+        '--limit',
+        '43',
+        '--attack',
+        'fgsm,autoattack',
+        '--eps',
+        '0,4/255',
+        '--steps',
+        '5',
+        '--queries',
+        '30',
+        '--worst-case',
+        '--json',
+        '-',
+        '--workers',
+        '1',
+      ]);
       assert.equal(r.code, 0, r.stderr);
       const j = JSON.parse(r.stdout);
       const aa = j.results.find((q: { attack: string; eps: number }) => q.attack === 'autoattack' && q.eps > 0);
-      assert.deepEqual(aa.stages.map((s: { attack: string }) => s.attack), ['apgd-ce', 'apgd-t', 'fab-t', 'square']);
+      assert.deepEqual(
+        aa.stages.map((s: { attack: string }) => s.attack),
+        ['apgd-ce', 'apgd-t', 'fab-t', 'square'],
+      );
       for (let s = 1; s < aa.stages.length; s++) assert.ok(aa.stages[s].accuracy <= aa.stages[s - 1].accuracy);
       assert.ok(Math.abs(aa.stages[3].accuracy - aa.accuracy) < 1e-9, 'the last member leaves the final accuracy');
       const wc = j.results.find((q: { attack: string; eps: number }) => q.attack === 'worst-case' && q.eps > 0);

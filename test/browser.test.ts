@@ -57,16 +57,46 @@ describe('browser: the monitoring page in chromium', function () {
     console.log = () => undefined;
     try {
       const out = path.join(dir, 'run', 'stop-30.pdf');
-      await stickerCommand(['--model', modelDir, '--sign', '14', '--target', '1', '--out', out, '--steps', '2', '--eot-samples', '2',
-        '--eval', '4', '--roundtrip', '0', '--skip-baseline', '--sign-mm', '100']);
+      await stickerCommand([
+        '--model',
+        modelDir,
+        '--sign',
+        '14',
+        '--target',
+        '1',
+        '--out',
+        out,
+        '--steps',
+        '2',
+        '--eot-samples',
+        '2',
+        '--eval',
+        '4',
+        '--roundtrip',
+        '0',
+        '--skip-baseline',
+        '--sign-mm',
+        '100',
+      ]);
       runJson = outputPaths(out).json;
     } finally {
       console.log = log;
     }
     server = await startServer({
-      config: { ...DEFAULT_CONFIG, sources: [], ffmpegInputArgs: [], port: 0, source: 'synthetic', width: 320, height: 240, fps: 15, logLevel: 'silent',
-        printDir: path.join(dir, 'prints') },
-      classifier: clf, modelPath: modelDir,
+      config: {
+        ...DEFAULT_CONFIG,
+        sources: [],
+        ffmpegInputArgs: [],
+        port: 0,
+        source: 'synthetic',
+        width: 320,
+        height: 240,
+        fps: 15,
+        logLevel: 'silent',
+        printDir: path.join(dir, 'prints'),
+      },
+      classifier: clf,
+      modelPath: modelDir,
     });
     browser = await chromium.launch({
       executablePath: CHROMIUM,
@@ -84,21 +114,32 @@ describe('browser: the monitoring page in chromium', function () {
     const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
     const problems: string[] = [];
     page.on('pageerror', (e) => problems.push(`pageerror: ${e.message}`));
-    page.on('console', (m) => { if (m.type() === 'error') problems.push(`console: ${m.text()}`); });
+    page.on('console', (m) => {
+      if (m.type() === 'error') problems.push(`console: ${m.text()}`);
+    });
     const external: string[] = [];
-    page.on('request', (r) => { if (!r.url().startsWith(server.url) && !r.url().startsWith('blob:') && !r.url().startsWith('data:')) external.push(r.url()); });
+    page.on('request', (r) => {
+      if (!r.url().startsWith(server.url) && !r.url().startsWith('blob:') && !r.url().startsWith('data:')) external.push(r.url());
+    });
     await page.goto(server.url);
 
     await page.waitForFunction(() => Number(document.getElementById('frame-counter')!.dataset.frames) >= 3, undefined, { timeout: 30000 });
-    const srcs1 = await page.evaluate(() => [(document.getElementById('img-frame') as HTMLImageElement).src, (document.getElementById('img-adv') as HTMLImageElement).src]);
-    await page.waitForFunction((old) => (document.getElementById('img-adv') as HTMLImageElement).src !== old[1]
-      && (document.getElementById('img-frame') as HTMLImageElement).src !== old[0], srcs1, { timeout: 15000 });
+    const srcs1 = await page.evaluate(() => [
+      (document.getElementById('img-frame') as HTMLImageElement).src,
+      (document.getElementById('img-adv') as HTMLImageElement).src,
+    ]);
+    await page.waitForFunction(
+      (old) =>
+        (document.getElementById('img-adv') as HTMLImageElement).src !== old[1] && (document.getElementById('img-frame') as HTMLImageElement).src !== old[0],
+      srcs1,
+      { timeout: 15000 },
+    );
     // Both prediction panels are filled, images decoded.
     assert.equal(await page.locator('#pred-clean .row').count(), 5);
     assert.equal(await page.locator('#pred-adv .row').count(), 5);
     // A new src decodes asynchronously: wait for it rather than race it (fails if it never is 32 px).
     await page.waitForFunction(() => (document.getElementById('img-adv') as HTMLImageElement).naturalWidth === 32, undefined, { timeout: 10000 });
-    assert.match(await page.textContent('#source-state') ?? '', /synthetic: running/);
+    assert.match((await page.textContent('#source-state')) ?? '', /synthetic: running/);
 
     // Move the ε slider: the page shows the server's acknowledgement, and the daemon has it.
     await page.locator('#eps').fill('20');
@@ -163,24 +204,35 @@ describe('browser: the monitoring page in chromium', function () {
     await page.waitForFunction(() => Number(document.getElementById('frame-counter')!.dataset.frames) >= 2, undefined, { timeout: 30000 });
     // The JSON alone is not enough: the page names the file it also needs.
     await page.setInputFiles('#sticker-file', [runJson]);
-    await page.waitForFunction(() => /also pick stop-30-layer\.png/.test(document.getElementById('sticker-status')!.textContent ?? ''), undefined, { timeout: 5000 });
+    await page.waitForFunction(() => /also pick stop-30-layer\.png/.test(document.getElementById('sticker-status')!.textContent ?? ''), undefined, {
+      timeout: 5000,
+    });
     await page.setInputFiles('#sticker-file', [runJson, path.join(path.dirname(runJson), 'stop-30-layer.png')]);
     await page.waitForSelector('#panel-sticker:not([hidden])', { timeout: 10000 });
     await page.waitForFunction(() => document.querySelectorAll('#pred-sticker .row').length === 5, undefined, { timeout: 10000 });
     // Until the first stats message with the sticker on, data-rate is absent (undefined) or '': wait for a value.
     await page.waitForFunction(() => ((document.getElementById('sticker-rate') as HTMLElement).dataset.rate ?? '') !== '', undefined, { timeout: 10000 });
-    assert.match(await page.textContent('#sticker-rate') ?? '', /^\d+(\.\d)? %$/);
-    assert.match(await page.textContent('#sticker-hint') ?? '', /Stop → Speed limit \(30km\/h\)/);
+    assert.match((await page.textContent('#sticker-rate')) ?? '', /^\d+(\.\d)? %$/);
+    assert.match((await page.textContent('#sticker-hint')) ?? '', /Stop → Speed limit \(30km\/h\)/);
     await page.waitForFunction(() => (document.getElementById('img-sticker') as HTMLImageElement).naturalWidth === 32, undefined, { timeout: 10000 });
     assert.deepEqual(await page.evaluate(layoutProblems), [], 'with the sticker panel');
 
     // Print: a short job for the sign in view (fewer steps than the page offers, to keep the test quick).
-    await page.evaluate(() => { const s = document.getElementById('job-steps') as HTMLSelectElement; s.add(new Option('test', '4')); s.value = '4'; });
+    await page.evaluate(() => {
+      const s = document.getElementById('job-steps') as HTMLSelectElement;
+      s.add(new Option('test', '4'));
+      s.value = '4';
+    });
     await page.selectOption('#job-target', 'any');
     await page.click('#job-start');
     await page.waitForSelector('#job-progress:not([hidden])', { timeout: 10000 });
-    await page.waitForFunction(() => /Printing .*: (starting|optimising|measuring|writing)/.test(document.getElementById('job-status')!.textContent ?? '')
-      || /Done/.test(document.getElementById('job-status')!.textContent ?? ''), undefined, { timeout: 30000 });
+    await page.waitForFunction(
+      () =>
+        /Printing .*: (starting|optimising|measuring|writing)/.test(document.getElementById('job-status')!.textContent ?? '') ||
+        /Done/.test(document.getElementById('job-status')!.textContent ?? ''),
+      undefined,
+      { timeout: 30000 },
+    );
     await page.waitForSelector('#job-pdf:not([hidden])', { timeout: 90000 });
     const [download] = await Promise.all([page.waitForEvent('download'), page.click('#job-pdf')]);
     const pdf = fs.readFileSync(await download.path());

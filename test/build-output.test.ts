@@ -21,7 +21,10 @@ describe('build output', () => {
   it('every .js in dist/src and dist/test has its .ts source (no stale modules or tests)', () => {
     const dist = path.join(ROOT, 'dist');
     const files = [...compiled(path.join(dist, 'src')), ...compiled(path.join(dist, 'test'))];
-    assert.ok(files.some((f) => f === __filename), 'this test runs from dist/test');
+    assert.ok(
+      files.some((f) => f === __filename),
+      'this test runs from dist/test',
+    );
     const stale = files.map((f) => path.relative(dist, f)).filter((rel) => !fs.existsSync(path.join(ROOT, rel.replace(/\.js$/, '.ts'))));
     assert.deepEqual(stale, [], `compiled files without a source (run npm test or npm run build, which clean dist/): ${stale.join(', ')}`);
   });

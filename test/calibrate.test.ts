@@ -17,13 +17,26 @@ import { runCli, tempDir } from './helpers';
 
 /** A printer that darkens, tints and compresses: per channel c' = black + (white − black)·c^γ. */
 function printerShift(c: Rgb): Rgb {
-  const black = [0.08, 0.06, 0.1], white = [0.92, 0.95, 0.85], gamma = [1.1, 1.0, 0.9];
+  const black = [0.08, 0.06, 0.1],
+    white = [0.92, 0.95, 0.85],
+    gamma = [1.1, 1.0, 0.9];
   return c.map((v, i) => black[i] + (white[i] - black[i]) * v ** gamma[i]) as Rgb;
 }
 
 /** Photographs the strip: perspective onto a W×H frame over a dark-grey table, light falling off, cast, blur, noise. */
-async function photograph(strip: { data: Float32Array; width: number; height: number }, file: string, corners: [number, number][], W: number, H: number): Promise<void> {
-  const h = homography4(corners, [[0, 0], [strip.width, 0], [strip.width, strip.height], [0, strip.height]]);
+async function photograph(
+  strip: { data: Float32Array; width: number; height: number },
+  file: string,
+  corners: [number, number][],
+  W: number,
+  H: number,
+): Promise<void> {
+  const h = homography4(corners, [
+    [0, 0],
+    [strip.width, 0],
+    [strip.width, strip.height],
+    [0, strip.height],
+  ]);
   assert.ok(h);
   const rng = createRng(7);
   const out = Buffer.alloc(W * H * 3);
@@ -31,8 +44,10 @@ async function photograph(strip: { data: Float32Array; width: number; height: nu
   for (let y = 0; y < H; y++) {
     for (let x = 0; x < W; x++) {
       const z = h![6] * x + h![7] * y + 1;
-      const u = (h![0] * x + h![1] * y + h![2]) / z, v = (h![3] * x + h![4] * y + h![5]) / z;
-      const ui = Math.floor(u), vi = Math.floor(v);
+      const u = (h![0] * x + h![1] * y + h![2]) / z,
+        v = (h![3] * x + h![4] * y + h![5]) / z;
+      const ui = Math.floor(u),
+        vi = Math.floor(v);
       const inside = ui >= 0 && vi >= 0 && ui < strip.width && vi < strip.height;
       const light = 0.45 + 0.5 * (x / W) * (0.6 + 0.4 * (1 - y / H)); // uneven: 0.45 … 0.95
       for (let c = 0; c < 3; c++) {
@@ -42,7 +57,10 @@ async function photograph(strip: { data: Float32Array; width: number; height: nu
       }
     }
   }
-  await sharp(out, { raw: { width: W, height: H, channels: 3 } }).blur(1.2).jpeg({ quality: 85 }).toFile(file);
+  await sharp(out, { raw: { width: W, height: H, channels: 3 } })
+    .blur(1.2)
+    .jpeg({ quality: 85 })
+    .toFile(file);
 }
 
 describe('advsign calibrate', function () {
@@ -54,7 +72,18 @@ describe('advsign calibrate', function () {
     const strip = renderStrip(printed, 6);
     const photo = path.join(dir, 'strip.jpg');
     // A tilted phone shot: the strip's corners (with its quiet zone) as a trapezoid.
-    await photograph(strip, photo, [[170, 260], [1420, 190], [1460, 720], [130, 610]], 1600, 900);
+    await photograph(
+      strip,
+      photo,
+      [
+        [170, 260],
+        [1420, 190],
+        [1460, 720],
+        [130, 610],
+      ],
+      1600,
+      900,
+    );
     const out = path.join(dir, 'palette.csv');
     const r = await runCli(['calibrate', '--photo', photo, '--out', out, '--json']);
     assert.strictEqual(r.code, 0, r.stderr);
@@ -62,7 +91,10 @@ describe('advsign calibrate', function () {
     assert.strictEqual(report.patches.length, printed.length);
     for (const p of report.patches) {
       const e = deltaE(p.printed, printed[p.index - 1]);
-      assert.ok(e <= 5, `patch ${p.index}: ΔE ${e.toFixed(2)} from the printed colour (${p.printed.map((v) => v.toFixed(3))} vs ${printed[p.index - 1].map((v) => v.toFixed(3))})`);
+      assert.ok(
+        e <= 5,
+        `patch ${p.index}: ΔE ${e.toFixed(2)} from the printed colour (${p.printed.map((v) => v.toFixed(3))} vs ${printed[p.index - 1].map((v) => v.toFixed(3))})`,
+      );
     }
     // The shift is really there: printed vs intended differ well beyond ΔE 5 on average.
     const shift = printed.reduce((s, c, i) => s + deltaE(c, DEFAULT_PALETTE.colors[i]), 0) / printed.length;
@@ -76,7 +108,18 @@ describe('advsign calibrate', function () {
   it('reads the strip upside down too', async () => {
     const strip = renderStrip(printed, 5);
     const photo = path.join(dir, 'flipped.jpg');
-    await photograph(strip, photo, [[1400, 700], [200, 720], [240, 230], [1380, 260]], 1600, 900);
+    await photograph(
+      strip,
+      photo,
+      [
+        [1400, 700],
+        [200, 720],
+        [240, 230],
+        [1380, 260],
+      ],
+      1600,
+      900,
+    );
     const r = await runCli(['calibrate', '--photo', photo, '--out', path.join(dir, 'flipped.csv'), '--json']);
     assert.strictEqual(r.code, 0, r.stderr);
     const report = JSON.parse(r.stdout) as { patches: { index: number; printed: Rgb }[] };
@@ -86,7 +129,9 @@ describe('advsign calibrate', function () {
 
   it('says so and writes nothing when the strip is not in the photo; bad input fails in one line', async () => {
     const photo = path.join(dir, 'nostrip.jpg');
-    await sharp({ create: { width: 400, height: 300, channels: 3, background: '#8899aa' } }).jpeg().toFile(photo);
+    await sharp({ create: { width: 400, height: 300, channels: 3, background: '#8899aa' } })
+      .jpeg()
+      .toFile(photo);
     const out = path.join(dir, 'none.csv');
     const r = await runCli(['calibrate', '--photo', photo, '--out', out]);
     assert.strictEqual(r.code, 2);

@@ -7,7 +7,9 @@ async function jpeg(w: number, h: number, seed: number): Promise<Buffer> {
   const rng = createRng(seed);
   const raw = Buffer.alloc(w * h * 3);
   for (let i = 0; i < raw.length; i++) raw[i] = Math.floor(rng() * 256);
-  return sharp(raw, { raw: { width: w, height: h, channels: 3 } }).jpeg({ quality: 70 }).toBuffer();
+  return sharp(raw, { raw: { width: w, height: h, channels: 3 } })
+    .jpeg({ quality: 70 })
+    .toBuffer();
 }
 
 /** Inserts an APP1 segment holding a whole thumbnail JPEG (its own FF D8 … FF D9) after SOI. */
@@ -23,11 +25,36 @@ function withThumbnail(j: Buffer, thumb: Buffer): Buffer {
 /** A JPEG-shaped byte string whose entropy data holds stuffed FF 00, restart markers and fill bytes. */
 function handMade(): Buffer {
   return Buffer.from([
-    0xff, 0xd8, // SOI
-    0xff, 0xe0, 0x00, 0x06, 0x4a, 0x46, 0xff, 0xd9, // APP0 of length 6 whose payload contains FF D9
-    0xff, 0xff, 0xda, 0x00, 0x04, 0x01, 0x02, // fill byte, SOS header
-    0x11, 0xff, 0x00, 0x22, 0xff, 0xd3, 0x33, 0xff, 0xff, 0x00, 0x44, // entropy: FF00, RST3, FF fill
-    0xff, 0xd9, // EOI
+    0xff,
+    0xd8, // SOI
+    0xff,
+    0xe0,
+    0x00,
+    0x06,
+    0x4a,
+    0x46,
+    0xff,
+    0xd9, // APP0 of length 6 whose payload contains FF D9
+    0xff,
+    0xff,
+    0xda,
+    0x00,
+    0x04,
+    0x01,
+    0x02, // fill byte, SOS header
+    0x11,
+    0xff,
+    0x00,
+    0x22,
+    0xff,
+    0xd3,
+    0x33,
+    0xff,
+    0xff,
+    0x00,
+    0x44, // entropy: FF00, RST3, FF fill
+    0xff,
+    0xd9, // EOI
   ]);
 }
 
@@ -58,7 +85,14 @@ describe('capture: MJPEG splitter', function () {
   });
 
   it('finds every frame whatever the chunking, byte for byte', () => {
-    for (const [seed, maxChunk] of [[1, 1], [2, 2], [3, 7], [4, 100], [5, 4096], [6, 1 << 20]] as const) {
+    for (const [seed, maxChunk] of [
+      [1, 1],
+      [2, 2],
+      [3, 7],
+      [4, 100],
+      [5, 4096],
+      [6, 1 << 20],
+    ] as const) {
       const s = new MjpegSplitter();
       const got: Buffer[] = [];
       for (const ch of cut(stream, seed, maxChunk)) got.push(...s.push(ch));
@@ -89,7 +123,13 @@ describe('capture: MJPEG splitter', function () {
     const s = new MjpegSplitter();
     const got = s.push(Buffer.concat([frames[0], frames[1]]));
     const meta = await Promise.all(got.map((g) => sharp(g).metadata()));
-    assert.deepEqual(meta.map((m) => [m.width, m.height]), [[64, 48], [33, 17]]);
+    assert.deepEqual(
+      meta.map((m) => [m.width, m.height]),
+      [
+        [64, 48],
+        [33, 17],
+      ],
+    );
   });
 
   it('bounds memory on a stream of garbage and on an endless frame', () => {

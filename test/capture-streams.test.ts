@@ -23,8 +23,11 @@ const CONTENT_TYPE: Record<Format, string> = { h264: 'video/h264', mpegts: 'vide
 /** A live camera stand-in: ffmpeg encoding a test pattern in real time to stdout. */
 function camera(format: Format, seconds: number, http = false): ChildProcess {
   const enc = format === 'mjpeg' && http ? ['-c:v', 'mjpeg', '-q:v', '5', '-f', 'mpjpeg'] : ENCODE[format];
-  return spawn('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-re', '-f', 'lavfi', '-i', 'testsrc=size=320x240:rate=15',
-    '-t', String(seconds), ...enc, '-'], { stdio: ['ignore', 'pipe', 'ignore'] });
+  return spawn(
+    'ffmpeg',
+    ['-hide_banner', '-loglevel', 'error', '-re', '-f', 'lavfi', '-i', 'testsrc=size=320x240:rate=15', '-t', String(seconds), ...enc, '-'],
+    { stdio: ['ignore', 'pipe', 'ignore'] },
+  );
 }
 
 /** Frames FfmpegSource delivers from `input` while the stream lasts. */
@@ -73,7 +76,14 @@ describe('capture: live H.264, MPEG-TS and MJPEG streams through ffmpeg', functi
 
   it('stdin and HTTP: every format gives frames within a second or two, at about the camera rate', async () => {
     const cases = (['h264', 'mpegts', 'mjpeg'] as const).flatMap((format) => [
-      { name: `${format} on stdin`, run: () => { const cam = camera(format, 4); cameras.push(cam); return framesFrom('-', cam.stdout!, 4500); } },
+      {
+        name: `${format} on stdin`,
+        run: () => {
+          const cam = camera(format, 4);
+          cameras.push(cam);
+          return framesFrom('-', cam.stdout!, 4500);
+        },
+      },
       { name: `${format} over HTTP`, run: () => framesFrom(`${base}/${format}`, undefined, 4500) },
     ]);
     // Run together: six 4-second streams in ~5 s rather than 30.
@@ -91,13 +101,21 @@ describe('capture: live H.264, MPEG-TS and MJPEG streams through ffmpeg', functi
   it('`camera | advsign serve --source ffmpeg:-` with H.264: frames, then exit 75 when the pipe closes', async () => {
     const cam = camera('h264', 8);
     cameras.push(cam);
-    const serve = spawn(process.execPath, [BIN, 'serve', '--source', 'ffmpeg:-', '--model', 'untrained:cnn4-small', '--port', '0',
-      '--width', '160', '--height', '120', '--log-level', 'info'], { cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'] });
+    const serve = spawn(
+      process.execPath,
+      [BIN, 'serve', '--source', 'ffmpeg:-', '--model', 'untrained:cnn4-small', '--port', '0', '--width', '160', '--height', '120', '--log-level', 'info'],
+      { cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'] },
+    );
     cam.stdout!.pipe(serve.stdin!);
     let err = '';
-    serve.stderr!.on('data', (d: Buffer) => { err += d.toString(); });
+    serve.stderr!.on('data', (d: Buffer) => {
+      err += d.toString();
+    });
     const code = await new Promise<number | null>((r) => serve.once('exit', r));
-    const lines = err.trim().split('\n').map((l) => JSON.parse(l) as { event: string; frames?: number });
+    const lines = err
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { event: string; frames?: number });
     const stopped = lines.find((l) => l.event === 'daemon.stopped');
     assert.equal(code, 75, err.slice(-400));
     assert.ok(stopped && (stopped.frames ?? 0) >= 20, `frames processed: ${stopped?.frames} (${err.slice(-400)})`);

@@ -107,8 +107,14 @@ describe('capture: synthetic scene', function () {
     assert.equal(f.height, 72);
     assert.equal(f.rgb.length, 96 * 72 * 3);
     assert.equal(typeof f.label, 'number');
-    assert.deepEqual(got.frames.slice(0, 5).map((x) => x.seq), [0, 1, 2, 3, 4]);
-    assert.deepEqual(got.statuses.map((s) => s.state), ['starting', 'running', 'stopped']);
+    assert.deepEqual(
+      got.frames.slice(0, 5).map((x) => x.seq),
+      [0, 1, 2, 3, 4],
+    );
+    assert.deepEqual(
+      got.statuses.map((s) => s.state),
+      ['starting', 'running', 'stopped'],
+    );
   });
 });
 
@@ -130,7 +136,10 @@ describe('capture: folder replay', function () {
     await src.start();
     await waitFor(() => got.frames.length >= 5, 5000, 'folder frames');
     await src.stop();
-    assert.deepEqual(got.frames.slice(0, 4).map((f) => `${f.width}x${f.height}`), ['40x30', '20x20', '40x30', '20x20']);
+    assert.deepEqual(
+      got.frames.slice(0, 4).map((f) => `${f.width}x${f.height}`),
+      ['40x30', '20x20', '40x30', '20x20'],
+    );
     assert.ok(got.frames[0].jpeg && got.frames[0].jpeg[0] === 0xff);
     assert.equal(got.frames[1].jpeg, undefined);
     assert.ok(got.frames[0].rgb[0] > 200 && got.frames[0].rgb[1] < 60, 'red');
@@ -202,7 +211,10 @@ describe('capture: node-webcam (fswebcam)', function () {
 
 class FlakySource extends BaseSource {
   timer: NodeJS.Timeout | null = null;
-  constructor(readonly dieAfter: number, readonly final = false) {
+  constructor(
+    readonly dieAfter: number,
+    readonly final = false,
+  ) {
     super('flaky');
   }
   async start(): Promise<void> {
@@ -228,7 +240,14 @@ describe('capture: supervisor', function () {
 
   it('does not restart a source that cannot come back (a closed stdin pipe): its final status passes on', async () => {
     let made = 0;
-    const sup = new SupervisedSource(() => { made++; return new FlakySource(2, true); }, 'pipe', { backoffMs: 20, stallMs: 0 });
+    const sup = new SupervisedSource(
+      () => {
+        made++;
+        return new FlakySource(2, true);
+      },
+      'pipe',
+      { backoffMs: 20, stallMs: 0 },
+    );
     const got = collect(sup);
     await sup.start();
     await waitFor(() => got.statuses.some((st) => st.final), 3000, 'final status');
@@ -241,7 +260,14 @@ describe('capture: supervisor', function () {
 
   it('restarts a lost source with backoff and keeps one frame sequence', async () => {
     let made = 0;
-    const sup = new SupervisedSource(() => { made++; return new FlakySource(3); }, 'flaky', { backoffMs: 30, maxBackoffMs: 60, stallMs: 0 });
+    const sup = new SupervisedSource(
+      () => {
+        made++;
+        return new FlakySource(3);
+      },
+      'flaky',
+      { backoffMs: 30, maxBackoffMs: 60, stallMs: 0 },
+    );
     const got = collect(sup);
     await sup.start();
     await waitFor(() => made >= 3 && got.frames.length >= 7, 5000, 'restarts');
@@ -249,7 +275,11 @@ describe('capture: supervisor', function () {
     const states = got.statuses.map((s) => s.state);
     assert.ok(states.includes('lost') && states.includes('retrying') && states.includes('running'), states.join(','));
     const seqs = got.frames.map((f) => f.seq);
-    assert.deepEqual(seqs, seqs.map((_, i) => i), 'sequence continues across restarts');
+    assert.deepEqual(
+      seqs,
+      seqs.map((_, i) => i),
+      'sequence continues across restarts',
+    );
     assert.equal(states[states.length - 1], 'stopped');
   });
 
@@ -305,7 +335,22 @@ describe('capture: supervisor', function () {
 
   it('pipes other formats on stdin through ffmpeg (e.g. a GStreamer y4m stream)', async () => {
     const { execFileSync } = await import('node:child_process');
-    const y4m = execFileSync('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-f', 'lavfi', '-i', 'testsrc=size=96x64:rate=20', '-t', '3', '-pix_fmt', 'yuv420p', '-f', 'yuv4mpegpipe', '-']);
+    const y4m = execFileSync('ffmpeg', [
+      '-hide_banner',
+      '-loglevel',
+      'error',
+      '-f',
+      'lavfi',
+      '-i',
+      'testsrc=size=96x64:rate=20',
+      '-t',
+      '3',
+      '-pix_fmt',
+      'yuv420p',
+      '-f',
+      'yuv4mpegpipe',
+      '-',
+    ]);
     const input = new PassThrough();
     const src = new FfmpegSource({ input: '-', stdin: input, width: 96, height: 64 });
     const got = collect(src);

@@ -42,7 +42,10 @@ interface Page {
 function connect(url: string): Page {
   const socket = ioClient(url, { transports: ['websocket'], reconnection: false, forceNew: true });
   const p: Page = { socket, frames: [], jobs: [], stickers: [], hello: new Promise((r) => socket.once('hello', r)) };
-  socket.on('frame', (f: FramePayload, ack?: () => void) => { p.frames.push(f); ack?.(); });
+  socket.on('frame', (f: FramePayload, ack?: () => void) => {
+    p.frames.push(f);
+    ack?.();
+  });
   socket.on('job', (j: JobMessage) => p.jobs.push(j));
   socket.on('stickers', (m: StickersMessage) => p.stickers.push(m));
   return p;
@@ -57,8 +60,30 @@ async function stickerRun(modelDir: string, out: string, extra: string[] = []): 
   const log = console.log;
   console.log = () => undefined;
   try {
-    await stickerCommand(['--model', modelDir, '--sign', '14', '--target', '1', '--out', out, '--steps', '2', '--eot-samples', '2',
-      '--eval', '4', '--roundtrip', '0', '--skip-baseline', '--canvas', '32', '--sign-mm', '100', ...extra]);
+    await stickerCommand([
+      '--model',
+      modelDir,
+      '--sign',
+      '14',
+      '--target',
+      '1',
+      '--out',
+      out,
+      '--steps',
+      '2',
+      '--eot-samples',
+      '2',
+      '--eval',
+      '4',
+      '--roundtrip',
+      '0',
+      '--skip-baseline',
+      '--canvas',
+      '32',
+      '--sign-mm',
+      '100',
+      ...extra,
+    ]);
   } finally {
     console.log = log;
   }
@@ -86,7 +111,8 @@ describe('classroom: the virtual sticker', function () {
 
   it('draws the layer over the centred sign square, scaled to the model input', () => {
     // An opaque red layer over the whole bounding square: red exactly where the square lands.
-    const L = 16, s = 20;
+    const L = 16,
+      s = 20;
     const layer = { size: L, rgb: new Float32Array(L * L * 3), alpha: new Float32Array(L * L).fill(1) };
     for (let i = 0; i < L * L; i++) layer.rgb[3 * i] = 1;
     const o = new StickerOverlay(layer, 0.8, s);
@@ -118,7 +144,11 @@ describe('classroom: the virtual sticker', function () {
 
   it('refuses runs that are not one, from another model, for another input size, or without their layer', async () => {
     const meta = { id: 'cli-1', origin: 'cli' as const, pdf: null };
-    const write = (name: string, text: string) => { const f = path.join(dir, name); fs.writeFileSync(f, text); return f; };
+    const write = (name: string, text: string) => {
+      const f = path.join(dir, name);
+      fs.writeFileSync(f, text);
+      return f;
+    };
     const refuses = async (file: string, re: RegExp, model = clf) => {
       await assert.rejects(stickerFromFile(file, model, meta), (e: Error) => {
         assert.equal(e.name, 'UserError', e.message);
@@ -164,7 +194,11 @@ describe('classroom: the daemon with a virtual sticker, views and print jobs', f
   let server: RunningServer;
   const log = memoryLogger('info');
   const pages: Page[] = [];
-  const page = () => { const p = connect(server.url); pages.push(p); return p; };
+  const page = () => {
+    const p = connect(server.url);
+    pages.push(p);
+    return p;
+  };
 
   before(async () => {
     await initBackend();
@@ -176,8 +210,18 @@ describe('classroom: the daemon with a virtual sticker, views and print jobs', f
     clf = new LayersClassifier(model);
     runJson = await stickerRun(modelDir, path.join(dir, 'run', 'stop.pdf'));
     const config: ServeConfig = {
-      ...DEFAULT_CONFIG, sources: [], ffmpegInputArgs: [], port: 0, source: 'synthetic', width: 160, height: 120, fps: 20,
-      logLevel: 'silent', attack: 'none', sticker: runJson, printDir,
+      ...DEFAULT_CONFIG,
+      sources: [],
+      ffmpegInputArgs: [],
+      port: 0,
+      source: 'synthetic',
+      width: 160,
+      height: 120,
+      fps: 20,
+      logLevel: 'silent',
+      attack: 'none',
+      sticker: runJson,
+      printDir,
     };
     server = await startServer({ config, classifier: clf, logger: log, modelPath: modelDir, limits: { printJob: [20, 60], upload: [20, 60] } });
   });
@@ -188,14 +232,16 @@ describe('classroom: the daemon with a virtual sticker, views and print jobs', f
     fs.rmSync(dir, { recursive: true, force: true });
   });
 
-  it('frames carry the with-sticker prediction and image; with the attack off /metrics fooledRate is the sticker\'s', async () => {
+  it("frames carry the with-sticker prediction and image; with the attack off /metrics fooledRate is the sticker's", async () => {
     const p = page();
     const hello = await p.hello;
     const st = hello.stickers as StickersMessage;
     assert.equal(st.active, 'cli-1');
     assert.equal(st.items[0].name, 'Stop → Speed limit (30km/h)');
     const results: { fooled: boolean }[] = [];
-    server.daemon.on('result', (r) => { if (r.sticker) results.push({ fooled: r.sticker.fooled }); });
+    server.daemon.on('result', (r) => {
+      if (r.sticker) results.push({ fooled: r.sticker.fooled });
+    });
     await waitFor(() => p.frames.length >= 5 && results.length >= 30, 20000, 'frames with the sticker');
     const f = p.frames[p.frames.length - 1];
     assert.ok(f.sticker, 'a sticker frame');
@@ -208,7 +254,7 @@ describe('classroom: the daemon with a virtual sticker, views and print jobs', f
     // Freeze, then compare /metrics.json with the daemon's own last 90 sticker frames.
     await emitAck(p.socket, 'settings', { paused: true });
     await new Promise((r) => setTimeout(r, 300));
-    const m = await (await fetch(`${server.url}metrics.json`)).json() as { fooledRate: number; stickerFooledRate: number };
+    const m = (await (await fetch(`${server.url}metrics.json`)).json()) as { fooledRate: number; stickerFooledRate: number };
     const last = results.slice(-90);
     const share = last.filter((r) => r.fooled).length / last.length;
     assert.ok(Math.abs(m.fooledRate - share) < 0.006, `fooledRate ${m.fooledRate} vs ${share}`);
@@ -241,15 +287,16 @@ describe('classroom: the daemon with a virtual sticker, views and print jobs', f
   it('POST /api/sticker loads a run picked on the page; bad uploads get one line and the stream goes on', async () => {
     const run = fs.readFileSync(runJson, 'utf8');
     const layer = fs.readFileSync(path.join(path.dirname(runJson), 'stop-layer.png')).toString('base64');
-    const post = (body: unknown) => fetch(`${server.url}api/sticker`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
+    const post = (body: unknown) =>
+      fetch(`${server.url}api/sticker`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
     const ok = await post({ name: 'stop.json', json: run, layer });
-    const okBody = await ok.json() as { sticker: { id: string }; stickers: StickersMessage };
+    const okBody = (await ok.json()) as { sticker: { id: string }; stickers: StickersMessage };
     assert.equal(ok.status, 200, JSON.stringify(okBody));
     assert.match(okBody.sticker.id, /^upload-\d+$/);
     assert.equal(okBody.stickers.active, okBody.sticker.id);
     const bad = async (body: unknown, re: RegExp) => {
       const r = await post(body);
-      const b = await r.json() as { error: string };
+      const b = (await r.json()) as { error: string };
       assert.equal(r.status, 400, JSON.stringify(b));
       assert.match(b.error, re);
     };
@@ -259,7 +306,10 @@ describe('classroom: the daemon with a virtual sticker, views and print jobs', f
     await bad({ json: run }, /exactly \{name, json, layer\}/);
     const huge = await post({ name: 'a', json: 'x'.repeat(3 * 2 ** 20), layer: '' });
     assert.equal(huge.status, 413);
-    assert.ok(log.lines.some((l) => l.event === 'sticker.rejected'), 'rejections are logged');
+    assert.ok(
+      log.lines.some((l) => l.event === 'sticker.rejected'),
+      'rejections are logged',
+    );
     const frames = server.daemon.stats.frames;
     await waitFor(() => server.daemon.stats.frames > frames + 2, 5000, 'still streaming');
   });
@@ -279,7 +329,9 @@ describe('classroom: the daemon with a virtual sticker, views and print jobs', f
     // A model whose output ignores its input: its gradient is exactly zero, the attack cannot move.
     const bias = tf.tensor2d([Array.from({ length: 43 }, (_, i) => (i === 3 ? 5 : 0))]);
     const flat: Classifier = {
-      inputSize: 32, numClasses: 43, trainableWeights: [],
+      inputSize: 32,
+      numClasses: 43,
+      trainableWeights: [],
       logits: (x) => tf.tidy(() => tf.add(tf.mul(tf.sum(x, [1, 2, 3], true).reshape([-1, 1]), 0), bias) as tf.Tensor2D),
     };
     try {
@@ -313,16 +365,22 @@ describe('classroom: the daemon with a virtual sticker, views and print jobs', f
     assert.ok(server.daemon.stats.frames > frames + 10, 'the stream kept going during the job');
     const done = p.jobs.find((j) => j.state !== 'running')!;
     assert.equal(done.state, 'done', JSON.stringify(done));
-    assert.ok(p.jobs.some((j) => j.state === 'running' && j.phase === 'optimise' && j.done > 0), 'progress was reported');
+    assert.ok(
+      p.jobs.some((j) => j.state === 'running' && j.phase === 'optimise' && j.done > 0),
+      'progress was reported',
+    );
     const pdf = Buffer.from(await (await fetch(new URL(done.pdf!, server.url))).arrayBuffer());
     assert.equal(pdf.subarray(0, 5).toString('latin1'), '%PDF-');
     assert.match(pdf.subarray(pdf.length - 8).toString('latin1'), /%%EOF\s*$/);
     await waitFor(() => p.jobs.some((j) => j.stickerId !== undefined), 10000, 'the job sticker');
     const sid = p.jobs.find((j) => j.stickerId)!.stickerId!;
-    await waitFor(() => p.frames.length > 0 && p.frames[p.frames.length - 1].sticker?.id === sid, 10000, 'the job\'s sticker in use');
+    await waitFor(() => p.frames.length > 0 && p.frames[p.frames.length - 1].sticker?.id === sid, 10000, "the job's sticker in use");
     assert.equal((await fetch(`${server.url}api/jobs/${done.id}/other.pdf`)).status, 404);
     assert.equal((await fetch(`${server.url}api/jobs/..%2F..%2Fetc/passwd`)).status, 404);
-    assert.deepEqual(fs.readdirSync(printDir).filter((n) => n.startsWith('.staging')), []);
+    assert.deepEqual(
+      fs.readdirSync(printDir).filter((n) => n.startsWith('.staging')),
+      [],
+    );
   });
 
   it('cancel, and a page that disconnects mid-job: no half-written PDF, the daemon keeps streaming', async () => {
@@ -344,7 +402,10 @@ describe('classroom: the daemon with a virtual sticker, views and print jobs', f
     await waitFor(() => p.jobs.filter((j) => j.state === 'running').length > 0 && staged().length === 1, 30000, 'second job running');
     q.socket.disconnect();
     await waitFor(() => p.jobs.some((j) => j.state === 'cancelled' && /disconnected/.test(j.message ?? '')), 10000, 'cancelled on disconnect');
-    assert.ok(log.lines.some((l) => l.event === 'print.job_cancelled' && /disconnected/.test(String(l.message))), 'logged');
+    assert.ok(
+      log.lines.some((l) => l.event === 'print.job_cancelled' && /disconnected/.test(String(l.message))),
+      'logged',
+    );
     await waitFor(() => staged().length === 0, 5000, 'staging removed');
     assert.equal(fs.readdirSync(printDir).filter((n) => !n.startsWith('.')).length, before, 'no new job folder');
     for (const d of fs.readdirSync(printDir).filter((n) => !n.startsWith('.'))) {

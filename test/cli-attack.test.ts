@@ -33,7 +33,9 @@ describe('advsign attack and evaluate --attack', function () {
     // A 48×48 sign photo: the command resizes it and says so.
     const px = renderSign(14, { size: 48, seed: 5 });
     image = path.join(dir, 'stop.png');
-    await sharp(Buffer.from(px.map((v) => Math.round(v * 255))), { raw: { width: 48, height: 48, channels: 3 } }).png().toFile(image);
+    await sharp(Buffer.from(px.map((v) => Math.round(v * 255))), { raw: { width: 48, height: 48, channels: 3 } })
+      .png()
+      .toFile(image);
   });
 
   it('attacks one image, writes a PNG and reports predictions and norms', async () => {
@@ -79,8 +81,25 @@ describe('advsign attack and evaluate --attack', function () {
   it('evaluate --attack writes the documented JSON and an HTML report with a plot', async () => {
     const json = path.join(dir, 'eval.json');
     const html = path.join(dir, 'report.html');
-    const r = await runCli(['evaluate', '--model', modelDir, '--data', 'synthetic', '--limit', '43', '--attack', 'fgsm,pgd',
-      '--eps', '0,4/255,8/255', '--steps', '3', '--json', json, '--report', html]);
+    const r = await runCli([
+      'evaluate',
+      '--model',
+      modelDir,
+      '--data',
+      'synthetic',
+      '--limit',
+      '43',
+      '--attack',
+      'fgsm,pgd',
+      '--eps',
+      '0,4/255,8/255',
+      '--steps',
+      '3',
+      '--json',
+      json,
+      '--report',
+      html,
+    ]);
     assert.strictEqual(r.code, 0, r.stderr);
     const rep = JSON.parse(fs.readFileSync(json, 'utf8'));
     assert.strictEqual(rep.n, 43);
@@ -98,8 +117,31 @@ describe('advsign attack and evaluate --attack', function () {
 
   it('evaluate --update-card records figures with their image count; a --limit run keeps the full-split clean figure', async () => {
     const m = path.join(dir, 'carded');
-    await saveModel(buildModel({ arch: 'cnn4-small', inputSize: 32, numClasses: 43, seed: 3 }), m, { name: 'carded', architecture: 'cnn4-small', inputSize: 32, numClasses: 43, cleanAccuracy: { 'synthetic/test': 0.5 } });
-    const r = await runCli(['evaluate', '--model', m, '--data', 'synthetic', '--limit', '43', '--attack', 'fgsm,pgd', '--steps', '3', '--restarts', '2', '--eps', '0,8/255', '--update-card']);
+    await saveModel(buildModel({ arch: 'cnn4-small', inputSize: 32, numClasses: 43, seed: 3 }), m, {
+      name: 'carded',
+      architecture: 'cnn4-small',
+      inputSize: 32,
+      numClasses: 43,
+      cleanAccuracy: { 'synthetic/test': 0.5 },
+    });
+    const r = await runCli([
+      'evaluate',
+      '--model',
+      m,
+      '--data',
+      'synthetic',
+      '--limit',
+      '43',
+      '--attack',
+      'fgsm,pgd',
+      '--steps',
+      '3',
+      '--restarts',
+      '2',
+      '--eps',
+      '0,8/255',
+      '--update-card',
+    ]);
     assert.strictEqual(r.code, 0, r.stderr);
     const card = JSON.parse(fs.readFileSync(path.join(m, 'card.json'), 'utf8'));
     assert.strictEqual(card.name, 'carded', 'other card fields are kept');
@@ -112,7 +154,7 @@ describe('advsign attack and evaluate --attack', function () {
     // Each figure names what produced it, defaults filled in.
     const pgd = card.robustAccuracy[`pgd@${(8 / 255).toFixed(4)}`];
     assert.match(pgd.attack, /^PGD/);
-    assert.deepStrictEqual(pgd.settings, { loss: 'ce', steps: 3, restarts: 2, randomStart: true, stepSize: 2.5 * (8 / 255) / 3 });
+    assert.deepStrictEqual(pgd.settings, { loss: 'ce', steps: 3, restarts: 2, randomStart: true, stepSize: (2.5 * (8 / 255)) / 3 });
   });
 
   it('evaluate rejects an unknown attack before loading any data', async () => {

@@ -29,7 +29,9 @@ async function optionTables(run: Command): Promise<OptionTable[]> {
     throw stop;
   };
   try {
-    await run([]).catch((e: unknown) => { if (e !== stop) throw e; });
+    await run([]).catch((e: unknown) => {
+      if (e !== stop) throw e;
+    });
   } finally {
     mod.parseFlags = real;
   }
@@ -44,7 +46,7 @@ describe('--help', () => {
     for (const name of COMMANDS) assert.match(usage.stdout, new RegExp(`^  ${name}\\s`, 'm'), `${name} listed`);
     // Each command's help text is what `advsign <command> --help` prints (checked by child process below).
     for (const name of COMMANDS) {
-      const mod = await import(`../src/cli/${name}`) as Record<string, Command>;
+      const mod = (await import(`../src/cli/${name}`)) as Record<string, Command>;
       const tables = await optionTables(mod[`${name}Command`]);
       assert.ok(tables.length > 0, `${name} parses its flags with parseFlags`);
       const help = HELP[name];
@@ -58,7 +60,8 @@ describe('--help', () => {
     const [bench, info] = await Promise.all([runCli(['bench', '--help']), runCli(['info', '-h'])]);
     assert.equal(bench.code, 0, bench.stderr);
     assert.match(bench.stdout, /^advsign bench/);
-    for (const flag of ['--live', '--seconds', '--frames', '--quick', '--no-cpu', '--no-peer', '--json', '--engine']) assert.ok(bench.stdout.includes(flag), flag);
+    for (const flag of ['--live', '--seconds', '--frames', '--quick', '--no-cpu', '--no-peer', '--json', '--engine'])
+      assert.ok(bench.stdout.includes(flag), flag);
     assert.equal(info.code, 0, info.stderr);
     assert.match(info.stdout, /^advsign info/);
     for (const flag of ['--json', '--backend', '--engine']) assert.ok(info.stdout.includes(flag), flag);

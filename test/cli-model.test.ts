@@ -17,8 +17,20 @@ import { encodePng } from '../src/data/image-io';
 import { kerasStyleTflite, opZooTflite } from './foreign-models';
 import { BIN, ROOT, runCli, sharedGtsrb, tempDir } from './helpers';
 
-interface Row { attack: string; eps: number; accuracy: number; successRate: number | null; meanQueries: number | null; queriesPerSecond: number | null }
-interface Report { n: number; clean: { accuracy: number }; results: Row[]; modelInfo: { kind: string; predictions: string; gradients: string | null; outputs: string; input: { height: number; range: { lo: number; hi: number } } } }
+interface Row {
+  attack: string;
+  eps: number;
+  accuracy: number;
+  successRate: number | null;
+  meanQueries: number | null;
+  queriesPerSecond: number | null;
+}
+interface Report {
+  n: number;
+  clean: { accuracy: number };
+  results: Row[];
+  modelInfo: { kind: string; predictions: string; gradients: string | null; outputs: string; input: { height: number; range: { lo: number; hi: number } } };
+}
 
 describe('the deployed model as the target (CLI)', function () {
   this.timeout(300000);
@@ -47,14 +59,27 @@ describe('the deployed model as the target (CLI)', function () {
   it('evaluate on the exported file: same figures as the model it came from; Square queries; transfer', async () => {
     const eps = 8 / 255;
     const own = await evaluate(['--model', 'models/gtsrb-cnn', '--attack', 'fgsm', '--eps', '0,8/255']);
-    const t = await evaluate(['--model', file('model.tflite'), '--attack', 'fgsm,square,transfer', '--source-model', 'models/gtsrb-cnn-robust',
-      '--eps', '0,8/255', '--queries', '60']);
+    const t = await evaluate([
+      '--model',
+      file('model.tflite'),
+      '--attack',
+      'fgsm,square,transfer',
+      '--source-model',
+      'models/gtsrb-cnn-robust',
+      '--eps',
+      '0,8/255',
+      '--queries',
+      '60',
+    ]);
     assert.strictEqual(t.modelInfo.kind, 'tflite');
     assert.match(t.modelInfo.predictions, /TFLite interpreter/);
     assert.match(t.modelInfo.gradients ?? '', /rebuilt/);
     assert.strictEqual(t.clean.accuracy, own.clean.accuracy, 'the interpreter computes what tfjs does');
     // FGSM through the rebuilt graph takes the same steps as FGSM on the tfjs model.
-    assert.ok(Math.abs(at(t, 'fgsm', eps).accuracy - at(own, 'fgsm', eps).accuracy) <= 1 / t.n, `${at(t, 'fgsm', eps).accuracy} vs ${at(own, 'fgsm', eps).accuracy}`);
+    assert.ok(
+      Math.abs(at(t, 'fgsm', eps).accuracy - at(own, 'fgsm', eps).accuracy) <= 1 / t.n,
+      `${at(t, 'fgsm', eps).accuracy} vs ${at(own, 'fgsm', eps).accuracy}`,
+    );
     assert.ok(at(t, 'fgsm', eps).accuracy < t.clean.accuracy - 0.2);
     const sq = at(t, 'square', eps);
     assert.ok(sq.queriesPerSecond! > 0 && sq.successRate! > 0, JSON.stringify(sq));
@@ -77,18 +102,59 @@ describe('the deployed model as the target (CLI)', function () {
     // A sign photo to attack: a synthetic Stop sign.
     const img = file('stop.png');
     fs.writeFileSync(img, await encodePng({ data: renderSign(14, { size: 48, seed: 7 }), width: 48, height: 48 }));
-    const s = await runCli(['attack', '--model', file('keras.tflite'), '--input-range', '0,255', '--attack', 'square', '--queries', '200', '--input', img, '--out', file('sq.png'), '--json']);
+    const s = await runCli([
+      'attack',
+      '--model',
+      file('keras.tflite'),
+      '--input-range',
+      '0,255',
+      '--attack',
+      'square',
+      '--queries',
+      '200',
+      '--input',
+      img,
+      '--out',
+      file('sq.png'),
+      '--json',
+    ]);
     assert.strictEqual(s.code, 0, s.stderr);
     const j = JSON.parse(s.stdout) as { queries: number; linf: number; model: { kind: string } };
     assert.strictEqual(j.model.kind, 'tflite');
     assert.ok(j.queries >= 1 && j.queries <= 200, `queries ${j.queries}`);
     assert.ok(j.linf <= 8 / 255 + 1e-6);
     assert.strictEqual((await sharp(file('sq.png')).metadata()).width, 30);
-    const abs = await runCli(['attack', '--model', file('abs.tflite'), '--labels', file('labels5.txt'), '--attack', 'fgsm', '--input', img, '--out', file('abs.png')]);
+    const abs = await runCli([
+      'attack',
+      '--model',
+      file('abs.tflite'),
+      '--labels',
+      file('labels5.txt'),
+      '--attack',
+      'fgsm',
+      '--input',
+      img,
+      '--out',
+      file('abs.png'),
+    ]);
     assert.strictEqual(abs.code, 2);
     assert.match(abs.stderr, /^advsign: error: .*op ABS \(operator 2\) cannot be rebuilt; black-box attacks \(square, transfer\) still run/);
     assert.strictEqual(abs.stderr.trim().split('\n').length, 1);
-    const absSquare = await runCli(['attack', '--model', file('abs.tflite'), '--labels', file('labels5.txt'), '--attack', 'square', '--queries', '20', '--input', img, '--out', file('abs.png')]);
+    const absSquare = await runCli([
+      'attack',
+      '--model',
+      file('abs.tflite'),
+      '--labels',
+      file('labels5.txt'),
+      '--attack',
+      'square',
+      '--queries',
+      '20',
+      '--input',
+      img,
+      '--out',
+      file('abs.png'),
+    ]);
     assert.strictEqual(absSquare.code, 0, absSquare.stderr);
   });
 
@@ -109,11 +175,18 @@ describe('the deployed model as the target (CLI)', function () {
   });
 
   it('serve --model keras.tflite: frames reach a socket.io client, classified by the interpreter', async () => {
-    const child = spawn(process.execPath, [BIN, 'serve', '--model', file('keras.tflite'), '--input-range', '0,255', '--preprocess', 'whole',
-      '--source', 'synthetic', '--port', '0', '--fps', '10'], { cwd: ROOT });
+    const child = spawn(
+      process.execPath,
+      [BIN, 'serve', '--model', file('keras.tflite'), '--input-range', '0,255', '--preprocess', 'whole', '--source', 'synthetic', '--port', '0', '--fps', '10'],
+      { cwd: ROOT },
+    );
     let out = '';
-    child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
-    child.stderr.on('data', (d: Buffer) => { out += d.toString(); });
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+    });
+    child.stderr.on('data', (d: Buffer) => {
+      out += d.toString();
+    });
     try {
       const t0 = Date.now();
       while (!/open (http:\/\/\S+)/.test(out)) {
@@ -126,7 +199,11 @@ describe('the deployed model as the target (CLI)', function () {
       const hello = new Promise<{ model: { inputSize: number } }>((r) => socket.once('hello', r));
       const frame = await new Promise<{ clean: { name: string }; images: { adversarial: Buffer } }>((resolve, reject) => {
         const timer = setTimeout(() => reject(new Error('no frame in 60 s')), 60000);
-        socket.on('frame', (f: { clean: { name: string }; images: { adversarial: Buffer } }, ack?: () => void) => { ack?.(); clearTimeout(timer); resolve(f); });
+        socket.on('frame', (f: { clean: { name: string }; images: { adversarial: Buffer } }, ack?: () => void) => {
+          ack?.();
+          clearTimeout(timer);
+          resolve(f);
+        });
       });
       assert.strictEqual((await hello).model.inputSize, 30);
       assert.strictEqual((await sharp(Buffer.from(frame.images.adversarial)).metadata()).width, 30);

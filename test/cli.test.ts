@@ -10,7 +10,10 @@ import { runCli, tempDir } from './helpers';
 
 function assertOneLineError(r: { code: number | null; stderr: string }, pattern: RegExp): void {
   assert.strictEqual(r.code, 2, `exit code ${r.code}, stderr: ${r.stderr}`);
-  const lines = r.stderr.trim().split('\n').filter((l) => l.startsWith('advsign: error:'));
+  const lines = r.stderr
+    .trim()
+    .split('\n')
+    .filter((l) => l.startsWith('advsign: error:'));
   assert.strictEqual(lines.length, 1, r.stderr);
   assert.match(lines[0], pattern);
   assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
@@ -24,7 +27,9 @@ async function writeKaggle(dir: string, mutate?: (rows: string[]) => void): Prom
   for (const c of [0, 1]) {
     for (let t = 0; t < 3; t++) {
       const rel = `Train/${c}/0000${c}_0000${t}_00000.png`;
-      await sharp({ create: { width: 30, height: 30, channels: 3, background: c ? '#00f' : '#f00' } }).png().toFile(path.join(dir, rel));
+      await sharp({ create: { width: 30, height: 30, channels: 3, background: c ? '#00f' : '#f00' } })
+        .png()
+        .toFile(path.join(dir, rel));
       rows.push(`30,30,2,2,27,27,${c},${rel}`);
     }
   }
@@ -90,7 +95,10 @@ describe('advsign CLI errors', function () {
     fs.writeFileSync(path.join(dir, 'model.json'), '{"modelTopology": {"class_name": ');
     assertOneLineError(await runCli(['evaluate', '--model', dir, '--data', 'synthetic']), /corrupt model file/);
     fs.writeFileSync(path.join(dir, 'model.json'), JSON.stringify({ hello: 'world' }));
-    assertOneLineError(await runCli(['evaluate', '--model', dir, '--data', 'synthetic']), /is not a TensorFlow.js model \(modelTopology or weightsManifest missing\)/);
+    assertOneLineError(
+      await runCli(['evaluate', '--model', dir, '--data', 'synthetic']),
+      /is not a TensorFlow.js model \(modelTopology or weightsManifest missing\)/,
+    );
   });
 
   it('rejects a model folder that does not exist', async () => {

@@ -89,7 +89,14 @@ describe('data-parallel training', function () {
     const { train, val } = splitByGroup(all, 0.2, 1);
     const before = tf.memory().numTensors;
     const r = await trainClassifier(train, val, {
-      arch: 'cnn4-small', epochs: 6, batchSize: 32, learningRate: 2e-3, seed: 3, patience: 6, augment: false, workers: 1,
+      arch: 'cnn4-small',
+      epochs: 6,
+      batchSize: 32,
+      learningRate: 2e-3,
+      seed: 3,
+      patience: 6,
+      augment: false,
+      workers: 1,
     });
     const acc = await accuracy(r.classifier, val);
     assert.ok(acc > 0.35, `validation accuracy ${acc}`);
@@ -101,15 +108,23 @@ describe('data-parallel training', function () {
     const set = renderDataset({ perClass: 4, size: 32, seed: 21 });
     const model = buildModel({ arch: 'cnn4-small', inputSize: 32, numClasses: 43, seed: 2 });
     const clf = new LayersClassifier(model);
-    const run = (workers: number) => evaluateRobustness(clf, set, {
-      attacks: ['fgsm', 'pgd', 'deepfool'], epsList: [0, 4 / 255], batchSize: 32, workers, attackOptions: { pgd: { steps: 3 }, deepfool: { steps: 5 } },
-    });
+    const run = (workers: number) =>
+      evaluateRobustness(clf, set, {
+        attacks: ['fgsm', 'pgd', 'deepfool'],
+        epsList: [0, 4 / 255],
+        batchSize: 32,
+        workers,
+        attackOptions: { pgd: { steps: 3 }, deepfool: { steps: 5 } },
+      });
     const one = await run(0);
     const two = await run(1);
     assert.deepStrictEqual([one.threads, two.threads], [1, 2], 'the second run really used a worker');
     const strip = (r: typeof one) => r.results.map(({ imagesPerSecond: _ips, ...row }) => row);
     assert.deepStrictEqual(strip(two), strip(one));
-    assert.deepStrictEqual(two.examples.map((e) => [e.attack, e.index, e.adversarialPrediction]), one.examples.map((e) => [e.attack, e.index, e.adversarialPrediction]));
+    assert.deepStrictEqual(
+      two.examples.map((e) => [e.attack, e.index, e.adversarialPrediction]),
+      one.examples.map((e) => [e.attack, e.index, e.adversarialPrediction]),
+    );
     assert.ok(one.results.some((r) => r.eps > 0 && r.accuracy < one.clean.accuracy) || one.clean.accuracy === 0, 'attacks did something');
     model.dispose();
   });

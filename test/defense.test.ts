@@ -47,37 +47,62 @@ describe('defenses', function () {
     train = renderDataset({ perClass: 40, size: 32, seed: 5, classes: CLASSES });
     test = renderDataset({ perClass: 10, size: 32, seed: 77, classes: CLASSES });
     const r = await trainClassifier(train, test, {
-      arch: 'cnn4-small', epochs: 6, batchSize: 32, learningRate: 2e-3, seed: 3, patience: 6, augment: false,
+      arch: 'cnn4-small',
+      epochs: 6,
+      batchSize: 32,
+      learningRate: 2e-3,
+      seed: 3,
+      patience: 6,
+      augment: false,
     });
     clf = r.classifier;
   });
 
   it('IBP bounds contain the logits of random points of the eps box, and are tight at eps = 0', () => {
     const { x } = batch(test, 8);
-    for (const model of [clf.model, (() => {
-      // A batch-norm model with non-trivial statistics exercises the BN path too.
-      const m = buildModel({ arch: 'cnn4-bn', inputSize: 32, numClasses: 43, seed: 2 });
-      m.setWeights(m.getWeights().map((w, i) => (m.weights[i].name.includes('moving_variance') ? tf.randomUniform(w.shape, 0.5, 2) : m.weights[i].name.includes('moving_mean') ? tf.randomNormal(w.shape, 0, 0.2) : w)));
-      return m;
-    })()]) {
+    for (const model of [
+      clf.model,
+      (() => {
+        // A batch-norm model with non-trivial statistics exercises the BN path too.
+        const m = buildModel({ arch: 'cnn4-bn', inputSize: 32, numClasses: 43, seed: 2 });
+        m.setWeights(
+          m
+            .getWeights()
+            .map((w, i) =>
+              m.weights[i].name.includes('moving_variance')
+                ? tf.randomUniform(w.shape, 0.5, 2)
+                : m.weights[i].name.includes('moving_mean')
+                  ? tf.randomNormal(w.shape, 0, 0.2)
+                  : w,
+            ),
+        );
+        return m;
+      })(),
+    ]) {
       const eps = 4 / 255;
       const { lower, upper } = ibpBounds(model, x, eps);
-      const lo = lower.arraySync(), hi = upper.arraySync();
+      const lo = lower.arraySync(),
+        hi = upper.arraySync();
       for (let t = 0; t < 10; t++) {
         const z = tf.tidy(() => {
           const p = tf.clipByValue(tf.add(x, tf.randomUniform(x.shape, -eps, eps, 'float32', t)), 0, 1);
           return (model.predict(p) as tf.Tensor2D).arraySync();
         });
-        z.forEach((row, i) => row.forEach((v, j) => {
-          assert.ok(v >= lo[i][j] - 1e-3 && v <= hi[i][j] + 1e-3, `logit ${v} outside [${lo[i][j]}, ${hi[i][j]}]`);
-        }));
+        z.forEach((row, i) =>
+          row.forEach((v, j) => {
+            assert.ok(v >= lo[i][j] - 1e-3 && v <= hi[i][j] + 1e-3, `logit ${v} outside [${lo[i][j]}, ${hi[i][j]}]`);
+          }),
+        );
       }
       const b0 = ibpBounds(model, x, 0);
       const z0 = (model.predict(x) as tf.Tensor2D).arraySync();
-      const l0 = b0.lower.arraySync(), u0 = b0.upper.arraySync();
-      z0.forEach((row, i) => row.forEach((v, j) => {
-        assert.ok(Math.abs(l0[i][j] - v) < 1e-3 && Math.abs(u0[i][j] - v) < 1e-3, `eps 0: ${l0[i][j]} ${v} ${u0[i][j]}`);
-      }));
+      const l0 = b0.lower.arraySync(),
+        u0 = b0.upper.arraySync();
+      z0.forEach((row, i) =>
+        row.forEach((v, j) => {
+          assert.ok(Math.abs(l0[i][j] - v) < 1e-3 && Math.abs(u0[i][j] - v) < 1e-3, `eps 0: ${l0[i][j]} ${v} ${u0[i][j]}`);
+        }),
+      );
       tf.dispose([lower, upper, b0.lower, b0.upper]);
       if (model !== clf.model) model.dispose();
     }
@@ -89,16 +114,24 @@ describe('defenses', function () {
     const eps = 1 / 255;
     const a = ibpMarginLowerBounds(clf.model, x, y, eps, true).arraySync();
     const b = ibpMarginLowerBounds(clf.model, x, y, eps, false).arraySync();
-    a.forEach((row, i) => row.forEach((v, j) => { if (Number.isFinite(v)) assert.ok(v >= b[i][j] - 1e-3); }));
+    a.forEach((row, i) =>
+      row.forEach((v, j) => {
+        if (Number.isFinite(v)) assert.ok(v >= b[i][j] - 1e-3);
+      }),
+    );
     const cert = await certify(clf.model, x, y, eps);
     const yt = tf.tensor1d(y, 'int32');
     const r = await getAttack('pgd').run(clf, x, yt, { eps, steps: 10 });
     const pred = tf.tidy(() => tf.argMax(clf.logits(r.adversarial), 1)).dataSync();
     const clean = tf.tidy(() => tf.argMax(clf.logits(x), 1)).dataSync();
-    let nc = 0, np = 0, nk = 0;
+    let nc = 0,
+      np = 0,
+      nk = 0;
     for (let i = 0; i < y.length; i++) {
       if (cert[i]) assert.strictEqual(pred[i], y[i], `image ${i} certified but PGD fooled it`);
-      nc += cert[i]; np += pred[i] === y[i] ? 1 : 0; nk += clean[i] === y[i] ? 1 : 0;
+      nc += cert[i];
+      np += pred[i] === y[i] ? 1 : 0;
+      nk += clean[i] === y[i] ? 1 : 0;
     }
     assert.ok(nc <= np && np <= nk, `certified ${nc} ≤ pgd ${np} ≤ clean ${nk}`);
     tf.dispose([x, yt, r.adversarial]);
@@ -122,8 +155,14 @@ describe('defenses', function () {
       const diff = tf.max(tf.abs(tf.sub(o.x, x)), [1, 2, 3]).dataSync();
       return Array.from(diff);
     });
-    assert.ok(out.slice(0, 16).every((v) => v > 0 && v <= eps + 1e-6), 'first half adversarial');
-    assert.ok(out.slice(16).every((v) => v === 0), 'second half clean');
+    assert.ok(
+      out.slice(0, 16).every((v) => v > 0 && v <= eps + 1e-6),
+      'first half adversarial',
+    );
+    assert.ok(
+      out.slice(16).every((v) => v === 0),
+      'second half clean',
+    );
     tf.dispose([x, yt]);
   });
 
@@ -169,7 +208,8 @@ describe('defenses', function () {
       return k;
     };
     const clean = countCorrect(await defendedPredict(d, x), y);
-    const plain = await accOf(false), bpda = await accOf(true);
+    const plain = await accOf(false),
+      bpda = await accOf(true);
     assert.ok(bpda <= plain, `BPDA ${bpda} vs plain ${plain} (clean ${clean})`);
     assert.ok(bpda < clean, 'BPDA fools the squeezed model');
     tf.dispose([x, yt]);
@@ -203,7 +243,15 @@ describe('defenses', function () {
   });
 
   it('distillation produces a working student with larger logits', async () => {
-    const r = await trainDistilled(train, { arch: 'cnn4-small', temperature: 10, epochs: 4, teacherInit: clf.model, studentFromTeacher: true, seed: 4, learningRate: 2e-3 });
+    const r = await trainDistilled(train, {
+      arch: 'cnn4-small',
+      temperature: 10,
+      epochs: 4,
+      teacherInit: clf.model,
+      studentFromTeacher: true,
+      seed: 4,
+      learningRate: 2e-3,
+    });
     const acc = await accuracy(r.student, test);
     assert.ok(acc > 0.5, `student accuracy ${acc}`);
     const { x } = batch(test, 20);
@@ -213,9 +261,30 @@ describe('defenses', function () {
   });
 
   it('the comparison orders certified ≤ PGD ≤ clean and reports every eps', async () => {
-    const small: ImageSet = { ...test, n: 24, images: test.images.subarray(0, 24 * 3072), labels: test.labels.subarray(0, 24), groups: test.groups.slice(0, 24) };
-    const res = await runCompare([{ label: 'tiny', clf, defenses: ['none', 'squeeze-bits'], context: { modelDir: '/nonexistent', architecture: 'cnn4-small', settings: { bits: 4, medianSize: 2, jpegQuality: 75, temperature: 10, detectorEps: [8 / 255], trainSeconds: 5 }, cacheDir: null } }],
-      small, { epsList: [2 / 255, 8 / 255], pgdSteps: 5 });
+    const small: ImageSet = {
+      ...test,
+      n: 24,
+      images: test.images.subarray(0, 24 * 3072),
+      labels: test.labels.subarray(0, 24),
+      groups: test.groups.slice(0, 24),
+    };
+    const res = await runCompare(
+      [
+        {
+          label: 'tiny',
+          clf,
+          defenses: ['none', 'squeeze-bits'],
+          context: {
+            modelDir: '/nonexistent',
+            architecture: 'cnn4-small',
+            settings: { bits: 4, medianSize: 2, jpegQuality: 75, temperature: 10, detectorEps: [8 / 255], trainSeconds: 5 },
+            cacheDir: null,
+          },
+        },
+      ],
+      small,
+      { epsList: [2 / 255, 8 / 255], pgdSteps: 5 },
+    );
     const none = res.rows[0];
     for (const e of res.epsList) {
       const pgd = none.cells.find((c) => c.attack === 'pgd' && c.eps === e)!.plain;
@@ -233,8 +302,13 @@ describe('defenses', function () {
     const build = async (seconds: number, trainDescription: string) => {
       logs.length = 0;
       await buildDefense('autoencoder', clf, {
-        modelDir, architecture: 'cnn4-small', settings: { ...DEFAULT_DEFENSE_SETTINGS, trainSeconds: seconds },
-        cacheDir: path.join(dir, 'cache'), trainDescription, trainSet: async () => train, log: (m) => logs.push(m),
+        modelDir,
+        architecture: 'cnn4-small',
+        settings: { ...DEFAULT_DEFENSE_SETTINGS, trainSeconds: seconds },
+        cacheDir: path.join(dir, 'cache'),
+        trainDescription,
+        trainSet: async () => train,
+        log: (m) => logs.push(m),
       });
       return logs.join('\n');
     };
@@ -255,8 +329,23 @@ describe('defenses', function () {
 
   it('advsign train --adversarial fgsm-rs: keeps the epoch with the best validation PGD accuracy and says so in the card', async () => {
     const out = path.join(tempDir(), 'adv');
-    const r = await runCli(['train', '--data', 'synthetic', '--per-class', '10', '--epochs', '2', '--arch', 'cnn4-small',
-      '--adversarial', 'fgsm-rs', '--eps', '8/255', '--out', out]);
+    const r = await runCli([
+      'train',
+      '--data',
+      'synthetic',
+      '--per-class',
+      '10',
+      '--epochs',
+      '2',
+      '--arch',
+      'cnn4-small',
+      '--adversarial',
+      'fgsm-rs',
+      '--eps',
+      '8/255',
+      '--out',
+      out,
+    ]);
     assert.strictEqual(r.code, 0, r.stderr);
     assert.match(r.stderr, /pgd10@8\/255 \d\.\d{4}/, 'each epoch prints its validation PGD accuracy');
     const card = JSON.parse(fs.readFileSync(path.join(out, 'card.json'), 'utf8'));
@@ -265,22 +354,34 @@ describe('defenses', function () {
     assert.match(card.training.selectedBy, /^pgd10@8\/255 accuracy on \d+ validation images/);
     assert.match(card.training.command, /^advsign train --data synthetic .*--adversarial fgsm-rs/);
     const scores = card.training.history.map((h: { valScore: number }) => h.valScore);
-    assert.ok(scores.every((v: number) => v >= 0 && v <= 1), JSON.stringify(scores));
+    assert.ok(
+      scores.every((v: number) => v >= 0 && v <= 1),
+      JSON.stringify(scores),
+    );
     assert.strictEqual(scores[card.training.bestEpoch - 1], Math.max(...scores));
   });
 
   it('advsign train --init: the card keeps the lineage, oldest run first, through two fine-tunings', async () => {
     const dir = tempDir();
     const base = ['--data', 'synthetic', '--per-class', '6', '--epochs', '1', '--arch', 'cnn4-small'];
-    const a = path.join(dir, 'a'), b = path.join(dir, 'b'), c = path.join(dir, 'c');
-    for (const [out, extra] of [[a, []], [b, ['--init', a, '--adversarial', 'fgsm', '--eps', '4/255']], [c, ['--init', b]]] as const) {
+    const a = path.join(dir, 'a'),
+      b = path.join(dir, 'b'),
+      c = path.join(dir, 'c');
+    for (const [out, extra] of [
+      [a, []],
+      [b, ['--init', a, '--adversarial', 'fgsm', '--eps', '4/255']],
+      [c, ['--init', b]],
+    ] as const) {
       const r = await runCli(['train', ...base, ...extra, '--out', out]);
       assert.strictEqual(r.code, 0, r.stderr);
     }
     const card = (d: string) => JSON.parse(fs.readFileSync(path.join(d, 'card.json'), 'utf8'));
     assert.strictEqual(card(a).training.lineage, undefined, 'a model trained from scratch has no ancestors');
     const lineage = card(c).training.lineage as { model: string; command: string; seconds: number }[];
-    assert.deepStrictEqual(lineage.map((l) => l.model), ['a', 'b']);
+    assert.deepStrictEqual(
+      lineage.map((l) => l.model),
+      ['a', 'b'],
+    );
     assert.match(lineage[0].command, /^advsign train --data synthetic /);
     assert.doesNotMatch(lineage[0].command, /--init/);
     assert.match(lineage[1].command, /--init .* --adversarial fgsm --eps 4\/255/);

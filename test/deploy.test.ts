@@ -46,7 +46,12 @@ interface Fake {
   env?: Record<string, string>;
 }
 
-interface Run { code: number | null; stdout: string; stderr: string; root: string }
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+  root: string;
+}
 
 const created: string[] = [];
 
@@ -56,7 +61,10 @@ function install(fake: Fake, args: string[] = ['--dry-run']): Run {
   const root = path.join(dir, 'root');
   fs.mkdirSync(path.join(root, 'etc'), { recursive: true });
   fs.writeFileSync(path.join(root, 'etc', 'group'), (fake.groups ?? ['root', 'video', 'gpio']).map((g, i) => `${g}:x:${i === 0 ? 0 : 900 + i}:\n`).join(''));
-  fs.writeFileSync(path.join(root, 'etc', 'passwd'), ['root:x:0:0::/root:/bin/bash', ...(fake.users ?? []).map((u) => `${u}:x:999:999::/var/lib/${u}:/usr/sbin/nologin`)].join('\n') + '\n');
+  fs.writeFileSync(
+    path.join(root, 'etc', 'passwd'),
+    ['root:x:0:0::/root:/bin/bash', ...(fake.users ?? []).map((u) => `${u}:x:999:999::/var/lib/${u}:/usr/sbin/nologin`)].join('\n') + '\n',
+  );
   fs.writeFileSync(path.join(dir, 'os-release'), fake.osRelease);
   // Device-tree strings end in a NUL byte, like the real file.
   if (fake.model) fs.writeFileSync(path.join(dir, 'model'), fake.model + '\0');
@@ -80,7 +88,9 @@ function install(fake: Fake, args: string[] = ['--dry-run']): Run {
 
 const PI5 = { osRelease: PI_OS, model: 'Raspberry Pi 5 Model B Rev 1.0', arch: 'aarch64' };
 const JETSON = {
-  osRelease: UBUNTU_2004, model: 'NVIDIA Jetson Xavier NX Developer Kit', arch: 'aarch64',
+  osRelease: UBUNTU_2004,
+  model: 'NVIDIA Jetson Xavier NX Developer Kit',
+  arch: 'aarch64',
   tegra: '# R35 (release), REVISION: 4.1, GCID: 33958178, BOARD: t186ref, EABI: aarch64, DATE: Tue Aug  1 19:57:35 UTC 2023\n',
 };
 
@@ -121,9 +131,13 @@ describe('deploy/install.sh --dry-run', function () {
     assert.doesNotMatch(o, /gstreamer|groupadd/, 'no Jetson packages; video and gpio exist on Pi OS');
     // Steps come in a sensible order.
     const at = (s: string) => o.indexOf(s);
-    assert.ok(at('step: system packages') < at('step: Node.js') && at('step: Node.js') < at('step: system user')
-      && at('step: system user') < at('step: application') && at('step: application') < at('step: configuration')
-      && at('step: configuration') < at('step: systemd service'));
+    assert.ok(
+      at('step: system packages') < at('step: Node.js') &&
+        at('step: Node.js') < at('step: system user') &&
+        at('step: system user') < at('step: application') &&
+        at('step: application') < at('step: configuration') &&
+        at('step: configuration') < at('step: systemd service'),
+    );
     assert.deepStrictEqual(fs.readdirSync(r.root).sort(), ['etc'], 'a dry run creates nothing');
     assert.deepStrictEqual(fs.readdirSync(path.join(r.root, 'etc')).sort(), ['group', 'passwd']);
   });
@@ -133,7 +147,11 @@ describe('deploy/install.sh --dry-run', function () {
     assert.strictEqual(have.code, 0, have.stderr);
     assert.match(have.stdout, /^step: Node\.js — version \d+ found, nothing to do$/m);
     assert.doesNotMatch(have.stdout, /nodesource/);
-    assert.match(have.stdout, new RegExp(`ExecStart=${process.execPath.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} /opt/advsign/bin/advsign.js`), 'the unit names the node that is there');
+    assert.match(
+      have.stdout,
+      new RegExp(`ExecStart=${process.execPath.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} /opt/advsign/bin/advsign.js`),
+      'the unit names the node that is there',
+    );
     const distro = install({ ...PI5, env: { ADVSIGN_APT_NODE_CANDIDATE: '20.19.2+dfsg-1' } });
     assert.strictEqual(distro.code, 0, distro.stderr);
     assert.match(distro.stdout, /^step: Node\.js 20 from the distribution \(apt candidate 20\)$/m);
@@ -151,8 +169,13 @@ describe('deploy/install.sh --dry-run', function () {
     const again = spawnSync('bash', [SCRIPT, '--dry-run'], {
       encoding: 'utf8',
       env: {
-        PATH: process.env.PATH ?? '/usr/bin:/bin', ADVSIGN_ROOT: r.root, ADVSIGN_PLATFORM: 'pi', ADVSIGN_NODE_BIN: process.execPath,
-        ADVSIGN_OS_RELEASE: '/nonexistent', ADVSIGN_DT_MODEL: '/nonexistent', ADVSIGN_NV_TEGRA_RELEASE: '/nonexistent',
+        PATH: process.env.PATH ?? '/usr/bin:/bin',
+        ADVSIGN_ROOT: r.root,
+        ADVSIGN_PLATFORM: 'pi',
+        ADVSIGN_NODE_BIN: process.execPath,
+        ADVSIGN_OS_RELEASE: '/nonexistent',
+        ADVSIGN_DT_MODEL: '/nonexistent',
+        ADVSIGN_NV_TEGRA_RELEASE: '/nonexistent',
       },
     });
     assert.strictEqual(again.status, 0, again.stderr);
@@ -181,17 +204,32 @@ describe('deploy/install.sh --dry-run', function () {
   it('pipes rpicam-vid into the service with --csi-camera on a Pi', () => {
     const r = install(PI5, ['--dry-run', '--csi-camera']);
     assert.strictEqual(r.code, 0, r.stderr);
-    assert.match(r.stdout, /\| ExecStart=\/bin\/sh -c "rpicam-vid -t 0 -n --codec mjpeg .* -o - \| \/usr\/bin\/node \/opt\/advsign\/bin\/advsign\.js serve .* --source ffmpeg:-"$/m);
+    assert.match(
+      r.stdout,
+      /\| ExecStart=\/bin\/sh -c "rpicam-vid -t 0 -n --codec mjpeg .* -o - \| \/usr\/bin\/node \/opt\/advsign\/bin\/advsign\.js serve .* --source ffmpeg:-"$/m,
+    );
     assert.doesNotMatch(r.stdout, /PrivateTmp=no/);
   });
 
   it('refuses unsupported systems with a clear error', () => {
     const cases: [Fake, RegExp][] = [
-      [{ osRelease: FEDORA, arch: 'aarch64' }, /unsupported system \(Fedora Linux 40 \(Workstation Edition\) on aarch64, no device-tree model\): neither a Raspberry Pi nor a Jetson/],
-      [{ osRelease: PI_OS, arch: 'x86_64' }, /unsupported system \(Debian GNU\/Linux 12 \(bookworm\) on x86_64, no device-tree model\): the x86_64 architecture is not one of the arm64 edge boards/],
+      [
+        { osRelease: FEDORA, arch: 'aarch64' },
+        /unsupported system \(Fedora Linux 40 \(Workstation Edition\) on aarch64, no device-tree model\): neither a Raspberry Pi nor a Jetson/,
+      ],
+      [
+        { osRelease: PI_OS, arch: 'x86_64' },
+        /unsupported system \(Debian GNU\/Linux 12 \(bookworm\) on x86_64, no device-tree model\): the x86_64 architecture is not one of the arm64 edge boards/,
+      ],
       [{ ...PI5, arch: 'armv7l' }, /32-bit ARM userland found: install the 64-bit OS image/],
-      [{ ...PI5, osRelease: PI_OS.replace(/bookworm/g, 'bullseye').replace(/"12"/, '"11"') }, /Raspberry Pi OS bullseye found; this installer targets Bookworm/],
-      [{ ...JETSON, osRelease: UBUNTU_1804, tegra: '# R32 (release), REVISION: 7.4, GCID: 1\n' }, /L4T R32\.7\.4 is on Ubuntu 18\.04: Node 20 needs glibc 2\.28/],
+      [
+        { ...PI5, osRelease: PI_OS.replace(/bookworm/g, 'bullseye').replace(/"12"/, '"11"') },
+        /Raspberry Pi OS bullseye found; this installer targets Bookworm/,
+      ],
+      [
+        { ...JETSON, osRelease: UBUNTU_1804, tegra: '# R32 (release), REVISION: 7.4, GCID: 1\n' },
+        /L4T R32\.7\.4 is on Ubuntu 18\.04: Node 20 needs glibc 2\.28/,
+      ],
     ];
     for (const [fake, message] of cases) {
       const r = install(fake);
@@ -235,7 +273,10 @@ describe('deploy/install.sh --dry-run', function () {
     const probe = spawnSync('shellcheck', ['--version'], { encoding: 'utf8' });
     if (probe.error || probe.status !== 0) this.skip();
     // The installer and the scripts that run it for real (test-install.sh) and under arm64 emulation.
-    const scripts = fs.readdirSync(path.join(ROOT, 'scripts')).filter((f) => f.endsWith('.sh')).map((f) => path.join(ROOT, 'scripts', f));
+    const scripts = fs
+      .readdirSync(path.join(ROOT, 'scripts'))
+      .filter((f) => f.endsWith('.sh'))
+      .map((f) => path.join(ROOT, 'scripts', f));
     const r = spawnSync('shellcheck', ['-x', '--severity=style', SCRIPT, ...scripts], { encoding: 'utf8', cwd: ROOT });
     assert.strictEqual(r.status, 0, r.stdout + r.stderr);
   });

@@ -40,7 +40,13 @@ export class GraphBuilder {
     return this.tensor(name, shape, TensorType.INT32, bytes(Int32Array.from(values)));
   }
 
-  op(op: number, inputs: number[], outShape: number[], options?: ModelDesc['operators'][number]['options'], out?: { type: TensorTypeCode; quantization?: QuantDesc }): number {
+  op(
+    op: number,
+    inputs: number[],
+    outShape: number[],
+    options?: ModelDesc['operators'][number]['options'],
+    out?: { type: TensorTypeCode; quantization?: QuantDesc },
+  ): number {
     const t = this.tensor(`t${this.m.tensors.length}`, outShape, out?.type ?? TensorType.FLOAT32, undefined, out?.quantization);
     this.m.operators.push({ op, inputs, outputs: [t], options });
     return t;
@@ -53,7 +59,8 @@ export class GraphBuilder {
   }
 }
 
-const SAME = Padding.SAME, VALID = Padding.VALID;
+const SAME = Padding.SAME,
+  VALID = Padding.VALID;
 
 /** tfjs [kh, kw, in, out] → TFLite [out, kh, kw, in]. */
 function ohwi(st: ConvStep): Float32Array {
@@ -99,7 +106,12 @@ export function kerasStyleTflite(model: tf.LayersModel, o: KerasStyleOptions = {
       const b = g.f32(`${st.name}/bias`, [st.outC], st.bias);
       x = g.op(Op.CONV_2D, [x, w, b], outShape, opts.conv2d(st.padding === 'same' ? SAME : VALID, st.stride[0], act(st.act)));
     } else if (st.kind === 'pool') {
-      x = g.op(st.type === 'max' ? Op.MAX_POOL_2D : Op.AVERAGE_POOL_2D, [x], outShape, opts.pool2d(st.padding === 'same' ? SAME : VALID, st.stride[0], st.size[0]));
+      x = g.op(
+        st.type === 'max' ? Op.MAX_POOL_2D : Op.AVERAGE_POOL_2D,
+        [x],
+        outShape,
+        opts.pool2d(st.padding === 'same' ? SAME : VALID, st.stride[0], st.size[0]),
+      );
     } else if (st.kind === 'flatten') {
       x = g.op(Op.RESHAPE, [x, g.i32('flatten/shape', [2], [-1, outShape[1]])], outShape, opts.reshape([-1, outShape[1]]));
     } else if (st.kind === 'dense') {
@@ -116,7 +128,8 @@ export function kerasStyleTflite(model: tf.LayersModel, o: KerasStyleOptions = {
 function randn(rand: () => number, n: number, fanIn: number): Float32Array {
   const s = Math.sqrt(2 / fanIn);
   return Float32Array.from({ length: n }, () => {
-    const u = Math.max(rand(), 1e-9), v = rand();
+    const u = Math.max(rand(), 1e-9),
+      v = rand();
     return s * Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * v);
   });
 }
@@ -138,12 +151,20 @@ export function opZooTflite(o: ZooOptions = {}): Uint8Array {
   const g = new GraphBuilder();
   let x = g.input([1, 24, 20, 3]);
   x = g.op(Op.PAD, [x, g.i32('pad', [4, 2], [0, 0, 1, 1, 1, 1, 0, 0])], [1, 26, 22, 3], opts.pad());
-  const c1 = g.op(Op.CONV_2D, [x, g.f32('c1/w', [8, 3, 3, 3], randn(rand, 8 * 27, 27)), g.f32('c1/b', [8], randn(rand, 8, 8))],
-    [1, 12, 10, 8], opts.conv2d(VALID, 2, Activation.RELU6));
+  const c1 = g.op(
+    Op.CONV_2D,
+    [x, g.f32('c1/w', [8, 3, 3, 3], randn(rand, 8 * 27, 27)), g.f32('c1/b', [8], randn(rand, 8, 8))],
+    [1, 12, 10, 8],
+    opts.conv2d(VALID, 2, Activation.RELU6),
+  );
   let y = c1;
   if (o.withAbs) y = g.op(Op.ABS, [y], [1, 12, 10, 8]);
-  const dw = g.op(Op.DEPTHWISE_CONV_2D, [y, g.f32('dw/w', [1, 3, 3, 16], randn(rand, 144, 9)), g.f32('dw/b', [16], randn(rand, 16, 16))],
-    [1, 12, 10, 16], opts.depthwiseConv2d(SAME, 1, 2, Activation.RELU));
+  const dw = g.op(
+    Op.DEPTHWISE_CONV_2D,
+    [y, g.f32('dw/w', [1, 3, 3, 16], randn(rand, 144, 9)), g.f32('dw/b', [16], randn(rand, 16, 16))],
+    [1, 12, 10, 16],
+    opts.depthwiseConv2d(SAME, 1, 2, Activation.RELU),
+  );
   const gate = g.op(Op.LOGISTIC, [dw], [1, 12, 10, 16]);
   const shifted = g.op(Op.SUB, [dw, g.f32('shift', [1, 1, 1, 16], randn(rand, 16, 4))], [1, 12, 10, 16], opts.sub(Activation.RELU));
   const gated = g.op(Op.MUL, [gate, shifted], [1, 12, 10, 16], opts.mul());
@@ -153,10 +174,20 @@ export function opZooTflite(o: ZooOptions = {}): Uint8Array {
   const hs = g.op(Op.HARD_SWISH, [cat], [1, 6, 5, 32]);
   const mean = g.op(Op.MEAN, [hs, g.i32('axes', [2], [1, 2])], [1, 1, 1, 32], opts.reducer(true));
   const flat = g.op(Op.SQUEEZE, [mean], [1, 32], opts.squeeze([1, 2]));
-  const fc1 = g.op(Op.FULLY_CONNECTED, [flat, g.f32('fc1/w', [16, 32], randn(rand, 512, 32)), g.f32('fc1/b', [16], randn(rand, 16, 16))], [1, 16], opts.fullyConnected(Activation.RELU));
+  const fc1 = g.op(
+    Op.FULLY_CONNECTED,
+    [flat, g.f32('fc1/w', [16, 32], randn(rand, 512, 32)), g.f32('fc1/b', [16], randn(rand, 16, 16))],
+    [1, 16],
+    opts.fullyConnected(Activation.RELU),
+  );
   const th = g.op(Op.TANH, [fc1], [1, 16]);
   const r = g.op(Op.RELU6, [g.op(Op.RELU, [th], [1, 16])], [1, 16]);
-  const fc2 = g.op(Op.FULLY_CONNECTED, [r, g.f32('fc2/w', [5, 16], randn(rand, 80, 4)), g.f32('fc2/b', [5], [0, 0, 0, 0, 0])], [1, 5], opts.fullyConnected(Activation.NONE));
+  const fc2 = g.op(
+    Op.FULLY_CONNECTED,
+    [r, g.f32('fc2/w', [5, 16], randn(rand, 80, 4)), g.f32('fc2/b', [5], [0, 0, 0, 0, 0])],
+    [1, 5],
+    opts.fullyConnected(Activation.NONE),
+  );
   const out = g.op(Op.ADD, [fc2, g.f32('bias2', [5], randn(rand, 5, 2))], [1, 5], opts.add());
   return g.build(g.op(Op.SOFTMAX, [out], [1, 5], opts.softmax(1)), 'op zoo (test)');
 }
@@ -178,10 +209,14 @@ export async function saveRawPixelLayersModel(model: tf.LayersModel, dir: string
     const cfg = l.getConfig();
     const last = i === core.length - 1;
     const cls = l.getClassName();
-    const layer = cls === 'Conv2D' ? tf.layers.conv2d(cfg as unknown as Parameters<typeof tf.layers.conv2d>[0])
-      : cls === 'MaxPooling2D' ? tf.layers.maxPooling2d(cfg as unknown as Parameters<typeof tf.layers.maxPooling2d>[0])
-        : cls === 'Flatten' ? tf.layers.flatten()
-          : tf.layers.dense({ ...(cfg as unknown as Parameters<typeof tf.layers.dense>[0]), activation: last ? 'softmax' : (cfg.activation as 'relu') });
+    const layer =
+      cls === 'Conv2D'
+        ? tf.layers.conv2d(cfg as unknown as Parameters<typeof tf.layers.conv2d>[0])
+        : cls === 'MaxPooling2D'
+          ? tf.layers.maxPooling2d(cfg as unknown as Parameters<typeof tf.layers.maxPooling2d>[0])
+          : cls === 'Flatten'
+            ? tf.layers.flatten()
+            : tf.layers.dense({ ...(cfg as unknown as Parameters<typeof tf.layers.dense>[0]), activation: last ? 'softmax' : (cfg.activation as 'relu') });
     m.add(layer);
     layer.setWeights(l.getWeights());
   });
@@ -207,7 +242,14 @@ export function saveGraphModel(model: tf.LayersModel, dir: string, o: { signatur
     const dtype = t instanceof Int32Array ? 'int32' : 'float32';
     const values = t instanceof Int32Array ? t : (t.dataSync() as Float32Array);
     const s = shape ?? (t as tf.Tensor).shape;
-    nodes.push({ name, op: 'Const', attr: { dtype: { type: dtype === 'int32' ? 'DT_INT32' : 'DT_FLOAT' }, value: { tensor: { dtype: dtype === 'int32' ? 'DT_INT32' : 'DT_FLOAT', tensorShape: { dim: s.map((d) => ({ size: String(d) })) } } } } });
+    nodes.push({
+      name,
+      op: 'Const',
+      attr: {
+        dtype: { type: dtype === 'int32' ? 'DT_INT32' : 'DT_FLOAT' },
+        value: { tensor: { dtype: dtype === 'int32' ? 'DT_INT32' : 'DT_FLOAT', tensorShape: { dim: s.map((d) => ({ size: String(d) })) } } },
+      },
+    });
     weights.push({ name, shape: s, dtype });
     data.push(Buffer.from(values.buffer.slice(values.byteOffset, values.byteOffset + values.byteLength)));
   };
@@ -223,17 +265,34 @@ export function saveGraphModel(model: tf.LayersModel, dir: string, o: { signatur
       const [k, bias] = l.getWeights();
       constant(`${n}/kernel`, k);
       constant(`${n}/bias`, bias);
-      nodes.push(cls === 'Conv2D'
-        ? { name: `${n}/Conv2D`, op: 'Conv2D', input: [x, `${n}/kernel`], attr: { T: F, strides: ints([1, 1, 1, 1]), padding: pad, data_format: nhwc, dilations: ints([1, 1, 1, 1]), use_cudnn_on_gpu: { b: true } } }
-        : { name: `${n}/MatMul`, op: 'MatMul', input: [x, `${n}/kernel`], attr: { T: F, transpose_a: { b: false }, transpose_b: { b: false } } });
-      nodes.push({ name: `${n}/BiasAdd`, op: 'BiasAdd', input: [`${n}/${cls === 'Conv2D' ? 'Conv2D' : 'MatMul'}`, `${n}/bias`], attr: { T: F, data_format: nhwc } });
+      nodes.push(
+        cls === 'Conv2D'
+          ? {
+              name: `${n}/Conv2D`,
+              op: 'Conv2D',
+              input: [x, `${n}/kernel`],
+              attr: { T: F, strides: ints([1, 1, 1, 1]), padding: pad, data_format: nhwc, dilations: ints([1, 1, 1, 1]), use_cudnn_on_gpu: { b: true } },
+            }
+          : { name: `${n}/MatMul`, op: 'MatMul', input: [x, `${n}/kernel`], attr: { T: F, transpose_a: { b: false }, transpose_b: { b: false } } },
+      );
+      nodes.push({
+        name: `${n}/BiasAdd`,
+        op: 'BiasAdd',
+        input: [`${n}/${cls === 'Conv2D' ? 'Conv2D' : 'MatMul'}`, `${n}/bias`],
+        attr: { T: F, data_format: nhwc },
+      });
       x = `${n}/BiasAdd`;
       if (cfg.activation === 'relu') {
         nodes.push({ name: `${n}/Relu`, op: 'Relu', input: [x], attr: { T: F } });
         x = `${n}/Relu`;
       }
     } else if (cls === 'MaxPooling2D') {
-      nodes.push({ name: n, op: 'MaxPool', input: [x], attr: { T: F, ksize: ints([1, 2, 2, 1]), strides: ints([1, 2, 2, 1]), padding: pad, data_format: nhwc } });
+      nodes.push({
+        name: n,
+        op: 'MaxPool',
+        input: [x],
+        attr: { T: F, ksize: ints([1, 2, 2, 1]), strides: ints([1, 2, 2, 1]), padding: pad, data_format: nhwc },
+      });
       x = n;
     } else {
       constant(`${n}/shape`, Int32Array.of(-1, (l.outputShape as number[])[1]), [2]);
@@ -248,13 +307,21 @@ export function saveGraphModel(model: tf.LayersModel, dir: string, o: { signatur
   const dims = (d: number[]) => ({ dim: d.map((v) => ({ size: String(v) })) });
   const k = (coreLayers(model).pop() as tf.layers.Layer).getWeights()[1].shape[0];
   // The converter records the SavedModel signature (with shapes); without it the loader runs the graph once.
-  const signature = o.signature ? {
-    inputs: { 'input:0': { name: 'input:0', dtype: 'DT_FLOAT', tensorShape: dims([-1, 32, 32, 3]) } },
-    outputs: { 'Identity:0': { name: 'Identity:0', dtype: 'DT_FLOAT', tensorShape: dims([-1, k]) } },
-  } : undefined;
-  fs.writeFileSync(path.join(dir, 'model.json'), JSON.stringify({
-    format: 'graph-model', generatedBy: '2.15.0', convertedBy: 'TensorFlow.js Converter v4.22.0', signature,
-    modelTopology: { node: nodes, library: {}, versions: { producer: 1645 } },
-    weightsManifest: [{ paths: ['group1-shard1of1.bin'], weights }],
-  }));
+  const signature = o.signature
+    ? {
+        inputs: { 'input:0': { name: 'input:0', dtype: 'DT_FLOAT', tensorShape: dims([-1, 32, 32, 3]) } },
+        outputs: { 'Identity:0': { name: 'Identity:0', dtype: 'DT_FLOAT', tensorShape: dims([-1, k]) } },
+      }
+    : undefined;
+  fs.writeFileSync(
+    path.join(dir, 'model.json'),
+    JSON.stringify({
+      format: 'graph-model',
+      generatedBy: '2.15.0',
+      convertedBy: 'TensorFlow.js Converter v4.22.0',
+      signature,
+      modelTopology: { node: nodes, library: {}, versions: { producer: 1645 } },
+      weightsManifest: [{ paths: ['group1-shard1of1.bin'], weights }],
+    }),
+  );
 }

@@ -22,12 +22,21 @@ function fakeSys(chips: [number, string, number][]): string {
   return root;
 }
 
-const PI4_KERNEL_66: [number, string, number][] = [[512, 'pinctrl-bcm2711', 58], [570, 'raspberrypi-exp-gpio', 8]];
-const PI5_KERNEL_66: [number, string, number][] = [
-  [512, 'gpio-brcmstb@107d508500', 32], [544, 'gpio-brcmstb@107d508520', 4], [548, 'gpio-brcmstb@107d517c00', 17],
-  [565, 'gpio-brcmstb@107d517c20', 6], [571, 'pinctrl-rp1', 54],
+const PI4_KERNEL_66: [number, string, number][] = [
+  [512, 'pinctrl-bcm2711', 58],
+  [570, 'raspberrypi-exp-gpio', 8],
 ];
-const PI3_OLD_KERNEL: [number, string, number][] = [[0, 'pinctrl-bcm2835', 54], [504, 'raspberrypi-exp-gpio', 8]];
+const PI5_KERNEL_66: [number, string, number][] = [
+  [512, 'gpio-brcmstb@107d508500', 32],
+  [544, 'gpio-brcmstb@107d508520', 4],
+  [548, 'gpio-brcmstb@107d517c00', 17],
+  [565, 'gpio-brcmstb@107d517c20', 6],
+  [571, 'pinctrl-rp1', 54],
+];
+const PI3_OLD_KERNEL: [number, string, number][] = [
+  [0, 'pinctrl-bcm2835', 54],
+  [504, 'raspberrypi-exp-gpio', 8],
+];
 
 describe('gpio: sysfs number offsets', () => {
   const roots: string[] = [];
@@ -57,7 +66,10 @@ describe('gpio: sysfs number offsets', () => {
   });
 
   it('another board: an explicit chip label', () => {
-    const root = sys([[300, 'tegra234-gpio', 164], [316, 'tegra234-gpio-aon', 32]]);
+    const root = sys([
+      [300, 'tegra234-gpio', 164],
+      [316, 'tegra234-gpio-aon', 32],
+    ]);
     assert.throws(() => globalGpioNumber(5, { sysRoot: root }), /no header GPIO chip.*tegra234-gpio/);
     assert.equal(globalGpioNumber(5, { sysRoot: root, chipLabel: 'tegra234-gpio-aon' }).global, 321);
   });
@@ -70,7 +82,10 @@ describe('gpio: sysfs number offsets', () => {
 
   it('lists chips sorted by base and finds the header chip', () => {
     const chips = listGpioChips(sys(PI5_KERNEL_66));
-    assert.deepEqual(chips.map((c) => c.base), [512, 544, 548, 565, 571]);
+    assert.deepEqual(
+      chips.map((c) => c.base),
+      [512, 544, 548, 565, 571],
+    );
     assert.equal(findHeaderChip(chips)!.label, 'pinctrl-rp1');
   });
 });
@@ -78,14 +93,23 @@ describe('gpio: sysfs number offsets', () => {
 describe('gpio: button and LEDs', function () {
   this.timeout(10000);
   let root: string;
-  before(() => { root = fakeSys(PI4_KERNEL_66); });
+  before(() => {
+    root = fakeSys(PI4_KERNEL_66);
+  });
   after(() => fs.rmSync(root, { recursive: true, force: true }));
 
   it('opens the derived global pins, drives LEDs, reads short and long presses, unexports on close', async () => {
     const board = new MemoryDriver();
     const gpio = createGpio({ button: 17, ledOk: 27, ledFooled: 22, sysfsRoot: root, longPressMs: 80 }, { driver: board });
     assert.deepEqual([...board.exported].sort(), [529, 534, 539]);
-    assert.deepEqual(gpio.state.pins.map((p) => [p.role, p.bcm, p.global]), [['button', 17, 529], ['ledOk', 27, 539], ['ledFooled', 22, 534]]);
+    assert.deepEqual(
+      gpio.state.pins.map((p) => [p.role, p.bcm, p.global]),
+      [
+        ['button', 17, 529],
+        ['ledOk', 27, 539],
+        ['ledFooled', 22, 534],
+      ],
+    );
     gpio.indicate('ok');
     assert.equal(board.values.get(539), 1);
     assert.equal(board.values.get(534), 0);
@@ -135,7 +159,9 @@ describe('gpio: button and LEDs', function () {
     gpio.indicate('fooled');
     assert.deepEqual(gpio.state.leds, { ok: false, fooled: true });
     let got = '';
-    gpio.onPress((k) => { got = k; });
+    gpio.onPress((k) => {
+      got = k;
+    });
     gpio.simulatePress('long');
     assert.equal(got, 'long');
     assert.equal(gpio.state.presses.long, 1);

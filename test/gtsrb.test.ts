@@ -3,14 +3,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import sharp from 'sharp';
-import {
-  concatSets,
-  detectLayout,
-  readGtsrb,
-  readGtsrbCached,
-  splitByGroup,
-  subset,
-} from '../src/data/gtsrb';
+import { concatSets, detectLayout, readGtsrb, readGtsrbCached, splitByGroup, subset } from '../src/data/gtsrb';
 import { cropResize, decodeImage, encodePng, RgbImage, resizeRgb } from '../src/data/image-io';
 import { ImageSet, UserError } from '../src/data/types';
 
@@ -241,7 +234,15 @@ describe('gtsrb readers', function () {
 
   it('reports progress and keeps order with any concurrency', async () => {
     const seen: number[] = [];
-    const a = await readGtsrb(kaggle, { split: 'train', size: 4, concurrency: 1, onProgress: (d, t) => { assert.equal(t, 12); seen.push(d); } });
+    const a = await readGtsrb(kaggle, {
+      split: 'train',
+      size: 4,
+      concurrency: 1,
+      onProgress: (d, t) => {
+        assert.equal(t, 12);
+        seen.push(d);
+      },
+    });
     const b = await readGtsrb(kaggle, { split: 'train', size: 4, concurrency: 5 });
     assert.deepEqual(seen, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
     assert.deepEqual(a, b);
@@ -255,14 +256,20 @@ describe('gtsrb readers', function () {
       assert.equal(img.data.length, 6 * 4 * 3);
       for (const v of img.data) assert.ok(Math.abs(v - 77 / 255) < 1e-6);
       const pgm = await decodeImage(ppm(Buffer.alloc(6, 51), 3, 2, 'P5'), 'g.pgm');
-      assert.deepEqual([...pgm.data.subarray(0, 3)].map((v) => Math.round(v * 255)), [51, 51, 51]);
+      assert.deepEqual(
+        [...pgm.data.subarray(0, 3)].map((v) => Math.round(v * 255)),
+        [51, 51, 51],
+      );
     });
 
     it('flattens RGBA onto black', async () => {
       const rgba = Buffer.alloc(4 * 2 * 4);
       for (let i = 0; i < 8; i++) rgba.set(i < 4 ? [10, 20, 30, 255] : [255, 255, 255, 0], i * 4);
       const img = await decodeImage(await png(rgba, 4, 2, 4), 'rgba.png');
-      assert.deepEqual([...img.data.subarray(0, 3)].map((v) => Math.round(v * 255)), [10, 20, 30]);
+      assert.deepEqual(
+        [...img.data.subarray(0, 3)].map((v) => Math.round(v * 255)),
+        [10, 20, 30],
+      );
       assert.deepEqual([...img.data.subarray(4 * 3, 4 * 3 + 3)], [0, 0, 0]);
     });
 
@@ -335,7 +342,10 @@ describe('gtsrb readers', function () {
     }
 
     it('a CSV row naming a missing file', async () => {
-      const dir = kaggleWithCsv('missing-file', 'Width,Height,Roi.X1,Roi.Y1,Roi.X2,Roi.Y2,ClassId,Path\n20,22,2,2,17,19,0,Train/0/00000_00000_00000.png\n20,22,2,2,17,19,0,Train/0/gone.png\n');
+      const dir = kaggleWithCsv(
+        'missing-file',
+        'Width,Height,Roi.X1,Roi.Y1,Roi.X2,Roi.Y2,ClassId,Path\n20,22,2,2,17,19,0,Train/0/00000_00000_00000.png\n20,22,2,2,17,19,0,Train/0/gone.png\n',
+      );
       await rejectsUser(readGtsrb(dir, { split: 'train', size: 8 }), /Train\.csv:3: image not found: .*gone\.png/);
     });
 
@@ -385,10 +395,12 @@ describe('gtsrb readers', function () {
     function synthetic(): ImageSet {
       const labels: number[] = [];
       const groups: string[] = [];
-      for (let c = 0; c < 5; c++) for (let g = 0; g <= c; g++) for (let f = 0; f < 3; f++) {
-        labels.push(c);
-        groups.push(`${c}_${g}`);
-      }
+      for (let c = 0; c < 5; c++)
+        for (let g = 0; g <= c; g++)
+          for (let f = 0; f < 3; f++) {
+            labels.push(c);
+            groups.push(`${c}_${g}`);
+          }
       const n = labels.length;
       const images = new Float32Array(n * 2 * 2 * 3).map((_, i) => Math.floor(i / 12) / n);
       return { images, labels: Int32Array.from(labels), groups, size: 2, n };
@@ -436,7 +448,9 @@ describe('gtsrb readers', function () {
       const opts = { split: 'train' as const, size: 8, margin: 0.1 };
       const direct = await readGtsrb(kaggle, opts);
       let calls = 0;
-      const count = (): void => { calls++; };
+      const count = (): void => {
+        calls++;
+      };
       const miss = await readGtsrbCached(kaggle, { ...opts, onProgress: count }, cacheDir);
       assert.equal(calls, 12);
       const files = fs.readdirSync(cacheDir);

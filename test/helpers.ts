@@ -18,10 +18,15 @@ export interface RunResult {
 export function runCli(args: string[], opts: SpawnOptions & { onStderr?: (text: string, kill: (s: NodeJS.Signals) => void) => void } = {}): Promise<RunResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [BIN, ...args], {
-      cwd: ROOT, ...opts, env: { ...process.env, ADVSIGN_QUIET: '0', ...(opts.env ?? {}) },
+      cwd: ROOT,
+      ...opts,
+      env: { ...process.env, ADVSIGN_QUIET: '0', ...(opts.env ?? {}) },
     });
-    let stdout = '', stderr = '';
-    child.stdout?.on('data', (d: Buffer) => { stdout += d.toString(); });
+    let stdout = '',
+      stderr = '';
+    child.stdout?.on('data', (d: Buffer) => {
+      stdout += d.toString();
+    });
     child.stderr?.on('data', (d: Buffer) => {
       stderr += d.toString();
       opts.onStderr?.(stderr, (s) => child.kill(s));

@@ -65,10 +65,18 @@ export function importSpecifiers(fileName: string, text: string): { spec: string
       out.push({ spec: node.moduleSpecifier.text, typeOnly: node.importClause?.isTypeOnly ?? false });
     } else if (ts.isExportDeclaration(node) && node.moduleSpecifier && ts.isStringLiteral(node.moduleSpecifier)) {
       out.push({ spec: node.moduleSpecifier.text, typeOnly: node.isTypeOnly });
-    } else if (ts.isImportEqualsDeclaration(node) && ts.isExternalModuleReference(node.moduleReference) && ts.isStringLiteral(node.moduleReference.expression)) {
+    } else if (
+      ts.isImportEqualsDeclaration(node) &&
+      ts.isExternalModuleReference(node.moduleReference) &&
+      ts.isStringLiteral(node.moduleReference.expression)
+    ) {
       out.push({ spec: node.moduleReference.expression.text, typeOnly: node.isTypeOnly });
-    } else if (ts.isCallExpression(node) && node.arguments.length === 1 && ts.isStringLiteral(node.arguments[0])
-      && (node.expression.kind === ts.SyntaxKind.ImportKeyword || (ts.isIdentifier(node.expression) && node.expression.text === 'require'))) {
+    } else if (
+      ts.isCallExpression(node) &&
+      node.arguments.length === 1 &&
+      ts.isStringLiteral(node.arguments[0]) &&
+      (node.expression.kind === ts.SyntaxKind.ImportKeyword || (ts.isIdentifier(node.expression) && node.expression.text === 'require'))
+    ) {
       out.push({ spec: node.arguments[0].text, typeOnly: false });
     } else if (ts.isImportTypeNode(node) && ts.isLiteralTypeNode(node.argument) && ts.isStringLiteral(node.argument.literal)) {
       out.push({ spec: node.argument.literal.text, typeOnly: true });
@@ -103,7 +111,8 @@ export function layerOf(file: string, layers: Layer[] = LAYERS): Layer | undefin
 export function upwardImports(edges: ImportEdge[], layers: Layer[] = LAYERS): string[] {
   const bad = new Set<string>();
   for (const e of edges) {
-    const a = layerOf(e.from, layers), b = layerOf(e.to, layers);
+    const a = layerOf(e.from, layers),
+      b = layerOf(e.to, layers);
     if (!a || !b) throw new Error(`no layer for ${a ? e.to : e.from}: add it to the layer table (and docs/ARCHITECTURE.md)`);
     if (a !== b && !a.mayImport.includes(b.name)) bad.add(`${e.from} -> ${e.to}`);
   }
@@ -119,7 +128,10 @@ export function importCycles(edges: ImportEdge[]): string[] {
   }
   // Tarjan's algorithm.
   let counter = 0;
-  const index = new Map<string, number>(), low = new Map<string, number>(), stack: string[] = [], onStack = new Set<string>();
+  const index = new Map<string, number>(),
+    low = new Map<string, number>(),
+    stack: string[] = [],
+    onStack = new Set<string>();
   const groups: string[] = [];
   const connect = (v: string): void => {
     index.set(v, counter);
@@ -186,11 +198,20 @@ describe('layers: imports go one way', () => {
     assert.strictEqual(layerOf('src/tflite/bench.ts')?.name, 'attack');
     assert.strictEqual(layerOf('src/tflite/runtime.ts')?.name, 'inference');
     const text = [
-      "import { a } from './a';", "import type { B } from '../b';", "export { c } from './c';", "export * from './d';",
-      "const e = await import('./e');", "const f = require('./f');", "let g: import('./g').G;", "import * as fs from 'node:fs';",
-      "// import { h } from './h';", "const s = \"import { i } from './i'\";",
+      "import { a } from './a';",
+      "import type { B } from '../b';",
+      "export { c } from './c';",
+      "export * from './d';",
+      "const e = await import('./e');",
+      "const f = require('./f');",
+      "let g: import('./g').G;",
+      "import * as fs from 'node:fs';",
+      "// import { h } from './h';",
+      'const s = "import { i } from \'./i\'";',
     ].join('\n');
-    assert.deepStrictEqual(importSpecifiers('x.ts', text).map((i) => `${i.spec}${i.typeOnly ? ' (type)' : ''}`),
-      ['./a', '../b (type)', './c', './d', './e', './f', './g (type)']);
+    assert.deepStrictEqual(
+      importSpecifiers('x.ts', text).map((i) => `${i.spec}${i.typeOnly ? ' (type)' : ''}`),
+      ['./a', '../b (type)', './c', './d', './e', './f', './g (type)'],
+    );
   });
 });

@@ -7,9 +7,23 @@ import { parsePrometheus } from './prometheus';
 function snapshot(over: Partial<ServerMetrics> = {}): ServerMetrics {
   const latency = Object.fromEntries(STAGES.map((s, i) => [s, { p50: i + 1, p95: 10 * (i + 1), mean: i + 2 }])) as ServerMetrics['latency'];
   return {
-    fps: 24.5, frames: 1234, dropped: 7, fooledRate: 0.875, stickerFooledRate: null, stalledFrames: 3, latency,
-    rssMB: 200, heapMB: 40.5, numTensors: 12, backend: 'wasm', uptime: 61.2, paused: false,
-    source: { state: 'running', source: 'ffmpeg:rtsp://***@cam/"a"\\b', at: 0 }, clients: 2, sessions: 5, ...over,
+    fps: 24.5,
+    frames: 1234,
+    dropped: 7,
+    fooledRate: 0.875,
+    stickerFooledRate: null,
+    stalledFrames: 3,
+    latency,
+    rssMB: 200,
+    heapMB: 40.5,
+    numTensors: 12,
+    backend: 'wasm',
+    uptime: 61.2,
+    paused: false,
+    source: { state: 'running', source: 'ffmpeg:rtsp://***@cam/"a"\\b', at: 0 },
+    clients: 2,
+    sessions: 5,
+    ...over,
   };
 }
 

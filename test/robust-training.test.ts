@@ -58,7 +58,8 @@ describe('robust and certified training', function () {
     const o: TrainOptions = { ...base, arch: 'cnn2-ibp', epochs: 9 };
     const plain = await trainClassifier(small, held, o);
     const ibp = await trainClassifier(small, held, {
-      ...o, lossPlan: (epoch, step, steps) => ({ ibp: ibpSchedule({ eps, warmupEpochs: 1, rampEpochs: 4, kappaEnd: 0.5 }, epoch, step, steps) }),
+      ...o,
+      lossPlan: (epoch, step, steps) => ({ ibp: ibpSchedule({ eps, warmupEpochs: 1, rampEpochs: 4, kappaEnd: 0.5 }, epoch, step, steps) }),
     });
     const cert = async (r: { classifier: LayersClassifier }) => certifiedAccuracy(r.classifier.model, held.images, held.labels, held.size, eps);
     const [cPlain, cIbp] = [await cert(plain), await cert(ibp)];
@@ -89,7 +90,12 @@ describe('robust and certified training', function () {
     try {
       const pooled = await pool.step(clf, x, y, 43, { training: false, plan });
       // The pool gives each shard its own start (seed + shard index): compare with the same split.
-      const halves = [[0, 12], [12, 12]].map(([a, m], i) => tf.tidy(() => shardGradients(clf, x.slice([a, 0, 0, 0], [m, -1, -1, -1]), y.slice([a], [m]), 43, false, { ...plan, seed: plan.seed + i })));
+      const halves = [
+        [0, 12],
+        [12, 12],
+      ].map(([a, m], i) =>
+        tf.tidy(() => shardGradients(clf, x.slice([a, 0, 0, 0], [m, -1, -1, -1]), y.slice([a], [m]), 43, false, { ...plan, seed: plan.seed + i })),
+      );
       const whole = clf.trainableWeights.map((_, j) => tf.tidy(() => tf.div(tf.add(halves[0].grads[j], halves[1].grads[j]), 2)));
       clf.trainableWeights.forEach((v, j) => {
         const g = pooled.grads.find((p) => p.name === v.name)!.tensor;
@@ -127,7 +133,8 @@ describe('robust and certified training', function () {
     // The same with APGD as the selection attack (--select-attack apgd).
     const set = { images: test.images.subarray(0, 60 * 32 * 32 * 3), labels: test.labels.subarray(0, 60) };
     const apgd: number[] = [];
-    for (const l of [['ce'], ['dlr'], ['ce', 'dlr']] as ('ce' | 'dlr')[][]) apgd.push(await selectionAccuracy(r.classifier, set, 32, { attack: 'apgd', eps, steps: 5, losses: l }));
+    for (const l of [['ce'], ['dlr'], ['ce', 'dlr']] as ('ce' | 'dlr')[][])
+      apgd.push(await selectionAccuracy(r.classifier, set, 32, { attack: 'apgd', eps, steps: 5, losses: l }));
     const [ace, adlr, aboth] = apgd;
     assert.ok(aboth <= Math.min(ace, adlr) && aboth < 1, `apgd ce ${ace}, dlr ${adlr}, both ${aboth}`);
     tf.dispose([x, y]);
@@ -137,8 +144,25 @@ describe('robust and certified training', function () {
   it('advsign train --ibp writes its schedule and selection in the card; evaluate --certify reports and records certified accuracy', async () => {
     const dir = tempDir();
     const out = path.join(dir, 'cert');
-    const t = await runCli(['train', '--data', 'synthetic', '--per-class', '8', '--epochs', '2', '--arch', 'cnn4-small',
-      '--ibp', '2/255', '--ibp-warmup', '0', '--ibp-ramp', '1', '--out', out]);
+    const t = await runCli([
+      'train',
+      '--data',
+      'synthetic',
+      '--per-class',
+      '8',
+      '--epochs',
+      '2',
+      '--arch',
+      'cnn4-small',
+      '--ibp',
+      '2/255',
+      '--ibp-warmup',
+      '0',
+      '--ibp-ramp',
+      '1',
+      '--out',
+      out,
+    ]);
     assert.strictEqual(t.code, 0, t.stderr);
     assert.match(t.stderr, /ibp-certified@2\/255 \d\.\d{4}/, 'each epoch prints its certified validation accuracy');
     const card = JSON.parse(fs.readFileSync(path.join(out, 'card.json'), 'utf8'));
@@ -146,11 +170,28 @@ describe('robust and certified training', function () {
     assert.strictEqual(card.certifiedTraining.kappaEnd, 0.5);
     assert.match(card.training.selectedBy, /^ibp-certified@2\/255 accuracy on all \d+ validation images/);
     const json = path.join(dir, 'e.json');
-    const e = await runCli(['evaluate', '--model', out, '--data', 'synthetic', '--limit', '129', '--certify', '--eps', '0,1/255,4/255',
-      '--json', json, '--update-card', '--quiet']);
+    const e = await runCli([
+      'evaluate',
+      '--model',
+      out,
+      '--data',
+      'synthetic',
+      '--limit',
+      '129',
+      '--certify',
+      '--eps',
+      '0,1/255,4/255',
+      '--json',
+      json,
+      '--update-card',
+      '--quiet',
+    ]);
     assert.strictEqual(e.code, 0, e.stderr);
     const report = JSON.parse(fs.readFileSync(json, 'utf8'));
-    assert.deepStrictEqual(report.certified.map((c: { eps: number }) => c.eps), [1 / 255, 4 / 255]);
+    assert.deepStrictEqual(
+      report.certified.map((c: { eps: number }) => c.eps),
+      [1 / 255, 4 / 255],
+    );
     const [c1, c4] = report.certified.map((c: { accuracy: number }) => c.accuracy);
     assert.ok(c4 <= c1 && c1 <= report.clean.accuracy, `certified ${c4} ≤ ${c1} ≤ clean ${report.clean.accuracy}`);
     const after = JSON.parse(fs.readFileSync(path.join(out, 'card.json'), 'utf8'));

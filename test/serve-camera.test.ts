@@ -55,7 +55,7 @@ describe('serve: the camera vanishing mid-stream', function () {
       await waitFor(() => statuses.some((s) => s.state === 'lost'), 5000, "'lost' on the socket");
       const lost = statuses.find((s) => s.state === 'lost')!;
       assert.match(lost.message ?? '', /ffmpeg killed by SIGKILL/);
-      const health = await (await fetch(`${server.url}healthz`)).json() as { ok: boolean; source: { state: string } };
+      const health = (await (await fetch(`${server.url}healthz`)).json()) as { ok: boolean; source: { state: string } };
       assert.ok(['lost', 'retrying', 'starting', 'running'].includes(health.source.state));
       const n = frames.length;
       await waitFor(() => frames.length >= n + 5, 20000, 'frames after recovery');
@@ -65,7 +65,7 @@ describe('serve: the camera vanishing mid-stream', function () {
       assert.equal(states[states.length - 1], 'running', states.join(' → '));
       assert.notEqual((sup.current as FfmpegSource).pid, pid, 'a new ffmpeg');
       assert.ok(sup.restarts >= 1);
-      assert.equal((await (await fetch(`${server.url}healthz`)).json() as { ok: boolean }).ok, true);
+      assert.equal(((await (await fetch(`${server.url}healthz`)).json()) as { ok: boolean }).ok, true);
     } finally {
       socket.disconnect();
     }
@@ -88,13 +88,38 @@ describe('serve: the command as a process (signals, token print, JSON logs)', fu
       const { spawn, execFileSync } = await import('node:child_process');
       const path = await import('node:path');
       const entry = path.join(__dirname, '..', 'src', 'cli', 'serve.js');
-      const child = spawn(process.execPath, ['-e', `require(${JSON.stringify(entry)}).serveCommand(process.argv.slice(1)).then(() => {}, (e) => { console.error(e.message); process.exitCode = 2; })`,
-        '--', '--model', 'untrained:cnn4-small', '--source', 'ffmpeg:testsrc', '--width', '160', '--height', '120', '--fps', '10',
-        '--port', '0', '--require-token', '--log-level', 'info'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = spawn(
+        process.execPath,
+        [
+          '-e',
+          `require(${JSON.stringify(entry)}).serveCommand(process.argv.slice(1)).then(() => {}, (e) => { console.error(e.message); process.exitCode = 2; })`,
+          '--',
+          '--model',
+          'untrained:cnn4-small',
+          '--source',
+          'ffmpeg:testsrc',
+          '--width',
+          '160',
+          '--height',
+          '120',
+          '--fps',
+          '10',
+          '--port',
+          '0',
+          '--require-token',
+          '--log-level',
+          'info',
+        ],
+        { stdio: ['ignore', 'pipe', 'pipe'] },
+      );
       let out = '';
       let err = '';
-      child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
-      child.stderr.on('data', (d: Buffer) => { err += d.toString(); });
+      child.stdout.on('data', (d: Buffer) => {
+        out += d.toString();
+      });
+      child.stderr.on('data', (d: Buffer) => {
+        err += d.toString();
+      });
       const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
       await waitFor(() => /open http:\/\/127\.0\.0\.1:\d+\/\?token=/.test(out), 30000, 'the address with its token on stdout');
       const url = /open (http:\/\/127\.0\.0\.1:\d+\/)\?token=(\S+)/.exec(out)!;
@@ -107,12 +132,19 @@ describe('serve: the command as a process (signals, token print, JSON logs)', fu
         if (!ok) await new Promise((r) => setTimeout(r, 100));
       }
       assert.ok(ok, 'frames flowing');
-      const ffmpegPids = execFileSync('pgrep', ['-P', String(child.pid)]).toString().trim().split('\n').map(Number);
+      const ffmpegPids = execFileSync('pgrep', ['-P', String(child.pid)])
+        .toString()
+        .trim()
+        .split('\n')
+        .map(Number);
       assert.ok(ffmpegPids.length >= 1);
       child.kill(signal);
       assert.equal(await exited, 0, err.slice(-500));
       for (const pid of ffmpegPids) assert.throws(() => process.kill(pid, 0), /ESRCH/, `ffmpeg ${pid} is gone`);
-      const lines = err.trim().split('\n').map((l) => JSON.parse(l) as { level: string; event: string; numTensors?: number });
+      const lines = err
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as { level: string; event: string; numTensors?: number });
       assert.ok(lines.every((l) => typeof l.level === 'string' && typeof l.event === 'string'));
       assert.ok(!err.includes(decodeURIComponent(url[2])), 'the token never appears in the logs');
       const done = lines.find((l) => l.event === 'shutdown.done')!;
@@ -130,13 +162,23 @@ describe('serve: a camera pipe on stdin that closes', function () {
     const path = await import('node:path');
     const sharp = (await import('sharp')).default;
     const root = path.resolve(__dirname, '..', '..');
-    const child = spawn(process.execPath, [path.join(root, 'bin', 'advsign.js'), 'serve', '--source', 'ffmpeg:-', '--port', '0', '--width', '64', '--height', '48'], { cwd: root, stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(
+      process.execPath,
+      [path.join(root, 'bin', 'advsign.js'), 'serve', '--source', 'ffmpeg:-', '--port', '0', '--width', '64', '--height', '48'],
+      { cwd: root, stdio: ['pipe', 'pipe', 'pipe'] },
+    );
     let out = '';
-    child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
-    child.stderr.on('data', (d: Buffer) => { out += d.toString(); });
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+    });
+    child.stderr.on('data', (d: Buffer) => {
+      out += d.toString();
+    });
     const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
     await waitFor(() => out.includes('advsign: open'), 60000, 'the daemon to start');
-    const frame = await sharp({ create: { width: 64, height: 48, channels: 3, background: { r: 200, g: 30, b: 30 } } }).jpeg().toBuffer();
+    const frame = await sharp({ create: { width: 64, height: 48, channels: 3, background: { r: 200, g: 30, b: 30 } } })
+      .jpeg()
+      .toBuffer();
     for (let i = 0; i < 5; i++) {
       child.stdin.write(frame);
       await new Promise((r) => setTimeout(r, 50));

@@ -20,8 +20,17 @@ import { BIN, ROOT } from './helpers';
 
 const TOKEN = 'operator-token-1234';
 const CONFIG: ServeConfig = {
-  ...DEFAULT_CONFIG, sources: [], ffmpegInputArgs: [], port: 0, source: 'synthetic', width: 160, height: 120, fps: 20,
-  logLevel: 'silent', requireToken: true, token: TOKEN,
+  ...DEFAULT_CONFIG,
+  sources: [],
+  ffmpegInputArgs: [],
+  port: 0,
+  source: 'synthetic',
+  width: 160,
+  height: 120,
+  fps: 20,
+  logLevel: 'silent',
+  requireToken: true,
+  token: TOKEN,
 };
 
 async function waitFor(cond: () => boolean, ms: number, what: string): Promise<void> {
@@ -149,7 +158,11 @@ describe('serve hardening: admission, timeouts, connection cap, log floods', fun
     await new Promise((r) => setTimeout(r, 200));
     const refused = await closedWithin(tcp(server.port), 1000);
     assert.ok(refused !== null && refused < 500, `a 7th connection is dropped at once (${refused} ms)`);
-    for (const [name, p] of [['idle', idle], ['partial headers', slow], ['idle keep-alive', keptAlive]] as const) {
+    for (const [name, p] of [
+      ['idle', idle],
+      ['partial headers', slow],
+      ['idle keep-alive', keptAlive],
+    ] as const) {
       const ms = await p;
       assert.ok(ms !== null && ms < 2500, `${name} connection closed after ${ms} ms`);
     }
@@ -206,8 +219,10 @@ describe('serve hardening: logger, listen errors, addresses', () => {
   it('for 0.0.0.0, shows the network addresses, not 127.0.0.1', () => {
     const ifaces = {
       lo: [{ address: '127.0.0.1', family: 'IPv4', internal: true, netmask: '', mac: '', cidr: null }],
-      eth0: [{ address: '192.168.1.20', family: 'IPv4', internal: false, netmask: '', mac: '', cidr: null },
-        { address: 'fe80::1', family: 'IPv6', internal: false, netmask: '', mac: '', cidr: null, scopeid: 2 }],
+      eth0: [
+        { address: '192.168.1.20', family: 'IPv4', internal: false, netmask: '', mac: '', cidr: null },
+        { address: 'fe80::1', family: 'IPv6', internal: false, netmask: '', mac: '', cidr: null, scopeid: 2 },
+      ],
     } as unknown as Parameters<typeof serverUrls>[2];
     assert.deepEqual(serverUrls('0.0.0.0', 8080, ifaces), { local: 'http://127.0.0.1:8080/', shown: ['http://192.168.1.20:8080/'] });
     assert.deepEqual(serverUrls('127.0.0.1', 8080, ifaces).shown, ['http://127.0.0.1:8080/']);
@@ -224,12 +239,19 @@ interface Served {
 
 /** `advsign serve …` as a process, as a user or systemd runs it. */
 function serve(args: string[], env: NodeJS.ProcessEnv = {}): Served {
-  const child = spawn(process.execPath, [BIN, 'serve', '--model', 'untrained:cnn4-small', '--port', '0', '--log-level', 'info', ...args],
-    { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [BIN, 'serve', '--model', 'untrained:cnn4-small', '--port', '0', '--log-level', 'info', ...args], {
+    cwd: ROOT,
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let out = '';
   let err = '';
-  child.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
-  child.stderr!.on('data', (d: Buffer) => { err += d.toString(); });
+  child.stdout!.on('data', (d: Buffer) => {
+    out += d.toString();
+  });
+  child.stderr!.on('data', (d: Buffer) => {
+    err += d.toString();
+  });
   return { child, out: () => out, err: () => err, exited: new Promise((r) => child.once('exit', r)) };
 }
 
@@ -240,8 +262,10 @@ describe('serve hardening: secrets stay out of the logs and stdout', function ()
     if (!which('ffmpeg')) this.skip();
     const token = 'configured-token-5678';
     // Port 9 (discard) refuses: ffmpeg fails, and its error message carries the URL too.
-    const s = serve(['--source', 'ffmpeg:rtsp://admin:hunter2@127.0.0.1:9/stream', '--sources', 'ffmpeg:http://viewer:s3cret@127.0.0.1:9/cam',
-      '--require-token'], { ADVSIGN_TOKEN: token });
+    const s = serve(
+      ['--source', 'ffmpeg:rtsp://admin:hunter2@127.0.0.1:9/stream', '--sources', 'ffmpeg:http://viewer:s3cret@127.0.0.1:9/cam', '--require-token'],
+      { ADVSIGN_TOKEN: token },
+    );
     try {
       await waitFor(() => /open http:\/\/127\.0\.0\.1:\d+\//.test(s.out()), 30000, 'the address on stdout');
       const url = /open (http:\/\/127\.0\.0\.1:\d+\/)/.exec(s.out())![1];
@@ -249,7 +273,7 @@ describe('serve hardening: secrets stay out of the logs and stdout', function ()
       const hello = await new Promise<{ sources: string[] }>((r) => socket.once('hello', r));
       const masked = hello.sources.find((x) => x.includes('viewer') || x.includes('***@127.0.0.1:9/cam'))!;
       assert.equal(masked, 'ffmpeg:http://***@127.0.0.1:9/cam');
-      const r = await socket.timeout(10000).emitWithAck('source', { source: masked }) as { ok: boolean };
+      const r = (await socket.timeout(10000).emitWithAck('source', { source: masked })) as { ok: boolean };
       socket.disconnect();
       assert.equal(r.ok, true);
       await waitFor(() => /"event":"source\.status".*cam/.test(s.err()), 10000, 'a status line of the second camera');
@@ -259,9 +283,16 @@ describe('serve hardening: secrets stay out of the logs and stdout', function ()
     assert.equal(await s.exited, 0, s.err().slice(-500));
     const all = s.out() + s.err();
     for (const secret of ['hunter2', 's3cret', token]) assert.ok(!all.includes(secret), `'${secret}' was written:\n${all.slice(0, 3000)}`);
-    const events = s.err().trim().split('\n').map((l) => JSON.parse(l) as { event: string; source?: string });
+    const events = s
+      .err()
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { event: string; source?: string });
     for (const e of ['source.status', 'daemon.started', 'source.switch']) {
-      assert.ok(events.some((l) => l.event === e && l.source?.includes('***@127.0.0.1:9')), `${e} names the masked source`);
+      assert.ok(
+        events.some((l) => l.event === e && l.source?.includes('***@127.0.0.1:9')),
+        `${e} names the masked source`,
+      );
     }
     assert.match(s.out(), /needs the access token \(the one in ADVSIGN_TOKEN\)/);
   });
@@ -295,10 +326,26 @@ describe('serve hardening: secrets stay out of the logs and stdout', function ()
     // As root every port is allowed: drop to nobody (setpriv) to see what a user sees.
     const asUser = process.getuid?.() === 0 ? ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups'] : [];
     if (asUser.length && !which('setpriv')) this.skip();
-    const child = spawn(asUser[0] ?? process.execPath, [...asUser.slice(1), ...(asUser.length ? [process.execPath] : []), BIN, 'serve',
-      '--model', 'untrained:cnn4-small', '--source', 'synthetic', '--port', '1'], { cwd: ROOT, env: { ...process.env, HOME: '/tmp' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(
+      asUser[0] ?? process.execPath,
+      [
+        ...asUser.slice(1),
+        ...(asUser.length ? [process.execPath] : []),
+        BIN,
+        'serve',
+        '--model',
+        'untrained:cnn4-small',
+        '--source',
+        'synthetic',
+        '--port',
+        '1',
+      ],
+      { cwd: ROOT, env: { ...process.env, HOME: '/tmp' }, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
     let err = '';
-    child.stderr!.on('data', (d: Buffer) => { err += d.toString(); });
+    child.stderr!.on('data', (d: Buffer) => {
+      err += d.toString();
+    });
     const code = await new Promise((r) => child.once('exit', r));
     assert.equal(code, 2, err);
     assert.match(err, /^advsign: error: port 1 is privileged: only root may listen below 1024/m);

@@ -68,8 +68,19 @@ function emitAck<T = Record<string, unknown>>(s: Socket, event: string, ...args:
 }
 
 const TEST_CONFIG: ServeConfig = {
-  ...DEFAULT_CONFIG, sources: [], ffmpegInputArgs: [], port: 0, source: 'synthetic', width: 160, height: 120, fps: 20, logLevel: 'silent',
-  attack: 'fgsm', eps: 8 / 255, steps: 5, loss: 'ce',
+  ...DEFAULT_CONFIG,
+  sources: [],
+  ffmpegInputArgs: [],
+  port: 0,
+  source: 'synthetic',
+  width: 160,
+  height: 120,
+  fps: 20,
+  logLevel: 'silent',
+  attack: 'fgsm',
+  eps: 8 / 255,
+  steps: 5,
+  loss: 'ce',
 };
 
 describe('serve: daemon over socket.io and HTTP', function () {
@@ -92,11 +103,17 @@ describe('serve: daemon over socket.io and HTTP', function () {
     clf = new LayersClassifier(buildModel({ arch: 'cnn4-small', inputSize: 32, numClasses: 43 }));
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'advsign-serve-'));
     const raw = Buffer.alloc(100 * 80 * 3, 90);
-    await sharp(raw, { raw: { width: 100, height: 80, channels: 3 } }).jpeg().toFile(path.join(dir, 'a.jpg'));
+    await sharp(raw, { raw: { width: 100, height: 80, channels: 3 } })
+      .jpeg()
+      .toFile(path.join(dir, 'a.jpg'));
     gpio = createGpio({ button: 17, ledOk: 27, ledFooled: 22 }, { driver: board });
     server = await startServer({
-      config: { ...TEST_CONFIG, snapshotDir: path.join(dir, 'snaps') }, classifier: clf, logger: log, gpio,
-      allowedSources: ['synthetic', `dir:${dir}`], limits: { print: [2, 1] },
+      config: { ...TEST_CONFIG, snapshotDir: path.join(dir, 'snaps') },
+      classifier: clf,
+      logger: log,
+      gpio,
+      allowedSources: ['synthetic', `dir:${dir}`],
+      limits: { print: [2, 1] },
     });
   });
 
@@ -254,7 +271,7 @@ describe('serve: daemon over socket.io and HTTP', function () {
     await closed;
     const n = c.frames.length;
     await waitFor(() => c.frames.length > n + 2, 10000, 'frames still flowing to the other client');
-    const health = await (await fetch(`${server.url}healthz`)).json() as { ok: boolean };
+    const health = (await (await fetch(`${server.url}healthz`)).json()) as { ok: boolean };
     assert.equal(health.ok, true);
     assert.ok(Math.abs(server.daemon.settings.eps - 8 / 255) < 1e-9, 'nothing was applied');
   });
@@ -271,12 +288,12 @@ describe('serve: daemon over socket.io and HTTP', function () {
   });
 
   it('/healthz and /metrics', async () => {
-    const h = await (await fetch(`${server.url}healthz`)).json() as Record<string, unknown>;
+    const h = (await (await fetch(`${server.url}healthz`)).json()) as Record<string, unknown>;
     assert.equal(h.ok, true);
     assert.equal((h.source as { state: string }).state, 'running');
     assert.ok((h.frames as number) > 0);
     assert.ok((h.uptime as number) >= 0);
-    const m = await (await fetch(`${server.url}metrics.json`)).json() as Record<string, unknown>;
+    const m = (await (await fetch(`${server.url}metrics.json`)).json()) as Record<string, unknown>;
     for (const k of ['fps', 'fooledRate', 'rssMB', 'numTensors', 'clients', 'frames', 'dropped']) assert.equal(typeof m[k], 'number', k);
     const lat = m.latency as Record<string, { p50: number; p95: number }>;
     for (const s of ['capture', 'preprocess', 'classify', 'attack', 'encode', 'total']) {
@@ -289,17 +306,20 @@ describe('serve: daemon over socket.io and HTTP', function () {
   });
 
   it('/metrics is Prometheus text (what a scraper asks for), with the JSON figures', async () => {
-    const res = await fetch(`${server.url}metrics`, { headers: { accept: 'application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5,*/*;q=0.1' } });
+    const res = await fetch(`${server.url}metrics`, {
+      headers: { accept: 'application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5,*/*;q=0.1' },
+    });
     assert.equal(res.status, 200);
     assert.equal(res.headers.get('content-type'), 'text/plain; version=0.0.4; charset=utf-8');
     const samples = parsePrometheus(await res.text());
-    const later = await (await fetch(`${server.url}metrics.json`)).json() as { frames: number };
+    const later = (await (await fetch(`${server.url}metrics.json`)).json()) as { frames: number };
     const frames = samples.get('advsign_frames_total')!;
     assert.ok(frames > 0 && frames <= later.frames, `frames ${frames}, then ${later.frames} in the JSON`);
     assert.ok(Number.isInteger(samples.get('advsign_clients')) && samples.get('advsign_clients')! >= 1);
     assert.equal(samples.get('advsign_source_up{source="synthetic",state="running"}'), 1);
     for (const stage of ['capture', 'preprocess', 'classify', 'attack', 'encode', 'total']) {
-      const p50 = samples.get(`advsign_stage_latency_seconds{stage="${stage}",quantile="0.5"}`)!, p95 = samples.get(`advsign_stage_latency_seconds{stage="${stage}",quantile="0.95"}`)!;
+      const p50 = samples.get(`advsign_stage_latency_seconds{stage="${stage}",quantile="0.5"}`)!,
+        p95 = samples.get(`advsign_stage_latency_seconds{stage="${stage}",quantile="0.95"}`)!;
       assert.ok(p50 >= 0 && p95 >= p50 && p95 < 60, `${stage}: ${p50} ${p95}`);
     }
     assert.ok(samples.get('process_resident_memory_bytes')! > 1e6);
@@ -316,7 +336,7 @@ describe('serve: daemon over socket.io and HTTP', function () {
     assert.deepEqual(box.slice(0, 2), [0, 0]);
     assert.ok(Math.abs(box[2] - page.widthPt) < 0.01 && Math.abs(box[3] - page.heightPt) < 0.01, `MediaBox ${box}`);
     assert.ok(Math.abs(page.widthMm - (150 + 24)) < 1e-9);
-    assert.equal(printPageSize(20).widthMm, 100, "room for the caption beside a small sign");
+    assert.equal(printPageSize(20).widthMm, 100, 'room for the caption beside a small sign');
     // The image is drawn with a 150 mm × 150 mm transform (pdfkit: "w 0 0 -h x y cm" before "/I1 Do").
     const contents = [...pdf.toString('latin1').matchAll(/stream\r?\n/g)].map((m) => {
       const start = m.index! + m[0].length;
@@ -364,10 +384,12 @@ describe('serve: daemon over socket.io and HTTP', function () {
     assert.equal(cross.status, 403);
     // DNS rebinding: fetch() will not forge Host, so a raw request does.
     const status = await new Promise<number>((resolve, reject) => {
-      http.get({ host: '127.0.0.1', port: server.port, path: '/metrics', headers: { host: 'evil.example:8080' } }, (r) => {
-        r.resume();
-        resolve(r.statusCode!);
-      }).on('error', reject);
+      http
+        .get({ host: '127.0.0.1', port: server.port, path: '/metrics', headers: { host: 'evil.example:8080' } }, (r) => {
+          r.resume();
+          resolve(r.statusCode!);
+        })
+        .on('error', reject);
     });
     assert.equal(status, 421);
   });
@@ -467,13 +489,18 @@ describe('serve: access token', function () {
 
 describe('serve: configuration', () => {
   let dir: string;
-  before(() => { dir = fs.mkdtempSync(path.join(os.tmpdir(), 'advsign-cfg-')); });
+  before(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'advsign-cfg-'));
+  });
   after(() => fs.rmSync(dir, { recursive: true, force: true }));
 
   it('precedence: flags > environment > file > defaults', () => {
     const file = path.join(dir, 'config.json');
     fs.writeFileSync(file, JSON.stringify({ port: 9000, host: '0.0.0.0', source: 'dir:/srv/signs', eps: '4/255', gpio: { button: 17, ledOk: 27 } }));
-    const { config, origins } = loadConfig({ flags: { port: '9100', config: file }, env: { ADVSIGN_PORT: '9200', ADVSIGN_HOST: '127.0.0.1', ADVSIGN_GPIO_LED_FOOLED: '22' } });
+    const { config, origins } = loadConfig({
+      flags: { port: '9100', config: file },
+      env: { ADVSIGN_PORT: '9200', ADVSIGN_HOST: '127.0.0.1', ADVSIGN_GPIO_LED_FOOLED: '22' },
+    });
     assert.equal(config.port, 9100);
     assert.equal(origins.port, 'flag');
     assert.equal(config.host, '127.0.0.1');
@@ -544,9 +571,15 @@ describe('serve: pipeline tensor hygiene', function () {
     for (const attack of ['fgsm', 'bim', 'pgd', 'mifgsm'] as const) await pipe.process(frame(0), { ...base, attack });
     const start = tf.memory().numTensors;
     const variants: PipelineSettings[] = [
-      base, { ...base, attack: 'bim' }, { ...base, attack: 'pgd' }, { ...base, targeted: true }, { ...base, attack: 'none' },
-      { ...base, roi: { x: 0.1, y: 0.1, w: 0.5, h: 0.5 } }, { ...base, eps: 0 },
-      { ...base, loss: 'dlr' }, { ...base, attack: 'pgd', loss: 'margin' },
+      base,
+      { ...base, attack: 'bim' },
+      { ...base, attack: 'pgd' },
+      { ...base, targeted: true },
+      { ...base, attack: 'none' },
+      { ...base, roi: { x: 0.1, y: 0.1, w: 0.5, h: 0.5 } },
+      { ...base, eps: 0 },
+      { ...base, loss: 'dlr' },
+      { ...base, attack: 'pgd', loss: 'margin' },
     ];
     for (let i = 0; i < 70; i++) {
       const r = await pipe.process(frame(i), variants[i % variants.length]);

@@ -29,15 +29,17 @@ describe('advsign sticker --mask auto', function () {
     const alpha = alphaOf(signCanvas(14, R));
     const signArea = alpha.reduce((s, v) => s + v, 0);
     const score = new Float32Array(R * R);
-    block(score, 14, 20, 12, 12, 1);       // A: the place to choose
-    block(score, 19, 25, 2, 2, 0);         // a hole in A
-    block(score, 38, 30, 12, 12, 0.4);     // B: weaker
-    block(score, 16, 54, 24, 2, 1.5);      // a 2 px sliver, strong but too thin to cut
+    block(score, 14, 20, 12, 12, 1); // A: the place to choose
+    block(score, 19, 25, 2, 2, 0); // a hole in A
+    block(score, 38, 30, 12, 12, 0.4); // B: weaker
+    block(score, 16, 54, 24, 2, 1.5); // a 2 px sliver, strong but too thin to cut
     const spec = selectMask(score, alpha, R, 144 / signArea);
     assert.strictEqual(spec.kind, 'auto');
     const m = rasterizeMask(spec, R);
     const on = (x: number, y: number) => m[y * R + x] >= 0.5;
-    let inA = 0, total = 0, sliver = 0;
+    let inA = 0,
+      total = 0,
+      sliver = 0;
     for (let y = 0; y < R; y++) {
       for (let x = 0; x < R; x++) {
         if (!on(x, y)) continue;
@@ -55,25 +57,52 @@ describe('advsign sticker --mask auto', function () {
 
   it('writes the chosen mask into the JSON, the layer PNG and the PDF, at the area asked for', async () => {
     const out = path.join(dir, 'syn', 'stop.pdf');
-    const r = await runCli(['sticker', '--model', MODEL, '--sign', '14', '--target', '1', '--mask', 'auto', '--area', '0.08',
-      '--steps', '6', '--eot-samples', '4', '--eval', '10', '--roundtrip', '0', '--skip-baseline', '--out', out]);
+    const r = await runCli([
+      'sticker',
+      '--model',
+      MODEL,
+      '--sign',
+      '14',
+      '--target',
+      '1',
+      '--mask',
+      'auto',
+      '--area',
+      '0.08',
+      '--steps',
+      '6',
+      '--eot-samples',
+      '4',
+      '--eval',
+      '10',
+      '--roundtrip',
+      '0',
+      '--skip-baseline',
+      '--out',
+      out,
+    ]);
     assert.strictEqual(r.code, 0, r.stderr);
     assert.match(r.stderr, /choosing the mask/);
     const s = JSON.parse(fs.readFileSync(path.join(dir, 'syn', 'stop.json'), 'utf8'));
     assert.match(s.mask, /^auto: \d+ pieces?/);
     assert.strictEqual(s.options.targetLoss, 'margin');
     assert.ok(s.areaFraction <= 0.08 + 1e-9 && s.areaFraction > 0.04, `area ${s.areaFraction}`);
-    const { data, info } = await sharp(path.join(dir, 'syn', 'stop-layer.png')).raw().toBuffer({ resolveWithObject: true });
+    const { data, info } = await sharp(path.join(dir, 'syn', 'stop-layer.png'))
+      .raw()
+      .toBuffer({ resolveWithObject: true });
     assert.strictEqual(info.width, s.maskBitmap.size);
     const bits = (s.maskBitmap.rows as string[]).flatMap((row) => [...row].flatMap((d) => parseInt(d, 16).toString(2).padStart(4, '0').split('').map(Number)));
     let differ = 0;
     for (let i = 0; i < info.width * info.height; i++) if ((data[4 * i + 3] >= 128 ? 1 : 0) !== bits[i]) differ++;
-    assert.strictEqual(differ, 0, 'the JSON bitmap is the layer PNG\'s alpha');
+    assert.strictEqual(differ, 0, "the JSON bitmap is the layer PNG's alpha");
     assert.ok(s.pieces.length >= 1 && s.pieces.length <= 6, `${s.pieces.length} pieces in the PDF`);
   });
 
   it('rejects a bad --loss with one line', async () => {
-    for (const [args, msg] of [[['--target', '1', '--loss', 'dlr'], /unknown --loss 'dlr': use ce or margin/], [['--loss', 'margin'], /--loss applies to targeted stickers/]] as const) {
+    for (const [args, msg] of [
+      [['--target', '1', '--loss', 'dlr'], /unknown --loss 'dlr': use ce or margin/],
+      [['--loss', 'margin'], /--loss applies to targeted stickers/],
+    ] as const) {
       const r = await runCli(['sticker', '--sign', '14', '--out', path.join(dir, 'bad', 'x.pdf'), '--steps', '1', ...args]);
       assert.strictEqual(r.code, 2, r.stderr);
       assert.match(r.stderr, msg);
@@ -86,14 +115,49 @@ describe('advsign sticker --mask auto', function () {
     if (!gtsrb) this.skip();
     const run = async (mask: string) => {
       const out = path.join(dir, `gt-${mask}`, 'stop.pdf');
-      const r = await runCli(['sticker', '--model', MODEL, '--sign', '14', '--photos', gtsrb as string, '--mask', mask, '--area', '0.1',
-        '--steps', '30', '--eot-samples', '8', '--photo-share', '0.75', '--lr', '0.1', '--nps', '0.1', '--tv', '0.1',
-        '--photo-views', '1', '--eval', '10', '--roundtrip', '0', '--skip-baseline', '--out', out]);
+      const r = await runCli([
+        'sticker',
+        '--model',
+        MODEL,
+        '--sign',
+        '14',
+        '--photos',
+        gtsrb as string,
+        '--mask',
+        mask,
+        '--area',
+        '0.1',
+        '--steps',
+        '30',
+        '--eot-samples',
+        '8',
+        '--photo-share',
+        '0.75',
+        '--lr',
+        '0.1',
+        '--nps',
+        '0.1',
+        '--tv',
+        '0.1',
+        '--photo-views',
+        '1',
+        '--eval',
+        '10',
+        '--roundtrip',
+        '0',
+        '--skip-baseline',
+        '--out',
+        out,
+      ]);
       assert.strictEqual(r.code, 0, r.stderr);
       return JSON.parse(fs.readFileSync(path.join(dir, `gt-${mask}`, 'stop.json'), 'utf8')).realPhotos;
     };
-    const auto = await run('auto'), stripes = await run('stripes');
-    assert.ok(auto.sticker.successRate > stripes.sticker.successRate + 0.15, `auto ${auto.sticker.successRate} vs stripes ${stripes.sticker.successRate} (untargeted, held out)`);
+    const auto = await run('auto'),
+      stripes = await run('stripes');
+    assert.ok(
+      auto.sticker.successRate > stripes.sticker.successRate + 0.15,
+      `auto ${auto.sticker.successRate} vs stripes ${stripes.sticker.successRate} (untargeted, held out)`,
+    );
     assert.ok(auto.noise.successRate <= 0.05, `noise in the auto mask ${auto.noise.successRate}`);
   });
 });

@@ -46,7 +46,9 @@ describe('advsign sticker', function () {
     fs.writeFileSync(bad, 'garbage');
     await fails(['--sign', '14', '--target', '1', '--mask', bad], /mask image .*bad\.png cannot be read/);
     const empty = path.join(dir, 'empty.png');
-    await sharp(Buffer.alloc(16 * 16 * 3), { raw: { width: 16, height: 16, channels: 3 } }).png().toFile(empty);
+    await sharp(Buffer.alloc(16 * 16 * 3), { raw: { width: 16, height: 16, channels: 3 } })
+      .png()
+      .toFile(empty);
     await fails(['--sign', '14', '--target', '1', '--mask', empty], /covers none of the sign/);
     await fails(['--sign', '14', '--target', '1', '--mask', 'rect:0,0,0.05,0.05'], /covers none of the sign/);
     await fails(['--sign', '14', '--target', '1', '--mode', 'sign', '--eps', '300/255'], /eps '300\/255' is above 1/);
@@ -57,7 +59,10 @@ describe('advsign sticker', function () {
     await fails(['--sign', '14', '--target', '1', '--sign-mm', '5'], /--sign-mm must be a number from 20 to 3000/);
     await fails(['--sign', '14', '--target', '1', '--palette', path.join(dir, 'nope.csv')], /palette file not found/);
     await assert.rejects(stickerCommand(['--sign', '14', '--target', '1', '--out', 'x.png']), /--out must name a \.pdf file/);
-    await assert.rejects(stickerCommand(['--sign', '14', '--target', '1', '--model', path.join(dir, 'none'), '--out', path.join(dir, 'y.pdf'), '--steps', '1']), /model not found/);
+    await assert.rejects(
+      stickerCommand(['--sign', '14', '--target', '1', '--model', path.join(dir, 'none'), '--out', path.join(dir, 'y.pdf'), '--steps', '1']),
+      /model not found/,
+    );
     assert.match(STICKER_HELP, /--sign-mm/);
   });
 
@@ -65,10 +70,34 @@ describe('advsign sticker', function () {
     const out = path.join(dir, 'run', 'stop.pdf');
     const log = console.log;
     const lines: string[] = [];
-    console.log = (...a: unknown[]) => { lines.push(a.join(' ')); };
+    console.log = (...a: unknown[]) => {
+      lines.push(a.join(' '));
+    };
     try {
-      await stickerCommand(['--model', modelDir, '--sign', '14', '--target', '1', '--out', out, '--steps', '3', '--eot-samples', '2',
-        '--eval', '10', '--roundtrip', '3', '--sign-mm', '100', '--canvas', '32', '--seed', '4']);
+      await stickerCommand([
+        '--model',
+        modelDir,
+        '--sign',
+        '14',
+        '--target',
+        '1',
+        '--out',
+        out,
+        '--steps',
+        '3',
+        '--eot-samples',
+        '2',
+        '--eval',
+        '10',
+        '--roundtrip',
+        '3',
+        '--sign-mm',
+        '100',
+        '--canvas',
+        '32',
+        '--seed',
+        '4',
+      ]);
     } finally {
       console.log = log;
     }
@@ -83,7 +112,10 @@ describe('advsign sticker', function () {
     assert.ok(s.heldOut.withoutEot && s.heldOut.withoutEot.n === 10, 'the non-EOT baseline is measured too');
     assert.strictEqual(s.roundTrip.eot.n, 3);
     assert.strictEqual(s.signMm, 100);
-    assert.deepStrictEqual(s.pieces.map((q: { label: string }) => q.label), ['A', 'B', 'S']);
+    assert.deepStrictEqual(
+      s.pieces.map((q: { label: string }) => q.label),
+      ['A', 'B', 'S'],
+    );
     assert.strictEqual(s.history.length, 3);
     assert.match(lines.join('\n'), /robust success rate \(10 held-out transformations\): [\d.]+ % with EOT, [\d.]+ % without EOT/);
   });

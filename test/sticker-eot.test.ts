@@ -21,26 +21,34 @@ async function eotImages(seed: number, n = 6): Promise<Float32Array> {
   const { rgb, alpha } = splitRgba(signCanvas(14, R));
   const x = tf.tensor4d(rgb, [1, R, R, 3]);
   const out = applyEot(x, alpha, alpha, sampleEot(n, seed));
-  const v = await out.data() as Float32Array;
+  const v = (await out.data()) as Float32Array;
   tf.dispose([x, out]);
   return v;
 }
 
 describe('sticker: EOT transformations', function () {
   this.timeout(60000);
-  before(async () => { await initBackend(); });
+  before(async () => {
+    await initBackend();
+  });
 
   it('produce images in [0, 1] of the model input size', async () => {
     const v = await eotImages(3, 8);
     assert.strictEqual(v.length, 8 * 32 * 32 * 3);
-    let lo = Infinity, hi = -Infinity;
-    for (const x of v) { lo = Math.min(lo, x); hi = Math.max(hi, x); }
+    let lo = Infinity,
+      hi = -Infinity;
+    for (const x of v) {
+      lo = Math.min(lo, x);
+      hi = Math.max(hi, x);
+    }
     assert.ok(lo >= 0 && hi <= 1, `range ${lo}..${hi}`);
     assert.ok(hi - lo > 0.3, 'not a flat image');
   });
 
   it('are deterministic per seed and differ across seeds', async () => {
-    const a = await eotImages(7), b = await eotImages(7), c = await eotImages(8);
+    const a = await eotImages(7),
+      b = await eotImages(7),
+      c = await eotImages(8);
     assert.deepStrictEqual(a, b);
     let diff = 0;
     for (let i = 0; i < a.length; i++) diff += Math.abs(a[i] - c[i]);
@@ -51,7 +59,7 @@ describe('sticker: EOT transformations', function () {
 
   it('sample viewing angles up to ±30° and everything else within the configured ranges', () => {
     const s = sampleEot(400, 1);
-    const maxYaw = Math.max(...s.map((q) => Math.abs(q.yaw))) * 180 / Math.PI;
+    const maxYaw = (Math.max(...s.map((q) => Math.abs(q.yaw))) * 180) / Math.PI;
     assert.ok(maxYaw > 25 && maxYaw <= 30, `max yaw ${maxYaw}`);
     for (const q of s) {
       assert.ok(q.scale >= DEFAULT_EOT.scaleRange[0] && q.scale <= DEFAULT_EOT.scaleRange[1]);
@@ -60,7 +68,7 @@ describe('sticker: EOT transformations', function () {
     }
   });
 
-  it('the clean view matches the renderer\'s clean sign', async () => {
+  it("the clean view matches the renderer's clean sign", async () => {
     const { rgb, alpha } = splitRgba(signCanvas(14, R));
     const x = tf.tensor4d(rgb, [1, R, R, 3]);
     const out = applyEot(x, alpha, null, sampleEot(1, 0, CLEAN_VIEW), CLEAN_VIEW);
@@ -82,7 +90,8 @@ describe('sticker: EOT transformations', function () {
     const dir = tf.randomNormal([1, R, R, 3], 0, 1, 'float32', 2);
     const analytic = (await tf.sum(tf.mul(g, dir)).data())[0];
     const h = 1e-3;
-    const fp = (await f(tf.add(x, tf.mul(dir, h))).data())[0], fm = (await f(tf.sub(x, tf.mul(dir, h))).data())[0];
+    const fp = (await f(tf.add(x, tf.mul(dir, h))).data())[0],
+      fm = (await f(tf.sub(x, tf.mul(dir, h))).data())[0];
     const numeric = (fp - fm) / (2 * h);
     assert.ok(Math.abs(analytic) > 1, `gradient too small: ${analytic}`);
     assert.ok(Math.abs(analytic - numeric) < 0.05 * Math.abs(analytic) + 0.5, `analytic ${analytic} vs numeric ${numeric}`);
@@ -151,13 +160,18 @@ describe('sticker: masks', function () {
 
   it('reads mask images by alpha or luminance, and rejects bad ones', async () => {
     const dir = tempDir();
-    const w = 40, h = 40;
+    const w = 40,
+      h = 40;
     const lum = Buffer.alloc(w * h * 3);
     for (let y = 10; y < 20; y++) for (let x = 10; x < 30; x++) lum.fill(255, 3 * (y * w + x), 3 * (y * w + x) + 3);
-    await sharp(lum, { raw: { width: w, height: h, channels: 3 } }).png().toFile(path.join(dir, 'lum.png'));
+    await sharp(lum, { raw: { width: w, height: h, channels: 3 } })
+      .png()
+      .toFile(path.join(dir, 'lum.png'));
     const rgba = Buffer.alloc(w * h * 4);
     for (let y = 0; y < 20; y++) for (let x = 0; x < w; x++) rgba[4 * (y * w + x) + 3] = 255;
-    await sharp(rgba, { raw: { width: w, height: h, channels: 4 } }).png().toFile(path.join(dir, 'alpha.png'));
+    await sharp(rgba, { raw: { width: w, height: h, channels: 4 } })
+      .png()
+      .toFile(path.join(dir, 'alpha.png'));
     const a = rasterizeMask(await loadMaskImage(path.join(dir, 'lum.png')), 40);
     assert.ok(Math.abs(coverage(a) - 200) < 10, `luminance mask area ${coverage(a)}`);
     const b = rasterizeMask(await parseMaskSpec(path.join(dir, 'alpha.png')), 40);
@@ -167,7 +181,9 @@ describe('sticker: masks', function () {
     await assert.rejects(parseMaskSpec(path.join(dir, 'missing.png')), /mask image not found/);
     await assert.rejects(parseMaskSpec('hexagon'), /unknown mask 'hexagon'/);
     const black = Buffer.alloc(w * h * 3);
-    await sharp(black, { raw: { width: w, height: h, channels: 3 } }).png().toFile(path.join(dir, 'empty.png'));
+    await sharp(black, { raw: { width: w, height: h, channels: 3 } })
+      .png()
+      .toFile(path.join(dir, 'empty.png'));
     const spec = await parseMaskSpec(path.join(dir, 'empty.png'));
     assert.throws(() => requireNonEmpty(rasterizeMask(spec, R, alpha), spec), /covers none of the sign/);
   });

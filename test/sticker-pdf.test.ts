@@ -55,7 +55,10 @@ describe('sticker: PDF and PNG export', function () {
       assert.ok(Math.abs(b[2] - 210 * MM) < 0.5 && Math.abs(b[3] - 297 * MM) < 0.5, `MediaBox ${b}`);
     }
     // Two stripes (A, B) and, for a 100 mm desk sign, the whole sign (S).
-    assert.deepStrictEqual(r.pieces.map((p) => p.label), ['A', 'B', 'S']);
+    assert.deepStrictEqual(
+      r.pieces.map((p) => p.label),
+      ['A', 'B', 'S'],
+    );
     const a = r.pieces[0];
     // The default stripes: 0.76 × 0.11 of the sign's size (within a cut-grid pixel).
     assert.ok(Math.abs(a.widthMm - 76) < 0.6 && Math.abs(a.heightMm - 11) < 0.6, `A is ${a.widthMm} × ${a.heightMm} mm`);
@@ -63,8 +66,12 @@ describe('sticker: PDF and PNG export', function () {
     const placed = imagePlacements(r.pdf);
     const bleed = 2;
     for (const p of r.pieces) {
-      const w = (p.widthMm + 2 * bleed) * MM, h = (p.heightMm + 2 * bleed) * MM;
-      assert.ok(placed.some((q) => Math.abs(q.w - w) < 0.05 && Math.abs(q.h - h) < 0.05), `piece ${p.label}: no image of ${w} × ${h} pt in ${JSON.stringify(placed)}`);
+      const w = (p.widthMm + 2 * bleed) * MM,
+        h = (p.heightMm + 2 * bleed) * MM;
+      assert.ok(
+        placed.some((q) => Math.abs(q.w - w) < 0.05 && Math.abs(q.h - h) < 0.05),
+        `piece ${p.label}: no image of ${w} × ${h} pt in ${JSON.stringify(placed)}`,
+      );
     }
     // The scale bar's outline rectangle is 100 mm = 283.46 pt wide on every page.
     const bars = [...text.matchAll(/(-?[\d.]+) (-?[\d.]+) ([\d.]+) ([\d.]+) re/g)].filter((m) => Math.abs(Number(m[3]) - 100 * MM) < 0.01);
@@ -84,27 +91,47 @@ describe('sticker: PDF and PNG export', function () {
     const png = fs.readdirSync(dir).find((f) => f.startsWith('p') && f.endsWith('.png')) as string;
     const { data, info } = await sharp(path.join(dir, png)).removeAlpha().raw().toBuffer({ resolveWithObject: true });
     assert.ok(Math.abs(info.width - 2100) <= 1 && Math.abs(info.height - 2970) <= 1, `page ${info.width}×${info.height}`);
-    const dark = (x: number, y: number) => { const o = 3 * (y * info.width + x); return data[o] + data[o + 1] + data[o + 2] < 200; };
+    const dark = (x: number, y: number) => {
+      const o = 3 * (y * info.width + x);
+      return data[o] + data[o + 1] + data[o + 2] < 200;
+    };
     // The bar is drawn 24 mm − 6 mm above the page bottom, 3 mm tall, from x = 10 mm; the text
     // beside it starts at 114 mm, so scan up to 112 mm.
     const y = Math.round((297 - 24 + 6 + 1.5) * 10);
-    let first = -1, last = -1;
-    for (let x = 0; x < 1120; x++) if (dark(x, y)) { if (first < 0) first = x; last = x; }
+    let first = -1,
+      last = -1;
+    for (let x = 0; x < 1120; x++)
+      if (dark(x, y)) {
+        if (first < 0) first = x;
+        last = x;
+      }
     const lengthMm = (last - first + 1) / 10;
     assert.ok(Math.abs(lengthMm - 100) < 0.5, `scale bar is ${lengthMm} mm`);
     // Sticker A is the first piece on page 2: its artwork (76 × 11 mm plus 2 mm bleed each side)
     // starts 19 mm from the left and 30 mm from the top (margin + room for marks and the label).
     const row = Math.round((30 + 2 + 5.5) * 10);
-    const paper = (x: number) => { const o = 3 * (row * info.width + x); return data[o] > 245 && data[o + 1] > 245 && data[o + 2] > 245; };
-    let a0 = -1, a1 = -1;
-    for (let x = 100; x < 1500; x++) if (!paper(x)) { if (a0 < 0) a0 = x; a1 = x; }
+    const paper = (x: number) => {
+      const o = 3 * (row * info.width + x);
+      return data[o] > 245 && data[o + 1] > 245 && data[o + 2] > 245;
+    };
+    let a0 = -1,
+      a1 = -1;
+    for (let x = 100; x < 1500; x++)
+      if (!paper(x)) {
+        if (a0 < 0) a0 = x;
+        a1 = x;
+      }
     assert.ok(Math.abs(a0 / 10 - 19) < 0.5, `sticker A starts at ${a0 / 10} mm`);
     assert.ok(Math.abs((a1 - a0 + 1) / 10 - 80) < 0.6, `sticker A is ${(a1 - a0 + 1) / 10} mm wide on paper`);
   });
 
-  it('tiles a 600 mm sign\'s stickers over several A4 pages', async () => {
+  it("tiles a 600 mm sign's stickers over several A4 pages", async () => {
     const r = await exportSticker(sticker, { signMm: 600, compress: false, dpi: 40, embedMaxPx: 600, signPngMaxPx: 256 });
-    assert.deepStrictEqual(r.pieces.map((p) => p.label), ['A', 'B'], 'no whole-sign piece for a real-size sign');
+    assert.deepStrictEqual(
+      r.pieces.map((p) => p.label),
+      ['A', 'B'],
+      'no whole-sign piece for a real-size sign',
+    );
     for (const p of r.pieces) {
       assert.ok(p.widthMm > 450 && p.tiles >= 3, `piece ${p.label}: ${p.widthMm} mm in ${p.tiles} tiles`);
     }
@@ -124,16 +151,21 @@ describe('sticker: PDF and PNG export', function () {
     // The two stripes' bounding box with a 2 mm margin: 80 mm wide at 300 DPI ≈ 945 px.
     assert.ok(Math.abs((meta.width as number) - (80 / 25.4) * 300) < 12, `sticker PNG ${meta.width} px wide`);
     assert.strictEqual(meta.channels, 4);
-    const { data, info } = await sharp(r.stickerPng as Buffer).raw().toBuffer({ resolveWithObject: true });
+    const { data, info } = await sharp(r.stickerPng as Buffer)
+      .raw()
+      .toBuffer({ resolveWithObject: true });
     const alphaAt = (x: number, y: number) => data[4 * (y * info.width + x) + 3];
     assert.strictEqual(alphaAt(5, 5), 0, 'transparent outside the cut line');
-    assert.strictEqual(alphaAt(Math.round(info.width / 2), Math.round((2 + 5.5) / 25.4 * 300)), 255, 'opaque inside stripe A');
+    assert.strictEqual(alphaAt(Math.round(info.width / 2), Math.round(((2 + 5.5) / 25.4) * 300)), 255, 'opaque inside stripe A');
     assert.strictEqual(alphaAt(Math.round(info.width / 2), Math.round(info.height / 2)), 0, 'transparent between the stripes');
     const s = await sharp(r.signPng).metadata();
     assert.ok(Math.abs((s.width as number) - (100 / 25.4) * 300) < 2, `sign PNG ${s.width} px`);
     const p = await exportSticker(sign, { signMm: 100, compress: false });
     assert.strictEqual(p.stickerPng, null);
-    assert.deepStrictEqual(p.pieces.map((q) => q.label), ['S']);
+    assert.deepStrictEqual(
+      p.pieces.map((q) => q.label),
+      ['S'],
+    );
     assert.ok(Math.abs(p.pieces[0].widthMm - 100) < 0.6);
     await assert.rejects(exportSticker(sticker, { signMm: 5 }), /sign size must be 20\.\.3000 mm/);
   });

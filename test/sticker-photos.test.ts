@@ -27,11 +27,15 @@ async function ownPhotos(dir: string, n: number): Promise<void> {
   const rng = createRng(5);
   const rows = ['file,x1,y1,x2,y2,track'];
   for (let i = 0; i < n; i++) {
-    const bg = [rng(), rng(), rng()], light = 0.6 + 0.4 * rng(), ox = 8 + Math.floor(rng() * 12), oy = 8 + Math.floor(rng() * 12);
+    const bg = [rng(), rng(), rng()],
+      light = 0.6 + 0.4 * rng(),
+      ox = 8 + Math.floor(rng() * 12),
+      oy = 8 + Math.floor(rng() * 12);
     const px = Buffer.alloc(64 * 64 * 3);
     for (let y = 0; y < 64; y++) {
       for (let x = 0; x < 64; x++) {
-        const sx = x - ox, sy = y - oy;
+        const sx = x - ox,
+          sy = y - oy;
         const a = sx >= 0 && sy >= 0 && sx < 40 && sy < 40 ? sign[4 * (sy * 40 + sx) + 3] : 0;
         for (let c = 0; c < 3; c++) {
           const s = a > 0 ? sign[4 * (sy * 40 + sx) + c] : 0;
@@ -40,7 +44,9 @@ async function ownPhotos(dir: string, n: number): Promise<void> {
       }
     }
     const name = `p${i}.png`;
-    await sharp(px, { raw: { width: 64, height: 64, channels: 3 } }).png().toFile(path.join(dir, name));
+    await sharp(px, { raw: { width: 64, height: 64, channels: 3 } })
+      .png()
+      .toFile(path.join(dir, name));
     rows.push(`${name},${ox},${oy},${ox + 39},${oy + 39},t${Math.floor(i / 3)}`);
   }
   fs.writeFileSync(path.join(dir, 'boxes.csv'), rows.join('\n') + '\n');
@@ -89,10 +95,17 @@ describe('advsign sticker --photos', function () {
     // The whole sign pasted as the "sticker" over a photo of that sign, with no jitter, gives the photo back.
     const file = path.join(own, 'p4.png');
     const image = await decodeImage(fs.readFileSync(file));
-    const line = fs.readFileSync(path.join(own, 'boxes.csv'), 'utf8').split('\n').find((l) => l.startsWith('p4.png')) as string;
+    const line = fs
+      .readFileSync(path.join(own, 'boxes.csv'), 'utf8')
+      .split('\n')
+      .find((l) => l.startsWith('p4.png')) as string;
     const [x1, y1, x2, y2] = line.split(',').slice(1, 5).map(Number);
     const art = signCanvas(14, 64);
-    const scenes = photoScenes([{ file, image, roi: { x1, y1, x2, y2 }, classId: 14, group: 't1' }], { outputSize: 32, supersample: 2, margin: 0.1, signInBox: 1 }, art);
+    const scenes = photoScenes(
+      [{ file, image, roi: { x1, y1, x2, y2 }, classId: 14, group: 't1' }],
+      { outputSize: 32, supersample: 2, margin: 0.1, signInBox: 1 },
+      art,
+    );
     const still = { ...PHOTO_EOT, ...CLEAN_VIEW, scaleRange: [1, 1] as [number, number], background: 'random' as const, outputSize: 32 };
     const views = everyPhotoViews(1, 3, 1, still);
     const { rgb, alpha } = splitRgba(art);
@@ -107,35 +120,91 @@ describe('advsign sticker --photos', function () {
 
   it('optimises on training tracks, measures held-out tracks against noise and a uniform patch, writes the report', async () => {
     const out = path.join(dir, 'run', 'stop.pdf');
-    const r = await runCli(['sticker', '--model', MODEL, '--sign', '14', '--photos', own, '--area', '0.15', '--areas', '0.05,0.15',
-      '--steps', '25', '--eot-samples', '8', '--photo-share', '1', '--lr', '0.1', '--eval', '10', '--roundtrip', '0', '--skip-baseline', '--out', out]);
+    const r = await runCli([
+      'sticker',
+      '--model',
+      MODEL,
+      '--sign',
+      '14',
+      '--photos',
+      own,
+      '--area',
+      '0.15',
+      '--areas',
+      '0.05,0.15',
+      '--steps',
+      '25',
+      '--eot-samples',
+      '8',
+      '--photo-share',
+      '1',
+      '--lr',
+      '0.1',
+      '--eval',
+      '10',
+      '--roundtrip',
+      '0',
+      '--skip-baseline',
+      '--out',
+      out,
+    ]);
     assert.strictEqual(r.code, 0, r.stderr);
     const s = JSON.parse(fs.readFileSync(path.join(dir, 'run', 'stop.json'), 'utf8'));
     assert.ok(Math.abs(s.areaFraction - 0.15) < 0.005, `area ${s.areaFraction}`);
     const p = s.realPhotos;
     assert.strictEqual(p.kind, 'own');
     assert.strictEqual(p.heldOutTracks.length + p.trainTracks.length, 6);
-    assert.ok(p.heldOutTracks.every((t: string) => !p.trainTracks.includes(t)), 'held-out tracks are never optimised on');
+    assert.ok(
+      p.heldOutTracks.every((t: string) => !p.trainTracks.includes(t)),
+      'held-out tracks are never optimised on',
+    );
     assert.strictEqual(p.photos, 3 * p.heldOutTracks.length);
     assert.strictEqual(p.sticker.views, p.photos * 4);
     for (const k of ['sticker', 'noise', 'uniform']) assert.ok(p[k].successRate >= 0 && p[k].successRate <= 1, k);
     // Untargeted: the optimised sticker beats random noise of the same area on photos it never saw.
     assert.ok(p.sticker.successRate > p.noise.successRate + 0.2, `sticker ${p.sticker.successRate} vs noise ${p.noise.successRate}`);
-    assert.deepStrictEqual(p.areaCurve.map((q: { area: number }) => q.area), [0.05, s.areaFraction]);
+    assert.deepStrictEqual(
+      p.areaCurve.map((q: { area: number }) => q.area),
+      [0.05, s.areaFraction],
+    );
     assert.strictEqual(p.byCondition.sizePx.length, 3);
     assert.match(r.stdout, /held-out real-photo success \(untargeted\), area 15\.0 %: sticker [\d.]+ %, random noise [\d.]+ %, uniform patch [\d.]+ %/);
     assert.match(r.stdout, /success against area/);
     const html = fs.readFileSync(path.join(dir, 'run', 'stop-report.html'), 'utf8');
     assert.match(html, /<svg[^>]*success against sticker area/);
-    assert.strictEqual((html.match(/<img src="data:image\/png;base64,/g) ?? []).length, 3 * Math.min(6, p.photos), "clean | sticker | noise per example");
+    assert.strictEqual((html.match(/<img src="data:image\/png;base64,/g) ?? []).length, 3 * Math.min(6, p.photos), 'clean | sticker | noise per example');
   });
 
   it('takes the class and tracks from a GTSRB folder', async function () {
     const gtsrb = sharedGtsrb();
     if (!gtsrb) this.skip();
     const out = path.join(dir, 'gt', 'stop.pdf');
-    const r = await runCli(['sticker', '--model', MODEL, '--sign', '14', '--target', '1', '--photos', gtsrb as string, '--area', '0.1',
-      '--steps', '3', '--eot-samples', '4', '--photo-views', '1', '--eval', '10', '--roundtrip', '0', '--skip-baseline', '--out', out]);
+    const r = await runCli([
+      'sticker',
+      '--model',
+      MODEL,
+      '--sign',
+      '14',
+      '--target',
+      '1',
+      '--photos',
+      gtsrb as string,
+      '--area',
+      '0.1',
+      '--steps',
+      '3',
+      '--eot-samples',
+      '4',
+      '--photo-views',
+      '1',
+      '--eval',
+      '10',
+      '--roundtrip',
+      '0',
+      '--skip-baseline',
+      '--out',
+      out,
+    ]);
     assert.strictEqual(r.code, 0, r.stderr);
     const p = JSON.parse(fs.readFileSync(path.join(dir, 'gt', 'stop.json'), 'utf8')).realPhotos;
     assert.strictEqual(p.kind, 'gtsrb');

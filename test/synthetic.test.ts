@@ -48,8 +48,14 @@ describe('random', () => {
     const b = createRng(7);
     const c = createRng(8);
     const sa = Array.from({ length: 20 }, () => a());
-    assert.deepStrictEqual(sa, Array.from({ length: 20 }, () => b()));
-    assert.notDeepStrictEqual(sa, Array.from({ length: 20 }, () => c()));
+    assert.deepStrictEqual(
+      sa,
+      Array.from({ length: 20 }, () => b()),
+    );
+    assert.notDeepStrictEqual(
+      sa,
+      Array.from({ length: 20 }, () => c()),
+    );
     assert.ok(sa.every((v) => v >= 0 && v < 1));
     assert.notStrictEqual(hashSeed(1, 2), hashSeed(2, 1));
   });
@@ -62,8 +68,14 @@ describe('random', () => {
     }
     const arr = Int32Array.from({ length: 50 }, (_, i) => i);
     shuffleInPlace(rng, arr);
-    assert.deepStrictEqual([...arr].sort((x, y) => x - y), Array.from({ length: 50 }, (_, i) => i));
-    assert.notDeepStrictEqual([...arr], Array.from({ length: 50 }, (_, i) => i));
+    assert.deepStrictEqual(
+      [...arr].sort((x, y) => x - y),
+      Array.from({ length: 50 }, (_, i) => i),
+    );
+    assert.notDeepStrictEqual(
+      [...arr],
+      Array.from({ length: 50 }, (_, i) => i),
+    );
   });
 });
 
@@ -143,14 +155,25 @@ describe('synthetic renderer', () => {
       assert.strictEqual(perGroup.get(`synthetic-${c}-0`), 5);
       assert.strictEqual(perGroup.get(`synthetic-${c}-1`), 2);
     }
-    assert.ok(set.images.every((v) => v >= 0 && v <= 1), 'dataset values in [0, 1]');
+    assert.ok(
+      set.images.every((v) => v >= 0 && v <= 1),
+      'dataset values in [0, 1]',
+    );
     // Frames of a track resemble each other more than frames of different tracks.
     const px = 24 * 24 * 3;
     const img = (i: number): Float32Array => set.images.subarray(i * px, (i + 1) * px);
     assert.ok(l2(img(0), img(1)) < l2(img(0), img(5)) || l2(img(0), img(1)) < l2(img(0), img(7)));
 
     const three = renderDataset({ perClass: 7, classes: [1], groupSize: 3, augment: false });
-    assert.deepStrictEqual(three.groups, ['synthetic-1-0', 'synthetic-1-0', 'synthetic-1-0', 'synthetic-1-1', 'synthetic-1-1', 'synthetic-1-1', 'synthetic-1-2']);
+    assert.deepStrictEqual(three.groups, [
+      'synthetic-1-0',
+      'synthetic-1-0',
+      'synthetic-1-0',
+      'synthetic-1-1',
+      'synthetic-1-1',
+      'synthetic-1-1',
+      'synthetic-1-2',
+    ]);
     assert.strictEqual(renderDataset({ perClass: 0 }).n, 0);
   });
 
@@ -159,7 +182,10 @@ describe('synthetic renderer', () => {
     const t0 = Date.now();
     const set = renderDataset({ perClass: 10, seed: 11 });
     assert.strictEqual(set.n, 430);
-    assert.deepStrictEqual([...new Set(set.labels)].sort((a, b) => a - b), Array.from({ length: 43 }, (_, i) => i));
+    assert.deepStrictEqual(
+      [...new Set(set.labels)].sort((a, b) => a - b),
+      Array.from({ length: 43 }, (_, i) => i),
+    );
     assert.ok(Date.now() - t0 < 10000, `430 images took ${Date.now() - t0} ms`);
   });
 

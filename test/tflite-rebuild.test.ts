@@ -34,9 +34,11 @@ function compare(clf: Classifier, set: ImageSet): { maxDiff: number; agreement: 
   const b = tf.tidy(() => tf.maximum((clf.runtime as Classifier).logits(x), floor).dataSync() as Float32Array);
   x.dispose();
   const k = clf.numClasses;
-  let maxDiff = 0, same = 0;
+  let maxDiff = 0,
+    same = 0;
   for (let i = 0; i < set.n; i++) {
-    let ia = 0, ib = 0;
+    let ia = 0,
+      ib = 0;
     for (let j = 0; j < k; j++) {
       maxDiff = Math.max(maxDiff, Math.abs(a[i * k + j] - b[i * k + j]));
       if (a[i * k + j] > a[i * k + ia]) ia = j;
@@ -65,9 +67,10 @@ describe('tflite: the rebuilt graph matches the interpreter', function () {
   const images = async (size: number, preprocess: 'crop' | 'whole' = 'crop'): Promise<ImageSet> => {
     const key = size * 2 + (preprocess === 'whole' ? 1 : 0);
     if (!sets.has(key)) {
-      sets.set(key, data
-        ? await loadDataset(data, { split: 'test', size, limit: 120, preprocess })
-        : renderDataset({ perClass: 3, size, seed: 5151, augment: true }));
+      sets.set(
+        key,
+        data ? await loadDataset(data, { split: 'test', size, limit: 120, preprocess }) : renderDataset({ perClass: 3, size, seed: 5151, augment: true }),
+      );
     }
     return sets.get(key) as ImageSet;
   };
@@ -135,8 +138,27 @@ describe('tflite: the rebuilt graph matches the interpreter', function () {
   it('ops the exporter never writes, on a 24×20 input in −1…1 with 5 labelled classes: max |Δ| ≤ 1e-4', async () => {
     const bytes = opZooTflite();
     const ops = new Set(parseModel(bytes).operators.map((o) => o.name));
-    for (const op of ['PAD', 'CONV_2D', 'DEPTHWISE_CONV_2D', 'LOGISTIC', 'SUB', 'MUL', 'AVERAGE_POOL_2D', 'MAX_POOL_2D', 'CONCATENATION',
-      'HARD_SWISH', 'MEAN', 'SQUEEZE', 'FULLY_CONNECTED', 'TANH', 'RELU', 'RELU6', 'ADD', 'SOFTMAX']) assert.ok(ops.has(op), op);
+    for (const op of [
+      'PAD',
+      'CONV_2D',
+      'DEPTHWISE_CONV_2D',
+      'LOGISTIC',
+      'SUB',
+      'MUL',
+      'AVERAGE_POOL_2D',
+      'MAX_POOL_2D',
+      'CONCATENATION',
+      'HARD_SWISH',
+      'MEAN',
+      'SQUEEZE',
+      'FULLY_CONNECTED',
+      'TANH',
+      'RELU',
+      'RELU6',
+      'ADD',
+      'SOFTMAX',
+    ])
+      assert.ok(ops.has(op), op);
     const m = await load(bytes, 'zoo.tflite', { inputRange: parseInputRange('-1,1'), labels: ['a', 'b', 'c', 'd', 'e'] });
     assert.strictEqual(m.classifier.inputSize, 24, 'the larger side; images are resized to 24×20 inside');
     assert.deepStrictEqual(m.classifier.classNames, ['a', 'b', 'c', 'd', 'e']);
@@ -148,8 +170,10 @@ describe('tflite: the rebuilt graph matches the interpreter', function () {
 
   it('an op it cannot rebuild is named in one line; the interpreter still runs the file', async () => {
     const bytes = opZooTflite({ withAbs: true });
-    assert.throws(() => rebuildGraph(readGraph(bytes), 'abs.tflite'), (e: Error) =>
-      e.name === 'UserError' && /op ABS \(operator 2\) cannot be rebuilt/.test(e.message) && !e.message.includes('\n'));
+    assert.throws(
+      () => rebuildGraph(readGraph(bytes), 'abs.tflite'),
+      (e: Error) => e.name === 'UserError' && /op ABS \(operator 2\) cannot be rebuilt/.test(e.message) && !e.message.includes('\n'),
+    );
     const m = await load(bytes, 'abs.tflite', { labels: ['a', 'b', 'c', 'd', 'e'] });
     assert.strictEqual(m.description.gradients, null);
     assert.match(m.description.noGradients ?? '', /ABS/);
@@ -166,12 +190,13 @@ describe('tflite: the rebuilt graph matches the interpreter', function () {
     loaded.push(ours);
     const x = tf.tensor4d(set.images, [set.n, 32, 32, 3]);
     const ref = tf.tidy(() => tf.logSoftmax(ours.classifier.logits(x)).dataSync() as Float32Array);
-    const gap = (clf: Classifier) => tf.tidy(() => {
-      const z = clf.logits(x).dataSync() as Float32Array;
-      let d = 0;
-      for (let i = 0; i < z.length; i++) d = Math.max(d, Math.abs(Math.max(z[i], -27) - Math.max(ref[i], -27)));
-      return d;
-    });
+    const gap = (clf: Classifier) =>
+      tf.tidy(() => {
+        const z = clf.logits(x).dataSync() as Float32Array;
+        let d = 0;
+        for (let i = 0; i < z.length; i++) d = Math.max(d, Math.abs(Math.max(z[i], -27) - Math.max(ref[i], -27)));
+        return d;
+      });
     for (const signature of [true, false]) {
       const g = path.join(dir, `graph-${signature}`);
       saveGraphModel(trained, g, { signature });
@@ -213,13 +238,20 @@ describe('model loading: bad input gets one clear line', function () {
     const a = two.input([1, 8, 8, 3]);
     const b = two.input([1, 8, 8, 3]);
     const s = two.op(Op.ADD, [a, b], [1, 8, 8, 3], opts.add());
-    await rejects(two.build(two.op(Op.RESHAPE, [s, two.i32('shape', [2], [1, 192])], [1, 192], opts.reshape([1, 192]))), {}, /2 inputs and 1 outputs; a classifier has one of each/);
+    await rejects(
+      two.build(two.op(Op.RESHAPE, [s, two.i32('shape', [2], [1, 192])], [1, 192], opts.reshape([1, 192]))),
+      {},
+      /2 inputs and 1 outputs; a classifier has one of each/,
+    );
     const vec = new GraphBuilder();
     await rejects(vec.build(vec.op(Op.RELU, [vec.input([1, 100])], [1, 100])), {}, /input must be one image \[1, H, W, 3\].*got \[1, 100\]/);
     const q = new GraphBuilder();
     const x = q.input([1, 8, 8, 3], TensorType.UINT8);
-    await rejects(q.build(q.op(Op.RESHAPE, [q.op(Op.DEQUANTIZE, [x], [1, 8, 8, 3]), q.i32('shape', [2], [1, 192])], [1, 192], opts.reshape([1, 192]))), {},
-      /input input is uint8 without quantisation parameters/);
+    await rejects(
+      q.build(q.op(Op.RESHAPE, [q.op(Op.DEQUANTIZE, [x], [1, 8, 8, 3]), q.i32('shape', [2], [1, 192])], [1, 192], opts.reshape([1, 192]))),
+      {},
+      /input input is uint8 without quantisation parameters/,
+    );
   });
 
   it('labels whose count does not match the outputs, a model without 43 classes and no labels, an unparsable range', async () => {

@@ -60,14 +60,17 @@ function tinyModel(extraOp?: { op: number; customCode?: string }): ModelDesc {
 
 describe('tflite: flatbuffer writer', () => {
   it('writes tables, vectors and strings that read back, with aligned data', () => {
-    const bytes = serializeFlatBuffer(fb.table([
-      fb.u32(3),
-      fb.str('héllo'),
-      fb.vec('i32', [1, -2, 3]),
-      fb.tables([fb.table([fb.i8(-5), null, fb.f32(1.5)]), fb.table([])]),
-      fb.bytes(Uint8Array.from([9, 8, 7]), 16),
-      fb.vec('i64', [BigInt(-128), BigInt(5)]),
-    ]), 'TEST');
+    const bytes = serializeFlatBuffer(
+      fb.table([
+        fb.u32(3),
+        fb.str('héllo'),
+        fb.vec('i32', [1, -2, 3]),
+        fb.tables([fb.table([fb.i8(-5), null, fb.f32(1.5)]), fb.table([])]),
+        fb.bytes(Uint8Array.from([9, 8, 7]), 16),
+        fb.vec('i64', [BigInt(-128), BigInt(5)]),
+      ]),
+      'TEST',
+    );
     const r = new FbReader(bytes);
     assert.strictEqual(r.identifier(), 'TEST');
     const root = r.root();
@@ -100,7 +103,14 @@ describe('tflite: export and run', function () {
     const all = renderDataset({ perClass: 15, size: 32, seed: 11 });
     const { train, val } = splitByGroup(all, 0.2, 1);
     const r = await trainClassifier(train, val, {
-      arch: 'cnn4-small', epochs: 4, batchSize: 32, learningRate: 3e-3, seed: 3, patience: 6, augment: false, progress: false,
+      arch: 'cnn4-small',
+      epochs: 4,
+      batchSize: 32,
+      learningRate: 3e-3,
+      seed: 3,
+      patience: 6,
+      augment: false,
+      progress: false,
     });
     trained = r.model;
     calib = train;
@@ -114,7 +124,10 @@ describe('tflite: export and run', function () {
     assert.strictEqual(clf.inputSize, 2);
     assert.strictEqual(clf.numClasses, 12);
     const x = Float32Array.from({ length: 12 }, (_, i) => i / 12);
-    assert.deepStrictEqual(Array.from(clf.predictLogits(x, 1)), Array.from(x, (v) => 2 * v));
+    assert.deepStrictEqual(
+      Array.from(clf.predictLogits(x, 1)),
+      Array.from(x, (v) => 2 * v),
+    );
     clf.dispose();
   });
 
@@ -145,7 +158,19 @@ describe('tflite: export and run', function () {
     const r = await convertToTflite(model, { quantize: 'none', verifyImages: 0 });
     const p = parseModel(r.tflite);
     assert.strictEqual(p.version, 3);
-    assert.deepStrictEqual(r.ops, ['MUL', 'ADD', 'CONV_2D', 'CONV_2D', 'MAX_POOL_2D', 'CONV_2D', 'CONV_2D', 'MAX_POOL_2D', 'RESHAPE', 'FULLY_CONNECTED', 'FULLY_CONNECTED']);
+    assert.deepStrictEqual(r.ops, [
+      'MUL',
+      'ADD',
+      'CONV_2D',
+      'CONV_2D',
+      'MAX_POOL_2D',
+      'CONV_2D',
+      'CONV_2D',
+      'MAX_POOL_2D',
+      'RESHAPE',
+      'FULLY_CONNECTED',
+      'FULLY_CONNECTED',
+    ]);
     // Layouts: conv filters [out, h, w, in], dense weights [out, in].
     const conv1 = p.tensors.find((t) => t.name === 'conv1_1/filter')!;
     assert.deepStrictEqual(conv1.shape, [16, 3, 3, 3]);
@@ -174,8 +199,23 @@ describe('tflite: export and run', function () {
     }
     const r = await convertToTflite(model, { quantize: 'none', verifyImages: 0 });
     // Same graph as without batch norm: nothing is left of it but the conv weights and biases.
-    assert.deepStrictEqual(r.ops, ['MUL', 'ADD', 'CONV_2D', 'CONV_2D', 'MAX_POOL_2D', 'CONV_2D', 'CONV_2D', 'MAX_POOL_2D', 'RESHAPE', 'FULLY_CONNECTED', 'FULLY_CONNECTED']);
-    assert.ok(r.notes.some((s) => /bn1_1.*folded into conv1_1/.test(s)), r.notes.join('; '));
+    assert.deepStrictEqual(r.ops, [
+      'MUL',
+      'ADD',
+      'CONV_2D',
+      'CONV_2D',
+      'MAX_POOL_2D',
+      'CONV_2D',
+      'CONV_2D',
+      'MAX_POOL_2D',
+      'RESHAPE',
+      'FULLY_CONNECTED',
+      'FULLY_CONNECTED',
+    ]);
+    assert.ok(
+      r.notes.some((s) => /bn1_1.*folded into conv1_1/.test(s)),
+      r.notes.join('; '),
+    );
     const clf = await loadTfliteModel(r.tflite);
     const x = randomImages(8, 32, 6);
     const d = maxAbsDiff(clf.predictLogits(x, 8), tfjsLogits(model, x, 8, 32));
@@ -218,20 +258,34 @@ describe('tflite: export and run', function () {
     assert.throws(() => tf.grad((t: tf.Tensor) => cf.logits(t as tf.Tensor4D).sum())(x), /no gradients.*black-box/);
     const before = tf.memory().numTensors;
     for (let i = 0; i < 5; i++) {
-      tf.tidy(() => { cf.logits(x).sum(); });
+      tf.tidy(() => {
+        cf.logits(x).sum();
+      });
       cf.logits(x).dispose();
     }
     assert.strictEqual(tf.memory().numTensors, before, 'logits() leaks no tensors');
     x.dispose();
     const { LayersClassifier } = await import('../src/inference/model');
     const r = await tfliteRobustness(new LayersClassifier(trained), { float: cf, int8: cq }, check, {
-      limit: 16, squareLimit: 6, squareQueries: 40, pgdSteps: 3,
+      limit: 16,
+      squareLimit: 6,
+      squareQueries: 40,
+      pgdSteps: 3,
     });
     assert.strictEqual(r.n, 16);
-    assert.deepStrictEqual(r.clean.map((c) => c.name), ['surrogate', 'float', 'int8']);
-    assert.deepStrictEqual(r.transfer.map((t) => t.attack), ['fgsm', 'pgd']);
+    assert.deepStrictEqual(
+      r.clean.map((c) => c.name),
+      ['surrogate', 'float', 'int8'],
+    );
+    assert.deepStrictEqual(
+      r.transfer.map((t) => t.attack),
+      ['fgsm', 'pgd'],
+    );
     for (const row of r.transfer) {
-      assert.deepStrictEqual(row.targets.map((t) => t.name), ['float', 'int8']);
+      assert.deepStrictEqual(
+        row.targets.map((t) => t.name),
+        ['float', 'int8'],
+      );
       for (const t of [row.source, ...row.targets]) assert.ok(t.successRate >= 0 && t.successRate <= 1);
     }
     assert.strictEqual(r.square.length, 2);
@@ -249,10 +303,24 @@ describe('tflite: export and run', function () {
     await saveModel(trained, modelDir);
     const lines: string[] = [];
     const log = console.log;
-    console.log = (...a: unknown[]) => { lines.push(a.join(' ')); };
+    console.log = (...a: unknown[]) => {
+      lines.push(a.join(' '));
+    };
     try {
       await exportCommand(['--model', modelDir, '--out', path.join(dir, 'f.tflite'), '--verify', '32']);
-      await exportCommand(['--model', modelDir, '--out', path.join(dir, 'q.tflite'), '--int8', '--calibration', 'synthetic', '--calibration-images', '200', '--verify', '32']);
+      await exportCommand([
+        '--model',
+        modelDir,
+        '--out',
+        path.join(dir, 'q.tflite'),
+        '--int8',
+        '--calibration',
+        'synthetic',
+        '--calibration-images',
+        '200',
+        '--verify',
+        '32',
+      ]);
     } finally {
       console.log = log;
     }

@@ -25,7 +25,13 @@ describe('training', function () {
     assert.strictEqual(new Set(train.labels).size, 43);
     const before = tf.memory().numTensors;
     const r = await trainClassifier(train, val, {
-      arch: 'cnn4-small', epochs: 6, batchSize: 32, learningRate: 2e-3, seed: 3, patience: 6, augment: false,
+      arch: 'cnn4-small',
+      epochs: 6,
+      batchSize: 32,
+      learningRate: 2e-3,
+      seed: 3,
+      patience: 6,
+      augment: false,
     });
     const acc = await accuracy(r.classifier, val);
     // Chance is 1/43 ≈ 2.3 %.
@@ -39,9 +45,16 @@ describe('training', function () {
     const all = renderDataset({ perClass: 4, size: 32, seed: 12 });
     const { train, val } = splitByGroup(all, 0.3, 1);
     const run = async (eligibleEpochs: number[]) => {
-      let calls = 0, epoch = 0;
+      let calls = 0,
+        epoch = 0;
       const r = await trainClassifier(train, val, {
-        arch: 'cnn4-small', epochs: 3, batchSize: 32, learningRate: 1e-3, seed: 1, patience: 5, augment: false,
+        arch: 'cnn4-small',
+        epochs: 3,
+        batchSize: 32,
+        learningRate: 1e-3,
+        seed: 1,
+        patience: 5,
+        augment: false,
         // Rising score: without a constraint the last epoch wins.
         validationScore: { name: 'score', score: async () => ++calls / 10, eligible: () => eligibleEpochs.includes(++epoch) },
       });
@@ -51,7 +64,10 @@ describe('training', function () {
     const free = await run([1, 2, 3]);
     assert.strictEqual(free.bestEpoch, 3);
     assert.ok(Math.abs(free.bestValScore - 0.3) < 1e-9);
-    assert.deepStrictEqual(free.history.map((h) => h.valScore), [0.1, 0.2, 0.3]);
+    assert.deepStrictEqual(
+      free.history.map((h) => h.valScore),
+      [0.1, 0.2, 0.3],
+    );
     assert.strictEqual((await run([2])).bestEpoch, 2, 'the only eligible epoch beats later, higher-scoring ones');
     assert.strictEqual((await run([])).bestEpoch, 3, 'with none eligible, the best score');
   });
@@ -113,6 +129,9 @@ describe('training', function () {
     assert.strictEqual(ckpt.inputSize, 32);
     const leftovers = fs.readdirSync(path.dirname(out2)).filter((f) => f.includes('.saving-'));
     // A kill can land mid-save: then only a staging folder is left, never a half checkpoint.
-    assert.ok(leftovers.every((f) => !f.startsWith('checkpoint')), leftovers.join(','));
+    assert.ok(
+      leftovers.every((f) => !f.startsWith('checkpoint')),
+      leftovers.join(','),
+    );
   });
 });

@@ -24,7 +24,10 @@ describe('advsign validate (PyTorch reference check)', function () {
     const r = await runCli(['validate', '--model', 'models/gtsrb-cnn', '--data', 'synthetic', '--n', '24', '--json', json]);
     assert.strictEqual(r.code, 0, r.stdout + r.stderr);
     assert.match(r.stdout, /validate: every check within float tolerance/);
-    const { tolerances, models: [m] } = JSON.parse(fs.readFileSync(json, 'utf8'));
+    const {
+      tolerances,
+      models: [m],
+    } = JSON.parse(fs.readFileSync(json, 'utf8'));
     assert.strictEqual(m.n, 24);
     assert.ok(m.gradient.images === 24 && m.gradient.p99RelativeError <= tolerances.gradientP99, JSON.stringify(m.gradient));
     assert.ok(m.fgsmSigns.agreement >= 0.999 && m.fgsmSigns.counted > 24 * 1000, JSON.stringify(m.fgsmSigns));

@@ -24,7 +24,9 @@ const PRELOAD = path.join(__dirname, 'fault-preload.js');
 function runUntilFault(args: string[], fault: RegExp): Promise<{ faulted: boolean; stderr: string }> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, ['--require', PRELOAD, BIN, ...args], {
-      cwd: ROOT, env: { ...process.env, ADVSIGN_FAULT_WRITE: fault.source }, stdio: ['ignore', 'ignore', 'pipe'],
+      cwd: ROOT,
+      env: { ...process.env, ADVSIGN_FAULT_WRITE: fault.source },
+      stdio: ['ignore', 'ignore', 'pipe'],
     });
     let stderr = '';
     let faulted = false;
@@ -44,9 +46,14 @@ function runUntilFault(args: string[], fault: RegExp): Promise<{ faulted: boolea
 function runWithFileLimit(args: string[], kb: number): Promise<RunResult> {
   return new Promise((resolve, reject) => {
     const child = spawn('bash', ['-c', `ulimit -f ${kb}; exec "$@"`, 'bash', process.execPath, BIN, ...args], { cwd: ROOT });
-    let stdout = '', stderr = '';
-    child.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
-    child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
+    let stdout = '',
+      stderr = '';
+    child.stdout.on('data', (d: Buffer) => {
+      stdout += d.toString();
+    });
+    child.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString();
+    });
     child.on('error', reject);
     child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
   });
@@ -54,7 +61,12 @@ function runWithFileLimit(args: string[], kb: number): Promise<RunResult> {
 
 /** Everything in a folder (names starting with '.' included), with contents. */
 function snapshot(dir: string): Map<string, Buffer> {
-  return new Map(fs.readdirSync(dir).filter((n) => fs.statSync(path.join(dir, n)).isFile()).map((n) => [n, fs.readFileSync(path.join(dir, n))]));
+  return new Map(
+    fs
+      .readdirSync(dir)
+      .filter((n) => fs.statSync(path.join(dir, n)).isFile())
+      .map((n) => [n, fs.readFileSync(path.join(dir, n))]),
+  );
 }
 
 function assertUnchanged(before: Map<string, Buffer>, dir: string, what: string): void {
@@ -81,8 +93,32 @@ describe('writers: nothing half-written', function () {
 
   it('sticker: a full disk and a SIGKILL mid-write leave the previous PDF, PNGs and JSON whole; the next run cleans up', async () => {
     const outDir = path.join(dir, 'sticker');
-    const sticker = (seed: string) => ['sticker', '--model', modelDir, '--sign', '14', '--target', '1', '--out', path.join(outDir, 'stop.pdf'),
-      '--steps', '2', '--eot-samples', '2', '--eval', '4', '--roundtrip', '0', '--skip-baseline', '--sign-mm', '100', '--canvas', '32', '--seed', seed];
+    const sticker = (seed: string) => [
+      'sticker',
+      '--model',
+      modelDir,
+      '--sign',
+      '14',
+      '--target',
+      '1',
+      '--out',
+      path.join(outDir, 'stop.pdf'),
+      '--steps',
+      '2',
+      '--eot-samples',
+      '2',
+      '--eval',
+      '4',
+      '--roundtrip',
+      '0',
+      '--skip-baseline',
+      '--sign-mm',
+      '100',
+      '--canvas',
+      '32',
+      '--seed',
+      seed,
+    ];
     const first = await runCli(sticker('1'));
     assert.equal(first.code, 0, first.stderr);
     const good = snapshot(outDir);
@@ -136,8 +172,20 @@ describe('writers: nothing half-written', function () {
 
   it('evaluate: --json and --report survive a full disk and a SIGKILL mid-write', async () => {
     const outDir = path.join(dir, 'eval');
-    const evaluate = ['evaluate', '--model', modelDir, '--data', 'synthetic', '--limit', '43', '--quiet',
-      '--json', path.join(outDir, 'r.json'), '--report', path.join(outDir, 'r.html')];
+    const evaluate = [
+      'evaluate',
+      '--model',
+      modelDir,
+      '--data',
+      'synthetic',
+      '--limit',
+      '43',
+      '--quiet',
+      '--json',
+      path.join(outDir, 'r.json'),
+      '--report',
+      path.join(outDir, 'r.html'),
+    ];
     assert.equal((await runCli(evaluate)).code, 0);
     const good = snapshot(outDir);
     const full = await runWithFileLimit(evaluate, 8);
@@ -174,7 +222,7 @@ describe('writers: nothing half-written', function () {
   });
 });
 
-describe('writers: the daemon\'s snapshots', function () {
+describe("writers: the daemon's snapshots", function () {
   this.timeout(60000);
 
   it('a snapshot killed mid-write leaves only a hidden temporary file, which the next snapshot removes', async () => {
@@ -182,22 +230,44 @@ describe('writers: the daemon\'s snapshots', function () {
     const snaps = tempDir();
     // A process that dies half-way through writing a snapshot (a crash, a power cut).
     const script = `require(${JSON.stringify(path.join(ROOT, 'dist', 'src', 'util', 'atomic-file.js'))}).writeFileAtomic(${JSON.stringify(path.join(snaps, 'advsign-old.png'))}, Buffer.alloc(100000, 7))`;
-    const child = spawn(process.execPath, ['--require', PRELOAD, '-e', script], { env: { ...process.env, ADVSIGN_FAULT_WRITE: 'advsign-old\\.png' }, stdio: ['ignore', 'ignore', 'pipe'] });
+    const child = spawn(process.execPath, ['--require', PRELOAD, '-e', script], {
+      env: { ...process.env, ADVSIGN_FAULT_WRITE: 'advsign-old\\.png' },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
     await new Promise<void>((resolve, reject) => {
-      child.stderr!.on('data', (d: Buffer) => { if (d.toString().includes('advsign-fault')) resolve(); });
+      child.stderr!.on('data', (d: Buffer) => {
+        if (d.toString().includes('advsign-fault')) resolve();
+      });
       child.once('exit', (code) => reject(new Error(`the writer exited (${code}) before the fault`)));
     });
     child.kill('SIGKILL');
     await new Promise((r) => child.once('close', r));
-    assert.deepEqual(fs.readdirSync(snaps).filter((n) => !n.startsWith('.')), [], 'no partial PNG under its real name');
+    assert.deepEqual(
+      fs.readdirSync(snaps).filter((n) => !n.startsWith('.')),
+      [],
+      'no partial PNG under its real name',
+    );
     assert.equal(temps(snaps).length, 1);
 
     const clf = new LayersClassifier(buildModel({ arch: 'cnn4-small', inputSize: 32, numClasses: 43 }));
     const board = new MemoryDriver();
     const gpio = createGpio({ button: 17 }, { driver: board });
     const server = await startServer({
-      config: { ...DEFAULT_CONFIG, sources: [], ffmpegInputArgs: [], port: 0, source: 'synthetic', width: 96, height: 72, fps: 10, snapshotDir: snaps, logLevel: 'silent' },
-      classifier: clf, gpio, logger: memoryLogger('warn'),
+      config: {
+        ...DEFAULT_CONFIG,
+        sources: [],
+        ffmpegInputArgs: [],
+        port: 0,
+        source: 'synthetic',
+        width: 96,
+        height: 72,
+        fps: 10,
+        snapshotDir: snaps,
+        logLevel: 'silent',
+      },
+      classifier: clf,
+      gpio,
+      logger: memoryLogger('warn'),
     });
     try {
       const t0 = Date.now();

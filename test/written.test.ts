@@ -22,11 +22,13 @@ import { runCli, tempDir } from './helpers';
 
 describe('8-bit images as written', function () {
   this.timeout(180000);
-  before(async () => { await initBackend(); });
+  before(async () => {
+    await initBackend();
+  });
 
   it('rounds arrays and tensors identically, ties included', () => {
     const v = new Float32Array(4096);
-    for (let i = 0; i < v.length; i++) v[i] = i < 512 ? (i % 256 + 0.5) / 255 : i < 1024 ? (i % 256) / 255 : Math.random() * 1.2 - 0.1;
+    for (let i = 0; i < v.length; i++) v[i] = i < 512 ? ((i % 256) + 0.5) / 255 : i < 1024 ? (i % 256) / 255 : Math.random() * 1.2 - 0.1;
     const t = tf.tensor1d(v);
     const q = quantiseTensor(t);
     const fromTensor = q.dataSync();
@@ -37,7 +39,8 @@ describe('8-bit images as written', function () {
   });
 
   it('keeps L∞ and L2 budgets through rounding (clean on the grid)', () => {
-    const n = 4, d = 300;
+    const n = 4,
+      d = 300;
     const clean = quantiseArray(Float32Array.from({ length: n * d }, () => Math.random()));
     for (const eps of [8 / 255, 0.03, 0.5 / 255]) {
       const adv = Float32Array.from(clean, (c) => Math.min(1, Math.max(0, c + (Math.random() * 2 - 1) * eps * 1.0)));
@@ -51,7 +54,7 @@ describe('8-bit images as written', function () {
     const adv = Float32Array.from(clean, (c) => Math.min(1, Math.max(0, c + (Math.random() * 2 - 1) * 0.03)));
     // Scale each image's perturbation to exactly eps2, the worst case for rounding up.
     const norms = normsFromArrays(clean, adv, n);
-    for (let i = 0; i < n; i++) for (let p = i * d; p < (i + 1) * d; p++) adv[p] = clean[p] + (adv[p] - clean[p]) * eps2 / norms.l2[i];
+    for (let i = 0; i < n; i++) for (let p = i * d; p < (i + 1) * d; p++) adv[p] = clean[p] + ((adv[p] - clean[p]) * eps2) / norms.l2[i];
     const w = quantiseWithin(clean, adv, n, { norm: 'l2', eps: eps2 });
     for (const l2 of normsFromArrays(clean, w, n).l2) assert.ok(l2 <= eps2 * (1 + 1e-6), `L2 ${l2} > ${eps2}`);
   });
@@ -77,8 +80,10 @@ describe('8-bit images as written', function () {
     const scene = new SyntheticScene({ width: 96, height: 96 });
     for (const [i, eps] of [0.03, 2 / 255, 0.5 / 255].entries()) {
       const { rgb } = scene.render(i * 0.3);
-      const r = await pipe.process({ rgb, width: 96, height: 96, t: performance.now(), seq: i, decodeMs: 0 },
-        { attack: 'fgsm', eps, targeted: false, target: 14, steps: 1, loss: 'ce', roi: null, paused: false });
+      const r = await pipe.process(
+        { rgb, width: 96, height: 96, t: performance.now(), seq: i, decodeMs: 0 },
+        { attack: 'fgsm', eps, targeted: false, target: 14, steps: 1, loss: 'ce', roi: null, paused: false },
+      );
       const adv = Float32Array.from(await sharp(r.images.adversarial).raw().toBuffer(), (b) => b / 255);
       const crop = Float32Array.from(await sharp(r.images.cleanCrop).raw().toBuffer(), (b) => b / 255);
       const pred = tf.tidy(() => tf.argMax(clf.logits(tf.tensor4d(adv, [1, 32, 32, 3])), 1).dataSync()[0]);
@@ -99,7 +104,9 @@ describe('8-bit images as written', function () {
       await saveModel(buildModel({ arch: 'cnn4-small', inputSize: 32, numClasses: 43, seed: 3 }), modelDir);
       const px = renderSign(14, { size: 32, seed: 5 });
       image = path.join(dir, 'stop.png');
-      await sharp(Buffer.from(px.map((v) => Math.round(v * 255))), { raw: { width: 32, height: 32, channels: 3 } }).png().toFile(image);
+      await sharp(Buffer.from(px.map((v) => Math.round(v * 255))), { raw: { width: 32, height: 32, channels: 3 } })
+        .png()
+        .toFile(image);
     });
 
     for (const attack of ['deepfool', 'fgsm', 'jsma']) {
@@ -112,8 +119,8 @@ describe('8-bit images as written', function () {
         const written = (await loadImageFile(out)).data;
         const clean = (await loadImageFile(image)).data;
         const pred = tf.tidy(() => tf.argMax(clf.logits(tf.tensor4d(written, [1, 32, 32, 3])), 1).dataSync()[0]);
-        assert.equal(res.adversarial[0].classId, pred, 'reported prediction is the PNG\'s');
-        assert.equal(res.success, pred !== res.label, 'reported success is the PNG\'s');
+        assert.equal(res.adversarial[0].classId, pred, "reported prediction is the PNG's");
+        assert.equal(res.success, pred !== res.label, "reported success is the PNG's");
         const norms = normsFromArrays(clean, written, 1);
         assert.equal(res.l0, norms.l0[0], 'L0 of the file');
         assert.ok(Math.abs(res.linf - norms.linf[0]) < 1e-6, `L∞ ${res.linf} vs file ${norms.linf[0]}`);

@@ -23,10 +23,11 @@ export function alignSurrogate(source: Classifier, target: Classifier): Classifi
     numClasses: target.numClasses,
     trainableWeights: [],
     classNames: target.classNames,
-    logits: (images: Tensor4D): Tensor2D => tf.tidy(() => {
-      const x = images.shape[1] === s && images.shape[2] === s ? images : tf.image.resizeBilinear(images, [s, s], false, true);
-      const z = source.logits(x);
-      return sameOrder ? z : tf.gather(z, cols, 1);
-    }),
+    logits: (images: Tensor4D): Tensor2D =>
+      tf.tidy(() => {
+        const x = images.shape[1] === s && images.shape[2] === s ? images : tf.image.resizeBilinear(images, [s, s], false, true);
+        const z = source.logits(x);
+        return sameOrder ? z : tf.gather(z, cols, 1);
+      }),
   };
 }

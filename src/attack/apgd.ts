@@ -66,16 +66,33 @@ function randomStart(x: Tensor4D, norm: 'linf' | 'l2', eps: number, seed: number
 /** The running state of one APGD run on the images still active (rows follow `rows`). */
 interface State {
   rows: number[];
-  x: Tensor4D; adv: Tensor4D; prev: Tensor4D; grad: Tensor4D; best: Tensor4D; bestGrad: Tensor4D;
-  y: Tensor1D; t: Tensor1D | null;
+  x: Tensor4D;
+  adv: Tensor4D;
+  prev: Tensor4D;
+  grad: Tensor4D;
+  best: Tensor4D;
+  bestGrad: Tensor4D;
+  y: Tensor1D;
+  t: Tensor1D | null;
 }
 
 function keepRows(s: State, keep: number[]): State {
   const idx = tf.tensor1d(keep, 'int32');
-  const g = <T extends tf.Tensor>(v: T): T => { const r = tf.gather(v, idx) as T; v.dispose(); return r; };
+  const g = <T extends tf.Tensor>(v: T): T => {
+    const r = tf.gather(v, idx) as T;
+    v.dispose();
+    return r;
+  };
   const out: State = {
-    rows: keep.map((i) => s.rows[i]), x: g(s.x), adv: g(s.adv), prev: g(s.prev), grad: g(s.grad), best: g(s.best), bestGrad: g(s.bestGrad),
-    y: g(s.y), t: s.t ? g(s.t) : null,
+    rows: keep.map((i) => s.rows[i]),
+    x: g(s.x),
+    adv: g(s.adv),
+    prev: g(s.prev),
+    grad: g(s.grad),
+    best: g(s.best),
+    bestGrad: g(s.bestGrad),
+    y: g(s.y),
+    t: s.t ? g(s.t) : null,
   };
   idx.dispose();
   return out;
@@ -89,7 +106,10 @@ function disposeState(s: State): void {
 function step(s: State, o: ApgdOptions, eta: Float32Array, first: boolean): Tensor4D {
   return tf.tidy(() => {
     const project = o.norm === 'linf' ? projectLinf : projectL2;
-    const e = tf.tensor4d(Float32Array.from(s.rows, (r) => eta[r]), [s.rows.length, 1, 1, 1]);
+    const e = tf.tensor4d(
+      Float32Array.from(s.rows, (r) => eta[r]),
+      [s.rows.length, 1, 1, 1],
+    );
     const dir = o.norm === 'linf' ? signExact(s.grad) : tf.div(s.grad, tf.add(l2PerImage(s.grad), 1e-12));
     const z = project(tf.add(s.adv, tf.mul(e, dir)) as Tensor4D, s.x, o.eps);
     if (first) return z;
@@ -102,8 +122,8 @@ function step(s: State, o: ApgdOptions, eta: Float32Array, first: boolean): Tens
 async function evaluate(model: Classifier, s: State, loss: 'ce' | 'dlr'): Promise<{ grad: Tensor4D; value: Float32Array; pred: Int32Array }> {
   const { grad, logits } = await objectiveGradient(model, s.adv, s.y, s.t, s.t ? 'dlr' : loss);
   const v = objectiveValue(logits, s.y, s.t, s.t ? 'dlr' : loss);
-  const value = Float32Array.from(await v.data() as Float32Array);
-  const pred = argmaxRows(await logits.data() as Float32Array, s.rows.length, model.numClasses);
+  const value = Float32Array.from((await v.data()) as Float32Array);
+  const pred = argmaxRows((await logits.data()) as Float32Array, s.rows.length, model.numClasses);
   tf.dispose([v, logits]);
   return { grad, value, pred };
 }
@@ -115,19 +135,35 @@ async function evaluate(model: Classifier, s: State, loss: 'ce' | 'dlr'): Promis
  * soon as one of them fools: the image is broken, its other targets need no more steps.
  */
 export async function apgdRun(
-  model: Classifier, x: Tensor4D, y: Int32Array, t: Int32Array | null, o: ApgdOptions, seed: number, out: Float32Array, group?: Int32Array,
+  model: Classifier,
+  x: Tensor4D,
+  y: Int32Array,
+  t: Int32Array | null,
+  o: ApgdOptions,
+  seed: number,
+  out: Float32Array,
+  group?: Int32Array,
 ): Promise<Uint8Array> {
-  const m = y.length, d = x.size / m;
+  const m = y.length,
+    d = x.size / m;
   const checkpoints = new Set(apgdCheckpoints(o.steps));
   const fooled = new Uint8Array(m);
   const eta = new Float32Array(m).fill(2 * o.eps);
   const history: Float32Array[] = []; // loss per iteration, by image
-  const lossBest = new Float32Array(m), bestAtCheck = new Float32Array(m);
+  const lossBest = new Float32Array(m),
+    bestAtCheck = new Float32Array(m);
   const halvedAtCheck = new Uint8Array(m).fill(1);
   const start = randomStart(x, o.norm, o.eps, seed);
   let s: State = {
-    rows: Array.from({ length: m }, (_, i) => i), x: x.clone(), adv: start, prev: start.clone(), grad: tf.zerosLike(x), best: start.clone(), bestGrad: tf.zerosLike(x),
-    y: tf.tensor1d(y, 'int32'), t: t ? tf.tensor1d(t, 'int32') : null,
+    rows: Array.from({ length: m }, (_, i) => i),
+    x: x.clone(),
+    adv: start,
+    prev: start.clone(),
+    grad: tf.zerosLike(x),
+    best: start.clone(),
+    bestGrad: tf.zerosLike(x),
+    y: tf.tensor1d(y, 'int32'),
+    t: t ? tf.tensor1d(t, 'int32') : null,
   };
   let lastCheck = -1;
   try {
@@ -145,7 +181,10 @@ export async function apgdRun(
       const improved = new Uint8Array(s.rows.length);
       s.rows.forEach((img, j) => {
         row[img] = r.value[j];
-        if (i < 0 || r.value[j] > lossBest[img]) { improved[j] = 1; lossBest[img] = r.value[j]; }
+        if (i < 0 || r.value[j] > lossBest[img]) {
+          improved[j] = 1;
+          lossBest[img] = r.value[j];
+        }
       });
       if (i < 0) bestAtCheck.set(lossBest);
       else history.push(row);
@@ -153,13 +192,17 @@ export async function apgdRun(
         const mask = tf.tensor1d(improved, 'bool');
         const [b, g] = [selectRows(mask, s.adv, s.best), selectRows(mask, s.grad, s.bestGrad)];
         tf.dispose([mask, s.best, s.bestGrad]);
-        s.best = b; s.bestGrad = g;
+        s.best = b;
+        s.bestGrad = g;
       }
       // Misclassified: this iterate is the image's adversarial; it leaves the run.
       const fooledNow = s.rows.map((img, j) => (r.pred[j] !== y[img] ? j : -1)).filter((j) => j >= 0);
       if (fooledNow.length) {
-        const v = await s.adv.data() as Float32Array;
-        for (const j of fooledNow) { fooled[s.rows[j]] = 1; out.set(v.subarray(j * d, (j + 1) * d), s.rows[j] * d); }
+        const v = (await s.adv.data()) as Float32Array;
+        for (const j of fooledNow) {
+          fooled[s.rows[j]] = 1;
+          out.set(v.subarray(j * d, (j + 1) * d), s.rows[j] * d);
+        }
       }
       if (i >= 0 && checkpoints.has(i + 1)) {
         const k = i - lastCheck;
@@ -169,18 +212,22 @@ export async function apgdRun(
           const mask = tf.tensor1d(reset, 'bool');
           const [a, g] = [selectRows(mask, s.best, s.adv), selectRows(mask, s.bestGrad, s.grad)];
           tf.dispose([mask, s.adv, s.grad]);
-          s.adv = a; s.grad = g;
+          s.adv = a;
+          s.grad = g;
         }
       }
       if (fooledNow.length) {
         const gone = new Set(fooledNow);
         const broken = group ? new Set(fooledNow.map((j) => group[s.rows[j]])) : null;
-        s = keepRows(s, s.rows.map((_, j) => j).filter((j) => !gone.has(j) && !broken?.has((group as Int32Array)[s.rows[j]])));
+        s = keepRows(
+          s,
+          s.rows.map((_, j) => j).filter((j) => !gone.has(j) && !broken?.has((group as Int32Array)[s.rows[j]])),
+        );
       }
     }
     // Not fooled: the highest-loss point found.
     if (s.rows.length) {
-      const v = await s.best.data() as Float32Array;
+      const v = (await s.best.data()) as Float32Array;
       s.rows.forEach((img, j) => out.set(v.subarray(j * d, (j + 1) * d), img * d));
     }
     return fooled;
@@ -196,8 +243,15 @@ export async function apgdRun(
  * its best point. (As in the reference, the step before the first iteration counts as loss 0.)
  */
 function reviewStepSizes(
-  rows: number[], history: Float32Array[], i: number, k: number, rho: number,
-  lossBest: Float32Array, bestAtCheck: Float32Array, halvedAtCheck: Uint8Array, eta: Float32Array,
+  rows: number[],
+  history: Float32Array[],
+  i: number,
+  k: number,
+  rho: number,
+  lossBest: Float32Array,
+  bestAtCheck: Float32Array,
+  halvedAtCheck: Uint8Array,
+  eta: Float32Array,
 ): Uint8Array {
   const reset = new Uint8Array(rows.length);
   rows.forEach((img, j) => {
@@ -209,16 +263,20 @@ function reviewStepSizes(
     const halve = rises <= k * rho || (!halvedAtCheck[img] && bestAtCheck[img] >= lossBest[img]);
     halvedAtCheck[img] = halve ? 1 : 0;
     bestAtCheck[img] = lossBest[img];
-    if (halve) { eta[img] /= 2; reset[j] = 1; }
+    if (halve) {
+      eta[img] /= 2;
+      reset[j] = 1;
+    }
   });
   return reset;
 }
 
 /** The classes each image's clean logits rank 2nd, 3rd, … (`count` of them), as target lists. */
 export async function rankedTargets(model: Classifier, x: Tensor4D, count: number): Promise<Int32Array[]> {
-  const m = x.shape[0], k = model.numClasses;
+  const m = x.shape[0],
+    k = model.numClasses;
   const z = await inferLogits(model, x);
-  const v = await z.data() as Float32Array;
+  const v = (await z.data()) as Float32Array;
   z.dispose();
   const lists = Array.from({ length: count }, () => new Int32Array(m));
   for (let i = 0; i < m; i++) {
@@ -234,11 +292,12 @@ export async function rankedTargets(model: Classifier, x: Tensor4D, count: numbe
  * misclassifies are left clean and count as fooled. Returns HWC floats and fooled flags.
  */
 export async function apgdAttack(model: Classifier, x: Tensor4D, y: Int32Array, o: ApgdOptions, targetCount = 0): Promise<ApgdResult> {
-  const m = y.length, d = x.size / m;
-  const adversarial = Float32Array.from(await x.data() as Float32Array);
+  const m = y.length,
+    d = x.size / m;
+  const adversarial = Float32Array.from((await x.data()) as Float32Array);
   const fooled = new Uint8Array(m);
   const clean = await inferLogits(model, x);
-  const pred = argmaxRows(await clean.data() as Float32Array, m, model.numClasses);
+  const pred = argmaxRows((await clean.data()) as Float32Array, m, model.numClasses);
   clean.dispose();
   for (let i = 0; i < m; i++) if (pred[i] !== y[i]) fooled[i] = 1;
   const targets = targetCount > 0 ? await rankedTargets(model, x, targetCount) : null;
@@ -248,9 +307,7 @@ export async function apgdAttack(model: Classifier, x: Tensor4D, y: Int32Array, 
     const idx = tf.tensor1d(rows, 'int32');
     const xs = tf.gather(x, idx) as Tensor4D;
     idx.dispose();
-    const part = targets
-      ? await targetedRun(model, xs, rows, y, targets, o, o.seed + 7919 * r)
-      : await untargetedRun(model, xs, rows, y, o, o.seed + 7919 * r);
+    const part = targets ? await targetedRun(model, xs, rows, y, targets, o, o.seed + 7919 * r) : await untargetedRun(model, xs, rows, y, o, o.seed + 7919 * r);
     xs.dispose();
     rows.forEach((img, j) => {
       if (!part.fooled[j] && r > 0) return; // keep the first run's best point for images nothing fooled
@@ -264,7 +321,15 @@ export async function apgdAttack(model: Classifier, x: Tensor4D, y: Int32Array, 
 /** One untargeted run on the images `rows` (xs holds them). */
 async function untargetedRun(model: Classifier, xs: Tensor4D, rows: number[], y: Int32Array, o: ApgdOptions, seed: number): Promise<ApgdResult> {
   const adversarial = new Float32Array(xs.size);
-  const fooled = await apgdRun(model, xs, Int32Array.from(rows, (i) => y[i]), null, o, seed, adversarial);
+  const fooled = await apgdRun(
+    model,
+    xs,
+    Int32Array.from(rows, (i) => y[i]),
+    null,
+    o,
+    seed,
+    adversarial,
+  );
   return { adversarial, fooled };
 }
 
@@ -276,12 +341,28 @@ async function untargetedRun(model: Classifier, xs: Tensor4D, rows: number[], y:
  * (all its targets) once one target fools it. Per image: the first target's adversarial that
  * fools, else the first target's highest-loss point.
  */
-async function targetedRun(model: Classifier, xs: Tensor4D, rows: number[], y: Int32Array, targets: Int32Array[], o: ApgdOptions, seed: number): Promise<ApgdResult> {
-  const k = rows.length, d = xs.size / k, nt = targets.length;
+async function targetedRun(
+  model: Classifier,
+  xs: Tensor4D,
+  rows: number[],
+  y: Int32Array,
+  targets: Int32Array[],
+  o: ApgdOptions,
+  seed: number,
+): Promise<ApgdResult> {
+  const k = rows.length,
+    d = xs.size / k,
+    nt = targets.length;
   const stacked = tf.tidy(() => tf.tile(xs, [nt, 1, 1, 1]) as Tensor4D);
-  const ys = new Int32Array(k * nt), ts = new Int32Array(k * nt), group = new Int32Array(k * nt);
+  const ys = new Int32Array(k * nt),
+    ts = new Int32Array(k * nt),
+    group = new Int32Array(k * nt);
   for (let r = 0; r < nt; r++) {
-    rows.forEach((img, j) => { ys[r * k + j] = y[img]; ts[r * k + j] = targets[r][img]; group[r * k + j] = j; });
+    rows.forEach((img, j) => {
+      ys[r * k + j] = y[img];
+      ts[r * k + j] = targets[r][img];
+      group[r * k + j] = j;
+    });
   }
   const out = new Float32Array(k * nt * d);
   const f = await apgdRun(model, stacked, ys, ts, o, seed, out, group).finally(() => stacked.dispose());

@@ -48,7 +48,16 @@ export const AUTOATTACK_BATCH = 128;
 
 /** Fooled flags of one member on images x (HWC floats out), run on all of them. */
 async function runStage(model: Classifier, stage: AutoAttackStage, x: Tensor4D, y: Int32Array, o: AutoAttackOptions): Promise<Float32Array> {
-  const apgd: ApgdOptions = { norm: o.norm, eps: o.eps, steps: o.steps, restarts: 1, loss: 'ce', rho: APGD_DEFAULTS.rho, momentum: APGD_DEFAULTS.momentum, seed: o.seed };
+  const apgd: ApgdOptions = {
+    norm: o.norm,
+    eps: o.eps,
+    steps: o.steps,
+    restarts: 1,
+    loss: 'ce',
+    rho: APGD_DEFAULTS.rho,
+    momentum: APGD_DEFAULTS.momentum,
+    seed: o.seed,
+  };
   if (stage === 'apgd-ce') return (await apgdAttack(model, x, y, { ...apgd, restarts: o.restarts })).adversarial;
   if (stage === 'apgd-dlr') return (await apgdAttack(model, x, y, { ...apgd, loss: 'dlr', restarts: o.restarts })).adversarial;
   if (stage === 'apgd-t') return (await apgdAttack(model, x, y, apgd, Math.min(o.targets, model.numClasses - 1))).adversarial;
@@ -57,13 +66,21 @@ async function runStage(model: Classifier, stage: AutoAttackStage, x: Tensor4D, 
     return (await fabTargeted(model, x, y, fab)).adversarial;
   }
   if (o.norm === 'l2') {
-    return (await squareL2(model, Float32Array.from(await x.data() as Float32Array), y, { eps: o.eps, queries: o.queries, pInit: 0.8, rescaleSchedule: false, seed: o.seed })).adversarial;
+    return (
+      await squareL2(model, Float32Array.from((await x.data()) as Float32Array), y, {
+        eps: o.eps,
+        queries: o.queries,
+        pInit: 0.8,
+        rescaleSchedule: false,
+        seed: o.seed,
+      })
+    ).adversarial;
   }
   // Square counts the clean check and the stripe start as queries: + 2 gives `queries` proposals.
   const yt = tf.tensor1d(y, 'int32');
   const r = await square.run(model, x, yt, { eps: o.eps, maxQueries: o.queries + 2, pInit: 0.8, rescaleSchedule: false, seed: o.seed });
   yt.dispose();
-  const v = Float32Array.from(await r.adversarial.data() as Float32Array);
+  const v = Float32Array.from((await r.adversarial.data()) as Float32Array);
   r.adversarial.dispose();
   return v;
 }
@@ -74,8 +91,9 @@ async function runStage(model: Classifier, stage: AutoAttackStage, x: Tensor4D, 
  * nothing broke the image), success flags and which member broke each image.
  */
 export async function autoAttack(model: Classifier, images: Tensor4D, y: Int32Array, o: AutoAttackOptions): Promise<AttackResult> {
-  const n = y.length, d = images.size / n;
-  const out = Float32Array.from(await images.data() as Float32Array);
+  const n = y.length,
+    d = images.size / n;
+  const out = Float32Array.from((await images.data()) as Float32Array);
   const robust = Uint8Array.from(await predictBatch(model, images), (p, i) => (p === y[i] ? 1 : 0));
   const stages: AttackStage[] = [];
   for (const stage of o.stages) {
@@ -88,7 +106,13 @@ export async function autoAttack(model: Classifier, images: Tensor4D, y: Int32Ar
     const idx = tf.tensor1d(rows, 'int32');
     const x = tf.gather(images, idx) as Tensor4D;
     idx.dispose();
-    const adv = await runStage(model, stage, x, Int32Array.from(rows, (i) => y[i]), o);
+    const adv = await runStage(
+      model,
+      stage,
+      x,
+      Int32Array.from(rows, (i) => y[i]),
+      o,
+    );
     x.dispose();
     const at = tf.tensor4d(adv, x.shape);
     const pred = await predictBatch(model, at);
@@ -121,9 +145,13 @@ function options(model: Classifier, o: AttackOptions, name: string, norm: 'linf'
   lossOption(o, { name, takesLoss: false });
   rejectTargeted(o, name);
   return {
-    norm, eps: positiveEps(o, name), steps: intOption(o, 'steps', AUTOATTACK_DEFAULTS.steps, 1),
-    restarts: intOption(o, 'restarts', AUTOATTACK_DEFAULTS.restarts, 1), targets: intOption(o, 'targetClasses', AUTOATTACK_DEFAULTS.targets, 1),
-    queries: intOption(o, 'maxQueries', AUTOATTACK_DEFAULTS.queries, 1), seed: seedOption(o),
+    norm,
+    eps: positiveEps(o, name),
+    steps: intOption(o, 'steps', AUTOATTACK_DEFAULTS.steps, 1),
+    restarts: intOption(o, 'restarts', AUTOATTACK_DEFAULTS.restarts, 1),
+    targets: intOption(o, 'targetClasses', AUTOATTACK_DEFAULTS.targets, 1),
+    queries: intOption(o, 'maxQueries', AUTOATTACK_DEFAULTS.queries, 1),
+    seed: seedOption(o),
     stages: AUTOATTACK_STAGES.filter((s) => s !== 'fab-t' || !outputsSoftmax(model)),
   };
 }
@@ -134,15 +162,24 @@ const NORM_TITLE = { linf: 'L∞', l2: 'L2' } as const;
 function member(stage: AutoAttackStage | 'autoattack', norm: 'linf' | 'l2'): Attack {
   const name = (stage === 'square' ? 'square' : stage) + (norm === 'l2' ? '-l2' : '');
   const titles: Record<AutoAttackStage | 'autoattack', string> = {
-    autoattack: 'AutoAttack (APGD-CE, APGD-T, FAB-T, Square)', 'apgd-ce': 'APGD-CE (Auto-PGD, cross-entropy)',
-    'apgd-dlr': 'APGD-DLR (Auto-PGD, difference of logits ratio)', 'apgd-t': 'APGD-T (Auto-PGD, targeted DLR, top classes)',
-    'fab-t': 'FAB-T (targeted fast adaptive boundary)', square: 'Square Attack',
+    autoattack: 'AutoAttack (APGD-CE, APGD-T, FAB-T, Square)',
+    'apgd-ce': 'APGD-CE (Auto-PGD, cross-entropy)',
+    'apgd-dlr': 'APGD-DLR (Auto-PGD, difference of logits ratio)',
+    'apgd-t': 'APGD-T (Auto-PGD, targeted DLR, top classes)',
+    'fab-t': 'FAB-T (targeted fast adaptive boundary)',
+    square: 'Square Attack',
   };
   const self: Attack = {
-    name, title: `${titles[stage]}, ${NORM_TITLE[norm]}`, norm, usesEps: true, supportsTargeted: false, takesLoss: false,
+    name,
+    title: `${titles[stage]}, ${NORM_TITLE[norm]}`,
+    norm,
+    usesEps: true,
+    supportsTargeted: false,
+    takesLoss: false,
     notes(model, o) {
       const out: string[] = [];
-      if (stage === 'apgd-t' || stage === 'fab-t' || stage === 'autoattack') out.push(...targetNote(model, o, stage === 'autoattack' ? 'APGD-T and FAB-T' : stage));
+      if (stage === 'apgd-t' || stage === 'fab-t' || stage === 'autoattack')
+        out.push(...targetNote(model, o, stage === 'autoattack' ? 'APGD-T and FAB-T' : stage));
       if (stage === 'autoattack' && outputsSoftmax(model)) {
         out.push('FAB-T left out: the model ends in softmax, and FAB needs logits (its clipped log-probabilities have no gradient below 1e-12)');
       }

@@ -48,14 +48,29 @@ export async function benchAutoAttack(modelPath: string, images: number): Promis
     const eps = 8 / 255;
     const t0 = performance.now();
     const r = await evaluateRobustness(clf, set, {
-      attacks: ['autoattack'], epsList: [eps], limit: n, batchSize, workers, examplesPerAttack: 0, seed: 0,
+      attacks: ['autoattack'],
+      epsList: [eps],
+      limit: n,
+      batchSize,
+      workers,
+      examplesPerAttack: 0,
+      seed: 0,
     });
     const seconds = (performance.now() - t0) / 1000;
     const row = r.results[0];
     return {
-      model: modelPath, data, images: n, eps, engine: loaded.engine.engine, batchSize,
-      threads: onOrt ? loaded.engine.ort?.threads ?? 1 : r.threads ?? 1, seconds, imagesPerSecond: n / seconds,
-      accuracy: row.accuracy, stages: row.stages ?? [], minutesPer1000: 1000 / (n / seconds) / 60,
+      model: modelPath,
+      data,
+      images: n,
+      eps,
+      engine: loaded.engine.engine,
+      batchSize,
+      threads: onOrt ? (loaded.engine.ort?.threads ?? 1) : (r.threads ?? 1),
+      seconds,
+      imagesPerSecond: n / seconds,
+      accuracy: row.accuracy,
+      stages: row.stages ?? [],
+      minutesPer1000: 1000 / (n / seconds) / 60,
     };
   } finally {
     loaded.dispose();

@@ -12,8 +12,20 @@ import { ATTACK_LOSSES, AttackLoss } from './loss';
 
 /** The names every attack takes: the fields of AttackOptions (a Record, so none is forgotten). */
 const COMMON_OPTIONS: Record<keyof AttackOptions, true> = {
-  eps: true, targeted: true, target: true, targets: true, steps: true, stepSize: true, randomStart: true, restarts: true,
-  seed: true, loss: true, eightBit: true, maxQueries: true, rescaleSchedule: true, targetClasses: true,
+  eps: true,
+  targeted: true,
+  target: true,
+  targets: true,
+  steps: true,
+  stepSize: true,
+  randomStart: true,
+  restarts: true,
+  seed: true,
+  loss: true,
+  eightBit: true,
+  maxQueries: true,
+  rescaleSchedule: true,
+  targetClasses: true,
 };
 
 /**
@@ -24,7 +36,9 @@ export function checkOptionNames(attack: Pick<Attack, 'name' | 'extraOptions'>, 
   const known = [...Object.keys(COMMON_OPTIONS), ...(attack.extraOptions ?? [])];
   const unknown = Object.keys(o).filter((k) => !known.includes(k));
   if (unknown.length) {
-    throw new UserError(`${attack.name}: unknown option${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => `'${k}'`).join(', ')}; known options are ${known.join(', ')}`);
+    throw new UserError(
+      `${attack.name}: unknown option${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => `'${k}'`).join(', ')}; known options are ${known.join(', ')}`,
+    );
   }
 }
 
@@ -207,7 +221,8 @@ export async function successOf(model: Classifier, adv: Tensor4D, labels: Int32A
  * clean logits, or a random class other than the label.
  */
 export async function fallbackTargets(model: Classifier, x: Tensor4D, labels: Int32Array, mode: 'second' | 'random', seed: number): Promise<Int32Array> {
-  const n = labels.length, k = model.numClasses;
+  const n = labels.length,
+    k = model.numClasses;
   const out = new Int32Array(n);
   if (mode === 'random') {
     const rand = createRng(seed);
@@ -219,7 +234,7 @@ export async function fallbackTargets(model: Classifier, x: Tensor4D, labels: In
     return out;
   }
   const lg = await inferLogits(model, x);
-  const z = await lg.data() as Float32Array;
+  const z = (await lg.data()) as Float32Array;
   lg.dispose();
   for (let i = 0; i < n; i++) {
     let best = -1;
@@ -290,11 +305,16 @@ export interface EpsAttackInput {
  * eps and targets, lets `make` build the adversarial batch, and measures success.
  */
 export function epsAttack(
-  name: string, title: string, norm: Norm, make: (a: EpsAttackInput) => Tensor4D | Promise<Tensor4D>,
+  name: string,
+  title: string,
+  norm: Norm,
+  make: (a: EpsAttackInput) => Tensor4D | Promise<Tensor4D>,
   settings: (options: AttackOptions) => AttackSettings = () => ({}),
 ): Attack {
   return {
-    name, title, norm,
+    name,
+    title,
+    norm,
     usesEps: true,
     supportsTargeted: true,
     takesLoss: true,

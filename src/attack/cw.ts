@@ -14,9 +14,20 @@ import { tf, Tensor1D, Tensor4D } from '../inference/tf';
 import { gradThroughModel } from '../inference/objective';
 import { inferLogits } from '../inference/model';
 import type { Attack, CwAttackOptions } from './types';
-import { adamUpdate, bisectConstants, intOption, labelArray, marginTensor, numberOption, rejectStepSize, resolveTargets, selectRows, successOf, lossOption } from './common';
+import {
+  adamUpdate,
+  bisectConstants,
+  intOption,
+  labelArray,
+  marginTensor,
+  numberOption,
+  rejectStepSize,
+  resolveTargets,
+  selectRows,
+  successOf,
+  lossOption,
+} from './common';
 import { quantiseTensor } from './written';
-
 
 export const cw: Attack = {
   name: 'cw',
@@ -46,7 +57,8 @@ export const cw: Attack = {
     const upper = new Float32Array(n).fill(Infinity);
     let bestAdv: Tensor4D = images.clone();
     let bestL2: Tensor1D = tf.fill([n], Infinity) as Tensor1D;
-    const b1 = 0.9, b2 = 0.999;
+    const b1 = 0.9,
+      b2 = 0.999;
     try {
       for (let bs = 0; bs < binarySteps; bs++) {
         const cT = tf.tensor1d(c);
@@ -82,7 +94,7 @@ export const cw: Attack = {
           for (const t of [bestAdv, bestL2, m, v, w, found]) t.dispose();
           ({ adv2: bestAdv, l22: bestL2, m2: m, v2: v, w2: w, found2: found } = next);
         }
-        const ok = await found.data() as Uint8Array;
+        const ok = (await found.data()) as Uint8Array;
         for (const t of [cT, w, m, v, found]) t.dispose();
         bisectConstants(c, lower, upper, (i) => ok[i] === 0);
       }

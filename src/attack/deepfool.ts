@@ -23,16 +23,24 @@ export interface DeepFoolOptions {
 }
 
 /** The DeepFool loop proper; returns the adversarial batch and per-image success. */
-export async function deepfoolBatch(model: Classifier, x: Tensor4D, y: Int32Array, o: DeepFoolOptions): Promise<{ adversarial: Tensor4D; success: Uint8Array }> {
-  const n = y.length, k = model.numClasses;
+export async function deepfoolBatch(
+  model: Classifier,
+  x: Tensor4D,
+  y: Int32Array,
+  o: DeepFoolOptions,
+): Promise<{ adversarial: Tensor4D; success: Uint8Array }> {
+  const n = y.length,
+    k = model.numClasses;
   const nc = Math.max(1, Math.min(o.candidates, k) - 1);
   // Candidate classes per image: the highest clean logits other than the label.
   const z0t = await inferLogits(model, x);
-  const z0 = await z0t.data() as Float32Array;
+  const z0 = (await z0t.data()) as Float32Array;
   z0t.dispose();
   const cand: Int32Array[] = Array.from({ length: nc }, () => new Int32Array(n));
   for (let i = 0; i < n; i++) {
-    const order = Array.from({ length: k }, (_, j) => j).filter((j) => j !== y[i]).sort((a, b) => z0[i * k + b] - z0[i * k + a]);
+    const order = Array.from({ length: k }, (_, j) => j)
+      .filter((j) => j !== y[i])
+      .sort((a, b) => z0[i * k + b] - z0[i * k + a]);
     for (let c = 0; c < nc; c++) cand[c][i] = order[c];
   }
   const yT = tf.tensor1d(y, 'int32');
@@ -55,7 +63,7 @@ export async function deepfoolBatch(model: Classifier, x: Tensor4D, y: Int32Arra
       const first = await gradAt(candT[0], 'plain');
       const z = first.logits;
       const grads: Tensor4D[] = [first.grad];
-      const pred = argmaxRows(await z.data() as Float32Array, n, k);
+      const pred = argmaxRows((await z.data()) as Float32Array, n, k);
       let anyActive = false;
       const active = new Float32Array(n);
       for (let i = 0; i < n; i++) {
@@ -63,7 +71,10 @@ export async function deepfoolBatch(model: Classifier, x: Tensor4D, y: Int32Arra
         active[i] = success[i] ? 0 : 1;
         anyActive ||= !success[i];
       }
-      if (!anyActive || it === o.steps) { tf.dispose([z, ...grads]); break; }
+      if (!anyActive || it === o.steps) {
+        tf.dispose([z, ...grads]);
+        break;
+      }
       for (const c of candT.slice(1)) {
         const r = await gradAt(c, 'tape');
         r.logits.dispose();
@@ -81,7 +92,9 @@ export async function deepfoolBatch(model: Classifier, x: Tensor4D, y: Int32Arra
           const wn = tf.sqrt(tf.sum(tf.square(w), [1, 2, 3])) as Tensor1D;
           const dist = tf.div(tf.abs(f), tf.add(wn, 1e-8)) as Tensor1D;
           if (!bestDist || !bestW || !bestF) {
-            bestDist = dist; bestW = w; bestF = f;
+            bestDist = dist;
+            bestW = w;
+            bestF = f;
           } else {
             const closer = tf.less(dist, bestDist);
             bestDist = tf.where(closer, dist, bestDist) as Tensor1D;
@@ -116,7 +129,6 @@ export async function deepfoolBatch(model: Classifier, x: Tensor4D, y: Int32Arra
     candT.forEach((t) => t.dispose());
   }
 }
-
 
 export const deepfool: Attack = {
   name: 'deepfool',

@@ -66,7 +66,7 @@ export interface EvaluateOptions {
 
 /** L2 radius paired with an L∞ eps for s×s RGB images (8/255 ↔ 0.5 at 32×32). */
 export function defaultL2Eps(eps: number, size: number): number {
-  return eps * 16 * size / 32;
+  return (eps * 16 * size) / 32;
 }
 
 export interface AdversarialExample {
@@ -101,7 +101,9 @@ interface Acc {
   correct: number;
   cleanCorrect: number;
   fooled: number;
-  l0: number; l2: number; linf: number;
+  l0: number;
+  l2: number;
+  linf: number;
   seconds: number;
   attacked: number;
   classCorrect: Int32Array;
@@ -112,7 +114,10 @@ interface Acc {
   counted: boolean;
 }
 
-interface Predictions { pred: Int32Array; conf: Float32Array }
+interface Predictions {
+  pred: Int32Array;
+  conf: Float32Array;
+}
 
 /** One shard attacked (here or in a worker): adversarial images, their predictions, the attack's time. */
 export interface AttackedShard {
@@ -127,7 +132,13 @@ export interface AttackedShard {
 }
 
 /** What an evaluation worker attacks (attack-worker.ts): one shard of HWC images with its labels. */
-export interface AttackTask { attack: string; options: AnyAttackOptions; x: Float32Array; y: Int32Array; size: number }
+export interface AttackTask {
+  attack: string;
+  options: AnyAttackOptions;
+  x: Float32Array;
+  y: Int32Array;
+  size: number;
+}
 
 /** The evaluation pool: model workers that also attack shards. */
 type AttackPool = ModelWorkers<AttackTask, AttackedShard>;
@@ -140,7 +151,8 @@ export async function predictWithConfidence(model: Classifier, x: Tensor4D): Pro
   });
   z.dispose();
   const out = { pred: Int32Array.from(await p.data()), conf: Float32Array.from(await c.data()) };
-  p.dispose(); c.dispose();
+  p.dispose();
+  c.dispose();
   return out;
 }
 
@@ -154,7 +166,14 @@ function runInWorker(pool: AttackPool, i: number, t: AttackTask): Promise<Attack
  * work of an evaluation, on this thread or in a model worker. Gradient attacks run on `model`,
  * black-box ones on its measuring runtime, and the verdict is always the runtime's.
  */
-export async function attackShard(model: Classifier, attackOrName: string | Attack, x: Float32Array, y: Int32Array, size: number, options: AnyAttackOptions): Promise<AttackedShard> {
+export async function attackShard(
+  model: Classifier,
+  attackOrName: string | Attack,
+  x: Float32Array,
+  y: Int32Array,
+  size: number,
+  options: AnyAttackOptions,
+): Promise<AttackedShard> {
   const attack = typeof attackOrName === 'string' ? getAttack(attackOrName) : attackOrName;
   const judge = measuredOn(model);
   const xt = tf.tensor4d(x, [y.length, size, size, 3]);
@@ -162,7 +181,7 @@ export async function attackShard(model: Classifier, attackOrName: string | Atta
   try {
     const t0 = process.hrtime.bigint();
     const r = await attack.run(attack.blackBox ? judge : model, xt, yt, options);
-    const adversarial = Float32Array.from(await r.adversarial.data() as Float32Array);
+    const adversarial = Float32Array.from((await r.adversarial.data()) as Float32Array);
     const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
     const p = await predictWithConfidence(judge, r.adversarial);
     r.adversarial.dispose();
@@ -181,7 +200,7 @@ function perClass(correct: Int32Array, total: Int32Array): (number | null)[] {
 function spread<T>(items: T[], k: number): T[] {
   if (k <= 0) return [];
   if (items.length <= k) return items;
-  return Array.from({ length: k }, (_, i) => items[Math.floor(i * items.length / k)]);
+  return Array.from({ length: k }, (_, i) => items[Math.floor((i * items.length) / k)]);
 }
 
 function normOf(norms: PerturbationNorms, norm: Norm, i: number): number {
@@ -199,9 +218,13 @@ async function asWritten(model: Classifier, examples: AdversarialExample[], norm
     const clean = await measureWritten(model, ex.clean, ex.clean, y, null);
     const adv = await measureWritten(model, ex.clean, ex.adversarial, y, null, norm === 'l0' ? undefined : { norm, eps: ex.eps });
     out.push({
-      ...ex, clean: clean.images, adversarial: adv.images,
-      cleanPrediction: clean.pred[0], cleanConfidence: clean.conf[0],
-      adversarialPrediction: adv.pred[0], adversarialConfidence: adv.conf[0],
+      ...ex,
+      clean: clean.images,
+      adversarial: adv.images,
+      cleanPrediction: clean.pred[0],
+      cleanConfidence: clean.conf[0],
+      adversarialPrediction: adv.pred[0],
+      adversarialConfidence: adv.conf[0],
       success: clean.pred[0] === ex.label && adv.pred[0] !== ex.label,
     });
   }
@@ -218,7 +241,9 @@ export async function evaluateRobustness(model: Classifier, set: ImageSet, opts:
   if (!Number.isInteger(opts.batchSize) || opts.batchSize < 1) throw new UserError(`batch size must be a positive integer, got ${opts.batchSize}`);
   if (set.size !== model.inputSize) throw new UserError(`images are ${set.size}×${set.size} but the model expects ${model.inputSize}×${model.inputSize}`);
   const n = Math.min(set.n, opts.limit ?? set.n);
-  const s = set.size, px = s * s * 3, k = model.numClasses;
+  const s = set.size,
+    px = s * s * 3,
+    k = model.numClasses;
   const bs = opts.batchSize;
   const keep = opts.examplesPerAttack ?? 4;
   const labels = set.labels.subarray(0, n);
@@ -239,7 +264,11 @@ export async function evaluateRobustness(model: Classifier, set: ImageSet, opts:
   }
   const cleanClassCorrect = new Int32Array(k);
   let cleanCorrect = 0;
-  for (let i = 0; i < n; i++) if (clean.pred[i] === labels[i]) { cleanCorrect++; cleanClassCorrect[labels[i]]++; }
+  for (let i = 0; i < n; i++)
+    if (clean.pred[i] === labels[i]) {
+      cleanCorrect++;
+      cleanClassCorrect[labels[i]]++;
+    }
 
   const results: RobustnessRow[] = [];
   const examples: AdversarialExample[] = [];
@@ -248,15 +277,34 @@ export async function evaluateRobustness(model: Classifier, set: ImageSet, opts:
   const flags: CorrectFlags = new Map();
   const notes: string[] = [];
   const workers = opts.workers ?? 0;
-  const pool = workers > 0 && model instanceof LayersClassifier && n > bs ? await ModelWorkers.start<AttackTask, AttackedShard>(model, workers, { entry: path.join(__dirname, 'attack-worker.js'), withWeights: true }) : null;
+  const pool =
+    workers > 0 && model instanceof LayersClassifier && n > bs
+      ? await ModelWorkers.start<AttackTask, AttackedShard>(model, workers, { entry: path.join(__dirname, 'attack-worker.js'), withWeights: true })
+      : null;
   try {
     for (const attack of attacks) {
       const epsList = [...new Set(attack.norm === 'l2' ? l2EpsList : opts.epsList)];
       const exampleEps = epsList.length ? Math.max(...epsList) : 0;
-      const acc = new Map<number, Acc>(epsList.map((e) => [e, {
-        correct: 0, cleanCorrect: 0, fooled: 0, l0: 0, l2: 0, linf: 0, seconds: 0, attacked: 0, classCorrect: new Int32Array(k), stages: [],
-        queries: 0, successQueries: 0, counted: false,
-      }]));
+      const acc = new Map<number, Acc>(
+        epsList.map((e) => [
+          e,
+          {
+            correct: 0,
+            cleanCorrect: 0,
+            fooled: 0,
+            l0: 0,
+            l2: 0,
+            linf: 0,
+            seconds: 0,
+            attacked: 0,
+            classCorrect: new Int32Array(k),
+            stages: [],
+            queries: 0,
+            successQueries: 0,
+            counted: false,
+          },
+        ]),
+      );
       flags.set(attack.name, new Map(epsList.map((e) => [e, new Uint8Array(n)])));
       const good = new Map<number, AdversarialExample>();
       const other = new Map<number, AdversarialExample>();
@@ -272,14 +320,20 @@ export async function evaluateRobustness(model: Classifier, set: ImageSet, opts:
           if (eps === 0) continue;
           if (!attack.usesEps && single) continue;
           const options: AnyAttackOptions = { seed: opts.seed ?? 0, ...extra, eps, targeted: false };
-          const r = worker === null
-            ? await attackShard(model, attack, set.images.subarray(i * px, (i + m) * px), y, s, options)
-            : await runInWorker(pool as AttackPool, worker, { attack: attack.name, options, x: set.images.slice(i * px, (i + m) * px), y, size: s });
+          const r =
+            worker === null
+              ? await attackShard(model, attack, set.images.subarray(i * px, (i + m) * px), y, s, options)
+              : await runInWorker(pool as AttackPool, worker, { attack: attack.name, options, x: set.images.slice(i * px, (i + m) * px), y, size: s });
           const run: Run = {
-            adv: r.adversarial, p: { pred: r.pred, conf: r.conf }, norms: normsFromArrays(set.images.subarray(i * px, (i + m) * px), r.adversarial, m),
-            seconds: r.seconds, stages: r.stages, queries: r.queries,
+            adv: r.adversarial,
+            p: { pred: r.pred, conf: r.conf },
+            norms: normsFromArrays(set.images.subarray(i * px, (i + m) * px), r.adversarial, m),
+            seconds: r.seconds,
+            stages: r.stages,
+            queries: r.queries,
           };
-          if (attack.usesEps) runs.set(eps, run); else single = run;
+          if (attack.usesEps) runs.set(eps, run);
+          else single = run;
         }
         return { runs, single };
       };
@@ -287,28 +341,42 @@ export async function evaluateRobustness(model: Classifier, set: ImageSet, opts:
         const cleanData = set.images.subarray(i * px, (i + m) * px);
         for (const eps of epsList) {
           const a = acc.get(eps) as Acc;
-          const run = eps === 0 ? null : attack.usesEps ? runs.get(eps) ?? null : single;
+          const run = eps === 0 ? null : attack.usesEps ? (runs.get(eps) ?? null) : single;
           // A minimal-perturbation run serves every eps, so each row reports that run's speed.
-          if (run) { a.seconds += run.seconds; a.attacked += m; }
+          if (run) {
+            a.seconds += run.seconds;
+            a.attacked += m;
+          }
           run?.stages?.forEach((st, si) => {
             a.stages[si] ??= { attack: st.attack, fooled: 0, seconds: 0 };
             for (const f of st.fooled) a.stages[si].fooled += f;
             a.stages[si].seconds += st.seconds;
           });
           const correctAfter = flags.get(attack.name)?.get(eps) as Uint8Array;
-          if (run?.queries) { a.counted = true; for (const q of run.queries) a.queries += q; }
+          if (run?.queries) {
+            a.counted = true;
+            for (const q of run.queries) a.queries += q;
+          }
           for (let j = 0; j < m; j++) {
             const gi = i + j;
             const label = labels[gi];
             // Thresholding for minimal-perturbation attacks: too large a perturbation does not count.
             const counts = run != null && (attack.usesEps || attack.norm === 'l0' || normOf(run.norms, attack.norm, j) <= eps * (1 + 1e-6));
             const pred = counts && run ? run.p.pred[j] : clean.pred[gi];
-            if (pred === label) { a.correct++; a.classCorrect[label]++; correctAfter[gi] = 1; }
+            if (pred === label) {
+              a.correct++;
+              a.classCorrect[label]++;
+              correctAfter[gi] = 1;
+            }
             if (clean.pred[gi] === label) {
               a.cleanCorrect++;
               if (pred !== label) {
                 a.fooled++;
-                if (run) { a.l0 += run.norms.l0[j]; a.l2 += run.norms.l2[j]; a.linf += run.norms.linf[j]; }
+                if (run) {
+                  a.l0 += run.norms.l0[j];
+                  a.l2 += run.norms.l2[j];
+                  a.linf += run.norms.linf[j];
+                }
                 if (run?.queries) a.successQueries += run.queries[j];
               }
             }
@@ -319,11 +387,16 @@ export async function evaluateRobustness(model: Classifier, set: ImageSet, opts:
               const candidates = success ? good : other;
               if (!candidates.has(label)) {
                 candidates.set(label, {
-                  attack: attack.name, eps, index: gi, label,
-                  cleanPrediction: clean.pred[gi], cleanConfidence: clean.conf[gi],
+                  attack: attack.name,
+                  eps,
+                  index: gi,
+                  label,
+                  cleanPrediction: clean.pred[gi],
+                  cleanConfidence: clean.conf[gi],
                   adversarialPrediction: pred,
                   adversarialConfidence: counts ? run.p.conf[j] : clean.conf[gi],
-                  success, size: s,
+                  success,
+                  size: s,
                   clean: Float32Array.from(cleanData.subarray(j * px, (j + 1) * px)),
                   adversarial: counts ? run.adv.slice(j * px, (j + 1) * px) : Float32Array.from(cleanData.subarray(j * px, (j + 1) * px)),
                 });
@@ -343,17 +416,20 @@ export async function evaluateRobustness(model: Classifier, set: ImageSet, opts:
           await remote.catch(() => undefined);
           throw e;
         });
-        const done = [own, ...await remote];
+        const done = [own, ...(await remote)];
         for (const [t, { i, m }] of batches.entries()) accumulate(i, m, done[t].runs, done[t].single);
         const last = batches[batches.length - 1];
         opts.onProgress?.({ attack: attack.name, done: last.i + last.m, total: n });
       }
       const picked = spread([...good.values()], keep);
-      examples.push(...await asWritten(model, [...picked, ...spread([...other.values()], keep - picked.length)], attack.norm));
+      examples.push(...(await asWritten(model, [...picked, ...spread([...other.values()], keep - picked.length)], attack.norm)));
       for (const eps of epsList) {
         const a = acc.get(eps) as Acc;
         results.push({
-          attack: attack.name, title: attack.title, norm: attack.norm, eps,
+          attack: attack.name,
+          title: attack.title,
+          norm: attack.norm,
+          eps,
           accuracy: n ? a.correct / n : NaN,
           successRate: a.cleanCorrect ? a.fooled / a.cleanCorrect : null,
           meanL0: a.fooled ? a.l0 / a.fooled : null,
@@ -376,9 +452,13 @@ export async function evaluateRobustness(model: Classifier, set: ImageSet, opts:
     await pool?.dispose();
   }
   return {
-    n, numClasses: k,
+    n,
+    numClasses: k,
     clean: { accuracy: n ? cleanCorrect / n : NaN, perClassAccuracy: perClass(cleanClassCorrect, classTotal) },
-    results, examples, threads: pool ? pool.size + 1 : 1, notes,
+    results,
+    examples,
+    threads: pool ? pool.size + 1 : 1,
+    notes,
   };
 }
 
@@ -401,7 +481,11 @@ export interface EvaluationMeta {
 /** The `evaluate --json` document (docs/ARCHITECTURE.md, "The command line"); example pixels are left out. */
 export function robustnessToJson(result: RobustnessResult, meta: EvaluationMeta): Record<string, unknown> {
   return {
-    model: meta.model, data: meta.data, split: meta.split, n: result.n, backend: meta.backend,
+    model: meta.model,
+    data: meta.data,
+    split: meta.split,
+    n: result.n,
+    backend: meta.backend,
     clean: result.clean,
     results: result.results,
     notes: result.notes ?? [],

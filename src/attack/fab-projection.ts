@@ -22,7 +22,8 @@ export function argsort(v: Float64Array): Int32Array {
     scratch.bits = new Uint32Array(scratch.keys.buffer);
     scratch.size = n;
   }
-  const keys = scratch.keys.subarray(0, n), bits = scratch.bits;
+  const keys = scratch.keys.subarray(0, n),
+    bits = scratch.bits;
   for (let i = 0; i < n; i++) {
     keys[i] = Math.fround(v[i]);
     // A float32 value in float64 has 29 zero low bits: the index fits without changing the order.
@@ -48,7 +49,9 @@ export function projectionLinf(t: Float32Array, w0: Float32Array, b0In: number):
   const w = new Float64Array(n);
   for (let i = 0; i < n; i++) w[i] = w0[i] * sign;
   let b = b0In * sign;
-  const a = new Float64Array(n), d = new Float64Array(n), p = new Float64Array(n);
+  const a = new Float64Array(n),
+    d = new Float64Array(n),
+    p = new Float64Array(n);
   for (let i = 0; i < n; i++) {
     a[i] = w[i] < 0 ? 1 : 0;
     d[i] = w[i] !== 0 ? a[i] - t[i] : 0;
@@ -58,13 +61,16 @@ export function projectionLinf(t: Float32Array, w0: Float32Array, b0In: number):
   b -= dot(w, t);
   const b0 = dot(w, d);
   // Cumulative sums over coordinates in decreasing p.
-  const s = new Float64Array(n), sb = new Float64Array(n);
-  let cs = 0, csb = b0;
+  const s = new Float64Array(n),
+    sb = new Float64Array(n);
+  let cs = 0,
+    csb = b0;
   for (let j = 0; j < n; j++) {
     const q = indp[n - 1 - j];
     cs += Math.abs(w[q]);
     csb += -w[q] * d[q];
-    s[j] = cs; sb[j] = csb;
+    s[j] = cs;
+    sb[j] = csb;
   }
   const b2last = sb[n - 1] - s[n - 1] * p[indp[0]];
   const cl = b - b2last > 0;
@@ -73,11 +79,13 @@ export function projectionLinf(t: Float32Array, w0: Float32Array, b0In: number):
     const lmbd = Math.max((b - sb[n - 1]) / -s[n - 1], 0);
     for (let i = 0; i < n; i++) d[i] = (2 * a[i] - 1) * lmbd;
   } else if (c2) {
-    let lb = 0, ub = n - 1;
+    let lb = 0,
+      ub = n - 1;
     for (let it = 0, iters = Math.ceil(Math.log2(n)); it < iters; it++) {
       const mid = Math.floor((lb + ub) / 2);
       const b2 = sb[mid] - s[mid] * p[indp[n - 1 - mid]];
-      if (b - b2 > 0) lb = mid; else ub = mid;
+      if (b - b2 > 0) lb = mid;
+      else ub = mid;
     }
     const lmbd = Math.max((b - sb[lb]) / -s[lb], 0);
     for (let i = 0; i < n; i++) d[i] = a[i] ? Math.min(lmbd, d[i]) : Math.max(-lmbd, d[i]);
@@ -91,7 +99,10 @@ export function projectionL2(t: Float32Array, w0: Float32Array, bIn: number): Fl
   const n = t.length;
   let c = dot(w0, t) - bIn;
   const w = new Float64Array(w0);
-  if (c < 0) { for (let i = 0; i < n; i++) w[i] = -w[i]; c = -c; }
+  if (c < 0) {
+    for (let i = 0; i < n; i++) w[i] = -w[i];
+    c = -c;
+  }
   const BIG = 1e12;
   const r = new Float64Array(n);
   for (let i = 0; i < n; i++) {
@@ -102,35 +113,48 @@ export function projectionL2(t: Float32Array, w0: Float32Array, bIn: number): Fl
     r[i] = v;
   }
   const indr = argsort(r);
-  const rs = new Float64Array(n), rs2 = new Float64Array(n), w3s = new Float64Array(n);
+  const rs = new Float64Array(n),
+    rs2 = new Float64Array(n),
+    w3s = new Float64Array(n);
   for (let j = 0; j < n; j++) {
     rs[j] = r[indr[j]];
     rs2[j] = j + 1 < n ? r[indr[j + 1]] : 0;
     w3s[j] = w[indr[j]] ** 2;
   }
-  for (let j = 0; j < n; j++) { if (rs[j] === BIG) rs[j] = 0; if (rs2[j] === BIG) rs2[j] = 0; }
+  for (let j = 0; j < n; j++) {
+    if (rs[j] === BIG) rs[j] = 0;
+    if (rs2[j] === BIG) rs2[j] = 0;
+  }
   let w5 = 0;
   for (let j = 0; j < n; j++) w5 += w3s[j];
   const ws = new Float64Array(n);
   let acc = 0;
-  for (let j = 0; j < n; j++) { acc += w3s[j]; ws[j] = w5 - acc; }
+  for (let j = 0; j < n; j++) {
+    acc += w3s[j];
+    ws[j] = w5 - acc;
+  }
   const d = new Float64Array(n);
   for (let i = 0; i < n; i++) d[i] = Math.abs(w[i]) > 1e-8 ? -(r[i] * w[i]) : 0;
   // s[0] = −w5·rs[0], s[j+1] = Σ_{i≤j} (rs[i] − rs2[i])·ws[i] − w5·rs[0].
   const s = new Float64Array(n + 1);
   s[0] = -w5 * rs[0];
   let cum = 0;
-  for (let j = 0; j < n; j++) { cum += (-rs2[j] + rs[j]) * ws[j]; s[j + 1] = cum - w5 * rs[0]; }
+  for (let j = 0; j < n; j++) {
+    cum += (-rs2[j] + rs[j]) * ws[j];
+    s[j + 1] = cum - w5 * rs[0];
+  }
   const c4 = s[0] + c < 0;
   const c3 = dot(d, w) + c > 0;
   if (c4) {
     const alpha = c / w5;
     for (let i = 0; i < n; i++) d[i] = -alpha * w[i];
   } else if (!c3) {
-    let lb = 0, ub = n - 1;
+    let lb = 0,
+      ub = n - 1;
     for (let it = 0, iters = Math.ceil(Math.log2(n)); it < iters; it++) {
       const mid = Math.floor((lb + ub) / 2);
-      if (s[mid] + c > 0) lb = mid; else ub = mid;
+      if (s[mid] + c > 0) lb = mid;
+      else ub = mid;
     }
     const alpha = ws[lb] === 0 ? 0 : (s[lb] + c) / ws[lb] + rs[lb];
     for (let i = 0; i < n; i++) if (!(alpha > r[i])) d[i] = -alpha * w[i];

@@ -26,7 +26,6 @@ export interface FoolingOptions {
   seed?: number;
 }
 
-
 export interface FoolingResult {
   /** [n, s, s, 3] in [0, 1]; caller disposes. */
   images: Tensor4D;
@@ -42,7 +41,9 @@ export async function makeFoolingImages(model: Classifier, targetClasses: ArrayL
   const threshold = opts.threshold ?? 0.99;
   const maxSteps = opts.steps ?? 300;
   const stepSize = opts.stepSize ?? 0.01;
-  const n = targetClasses.length, s = model.inputSize, k = model.numClasses;
+  const n = targetClasses.length,
+    s = model.inputSize,
+    k = model.numClasses;
   const t = Int32Array.from(targetClasses);
   for (const c of t) if (!Number.isInteger(c) || c < 0 || c >= k) throw new UserError(`fooling: target class ${c} is outside 0..${k - 1}`);
   const tT = tf.tensor1d(t, 'int32');
@@ -58,7 +59,7 @@ export async function makeFoolingImages(model: Classifier, targetClasses: ArrayL
       // The gradient comes with the logits that decide which images still move (the last is unused).
       const { logits, grad: g } = await vjp(model, x, ascent);
       const probs = tf.tidy(() => tf.softmax(logits));
-      const p = await probs.data() as Float32Array;
+      const p = (await probs.data()) as Float32Array;
       tf.dispose([probs, logits]);
       const moving = new Float32Array(n);
       let anyMoving = false;
@@ -67,9 +68,16 @@ export async function makeFoolingImages(model: Classifier, targetClasses: ArrayL
         let top = true;
         for (let j = 0; j < k; j++) if (p[i * k + j] > confidence[i]) top = false;
         success[i] = confidence[i] >= threshold && top ? 1 : 0;
-        if (!success[i] && step < maxSteps) { moving[i] = 1; anyMoving = true; stepsTaken[i] = step + 1; }
+        if (!success[i] && step < maxSteps) {
+          moving[i] = 1;
+          anyMoving = true;
+          stepsTaken[i] = step + 1;
+        }
       }
-      if (!anyMoving) { g.dispose(); break; }
+      if (!anyMoving) {
+        g.dispose();
+        break;
+      }
       const next = tf.tidy(() => {
         const upd = tf.mul(signExact(g), tf.reshape(tf.mul(tf.tensor1d(moving), stepSize), [n, 1, 1, 1]));
         return tf.clipByValue(tf.add(x, upd), 0, 1) as Tensor4D;
@@ -101,7 +109,7 @@ export const fooling: Attack = {
     const y = labelArray(labels);
     const n = y.length;
     const explicit = resolveTargets(options, n, model.numClasses, 'fooling');
-    const t = explicit ?? await fallbackTargets(model, images, y, 'second', seedOption(options));
+    const t = explicit ?? (await fallbackTargets(model, images, y, 'second', seedOption(options)));
     const r = await makeFoolingImages(model, t, {
       threshold: numberOption(options, 'threshold', 0.99),
       steps: intOption(options, 'steps', 300, 0),

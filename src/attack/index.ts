@@ -1,7 +1,18 @@
 /** The attack module's public surface (docs/ARCHITECTURE.md, "Attacks"). */
 export type {
-  Attack, AttackOptions, AnyAttackOptions, AttackResult, Norm, CwAttackOptions, LbfgsAttackOptions, JsmaAttackOptions,
-  DeepFoolAttackOptions, SquareAttackOptions, FoolingAttackOptions, UniversalAttackOptions, MomentumAttackOptions,
+  Attack,
+  AttackOptions,
+  AnyAttackOptions,
+  AttackResult,
+  Norm,
+  CwAttackOptions,
+  LbfgsAttackOptions,
+  JsmaAttackOptions,
+  DeepFoolAttackOptions,
+  SquareAttackOptions,
+  FoolingAttackOptions,
+  UniversalAttackOptions,
+  MomentumAttackOptions,
 } from './types';
 export { ATTACKS, attackNames, getAttack, parseAttackList, parseEps, parseEpsList, validateTarget } from './registry';
 export { fgsm, fgv } from './one-step';

@@ -6,9 +6,7 @@ import { tf, signExact, Tensor1D, Tensor4D } from '../inference/tf';
 import { Classifier, inferLogits } from '../inference/model';
 import type { Attack, MomentumAttackOptions } from './types';
 import { inputGradient, AttackLoss } from './loss';
-import {
-  epsAttack, intOption, l2PerImage, marginsFromLogits, numberOption, projectL2, projectLinf, seedOption, selectRows,
-} from './common';
+import { epsAttack, intOption, l2PerImage, marginsFromLogits, numberOption, projectL2, projectLinf, seedOption, selectRows } from './common';
 
 export interface IterateOptions {
   norm: 'linf' | 'l2';
@@ -61,7 +59,7 @@ export async function iterateAttack(model: Classifier, x: Tensor4D, labels: Tens
 /** Margins (lower = better for the attacker, < 0 = success) of a batch; see marginsFromLogits. */
 export async function batchMargins(model: Classifier, adv: Tensor4D, cls: Int32Array, targeted: boolean): Promise<Float32Array> {
   const lg = await inferLogits(model, adv);
-  const z = await lg.data() as Float32Array;
+  const z = (await lg.data()) as Float32Array;
   lg.dispose();
   return marginsFromLogits(z, cls.length, model.numClasses, cls, targeted);
 }
@@ -92,7 +90,12 @@ export function randomStart(x: Tensor4D, norm: 'linf' | 'l2', eps: number, seed:
  * with the lowest margin so far is kept, so a later unlucky restart never undoes a success.
  */
 export async function pgdWithRestarts(
-  model: Classifier, x: Tensor4D, labels: Tensor1D, y: Int32Array, targets: Int32Array | null, o: RestartOptions,
+  model: Classifier,
+  x: Tensor4D,
+  labels: Tensor1D,
+  y: Int32Array,
+  targets: Int32Array | null,
+  o: RestartOptions,
 ): Promise<Tensor4D> {
   const t = targets ? tf.tensor1d(targets, 'int32') : null;
   const cls = targets ?? y;
@@ -111,7 +114,11 @@ export async function pgdWithRestarts(
         bestMargin = m;
       } else {
         const better = new Uint8Array(m.length);
-        for (let i = 0; i < m.length; i++) if (m[i] < bestMargin[i]) { better[i] = 1; bestMargin[i] = m[i]; }
+        for (let i = 0; i < m.length; i++)
+          if (m[i] < bestMargin[i]) {
+            better[i] = 1;
+            bestMargin[i] = m[i];
+          }
         const prev: Tensor4D = best;
         best = tf.tidy(() => selectRows(tf.tensor1d(better, 'bool'), adv, prev));
         prev.dispose();
@@ -130,50 +137,65 @@ export async function pgdWithRestarts(
  * the L∞ and L2 attacks differ only in the norm.
  */
 export function pgdAttack(name: string, title: string, norm: 'linf' | 'l2'): Attack {
-  return epsAttack(name, title, norm, ({ model, images, labels, y, targets, eps, loss, options }) => {
-    const steps = intOption(options, 'steps', 10, 1);
-    return pgdWithRestarts(model, images, labels, y, targets, {
-      norm, eps, steps, loss,
-      stepSize: numberOption(options, 'stepSize', 2.5 * eps / steps),
-      randomStart: options.randomStart ?? true,
-      restarts: intOption(options, 'restarts', 1, 1),
-      seed: seedOption(options),
-    });
-  }, (options) => {
-    const steps = intOption(options, 'steps', 10, 1);
-    return {
-      steps, restarts: intOption(options, 'restarts', 1, 1), randomStart: options.randomStart ?? true,
-      ...(options.eps !== undefined ? { stepSize: numberOption(options, 'stepSize', 2.5 * options.eps / steps) } : {}),
-    };
-  });
+  return epsAttack(
+    name,
+    title,
+    norm,
+    ({ model, images, labels, y, targets, eps, loss, options }) => {
+      const steps = intOption(options, 'steps', 10, 1);
+      return pgdWithRestarts(model, images, labels, y, targets, {
+        norm,
+        eps,
+        steps,
+        loss,
+        stepSize: numberOption(options, 'stepSize', (2.5 * eps) / steps),
+        randomStart: options.randomStart ?? true,
+        restarts: intOption(options, 'restarts', 1, 1),
+        seed: seedOption(options),
+      });
+    },
+    (options) => {
+      const steps = intOption(options, 'steps', 10, 1);
+      return {
+        steps,
+        restarts: intOption(options, 'restarts', 1, 1),
+        randomStart: options.randomStart ?? true,
+        ...(options.eps !== undefined ? { stepSize: numberOption(options, 'stepSize', (2.5 * options.eps) / steps) } : {}),
+      };
+    },
+  );
 }
-
 
 /**
  * An iterated L∞ attack from the clean images (no random start): BIM, and with momentum MI-FGSM.
  * `defaultStep` gives the step size when the caller sets none; only an attack given a
  * `defaultMomentum` reads the momentum option.
  */
-export function iteratedLinfAttack(
-  name: string, title: string, defaultStep: (eps: number, steps: number) => number, defaultMomentum?: number,
-): Attack {
-  const attack = epsAttack(name, title, 'linf', async ({ model, images, labels, targets, eps, loss, options }) => {
-    const steps = intOption(options, 'steps', 10, 1);
-    const stepSize = numberOption(options, 'stepSize', defaultStep(eps, steps));
-    const momentum = defaultMomentum === undefined ? 0 : numberOption(options as MomentumAttackOptions, 'momentum', defaultMomentum);
-    const t = targets ? tf.tensor1d(targets, 'int32') : null;
-    try {
-      return await iterateAttack(model, images, labels, t, { norm: 'linf', eps, steps, stepSize, momentum, loss });
-    } finally {
-      t?.dispose();
-    }
-  }, (options) => {
-    const steps = intOption(options, 'steps', 10, 1);
-    return {
-      steps, momentum: defaultMomentum === undefined ? 0 : numberOption(options as MomentumAttackOptions, 'momentum', defaultMomentum),
-      ...(options.eps !== undefined ? { stepSize: numberOption(options, 'stepSize', defaultStep(options.eps, steps)) } : {}),
-    };
-  });
+export function iteratedLinfAttack(name: string, title: string, defaultStep: (eps: number, steps: number) => number, defaultMomentum?: number): Attack {
+  const attack = epsAttack(
+    name,
+    title,
+    'linf',
+    async ({ model, images, labels, targets, eps, loss, options }) => {
+      const steps = intOption(options, 'steps', 10, 1);
+      const stepSize = numberOption(options, 'stepSize', defaultStep(eps, steps));
+      const momentum = defaultMomentum === undefined ? 0 : numberOption(options as MomentumAttackOptions, 'momentum', defaultMomentum);
+      const t = targets ? tf.tensor1d(targets, 'int32') : null;
+      try {
+        return await iterateAttack(model, images, labels, t, { norm: 'linf', eps, steps, stepSize, momentum, loss });
+      } finally {
+        t?.dispose();
+      }
+    },
+    (options) => {
+      const steps = intOption(options, 'steps', 10, 1);
+      return {
+        steps,
+        momentum: defaultMomentum === undefined ? 0 : numberOption(options as MomentumAttackOptions, 'momentum', defaultMomentum),
+        ...(options.eps !== undefined ? { stepSize: numberOption(options, 'stepSize', defaultStep(options.eps, steps)) } : {}),
+      };
+    },
+  );
   return defaultMomentum === undefined ? attack : { ...attack, extraOptions: ['momentum'] satisfies (keyof MomentumAttackOptions)[] };
 }
 
@@ -182,7 +204,7 @@ export function iteratedLinfAttack(
  * the eps ball and [0, 1] after every step. No random start (that is PGD).
  */
 // Madry et al.'s 2.5·eps/steps lets a step sequence reach the boundary with slack to turn.
-export const bim: Attack = iteratedLinfAttack('bim', 'BIM / I-FGSM', (eps, steps) => 2.5 * eps / steps);
+export const bim: Attack = iteratedLinfAttack('bim', 'BIM / I-FGSM', (eps, steps) => (2.5 * eps) / steps);
 
 /**
  * MI-FGSM (Dong et al. 2018): I-FGSM whose step follows a decayed sum of L1-normalised

@@ -31,10 +31,18 @@ import { tf } from '../inference/tf';
 import { vjp } from '../inference/objective';
 import type { Attack, JsmaAttackOptions } from './types';
 import {
-  argmaxRows, fallbackTargets, intOption, labelArray, numberOption, resolveTargets, seedOption, stringOption,
-  successFromPredictions, lossOption } from './common';
+  argmaxRows,
+  fallbackTargets,
+  intOption,
+  labelArray,
+  numberOption,
+  resolveTargets,
+  seedOption,
+  stringOption,
+  successFromPredictions,
+  lossOption,
+} from './common';
 import { quantiseArray } from './written';
-
 
 export const jsma: Attack = {
   name: 'jsma',
@@ -55,9 +63,10 @@ export const jsma: Attack = {
     const k = model.numClasses;
     const d = h * w * ch;
     const explicit = resolveTargets(options, n, k, 'jsma');
-    const aim = explicit ?? await fallbackTargets(model, images, y, stringOption(options, 'targetMode', ['second', 'random'] as const, 'second'), seedOption(options));
+    const aim =
+      explicit ?? (await fallbackTargets(model, images, y, stringOption(options, 'targetMode', ['second', 'random'] as const, 'second'), seedOption(options)));
     const maxPixels = Math.max(1, Math.floor(maxFraction * h * w));
-    const x = Float32Array.from(await images.data() as Float32Array);
+    const x = Float32Array.from((await images.data()) as Float32Array);
     // Features already chosen, or with no room to move in any allowed direction.
     const used = new Uint8Array(n * d);
     for (let i = 0; i < n * d; i++) if (x[i] >= 1 && !(both && x[i] > 0)) used[i] = 1;
@@ -87,10 +96,12 @@ export const jsma: Attack = {
         tf.dispose([toTarget, toAll]);
       }
       xt.dispose();
-      const z = await zT.data() as Float32Array;
-      const dt = await gT.data() as Float32Array;
-      const da = gAll ? await gAll.data() as Float32Array : zeros;
-      zT.dispose(); gT.dispose(); gAll?.dispose();
+      const z = (await zT.data()) as Float32Array;
+      const dt = (await gT.data()) as Float32Array;
+      const da = gAll ? ((await gAll.data()) as Float32Array) : zeros;
+      zT.dispose();
+      gT.dispose();
+      gAll?.dispose();
       pred = argmaxRows(z, n, k);
       let active = 0;
       for (let i = 0; i < n; i++) {
@@ -98,7 +109,10 @@ export const jsma: Attack = {
         if (reached || pixelsChanged[i] >= maxPixels) done[i] = 1;
         if (done[i]) continue;
         const pair = bestPair(dt, da, used, x, both, i * d, d, pairCandidates);
-        if (!pair) { done[i] = 1; continue; }
+        if (!pair) {
+          done[i] = 1;
+          continue;
+        }
         active++;
         for (const [p, sign] of pair) {
           const pix = i * h * w + Math.floor(p / ch);
@@ -106,7 +120,10 @@ export const jsma: Attack = {
           if (!touched[pix] && pixelsChanged[i] >= maxPixels) continue;
           x[i * d + p] = sign > 0 ? 1 : 0;
           used[i * d + p] = 1;
-          if (!touched[pix]) { touched[pix] = 1; pixelsChanged[i]++; }
+          if (!touched[pix]) {
+            touched[pix] = 1;
+            pixelsChanged[i]++;
+          }
         }
       }
       if (active === 0) break;
@@ -125,20 +142,28 @@ type Move = [number, 1 | -1];
  * The best feature pair for one image (offset `o` into the flat arrays), or null if < 2 remain.
  * A decrease is scored like an increase with the gradients' signs flipped.
  */
-function bestPair(
-  dt: Float32Array, da: Float32Array, used: Uint8Array, x: Float32Array, both: boolean, o: number, d: number, m: number,
-): [Move, Move] | null {
+function bestPair(dt: Float32Array, da: Float32Array, used: Uint8Array, x: Float32Array, both: boolean, o: number, d: number, m: number): [Move, Move] | null {
   // Keep the top-m (feature, direction) moves by α − β in a small sorted list (m ≪ d).
   const idx: Move[] = [];
   const score: number[] = [];
   const consider = (p: number, sign: 1 | -1) => {
-    const a = sign * dt[o + p], b = sign * (da[o + p] - dt[o + p]);
+    const a = sign * dt[o + p],
+      b = sign * (da[o + p] - dt[o + p]);
     const s = a - b;
     if (idx.length === m && s <= score[m - 1]) return;
     let j: number;
-    if (idx.length < m) { idx.push([p, sign]); score.push(s); j = idx.length - 1; } else j = m - 1;
-    while (j > 0 && score[j - 1] < s) { idx[j] = idx[j - 1]; score[j] = score[j - 1]; j--; }
-    idx[j] = [p, sign]; score[j] = s;
+    if (idx.length < m) {
+      idx.push([p, sign]);
+      score.push(s);
+      j = idx.length - 1;
+    } else j = m - 1;
+    while (j > 0 && score[j - 1] < s) {
+      idx[j] = idx[j - 1];
+      score[j] = score[j - 1];
+      j--;
+    }
+    idx[j] = [p, sign];
+    score[j] = s;
   };
   for (let p = 0; p < d; p++) {
     if (used[o + p]) continue;
@@ -146,17 +171,27 @@ function bestPair(
     if (both && x[o + p] > 0) consider(p, -1);
   }
   if (idx.length < 2) return null;
-  let best: [Move, Move] | null = null, bestScore = -Infinity;
-  let fallback: [Move, Move] | null = null, fallbackScore = -Infinity;
+  let best: [Move, Move] | null = null,
+    bestScore = -Infinity;
+  let fallback: [Move, Move] | null = null,
+    fallbackScore = -Infinity;
   for (let u = 0; u < idx.length; u++) {
     const [p, sp] = idx[u];
-    const ap = sp * dt[o + p], bp = sp * (da[o + p] - dt[o + p]);
+    const ap = sp * dt[o + p],
+      bp = sp * (da[o + p] - dt[o + p]);
     for (let v = u + 1; v < idx.length; v++) {
       const [q, sq] = idx[v];
       if (q === p) continue; // the same feature in both directions
-      const a = ap + sq * dt[o + q], b = bp + sq * (da[o + q] - dt[o + q]);
-      if (a > 0 && b < 0 && a * -b > bestScore) { bestScore = a * -b; best = [idx[u], idx[v]]; }
-      if (a - b > fallbackScore) { fallbackScore = a - b; fallback = [idx[u], idx[v]]; }
+      const a = ap + sq * dt[o + q],
+        b = bp + sq * (da[o + q] - dt[o + q]);
+      if (a > 0 && b < 0 && a * -b > bestScore) {
+        bestScore = a * -b;
+        best = [idx[u], idx[v]];
+      }
+      if (a - b > fallbackScore) {
+        fallbackScore = a - b;
+        fallback = [idx[u], idx[v]];
+      }
     }
   }
   return best ?? fallback;

@@ -17,10 +17,22 @@ import { inferLogits } from '../inference/model';
 import { gradThroughModel } from '../inference/objective';
 import type { Attack, LbfgsAttackOptions } from './types';
 import {
-  adamUpdate, argmaxRows, bisectConstants, fallbackTargets, intOption, labelArray, numberOption, rejectStepSize, resolveTargets, seedOption, selectRows, stringOption,
-  successFromPredictions, lossOption } from './common';
+  adamUpdate,
+  argmaxRows,
+  bisectConstants,
+  fallbackTargets,
+  intOption,
+  labelArray,
+  numberOption,
+  rejectStepSize,
+  resolveTargets,
+  seedOption,
+  selectRows,
+  stringOption,
+  successFromPredictions,
+  lossOption,
+} from './common';
 import { quantiseTensor } from './written';
-
 
 export const lbfgs: Attack = {
   name: 'lbfgs',
@@ -38,9 +50,11 @@ export const lbfgs: Attack = {
     const lr = numberOption(options, 'learningRate', 0.01);
     const c0 = numberOption(options, 'initialConst', 1);
     const y = labelArray(labels);
-    const n = y.length, k = model.numClasses;
+    const n = y.length,
+      k = model.numClasses;
     const explicit = resolveTargets(options, n, k, 'lbfgs');
-    const aim = explicit ?? await fallbackTargets(model, images, y, stringOption(options, 'targetMode', ['second', 'random'] as const, 'second'), seedOption(options));
+    const aim =
+      explicit ?? (await fallbackTargets(model, images, y, stringOption(options, 'targetMode', ['second', 'random'] as const, 'second'), seedOption(options)));
     const aimT = tf.tensor1d(aim, 'int32');
     const oneHot = tf.oneHot(aimT, k);
     const c = new Float32Array(n).fill(c0);
@@ -48,7 +62,8 @@ export const lbfgs: Attack = {
     const upper = new Float32Array(n).fill(Infinity);
     let bestAdv: Tensor4D = images.clone();
     let bestL2: Tensor1D = tf.fill([n], Infinity) as Tensor1D;
-    const b1 = 0.9, b2 = 0.999;
+    const b1 = 0.9,
+      b2 = 0.999;
     try {
       for (let bs = 0; bs < searchSteps; bs++) {
         const cT = tf.tensor1d(c);
@@ -81,13 +96,13 @@ export const lbfgs: Attack = {
           for (const t of [bestAdv, bestL2, m, v, r, found]) t.dispose();
           ({ adv2: bestAdv, l22: bestL2, m2: m, v2: v, r2: r, found2: found } = next);
         }
-        const ok = await found.data() as Uint8Array;
+        const ok = (await found.data()) as Uint8Array;
         for (const t of [cT, r, m, v, found]) t.dispose();
         bisectConstants(c, lower, upper, (i) => ok[i] !== 0);
       }
       const adversarial = tf.tidy(() => tf.clipByValue(bestAdv, 0, 1) as Tensor4D);
       const z = await inferLogits(model, adversarial);
-      const pred = argmaxRows(await z.data() as Float32Array, n, k);
+      const pred = argmaxRows((await z.data()) as Float32Array, n, k);
       z.dispose();
       return { adversarial, success: successFromPredictions(pred, y, explicit) };
     } finally {

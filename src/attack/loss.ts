@@ -22,7 +22,13 @@ export function parseAttackLoss(text: string): AttackLoss {
  * CE of the label untargeted, minus CE of the target targeted, or the margin / DLR. The caller
  * owns both tensors.
  */
-export async function objectiveGradient(model: Classifier, x: Tensor4D, labels: Tensor1D, targets: Tensor1D | null, loss: AttackLoss = 'ce'): Promise<ObjectiveGradient> {
+export async function objectiveGradient(
+  model: Classifier,
+  x: Tensor4D,
+  labels: Tensor1D,
+  targets: Tensor1D | null,
+  loss: AttackLoss = 'ce',
+): Promise<ObjectiveGradient> {
   if (model.objectiveGradient) return model.objectiveGradient(x, labels, targets, loss);
   return tfObjectiveGradient(model, x, labels, targets, loss);
 }

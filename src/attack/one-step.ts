@@ -12,14 +12,20 @@ import { inputGradient } from './loss';
  * [0, 1]. The step is taken up the loss (or, targeted, down the target class's loss).
  */
 export function oneStepLinfAttack(name: string, title: string, step: (g: Tensor4D, eps: number) => tf.Tensor): Attack {
-  return epsAttack(name, title, 'linf', async ({ model, images, labels, targets, eps, loss }) => {
-    const t = targets ? tf.tensor1d(targets, 'int32') : null;
-    const g = await inputGradient(model, images, labels, t, loss);
-    t?.dispose();
-    const adv = tf.tidy(() => projectLinf(tf.add(images, step(g, eps)) as Tensor4D, images, eps));
-    g.dispose();
-    return adv;
-  }, () => ({ steps: 1 }));
+  return epsAttack(
+    name,
+    title,
+    'linf',
+    async ({ model, images, labels, targets, eps, loss }) => {
+      const t = targets ? tf.tensor1d(targets, 'int32') : null;
+      const g = await inputGradient(model, images, labels, t, loss);
+      t?.dispose();
+      const adv = tf.tidy(() => projectLinf(tf.add(images, step(g, eps)) as Tensor4D, images, eps));
+      g.dispose();
+      return adv;
+    },
+    () => ({ steps: 1 }),
+  );
 }
 
 /**

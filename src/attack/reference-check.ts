@@ -57,7 +57,12 @@ export interface ReferenceTolerances {
  * amplifies such flips over its steps, so its results are compared by prediction and accuracy.
  */
 export const TOLERANCES: ReferenceTolerances = {
-  logitsRelative: 1e-4, gradientMedian: 1e-4, gradientP99: 1e-3, signAgreement: 0.999, pgdPredictionAgreement: 0.98, accuracyPoints: 1,
+  logitsRelative: 1e-4,
+  gradientMedian: 1e-4,
+  gradientP99: 1e-3,
+  signAgreement: 0.999,
+  pgdPredictionAgreement: 0.98,
+  accuracyPoints: 1,
 };
 
 /** Largest |z − z_ref| relative to the image's largest |z_ref| (at least 1). */
@@ -65,8 +70,12 @@ export function logitsRelativeError(z: Floats, ref: Floats, n: number): number {
   const k = z.length / n;
   let worst = 0;
   for (let i = 0; i < n; i++) {
-    let scale = 1, diff = 0;
-    for (let j = i * k; j < (i + 1) * k; j++) { scale = Math.max(scale, Math.abs(ref[j])); diff = Math.max(diff, Math.abs(z[j] - ref[j])); }
+    let scale = 1,
+      diff = 0;
+    for (let j = i * k; j < (i + 1) * k; j++) {
+      scale = Math.max(scale, Math.abs(ref[j]));
+      diff = Math.max(diff, Math.abs(z[j] - ref[j]));
+    }
     worst = Math.max(worst, diff / scale);
   }
   return worst;
@@ -87,7 +96,8 @@ export function argmaxRows(z: Float32Array, n: number): Int32Array {
  * by ~1e-7 / (1 − p_y) relative: below CONFIDENT they are not expected to agree closely.
  */
 export function labelComplement(z: Floats, labels: Int32Array): Float64Array {
-  const n = labels.length, k = z.length / n;
+  const n = labels.length,
+    k = z.length / n;
   return Float64Array.from(labels, (y, i) => {
     let others = 0;
     for (let j = 0; j < k; j++) if (j !== y) others += Math.exp(z[i * k + j] - z[i * k + y]);
@@ -104,8 +114,12 @@ export function gradientFigures(g: Floats, ref: Floats, n: number, use: (i: numb
   const errs: number[] = [];
   for (let i = 0; i < n; i++) {
     if (!use(i)) continue;
-    let num = 0, den = 0;
-    for (let p = i * d; p < (i + 1) * d; p++) { num += (g[p] - ref[p]) ** 2; den += ref[p] ** 2; }
+    let num = 0,
+      den = 0;
+    for (let p = i * d; p < (i + 1) * d; p++) {
+      num += (g[p] - ref[p]) ** 2;
+      den += ref[p] ** 2;
+    }
     if (den > 0) errs.push(Math.sqrt(num / den));
   }
   errs.sort((a, b) => a - b);
@@ -115,9 +129,18 @@ export function gradientFigures(g: Floats, ref: Floats, n: number, use: (i: numb
 
 /** FGSM sign agreement (see SignFigures) of gradients g vs g_ref at clean images x, step eps. */
 export function signFigures(x: Float32Array, g: Floats, ref: Floats, eps: number): SignFigures {
-  let agree = 0, counted = 0, zero = 0, nonzeroOurs = 0, agreeAll = 0, all = 0;
+  let agree = 0,
+    counted = 0,
+    zero = 0,
+    nonzeroOurs = 0,
+    agreeAll = 0,
+    all = 0;
   for (let p = 0; p < x.length; p++) {
-    if (ref[p] === 0) { zero++; if (g[p] !== 0) nonzeroOurs++; continue; }
+    if (ref[p] === 0) {
+      zero++;
+      if (g[p] !== 0) nonzeroOurs++;
+      continue;
+    }
     const s = ref[p] > 0 ? 1 : -1;
     const same = (g[p] > 0 ? 1 : g[p] < 0 ? -1 : 0) === s;
     all++;
@@ -129,8 +152,11 @@ export function signFigures(x: Float32Array, g: Floats, ref: Floats, eps: number
     if (same) agree++;
   }
   return {
-    agreement: counted ? agree / counted : 1, counted, agreementAll: all ? agreeAll / all : 1,
-    zeroInReference: zero, nonzeroOursWhereReferenceZero: nonzeroOurs,
+    agreement: counted ? agree / counted : 1,
+    counted,
+    agreementAll: all ? agreeAll / all : 1,
+    zeroInReference: zero,
+    nonzeroOursWhereReferenceZero: nonzeroOurs,
   };
 }
 
@@ -139,7 +165,9 @@ export function imageFigures(a: Float32Array, b: Float32Array, predA: Int32Array
   let eq = 0;
   for (let p = 0; p < a.length; p++) if (Math.abs(a[p] - b[p]) <= 1e-6) eq++;
   const n = labels.length;
-  let same = 0, accA = 0, accB = 0;
+  let same = 0,
+    accA = 0,
+    accB = 0;
   for (let i = 0; i < n; i++) {
     if (predA[i] === predB[i]) same++;
     if (predA[i] === labels[i]) accA++;

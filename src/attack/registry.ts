@@ -25,15 +25,44 @@ function checked(a: Attack): Attack {
   return Object.assign(Object.create(a) as Attack, { run });
 }
 
-export const ATTACKS: Record<string, Attack> = Object.freeze(Object.fromEntries(Object.entries({
-  fgsm, fgv, bim, pgd, 'pgd-l2': pgdL2, mifgsm, deepfool, jsma, cw, lbfgs, universal, fooling, square, ...AUTOATTACK_FAMILY,
-}).map(([k, a]) => [k, checked(a)])));
+export const ATTACKS: Record<string, Attack> = Object.freeze(
+  Object.fromEntries(
+    Object.entries({
+      fgsm,
+      fgv,
+      bim,
+      pgd,
+      'pgd-l2': pgdL2,
+      mifgsm,
+      deepfool,
+      jsma,
+      cw,
+      lbfgs,
+      universal,
+      fooling,
+      square,
+      ...AUTOATTACK_FAMILY,
+    }).map(([k, a]) => [k, checked(a)]),
+  ),
+);
 
 /** Other spellings people type. */
 const ALIASES: Record<string, string> = {
-  'i-fgsm': 'bim', ifgsm: 'bim', 'mi-fgsm': 'mifgsm', 'pgd-linf': 'pgd', pgdl2: 'pgd-l2', 'cw-l2': 'cw',
-  carlini: 'cw', 'carlini-wagner': 'cw', 'l-bfgs': 'lbfgs', szegedy: 'lbfgs', uap: 'universal',
-  aa: 'autoattack', 'aa-l2': 'autoattack-l2', apgd: 'apgd-ce', 'apgd-l2': 'apgd-ce-l2',
+  'i-fgsm': 'bim',
+  ifgsm: 'bim',
+  'mi-fgsm': 'mifgsm',
+  'pgd-linf': 'pgd',
+  pgdl2: 'pgd-l2',
+  'cw-l2': 'cw',
+  carlini: 'cw',
+  'carlini-wagner': 'cw',
+  'l-bfgs': 'lbfgs',
+  szegedy: 'lbfgs',
+  uap: 'universal',
+  aa: 'autoattack',
+  'aa-l2': 'autoattack-l2',
+  apgd: 'apgd-ce',
+  'apgd-l2': 'apgd-ce-l2',
 };
 
 export function attackNames(): string[] {
@@ -49,7 +78,10 @@ export function getAttack(name: string): Attack {
 
 /** Parses 'fgsm,pgd' into attacks (validating every name before any work starts). */
 export function parseAttackList(text: string): Attack[] {
-  const names = text.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  const names = text
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
   if (names.length === 0) throw new UserError('no attack given');
   return names.map(getAttack);
 }
@@ -73,7 +105,10 @@ export function parseEps(text: string): number {
 
 /** Parses '0,2/255,4/255' (duplicates removed, order kept). */
 export function parseEpsList(text: string): number[] {
-  const items = text.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  const items = text
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
   if (items.length === 0) throw new UserError('no eps given: use e.g. 0,2/255,4/255,8/255');
   const out: number[] = [];
   for (const it of items) {

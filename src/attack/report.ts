@@ -23,7 +23,7 @@ export interface ReportMeta {
 const COLORS = ['#1f77b4', '#d62728', '#2ca02c', '#ff7f0e', '#9467bd', '#8c564b', '#e377c2', '#7f7f7f', '#bcbd22', '#17becf', '#393b79', '#ad494a', '#637939'];
 
 function esc(s: string): string {
-  return s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' }[c] as string));
+  return s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c] as string);
 }
 
 /**
@@ -42,7 +42,9 @@ const num = (v: number | null, d = 3) => (v == null || Number.isNaN(v) ? '–' :
 async function pngDataUri(rgb: Float32Array, size: number): Promise<string> {
   const bytes = Buffer.alloc(rgb.length);
   for (let i = 0; i < rgb.length; i++) bytes[i] = Math.round(Math.min(1, Math.max(0, rgb[i])) * 255);
-  const png = await sharp(bytes, { raw: { width: size, height: size, channels: 3 } }).png().toBuffer();
+  const png = await sharp(bytes, { raw: { width: size, height: size, channels: 3 } })
+    .png()
+    .toBuffer();
   return `data:image/png;base64,${png.toString('base64')}`;
 }
 
@@ -60,8 +62,14 @@ const NORM_LABEL: Record<Norm, string> = { linf: 'L∞', l2: 'L2', l0: 'L0' };
 
 /** Accuracy vs eps, one polyline per attack, clean accuracy as a dashed line. */
 export function accuracyPlotSvg(rows: RobustnessRow[], cleanAccuracy: number, title: string, norm: Norm = 'linf'): string {
-  const W = 560, H = 340, L = 56, R = 150, T = 30, B = 46;
-  const pw = W - L - R, ph = H - T - B;
+  const W = 560,
+    H = 340,
+    L = 56,
+    R = 150,
+    T = 30,
+    B = 46;
+  const pw = W - L - R,
+    ph = H - T - B;
   const maxEps = Math.max(...rows.map((r) => r.eps), 1e-9);
   const xs = (e: number) => L + (e / maxEps) * pw;
   const ys = (a: number) => T + (1 - a) * ph;
@@ -69,7 +77,8 @@ export function accuracyPlotSvg(rows: RobustnessRow[], cleanAccuracy: number, ti
   parts.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" role="img" aria-label="${esc(title)}">`);
   parts.push(`<text x="${L + pw / 2}" y="18" text-anchor="middle" font-size="14" font-weight="bold">${esc(title)}</text>`);
   for (let i = 0; i <= 5; i++) {
-    const a = i / 5, y = ys(a);
+    const a = i / 5,
+      y = ys(a);
     parts.push(`<line x1="${L}" y1="${y}" x2="${L + pw}" y2="${y}" stroke="#ddd"/>`);
     parts.push(`<text x="${L - 6}" y="${y + 4}" text-anchor="end" font-size="11">${Math.round(a * 100)}%</text>`);
   }
@@ -90,9 +99,13 @@ export function accuracyPlotSvg(rows: RobustnessRow[], cleanAccuracy: number, ti
   attacks.forEach((name, i) => {
     const color = COLORS[i % COLORS.length];
     const pts = rows.filter((r) => r.attack === name && Number.isFinite(r.accuracy)).sort((a, b) => a.eps - b.eps);
-    parts.push(`<polyline fill="none" stroke="${color}" stroke-width="2" points="${pts.map((r) => `${xs(r.eps).toFixed(1)},${ys(r.accuracy).toFixed(1)}`).join(' ')}"/>`);
+    parts.push(
+      `<polyline fill="none" stroke="${color}" stroke-width="2" points="${pts.map((r) => `${xs(r.eps).toFixed(1)},${ys(r.accuracy).toFixed(1)}`).join(' ')}"/>`,
+    );
     for (const r of pts) {
-      parts.push(`<circle cx="${xs(r.eps).toFixed(1)}" cy="${ys(r.accuracy).toFixed(1)}" r="3" fill="${color}"><title>${esc(`${name} ε=${formatEps(r.eps, norm)}: ${pct(r.accuracy)}`)}</title></circle>`);
+      parts.push(
+        `<circle cx="${xs(r.eps).toFixed(1)}" cy="${ys(r.accuracy).toFixed(1)}" r="3" fill="${color}"><title>${esc(`${name} ε=${formatEps(r.eps, norm)}: ${pct(r.accuracy)}`)}</title></circle>`,
+      );
     }
     const ly = T + 10 + i * 18;
     parts.push(`<line x1="${L + pw + 12}" y1="${ly}" x2="${L + pw + 32}" y2="${ly}" stroke="${color}" stroke-width="2"/>`);
@@ -118,9 +131,11 @@ th{background:#f3f3f3}td.l,th.l{text-align:left}.wrap{overflow-x:auto}
 .ex img{width:96px;height:96px;image-rendering:pixelated;margin-right:4px}.ok{color:#b00}.no{color:#070}
 .plots svg{margin:0 12px 12px 0}</style></head><body>`);
   out.push(`<h1>${esc(title)}</h1>`);
-  out.push(`<p>Model <b>${esc(meta.model)}</b> · data <b>${esc(meta.data)}</b>${meta.split ? ` (${esc(meta.split)})` : ''}`
-    + `${meta.backend ? ` · backend <b>${esc(meta.backend)}</b>` : ''} · ${result.n} images · clean accuracy <b>${pct(result.clean.accuracy)}</b>`
-    + ` · generated ${esc(meta.generated ?? new Date().toISOString())}</p>`);
+  out.push(
+    `<p>Model <b>${esc(meta.model)}</b> · data <b>${esc(meta.data)}</b>${meta.split ? ` (${esc(meta.split)})` : ''}` +
+      `${meta.backend ? ` · backend <b>${esc(meta.backend)}</b>` : ''} · ${result.n} images · clean accuracy <b>${pct(result.clean.accuracy)}</b>` +
+      ` · generated ${esc(meta.generated ?? new Date().toISOString())}</p>`,
+  );
 
   out.push('<h2>Accuracy under attack</h2><div class="plots">');
   for (const norm of ['linf', 'l2', 'l0'] as const) {
@@ -128,14 +143,20 @@ th{background:#f3f3f3}td.l,th.l{text-align:left}.wrap{overflow-x:auto}
     if (rows.length) out.push(accuracyPlotSvg(rows, result.clean.accuracy, `${NORM_LABEL[norm]} attacks`, norm));
   }
   out.push('</div>');
-  out.push('<p>Minimal-perturbation attacks (DeepFool, C&amp;W, L-BFGS, fooling images) count an example at ε only when its perturbation, in the attack\'s norm, is at most ε. JSMA (L0) uses its own pixel budget at every ε &gt; 0.</p>');
+  out.push(
+    "<p>Minimal-perturbation attacks (DeepFool, C&amp;W, L-BFGS, fooling images) count an example at ε only when its perturbation, in the attack's norm, is at most ε. JSMA (L0) uses its own pixel budget at every ε &gt; 0.</p>",
+  );
 
-  out.push('<h2>Results</h2><div class="wrap"><table><tr><th class="l">attack</th><th>norm</th><th>ε</th><th>accuracy</th><th>success rate</th>'
-    + '<th>mean L0 (pixels)</th><th>mean L2</th><th>mean L∞</th><th>images/s</th></tr>');
+  out.push(
+    '<h2>Results</h2><div class="wrap"><table><tr><th class="l">attack</th><th>norm</th><th>ε</th><th>accuracy</th><th>success rate</th>' +
+      '<th>mean L0 (pixels)</th><th>mean L2</th><th>mean L∞</th><th>images/s</th></tr>',
+  );
   for (const r of result.results) {
-    out.push(`<tr><td class="l" title="${esc(r.title)}">${esc(r.attack)}</td><td>${NORM_LABEL[r.norm]}</td><td>${esc(formatEps(r.eps, r.norm))}</td>`
-      + `<td>${pct(r.accuracy)}</td><td>${pct(r.successRate)}</td><td>${num(r.meanL0, 1)}</td><td>${num(r.meanL2)}</td>`
-      + `<td>${num(r.meanLinf)}</td><td>${num(r.imagesPerSecond, 1)}</td></tr>`);
+    out.push(
+      `<tr><td class="l" title="${esc(r.title)}">${esc(r.attack)}</td><td>${NORM_LABEL[r.norm]}</td><td>${esc(formatEps(r.eps, r.norm))}</td>` +
+        `<td>${pct(r.accuracy)}</td><td>${pct(r.successRate)}</td><td>${num(r.meanL0, 1)}</td><td>${num(r.meanL2)}</td>` +
+        `<td>${num(r.meanLinf)}</td><td>${num(r.imagesPerSecond, 1)}</td></tr>`,
+    );
   }
   out.push('</table></div>');
 
@@ -144,12 +165,14 @@ th{background:#f3f3f3}td.l,th.l{text-align:left}.wrap{overflow-x:auto}
     for (const ex of result.examples) {
       const amp = amplified(ex);
       const [a, b, c] = await Promise.all([pngDataUri(ex.clean, ex.size), pngDataUri(amp.rgb, ex.size), pngDataUri(ex.adversarial, ex.size)]);
-      out.push(`<div class="ex"><div><b>${esc(ex.attack)}</b> ε=${esc(formatEps(ex.eps, result.results.find((r) => r.attack === ex.attack)?.norm))} · image #${ex.index}</div>`
-        + `<img src="${a}" alt="clean"><img src="${b}" alt="perturbation"><img src="${c}" alt="adversarial">`
-        + `<div>true: ${esc(cls(ex.label))}</div>`
-        + `<div>clean: ${esc(cls(ex.cleanPrediction))} (${pct(ex.cleanConfidence)})</div>`
-        + `<div class="${ex.success ? 'ok' : 'no'}">adversarial: ${esc(cls(ex.adversarialPrediction))} (${pct(ex.adversarialConfidence)})</div>`
-        + `<div>perturbation ×${amp.gain > 0 ? amp.gain.toFixed(1) : '0'}</div></div>`);
+      out.push(
+        `<div class="ex"><div><b>${esc(ex.attack)}</b> ε=${esc(formatEps(ex.eps, result.results.find((r) => r.attack === ex.attack)?.norm))} · image #${ex.index}</div>` +
+          `<img src="${a}" alt="clean"><img src="${b}" alt="perturbation"><img src="${c}" alt="adversarial">` +
+          `<div>true: ${esc(cls(ex.label))}</div>` +
+          `<div>clean: ${esc(cls(ex.cleanPrediction))} (${pct(ex.cleanConfidence)})</div>` +
+          `<div class="${ex.success ? 'ok' : 'no'}">adversarial: ${esc(cls(ex.adversarialPrediction))} (${pct(ex.adversarialConfidence)})</div>` +
+          `<div>perturbation ×${amp.gain > 0 ? amp.gain.toFixed(1) : '0'}</div></div>`,
+      );
     }
     out.push('</div>');
   }

@@ -21,17 +21,16 @@ import { intOption, labelArray, marginsFromLogits, numberOption, requireEps, res
  * `rescale` is false (AutoAttack runs it unscaled with 5000 queries).
  */
 export function squareFraction(pInit: number, it: number, nIters: number, rescale = true): number {
-  const i = rescale ? Math.floor(it / nIters * 10000) : it;
+  const i = rescale ? Math.floor((it / nIters) * 10000) : it;
   const halvings = [10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000].filter((t) => i > t).length;
   return pInit / Math.pow(2, halvings);
 }
-
 
 /** Logit margins of a CPU batch: the only access to the model this attack makes. */
 async function query(model: Classifier, x: Float32Array, m: number, s: number, cls: Int32Array, targeted: boolean): Promise<Float32Array> {
   const xt = tf.tensor4d(x, [m, s, s, 3]);
   const z = await inferLogits(model, xt);
-  const logits = await z.data() as Float32Array;
+  const logits = (await z.data()) as Float32Array;
   tf.dispose([xt, z]);
   return marginsFromLogits(logits, m, model.numClasses, cls, targeted);
 }
@@ -62,7 +61,7 @@ export const square: Attack = {
     const targets = resolveTargets(options, n, model.numClasses, 'square');
     const cls = targets ?? y;
     const targeted = targets != null;
-    const clean = await images.data() as Float32Array;
+    const clean = (await images.data()) as Float32Array;
     const queries = new Int32Array(n);
     const clip = (v: number) => (v < 0 ? 0 : v > 1 ? 1 : v);
 
@@ -87,7 +86,14 @@ export const square: Attack = {
       startIdx.forEach((i, j) => {
         for (let p = 0; p < d; p++) cand[j * d + p] = clip(clean[i * d + p] + delta[i * d + p]);
       });
-      const m = await query(model, cand, startIdx.length, h, Int32Array.from(startIdx, (i) => cls[i]), targeted);
+      const m = await query(
+        model,
+        cand,
+        startIdx.length,
+        h,
+        Int32Array.from(startIdx, (i) => cls[i]),
+        targeted,
+      );
       startIdx.forEach((i, j) => {
         queries[i]++;
         // The stripes become the current point even when slightly worse: the search starts there.
@@ -116,7 +122,14 @@ export const square: Attack = {
         }
         for (let q = 0; q < d; q++) cand[j * d + q] = clip(clean[i * d + q] + newDelta[j * d + q]);
       });
-      const m = await query(model, cand, active.length, h, Int32Array.from(active, (i) => cls[i]), targeted);
+      const m = await query(
+        model,
+        cand,
+        active.length,
+        h,
+        Int32Array.from(active, (i) => cls[i]),
+        targeted,
+      );
       active.forEach((i, j) => {
         queries[i]++;
         if (m[j] < margin[i]) {

@@ -22,13 +22,23 @@ export interface TransferResult {
 }
 
 function rate(success: Uint8Array, counted: Uint8Array): { rate: number; count: number } {
-  let hit = 0, count = 0;
-  for (let i = 0; i < success.length; i++) if (counted[i]) { count++; hit += success[i]; }
+  let hit = 0,
+    count = 0;
+  for (let i = 0; i < success.length; i++)
+    if (counted[i]) {
+      count++;
+      hit += success[i];
+    }
   return { rate: count ? hit / count : 0, count };
 }
 
 export async function transferAttack(
-  source: Classifier, target: Classifier, images: Tensor4D, labels: Tensor1D, attack: Attack | string, opts: AnyAttackOptions,
+  source: Classifier,
+  target: Classifier,
+  images: Tensor4D,
+  labels: Tensor1D,
+  attack: Attack | string,
+  opts: AnyAttackOptions,
 ): Promise<TransferResult> {
   const a = typeof attack === 'string' ? getAttack(attack) : attack;
   const y = labelArray(labels);
@@ -36,8 +46,10 @@ export async function transferAttack(
   const r = await a.run(source, images, labels, opts);
   try {
     const [srcClean, tgtClean, srcAdv, tgtAdv] = [
-      await predictBatch(source, images), await predictBatch(target, images),
-      await predictBatch(source, r.adversarial), await predictBatch(target, r.adversarial),
+      await predictBatch(source, images),
+      await predictBatch(target, images),
+      await predictBatch(source, r.adversarial),
+      await predictBatch(target, r.adversarial),
     ];
     const sourceSuccess = successFromPredictions(srcAdv, y, targets);
     const targetSuccess = successFromPredictions(tgtAdv, y, targets);
@@ -46,8 +58,12 @@ export async function transferAttack(
     const s = rate(sourceSuccess, counted(srcClean));
     const t = rate(targetSuccess, counted(tgtClean));
     return {
-      successOnSource: s.rate, successOnTarget: t.rate, sourceSuccess, targetSuccess,
-      sourceCount: s.count, targetCount: t.count,
+      successOnSource: s.rate,
+      successOnTarget: t.rate,
+      sourceSuccess,
+      targetSuccess,
+      sourceCount: s.count,
+      targetCount: t.count,
     };
   } finally {
     r.adversarial.dispose();

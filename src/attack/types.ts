@@ -128,8 +128,14 @@ export interface MomentumAttackOptions extends AttackOptions {
 }
 
 /** Every option some attack takes: what a caller holding any Attack may pass (each attack refuses the others' at run time). */
-export type AnyAttackOptions = CwAttackOptions & LbfgsAttackOptions & JsmaAttackOptions & DeepFoolAttackOptions
-  & SquareAttackOptions & FoolingAttackOptions & UniversalAttackOptions & MomentumAttackOptions;
+export type AnyAttackOptions = CwAttackOptions &
+  LbfgsAttackOptions &
+  JsmaAttackOptions &
+  DeepFoolAttackOptions &
+  SquareAttackOptions &
+  FoolingAttackOptions &
+  UniversalAttackOptions &
+  MomentumAttackOptions;
 
 export interface AttackResult {
   /** Adversarial images, same shape as the input, in [0, 1]. Caller disposes. */

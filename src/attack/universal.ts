@@ -15,7 +15,6 @@ import { inputGradient, AttackLoss } from './loss';
 import { intOption, labelArray, lossOption, numberOption, predictBatch, rejectTargeted, requireEps, stringOption, successFromPredictions } from './common';
 import { deepfoolBatch } from './deepfool';
 
-
 export interface UniversalOptions {
   eps: number;
   /** Passes over the data (default 5). */
@@ -84,10 +83,15 @@ export async function computeUniversal(model: Classifier, images: Tensor4D, labe
   let ranEpochs = 0;
   const rates = async () => {
     const pred = await predictAll(model, images, v, eps, batch);
-    let fooled = 0, correct = 0, wrong = 0;
+    let fooled = 0,
+      correct = 0,
+      wrong = 0;
     for (let i = 0; i < n; i++) {
       if (pred[i] !== cleanPred[i]) fooled++;
-      if (cleanPred[i] === y[i]) { correct++; if (pred[i] !== y[i]) wrong++; }
+      if (cleanPred[i] === y[i]) {
+        correct++;
+        if (pred[i] !== y[i]) wrong++;
+      }
     }
     return { foolingRate: n ? fooled / n : 0, successRate: correct ? wrong / correct : 0 };
   };
@@ -102,7 +106,11 @@ export async function computeUniversal(model: Classifier, images: Tensor4D, labe
       const pred = await predictBatch(model, xv);
       const keep = new Float32Array(m);
       let any = false;
-      for (let j = 0; j < m; j++) if (pred[j] === y[i + j]) { keep[j] = 1; any = true; }
+      for (let j = 0; j < m; j++)
+        if (pred[j] === y[i + j]) {
+          keep[j] = 1;
+          any = true;
+        }
       if (any) {
         let step: tf.Tensor;
         if (method === 'fgsm') {
@@ -118,13 +126,15 @@ export async function computeUniversal(model: Classifier, images: Tensor4D, labe
           step = tf.tidy(() => tf.sum(tf.mul(tf.sub(adversarial, xv), tf.reshape(tf.tensor1d(keep), [m, 1, 1, 1])), 0));
           adversarial.dispose();
         }
-        const stepData = await step.data() as Float32Array;
+        const stepData = (await step.data()) as Float32Array;
         step.dispose();
         const nv = new Float32Array(v.length);
         for (let q = 0; q < v.length; q++) nv[q] = Math.max(-eps, Math.min(eps, v[q] + stepData[q]));
         v = nv;
       }
-      xb.dispose(); yb.dispose(); xv.dispose();
+      xb.dispose();
+      yb.dispose();
+      xv.dispose();
     }
     if ((await rates()).foolingRate >= stopAt) break;
   }
@@ -150,14 +160,16 @@ export const universal: Attack = {
       v = given;
     } else {
       // No precomputed v: fit one on this batch itself (what a sweep over a test set can do).
-      v = (await computeUniversal(model, images, labels, {
-        eps,
-        epochs: intOption(options, 'epochs', 5, 1),
-        stepSize: numberOption(options, 'stepSize', eps / 4),
-        method: stringOption(options, 'method', ['fgsm', 'deepfool'] as const, 'fgsm'),
-        batchSize: intOption(options, 'batchSize', 32, 1),
-        loss,
-      })).perturbation;
+      v = (
+        await computeUniversal(model, images, labels, {
+          eps,
+          epochs: intOption(options, 'epochs', 5, 1),
+          stepSize: numberOption(options, 'stepSize', eps / 4),
+          method: stringOption(options, 'method', ['fgsm', 'deepfool'] as const, 'fgsm'),
+          batchSize: intOption(options, 'batchSize', 32, 1),
+          loss,
+        })
+      ).perturbation;
     }
     const adversarial = applyPerturbation(images, v, eps);
     const y = labelArray(labels);

@@ -47,7 +47,8 @@ function roundLinf(clean: Float32Array, adv: Float32Array, out: Float32Array, o:
 /** Rounds one image's values towards the clean ones (|written − clean| ≤ |adv − clean| on the grid). */
 function roundTowardsClean(clean: Float32Array, adv: Float32Array, out: Float32Array, o: number, d: number): void {
   for (let p = o; p < o + d; p++) {
-    const v = adv[p] * 255, c = clean[p] * 255;
+    const v = adv[p] * 255,
+      c = clean[p] * 255;
     const b = v >= c ? Math.floor(v + LEVEL_SLACK) : Math.ceil(v - LEVEL_SLACK);
     out[p] = BYTE_TO_FLOAT[Math.min(255, Math.max(0, b))];
   }
@@ -91,9 +92,15 @@ export interface WrittenImages {
  * its perturbation from `clean`: the figures a command prints about the file it writes.
  */
 export async function measureWritten(
-  model: Classifier, clean: Float32Array, adv: Float32Array, labels: Int32Array, targets: Int32Array | null, budget?: Budget,
+  model: Classifier,
+  clean: Float32Array,
+  adv: Float32Array,
+  labels: Int32Array,
+  targets: Int32Array | null,
+  budget?: Budget,
 ): Promise<WrittenImages> {
-  const n = labels.length, s = model.inputSize;
+  const n = labels.length,
+    s = model.inputSize;
   const images = quantiseWithin(clean, adv, n, budget);
   // Judged where predictions count (a .tflite file's interpreter, a native engine).
   const x = tf.tensor4d(images, [n, s, s, 3]);
@@ -103,8 +110,8 @@ export async function measureWritten(
     return [tf.argMax(probs, 1), tf.max(probs, 1)];
   });
   tf.dispose([x, z]);
-  const pred = Int32Array.from(await p.data() as Int32Array);
-  const conf = Float32Array.from(await c.data() as Float32Array);
+  const pred = Int32Array.from((await p.data()) as Int32Array);
+  const conf = Float32Array.from((await c.data()) as Float32Array);
   tf.dispose([p, c]);
   const success = Uint8Array.from(pred, (v, i) => ((targets ? v === targets[i] : v !== labels[i]) ? 1 : 0));
   return { images, pred, conf, success, norms: normsFromArrays(clean, images, n) };

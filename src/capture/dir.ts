@@ -20,7 +20,8 @@ const IMAGE_EXT = new Set(['.jpg', '.jpeg', '.png', '.webp', '.ppm', '.pgm', '.b
 
 export async function listImages(dir: string): Promise<string[]> {
   const names = await fsp.readdir(dir);
-  return names.filter((n) => IMAGE_EXT.has(path.extname(n).toLowerCase()) && !n.startsWith('.'))
+  return names
+    .filter((n) => IMAGE_EXT.has(path.extname(n).toLowerCase()) && !n.startsWith('.'))
     .sort((a, b) => a.localeCompare(b, 'en', { numeric: true }))
     .map((n) => path.join(dir, n));
 }
@@ -78,8 +79,14 @@ export class DirectorySource extends BaseSource {
       if (!this.running) return;
       this.passFrames++;
       const isJpeg = bytes[0] === 0xff && bytes[1] === 0xd8;
-      this.emitFrame({ rgb: img.rgb, width: img.width, height: img.height, t, decodeMs: performance.now() - t,
-        ...(isJpeg && !img.resized ? { jpeg: bytes } : {}) });
+      this.emitFrame({
+        rgb: img.rgb,
+        width: img.width,
+        height: img.height,
+        t,
+        decodeMs: performance.now() - t,
+        ...(isJpeg && !img.resized ? { jpeg: bytes } : {}),
+      });
     } catch (e) {
       const err = e as NodeJS.ErrnoException;
       if (err.code === 'ENOENT' && this.index === 0) {

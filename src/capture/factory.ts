@@ -54,11 +54,17 @@ export function parseSourceSpec(text: string): SourceRequest {
 
 export function specToString(s: SourceRequest): string {
   switch (s.kind) {
-    case 'auto': case 'synthetic': return s.kind;
-    case 'webcam': return s.device ? `webcam:${s.device}` : 'webcam';
-    case 'ffmpeg': return `ffmpeg:${s.input}`;
-    case 'dir': return `dir:${s.path}`;
-    case 'video': return `video:${s.file}`;
+    case 'auto':
+    case 'synthetic':
+      return s.kind;
+    case 'webcam':
+      return s.device ? `webcam:${s.device}` : 'webcam';
+    case 'ffmpeg':
+      return `ffmpeg:${s.input}`;
+    case 'dir':
+      return `dir:${s.path}`;
+    case 'video':
+      return `video:${s.file}`;
   }
 }
 
@@ -86,8 +92,11 @@ export interface AutoProbe {
 
 export function listCameras(devDir = '/dev'): string[] {
   try {
-    return fs.readdirSync(devDir).filter((n) => /^video\d+$/.test(n))
-      .sort((a, b) => Number(a.slice(5)) - Number(b.slice(5))).map((n) => path.join(devDir, n));
+    return fs
+      .readdirSync(devDir)
+      .filter((n) => /^video\d+$/.test(n))
+      .sort((a, b) => Number(a.slice(5)) - Number(b.slice(5)))
+      .map((n) => path.join(devDir, n));
   } catch {
     return [];
   }
@@ -125,13 +134,20 @@ export function createRawSource(spec: SourceSpec, o: CaptureOptions = {}): Frame
     case 'webcam':
       return new WebcamSource({ device: spec.device, width: o.width, height: o.height, fps: o.fps, name });
     case 'ffmpeg':
-      return new FfmpegSource({ input: spec.input, width: o.width, height: o.height, fps: o.fps, ffmpegPath: o.ffmpegPath,
-        inputArgs: o.ffmpegInputArgs, stdin: o.stdin, name });
+      return new FfmpegSource({
+        input: spec.input,
+        width: o.width,
+        height: o.height,
+        fps: o.fps,
+        ffmpegPath: o.ffmpegPath,
+        inputArgs: o.ffmpegInputArgs,
+        stdin: o.stdin,
+        name,
+      });
     case 'dir':
       return new DirectorySource({ dir: spec.path, fps: o.fps ? Math.min(o.fps, 10) : 5, name });
     case 'video':
-      return new FfmpegSource({ input: path.resolve(spec.file), loop: true, width: o.width, height: o.height, fps: o.fps,
-        ffmpegPath: o.ffmpegPath, name });
+      return new FfmpegSource({ input: path.resolve(spec.file), loop: true, width: o.width, height: o.height, fps: o.fps, ffmpegPath: o.ffmpegPath, name });
   }
 }
 

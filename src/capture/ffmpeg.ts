@@ -98,8 +98,7 @@ export function ffmpegArgs(opts: FfmpegOptions): string[] {
   if (kind === 'file' || kind === 'url' || kind === 'rtsp') filters.push(`fps=${fps}`);
   args.push('-an', '-sn');
   if (filters.length) args.push('-vf', filters.join(','));
-  args.push('-c:v', 'mjpeg', '-q:v', String(opts.quality ?? 5), '-pix_fmt', 'yuvj420p',
-    '-flush_packets', '1', '-f', 'image2pipe', 'pipe:1');
+  args.push('-c:v', 'mjpeg', '-q:v', String(opts.quality ?? 5), '-pix_fmt', 'yuvj420p', '-flush_packets', '1', '-f', 'image2pipe', 'pipe:1');
   return args;
 }
 
@@ -220,7 +219,9 @@ export class FfmpegSource extends BaseSource {
       const input = this.options.stdin ?? process.stdin;
       if (first) child.stdin.write(first);
       input.pipe(child.stdin);
-      child.stdin.on('error', () => { /* ffmpeg went away: reported by 'exit' */ });
+      child.stdin.on('error', () => {
+        /* ffmpeg went away: reported by 'exit' */
+      });
       child.once('exit', () => input.unpipe(child.stdin ?? undefined));
     }
     child.stdout?.on('data', (chunk: Buffer) => {
@@ -249,7 +250,7 @@ export class FfmpegSource extends BaseSource {
           const why = signal ? `killed by ${signal}` : `exited with code ${code}`;
           const last = this.stderrTail[this.stderrTail.length - 1];
           // ffmpeg fed from a stdin that has ended stopped for good: a new ffmpeg would get no input.
-          const input = kind === 'stdin' ? (this.options.stdin ?? process.stdin) as NodeJS.ReadableStream & { readableEnded?: boolean } : null;
+          const input = kind === 'stdin' ? ((this.options.stdin ?? process.stdin) as NodeJS.ReadableStream & { readableEnded?: boolean }) : null;
           const ended = input?.readableEnded === true;
           this.setStatus('lost', ended ? `stdin ended (the camera pipe closed); ffmpeg ${why}` : `ffmpeg ${why}${last ? `: ${last}` : ''}`, undefined, ended);
         }

@@ -9,7 +9,11 @@
  * doubling (no quadratic concatenation with small chunks).
  */
 
-const enum State { Seek, Marker, Entropy }
+const enum State {
+  Seek,
+  Marker,
+  Entropy,
+}
 
 export interface MjpegSplitterOptions {
   /** A frame larger than this is garbage: dropped, and the splitter resynchronises. */
@@ -72,11 +76,13 @@ export class MjpegSplitter {
           continue;
         }
         const m = b[this.pos + 1];
-        if (m === 0xff) { // fill byte before a marker
+        if (m === 0xff) {
+          // fill byte before a marker
           this.pos++;
           continue;
         }
-        if (m === 0xd9) { // EOI: a whole frame
+        if (m === 0xd9) {
+          // EOI: a whole frame
           const end = this.pos + 2;
           out.push(Buffer.from(b.subarray(this.start, end)));
           this.consume(end);
@@ -84,14 +90,16 @@ export class MjpegSplitter {
           this.state = State.Seek;
           continue;
         }
-        if (m === 0xd8) { // a new SOI: the previous frame was truncated
+        if (m === 0xd8) {
+          // a new SOI: the previous frame was truncated
           this.corruptFrames++;
           this.consume(this.pos);
           this.start = 0;
           this.pos = 2;
           continue;
         }
-        if ((m >= 0xd0 && m <= 0xd7) || m === 0x01) { // markers without a length
+        if ((m >= 0xd0 && m <= 0xd7) || m === 0x01) {
+          // markers without a length
           this.pos += 2;
           continue;
         }

@@ -28,7 +28,11 @@ export class SupervisedSource extends BaseSource {
   private readonly maxBackoffMs: number;
   private readonly stallMs: number;
 
-  constructor(private readonly factory: () => FrameSource, name: string, opts: SupervisorOptions = {}) {
+  constructor(
+    private readonly factory: () => FrameSource,
+    name: string,
+    opts: SupervisorOptions = {},
+  ) {
     super(name);
     this.backoffMs = opts.backoffMs ?? 500;
     this.maxBackoffMs = opts.maxBackoffMs ?? 10_000;
@@ -49,7 +53,7 @@ export class SupervisedSource extends BaseSource {
   private readonly onStatus = (s: SourceStatus): void => {
     if (!this.active) return;
     if (s.final) this.giveUp(s.message ?? 'source ended');
-    else if (s.state === 'lost' || (s.state === 'stopped')) this.lose(s.message ?? 'source stopped');
+    else if (s.state === 'lost' || s.state === 'stopped') this.lose(s.message ?? 'source stopped');
     else if (s.state === 'starting' && this.attempt > 0) this.setStatus('retrying', s.message, this.attempt);
     else if (s.state === 'starting') this.setStatus('starting', s.message);
     // 'running' is announced by emitFrame on the first frame.
@@ -66,11 +70,14 @@ export class SupervisedSource extends BaseSource {
     this.restarts = 0;
     await this.launch();
     if (this.stallMs > 0) {
-      this.stallTimer = setInterval(() => {
-        if (this.active && this.status.state === 'running' && performance.now() - this.lastFrameAt > this.stallMs) {
-          this.lose(`no frame for ${(this.stallMs / 1000).toFixed(1)} s`);
-        }
-      }, Math.min(1000, this.stallMs / 2));
+      this.stallTimer = setInterval(
+        () => {
+          if (this.active && this.status.state === 'running' && performance.now() - this.lastFrameAt > this.stallMs) {
+            this.lose(`no frame for ${(this.stallMs / 1000).toFixed(1)} s`);
+          }
+        },
+        Math.min(1000, this.stallMs / 2),
+      );
     }
   }
 

@@ -105,7 +105,7 @@ export class SyntheticScene {
     for (let y = Math.max(0, Math.round(p.cy)); y < H; y++) {
       for (let x = Math.max(0, px0); x < Math.min(W, px0 + poleW); x++) {
         const o = (y * W + x) * 3;
-        const shade = 120 + Math.round(40 * (x - px0) / poleW);
+        const shade = 120 + Math.round((40 * (x - px0)) / poleW);
         out[o] = shade;
         out[o + 1] = shade;
         out[o + 2] = shade + 6;
@@ -172,8 +172,11 @@ export class SyntheticScene {
         const o = (y * W + x) * 3;
         for (let c = 0; c < 3; c++) {
           // Premultiplied interpolation keeps antialiased edges free of dark fringes.
-          const pm = rgba[o00 + c] * rgba[o00 + 3] * w00 + rgba[o10 + c] * rgba[o10 + 3] * w10 +
-            rgba[o01 + c] * rgba[o01 + 3] * w01 + rgba[o11 + c] * rgba[o11 + 3] * w11;
+          const pm =
+            rgba[o00 + c] * rgba[o00 + 3] * w00 +
+            rgba[o10 + c] * rgba[o10 + 3] * w10 +
+            rgba[o01 + c] * rgba[o01 + 3] * w01 +
+            rgba[o11 + c] * rgba[o11 + 3] * w11;
           const v = pm * 255 + out[o + c] * (1 - a);
           out[o + c] = v >= 255 ? 255 : v > 0 ? v | 0 : 0;
         }
@@ -263,7 +266,10 @@ export class SyntheticSource extends BaseSource {
   private t0 = 0;
   private readonly fps: number;
 
-  constructor(readonly options: SyntheticOptions = {}, name = 'synthetic') {
+  constructor(
+    readonly options: SyntheticOptions = {},
+    name = 'synthetic',
+  ) {
     super(name);
     this.fps = Math.max(0.5, Math.min(60, options.fps ?? 15));
   }

@@ -57,8 +57,17 @@ export class WebcamSource extends BaseSource {
     }
     this.tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), 'advsign-webcam-'));
     this.cam = mod.create({
-      width: w, height: h, quality: 90, output: 'jpeg', delay: 0, frames: 1, skip: 1,
-      saveShots: false, device: this.options.device ?? false, callbackReturn: 'buffer', verbose: false,
+      width: w,
+      height: h,
+      quality: 90,
+      output: 'jpeg',
+      delay: 0,
+      frames: 1,
+      skip: 1,
+      saveShots: false,
+      device: this.options.device ?? false,
+      callbackReturn: 'buffer',
+      verbose: false,
     });
     this.running = true;
     this.failures = 0;
@@ -70,7 +79,9 @@ export class WebcamSource extends BaseSource {
     const t = performance.now();
     const location = path.join(this.tmpDir, 'shot');
     let done = (): void => undefined;
-    this.shooting = new Promise((r) => { done = r; });
+    this.shooting = new Promise((r) => {
+      done = r;
+    });
     this.cam.capture(location, (err, data) => {
       done();
       void (async () => {

@@ -95,7 +95,8 @@ export function classFlag(flags: Flags, name: string): number | null {
   const v = flags[name];
   if (v === undefined) return null;
   const n = Number(v);
-  if (typeof v !== 'string' || v.trim() === '' || !Number.isInteger(n)) throw new UserError(`--${name} must be a class id (a whole number 0..42), got '${String(v)}'`);
+  if (typeof v !== 'string' || v.trim() === '' || !Number.isInteger(n))
+    throw new UserError(`--${name} must be a class id (a whole number 0..42), got '${String(v)}'`);
   return n;
 }
 

@@ -14,7 +14,16 @@ import { ATTACK_LOSSES, parseAttackLoss } from '../attack/loss';
 import { classFlag, int, jsonTarget, parseFlags, required, str, writeJsonOutput } from './args';
 import { checkOutputs, checkWritable, writeFileAtomic } from '../util/atomic-file';
 import { defaultModelDir } from './paths';
-import { MODEL_INPUT_FLAGS, MODEL_INPUT_HELP, modelInputFromFlags, needsGradients, parseAttackSpecs, resolveAttacks, TRANSFER_FLAGS, TRANSFER_HELP } from './model-flags';
+import {
+  MODEL_INPUT_FLAGS,
+  MODEL_INPUT_HELP,
+  modelInputFromFlags,
+  needsGradients,
+  parseAttackSpecs,
+  resolveAttacks,
+  TRANSFER_FLAGS,
+  TRANSFER_HELP,
+} from './model-flags';
 
 export const ATTACK_HELP = `advsign attack --model models/NAME|model.tflite --attack fgsm --eps 8/255 --input in.png --out adv.png
 
@@ -36,11 +45,27 @@ Predictions come from the model's own runtime (for a .tflite file, its interpret
 attacks differentiate the model (for a .tflite file, its graph rebuilt in TensorFlow.js).`;
 
 export async function attackCommand(argv: string[]): Promise<void> {
-  const f = parseFlags(argv, {
-    model: { type: 'string' }, attack: { type: 'string' }, eps: { type: 'string' }, input: { type: 'string' },
-    out: { type: 'string' }, target: { type: 'string' }, label: { type: 'string' }, steps: { type: 'string' }, loss: { type: 'string' },
-    queries: { type: 'string' }, json: { type: 'string' }, backend: { type: 'string' }, engine: { type: 'string' }, ...MODEL_INPUT_FLAGS, ...TRANSFER_FLAGS,
-  }, 'attack');
+  const f = parseFlags(
+    argv,
+    {
+      model: { type: 'string' },
+      attack: { type: 'string' },
+      eps: { type: 'string' },
+      input: { type: 'string' },
+      out: { type: 'string' },
+      target: { type: 'string' },
+      label: { type: 'string' },
+      steps: { type: 'string' },
+      loss: { type: 'string' },
+      queries: { type: 'string' },
+      json: { type: 'string' },
+      backend: { type: 'string' },
+      engine: { type: 'string' },
+      ...MODEL_INPUT_FLAGS,
+      ...TRANSFER_FLAGS,
+    },
+    'attack',
+  );
   checkOutputs(jsonTarget(f));
   const specs = parseAttackSpecs(str(f, 'attack', 'fgsm') as string, f);
   if (specs.length !== 1) throw new UserError('attack: give one --attack (evaluate runs several)');
@@ -73,7 +98,10 @@ export async function attackCommand(argv: string[]): Promise<void> {
   const x = tf.tensor4d(pixels, [1, s, s, 3]);
   const [clean] = await predictTopK(runtime, x, 3);
   const label = f.label !== undefined ? int(f, 'label', 0, 0, clf.numClasses - 1) : clean[0].classId;
-  const { attacks: [attack], surrogate } = await resolveAttacks(specs, f, clf);
+  const {
+    attacks: [attack],
+    surrogate,
+  } = await resolveAttacks(specs, f, clf);
   let target: number | undefined;
   if (targetArg !== null) {
     if (!attack.supportsTargeted) throw new UserError(`attack '${attack.name}' has no targeted mode`);
@@ -81,14 +109,26 @@ export async function attackCommand(argv: string[]): Promise<void> {
   }
   const y = tf.tensor1d([label], 'int32');
   const options = {
-    eps, targeted: target !== undefined, target, eightBit: true, ...(steps ? { steps } : {}), ...(queries ? { maxQueries: queries } : {}), ...(loss ? { loss } : {}),
+    eps,
+    targeted: target !== undefined,
+    target,
+    eightBit: true,
+    ...(steps ? { steps } : {}),
+    ...(queries ? { maxQueries: queries } : {}),
+    ...(loss ? { loss } : {}),
   };
-  notes.push(...attack.notes?.(clf, options) ?? []);
+  notes.push(...(attack.notes?.(clf, options) ?? []));
   const res = await attack.run(attack.blackBox ? runtime : clf, x, y, options);
   surrogate?.dispose();
   // Everything reported below is measured on the 8-bit image written to --out, by the runtime.
-  const written = await measureWritten(runtime, pixels, Float32Array.from(await res.adversarial.data() as Float32Array),
-    Int32Array.of(label), target !== undefined ? Int32Array.of(target) : null, attack.usesEps ? { norm: attack.norm, eps } : undefined);
+  const written = await measureWritten(
+    runtime,
+    pixels,
+    Float32Array.from((await res.adversarial.data()) as Float32Array),
+    Int32Array.of(label),
+    target !== undefined ? Int32Array.of(target) : null,
+    attack.usesEps ? { norm: attack.norm, eps } : undefined,
+  );
   const xw = tf.tensor4d(written.images, x.shape);
   const [adv] = await predictTopK(runtime, xw, 3);
   const norms = written.norms;
@@ -96,18 +136,32 @@ export async function attackCommand(argv: string[]): Promise<void> {
   tf.dispose([x, y, xw, res.adversarial]);
   loaded.dispose();
   if (res.success[0] !== written.success[0]) {
-    notes.push(res.success[0]
-      ? 'the attack\'s float result fooled the model, but rounding it to the 8-bit image written undid that'
-      : 'rounding to the 8-bit image written made the attack succeed where its float result did not');
+    notes.push(
+      res.success[0]
+        ? "the attack's float result fooled the model, but rounding it to the 8-bit image written undid that"
+        : 'rounding to the 8-bit image written made the attack succeed where its float result did not',
+    );
   }
   if (norms.l0[0] === 0 && (eps > 0 || !attack.usesEps)) {
     notes.push('the attack left the image unchanged: its gradient is zero here, or every pixel it would move is already at 0 or 1');
   }
   const named = (p: { classId: number; probability: number }) => ({ ...p, name: names[p.classId] });
   const result = {
-    attack: attack.name, loss: attack.takesLoss ? loss ?? 'ce' : null, eps, label, target: target ?? null, success: written.success[0] === 1,
-    clean: clean.map(named), adversarial: adv.map(named),
-    l0: norms.l0[0], l2: norms.l2[0], linf: norms.linf[0], queries: res.queries ? res.queries[0] : null, out, engine: loaded.engine.engine, notes,
+    attack: attack.name,
+    loss: attack.takesLoss ? (loss ?? 'ce') : null,
+    eps,
+    label,
+    target: target ?? null,
+    success: written.success[0] === 1,
+    clean: clean.map(named),
+    adversarial: adv.map(named),
+    l0: norms.l0[0],
+    l2: norms.l2[0],
+    linf: norms.linf[0],
+    queries: res.queries ? res.queries[0] : null,
+    out,
+    engine: loaded.engine.engine,
+    notes,
     model: loaded.description,
   };
   const json = jsonTarget(f);
@@ -118,7 +172,9 @@ export async function attackCommand(argv: string[]): Promise<void> {
   const fmt = (p: { classId: number; probability: number }) => `${p.classId} ${names[p.classId]} (${(p.probability * 100).toFixed(1)}%)`;
   console.log(`clean:       ${fmt(clean[0])}`);
   console.log(`adversarial: ${fmt(adv[0])}  ${result.success ? 'FOOLED' : 'not fooled'}`);
-  console.log(`perturbation: L0 ${result.l0} pixels, L2 ${result.l2.toFixed(4)}, Linf ${result.linf.toFixed(4)} (${(result.linf * 255).toFixed(1)}/255)` +
-    (result.queries != null ? `; ${result.queries} model queries` : ''));
+  console.log(
+    `perturbation: L0 ${result.l0} pixels, L2 ${result.l2.toFixed(4)}, Linf ${result.linf.toFixed(4)} (${(result.linf * 255).toFixed(1)}/255)` +
+      (result.queries != null ? `; ${result.queries} model queries` : ''),
+  );
   console.log(`wrote ${out}`);
 }

@@ -20,7 +20,15 @@ export interface PeerFigures {
   trainBatch64: number;
 }
 
-export const PEER_KEYS: readonly (keyof PeerFigures)[] = ['inferBatch1', 'inferBatch64', 'fgsmBatch1', 'fgsmBatch64', 'pgd10Batch1', 'pgd10Batch64', 'trainBatch64'];
+export const PEER_KEYS: readonly (keyof PeerFigures)[] = [
+  'inferBatch1',
+  'inferBatch64',
+  'fgsmBatch1',
+  'fgsmBatch64',
+  'pgd10Batch1',
+  'pgd10Batch64',
+  'trainBatch64',
+];
 
 export interface PeerHarness {
   python: string;
@@ -39,15 +47,24 @@ export function findPeerHarness(threads = 2): PeerHarness | string {
   return { python, script, threads };
 }
 
-interface TorchRow { op: string; batch: number; img_s: number }
+interface TorchRow {
+  op: string;
+  batch: number;
+  img_s: number;
+}
 
 /** One run of the harness (about a minute): its figures in our naming. */
 export function runPeer(h: PeerHarness): Promise<PeerFigures> {
   return new Promise((resolve, reject) => {
     const child = spawn(h.python, [h.script, '--threads', String(h.threads), '--widths', '24,48,128'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '', err = '';
-    child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
-    child.stderr.on('data', (d: Buffer) => { err += d.toString(); });
+    let out = '',
+      err = '';
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+    });
+    child.stderr.on('data', (d: Buffer) => {
+      err += d.toString();
+    });
     child.on('error', reject);
     child.on('close', (code) => {
       if (code !== 0) return reject(new Error(`PyTorch harness exited with ${code}: ${err.trim().split('\n').pop() ?? ''}`));
@@ -59,8 +76,13 @@ export function runPeer(h: PeerHarness): Promise<PeerFigures> {
           return r.img_s;
         };
         resolve({
-          inferBatch1: get('infer', 1), inferBatch64: get('infer', 64), fgsmBatch1: get('fgsm', 1), fgsmBatch64: get('fgsm', 64),
-          pgd10Batch1: get('pgd10', 1), pgd10Batch64: get('pgd10', 64), trainBatch64: get('train', 64),
+          inferBatch1: get('infer', 1),
+          inferBatch64: get('infer', 64),
+          fgsmBatch1: get('fgsm', 1),
+          fgsmBatch64: get('fgsm', 64),
+          pgd10Batch1: get('pgd10', 1),
+          pgd10Batch64: get('pgd10', 64),
+          trainBatch64: get('train', 64),
         });
       } catch (e) {
         reject(e instanceof Error ? e : new Error(String(e)));

@@ -60,10 +60,14 @@ function attackFigure(name: string, options: AttackOptions): BenchExtra {
     const attack = getAttack(name);
     const x = tf.randomUniform([b, 32, 32, 3], 0, 1, 'float32', 3) as tf.Tensor4D;
     const y = tf.randomUniform([b], 0, 43, 'int32', 4) as tf.Tensor1D;
-    const r = await rate(async () => {
-      const res = await attack.run(clf, x, y, options);
-      res.adversarial.dispose();
-    }, budgetMs, 1);
+    const r = await rate(
+      async () => {
+        const res = await attack.run(clf, x, y, options);
+        res.adversarial.dispose();
+      },
+      budgetMs,
+      1,
+    );
     tf.dispose([x, y]);
     return r * b;
   };
@@ -80,7 +84,8 @@ async function measure(backend: BackendName, budgetMs: number, engine?: string):
   const { classifier: clf, engine: chosen } = useEngine(new LayersClassifier(model), engine);
   const optimizer = tf.train.adam(1e-3);
   const figures: Partial<BackendFigures> = { backend, engine: chosen.engine };
-  const infer: Partial<Throughput> = {}, train: Partial<Throughput> = {};
+  const infer: Partial<Throughput> = {},
+    train: Partial<Throughput> = {};
   for (const b of [1, 64] as const) {
     const x = tf.randomUniform([b, 32, 32, 3], 0, 1, 'float32', 1) as tf.Tensor4D;
     const y = tf.oneHot(tf.randomUniform([b], 0, 43, 'int32', 2), 43);
@@ -90,11 +95,15 @@ async function measure(backend: BackendName, budgetMs: number, engine?: string):
       z.dispose();
     }, budgetMs);
     infer[b === 1 ? 'batch1' : 'batch64'] = r * b;
-    const t = await rate(() => {
-      const loss = optimizer.minimize(() => tf.losses.softmaxCrossEntropy(y, clf.logits(x, true)) as tf.Scalar, true);
-      loss?.dataSync();
-      loss?.dispose();
-    }, budgetMs, 1);
+    const t = await rate(
+      () => {
+        const loss = optimizer.minimize(() => tf.losses.softmaxCrossEntropy(y, clf.logits(x, true)) as tf.Scalar, true);
+        loss?.dataSync();
+        loss?.dispose();
+      },
+      budgetMs,
+      1,
+    );
     train[b === 1 ? 'batch1' : 'batch64'] = t * b;
     for (const [name, f] of extras) {
       const cur = (figures[name] as Partial<Throughput> | undefined) ?? {};
@@ -127,11 +136,15 @@ async function benchParallelTraining(backend: BackendName, budgetMs: number): Pr
   const x = tf.randomUniform([64, 32, 32, 3], 0, 1, 'float32', 1) as tf.Tensor4D;
   const y = tf.randomUniform([64], 0, 43, 'int32', 2) as tf.Tensor1D;
   try {
-    const r = await rate(async () => {
-      const step = await pool.step(clf, x, y, 43);
-      optimizer.applyGradients(step.grads);
-      tf.dispose(step.grads.map((g) => g.tensor));
-    }, budgetMs, 2);
+    const r = await rate(
+      async () => {
+        const step = await pool.step(clf, x, y, 43);
+        optimizer.applyGradients(step.grads);
+        tf.dispose(step.grads.map((g) => g.tensor));
+      },
+      budgetMs,
+      2,
+    );
     return { threads: workers + 1, batch64: r * 64 };
   } finally {
     await pool.dispose();
@@ -154,11 +167,15 @@ async function benchOrtTraining(budgetMs: number, engine?: string): Promise<{ th
   try {
     if (!trainer) return null;
     let seed = 0;
-    const r = await rate(async () => {
-      const step = await trainer.step(x, y, 43, { dropoutSeed: seed++ });
-      optimizer.applyGradients(step.grads);
-      tf.dispose(step.grads.map((g) => g.tensor));
-    }, budgetMs, 2);
+    const r = await rate(
+      async () => {
+        const step = await trainer.step(x, y, 43, { dropoutSeed: seed++ });
+        optimizer.applyGradients(step.grads);
+        tf.dispose(step.grads.map((g) => g.tensor));
+      },
+      budgetMs,
+      2,
+    );
     return { threads: chosen.ort?.threads ?? 1, batch64: r * 64 };
   } finally {
     await trainer?.dispose();
@@ -175,9 +192,12 @@ type PeerReport =
 function peerFigures(f: BackendFigures, parallel: { batch64: number } | null, ortTraining: { batch64: number } | null): PeerFigures {
   const t = (k: string) => f[k] as Throughput;
   return {
-    inferBatch1: f.inferImagesPerSecond.batch1, inferBatch64: f.inferImagesPerSecond.batch64,
-    fgsmBatch1: t('fgsmImagesPerSecond').batch1, fgsmBatch64: t('fgsmImagesPerSecond').batch64,
-    pgd10Batch1: t('pgd10ImagesPerSecond').batch1, pgd10Batch64: t('pgd10ImagesPerSecond').batch64,
+    inferBatch1: f.inferImagesPerSecond.batch1,
+    inferBatch64: f.inferImagesPerSecond.batch64,
+    fgsmBatch1: t('fgsmImagesPerSecond').batch1,
+    fgsmBatch64: t('fgsmImagesPerSecond').batch64,
+    pgd10Batch1: t('pgd10ImagesPerSecond').batch1,
+    pgd10Batch64: t('pgd10ImagesPerSecond').batch64,
     // What `advsign train` reaches: on ort when its training graph runs, else the tfjs pool.
     trainBatch64: ortTraining?.batch64 ?? Math.max(f.trainImagesPerSecond.batch64, parallel?.batch64 ?? 0),
   };
@@ -207,12 +227,29 @@ export const BENCH_HELP = `advsign bench [options]
   --unauthenticated N    with --live: N token-less sessions held open on the port meanwhile`;
 
 export async function benchCommand(argv: string[]): Promise<void> {
-  const f = parseFlags(argv, {
-    json: { type: 'string' }, backend: { type: 'string' }, 'no-cpu': { type: 'boolean' }, quick: { type: 'boolean' },
-    live: { type: 'boolean' }, seconds: { type: 'string' }, unauthenticated: { type: 'string' }, frames: { type: 'string' }, 'autoattack-images': { type: 'string' },
-    sticker: { type: 'string' }, source: { type: 'string' }, model: { type: 'string' },
-    engine: { type: 'string' }, 'no-peer': { type: 'boolean' }, rounds: { type: 'string' }, profile: { type: 'boolean' }, 'peer-threads': { type: 'string' },
-  }, 'bench');
+  const f = parseFlags(
+    argv,
+    {
+      json: { type: 'string' },
+      backend: { type: 'string' },
+      'no-cpu': { type: 'boolean' },
+      quick: { type: 'boolean' },
+      live: { type: 'boolean' },
+      seconds: { type: 'string' },
+      unauthenticated: { type: 'string' },
+      frames: { type: 'string' },
+      'autoattack-images': { type: 'string' },
+      sticker: { type: 'string' },
+      source: { type: 'string' },
+      model: { type: 'string' },
+      engine: { type: 'string' },
+      'no-peer': { type: 'boolean' },
+      rounds: { type: 'string' },
+      profile: { type: 'boolean' },
+      'peer-threads': { type: 'string' },
+    },
+    'bench',
+  );
   if (f.unauthenticated !== undefined && !f.live) throw new UserError('bench: --unauthenticated applies to --live');
   checkOutputs(jsonTarget(f));
   const choice = await initBackend(f.backend as string | undefined);
@@ -238,7 +275,8 @@ export async function benchCommand(argv: string[]): Promise<void> {
       ...(typeof f.sticker === 'string' ? { sticker: f.sticker } : {}),
       ...(typeof f.source === 'string' ? { source: f.source } : {}),
       ...(typeof f.model === 'string' ? { modelDir: f.model } : {}),
-      unauthenticated: int(f, 'unauthenticated', 0, 0, 10_000), engine,
+      unauthenticated: int(f, 'unauthenticated', 0, 0, 10_000),
+      engine,
     });
     process.stdout.write(JSON.stringify({ backend: choice.backend, live }, null, 2) + '\n');
     return;
@@ -248,7 +286,8 @@ export async function benchCommand(argv: string[]): Promise<void> {
   const harness = f['no-peer'] ? 'skipped (--no-peer)' : findPeerHarness(int(f, 'peer-threads', 2, 1, 64));
   const load = [os.loadavg()[0]];
   // Ours and PyTorch's alternately, each side's best round kept: only that is comparable on a shared machine.
-  const ourRounds: BackendFigures[] = [], parallelRounds: ({ threads: number; batch64: number } | null)[] = [];
+  const ourRounds: BackendFigures[] = [],
+    parallelRounds: ({ threads: number; batch64: number } | null)[] = [];
   const ortTrainRounds: ({ threads: number; batch64: number } | null)[] = [];
   const peerRounds: PeerFigures[] = [];
   for (let r = 0; r < (typeof harness === 'string' ? 1 : rounds); r++) {
@@ -259,8 +298,10 @@ export async function benchCommand(argv: string[]): Promise<void> {
     load.push(os.loadavg()[0]);
   }
   const main = bestRound(ourRounds);
-  const bestTraining = (rs: ({ threads: number; batch64: number } | null)[]) => rs.reduce((a, b) => (b && (!a || b.batch64 > a.batch64) ? b : a), null as { threads: number; batch64: number } | null);
-  const parallelTraining = bestTraining(parallelRounds), ortTraining = bestTraining(ortTrainRounds);
+  const bestTraining = (rs: ({ threads: number; batch64: number } | null)[]) =>
+    rs.reduce((a, b) => (b && (!a || b.batch64 > a.batch64) ? b : a), null as { threads: number; batch64: number } | null);
+  const parallelTraining = bestTraining(parallelRounds),
+    ortTraining = bestTraining(ortTrainRounds);
   let cpu: BackendFigures | null = null;
   if (!f['no-cpu'] && choice.backend !== 'cpu') cpu = await measure('cpu', f.quick ? 200 : 1500, 'tfjs');
   await switchBackend(choice.backend);
@@ -286,12 +327,36 @@ export async function benchCommand(argv: string[]): Promise<void> {
   const { benchTflite } = await import('../tflite/bench');
   const tflite = await benchTflite({ quick: f.quick === true });
   const ours = peerFigures(main, parallelTraining, ortTraining);
-  const peer: PeerReport = typeof harness === 'string'
-    ? { available: false, reason: harness }
-    : { available: true, framework: 'pytorch' as const, threads: harness.threads, rounds, pytorch: bestOf(peerRounds), advsign: ours, ratio: ratios(ours, bestOf(peerRounds)) };
+  const peer: PeerReport =
+    typeof harness === 'string'
+      ? { available: false, reason: harness }
+      : {
+          available: true,
+          framework: 'pytorch' as const,
+          threads: harness.threads,
+          rounds,
+          pytorch: bestOf(peerRounds),
+          advsign: ours,
+          ratio: ratios(ours, bestOf(peerRounds)),
+        };
   const out = {
-    ...main, parallelTraining, ortTraining, adversarialTraining, autoattack, tflite, cpu, ratioToCpu: ratio, peer, model: 'cnn4 32×32, 43 classes',
-    machine: { cpus: os.cpus().length, platform: process.platform, arch: process.arch, node: process.version, loadAverage: load.map((l) => Math.round(l * 100) / 100) },
+    ...main,
+    parallelTraining,
+    ortTraining,
+    adversarialTraining,
+    autoattack,
+    tflite,
+    cpu,
+    ratioToCpu: ratio,
+    peer,
+    model: 'cnn4 32×32, 43 classes',
+    machine: {
+      cpus: os.cpus().length,
+      platform: process.platform,
+      arch: process.arch,
+      node: process.version,
+      loadAverage: load.map((l) => Math.round(l * 100) / 100),
+    },
     measuredAt: new Date().toISOString(),
   };
   const json = jsonTarget(f);
@@ -306,16 +371,22 @@ export async function benchCommand(argv: string[]): Promise<void> {
   if (parallelTraining) console.log(`  training with ${parallelTraining.threads} threads: batch 64: ${parallelTraining.batch64.toFixed(1)} img/s`);
   if (ortTraining) console.log(`  training on ort, ${ortTraining.threads} threads: batch 64: ${ortTraining.batch64.toFixed(1)} img/s`);
   if (autoattack) {
-    console.log(`  autoattack (standard, 8/255, ${autoattack.images} images of ${autoattack.data}, ${autoattack.engine}, batch ${autoattack.batchSize}, ${autoattack.threads} threads): ` +
-      `${autoattack.imagesPerSecond.toFixed(3)} img/s, ${autoattack.minutesPer1000.toFixed(0)} min per 1000 images`);
+    console.log(
+      `  autoattack (standard, 8/255, ${autoattack.images} images of ${autoattack.data}, ${autoattack.engine}, batch ${autoattack.batchSize}, ${autoattack.threads} threads): ` +
+        `${autoattack.imagesPerSecond.toFixed(3)} img/s, ${autoattack.minutesPer1000.toFixed(0)} min per 1000 images`,
+    );
   }
-  console.log(`  TFLite interpreter: ${tflite.floatMsPerImage.toFixed(2)} ms/image float32, ${tflite.int8MsPerImage.toFixed(2)} int8; ` +
-    `Square ${tflite.squareQueriesPerSecondBatch64.float.toFixed(0)} queries/s (float), ${tflite.squareQueriesPerSecondBatch64.int8.toFixed(0)} (int8); ` +
-    `FGSM through the rebuilt graph costs ×${tflite.fgsmBatch64.costRatioFloat.toFixed(2)} (float), ×${tflite.fgsmBatch64.costRatioInt8.toFixed(2)} (int8) the tfjs model's`);
+  console.log(
+    `  TFLite interpreter: ${tflite.floatMsPerImage.toFixed(2)} ms/image float32, ${tflite.int8MsPerImage.toFixed(2)} int8; ` +
+      `Square ${tflite.squareQueriesPerSecondBatch64.float.toFixed(0)} queries/s (float), ${tflite.squareQueriesPerSecondBatch64.int8.toFixed(0)} (int8); ` +
+      `FGSM through the rebuilt graph costs ×${tflite.fgsmBatch64.costRatioFloat.toFixed(2)} (float), ×${tflite.fgsmBatch64.costRatioInt8.toFixed(2)} (int8) the tfjs model's`,
+  );
   if (peer.available) {
     console.log(`PyTorch ${peer.threads} threads, best of ${rounds} alternated rounds (load average ${load.map((l) => l.toFixed(1)).join(' → ')}):`);
     for (const k of Object.keys(peer.ratio) as (keyof PeerFigures)[]) {
-      console.log(`  ${k.padEnd(13)} advsign ${ours[k].toFixed(1).padStart(8)} img/s  PyTorch ${peer.pytorch[k].toFixed(1).padStart(8)} img/s  ×${peer.ratio[k].toFixed(2)}`);
+      console.log(
+        `  ${k.padEnd(13)} advsign ${ours[k].toFixed(1).padStart(8)} img/s  PyTorch ${peer.pytorch[k].toFixed(1).padStart(8)} img/s  ×${peer.ratio[k].toFixed(2)}`,
+      );
     }
   } else {
     console.log(`PyTorch: not compared (${peer.reason})`);

@@ -30,13 +30,19 @@ export function patchesPath(out: string): string {
 const byte = (v: number) => Math.round(v * 255);
 
 function paletteCsv(c: Calibration, photo: string): string {
-  return `# printed colours measured by advsign calibrate from ${photo}, relative to paper white\nr,g,b\n` +
-    c.patches.map((p) => p.printed.map(byte).join(',')).join('\n') + '\n';
+  return (
+    `# printed colours measured by advsign calibrate from ${photo}, relative to paper white\nr,g,b\n` +
+    c.patches.map((p) => p.printed.map(byte).join(',')).join('\n') +
+    '\n'
+  );
 }
 
 function patchesCsv(c: Calibration): string {
-  return 'patch,intended_r,intended_g,intended_b,printed_r,printed_g,printed_b,delta_e\n' +
-    c.patches.map((p) => [p.index, ...p.intended.map(byte), ...p.printed.map(byte), p.deltaE.toFixed(2)].join(',')).join('\n') + '\n';
+  return (
+    'patch,intended_r,intended_g,intended_b,printed_r,printed_g,printed_b,delta_e\n' +
+    c.patches.map((p) => [p.index, ...p.intended.map(byte), ...p.printed.map(byte), p.deltaE.toFixed(2)].join(',')).join('\n') +
+    '\n'
+  );
 }
 
 export async function calibrateCommand(argv: string[]): Promise<void> {
@@ -51,11 +57,29 @@ export async function calibrateCommand(argv: string[]): Promise<void> {
   for (const p of [out, table]) checkWritable(p);
   checkOutputs(jsonTarget(f));
   const c = calibrateFromPhoto(await loadImageFile(photo), palette.colors, photo);
-  writeFilesAtomic([{ path: out, data: paletteCsv(c, photo) }, { path: table, data: patchesCsv(c) }]);
+  writeFilesAtomic([
+    { path: out, data: paletteCsv(c, photo) },
+    { path: table, data: patchesCsv(c) },
+  ]);
   const json = jsonTarget(f);
-  if (json) writeJsonOutput(json, { photo, palette: out, patchesFile: table, intendedPalette: palette.source, meanDeltaE: c.meanDeltaE, maxDeltaE: c.maxDeltaE, marks: c.marks, patches: c.patches });
+  if (json)
+    writeJsonOutput(json, {
+      photo,
+      palette: out,
+      patchesFile: table,
+      intendedPalette: palette.source,
+      meanDeltaE: c.meanDeltaE,
+      maxDeltaE: c.maxDeltaE,
+      marks: c.marks,
+      patches: c.patches,
+    });
   if (json === '-') return;
-  const worst = c.patches.slice().sort((a, b) => b.deltaE - a.deltaE).slice(0, 3);
-  console.log(`calibration strip found: ${c.patches.length} patches, printed vs intended ΔE mean ${c.meanDeltaE.toFixed(1)}, max ${c.maxDeltaE.toFixed(1)} (largest: ${worst.map((p) => `#${p.index} ${p.deltaE.toFixed(1)}`).join(', ')})`);
+  const worst = c.patches
+    .slice()
+    .sort((a, b) => b.deltaE - a.deltaE)
+    .slice(0, 3);
+  console.log(
+    `calibration strip found: ${c.patches.length} patches, printed vs intended ΔE mean ${c.meanDeltaE.toFixed(1)}, max ${c.maxDeltaE.toFixed(1)} (largest: ${worst.map((p) => `#${p.index} ${p.deltaE.toFixed(1)}`).join(', ')})`,
+  );
   console.log(`wrote ${out} (use: advsign sticker --palette ${out} ...) and ${table}`);
 }

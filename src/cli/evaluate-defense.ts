@@ -18,8 +18,12 @@ import { requireLogitsModel } from '../defense/adversarial';
 import { checkOutputs, writeFilesAtomic } from '../util/atomic-file';
 
 export const DEFENSE_EVAL_FLAGS: NonNullable<ParseArgsConfig['options']> = {
-  defense: { type: 'string' }, compare: { type: 'string' }, 'defense-seconds': { type: 'string' },
-  'defense-train-limit': { type: 'string' }, 'defense-cache': { type: 'string' }, 'pgd-steps': { type: 'string' },
+  defense: { type: 'string' },
+  compare: { type: 'string' },
+  'defense-seconds': { type: 'string' },
+  'defense-train-limit': { type: 'string' },
+  'defense-cache': { type: 'string' },
+  'pgd-steps': { type: 'string' },
 };
 
 export const DEFENSE_EVAL_HELP = `
@@ -37,7 +41,8 @@ function intFlag(f: Flags, name: string, def: number, min: number, max: number):
   const v = f[name];
   if (v === undefined) return def;
   const n = Number(v);
-  if (typeof v !== 'string' || !Number.isInteger(n) || n < min || n > max) throw new UserError(`--${name} must be a whole number from ${min} to ${max}, got '${String(v)}'`);
+  if (typeof v !== 'string' || !Number.isInteger(n) || n < min || n > max)
+    throw new UserError(`--${name} must be a whole number from ${min} to ${max}, got '${String(v)}'`);
   return n;
 }
 
@@ -51,7 +56,9 @@ export async function defenseEvaluateCommand(f: Flags): Promise<void> {
   const data = typeof f.data === 'string' ? f.data : '';
   if (!data) throw new UserError("evaluate: --data is required (see 'advsign evaluate --help')");
   const modelList = (typeof f.compare === 'string' ? f.compare : typeof f.model === 'string' ? f.model : '')
-    .split(',').map((s) => s.trim()).filter(Boolean);
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
   if (modelList.length === 0) throw new UserError('evaluate --defense needs --model or --compare');
   const epsList = parseEpsList(typeof f.eps === 'string' ? f.eps : '2/255,4/255,8/255').filter((e) => e > 0);
   if (epsList.length === 0) throw new UserError('--eps needs at least one value above 0 for the comparison');
@@ -66,7 +73,9 @@ export async function defenseEvaluateCommand(f: Flags): Promise<void> {
   const json = jsonTarget(f);
   checkOutputs(report, json); // before the defenses train and the attacks run
   const quiet = Boolean(f.quiet);
-  const log = (m: string) => { if (!quiet) process.stderr.write(m + '\n'); };
+  const log = (m: string) => {
+    if (!quiet) process.stderr.write(m + '\n');
+  };
   const backend = await initBackend(typeof f.backend === 'string' ? f.backend : undefined);
 
   const engineName = typeof f.engine === 'string' ? f.engine : undefined;
@@ -80,10 +89,17 @@ export async function defenseEvaluateCommand(f: Flags): Promise<void> {
     const onEngine = useEngine(clf, engineName);
     engine ??= onEngine.engine;
     models.push({
-      label: p, clf, run: onEngine.classifier, defenses: k === 0 ? defenses : ['none'],
+      label: p,
+      clf,
+      run: onEngine.classifier,
+      defenses: k === 0 ? defenses : ['none'],
       context: {
-        modelDir: path.dirname(path.resolve(p, 'model.json')), architecture: String(card?.architecture ?? ''), settings, log,
-        cacheDir: typeof f['defense-cache'] === 'string' ? f['defense-cache'] : undefined, engine: engineName,
+        modelDir: path.dirname(path.resolve(p, 'model.json')),
+        architecture: String(card?.architecture ?? ''),
+        settings,
+        log,
+        cacheDir: typeof f['defense-cache'] === 'string' ? f['defense-cache'] : undefined,
+        engine: engineName,
         trainDescription: `${path.resolve(data)} train ${trainLimit}`,
         trainSet: async () => (trainSet ??= await loadDataset(data, { split: 'train', size: clf.inputSize, limit: trainLimit, progress: !quiet })),
       },
@@ -91,19 +107,29 @@ export async function defenseEvaluateCommand(f: Flags): Promise<void> {
   }
   const set = await loadDataset(data, { split, size: models[0].clf.inputSize, limit, progress: !quiet });
   const result = await runCompare(models, set, { epsList, pgdSteps, batchSize, log });
-  const meta = { data, split, backend: backend.backend, engine: (engine as EngineChoice | null)?.engine ?? 'tfjs', defenseTraining: { seconds: settings.trainSeconds, images: trainLimit } };
+  const meta = {
+    data,
+    split,
+    backend: backend.backend,
+    engine: (engine as EngineChoice | null)?.engine ?? 'tfjs',
+    defenseTraining: { seconds: settings.trainSeconds, images: trainLimit },
+  };
   const out = compareToJson(result, { ...meta, models: modelList, defenses });
   if (json === '-') process.stdout.write(JSON.stringify(out, null, 2) + '\n');
   // The report and the JSON together: both new, or both as they were.
-  writeFilesAtomic([...(report ? [{ path: report, data: renderCompareHtml(result, meta) }] : []),
-    ...(json && json !== '-' ? [{ path: json, data: JSON.stringify(out, null, 2) + '\n' }] : [])]);
+  writeFilesAtomic([
+    ...(report ? [{ path: report, data: renderCompareHtml(result, meta) }] : []),
+    ...(json && json !== '-' ? [{ path: json, data: JSON.stringify(out, null, 2) + '\n' }] : []),
+  ]);
   if (json !== '-') {
     const p = (v: number | null | undefined) => (v == null ? '  –  ' : (v * 100).toFixed(1).padStart(5));
     console.log(`before vs after on ${data} ${split}, ${set.n} images (a/b = plain/adaptive; accuracy %)`);
     for (const r of result.rows) {
-      console.log(`${path.basename(r.model).padEnd(18)} ${r.defense.padEnd(12)} clean ${p(r.clean)}  ` +
-        r.cells.map((c) => `${c.attack}@${+(c.eps * 255).toFixed(1)} ${p(c.plain)}${c.adaptive != null ? '/' + p(c.adaptive).trim() : ''}`).join(' ') +
-        (r.certified ? '  certified ' + r.certified.map((c) => p(c.accuracy).trim()).join('/') : ''));
+      console.log(
+        `${path.basename(r.model).padEnd(18)} ${r.defense.padEnd(12)} clean ${p(r.clean)}  ` +
+          r.cells.map((c) => `${c.attack}@${+(c.eps * 255).toFixed(1)} ${p(c.plain)}${c.adaptive != null ? '/' + p(c.adaptive).trim() : ''}`).join(' ') +
+          (r.certified ? '  certified ' + r.certified.map((c) => p(c.accuracy).trim()).join('/') : ''),
+      );
     }
     if (report) console.log(`report: ${report}`);
   }

@@ -12,7 +12,16 @@ import { int, jsonTarget, parseFlags, required, str } from './args';
 import { parseEpsList, attackNames } from '../attack/registry';
 import { ATTACK_LOSSES, parseAttackLoss } from '../attack/loss';
 import type { AttackOptions } from '../attack/types';
-import { MODEL_INPUT_FLAGS, MODEL_INPUT_HELP, modelInputFromFlags, needsGradients, parseAttackSpecs, resolveAttacks, TRANSFER_FLAGS, TRANSFER_HELP } from './model-flags';
+import {
+  MODEL_INPUT_FLAGS,
+  MODEL_INPUT_HELP,
+  modelInputFromFlags,
+  needsGradients,
+  parseAttackSpecs,
+  resolveAttacks,
+  TRANSFER_FLAGS,
+  TRANSFER_HELP,
+} from './model-flags';
 import { evaluateRobustness, robustnessToJson, RobustnessResult, RobustnessRow } from '../attack/evaluate';
 import { defaultWorkerCount } from '../inference/data-parallel';
 import { renderReportHtml } from '../attack/report';
@@ -52,14 +61,35 @@ ${TRANSFER_HELP}
 ${DEFENSE_EVAL_HELP}`;
 
 export async function evaluateCommand(argv: string[]): Promise<void> {
-  const f = parseFlags(argv, {
-    model: { type: 'string' }, data: { type: 'string' }, split: { type: 'string' }, limit: { type: 'string' },
-    json: { type: 'string' }, backend: { type: 'string' }, quiet: { type: 'boolean' },
-    attack: { type: 'string' }, eps: { type: 'string' }, steps: { type: 'string' }, batch: { type: 'string' }, loss: { type: 'string' },
-    report: { type: 'string' }, 'update-card': { type: 'boolean' }, workers: { type: 'string' }, 'worst-case': { type: 'boolean' }, queries: { type: 'string' },
-    certify: { type: 'boolean' }, restarts: { type: 'string' }, engine: { type: 'string' },
-    ...DEFENSE_EVAL_FLAGS, ...MODEL_INPUT_FLAGS, ...TRANSFER_FLAGS,
-  }, 'evaluate');
+  const f = parseFlags(
+    argv,
+    {
+      model: { type: 'string' },
+      data: { type: 'string' },
+      split: { type: 'string' },
+      limit: { type: 'string' },
+      json: { type: 'string' },
+      backend: { type: 'string' },
+      quiet: { type: 'boolean' },
+      attack: { type: 'string' },
+      eps: { type: 'string' },
+      steps: { type: 'string' },
+      batch: { type: 'string' },
+      loss: { type: 'string' },
+      report: { type: 'string' },
+      'update-card': { type: 'boolean' },
+      workers: { type: 'string' },
+      'worst-case': { type: 'boolean' },
+      queries: { type: 'string' },
+      certify: { type: 'boolean' },
+      restarts: { type: 'string' },
+      engine: { type: 'string' },
+      ...DEFENSE_EVAL_FLAGS,
+      ...MODEL_INPUT_FLAGS,
+      ...TRANSFER_FLAGS,
+    },
+    'evaluate',
+  );
   // --defense / --compare: the before-vs-after comparison (src/defense/compare.ts).
   if (wantsDefenseEvaluation(f)) return defenseEvaluateCommand(f);
   const modelPath = required(f, 'model', 'evaluate');
@@ -85,7 +115,9 @@ export async function evaluateCommand(argv: string[]): Promise<void> {
     throw new UserError(`--loss applies to none of ${named.map((a) => a.name).join(', ')}: they have objectives of their own`);
   }
   const attackOptions = (a: { name: string; takesLoss: boolean }): AttackOptions => ({
-    ...(steps ? { steps } : {}), ...(queries ? { maxQueries: queries } : {}), ...(loss && a.takesLoss ? { loss } : {}),
+    ...(steps ? { steps } : {}),
+    ...(queries ? { maxQueries: queries } : {}),
+    ...(loss && a.takesLoss ? { loss } : {}),
     ...(restarts ? { restarts } : {}),
   });
   const batchSize = int(f, 'batch', needsBudget.length ? AUTOATTACK_BATCH : 64, 1, 4096);
@@ -127,7 +159,13 @@ export async function evaluateCommand(argv: string[]): Promise<void> {
   const names = clf.classNames ?? CLASS_NAMES;
   const m = cleanMetrics(pred, set.labels, clf.numClasses);
   const report = {
-    model: modelPath, data, split, n: set.n, backend: backend.backend, engine: engine.engine, modelInfo: { ...described, relabelled },
+    model: modelPath,
+    data,
+    split,
+    n: set.n,
+    backend: backend.backend,
+    engine: engine.engine,
+    modelInfo: { ...described, relabelled },
     clean: { accuracy: m.accuracy, imagesPerSecond: set.n / seconds, perClass: m.perClass, confusion: m.confusion },
     results: [] as unknown[],
     certified: [] as { eps: number; accuracy: number }[],
@@ -142,16 +180,22 @@ export async function evaluateCommand(argv: string[]): Promise<void> {
     let current = '';
     try {
       robust = await evaluateRobustness(clf, set, {
-        attacks, epsList, batchSize, workers, worstCase,
+        attacks,
+        epsList,
+        batchSize,
+        workers,
+        worstCase,
         attackOptions: Object.fromEntries(attacks.map((a) => [a.name, attackOptions(a)])),
-        onProgress: f.quiet ? undefined : (p) => {
-          if (p.attack !== current) {
-            bar?.done();
-            current = p.attack;
-            bar = progressBar(`attack ${p.attack}`, p.total);
-          }
-          bar?.update(p.done);
-        },
+        onProgress: f.quiet
+          ? undefined
+          : (p) => {
+              if (p.attack !== current) {
+                bar?.done();
+                current = p.attack;
+                bar = progressBar(`attack ${p.attack}`, p.total);
+              }
+              bar?.update(p.done);
+            },
       });
     } finally {
       surrogate?.dispose();
@@ -164,10 +208,16 @@ export async function evaluateCommand(argv: string[]): Promise<void> {
   }
   const outputs: OutputFile[] = [];
   if (reportFile) {
-    const html = await renderReportHtml(robust ?? {
-      n: set.n, numClasses: clf.numClasses, results: [], examples: [],
-      clean: { accuracy: m.accuracy, perClassAccuracy: m.perClass.map((c) => (c.n ? c.accuracy : null)) },
-    }, { model: modelPath, data, split, backend: backend.backend, classNames: names });
+    const html = await renderReportHtml(
+      robust ?? {
+        n: set.n,
+        numClasses: clf.numClasses,
+        results: [],
+        examples: [],
+        clean: { accuracy: m.accuracy, perClassAccuracy: m.perClass.map((c) => (c.n ? c.accuracy : null)) },
+      },
+      { model: modelPath, data, split, backend: backend.backend, classNames: names },
+    );
     outputs.push({ path: reportFile, data: html });
   }
   if (f['update-card']) {
@@ -177,18 +227,29 @@ export async function evaluateCommand(argv: string[]): Promise<void> {
     // A --limit run must not overwrite the full-split figure.
     clean[limit !== undefined ? `${key} (first ${set.n} images)` : key] = m.accuracy;
     const robustCard = (card.robustAccuracy as Record<string, unknown> | undefined) ?? {};
-    for (const r of (report.results as RobustnessRow[])) {
+    for (const r of report.results as RobustnessRow[]) {
       // Each figure says what produced it: the attack, the parameters it ran with (defaults filled
       // in: steps, restarts, step size, queries…), n and, for ensembles, each member's share.
       robustCard[`${r.attack}@${r.eps.toFixed(4)}`] = {
-        data: key, n: set.n, eps: r.eps, accuracy: r.accuracy, meanL2: r.meanL2, attack: r.title,
-        settings: r.settings ?? {}, ...(r.stages ? { stages: r.stages } : {}), measuredAt: new Date().toISOString(),
+        data: key,
+        n: set.n,
+        eps: r.eps,
+        accuracy: r.accuracy,
+        meanL2: r.meanL2,
+        attack: r.title,
+        settings: r.settings ?? {},
+        ...(r.stages ? { stages: r.stages } : {}),
+        measuredAt: new Date().toISOString(),
       };
     }
     const certifiedCard = (card.certifiedAccuracy as Record<string, unknown> | undefined) ?? {};
     for (const c of report.certified) certifiedCard[`ibp@${c.eps.toFixed(4)}`] = { data: key, n: set.n, eps: c.eps, accuracy: c.accuracy };
-    writeJsonAtomic(path.join(path.dirname(resolveModelPath(modelPath)), 'card.json'),
-      { ...card, cleanAccuracy: clean, robustAccuracy: robustCard, ...(report.certified.length ? { certifiedAccuracy: certifiedCard } : {}) });
+    writeJsonAtomic(path.join(path.dirname(resolveModelPath(modelPath)), 'card.json'), {
+      ...card,
+      cleanAccuracy: clean,
+      robustAccuracy: robustCard,
+      ...(report.certified.length ? { certifiedAccuracy: certifiedCard } : {}),
+    });
   }
   if (jsonOut === '-') process.stdout.write(JSON.stringify(report, null, 2) + '\n');
   else if (jsonOut) outputs.push({ path: jsonOut, data: JSON.stringify(report, null, 2) + '\n' });
@@ -197,19 +258,29 @@ export async function evaluateCommand(argv: string[]): Promise<void> {
   if (jsonOut !== '-') {
     for (const line of describeModel(described)) console.log(line);
     if (relabelled) console.log(relabelled);
-    console.log(`${modelPath} on ${data} ${split}: accuracy ${(m.accuracy * 100).toFixed(2)}% over ${set.n} images (${engine.engine === 'ort' ? 'ort' : backend.backend}, ${(set.n / seconds).toFixed(0)} img/s)`);
-    const worst = m.perClass.filter((c) => c.n > 0).sort((a, b) => a.accuracy - b.accuracy).slice(0, 5);
+    console.log(
+      `${modelPath} on ${data} ${split}: accuracy ${(m.accuracy * 100).toFixed(2)}% over ${set.n} images (${engine.engine === 'ort' ? 'ort' : backend.backend}, ${(set.n / seconds).toFixed(0)} img/s)`,
+    );
+    const worst = m.perClass
+      .filter((c) => c.n > 0)
+      .sort((a, b) => a.accuracy - b.accuracy)
+      .slice(0, 5);
     console.log('weakest classes: ' + worst.map((c) => `${c.classId} ${names[c.classId]} ${(c.accuracy * 100).toFixed(1)}%`).join('; '));
     for (const note of robust?.notes ?? []) console.log(`note: ${note}`);
-    for (const r of (report.results as RobustnessResult['results'])) {
+    for (const r of report.results as RobustnessResult['results']) {
       const epsText = r.norm === 'l2' ? `L2 ${r.eps.toFixed(3).padStart(7)}` : `eps ${(r.eps * 255).toFixed(1).padStart(5)}/255`;
-      console.log(`  ${r.attack.padEnd(9)} ${epsText}  accuracy ${(r.accuracy * 100).toFixed(2).padStart(6)}%` +
-        `  success ${r.successRate == null ? '  n/a' : (r.successRate * 100).toFixed(1) + '%'}` +
-        `  mean L2 ${r.meanL2 == null ? 'n/a' : r.meanL2.toFixed(3)}  ${r.imagesPerSecond == null ? '' : r.imagesPerSecond.toFixed(r.imagesPerSecond < 10 ? 2 : 0) + ' img/s'}` +
-        (r.queriesPerSecond == null ? '' : `  queries: ${r.meanQueries == null ? 'n/a' : r.meanQueries.toFixed(0)} per success, ${r.queriesPerSecond.toFixed(0)}/s`));
+      console.log(
+        `  ${r.attack.padEnd(9)} ${epsText}  accuracy ${(r.accuracy * 100).toFixed(2).padStart(6)}%` +
+          `  success ${r.successRate == null ? '  n/a' : (r.successRate * 100).toFixed(1) + '%'}` +
+          `  mean L2 ${r.meanL2 == null ? 'n/a' : r.meanL2.toFixed(3)}  ${r.imagesPerSecond == null ? '' : r.imagesPerSecond.toFixed(r.imagesPerSecond < 10 ? 2 : 0) + ' img/s'}` +
+          (r.queriesPerSecond == null
+            ? ''
+            : `  queries: ${r.meanQueries == null ? 'n/a' : r.meanQueries.toFixed(0)} per success, ${r.queriesPerSecond.toFixed(0)}/s`),
+      );
       if (r.stages) console.log(`    in cascade, accuracy after ${r.stages.map((st) => `${st.attack} ${(st.accuracy * 100).toFixed(2)}%`).join(', ')}`);
     }
-    for (const c of report.certified) console.log(`  IBP-certified eps ${(c.eps * 255).toFixed(1).padStart(5)}/255  accuracy ${(c.accuracy * 100).toFixed(2).padStart(6)}%`);
+    for (const c of report.certified)
+      console.log(`  IBP-certified eps ${(c.eps * 255).toFixed(1).padStart(5)}/255  accuracy ${(c.accuracy * 100).toFixed(2).padStart(6)}%`);
     if (reportFile) console.log(`report: ${reportFile}`);
   }
 }

@@ -29,10 +29,21 @@ logits, like the tfjs model. Ops: MUL, ADD (the model's x·2−1), CONV_2D, MAX_
 RESHAPE, FULLY_CONNECTED (+ QUANTIZE/DEQUANTIZE for int8).`;
 
 export async function exportCommand(argv: string[]): Promise<void> {
-  const f = parseFlags(argv, {
-    model: { type: 'string' }, out: { type: 'string' }, int8: { type: 'boolean' }, calibration: { type: 'string' },
-    'calibration-images': { type: 'string' }, 'full-integer': { type: 'boolean' }, verify: { type: 'string' }, json: { type: 'string' }, backend: { type: 'string' },
-  }, 'export');
+  const f = parseFlags(
+    argv,
+    {
+      model: { type: 'string' },
+      out: { type: 'string' },
+      int8: { type: 'boolean' },
+      calibration: { type: 'string' },
+      'calibration-images': { type: 'string' },
+      'full-integer': { type: 'boolean' },
+      verify: { type: 'string' },
+      json: { type: 'string' },
+      backend: { type: 'string' },
+    },
+    'export',
+  );
   const modelDir = required(f, 'model', 'export');
   const out = required(f, 'out', 'export');
   if (!out.endsWith('.tflite')) throw new UserError(`export: --out should name a .tflite file, got '${out}'`);
@@ -53,7 +64,11 @@ export async function exportCommand(argv: string[]): Promise<void> {
     m.dispose();
     calibration = await loadDataset(calSpec, { split: 'train', size, limit: calImages, progress: jsonTarget(f) !== '-' });
   }
-  const r = await exportTflite(modelDir, out, { quantize, calibration, calibrationImages: calImages, verifyImages: verify,
+  const r = await exportTflite(modelDir, out, {
+    quantize,
+    calibration,
+    calibrationImages: calImages,
+    verifyImages: verify,
     head: f['full-integer'] ? 'int8' : undefined,
   });
   const json = jsonTarget(f);
@@ -61,11 +76,17 @@ export async function exportCommand(argv: string[]): Promise<void> {
   if (json === '-') return;
   const relative = path.relative(process.cwd(), path.resolve(out));
   const rel = relative && !relative.startsWith('..') ? relative : path.resolve(out);
-  console.log(`wrote ${rel}: ${r.bytes.toLocaleString('en-US')} bytes, ${quantize === 'int8' ? 'int8' : 'float32'}, ${r.ops.length} ops (${[...new Set(r.ops)].join(', ')})`);
+  console.log(
+    `wrote ${rel}: ${r.bytes.toLocaleString('en-US')} bytes, ${quantize === 'int8' ? 'int8' : 'float32'}, ${r.ops.length} ops (${[...new Set(r.ops)].join(', ')})`,
+  );
   if (r.calibration) {
-    console.log(`calibrated on ${r.calibration.images} ${r.calibration.source === 'synthetic' ? 'synthetic images (pass --calibration <data dir> for a model trained on real signs)' : `images from ${calSpec}`}`);
+    console.log(
+      `calibrated on ${r.calibration.images} ${r.calibration.source === 'synthetic' ? 'synthetic images (pass --calibration <data dir> for a model trained on real signs)' : `images from ${calSpec}`}`,
+    );
   }
   if (r.verifiedOn) {
-    console.log(`check on ${r.verifiedOn} images: max |Δ logit| ${r.maxAbsDiff!.toExponential(2)}, top-1 agreement with tfjs ${(r.agreement! * 100).toFixed(1)}%`);
+    console.log(
+      `check on ${r.verifiedOn} images: max |Δ logit| ${r.maxAbsDiff!.toExponential(2)}, top-1 agreement with tfjs ${(r.agreement! * 100).toFixed(1)}%`,
+    );
   }
 }

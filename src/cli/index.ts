@@ -37,24 +37,46 @@ exit status (docs/ARCHITECTURE.md):
   130  train: interrupted twice (once: finishes the batch, saves the best epoch, exits 0)`;
 
 /** Each command's `--help` text (test/cli-help.test.ts checks it names every flag the command parses). */
-export const HELP: Record<string, string> = { train: TRAIN_HELP, evaluate: EVALUATE_HELP, attack: ATTACK_HELP, serve: SERVE_HELP, export: EXPORT_HELP, sticker: STICKER_HELP, calibrate: CALIBRATE_HELP, bench: BENCH_HELP, info: INFO_HELP, validate: VALIDATE_HELP };
+export const HELP: Record<string, string> = {
+  train: TRAIN_HELP,
+  evaluate: EVALUATE_HELP,
+  attack: ATTACK_HELP,
+  serve: SERVE_HELP,
+  export: EXPORT_HELP,
+  sticker: STICKER_HELP,
+  calibrate: CALIBRATE_HELP,
+  bench: BENCH_HELP,
+  info: INFO_HELP,
+  validate: VALIDATE_HELP,
+};
 
 type Command = (argv: string[]) => Promise<void>;
 
 async function load(name: string): Promise<Command | null> {
   // Loaded lazily so `advsign info` does not pay for the server or the renderer.
   switch (name) {
-    case 'train': return (await import('./train')).trainCommand;
-    case 'evaluate': return (await import('./evaluate')).evaluateCommand;
-    case 'attack': return (await import('./attack')).attackCommand;
-    case 'serve': return (await import('./serve')).serveCommand;
-    case 'export': return (await import('./export')).exportCommand;
-    case 'sticker': return (await import('./sticker')).stickerCommand;
-    case 'calibrate': return (await import('./calibrate')).calibrateCommand;
-    case 'bench': return (await import('./bench')).benchCommand;
-    case 'info': return (await import('./info')).infoCommand;
-    case 'validate': return (await import('./validate')).validateCommand;
-    default: return null;
+    case 'train':
+      return (await import('./train')).trainCommand;
+    case 'evaluate':
+      return (await import('./evaluate')).evaluateCommand;
+    case 'attack':
+      return (await import('./attack')).attackCommand;
+    case 'serve':
+      return (await import('./serve')).serveCommand;
+    case 'export':
+      return (await import('./export')).exportCommand;
+    case 'sticker':
+      return (await import('./sticker')).stickerCommand;
+    case 'calibrate':
+      return (await import('./calibrate')).calibrateCommand;
+    case 'bench':
+      return (await import('./bench')).benchCommand;
+    case 'info':
+      return (await import('./info')).infoCommand;
+    case 'validate':
+      return (await import('./validate')).validateCommand;
+    default:
+      return null;
   }
 }
 

@@ -38,12 +38,16 @@ export function findModels(root = projectRoot()): ModelSummary[] {
     const summary: ModelSummary = { path: path.relative(root, path.join(dir, name)) };
     try {
       const card = JSON.parse(fs.readFileSync(path.join(dir, name, 'card.json'), 'utf8')) as {
-        architecture?: string; inputSize?: number; cleanAccuracy?: { test?: number };
+        architecture?: string;
+        inputSize?: number;
+        cleanAccuracy?: { test?: number };
       };
       summary.architecture = card.architecture;
       summary.inputSize = card.inputSize;
       summary.testAccuracy = card.cleanAccuracy?.test;
-    } catch { /* a model without a readable card is still listed */ }
+    } catch {
+      /* a model without a readable card is still listed */
+    }
     out.push(summary);
   }
   return out;
@@ -77,8 +81,14 @@ export async function infoCommand(argv: string[]): Promise<void> {
   const backend = await initBackend(f.backend as string | undefined);
   const models = findModels();
   const report: InfoReport = {
-    version: version(), node: process.version, platform: process.platform, arch: process.arch,
-    tfjs: tf.version.tfjs, backend, engine: await engineReport(models, f.engine as string | undefined), models,
+    version: version(),
+    node: process.version,
+    platform: process.platform,
+    arch: process.arch,
+    tfjs: tf.version.tfjs,
+    backend,
+    engine: await engineReport(models, f.engine as string | undefined),
+    models,
   };
   const json = jsonTarget(f);
   if (json) writeJsonOutput(json, report);
@@ -87,13 +97,16 @@ export async function infoCommand(argv: string[]): Promise<void> {
   console.log(`backend: ${backend.backend} (${backend.source})`);
   for (const a of backend.attempts) console.log(`  ${a.name.padEnd(10)} ${a.ok ? 'ok' : 'unavailable'}: ${a.reason}`);
   const e = report.engine;
-  console.log(`engine: ${e.engine} (${e.source})${e.model ? ` for ${e.model}` : ''}: ${e.reason}` +
-    (e.ort ? `, ${e.ort.threads} thread${e.ort.threads > 1 ? 's' : ''}` : ''));
+  console.log(
+    `engine: ${e.engine} (${e.source})${e.model ? ` for ${e.model}` : ''}: ${e.reason}` +
+      (e.ort ? `, ${e.ort.threads} thread${e.ort.threads > 1 ? 's' : ''}` : ''),
+  );
   if (e.engine !== 'ort') console.log(`  ort        ${e.ortLoads ? 'loads' : 'unavailable'}: ${e.ortReason}`);
   console.log('  (training always runs on the tfjs backend; --engine ort|tfjs or ADVSIGN_ENGINE chooses for inference and attacks)');
   console.log(`models:${report.models.length ? '' : ' none'}`);
   for (const m of report.models) {
-    console.log(`  ${m.path}  ${m.architecture ?? '?'} ${m.inputSize ?? '?'}px` +
-      (m.testAccuracy != null ? `  test accuracy ${(m.testAccuracy * 100).toFixed(2)}%` : ''));
+    console.log(
+      `  ${m.path}  ${m.architecture ?? '?'} ${m.inputSize ?? '?'}px` + (m.testAccuracy != null ? `  test accuracy ${(m.testAccuracy * 100).toFixed(2)}%` : ''),
+    );
   }
 }

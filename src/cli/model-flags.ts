@@ -14,7 +14,9 @@ import { alignSurrogate } from '../attack/align';
 import { Flags, str } from './args';
 
 export const MODEL_INPUT_FLAGS = {
-  'input-range': { type: 'string' }, preprocess: { type: 'string' }, labels: { type: 'string' },
+  'input-range': { type: 'string' },
+  preprocess: { type: 'string' },
+  labels: { type: 'string' },
 } as const;
 
 export const MODEL_INPUT_HELP = `  --model PATH           a model folder (advsign or any TensorFlow.js layers/graph model) or a .tflite file
@@ -31,7 +33,10 @@ export interface ModelInputText {
   labels?: string | null;
 }
 
-export function modelInputOptions(t: ModelInputText, names: { inputRange: string; preprocess: string } = { inputRange: '--input-range', preprocess: '--preprocess' }): ModelInputOptions {
+export function modelInputOptions(
+  t: ModelInputText,
+  names: { inputRange: string; preprocess: string } = { inputRange: '--input-range', preprocess: '--preprocess' },
+): ModelInputOptions {
   const labelsFile = t.labels ?? null;
   return {
     inputRange: t.inputRange ? parseInputRange(t.inputRange, names.inputRange) : DEFAULT_MODEL_INPUT.inputRange,
@@ -55,13 +60,18 @@ export type AttackSpec = { kind: 'attack'; attack: Attack } | { kind: 'transfer'
 
 /** Validates --attack names (and the transfer flags) before any slow work. */
 export function parseAttackSpecs(text: string, f: Flags): AttackSpec[] {
-  const names = text.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  const names = text
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
   if (names.length === 0) throw new UserError('no attack given');
-  const specs = names.map((n): AttackSpec => (n.toLowerCase() === 'transfer'
-    ? { kind: 'transfer', inner: getAttack(str(f, 'source-attack', 'pgd') as string) }
-    : { kind: 'attack', attack: getAttack(n) }));
+  const specs = names.map((n): AttackSpec =>
+    n.toLowerCase() === 'transfer'
+      ? { kind: 'transfer', inner: getAttack(str(f, 'source-attack', 'pgd') as string) }
+      : { kind: 'attack', attack: getAttack(n) },
+  );
   const wantsTransfer = specs.some((s) => s.kind === 'transfer');
-  if (wantsTransfer && !str(f, 'source-model')) throw new UserError("--attack transfer needs --source-model PATH (the surrogate model, e.g. models/gtsrb-cnn)");
+  if (wantsTransfer && !str(f, 'source-model')) throw new UserError('--attack transfer needs --source-model PATH (the surrogate model, e.g. models/gtsrb-cnn)');
   if (!wantsTransfer && (f['source-model'] !== undefined || f['source-attack'] !== undefined)) {
     throw new UserError('--source-model and --source-attack only apply with --attack transfer');
   }

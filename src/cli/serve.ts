@@ -89,13 +89,28 @@ export async function serveCommand(argv: string[]): Promise<void> {
     const d = onEngine(model.details, engine);
     log.info('model.runtime', { predictions: d.predictions, gradients: d.gradients ?? d.noGradients });
   }
-  log.info('model.loaded', { model: model.description, backend: backend.backend, engine: engine.engine, engineReason: engine.reason, inputSize: classifier.inputSize });
+  log.info('model.loaded', {
+    model: model.description,
+    backend: backend.backend,
+    engine: engine.engine,
+    engineReason: engine.reason,
+    inputSize: classifier.inputSize,
+  });
 
-  const gpio = createGpio({
-    button: config.gpioButton, ledOk: config.gpioLedOk, ledFooled: config.gpioLedFooled,
-    sysfsRoot: config.gpioSysfs, chipLabel: config.gpioChip ?? undefined, longPressMs: config.gpioLongPressMs, buttonActiveLow: config.gpioButtonActiveLow,
-  }, { log });
-  if (gpio.state.mode !== 'disabled') log.info('gpio.ready', { mode: gpio.state.mode, pins: gpio.state.pins, ...(gpio.state.reason ? { reason: gpio.state.reason } : {}) });
+  const gpio = createGpio(
+    {
+      button: config.gpioButton,
+      ledOk: config.gpioLedOk,
+      ledFooled: config.gpioLedFooled,
+      sysfsRoot: config.gpioSysfs,
+      chipLabel: config.gpioChip ?? undefined,
+      longPressMs: config.gpioLongPressMs,
+      buttonActiveLow: config.gpioButtonActiveLow,
+    },
+    { log },
+  );
+  if (gpio.state.mode !== 'disabled')
+    log.info('gpio.ready', { mode: gpio.state.mode, pins: gpio.state.pins, ...(gpio.state.reason ? { reason: gpio.state.reason } : {}) });
 
   let server;
   try {
@@ -110,7 +125,8 @@ export async function serveCommand(argv: string[]): Promise<void> {
   const withToken = server.token && server.tokenGenerated ? `?token=${encodeURIComponent(server.token)}` : '';
   for (const u of server.urls) process.stdout.write(`advsign: open ${u}${withToken}\n`);
   if (withToken) process.stdout.write('advsign: (token generated for this run; set --token or ADVSIGN_TOKEN to keep one)\n');
-  else if (server.token) process.stdout.write(`advsign: the page needs the access token (${tokenOrigin(origins.token, file)}): add ?token=… to the address once\n`);
+  else if (server.token)
+    process.stdout.write(`advsign: the page needs the access token (${tokenOrigin(origins.token, file)}): add ?token=… to the address once\n`);
 
   await new Promise<void>((resolve) => {
     let stopping = false;

@@ -33,8 +33,9 @@ export interface MaskFlags {
 export async function maskPlan(f: MaskFlags): Promise<MaskPlan> {
   const text = (f.mask ?? 'stripes').trim().toLowerCase();
   if (text === 'auto') return { kind: 'auto', area: f.area ?? 0.1 };
-  const scalable = (MASK_KINDS as readonly string[]).includes(text) ? text as MaskKind : null;
-  if ((f.area !== null || f.areas.length) && !scalable) throw new UserError(`--area/--areas size the default masks (stripes, rect, circle, auto): drop the geometry from --mask '${text}'`);
+  const scalable = (MASK_KINDS as readonly string[]).includes(text) ? (text as MaskKind) : null;
+  if ((f.area !== null || f.areas.length) && !scalable)
+    throw new UserError(`--area/--areas size the default masks (stripes, rect, circle, auto): drop the geometry from --mask '${text}'`);
   const mask = f.area !== null && scalable ? maskAtArea(scalable, f.area, f.signAlpha, f.canvasSize) : await parseMaskSpec(f.mask ?? 'stripes');
   for (const a of f.areas) maskAtArea(scalable as MaskKind, a, f.signAlpha, f.canvasSize); // unreachable areas fail now
   requireNonEmpty(rasterizeMask(mask, f.canvasSize, f.signAlpha), mask);
@@ -54,14 +55,21 @@ export function targetLossFlag(text: string | undefined, targeted: boolean, plan
  * Optimises with the plan's mask; `area` (for --areas) resizes a scalable or auto mask. Auto:
  * the result's maskSpec is the chosen mask, so the PDF, the layer and the JSON all carry it.
  */
-export async function optimiseWithPlan(clf: Classifier, plan: MaskPlan, options: StickerOptions, area: number | null, signAlpha: Float32Array): Promise<StickerResult> {
+export async function optimiseWithPlan(
+  clf: Classifier,
+  plan: MaskPlan,
+  options: StickerOptions,
+  area: number | null,
+  signAlpha: Float32Array,
+): Promise<StickerResult> {
   if (plan.kind === 'auto') {
     // Stage 1 does not depend on the area: --areas reuses the main sticker's (EOT runs only).
     const { result, search } = await optimizeWithAutoMask(clf, options, { area: area ?? plan.area }, options.useEot === false ? undefined : plan.search);
     if (options.useEot !== false) plan.search = search;
     return result;
   }
-  const mask = area !== null && plan.scalable ? maskAtArea(plan.scalable, area, signAlpha, options.canvasSize ?? Math.round(Math.sqrt(signAlpha.length))) : plan.mask;
+  const mask =
+    area !== null && plan.scalable ? maskAtArea(plan.scalable, area, signAlpha, options.canvasSize ?? Math.round(Math.sqrt(signAlpha.length))) : plan.mask;
   return optimizeSticker(clf, { ...options, mask });
 }
 

@@ -25,7 +25,18 @@ export interface PhotoExtraOptions {
 }
 
 export interface PhotoExtras {
-  json: ReturnType<typeof photoReportJson> & { folder: string; kind: 'gtsrb' | 'own'; signInBox: number; tracks: { train: number; heldOut: number }; trainPhotos: number; trainTracks: string[]; heldOutTracks: string[]; photoShare: number; photoMaxAngleDeg: number; areaCurve: AreaPoint[] };
+  json: ReturnType<typeof photoReportJson> & {
+    folder: string;
+    kind: 'gtsrb' | 'own';
+    signInBox: number;
+    tracks: { train: number; heldOut: number };
+    trainPhotos: number;
+    trainTracks: string[];
+    heldOutTracks: string[];
+    photoShare: number;
+    photoMaxAngleDeg: number;
+    areaCurve: AreaPoint[];
+  };
   lines: string[];
   html: string;
 }
@@ -51,20 +62,43 @@ export async function photoExtras(judge: Classifier, robust: StickerResult, p: P
   const targeted = robust.target !== null;
   const title = `Sticker ${robust.classId} ${CLASS_NAMES[robust.classId]} → ${targeted ? `${robust.target} ${CLASS_NAMES[robust.target as number]}` : 'untargeted'}: held-out real photos`;
   const html = reportHtml({
-    title, targeted, main, area: robust.areaFraction, points,
+    title,
+    targeted,
+    main,
+    area: robust.areaFraction,
+    points,
     examples: await examples(judge, attackOf(robust), p.heldOut, o.seed, o.config),
-    notes: [`Photos: ${p.split.folder.dir} (${p.split.folder.kind}); optimised on ${p.train.length} photos of ${p.split.tracks.train} tracks, ${(o.photoShare * 100).toFixed(0)} % of each step's EOT samples; held out ${p.heldOut.length} photos of ${p.split.tracks.heldOut} tracks.`],
+    notes: [
+      `Photos: ${p.split.folder.dir} (${p.split.folder.kind}); optimised on ${p.train.length} photos of ${p.split.tracks.train} tracks, ${(o.photoShare * 100).toFixed(0)} % of each step's EOT samples; held out ${p.heldOut.length} photos of ${p.split.tracks.heldOut} tracks.`,
+    ],
   });
   const lines = photoLines(main, p, targeted, robust.areaFraction);
   if (points.length > 1) {
-    lines.push('success against area (held-out photos; sticker / noise / uniform): ' +
-      points.map((q) => `${(q.measuredArea * 100).toFixed(0)} %: ${(q.sticker * 100).toFixed(1)} / ${(q.noise * 100).toFixed(1)} / ${(q.uniform * 100).toFixed(1)} %`).join('; '));
+    lines.push(
+      'success against area (held-out photos; sticker / noise / uniform): ' +
+        points
+          .map(
+            (q) =>
+              `${(q.measuredArea * 100).toFixed(0)} %: ${(q.sticker * 100).toFixed(1)} / ${(q.noise * 100).toFixed(1)} / ${(q.uniform * 100).toFixed(1)} %`,
+          )
+          .join('; '),
+    );
   }
   return {
     json: {
-      folder: p.split.folder.dir, kind: p.split.folder.kind, signInBox: p.split.folder.signInBox, tracks: p.split.tracks,
-      trainPhotos: p.train.length, trainTracks: tracksOf(p.split.train), heldOutTracks: tracksOf(p.split.heldOut), photoShare: o.photoShare, photoMaxAngleDeg: o.config.maxYawDeg, ...photoReportJson(main), areaCurve: points,
+      folder: p.split.folder.dir,
+      kind: p.split.folder.kind,
+      signInBox: p.split.folder.signInBox,
+      tracks: p.split.tracks,
+      trainPhotos: p.train.length,
+      trainTracks: tracksOf(p.split.train),
+      heldOutTracks: tracksOf(p.split.heldOut),
+      photoShare: o.photoShare,
+      photoMaxAngleDeg: o.config.maxYawDeg,
+      ...photoReportJson(main),
+      areaCurve: points,
     },
-    lines, html,
+    lines,
+    html,
   };
 }

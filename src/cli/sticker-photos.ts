@@ -27,8 +27,13 @@ export const PHOTO_HELP = `  --photos DIR        real photos of the sign in the 
                       for the report's success-against-area curve`;
 
 export const PHOTO_FLAGS = {
-  photos: { type: 'string' }, holdout: { type: 'string' }, 'photo-share': { type: 'string' }, 'photo-views': { type: 'string' }, 'photo-angle': { type: 'string' },
-  area: { type: 'string' }, areas: { type: 'string' },
+  photos: { type: 'string' },
+  holdout: { type: 'string' },
+  'photo-share': { type: 'string' },
+  'photo-views': { type: 'string' },
+  'photo-angle': { type: 'string' },
+  area: { type: 'string' },
+  areas: { type: 'string' },
 } as const;
 
 export interface PhotoSplit {
@@ -59,7 +64,11 @@ export function preparePhotos(split: PhotoSplit, classId: number, inputSize: num
 
 /** Parses --areas: a comma-separated list of shares in (0, 0.5]. */
 export function parseAreas(text: string, parse: (t: string, flag: string) => number): number[] {
-  const list = text.split(',').map((t) => t.trim()).filter((t) => t !== '').map((t) => parse(t, '--areas'));
+  const list = text
+    .split(',')
+    .map((t) => t.trim())
+    .filter((t) => t !== '')
+    .map((t) => parse(t, '--areas'));
   if (list.length === 0) throw new UserError(`--areas needs at least one share, e.g. 0.05,0.1,0.15,0.2`);
   return [...new Set(list)].sort((a, b) => a - b);
 }
@@ -68,7 +77,16 @@ const brief = (s: PhotoSuccess) => ({ views: s.views, successRate: s.successRate
 
 /** The JSON block for a held-out measurement (per-photo arrays left out). */
 export function photoReportJson(r: HeldOutPhotoReport) {
-  return { photos: r.photos, viewsPerPhoto: r.viewsPerPhoto, seed: r.seed, clean: r.clean, sticker: brief(r.sticker), noise: brief(r.noise), uniform: brief(r.uniform), byCondition: r.byCondition };
+  return {
+    photos: r.photos,
+    viewsPerPhoto: r.viewsPerPhoto,
+    seed: r.seed,
+    clean: r.clean,
+    sticker: brief(r.sticker),
+    noise: brief(r.noise),
+    uniform: brief(r.uniform),
+    byCondition: r.byCondition,
+  };
 }
 
 const pct = (v: number) => `${(v * 100).toFixed(1)} %`;
@@ -79,12 +97,18 @@ export function photoLines(r: HeldOutPhotoReport, p: PreparedPhotos, targeted: b
   const lines = [
     `real photos (${p.split.folder.kind === 'gtsrb' ? 'GTSRB' : 'own'}): optimised with ${p.train.length} photos of ${p.split.tracks.train} tracks; held out ${r.photos} photos of ${p.split.tracks.heldOut} tracks × ${r.viewsPerPhoto} views`,
     `held-out real-photo success (${what}), area ${pct(area)}: sticker ${pct(r.sticker.successRate)}, random noise ${pct(r.noise.successRate)}, uniform patch ${pct(r.uniform.successRate)}` +
-      (targeted ? `; untargeted: sticker ${pct(r.sticker.untargetedRate)}, noise ${pct(r.noise.untargetedRate)}, uniform ${pct(r.uniform.untargetedRate)}` : ''),
+      (targeted
+        ? `; untargeted: sticker ${pct(r.sticker.untargetedRate)}, noise ${pct(r.noise.untargetedRate)}, uniform ${pct(r.uniform.untargetedRate)}`
+        : ''),
     `clean held-out photos under the same views: classified correctly ${pct(r.clean.accuracy)}${targeted ? `, as the target ${pct(r.clean.targetRate)}` : ''}`,
   ];
   const bins = (name: string, unit: string, b: HeldOutPhotoReport['byCondition']['sizePx']) =>
     `  by ${name}: ` + b.map((x) => `${x.from.toFixed(unit === 'px' ? 0 : 2)}–${x.to.toFixed(unit === 'px' ? 0 : 2)}${unit} ${pct(x.success)}`).join(', ');
-  lines.push('sticker success per condition (terciles of the held-out photos):',
-    bins('sign size', 'px', r.byCondition.sizePx), bins('brightness', '', r.byCondition.brightness), bins('sharpness', '', r.byCondition.sharpness));
+  lines.push(
+    'sticker success per condition (terciles of the held-out photos):',
+    bins('sign size', 'px', r.byCondition.sizePx),
+    bins('brightness', '', r.byCondition.brightness),
+    bins('sharpness', '', r.byCondition.sharpness),
+  );
   return lines;
 }

@@ -82,7 +82,14 @@ interface Args {
 /** Output file names beside the PDF. */
 export function outputPaths(out: string): { pdf: string; json: string; stickerPng: string; signPng: string; layerPng: string; reportHtml: string } {
   const base = out.replace(/\.pdf$/i, '');
-  return { pdf: out, json: `${base}.json`, stickerPng: `${base}-sticker.png`, signPng: `${base}-sign.png`, layerPng: `${base}-layer.png`, reportHtml: `${base}-report.html` };
+  return {
+    pdf: out,
+    json: `${base}.json`,
+    stickerPng: `${base}-sticker.png`,
+    signPng: `${base}-sign.png`,
+    layerPng: `${base}-layer.png`,
+    reportHtml: `${base}-report.html`,
+  };
 }
 
 function emitProgress(e: StickerProgressEvent): void {
@@ -94,16 +101,38 @@ function pct(v: number): string {
 }
 
 export async function stickerCommand(argv: string[]): Promise<void> {
-  const f = parseFlags(argv, {
-    model: { type: 'string' }, sign: { type: 'string' }, target: { type: 'string' }, out: { type: 'string' },
-    mask: { type: 'string' }, mode: { type: 'string' }, eps: { type: 'string' }, steps: { type: 'string' },
-    'eot-samples': { type: 'string' }, 'sign-mm': { type: 'string' }, seed: { type: 'string' }, palette: { type: 'string' },
-    nps: { type: 'string' }, tv: { type: 'string' }, lr: { type: 'string' }, eval: { type: 'string' }, roundtrip: { type: 'string' },
-    'skip-baseline': { type: 'boolean' }, json: { type: 'string' }, backend: { type: 'string' }, engine: { type: 'string' }, canvas: { type: 'string' },
-    'progress-json': { type: 'boolean' }, loss: { type: 'string' },
-    ...PHOTO_FLAGS,
-    ...MODEL_INPUT_FLAGS,
-  }, 'sticker');
+  const f = parseFlags(
+    argv,
+    {
+      model: { type: 'string' },
+      sign: { type: 'string' },
+      target: { type: 'string' },
+      out: { type: 'string' },
+      mask: { type: 'string' },
+      mode: { type: 'string' },
+      eps: { type: 'string' },
+      steps: { type: 'string' },
+      'eot-samples': { type: 'string' },
+      'sign-mm': { type: 'string' },
+      seed: { type: 'string' },
+      palette: { type: 'string' },
+      nps: { type: 'string' },
+      tv: { type: 'string' },
+      lr: { type: 'string' },
+      eval: { type: 'string' },
+      roundtrip: { type: 'string' },
+      'skip-baseline': { type: 'boolean' },
+      json: { type: 'string' },
+      backend: { type: 'string' },
+      engine: { type: 'string' },
+      canvas: { type: 'string' },
+      'progress-json': { type: 'boolean' },
+      loss: { type: 'string' },
+      ...PHOTO_FLAGS,
+      ...MODEL_INPUT_FLAGS,
+    },
+    'sticker',
+  );
   const machine = Boolean(f['progress-json']);
   if (machine && jsonTarget(f) === '-') throw new UserError('--json - and --progress-json both write to stdout: pick one');
   checkOutputs(jsonTarget(f));
@@ -157,22 +186,42 @@ export async function stickerCommand(argv: string[]): Promise<void> {
   const loaded = await loadModelOnEngine(modelPath, input, str(f, 'engine'));
   const clf = loaded.classifier;
   const engine = loaded.engine;
-  if (loaded.description.gradients === null) throw new UserError(loaded.description.noGradients ?? `${modelPath} has no gradients: a sticker is optimised by gradient descent`);
+  if (loaded.description.gradients === null)
+    throw new UserError(loaded.description.noGradients ?? `${modelPath} has no gradients: a sticker is optimised by gradient descent`);
   // The renderer draws GTSRB class ids: the model's outputs must be those classes in that order.
-  if (!isGtsrbOrder(gtsrbClassIds(clf.classNames ?? CLASS_NAMES))) throw new UserError(`sticker needs a model whose outputs are GTSRB's 43 classes in class-id order (${modelPath}: labels ${loaded.description.labels})`);
+  if (!isGtsrbOrder(gtsrbClassIds(clf.classNames ?? CLASS_NAMES)))
+    throw new UserError(`sticker needs a model whose outputs are GTSRB's 43 classes in class-id order (${modelPath}: labels ${loaded.description.labels})`);
   validateClasses(classId, target, clf.numClasses);
   const judge = measuredOn(clf);
   const photoConfig = photoEotConfig(clf.inputSize, photoAngle);
   const prepared = split ? preparePhotos(split, classId, clf.inputSize, loaded.description.preprocess, DEFAULT_EOT.supersample) : null;
   const common = {
-    classId, target, mode, mask: mask ?? undefined, eps: mode === 'sign' ? eps : undefined, steps, eotSamples, learningRate, npsWeight, tvWeight, palette, canvasSize, seed, targetLoss,
+    classId,
+    target,
+    mode,
+    mask: mask ?? undefined,
+    eps: mode === 'sign' ? eps : undefined,
+    steps,
+    eotSamples,
+    learningRate,
+    npsWeight,
+    tvWeight,
+    palette,
+    canvasSize,
+    seed,
+    targetLoss,
     photos: prepared && photoShare > 0 ? { scenes: prepared.train, share: photoShare, config: photoConfig } : undefined,
   };
-  const onStep = machine ? (st: { step: number; batchSuccess: number }) => emitProgress({ event: 'progress', phase: 'optimise', done: st.step + 1, total: steps, batchSuccess: st.batchSuccess }) : undefined;
-  const optimise = (o: StickerOptions, at: number | null) => plan ? optimiseWithPlan(clf, plan, o, at, signAlpha) : optimizeSticker(clf, o);
+  const onStep = machine
+    ? (st: { step: number; batchSuccess: number }) =>
+        emitProgress({ event: 'progress', phase: 'optimise', done: st.step + 1, total: steps, batchSuccess: st.batchSuccess })
+    : undefined;
+  const optimise = (o: StickerOptions, at: number | null) => (plan ? optimiseWithPlan(clf, plan, o, at, signAlpha) : optimizeSticker(clf, o));
   const robust = await optimise({ ...common, useEot: true, ...(machine ? { onStep } : { progressLabel: 'sticker (EOT)' }) }, null);
   // The baseline in the very mask the sticker has (with --mask auto: the one chosen with EOT).
-  const plain = baseline ? await optimizeSticker(clf, { ...common, mask: robust.maskSpec ?? undefined, useEot: false, ...(machine ? {} : { progressLabel: 'baseline (no EOT)' }) }) : null;
+  const plain = baseline
+    ? await optimizeSticker(clf, { ...common, mask: robust.maskSpec ?? undefined, useEot: false, ...(machine ? {} : { progressLabel: 'baseline (no EOT)' }) })
+    : null;
   if (machine) emitProgress({ event: 'progress', phase: 'measure', done: 0, total: 0 });
   // Measured as written: the PNGs and the PDF hold 8-bit colours, not the optimiser's floats.
   const written = (r: StickerResult): StickerResult => ({ ...r, adversarial: quantiseArray(r.adversarial) });
@@ -183,10 +232,17 @@ export async function stickerCommand(argv: string[]): Promise<void> {
   const cleanView = async (r: StickerResult) => (await measureRobustness(judge, written(r), { n: 1, seed, config: CLEAN_VIEW })).successRate === 1;
   const roundTrip = roundTripN > 0 ? await simulatePrintCapture(judge, robust, { n: roundTripN, seed, palette }) : null;
   const roundTripBaseline = roundTripN > 0 && plain ? await simulatePrintCapture(judge, plain, { n: roundTripN, seed, palette }) : null;
-  const photo = prepared ? await photoExtras(judge, robust, prepared, {
-    areas, optimiseAt: (at, label) => optimise({ ...common, useEot: true, ...(machine ? {} : { progressLabel: label }) }, at),
-    viewsPerPhoto: photoViews, seed, machine, photoShare, config: photoConfig,
-  }) : null;
+  const photo = prepared
+    ? await photoExtras(judge, robust, prepared, {
+        areas,
+        optimiseAt: (at, label) => optimise({ ...common, useEot: true, ...(machine ? {} : { progressLabel: label }) }, at),
+        viewsPerPhoto: photoViews,
+        seed,
+        machine,
+        photoShare,
+        config: photoConfig,
+      })
+    : null;
 
   const a: Args = { modelPath, classId, target, mode, mask, eps, out, signMm, areaFraction: robust.areaFraction };
   const paths = outputPaths(out);
@@ -197,23 +253,50 @@ export async function stickerCommand(argv: string[]): Promise<void> {
     `Held-out success (${evalN} random print-and-capture transformations never used in optimisation): ${pct(heldOut.successRate)}` +
       (heldOutBaseline ? `; the same attack optimised without EOT: ${pct(heldOutBaseline.successRate)}.` : '.'),
     `Clean sign under the same transformations: classified correctly ${pct(heldOut.cleanAccuracy)}${target !== null ? `, as the target ${pct(heldOut.cleanTargetRate)}` : ''}.`,
-    ...(roundTrip ? [`Simulated print (palette, dithered) + photo (JPEG) round trip, ${roundTrip.n} photos: ${pct(roundTrip.successRate)}${roundTripBaseline ? ` (without EOT: ${pct(roundTripBaseline.successRate)})` : ''}.`] : []),
+    ...(roundTrip
+      ? [
+          `Simulated print (palette, dithered) + photo (JPEG) round trip, ${roundTrip.n} photos: ${pct(roundTrip.successRate)}${roundTripBaseline ? ` (without EOT: ${pct(roundTripBaseline.successRate)})` : ''}.`,
+        ]
+      : []),
     ...(photo ? photo.lines.slice(0, 3) : []),
     'Physical results depend on your printer, paper, light and camera: measure them.',
   ];
   if (machine) emitProgress({ event: 'progress', phase: 'export', done: 0, total: 0 });
   const files = await exportSticker(robust, { signMm, palette, infoLines: info });
   const summary = {
-    advsign: version(), model: modelPath, modelInfo: loaded.description, backend: choice.backend, engine: engine.engine, mode,
-    sign: { classId, name: CLASS_NAMES[classId] }, target: target === null ? null : { classId: target, name: CLASS_NAMES[target] },
-    mask: robust.maskDescription, areaFraction: robust.areaFraction, eps: robust.eps, signMm,
-    ...(plan?.kind === 'auto' ? { maskBitmap: { size: robust.canvasSize, covers: 'sign bounding square', rows: maskRows(robust.printed, robust.canvasSize) } } : {}),
-    options: robust.options, eot: robust.eotConfig,
+    advsign: version(),
+    model: modelPath,
+    modelInfo: loaded.description,
+    backend: choice.backend,
+    engine: engine.engine,
+    mode,
+    sign: { classId, name: CLASS_NAMES[classId] },
+    target: target === null ? null : { classId: target, name: CLASS_NAMES[target] },
+    mask: robust.maskDescription,
+    areaFraction: robust.areaFraction,
+    eps: robust.eps,
+    signMm,
+    ...(plan?.kind === 'auto'
+      ? { maskBitmap: { size: robust.canvasSize, covers: 'sign bounding square', rows: maskRows(robust.printed, robust.canvasSize) } }
+      : {}),
+    options: robust.options,
+    eot: robust.eotConfig,
     heldOut: { eot: heldOut, withoutEot: heldOutBaseline },
     fooledOnCleanView: { eot: await cleanView(robust), withoutEot: plain ? await cleanView(plain) : null },
     roundTrip: roundTrip ? { eot: roundTrip, withoutEot: roundTripBaseline } : null,
-    nps: robust.nps, tv: robust.tv, seconds: { eot: robust.seconds, withoutEot: plain?.seconds ?? null },
-    files: { pdf: paths.pdf, json: paths.json, stickerPng: files.stickerPng ? paths.stickerPng : null, signPng: paths.signPng, layerPng: paths.layerPng, pages: files.pageCount, stickerPngDpi: files.stickerPngDpi, signPngDpi: files.signPngDpi },
+    nps: robust.nps,
+    tv: robust.tv,
+    seconds: { eot: robust.seconds, withoutEot: plain?.seconds ?? null },
+    files: {
+      pdf: paths.pdf,
+      json: paths.json,
+      stickerPng: files.stickerPng ? paths.stickerPng : null,
+      signPng: paths.signPng,
+      layerPng: paths.layerPng,
+      pages: files.pageCount,
+      stickerPngDpi: files.stickerPngDpi,
+      signPngDpi: files.signPngDpi,
+    },
     layer: { file: path.basename(paths.layerPng), size: robust.canvasSize, covers: 'sign bounding square', signFraction: LAYER_SIGN_FRACTION },
     modelCheck: await modelCheck(clf),
     pieces: files.pieces,
@@ -222,11 +305,14 @@ export async function stickerCommand(argv: string[]): Promise<void> {
   };
   // All at once: a full disk or a kill leaves the previous set whole, never a mix. The layer and
   // its geometry (the JSON's layer and modelCheck) are a contract: see src/sticker/layer.ts.
-  const outputs: OutputFile[] = [{ path: paths.pdf, data: files.pdf }, { path: paths.signPng, data: files.signPng },
+  const outputs: OutputFile[] = [
+    { path: paths.pdf, data: files.pdf },
+    { path: paths.signPng, data: files.signPng },
     ...(files.stickerPng ? [{ path: paths.stickerPng, data: files.stickerPng }] : []),
     { path: paths.layerPng, data: await layerPng(robust) },
     ...(photo ? [{ path: paths.reportHtml, data: photo.html }] : []),
-    { path: paths.json, data: JSON.stringify(summary, null, 2) + '\n' }];
+    { path: paths.json, data: JSON.stringify(summary, null, 2) + '\n' },
+  ];
   writeFilesAtomic(outputs);
   loaded.dispose();
   if (machine) {
@@ -251,11 +337,26 @@ function thin<T>(h: T[], k: number): T[] {
   return Array.from({ length: k }, (_, i) => h[Math.round(i * step)]);
 }
 
-function report(a: Args, heldOut: RobustnessReport, base: RobustnessReport | null, rt: RoundTripReport | null, rtBase: RoundTripReport | null, targetText: string, paths: ReturnType<typeof outputPaths>, pages: number): void {
+function report(
+  a: Args,
+  heldOut: RobustnessReport,
+  base: RobustnessReport | null,
+  rt: RoundTripReport | null,
+  rtBase: RoundTripReport | null,
+  targetText: string,
+  paths: ReturnType<typeof outputPaths>,
+  pages: number,
+): void {
   console.log(`${a.mode === 'sticker' ? 'sticker' : 'printed sign'}: ${a.classId} ${CLASS_NAMES[a.classId]} -> ${targetText}`);
-  console.log(`robust success rate (${heldOut.n} held-out transformations): ${pct(heldOut.successRate)} with EOT` + (base ? `, ${pct(base.successRate)} without EOT` : ''));
+  console.log(
+    `robust success rate (${heldOut.n} held-out transformations): ${pct(heldOut.successRate)} with EOT` +
+      (base ? `, ${pct(base.successRate)} without EOT` : ''),
+  );
   console.log(`clean sign under the same transformations: ${pct(heldOut.cleanAccuracy)} correct`);
-  if (rt) console.log(`simulated print + photo round trip (${rt.n}): ${pct(rt.successRate)} with EOT` + (rtBase ? `, ${pct(rtBase.successRate)} without EOT` : ''));
+  if (rt)
+    console.log(`simulated print + photo round trip (${rt.n}): ${pct(rt.successRate)} with EOT` + (rtBase ? `, ${pct(rtBase.successRate)} without EOT` : ''));
   console.log(`area: ${pct(a.areaFraction)} of the sign`);
-  console.log(`wrote ${paths.pdf} (${pages} pages at ${a.signMm} mm), ${paths.json}, ${a.mode === 'sticker' ? `${paths.stickerPng}, ` : ''}${paths.signPng}, ${paths.layerPng}`);
+  console.log(
+    `wrote ${paths.pdf} (${pages} pages at ${a.signMm} mm), ${paths.json}, ${a.mode === 'sticker' ? `${paths.stickerPng}, ` : ''}${paths.signPng}, ${paths.layerPng}`,
+  );
 }

@@ -16,15 +16,31 @@ import { AttackLoss, parseAttackLoss } from '../attack/loss';
 import { apgdAttack, APGD_DEFAULTS } from '../attack/apgd';
 import { Flags } from './args';
 import {
-  AdversarialMethod, adversarialPlanner, pgdCorrect, AdversarialHookState, AdversarialPlanner, checkTrainingEps, OverfitGuard,
-  parseAdversarialMethod, requireLogitsModel,
+  AdversarialMethod,
+  adversarialPlanner,
+  pgdCorrect,
+  AdversarialHookState,
+  AdversarialPlanner,
+  checkTrainingEps,
+  OverfitGuard,
+  parseAdversarialMethod,
+  requireLogitsModel,
 } from '../defense/adversarial';
 
 export const ADVERSARIAL_FLAGS: NonNullable<ParseArgsConfig['options']> = {
-  adversarial: { type: 'string' }, eps: { type: 'string' }, 'adv-ratio': { type: 'string' },
-  'pgd-steps': { type: 'string' }, 'ramp-epochs': { type: 'string' }, 'guard-every': { type: 'string' },
-  init: { type: 'string' }, 'max-clean-drop': { type: 'string' }, 'clean-reference': { type: 'string' },
-  'select-steps': { type: 'string' }, 'select-loss': { type: 'string' }, 'select-attack': { type: 'string' }, 'trades-beta': { type: 'string' },
+  adversarial: { type: 'string' },
+  eps: { type: 'string' },
+  'adv-ratio': { type: 'string' },
+  'pgd-steps': { type: 'string' },
+  'ramp-epochs': { type: 'string' },
+  'guard-every': { type: 'string' },
+  init: { type: 'string' },
+  'max-clean-drop': { type: 'string' },
+  'clean-reference': { type: 'string' },
+  'select-steps': { type: 'string' },
+  'select-loss': { type: 'string' },
+  'select-attack': { type: 'string' },
+  'trades-beta': { type: 'string' },
 };
 
 export const ADVERSARIAL_HELP = `
@@ -90,7 +106,19 @@ export function addAdversarialTraining(f: Flags) {
   const methodFlag = typeof f.adversarial === 'string' ? f.adversarial : undefined;
   const initDir = typeof f.init === 'string' ? f.init : undefined;
   if (!methodFlag) {
-    for (const k of ['eps', 'adv-ratio', 'pgd-steps', 'ramp-epochs', 'guard-every', 'max-clean-drop', 'clean-reference', 'select-steps', 'select-loss', 'select-attack', 'trades-beta']) {
+    for (const k of [
+      'eps',
+      'adv-ratio',
+      'pgd-steps',
+      'ramp-epochs',
+      'guard-every',
+      'max-clean-drop',
+      'clean-reference',
+      'select-steps',
+      'select-loss',
+      'select-attack',
+      'trades-beta',
+    ]) {
       if (f[k] !== undefined) throw new UserError(`--${k} only applies with --adversarial fgsm|fgsm-rs|pgd`);
     }
     if (!initDir) return null;
@@ -100,7 +128,11 @@ export function addAdversarialTraining(f: Flags) {
   if (method) {
     if (typeof f.eps !== 'string') throw new UserError('--adversarial needs --eps, e.g. --eps 8/255');
     let v: number;
-    try { v = parseEps(f.eps); } catch { throw new UserError(`--eps must be in (0, 1] (e.g. 8/255), got '${f.eps}'`); }
+    try {
+      v = parseEps(f.eps);
+    } catch {
+      throw new UserError(`--eps must be in (0, 1] (e.g. 8/255), got '${f.eps}'`);
+    }
     eps = checkTrainingEps(v);
   }
   const ratio = numberFlag(f, 'adv-ratio', 0.5, 0, 1, true);
@@ -112,11 +144,11 @@ export function addAdversarialTraining(f: Flags) {
   const guardEvery = Math.round(numberFlag(f, 'guard-every', 200, 0, 1e9));
   const maxCleanDrop = f['max-clean-drop'] !== undefined ? numberFlag(f, 'max-clean-drop', 0, 0, 100) : undefined;
   const referenceDir = typeof f['clean-reference'] === 'string' ? f['clean-reference'] : initDir;
-  if (maxCleanDrop !== undefined && !referenceDir) throw new UserError('--max-clean-drop needs --init or --clean-reference (the model whose clean accuracy is the reference)');
+  if (maxCleanDrop !== undefined && !referenceDir)
+    throw new UserError('--max-clean-drop needs --init or --clean-reference (the model whose clean accuracy is the reference)');
   if (f['clean-reference'] !== undefined && maxCleanDrop === undefined) throw new UserError('--clean-reference only applies with --max-clean-drop');
   const selectSteps = Math.round(numberFlag(f, 'select-steps', 10, 1, 1000));
-  const selectLosses: AttackLoss[] = typeof f['select-loss'] === 'string'
-    ? [...new Set(f['select-loss'].split(',').map((t) => parseAttackLoss(t)))] : ['ce'];
+  const selectLosses: AttackLoss[] = typeof f['select-loss'] === 'string' ? [...new Set(f['select-loss'].split(',').map((t) => parseAttackLoss(t)))] : ['ce'];
   const selectAttack = typeof f['select-attack'] === 'string' ? f['select-attack'] : 'pgd';
   if (selectAttack !== 'pgd' && selectAttack !== 'apgd') throw new UserError(`--select-attack must be pgd or apgd, got '${selectAttack}'`);
   if (selectAttack === 'apgd' && selectLosses.includes('margin')) throw new UserError('--select-attack apgd climbs ce or dlr, not margin');
@@ -133,15 +165,28 @@ export function addAdversarialTraining(f: Flags) {
       }
       return { model: clf.model, arch, dir: initDir };
     },
-    async prepare(ctx: { init?: InitModel; train: ImageSet; val: ImageSet; batchSize: number; seed: number; log: (m: string) => void }): Promise<AdversarialRun> {
+    async prepare(ctx: {
+      init?: InitModel;
+      train: ImageSet;
+      val: ImageSet;
+      batchSize: number;
+      seed: number;
+      log: (m: string) => void;
+    }): Promise<AdversarialRun> {
       const { init, train, val } = ctx;
       if (init && init.model.inputs[0].shape[1] !== train.size) {
         throw new UserError(`--init model takes ${init.model.inputs[0].shape[1]}px images but --size is ${train.size}`);
       }
       const base: AdversarialCard = {
-        method: method ?? 'none', eps, epsOver255: +(eps * 255).toFixed(3), ratio, rampEpochs,
-        ...(method === 'pgd' || method === 'trades' ? { pgdSteps } : {}), ...(method === 'trades' ? { tradesBeta, ratio: 1 } : {}),
-        ...(init ? { initFrom: path.basename(path.resolve(init.dir)) } : {}), batchesAdversarial: 0,
+        method: method ?? 'none',
+        eps,
+        epsOver255: +(eps * 255).toFixed(3),
+        ratio,
+        rampEpochs,
+        ...(method === 'pgd' || method === 'trades' ? { pgdSteps } : {}),
+        ...(method === 'trades' ? { tradesBeta, ratio: 1 } : {}),
+        ...(init ? { initFrom: path.basename(path.resolve(init.dir)) } : {}),
+        batchesAdversarial: 0,
       };
       if (!method) return { finish: async () => base };
       if (!init) {
@@ -162,8 +207,14 @@ export function addAdversarialTraining(f: Flags) {
           if (!g) {
             const model = (clf as LayersClassifier).model;
             g = new OverfitGuard(model, held.images, held.labels, val.size, {
-              eps, everyBatches: guardEvery,
-              onCheck: (c) => { if (c.collapsed) ctx.log(`\noverfitting guard: held-batch PGD accuracy fell to ${c.pgdAccuracy.toFixed(3)} (epoch ${c.epoch}); ${c.restored ? 'restored the last good weights' : 'no good weights yet'}`); },
+              eps,
+              everyBatches: guardEvery,
+              onCheck: (c) => {
+                if (c.collapsed)
+                  ctx.log(
+                    `\noverfitting guard: held-batch PGD accuracy fell to ${c.pgdAccuracy.toFixed(3)} (epoch ${c.epoch}); ${c.restored ? 'restored the last good weights' : 'no good weights yet'}`,
+                  );
+              },
             });
             guard = g;
             const made = mk(g);
@@ -190,7 +241,12 @@ export function addAdversarialTraining(f: Flags) {
         selection += `, among epochs with clean validation accuracy ≥ ${(floor * 100).toFixed(2)}% (${path.basename(path.resolve(referenceDir))}: ${(ref * 100).toFixed(2)}% − ${maxCleanDrop} points)`;
         ctx.log(`keeping the most robust epoch with clean validation accuracy ≥ ${(floor * 100).toFixed(2)}%`);
       }
-      const validationScore = { name, images: scored.labels.length, score: (clf: Classifier) => selectionAccuracy(clf, scored, val.size, { attack: selectAttack, eps, steps: selectSteps, losses: selectLosses }), eligible };
+      const validationScore = {
+        name,
+        images: scored.labels.length,
+        score: (clf: Classifier) => selectionAccuracy(clf, scored, val.size, { attack: selectAttack, eps, steps: selectSteps, losses: selectLosses }),
+        eligible,
+      };
       return {
         planner,
         validationScore,
@@ -201,11 +257,14 @@ export function addAdversarialTraining(f: Flags) {
             // trainClassifier restored its best-validation weights; those may be a collapsed epoch
             // (catastrophic overfitting raises clean accuracy), so check once more.
             const last = guard.check(result.classifier, result.bestEpoch);
-            if (last.collapsed) ctx.log(`overfitting guard: PGD accuracy collapsed to ${last.pgdAccuracy.toFixed(3)} at the end; restored the last good weights`);
+            if (last.collapsed)
+              ctx.log(`overfitting guard: PGD accuracy collapsed to ${last.pgdAccuracy.toFixed(3)} at the end; restored the last good weights`);
             card.guard = {
-              checks: guard.checks.length, collapses: guard.collapses,
+              checks: guard.checks.length,
+              collapses: guard.collapses,
               restoredWeights: guard.checks.filter((c) => c.restored).length,
-              fallbackToPgd: guard.fallbackMethod != null, bestHeldPgdAccuracy: guard.bestPgdAccuracy,
+              fallbackToPgd: guard.fallbackMethod != null,
+              bestHeldPgdAccuracy: guard.bestPgdAccuracy,
               finalHeldPgdAccuracy: last.restored ? guard.pgdAccuracy(result.classifier) : last.pgdAccuracy,
             };
             guard.dispose();
@@ -222,7 +281,9 @@ export function addAdversarialTraining(f: Flags) {
  * in batches of 128: PGD (step 2.5·eps/steps, random start) or APGD (apgd.ts).
  */
 export async function selectionAccuracy(
-  clf: Classifier, set: { images: Float32Array; labels: Int32Array }, size: number,
+  clf: Classifier,
+  set: { images: Float32Array; labels: Int32Array },
+  size: number,
   o: { attack: 'pgd' | 'apgd'; eps: number; steps: number; losses: AttackLoss[] },
 ): Promise<number> {
   const px = size * size * 3;
@@ -239,7 +300,9 @@ export async function selectionAccuracy(
       const fooled = new Uint8Array(m);
       for (const loss of o.losses) {
         const r = await apgdAttack(clf, x, labels, { ...APGD_DEFAULTS, norm: 'linf', eps: o.eps, steps: o.steps, loss: loss as 'ce' | 'dlr', seed: 777 + i });
-        r.fooled.forEach((f, j) => { fooled[j] |= f; });
+        r.fooled.forEach((f, j) => {
+          fooled[j] |= f;
+        });
       }
       ok += fooled.reduce((a, f) => a + (f ? 0 : 1), 0);
     }

@@ -6,7 +6,10 @@ import type { IbpTrainingOptions } from '../defense/ibp-train';
 import { Flags } from './args';
 
 export const IBP_TRAINING_FLAGS: NonNullable<ParseArgsConfig['options']> = {
-  ibp: { type: 'string' }, 'ibp-warmup': { type: 'string' }, 'ibp-ramp': { type: 'string' }, 'ibp-kappa': { type: 'string' },
+  ibp: { type: 'string' },
+  'ibp-warmup': { type: 'string' },
+  'ibp-ramp': { type: 'string' },
+  'ibp-kappa': { type: 'string' },
 };
 
 export const IBP_TRAINING_HELP = `
@@ -21,7 +24,8 @@ function epochsFlag(f: Flags, name: string, def: number): number {
   const v = f[name];
   if (v === undefined) return def;
   const n = Number(v);
-  if (typeof v !== 'string' || !Number.isFinite(n) || n < 0 || n > 1000) throw new UserError(`--${name} must be a number of epochs from 0 to 1000, got '${String(v)}'`);
+  if (typeof v !== 'string' || !Number.isFinite(n) || n < 0 || n > 1000)
+    throw new UserError(`--${name} must be a number of epochs from 0 to 1000, got '${String(v)}'`);
   return n;
 }
 
@@ -35,7 +39,11 @@ export function parseIbpTraining(f: Flags, arch: string): IbpTrainingOptions | n
   // Batch norm's batch statistics during training are not the affine map IBP bounds at test time.
   if (arch.endsWith('-bn')) throw new UserError(`--ibp needs an architecture without batch norm (not ${arch})`);
   let eps: number;
-  try { eps = parseEps(f.ibp); } catch { eps = NaN; }
+  try {
+    eps = parseEps(f.ibp);
+  } catch {
+    eps = NaN;
+  }
   if (!(eps > 0 && eps <= 1)) throw new UserError(`--ibp must be an L∞ radius in (0, 1], e.g. 2/255, got '${f.ibp}'`);
   const kappa = f['ibp-kappa'] === undefined ? 0.5 : Number(f['ibp-kappa']);
   if (!(kappa >= 0 && kappa <= 1)) throw new UserError(`--ibp-kappa must be in [0, 1], got '${String(f['ibp-kappa'])}'`);

@@ -46,17 +46,37 @@ ${ADVERSARIAL_HELP}
 ${IBP_TRAINING_HELP}`;
 
 export async function trainCommand(argv: string[]): Promise<void> {
-  const f = parseFlags(argv, {
-    data: { type: 'string' }, out: { type: 'string' }, epochs: { type: 'string' }, size: { type: 'string' },
-    arch: { type: 'string' }, batch: { type: 'string' }, lr: { type: 'string' }, patience: { type: 'string' },
-    'val-fraction': { type: 'string' }, limit: { type: 'string' }, 'per-class': { type: 'string' },
-    'max-minutes': { type: 'string' }, seed: { type: 'string' }, 'no-augment': { type: 'boolean' },
-    backend: { type: 'string' }, quiet: { type: 'boolean' }, schedule: { type: 'string' }, balance: { type: 'string' },
-    workers: { type: 'string' }, 'label-smoothing': { type: 'string' }, engine: { type: 'string' },
-    ...ADVERSARIAL_FLAGS, ...IBP_TRAINING_FLAGS,
-  }, 'train');
+  const f = parseFlags(
+    argv,
+    {
+      data: { type: 'string' },
+      out: { type: 'string' },
+      epochs: { type: 'string' },
+      size: { type: 'string' },
+      arch: { type: 'string' },
+      batch: { type: 'string' },
+      lr: { type: 'string' },
+      patience: { type: 'string' },
+      'val-fraction': { type: 'string' },
+      limit: { type: 'string' },
+      'per-class': { type: 'string' },
+      'max-minutes': { type: 'string' },
+      seed: { type: 'string' },
+      'no-augment': { type: 'boolean' },
+      backend: { type: 'string' },
+      quiet: { type: 'boolean' },
+      schedule: { type: 'string' },
+      balance: { type: 'string' },
+      workers: { type: 'string' },
+      'label-smoothing': { type: 'string' },
+      engine: { type: 'string' },
+      ...ADVERSARIAL_FLAGS,
+      ...IBP_TRAINING_FLAGS,
+    },
+    'train',
+  );
   const data = required(f, 'data', 'train');
-  const arch = (str(f, 'arch', 'cnn4') as string);
+  const arch = str(f, 'arch', 'cnn4') as string;
   if (!(ARCHITECTURES as readonly string[]).includes(arch)) {
     throw new UserError(`unknown --arch '${arch}': use one of ${ARCHITECTURES.join(', ')}`);
   }
@@ -96,7 +116,9 @@ export async function trainCommand(argv: string[]): Promise<void> {
   const backend = await initBackend(str(f, 'backend'));
   const init = adv ? await adv.loadInit() : undefined;
   if (ibp && init) parseIbpTraining(f, init.arch);
-  const log = (msg: string) => { if (progress) process.stderr.write(msg + '\n'); };
+  const log = (msg: string) => {
+    if (progress) process.stderr.write(msg + '\n');
+  };
   const workers = f.workers !== undefined ? int(f, 'workers', 0, 0, 64) : defaultWorkerCount(backend.backend);
   log(`backend: ${backend.backend}${workers ? `, ${workers + 1} threads (data-parallel)` : ''}`);
 
@@ -109,12 +131,26 @@ export async function trainCommand(argv: string[]): Promise<void> {
   const advRun = adv ? await adv.prepare({ init, train, val, batchSize, seed, log }) : undefined;
   const ibpRun = ibp ? ibpTrainingRun(ibp, val, labelSmoothing) : undefined;
   const result = await trainClassifier(train, val, {
-    arch: (init?.arch ?? arch) as Architecture, epochs, batchSize, learningRate, seed, patience, augment: !f['no-augment'],
-    checkpointDir: out + '.checkpoints', maxSeconds: maxMinutes ? maxMinutes * 60 : undefined,
-    progress, shouldStop: () => stop, schedule: sched, balance,
-    initialModel: init?.model, adversarial: advRun?.planner, validationScore: advRun?.validationScore ?? ibpRun?.validationScore, workers,
+    arch: (init?.arch ?? arch) as Architecture,
+    epochs,
+    batchSize,
+    learningRate,
+    seed,
+    patience,
+    augment: !f['no-augment'],
+    checkpointDir: out + '.checkpoints',
+    maxSeconds: maxMinutes ? maxMinutes * 60 : undefined,
+    progress,
+    shouldStop: () => stop,
+    schedule: sched,
+    balance,
+    initialModel: init?.model,
+    adversarial: advRun?.planner,
+    validationScore: advRun?.validationScore ?? ibpRun?.validationScore,
+    workers,
     lossPlan: ibpRun?.lossPlan ?? (labelSmoothing ? () => ({ labelSmoothing }) : undefined),
-    engine, onEngine: (e) => log(`training engine: ${e.engine} (${e.ort ? `${e.reason}, ${e.ort.threads} threads` : e.reason})`),
+    engine,
+    onEngine: (e) => log(`training engine: ${e.engine} (${e.ort ? `${e.reason}, ${e.ort.threads} threads` : e.reason})`),
   });
   const adversarialCard = advRun ? await advRun.finish(result) : undefined;
   const pct = (v?: number) => (v == null ? 'n/a' : `${(v * 100).toFixed(2)}%`);
@@ -142,22 +178,36 @@ export async function trainCommand(argv: string[]): Promise<void> {
     input: 'float32 NHWC RGB in [0, 1]; normalisation is inside the model; outputs are logits',
     data: {
       source: isSynthetic(data) ? 'synthetic (advsign renderer)' : path.basename(path.resolve(data)),
-      trainImages: train.n, validationImages: val.n, testImages: testN,
+      trainImages: train.n,
+      validationImages: val.n,
+      testImages: testN,
       split: `validation = ${(valFraction * 100).toFixed(0)}% of tracks (split by track, never by image), seed ${seed}`,
       preprocessing: 'ROI crop with 10% margin, resized to input size',
     },
     training: {
-      optimizer: sched === 'cosine' ? `Adam, lr ${learningRate} with cosine decay to 1%` : `Adam lr ${learningRate}, halved after 2 epochs without validation gain`,
-      batchSize, classBalance: balance, ...(labelSmoothing ? { labelSmoothing } : {}), augmentation: f['no-augment'] ? 'none' : 'rotation ±10°, scale 0.92–1.1, shift ±6%, brightness 0.7–1.3, contrast 0.8–1.2',
+      optimizer:
+        sched === 'cosine' ? `Adam, lr ${learningRate} with cosine decay to 1%` : `Adam lr ${learningRate}, halved after 2 epochs without validation gain`,
+      batchSize,
+      classBalance: balance,
+      ...(labelSmoothing ? { labelSmoothing } : {}),
+      augmentation: f['no-augment'] ? 'none' : 'rotation ±10°, scale 0.92–1.1, shift ±6%, brightness 0.7–1.3, contrast 0.8–1.2',
       // The exact command, so a card says how to reproduce its model.
       command: ['advsign', 'train', ...argv].join(' '),
       // How the --init model was made (and its own ancestors), oldest first.
       ...(init ? { lineage: lineageOf(readCard(init.dir), path.basename(path.resolve(init.dir))) } : {}),
-      epochsRun: result.history.length, bestEpoch: result.bestEpoch, seed,
-      selectedBy: advRun?.selection ? `${advRun.selection}: ${pct(result.bestValScore)}`
-        : ibpRun ? `${ibpRun.card.selection}: ${pct(result.bestValScore)}` : 'clean validation accuracy',
-      seconds: Math.round(result.seconds), engine: result.engine.engine, backend: backend.backend,
-      threads: result.engine.ort?.threads ?? workers + 1, interrupted: result.interrupted,
+      epochsRun: result.history.length,
+      bestEpoch: result.bestEpoch,
+      seed,
+      selectedBy: advRun?.selection
+        ? `${advRun.selection}: ${pct(result.bestValScore)}`
+        : ibpRun
+          ? `${ibpRun.card.selection}: ${pct(result.bestValScore)}`
+          : 'clean validation accuracy',
+      seconds: Math.round(result.seconds),
+      engine: result.engine.engine,
+      backend: backend.backend,
+      threads: result.engine.ort?.threads ?? workers + 1,
+      interrupted: result.interrupted,
       history: result.history,
     },
     cleanAccuracy: { validation: result.bestValAccuracy, test: testAccuracy },
@@ -169,6 +219,8 @@ export async function trainCommand(argv: string[]): Promise<void> {
   };
   await saveModel(result.model, out, card);
   fs.rmSync(out + '.checkpoints', { recursive: true, force: true });
-  console.log(`saved ${path.relative(process.cwd(), out) || out}: validation ${pct(result.bestValAccuracy)}, test ${pct(testAccuracy)}, ` +
-    `${result.history.length} epochs in ${result.seconds.toFixed(0)} s on ${result.engine.engine === 'ort' ? 'ort' : backend.backend}`);
+  console.log(
+    `saved ${path.relative(process.cwd(), out) || out}: validation ${pct(result.bestValAccuracy)}, test ${pct(testAccuracy)}, ` +
+      `${result.history.length} epochs in ${result.seconds.toFixed(0)} s on ${result.engine.engine === 'ort' ? 'ort' : backend.backend}`,
+  );
 }

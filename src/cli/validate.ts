@@ -25,9 +25,7 @@ import { UserError } from '../data/types';
 import { objectiveGradient } from '../attack/loss';
 import { getAttack, parseEps } from '../attack/registry';
 import { iterateAttack, randomStart } from '../attack/iterative';
-import {
-  argmaxRows, CONFIDENT, gradientFigures, imageFigures, labelComplement, logitsRelativeError, signFigures, TOLERANCES,
-} from '../attack/reference-check';
+import { argmaxRows, CONFIDENT, gradientFigures, imageFigures, labelComplement, logitsRelativeError, signFigures, TOLERANCES } from '../attack/reference-check';
 import { int, jsonTarget, parseFlags, str, writeJsonOutput } from './args';
 import { checkOutputs } from '../util/atomic-file';
 import { projectRoot } from './paths';
@@ -63,64 +61,103 @@ function torchMissing(): string | null {
   return r.status === 0 ? null : `${python()} has no torch (${(r.stderr || '').trim().split('\n').pop()})`;
 }
 
-const f32 = (file: string) => { const b = fs.readFileSync(file); return new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.length)); };
+const f32 = (file: string) => {
+  const b = fs.readFileSync(file);
+  return new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.length));
+};
 const save = (file: string, a: Float32Array | Int32Array | Uint8Array) => fs.writeFileSync(file, Buffer.from(a.buffer, a.byteOffset, a.byteLength));
 
 async function predictArray(clf: Classifier, a: Float32Array, n: number): Promise<Int32Array> {
   const s = clf.inputSize;
   const x = tf.tensor4d(a, [n, s, s, 3]);
   const z = await inferLogits(clf, x);
-  const out = argmaxRows(await z.data() as Float32Array, n);
+  const out = argmaxRows((await z.data()) as Float32Array, n);
   tf.dispose([x, z]);
   return out;
 }
 
-interface Checked { figures: Record<string, unknown>; failures: string[] }
+interface Checked {
+  figures: Record<string, unknown>;
+  failures: string[];
+}
 
-async function checkModel(modelPath: string, torchModel: string, data: string, n: number, eps: number, aaN: number, engine: string | undefined): Promise<Checked> {
+async function checkModel(
+  modelPath: string,
+  torchModel: string,
+  data: string,
+  n: number,
+  eps: number,
+  aaN: number,
+  engine: string | undefined,
+): Promise<Checked> {
   // The engine evaluate and attack use by default (onnxruntime when it loads), unless --engine says.
   const loaded = await loadModelOnEngine(modelPath, DEFAULT_MODEL_INPUT, engine);
   const clf = loaded.classifier;
   const s = clf.inputSize;
   const set = await loadDataset(data, { split: 'test', size: s, limit: n, progress: false });
-  const m = Math.min(n, set.n), px = s * s * 3;
-  const images = set.images.slice(0, m * px), labels = set.labels.slice(0, m);
-  const x = tf.tensor4d(images, [m, s, s, 3]), y = tf.tensor1d(labels, 'int32');
+  const m = Math.min(n, set.n),
+    px = s * s * 3;
+  const images = set.images.slice(0, m * px),
+    labels = set.labels.slice(0, m);
+  const x = tf.tensor4d(images, [m, s, s, 3]),
+    y = tf.tensor1d(labels, 'int32');
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'advsign-validate-'));
   try {
     const { grad, logits } = await objectiveGradient(clf, x, y, null, 'ce');
-    const z = Float32Array.from(await logits.data() as Float32Array), g = Float32Array.from(await grad.data() as Float32Array);
+    const z = Float32Array.from((await logits.data()) as Float32Array),
+      g = Float32Array.from((await grad.data()) as Float32Array);
     // As objective.ts decides: the CE cotangent underflows where Σ_{j≠y} p_j < 1e-30.
     const under = tf.tidy(() => tf.less(tf.sum(tf.mul(tf.softmax(logits), tf.sub(1, tf.oneHot(y, clf.numClasses))), 1), 1e-30).toInt());
-    const underflow = Uint8Array.from(await under.data() as Int32Array);
+    const underflow = Uint8Array.from((await under.data()) as Int32Array);
     tf.dispose([grad, logits, under]);
     const fg = await getAttack('fgsm').run(clf, x, y, { eps });
-    const fgsm = Float32Array.from(await fg.adversarial.data() as Float32Array);
+    const fgsm = Float32Array.from((await fg.adversarial.data()) as Float32Array);
     fg.adversarial.dispose();
     const start: Tensor4D = randomStart(x, 'linf', eps, 17);
-    const stepSize = 2.5 * eps / PGD_STEPS;
+    const stepSize = (2.5 * eps) / PGD_STEPS;
     const pg = await iterateAttack(clf, x, y, null, { norm: 'linf', eps, steps: PGD_STEPS, stepSize, start, loss: 'ce' });
-    const pgd = Float32Array.from(await pg.data() as Float32Array);
-    save(path.join(work, 'start.f32'), Float32Array.from(await start.data() as Float32Array));
+    const pgd = Float32Array.from((await pg.data()) as Float32Array);
+    save(path.join(work, 'start.f32'), Float32Array.from((await start.data()) as Float32Array));
     tf.dispose([start, pg]);
     save(path.join(work, 'images.f32'), images);
     save(path.join(work, 'labels.i32'), labels);
     save(path.join(work, 'underflow.u8'), underflow);
-    fs.writeFileSync(path.join(work, 'manifest.json'), JSON.stringify({ model: path.resolve(torchModel), n: m, size: s, eps, steps: PGD_STEPS, stepSize, autoattack: aaN }));
-    const r = spawnSync(python(), [path.join(projectRoot(), 'scripts', 'torch', 'validate.py'), work], { encoding: 'utf8', stdio: ['ignore', 'inherit', 'pipe'] });
+    fs.writeFileSync(
+      path.join(work, 'manifest.json'),
+      JSON.stringify({ model: path.resolve(torchModel), n: m, size: s, eps, steps: PGD_STEPS, stepSize, autoattack: aaN }),
+    );
+    const r = spawnSync(python(), [path.join(projectRoot(), 'scripts', 'torch', 'validate.py'), work], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'inherit', 'pipe'],
+    });
     if (r.status !== 0) throw new UserError(`the PyTorch side failed: ${(r.stderr || String(r.error)).trim().split('\n').pop()}`);
     const info = JSON.parse(fs.readFileSync(path.join(work, 'info.json'), 'utf8')) as Record<string, unknown>;
     const read = (name: string) => f32(path.join(work, name));
-    const zRef = read('logits.f32'), gPlain = read('grad.f32'), gRule = read('grad_rule.f32');
-    const f64 = (name: string) => { const b = fs.readFileSync(path.join(work, name)); return new Float64Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.length)); };
-    const z64 = f64('logits64.f64'), g64 = f64('grad64.f64');
-    const predTf = argmaxRows(z, m), predRef = argmaxRows(zRef, m);
+    const zRef = read('logits.f32'),
+      gPlain = read('grad.f32'),
+      gRule = read('grad_rule.f32');
+    const f64 = (name: string) => {
+      const b = fs.readFileSync(path.join(work, name));
+      return new Float64Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.length));
+    };
+    const z64 = f64('logits64.f64'),
+      g64 = f64('grad64.f64');
+    const predTf = argmaxRows(z, m),
+      predRef = argmaxRows(zRef, m);
     const complement = labelComplement(zRef, labels);
-    const fgsmRef = read('fgsm.f32'), pgdRef = read('pgd.f32');
+    const fgsmRef = read('fgsm.f32'),
+      pgdRef = read('pgd.f32');
     const figures: Record<string, unknown> = {
-      model: modelPath, data, n: m, eps, engine: loaded.description.gradients, torch: info.torch, underflowImages: underflow.reduce((a, b) => a + b, 0),
+      model: modelPath,
+      data,
+      n: m,
+      eps,
+      engine: loaded.description.gradients,
+      torch: info.torch,
+      underflowImages: underflow.reduce((a, b) => a + b, 0),
       logits: {
-        maxRelativeError: logitsRelativeError(z, zRef, m), maxRelativeErrorFloat64: logitsRelativeError(z, z64, m),
+        maxRelativeError: logitsRelativeError(z, zRef, m),
+        maxRelativeErrorFloat64: logitsRelativeError(z, z64, m),
         predictionAgreement: predTf.filter((p, i) => p === predRef[i]).length / m,
       },
       // Held to the tolerance: the exact CE gradient against the float64 reference, every image.
@@ -152,8 +189,14 @@ async function compareAutoAttack(clf: Classifier, x: Tensor4D, labels: Int32Arra
   const r = await getAttack('autoattack').run(clf, xs, ys, { eps, seed: 0 });
   tf.dispose([xs, ys, r.adversarial]);
   const ref = fs.readFileSync(path.join(work, 'aa_robust.u8'));
-  let ours = 0, theirs = 0, same = 0;
-  for (let i = 0; i < k; i++) { ours += 1 - r.success[i]; theirs += ref[i]; if (1 - r.success[i] === ref[i]) same++; }
+  let ours = 0,
+    theirs = 0,
+    same = 0;
+  for (let i = 0; i < k; i++) {
+    ours += 1 - r.success[i];
+    theirs += ref[i];
+    if (1 - r.success[i] === ref[i]) same++;
+  }
   return { images: k, accuracy: ours / k, referenceAccuracy: theirs / k, imageAgreement: same / k };
 }
 
@@ -161,7 +204,8 @@ type GradientRow = { images: number; medianRelativeError: number; p99RelativeErr
 type SignRow = { agreement: number; counted: number; agreementAll: number; zeroInReference: number; nonzeroOursWhereReferenceZero: number };
 
 function failuresOf(f: Record<string, unknown>): string[] {
-  const t = TOLERANCES, out: string[] = [];
+  const t = TOLERANCES,
+    out: string[] = [];
   const l = f.logits as { maxRelativeError: number };
   const s = f.fgsmSigns as SignRow;
   const p = f.pgd as { predictionAgreement: number; accuracy: number; referenceAccuracy: number };
@@ -173,12 +217,17 @@ function failuresOf(f: Record<string, unknown>): string[] {
   ];
   for (const [what, g] of gradients) {
     if (g.medianRelativeError > t.gradientMedian || g.p99RelativeError > t.gradientP99) {
-      out.push(`input gradients differ from ${what}: median ${g.medianRelativeError.toExponential(2)}, 99th percentile ${g.p99RelativeError.toExponential(2)} (relative; tolerance ${t.gradientMedian}, ${t.gradientP99})`);
+      out.push(
+        `input gradients differ from ${what}: median ${g.medianRelativeError.toExponential(2)}, 99th percentile ${g.p99RelativeError.toExponential(2)} (relative; tolerance ${t.gradientMedian}, ${t.gradientP99})`,
+      );
     }
   }
-  if (s.agreement < t.signAgreement) out.push(`FGSM signs agree with the float64 gradient's on ${(s.agreement * 100).toFixed(3)} % of unclipped pixels < ${t.signAgreement * 100} %`);
+  if (s.agreement < t.signAgreement)
+    out.push(`FGSM signs agree with the float64 gradient's on ${(s.agreement * 100).toFixed(3)} % of unclipped pixels < ${t.signAgreement * 100} %`);
   if (p.predictionAgreement < t.pgdPredictionAgreement || Math.abs(p.accuracy - p.referenceAccuracy) * 100 > t.accuracyPoints) {
-    out.push(`PGD-10 results differ: predictions agree on ${(p.predictionAgreement * 100).toFixed(1)} %, accuracy ${(p.accuracy * 100).toFixed(1)} % vs ${(p.referenceAccuracy * 100).toFixed(1)} %`);
+    out.push(
+      `PGD-10 results differ: predictions agree on ${(p.predictionAgreement * 100).toFixed(1)} %, accuracy ${(p.accuracy * 100).toFixed(1)} % vs ${(p.referenceAccuracy * 100).toFixed(1)} %`,
+    );
   }
   const aa = f.autoattack as { accuracy: number; referenceAccuracy: number } | undefined;
   if (aa && Math.abs(aa.accuracy - aa.referenceAccuracy) * 100 > t.accuracyPoints) {
@@ -192,10 +241,13 @@ function summary(f: Record<string, unknown>): string[] {
   const e = (v: number) => v.toExponential(2);
   const q = (g: GradientRow) => `${e(g.medianRelativeError)} / ${e(g.p99RelativeError)} / ${e(g.maxRelativeError)}`;
   const l = f.logits as { maxRelativeError: number; maxRelativeErrorFloat64: number; predictionAgreement: number };
-  const g = f.gradient as GradientRow, g32 = f.gradientTorchFloat32 as GradientRow;
+  const g = f.gradient as GradientRow,
+    g32 = f.gradientTorchFloat32 as GradientRow;
   const gtt = f.gradientTorchFloat32VsFloat64 as GradientRow;
-  const gp = f.gradientTorchPlain as GradientRow, gc = f.gradientTorchPlainConfident as GradientRow;
-  const s = f.fgsmSigns as SignRow, sp = f.fgsmSignsTorchPlain as SignRow;
+  const gp = f.gradientTorchPlain as GradientRow,
+    gc = f.gradientTorchPlainConfident as GradientRow;
+  const s = f.fgsmSigns as SignRow,
+    sp = f.fgsmSignsTorchPlain as SignRow;
   const fg = f.fgsm as { equalValues: number; accuracy: number; referenceAccuracy: number };
   const p = f.pgd as { predictionAgreement: number; accuracy: number; referenceAccuracy: number; equalValues: number };
   const aa = f.autoattack as { images: number; accuracy: number; referenceAccuracy: number; imageAgreement: number } | undefined;
@@ -212,21 +264,39 @@ function summary(f: Record<string, unknown>): string[] {
       `float32 torch's own CE: ${pct(sp.agreement, 3)}`,
     `  FGSM images vs float32 torch: ${pct(fg.equalValues, 3)} of values equal; accuracy ${pct(fg.accuracy, 1)} vs ${pct(fg.referenceAccuracy, 1)}`,
     `  PGD-10 (same start): same prediction on ${pct(p.predictionAgreement, 1)}, accuracy ${pct(p.accuracy, 1)} vs ${pct(p.referenceAccuracy, 1)}, ${pct(p.equalValues, 2)} of values equal`,
-    ...(aa ? [`  AutoAttack (${aa.images} images): accuracy ${pct(aa.accuracy, 1)} vs the reference's ${pct(aa.referenceAccuracy, 1)}, same verdict on ${pct(aa.imageAgreement, 1)}`] : []),
+    ...(aa
+      ? [
+          `  AutoAttack (${aa.images} images): accuracy ${pct(aa.accuracy, 1)} vs the reference's ${pct(aa.referenceAccuracy, 1)}, same verdict on ${pct(aa.imageAgreement, 1)}`,
+        ]
+      : []),
   ];
 }
 
 export async function validateCommand(argv: string[]): Promise<void> {
-  const f = parseFlags(argv, {
-    model: { type: 'string' }, data: { type: 'string' }, n: { type: 'string' }, eps: { type: 'string' }, json: { type: 'string' },
-    'torch-model': { type: 'string' }, autoattack: { type: 'string' }, backend: { type: 'string' }, engine: { type: 'string' },
-  }, 'validate');
+  const f = parseFlags(
+    argv,
+    {
+      model: { type: 'string' },
+      data: { type: 'string' },
+      n: { type: 'string' },
+      eps: { type: 'string' },
+      json: { type: 'string' },
+      'torch-model': { type: 'string' },
+      autoattack: { type: 'string' },
+      backend: { type: 'string' },
+      engine: { type: 'string' },
+    },
+    'validate',
+  );
   const jsonOut = jsonTarget(f);
   checkOutputs(jsonOut);
   // With the JSON on stdout, the human lines go to stderr.
   const say = (line: string): void => (jsonOut === '-' ? console.error(line) : console.log(line));
   const root = projectRoot();
-  const models = (str(f, 'model') ?? ['gtsrb-cnn', 'gtsrb-cnn-robust'].map((m) => path.join(root, 'models', m)).join(',')).split(',').map((m) => m.trim()).filter(Boolean);
+  const models = (str(f, 'model') ?? ['gtsrb-cnn', 'gtsrb-cnn-robust'].map((m) => path.join(root, 'models', m)).join(','))
+    .split(',')
+    .map((m) => m.trim())
+    .filter(Boolean);
   for (const m of models) if (!fs.existsSync(m)) throw new UserError(`model not found: ${m}`);
   const n = int(f, 'n', 200, 1, 100000);
   const eps = parseEps(str(f, 'eps', '8/255') as string);

@@ -120,15 +120,7 @@ export type SymbolName =
   | 'snowflake'
   | 'deer';
 
-export type ArrowName =
-  | 'turn-right'
-  | 'turn-left'
-  | 'ahead'
-  | 'ahead-or-right'
-  | 'ahead-or-left'
-  | 'keep-right'
-  | 'keep-left'
-  | 'roundabout';
+export type ArrowName = 'turn-right' | 'turn-left' | 'ahead' | 'ahead-or-right' | 'ahead-or-left' | 'keep-right' | 'keep-left' | 'roundabout';
 
 export interface SignSpec {
   shape: SignShape;

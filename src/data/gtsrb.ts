@@ -112,9 +112,7 @@ export function detectLayout(dir: string): GtsrbLayout {
   checkDir(dir);
   if (findEntry(dir, 'Train.csv') || findEntry(dir, 'Test.csv')) return 'kaggle';
   if (findGtCsvs(dir).length > 0) return 'official';
-  throw new UserError(
-    `${dir} is not a GTSRB folder: expected Train.csv/Test.csv (Kaggle layout) or GT-*.csv files (official layout)`,
-  );
+  throw new UserError(`${dir} is not a GTSRB folder: expected Train.csv/Test.csv (Kaggle layout) or GT-*.csv files (official layout)`);
 }
 
 // ---------------------------------------------------------------- CSV
@@ -139,7 +137,13 @@ function readCsv(file: string): Csv {
   while (h < lines.length && lines[h].trim() === '') h++;
   if (h === lines.length) throw new UserError(`${file}: empty CSV`);
   const delim = lines[h].includes(';') ? ';' : ',';
-  const split = (s: string): string[] => s.split(delim).map((f) => f.trim().replace(/^"(.*)"$/, '$1').trim());
+  const split = (s: string): string[] =>
+    s.split(delim).map((f) =>
+      f
+        .trim()
+        .replace(/^"(.*)"$/, '$1')
+        .trim(),
+    );
   const header = split(lines[h]);
   const rows: Array<[number, string[]]> = [];
   for (let i = h + 1; i < lines.length; i++) {
@@ -183,13 +187,7 @@ function parseNum(s: string, col: string, where: string): number {
 }
 
 /** Common row parsing; `nameCol` is Path (Kaggle) or Filename (official). */
-function parseRows(
-  csv: Csv,
-  nameCol: string,
-  baseDir: string,
-  groupOf: (name: string, classId: number) => string,
-  altDirs: string[],
-): Row[] {
+function parseRows(csv: Csv, nameCol: string, baseDir: string, groupOf: (name: string, classId: number) => string, altDirs: string[]): Row[] {
   const c = columns(csv, [...ROI_COLS, nameCol]);
   const wCol = optionalColumn(csv, 'Width');
   const hCol = optionalColumn(csv, 'Height');
@@ -278,7 +276,12 @@ function readCsvHeaderOnly(file: string): Csv {
   try {
     const buf = Buffer.alloc(4096);
     const n = fs.readSync(fd, buf, 0, buf.length, 0);
-    const first = buf.subarray(0, n).toString('utf8').replace(/^\uFEFF/, '').split(/\r\n|\n|\r/)[0] ?? '';
+    const first =
+      buf
+        .subarray(0, n)
+        .toString('utf8')
+        .replace(/^\uFEFF/, '')
+        .split(/\r\n|\n|\r/)[0] ?? '';
     const delim = first.includes(';') ? ';' : ',';
     return { file, header: first.split(delim).map((s) => s.trim().replace(/^"(.*)"$/, '$1')), rows: [] };
   } finally {
@@ -503,7 +506,9 @@ export function subset(set: ImageSet, indices: ArrayLike<number>): ImageSet {
  */
 export function relabelForModel(set: ImageSet, outputIds: Int32Array): { set: ImageSet; dropped: number } {
   const outputOf = new Map<number, number>();
-  outputIds.forEach((id, j) => { if (id >= 0 && !outputOf.has(id)) outputOf.set(id, j); });
+  outputIds.forEach((id, j) => {
+    if (id >= 0 && !outputOf.has(id)) outputOf.set(id, j);
+  });
   const keep: number[] = [];
   for (let i = 0; i < set.n; i++) if (outputOf.has(set.labels[i])) keep.push(i);
   const out = subset(set, keep);
@@ -667,13 +672,7 @@ export async function readGtsrbCached(dir: string, opts: ReadGtsrbOptions, cache
       return set;
     }
   }
-  const set = await readRows(
-    selectRows(listRows(dir, layout, opts.split, csvs), o.limit ?? Infinity),
-    opts.size,
-    o.margin,
-    o.concurrency,
-    opts.onProgress,
-  );
+  const set = await readRows(selectRows(listRows(dir, layout, opts.split, csvs), o.limit ?? Infinity), opts.size, o.margin, o.concurrency, opts.onProgress);
   try {
     writeFileAtomic(file, encodeCache(set, key));
   } catch {

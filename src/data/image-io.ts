@@ -176,7 +176,9 @@ export function toBytes(img: RgbImage): Buffer {
 }
 
 export async function encodePng(img: RgbImage): Promise<Buffer> {
-  return sharp(toBytes(img), { raw: { width: img.width, height: img.height, channels: 3 } }).png().toBuffer();
+  return sharp(toBytes(img), { raw: { width: img.width, height: img.height, channels: 3 } })
+    .png()
+    .toBuffer();
 }
 
 export async function encodeJpeg(img: RgbImage, quality = 90): Promise<Buffer> {
@@ -255,15 +257,7 @@ function axisWeights(lo: number, hi: number, out: number, srcLen: number): AxisW
  * already clamped to the image) to outW×outH. Horizontal pass into a row buffer, then
  * vertical; allocations are per call, never per pixel.
  */
-function resampleRegion(
-  img: RgbImage,
-  x0: number,
-  y0: number,
-  x1: number,
-  y1: number,
-  outW: number,
-  outH: number,
-): Float32Array {
+function resampleRegion(img: RgbImage, x0: number, y0: number, x1: number, y1: number, outW: number, outH: number): Float32Array {
   const src = img.data;
   const W = img.width;
   const wx = axisWeights(x0, x1, outW, W);

@@ -49,11 +49,16 @@ export async function loadDataset(spec: string, o: LoadOptions): Promise<ImageSe
   // The total is known only once the CSVs are read, so the bar starts with the first report.
   let bar: Progress | null = null;
   const set = await readGtsrbCached(dir, {
-    split: o.split, size: o.size, limit: o.limit, preprocess: o.preprocess,
-    onProgress: o.progress ? (done, total) => {
-      bar ??= progressBar(`reading ${o.split}`, total);
-      bar.update(done);
-    } : undefined,
+    split: o.split,
+    size: o.size,
+    limit: o.limit,
+    preprocess: o.preprocess,
+    onProgress: o.progress
+      ? (done, total) => {
+          bar ??= progressBar(`reading ${o.split}`, total);
+          bar.update(done);
+        }
+      : undefined,
   });
   (bar as Progress | null)?.done(`${set.n} images`);
   if (set.n === 0) throw new UserError(`no ${o.split} images in ${spec}`);

@@ -48,7 +48,11 @@ interface BoxRow {
 
 /** boxes.csv: header with file,x1,y1,x2,y2 (any order), optional track and class columns. */
 function readBoxes(file: string): Map<string, BoxRow> {
-  const lines = fs.readFileSync(file, 'utf8').replace(/^\uFEFF/, '').split(/\r?\n/).filter((l) => l.trim() !== '');
+  const lines = fs
+    .readFileSync(file, 'utf8')
+    .replace(/^\uFEFF/, '')
+    .split(/\r?\n/)
+    .filter((l) => l.trim() !== '');
   const delim = (lines[0] ?? '').includes(';') ? ';' : ',';
   const head = (lines[0] ?? '').split(delim).map((h) => h.trim().toLowerCase());
   const col = (n: string) => head.indexOf(n);
@@ -59,7 +63,8 @@ function readBoxes(file: string): Map<string, BoxRow> {
   lines.slice(1).forEach((line, i) => {
     const f = line.split(delim).map((c) => c.trim());
     const [x1, y1, x2, y2] = ['x1', 'y1', 'x2', 'y2'].map((n) => Number(f[col(n)]));
-    if (![x1, y1, x2, y2].every(Number.isFinite) || x2 <= x1 || y2 <= y1) throw new UserError(`${file}:${i + 2}: box must be four numbers with x2 > x1 and y2 > y1`);
+    if (![x1, y1, x2, y2].every(Number.isFinite) || x2 <= x1 || y2 <= y1)
+      throw new UserError(`${file}:${i + 2}: box must be four numbers with x2 > x1 and y2 > y1`);
     const cls = col('class') >= 0 && f[col('class')] !== '' ? Number(f[col('class')]) : null;
     if (cls !== null && !Number.isInteger(cls)) throw new UserError(`${file}:${i + 2}: class '${f[col('class')]}' is not a class id`);
     out.set(f[col('file')], { roi: { x1, y1, x2, y2 }, group: col('track') >= 0 ? f[col('track')] || null : null, classId: cls });
@@ -70,7 +75,12 @@ function readBoxes(file: string): Map<string, BoxRow> {
 async function readOwnPhotos(dir: string, classId: number): Promise<SignPhoto[]> {
   const boxesFile = path.join(dir, BOXES_CSV);
   const boxes = fs.existsSync(boxesFile) ? readBoxes(boxesFile) : null;
-  const names = boxes ? [...boxes.keys()] : fs.readdirSync(dir).filter((n) => IMAGE_EXT.has(path.extname(n).toLowerCase()) && !n.startsWith('.')).sort();
+  const names = boxes
+    ? [...boxes.keys()]
+    : fs
+        .readdirSync(dir)
+        .filter((n) => IMAGE_EXT.has(path.extname(n).toLowerCase()) && !n.startsWith('.'))
+        .sort();
   const out: SignPhoto[] = [];
   for (const name of names) {
     const box = boxes?.get(name) ?? null;
@@ -90,9 +100,11 @@ export async function readPhotoFolder(dir: string, classId: number): Promise<Pho
   const gtsrb = isGtsrbFolder(dir);
   const photos = gtsrb ? await readGtsrbPhotos(dir, 'train', classId) : await readOwnPhotos(dir, classId);
   if (photos.length === 0) {
-    throw new UserError(gtsrb
-      ? `${dir}: no photos of class ${classId} (${CLASS_NAMES[classId] ?? '?'}) in its train split`
-      : `${dir}: no photos of the sign (image files, or the files listed in ${BOXES_CSV} with class ${classId})`);
+    throw new UserError(
+      gtsrb
+        ? `${dir}: no photos of class ${classId} (${CLASS_NAMES[classId] ?? '?'}) in its train split`
+        : `${dir}: no photos of the sign (image files, or the files listed in ${BOXES_CSV} with class ${classId})`,
+    );
   }
   return { kind: gtsrb ? 'gtsrb' : 'own', dir, photos, signInBox: gtsrb ? GTSRB_SIGN_IN_BOX : 1 };
 }
@@ -101,10 +113,16 @@ export async function readPhotoFolder(dir: string, classId: number): Promise<Pho
  * Splits photos by track: about `heldOutFraction` of the tracks (at least one, never all) are
  * held out. Deterministic for a seed.
  */
-export function splitPhotosByTrack(photos: SignPhoto[], heldOutFraction: number, seed: number): { train: SignPhoto[]; heldOut: SignPhoto[]; tracks: { train: number; heldOut: number } } {
+export function splitPhotosByTrack(
+  photos: SignPhoto[],
+  heldOutFraction: number,
+  seed: number,
+): { train: SignPhoto[]; heldOut: SignPhoto[]; tracks: { train: number; heldOut: number } } {
   const groups = [...new Set(photos.map((p) => p.group))].sort();
   if (groups.length < 2) {
-    throw new UserError(`the photos form ${groups.length} track: at least 2 are needed to hold some out (own photos: one track per photo unless ${BOXES_CSV} has a track column)`);
+    throw new UserError(
+      `the photos form ${groups.length} track: at least 2 are needed to hold some out (own photos: one track per photo unless ${BOXES_CSV} has a track column)`,
+    );
   }
   const rng = createRng(seed);
   for (let i = groups.length - 1; i > 0; i--) {

@@ -67,7 +67,15 @@ export function requireLogitsModel(clf: Classifier, what: string): void {
  * 2.5·eps/steps) with every objective in `losses`: an image counts only if no run fools it (the
  * worst case per image). Synchronous, so the overfitting guard can call it inside a training step.
  */
-export function pgdCorrect(clf: Classifier, x: Tensor4D, y: Tensor1D, eps: number, steps: number, seed: number, losses: readonly AttackLoss[] = ['ce']): number {
+export function pgdCorrect(
+  clf: Classifier,
+  x: Tensor4D,
+  y: Tensor1D,
+  eps: number,
+  steps: number,
+  seed: number,
+  losses: readonly AttackLoss[] = ['ce'],
+): number {
   return tf.tidy(() => {
     let ok: tf.Tensor = tf.onesLike(y).cast('bool');
     for (const loss of losses) {
@@ -91,7 +99,6 @@ export interface AdversarialHookState {
   batches: number;
 }
 
-
 /**
  * The per-batch planner of a recipe. `guard`, when given, is consulted at every batch (it decides
  * itself when to check) and may switch the recipe to PGD-2 after repeated collapses.
@@ -102,10 +109,14 @@ export function adversarialPlanner(o: AdversarialTrainingOptions, guard?: Overfi
   if (!(ratio > 0 && ratio <= 1)) throw new UserError(`--adv-ratio must be in (0, 1], got ${ratio}`);
   const ramp = o.rampEpochs ?? 1;
   const state: AdversarialHookState = { lastEps: 0, batches: 0 };
-  let epochSeen = 0, stepInEpoch = 0;
+  let epochSeen = 0,
+    stepInEpoch = 0;
   let seed = o.seed ?? 1;
   const planner: AdversarialPlanner = (clf, epoch) => {
-    if (epoch !== epochSeen) { epochSeen = epoch; stepInEpoch = 0; }
+    if (epoch !== epochSeen) {
+      epochSeen = epoch;
+      stepInEpoch = 0;
+    }
     guard?.onBatch(clf, epoch);
     const eps = rampedEps(o.eps, ramp, epoch, stepInEpoch, o.stepsPerEpoch ?? 0);
     stepInEpoch++;
@@ -115,8 +126,13 @@ export function adversarialPlanner(o: AdversarialTrainingOptions, guard?: Overfi
     // Seeds step by 1000 so the shards of one batch (seed + shard index) never share a start.
     seed += 1000;
     return {
-      method, eps, ratio: method === 'trades' ? 1 : ratio, pgdSteps: method === o.method ? o.pgdSteps : 2, fgsmRsAlpha: o.fgsmRsAlpha,
-      ...(method === 'trades' ? { tradesBeta: o.tradesBeta ?? 6 } : {}), seed,
+      method,
+      eps,
+      ratio: method === 'trades' ? 1 : ratio,
+      pgdSteps: method === o.method ? o.pgdSteps : 2,
+      fgsmRsAlpha: o.fgsmRsAlpha,
+      ...(method === 'trades' ? { tradesBeta: o.tradesBeta ?? 6 } : {}),
+      seed,
     };
   };
   return { planner, state };
@@ -176,7 +192,13 @@ export class OverfitGuard {
   private readonly hx: Tensor4D;
   private readonly hy: Tensor1D;
 
-  constructor(private readonly model: tf.LayersModel, heldImages: Float32Array, heldLabels: Int32Array, size: number, private readonly o: OverfitGuardOptions) {
+  constructor(
+    private readonly model: tf.LayersModel,
+    heldImages: Float32Array,
+    heldLabels: Int32Array,
+    size: number,
+    private readonly o: OverfitGuardOptions,
+  ) {
     // Kept: the guard may be built inside a training step's tidy.
     this.hx = tf.keep(tf.tensor4d(heldImages, [heldLabels.length, size, size, 3]));
     this.hy = tf.keep(tf.tensor1d(heldLabels, 'int32'));

@@ -56,7 +56,10 @@ export async function trainAutoencoder(set: ImageSet, o: AutoencoderTrainOptions
 export class ReconstructedClassifier implements Classifier {
   readonly inputSize: number;
   readonly numClasses: number;
-  constructor(readonly autoencoder: tf.LayersModel, readonly inner: Classifier) {
+  constructor(
+    readonly autoencoder: tf.LayersModel,
+    readonly inner: Classifier,
+  ) {
     this.inputSize = inner.inputSize;
     this.numClasses = inner.numClasses;
   }

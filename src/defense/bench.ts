@@ -18,7 +18,9 @@ export interface AdversarialEpochRatio {
   fgsmRs: { ratio: number; stepMs: number; relativeCost: number }[];
 }
 
-export async function benchAdversarialEpochRatio(o: { arch?: Architecture; batchSize?: number; repeats?: number; ratios?: number[] } = {}): Promise<AdversarialEpochRatio> {
+export async function benchAdversarialEpochRatio(
+  o: { arch?: Architecture; batchSize?: number; repeats?: number; ratios?: number[] } = {},
+): Promise<AdversarialEpochRatio> {
   const arch = o.arch ?? 'cnn4';
   const bs = o.batchSize ?? 64;
   const repeats = o.repeats ?? 5;
@@ -26,11 +28,18 @@ export async function benchAdversarialEpochRatio(o: { arch?: Architecture; batch
   const clf = new LayersClassifier(model);
   const optimizer = tf.train.adam(1e-3);
   const x = tf.randomUniform([bs, 32, 32, 3], 0, 1, 'float32', 1) as Tensor4D;
-  const y = tf.tensor1d(Array.from({ length: bs }, (_, i) => i % 43), 'int32');
+  const y = tf.tensor1d(
+    Array.from({ length: bs }, (_, i) => i % 43),
+    'int32',
+  );
   const step = async (hook?: BatchHook) => {
     const loss = tf.tidy(() => {
       const b = hook ? hook(clf, x, y, 2) : { x, y };
-      return optimizer.minimize(() => tf.losses.softmaxCrossEntropy(tf.oneHot(b.y, 43), clf.logits(b.x, true)) as tf.Scalar, true, clf.trainableWeights) as tf.Scalar;
+      return optimizer.minimize(
+        () => tf.losses.softmaxCrossEntropy(tf.oneHot(b.y, 43), clf.logits(b.x, true)) as tf.Scalar,
+        true,
+        clf.trainableWeights,
+      ) as tf.Scalar;
     });
     await loss.data();
     loss.dispose();
@@ -42,7 +51,10 @@ export async function benchAdversarialEpochRatio(o: { arch?: Architecture; batch
   };
   const median = (v: number[]) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)];
   try {
-    const hooks = (o.ratios ?? [1, 0.5]).map((ratio) => ({ ratio, hook: adversarialBatchHook({ method: 'fgsm-rs', eps: 8 / 255, ratio, rampEpochs: 0 }).hook }));
+    const hooks = (o.ratios ?? [1, 0.5]).map((ratio) => ({
+      ratio,
+      hook: adversarialBatchHook({ method: 'fgsm-rs', eps: 8 / 255, ratio, rampEpochs: 0 }).hook,
+    }));
     await step();
     for (const h of hooks) await step(h.hook); // warm-up (kernel set-up, allocation)
     // Interleaved, medians: on a shared machine load changes between runs would swamp the ratio.

@@ -101,21 +101,30 @@ export async function runCompare(models: CompareModel[], set: ImageSet, o: Compa
       const d = await buildDefense(name, m.clf, m.context, m.run);
       o.log?.(`${m.label} + ${name}: evaluating ${set.n} images`);
       let cache = plainCache.get(d.plainTarget);
-      if (!cache) { cache = new Map(); plainCache.set(d.plainTarget, cache); }
+      if (!cache) {
+        cache = new Map();
+        plainCache.set(d.plainTarget, cache);
+      }
       const hasAdaptive = name !== 'none' && name !== 'ibp';
       const cells: CompareCell[] = [];
       for (const attack of ['fgsm', 'pgd'] as const) for (const e of eps) cells.push({ attack, eps: e, plain: 0, adaptive: hasAdaptive ? 0 : null });
-      const certifiedOk = (name === 'none' || name === 'ibp') ? eps.map(() => 0) : null;
+      const certifiedOk = name === 'none' || name === 'ibp' ? eps.map(() => 0) : null;
       const cleanScores: number[] = [];
       const advScores = cells.map(() => ({ plain: [] as number[], adaptive: [] as number[] }));
-      let cleanOk = 0, rejected = 0;
+      let cleanOk = 0,
+        rejected = 0;
       for (let i = 0; i < set.n; i += bs) {
         const mcount = Math.min(bs, set.n - i);
         const { x, y } = slice(set, i, mcount);
         const yt = tf.tensor1d(y, 'int32');
         const cs = await rejectScores(d, x);
         cleanOk += countOk(await defendedPredict(d, x), y, cs, false);
-        if (cs) { cs.forEach((v) => { cleanScores.push(v); if (v > 0.5) rejected++; }); }
+        if (cs) {
+          cs.forEach((v) => {
+            cleanScores.push(v);
+            if (v > 0.5) rejected++;
+          });
+        }
         for (let c = 0; c < cells.length; c++) {
           const cell = cells[c];
           for (const adaptive of hasAdaptive ? [false, true] : [false]) {
@@ -129,7 +138,8 @@ export async function runCompare(models: CompareModel[], set: ImageSet, o: Compa
             }
             const sc = await rejectScores(d, adv);
             const ok = countOk(await defendedPredict(d, adv), y, sc, true);
-            if (adaptive) cell.adaptive = (cell.adaptive ?? 0) + ok; else cell.plain += ok;
+            if (adaptive) cell.adaptive = (cell.adaptive ?? 0) + ok;
+            else cell.plain += ok;
             if (sc) (adaptive ? advScores[c].adaptive : advScores[c].plain).push(...sc);
             adv.dispose();
           }
@@ -137,10 +147,13 @@ export async function runCompare(models: CompareModel[], set: ImageSet, o: Compa
         if (certifiedOk) {
           for (let k = 0; k < eps.length; k++) {
             const cert = await certify((m.clf as LayersClassifier).model, x, Int32Array.from(y), eps[k]);
-            cert.forEach((v) => { certifiedOk[k] += v; });
+            cert.forEach((v) => {
+              certifiedOk[k] += v;
+            });
           }
         }
-        x.dispose(); yt.dispose();
+        x.dispose();
+        yt.dispose();
       }
       for (let c = 0; c < cells.length; c++) {
         const cell = cells[c];
@@ -152,14 +165,23 @@ export async function runCompare(models: CompareModel[], set: ImageSet, o: Compa
         }
       }
       const row: CompareRow = {
-        model: m.label, defense: name, title: d.title, clean: cleanOk / set.n, cells,
+        model: m.label,
+        defense: name,
+        title: d.title,
+        clean: cleanOk / set.n,
+        cells,
         certified: certifiedOk ? eps.map((e, k) => ({ eps: e, accuracy: certifiedOk[k] / set.n })) : null,
         seconds: (Date.now() - t0) / 1000,
       };
       if (d.detector) row.cleanRejected = rejected / set.n;
       rows.push(row);
-      o.log?.(`  clean ${(row.clean * 100).toFixed(1)}%  ` + cells.map((c) => `${c.attack}@${Math.round(c.eps * 255)} ${(c.plain * 100).toFixed(1)}${c.adaptive != null ? '/' + (c.adaptive * 100).toFixed(1) : ''}`).join('  ') +
-        (row.certified ? '  certified ' + row.certified.map((c) => (c.accuracy * 100).toFixed(1)).join('/') : ''));
+      o.log?.(
+        `  clean ${(row.clean * 100).toFixed(1)}%  ` +
+          cells
+            .map((c) => `${c.attack}@${Math.round(c.eps * 255)} ${(c.plain * 100).toFixed(1)}${c.adaptive != null ? '/' + (c.adaptive * 100).toFixed(1) : ''}`)
+            .join('  ') +
+          (row.certified ? '  certified ' + row.certified.map((c) => (c.accuracy * 100).toFixed(1)).join('/') : ''),
+      );
     }
   }
   return { n: set.n, epsList: eps, pgdSteps: steps, rows };
@@ -173,7 +195,12 @@ function esc(s: string): string {
 
 /** PGD accuracy (adaptive when there is one: the honest figure) against eps, one line per row. */
 export function compareSvg(r: CompareResult): string {
-  const W = 640, H = 320, L = 50, B = 40, T = 20, R = 200;
+  const W = 640,
+    H = 320,
+    L = 50,
+    B = 40,
+    T = 20,
+    R = 200;
   const xs = [0, ...r.epsList];
   const maxE = Math.max(...xs, 1e-9);
   const px = (e: number) => L + (e / maxE) * (W - L - R);
@@ -181,15 +208,19 @@ export function compareSvg(r: CompareResult): string {
   const colours = ['#1f77b4', '#d62728', '#2ca02c', '#ff7f0e', '#9467bd', '#8c564b', '#e377c2', '#7f7f7f', '#bcbd22', '#17becf'];
   let s = `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="sans-serif" font-size="11">`;
   s += `<line x1="${L}" y1="${py(0)}" x2="${W - R}" y2="${py(0)}" stroke="#000"/><line x1="${L}" y1="${T}" x2="${L}" y2="${py(0)}" stroke="#000"/>`;
-  for (const a of [0, 0.25, 0.5, 0.75, 1]) s += `<text x="${L - 6}" y="${py(a) + 4}" text-anchor="end">${a * 100}%</text><line x1="${L}" y1="${py(a)}" x2="${W - R}" y2="${py(a)}" stroke="#eee"/>`;
+  for (const a of [0, 0.25, 0.5, 0.75, 1])
+    s += `<text x="${L - 6}" y="${py(a) + 4}" text-anchor="end">${a * 100}%</text><line x1="${L}" y1="${py(a)}" x2="${W - R}" y2="${py(a)}" stroke="#eee"/>`;
   for (const e of xs) s += `<text x="${px(e)}" y="${H - B + 16}" text-anchor="middle">${e === 0 ? 'clean' : epsLabel(e)}</text>`;
   s += `<text x="${(L + W - R) / 2}" y="${H - 6}" text-anchor="middle">PGD-${r.pgdSteps} ε (L∞); adaptive attack where one exists</text>`;
   r.rows.forEach((row, k) => {
     const col = colours[k % colours.length];
-    const pts = [[0, row.clean], ...r.epsList.map((e) => {
-      const c = row.cells.find((cc) => cc.attack === 'pgd' && cc.eps === e);
-      return [e, c ? (c.adaptive ?? c.plain) : NaN];
-    })].filter(([, a]) => Number.isFinite(a));
+    const pts = [
+      [0, row.clean],
+      ...r.epsList.map((e) => {
+        const c = row.cells.find((cc) => cc.attack === 'pgd' && cc.eps === e);
+        return [e, c ? (c.adaptive ?? c.plain) : NaN];
+      }),
+    ].filter(([, a]) => Number.isFinite(a));
     s += `<polyline fill="none" stroke="${col}" stroke-width="2" points="${pts.map(([e, a]) => `${px(e).toFixed(1)},${py(a).toFixed(1)}`).join(' ')}"/>`;
     s += `<text x="${W - R + 8}" y="${T + 14 * k + 10}" fill="${col}">${esc(`${path.basename(row.model)} + ${row.defense}`)}</text>`;
   });
@@ -197,15 +228,22 @@ export function compareSvg(r: CompareResult): string {
 }
 
 export function compareTableHtml(r: CompareResult): string {
-  const head = ['model', 'defense', 'clean',
-    ...r.epsList.map((e) => `FGSM ${epsLabel(e)}`), ...r.epsList.map((e) => `PGD-${r.pgdSteps} ${epsLabel(e)}`),
-    ...r.epsList.map((e) => `certified ${epsLabel(e)}`), 'detector AUC (PGD, max ε)'];
+  const head = [
+    'model',
+    'defense',
+    'clean',
+    ...r.epsList.map((e) => `FGSM ${epsLabel(e)}`),
+    ...r.epsList.map((e) => `PGD-${r.pgdSteps} ${epsLabel(e)}`),
+    ...r.epsList.map((e) => `certified ${epsLabel(e)}`),
+    'detector AUC (PGD, max ε)',
+  ];
   const cell = (c: CompareCell | undefined) => (c ? `${pct(c.plain)}${c.adaptive != null ? ` <small>/ ${pct(c.adaptive)}</small>` : ''}` : '–');
   let s = '<table><thead><tr>' + head.map((h) => `<th>${esc(h)}</th>`).join('') + '</tr></thead><tbody>';
   for (const row of r.rows) {
     const find = (a: string, e: number) => row.cells.find((c) => c.attack === a && c.eps === e);
     const last = find('pgd', r.epsList[r.epsList.length - 1]);
-    s += `<tr><td>${esc(path.basename(row.model))}</td><td title="${esc(row.title)}">${esc(row.defense)}</td><td>${pct(row.clean)}</td>` +
+    s +=
+      `<tr><td>${esc(path.basename(row.model))}</td><td title="${esc(row.title)}">${esc(row.defense)}</td><td>${pct(row.clean)}</td>` +
       r.epsList.map((e) => `<td>${cell(find('fgsm', e))}</td>`).join('') +
       r.epsList.map((e) => `<td>${cell(find('pgd', e))}</td>`).join('') +
       r.epsList.map((e) => `<td>${pct(row.certified?.find((c) => c.eps === e)?.accuracy)}</td>`).join('') +
@@ -214,9 +252,13 @@ export function compareTableHtml(r: CompareResult): string {
   return s + '</tbody></table>';
 }
 
-export function renderCompareHtml(r: CompareResult, meta: { data: string; split: string; backend: string; defenseTraining?: { seconds: number; images: number } }): string {
+export function renderCompareHtml(
+  r: CompareResult,
+  meta: { data: string; split: string; backend: string; defenseTraining?: { seconds: number; images: number } },
+): string {
   const trained = meta.defenseTraining
-    ? ` The autoencoder, detector and distilled model trained for at most ${meta.defenseTraining.seconds} s each on ${meta.defenseTraining.images} training images.` : '';
+    ? ` The autoencoder, detector and distilled model trained for at most ${meta.defenseTraining.seconds} s each on ${meta.defenseTraining.images} training images.`
+    : '';
   return `<!doctype html><html><head><meta charset="utf-8"><title>advsign: before vs after</title>
 <style>body{font-family:sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}td:nth-child(-n+2){text-align:left}small{color:#a00}</style></head><body>
 <h1>Before vs after: defenses</h1>

@@ -90,7 +90,7 @@ export async function attackDefended(d: DefendedModel, x: Tensor4D, y: Tensor1D,
     return adv;
   }
   const steps = o.steps ?? 10;
-  const step = 2.5 * o.eps / steps;
+  const step = (2.5 * o.eps) / steps;
   let adv = tf.tidy(() => projectLinf(tf.add(x, tf.randomUniform(x.shape, -o.eps, o.eps, 'float32', o.seed ?? 0)), x, o.eps));
   for (let k = 0; k < steps; k++) {
     const g = await adaptiveGradient(d, adv, y);

@@ -38,7 +38,7 @@ export class Detector {
   /** P(adversarial) per image. */
   async scores(x: Tensor4D): Promise<Float32Array> {
     const p = tf.tidy(() => tf.sigmoid(this.scoreLogits(x)));
-    const v = await p.data() as Float32Array;
+    const v = (await p.data()) as Float32Array;
     p.dispose();
     return Float32Array.from(v);
   }
@@ -93,8 +93,11 @@ export async function trainDetector(clf: Classifier, set: ImageSet, o: DetectorT
       const adv = adversarialExamples(clf, xb, yb, method, eps, { pgdSteps: o.pgdSteps ?? 5, seed: seed++ });
       const inputs = tf.concat([xb, adv], 0) as Tensor4D;
       const target = tf.concat([tf.zeros([idx.length]), tf.ones([idx.length])]);
-      return optimizer.minimize(() => tf.losses.sigmoidCrossEntropy(target, det.scoreLogits(inputs, true)) as tf.Scalar, true,
-        model.trainableWeights.map((w) => (w as unknown as { val: tf.Variable }).val)) as tf.Scalar;
+      return optimizer.minimize(
+        () => tf.losses.sigmoidCrossEntropy(target, det.scoreLogits(inputs, true)) as tf.Scalar,
+        true,
+        model.trainableWeights.map((w) => (w as unknown as { val: tf.Variable }).val),
+      ) as tf.Scalar;
     });
     await loss.data();
     loss.dispose();
@@ -108,7 +111,8 @@ export async function trainDetector(clf: Classifier, set: ImageSet, o: DetectorT
  * random positive outranks a random negative (ties count half). O((n+m) log(n+m)).
  */
 export function rocAuc(positive: ArrayLike<number>, negative: ArrayLike<number>): number {
-  const n1 = positive.length, n0 = negative.length;
+  const n1 = positive.length,
+    n0 = negative.length;
   if (n1 === 0 || n0 === 0) return NaN;
   const all: { v: number; pos: boolean }[] = [];
   for (let i = 0; i < n1; i++) all.push({ v: positive[i], pos: true });
@@ -123,5 +127,5 @@ export function rocAuc(positive: ArrayLike<number>, negative: ArrayLike<number>)
     for (let k = i; k <= j; k++) if (all[k].pos) rankSumPos += avgRank;
     i = j + 1;
   }
-  return (rankSumPos - n1 * (n1 + 1) / 2) / (n1 * n0);
+  return (rankSumPos - (n1 * (n1 + 1)) / 2) / (n1 * n0);
 }

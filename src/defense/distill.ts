@@ -44,7 +44,10 @@ function copyModel(src: tf.LayersModel, arch: Architecture, seed: number): tf.La
 
 /** One network trained with softmax(logits / T) against `targets(xb, yb)` (one-hot or soft). */
 async function trainAtTemperature(
-  model: tf.LayersModel, set: ImageSet, T: number, o: DistillOptions,
+  model: tf.LayersModel,
+  set: ImageSet,
+  T: number,
+  o: DistillOptions,
   targets: (x: Tensor4D, y: tf.Tensor1D) => Tensor2D,
 ): Promise<void> {
   const clf = new LayersClassifier(model);
@@ -73,7 +76,9 @@ export async function trainDistilled(set: ImageSet, o: DistillOptions): Promise<
   const teacherModel = o.teacherInit ? copyModel(o.teacherInit, o.arch, seed) : buildModel({ arch: o.arch, inputSize: set.size, numClasses: 43, seed });
   await trainAtTemperature(teacherModel, set, T, o, (_x, y) => tf.oneHot(y, 43) as Tensor2D);
   const teacher = new LayersClassifier(teacherModel);
-  const studentModel = o.studentFromTeacher ? copyModel(teacherModel, o.arch, seed + 1) : buildModel({ arch: o.arch, inputSize: set.size, numClasses: 43, seed: seed + 1 });
+  const studentModel = o.studentFromTeacher
+    ? copyModel(teacherModel, o.arch, seed + 1)
+    : buildModel({ arch: o.arch, inputSize: set.size, numClasses: 43, seed: seed + 1 });
   // Soft labels: the teacher's softmax at T on the same (augmented) batch.
   await trainAtTemperature(studentModel, set, T, { ...o, seed: seed + 1 }, (x) => tf.softmax(tf.div(teacher.logits(x), T)) as Tensor2D);
   return { teacher, student: new LayersClassifier(studentModel), temperature: T };

@@ -24,7 +24,7 @@ export interface IbpTrainingOptions {
 /** eps and κ at a step (1-based epoch, step within it): warm-up, linear ramp, then constant. */
 export function ibpSchedule(o: IbpTrainingOptions, epoch: number, step: number, stepsPerEpoch: number): { eps: number; kappa: number } {
   const t = epoch - 1 + (stepsPerEpoch > 0 ? step / stepsPerEpoch : 0) - o.warmupEpochs;
-  const progress = o.rampEpochs > 0 ? Math.min(1, Math.max(0, t / o.rampEpochs)) : (t >= 0 ? 1 : 0);
+  const progress = o.rampEpochs > 0 ? Math.min(1, Math.max(0, t / o.rampEpochs)) : t >= 0 ? 1 : 0;
   return { eps: o.eps * progress, kappa: 1 - (1 - o.kappaEnd) * progress };
 }
 
@@ -42,7 +42,9 @@ export function ibpTrainingRun(o: IbpTrainingOptions, val: ImageSet, labelSmooth
     lossPlan: (epoch, step, stepsPerEpoch) => ({ ...(labelSmoothing ? { labelSmoothing } : {}), ibp: ibpSchedule(o, epoch, step, stepsPerEpoch) }),
     validationScore: { name, score: (clf) => certifiedAccuracy((clf as LayersClassifier).model, val.images, val.labels, val.size, o.eps) },
     card: {
-      method: 'ibp', ...o, epsOver255: over255,
+      method: 'ibp',
+      ...o,
+      epsOver255: over255,
       loss: 'κ·CE(clean) + (1 − κ)·CE(IBP worst-case logits, last layer elided); eps and κ ramp linearly after the warm-up',
       selection: `${name} accuracy on all ${val.n} validation images`,
     },

@@ -40,12 +40,24 @@ export interface DefenseSettings {
 }
 
 export const DEFAULT_DEFENSE_SETTINGS: DefenseSettings = {
-  bits: 4, medianSize: 2, jpegQuality: 75, temperature: 20, detectorEps: [2 / 255, 4 / 255, 8 / 255], trainSeconds: 90,
+  bits: 4,
+  medianSize: 2,
+  jpegQuality: 75,
+  temperature: 20,
+  detectorEps: [2 / 255, 4 / 255, 8 / 255],
+  trainSeconds: 90,
 };
 
 export function parseDefenseName(name: string): DefenseName {
   const n = name.trim().toLowerCase();
-  const alias: Record<string, DefenseName> = { squeeze: 'squeeze-bits', bits: 'squeeze-bits', 'bit-depth': 'squeeze-bits', distillation: 'distilled', ae: 'autoencoder', verify: 'ibp' };
+  const alias: Record<string, DefenseName> = {
+    squeeze: 'squeeze-bits',
+    bits: 'squeeze-bits',
+    'bit-depth': 'squeeze-bits',
+    distillation: 'distilled',
+    ae: 'autoencoder',
+    verify: 'ibp',
+  };
   const v = alias[n] ?? n;
   if ((DEFENSE_NAMES as readonly string[]).includes(v)) return v as DefenseName;
   throw new UserError(`unknown defense '${name}': known defenses are ${DEFENSE_NAMES.join(', ')} (or 'all')`);
@@ -53,7 +65,10 @@ export function parseDefenseName(name: string): DefenseName {
 
 /** 'all' or a comma list → names, validated before any work. */
 export function parseDefenseList(text: string): DefenseName[] {
-  const items = text.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  const items = text
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
   if (items.length === 0) throw new UserError(`no defense given: use one of ${DEFENSE_NAMES.join(', ')} or 'all'`);
   if (items.length === 1 && items[0].toLowerCase() === 'all') return [...DEFENSE_NAMES];
   const out: DefenseName[] = [];
@@ -85,8 +100,11 @@ function cacheKey(ctx: DefenseContext, what: string, extra: unknown): string | n
   if (!fs.existsSync(w)) return null;
   const st = fs.statSync(w);
   // The budget and the training data are part of the key: a longer --defense-seconds must retrain.
-  const h = crypto.createHash('sha1').update(JSON.stringify([path.resolve(ctx.modelDir), st.size, st.mtimeMs, what, extra,
-    ctx.settings.trainSeconds, ctx.trainDescription ?? null])).digest('hex').slice(0, 12);
+  const h = crypto
+    .createHash('sha1')
+    .update(JSON.stringify([path.resolve(ctx.modelDir), st.size, st.mtimeMs, what, extra, ctx.settings.trainSeconds, ctx.trainDescription ?? null]))
+    .digest('hex')
+    .slice(0, 12);
   return path.join(ctx.cacheDir ?? path.join(defaultCacheDir(), 'defenses'), `${path.basename(path.resolve(ctx.modelDir))}-${what}-${h}`);
 }
 
@@ -118,22 +136,49 @@ export async function buildDefense(name: DefenseName, clf: Classifier, ctx: Defe
     case 'ibp':
       return { ...undefended(run, name), title: name === 'ibp' ? 'no defense, IBP-verified' : 'no defense' };
     case 'squeeze-bits':
-      return { name, title: `bit-depth reduction to ${s.bits} bits`, classifier: run, plainTarget: run, transform: async (x: Tensor4D) => squeezeBits(x, s.bits) };
+      return {
+        name,
+        title: `bit-depth reduction to ${s.bits} bits`,
+        classifier: run,
+        plainTarget: run,
+        transform: async (x: Tensor4D) => squeezeBits(x, s.bits),
+      };
     case 'median':
-      return { name, title: `median filter ${s.medianSize}×${s.medianSize}`, classifier: run, plainTarget: run, transform: async (x: Tensor4D) => medianFilter(x, s.medianSize) };
+      return {
+        name,
+        title: `median filter ${s.medianSize}×${s.medianSize}`,
+        classifier: run,
+        plainTarget: run,
+        transform: async (x: Tensor4D) => medianFilter(x, s.medianSize),
+      };
     case 'jpeg':
-      return { name, title: `JPEG re-encoding, quality ${s.jpegQuality}`, classifier: run, plainTarget: run, transform: (x: Tensor4D) => jpegRoundTrip(x, s.jpegQuality) };
+      return {
+        name,
+        title: `JPEG re-encoding, quality ${s.jpegQuality}`,
+        classifier: run,
+        plainTarget: run,
+        transform: (x: Tensor4D) => jpegRoundTrip(x, s.jpegQuality),
+      };
     case 'autoencoder': {
       const ae = await cached(ctx, 'autoencoder', {}, async () => trainAutoencoder(await needTrain(ctx, name), { epochs: 20, maxSeconds: s.trainSeconds }));
       const rc = new ReconstructedClassifier(ae, run);
       return {
-        name, title: 'denoising autoencoder in front', classifier: run, plainTarget: run,
-        transform: async (x: Tensor4D) => rc.reconstruct(x), differentiableTransform: (x: Tensor4D) => rc.reconstruct(x),
+        name,
+        title: 'denoising autoencoder in front',
+        classifier: run,
+        plainTarget: run,
+        transform: async (x: Tensor4D) => rc.reconstruct(x),
+        differentiableTransform: (x: Tensor4D) => rc.reconstruct(x),
       };
     }
     case 'detector': {
       requireLogitsModel(clf, 'the detector');
-      const m = await cached(ctx, 'detector', s.detectorEps, async () => (await trainDetector(clf, await needTrain(ctx, name), { epsList: s.detectorEps, epochs: 20, maxSeconds: s.trainSeconds })).model);
+      const m = await cached(
+        ctx,
+        'detector',
+        s.detectorEps,
+        async () => (await trainDetector(clf, await needTrain(ctx, name), { epsList: s.detectorEps, epochs: 20, maxSeconds: s.trainSeconds })).model,
+      );
       return { name, title: 'adversarial detector (FGSM/PGD-trained)', classifier: run, plainTarget: run, detector: new Detector(m) };
     }
     case 'distilled': {
@@ -141,9 +186,23 @@ export async function buildDefense(name: DefenseName, clf: Classifier, ctx: Defe
       const arch = ctx.architecture as Architecture;
       if (!(ARCHITECTURES as readonly string[]).includes(arch)) throw new UserError(`distillation: unknown architecture '${arch}' in the model card`);
       const teacherInit = (clf as LayersClassifier).model;
-      const m = await cached(ctx, 'distilled', s.temperature, async () => (await trainDistilled(await needTrain(ctx, name), {
-        arch, temperature: s.temperature, epochs: 20, teacherInit, studentFromTeacher: true, maxSeconds: s.trainSeconds / 2, augment: true,
-      })).student.model);
+      const m = await cached(
+        ctx,
+        'distilled',
+        s.temperature,
+        async () =>
+          (
+            await trainDistilled(await needTrain(ctx, name), {
+              arch,
+              temperature: s.temperature,
+              epochs: 20,
+              teacherInit,
+              studentFromTeacher: true,
+              maxSeconds: s.trainSeconds / 2,
+              augment: true,
+            })
+          ).student.model,
+      );
       const student = useEngine(new LayersClassifier(m), ctx.engine).classifier;
       // Plain attack: cross-entropy on the student at T = 1 (masked); adaptive: the logit margin.
       return { name, title: `defensive distillation, T = ${s.temperature}`, classifier: student, plainTarget: student, adaptiveLoss: 'margin' };

@@ -39,9 +39,8 @@ export function medianFilter(x: Tensor4D, k: number): Tensor4D {
     const stacked = tf.stack(shifts, 4); // [n, h, w, c, k·k]
     const sorted = tf.topk(stacked, k * k).values; // descending
     const kk = k * k;
-    const med = kk % 2 === 1
-      ? sorted.slice([0, 0, 0, 0, (kk - 1) / 2], [n, h, w, c, 1])
-      : tf.mean(sorted.slice([0, 0, 0, 0, kk / 2 - 1], [n, h, w, c, 2]), 4, true);
+    const med =
+      kk % 2 === 1 ? sorted.slice([0, 0, 0, 0, (kk - 1) / 2], [n, h, w, c, 1]) : tf.mean(sorted.slice([0, 0, 0, 0, kk / 2 - 1], [n, h, w, c, 2]), 4, true);
     return tf.reshape(med, [n, h, w, c]) as Tensor4D;
   });
 }
@@ -51,16 +50,21 @@ export async function jpegRoundTrip(x: Tensor4D, quality: number): Promise<Tenso
   if (!Number.isInteger(quality) || quality < 1 || quality > 100) throw new UserError(`JPEG quality must be an integer from 1 to 100, got ${quality}`);
   const [n, h, w, c] = x.shape;
   if (c !== 3) throw new UserError(`JPEG re-encoding needs RGB images, got ${c} channels`);
-  const data = await x.data() as Float32Array;
+  const data = (await x.data()) as Float32Array;
   const px = h * w * 3;
   const out = new Float32Array(n * px);
-  await Promise.all(Array.from({ length: n }, async (_, i) => {
-    const raw = Buffer.alloc(px);
-    for (let j = 0; j < px; j++) raw[j] = Math.max(0, Math.min(255, Math.round(data[i * px + j] * 255)));
-    const jpg = await sharp(raw, { raw: { width: w, height: h, channels: 3 } }).jpeg({ quality, chromaSubsampling: '4:4:4' }).toBuffer();
-    const { data: dec, info } = await sharp(jpg).removeAlpha().raw().toBuffer({ resolveWithObject: true });
-    if (info.width !== w || info.height !== h || info.channels !== 3) throw new Error(`JPEG round trip changed the image to ${info.width}×${info.height}×${info.channels}`);
-    for (let j = 0; j < px; j++) out[i * px + j] = dec[j] / 255;
-  }));
+  await Promise.all(
+    Array.from({ length: n }, async (_, i) => {
+      const raw = Buffer.alloc(px);
+      for (let j = 0; j < px; j++) raw[j] = Math.max(0, Math.min(255, Math.round(data[i * px + j] * 255)));
+      const jpg = await sharp(raw, { raw: { width: w, height: h, channels: 3 } })
+        .jpeg({ quality, chromaSubsampling: '4:4:4' })
+        .toBuffer();
+      const { data: dec, info } = await sharp(jpg).removeAlpha().raw().toBuffer({ resolveWithObject: true });
+      if (info.width !== w || info.height !== h || info.channels !== 3)
+        throw new Error(`JPEG round trip changed the image to ${info.width}×${info.height}×${info.channels}`);
+      for (let j = 0; j < px; j++) out[i * px + j] = dec[j] / 255;
+    }),
+  );
   return tf.tensor4d(out, [n, h, w, c]);
 }

@@ -79,13 +79,15 @@ export function onoffDriver(): { driver: PinDriver | null; reason?: string } {
     driver: {
       kind: 'onoff',
       open(global, direction, opts) {
-        const g = direction === 'in'
-          ? new mod.Gpio(global, 'in', opts?.edge ?? 'none', { debounceTimeout: opts?.debounceMs ?? 10 })
-          : new mod.Gpio(global, 'out');
+        const g =
+          direction === 'in' ? new mod.Gpio(global, 'in', opts?.edge ?? 'none', { debounceTimeout: opts?.debounceMs ?? 10 }) : new mod.Gpio(global, 'out');
         return {
           write: (v) => g.writeSync(v),
           read: () => g.readSync(),
-          watch: (cb) => g.watch((err, v) => { if (!err) cb(v); }),
+          watch: (cb) =>
+            g.watch((err, v) => {
+              if (!err) cb(v);
+            }),
           unexport: () => g.unexport(),
         };
       },
@@ -132,16 +134,30 @@ export class GpioController {
   private longFired = false;
   private exitHook: (() => void) | null = null;
 
-  constructor(private readonly cfg: GpioConfig, driver: PinDriver | null, mode: GpioState['mode'], reason: string | undefined, private readonly log?: GpioLog) {
+  constructor(
+    private readonly cfg: GpioConfig,
+    driver: PinDriver | null,
+    mode: GpioState['mode'],
+    reason: string | undefined,
+    private readonly log?: GpioLog,
+  ) {
     this.st = { mode, ...(reason ? { reason } : {}), leds: { ok: false, fooled: false }, pins: [], presses: { short: 0, long: 0 }, closed: false };
     if (!driver) return;
-    const roles: ['button' | 'ledOk' | 'ledFooled', number | null | undefined][] = [['button', cfg.button], ['ledOk', cfg.ledOk], ['ledFooled', cfg.ledFooled]];
+    const roles: ['button' | 'ledOk' | 'ledFooled', number | null | undefined][] = [
+      ['button', cfg.button],
+      ['ledOk', cfg.ledOk],
+      ['ledFooled', cfg.ledFooled],
+    ];
     try {
       this.openPins(driver, roles);
     } catch (e) {
       // Half-opened: release what was exported before reporting.
       for (const { pin } of this.pins.values()) {
-        try { pin.unexport(); } catch { /* ignore */ }
+        try {
+          pin.unexport();
+        } catch {
+          /* ignore */
+        }
       }
       this.pins.clear();
       throw e;
@@ -162,9 +178,8 @@ export class GpioController {
         if (driver.kind === 'onoff') throw e;
         resolved = { bcm, global: bcm, chip: null }; // stand-in without a sysfs: BCM numbers as they are
       }
-      const pin = role === 'button'
-        ? driver.open(resolved.global, 'in', { edge: 'both', debounceMs: cfg.debounceMs ?? 10 })
-        : driver.open(resolved.global, 'out');
+      const pin =
+        role === 'button' ? driver.open(resolved.global, 'in', { edge: 'both', debounceMs: cfg.debounceMs ?? 10 }) : driver.open(resolved.global, 'out');
       if (role !== 'button') pin.write(0);
       else pin.watch((v) => this.onButton(v));
       this.pins.set(role, { pin, resolved });

@@ -76,7 +76,9 @@ export function globalGpioNumber(bcm: number, opts: { sysRoot?: string; chipLabe
   const chip = findHeaderChip(chips, opts.chipLabel);
   if (!chip) {
     const seen = chips.map((c) => `${c.name} '${c.label}'`).join(', ');
-    throw new Error(`no header GPIO chip (${opts.chipLabel ? `label '${opts.chipLabel}'` : HEADER_CHIP_LABELS.join(' / ')}) among ${seen}; set gpioChip in the config`);
+    throw new Error(
+      `no header GPIO chip (${opts.chipLabel ? `label '${opts.chipLabel}'` : HEADER_CHIP_LABELS.join(' / ')}) among ${seen}; set gpioChip in the config`,
+    );
   }
   if (bcm >= chip.ngpio) throw new Error(`GPIO ${bcm} is beyond ${chip.name} '${chip.label}' (${chip.ngpio} lines)`);
   return { bcm, global: chip.base + bcm, chip };

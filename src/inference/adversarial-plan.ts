@@ -35,7 +35,11 @@ export type AdversarialPlanner = (clf: Classifier, epoch: number) => Adversarial
  * tidy, so it can run inside the training step's tidy.
  */
 export function adversarialExamples(
-  clf: Classifier, x: Tensor4D, y: Tensor1D, method: AdversarialMethod, eps: number,
+  clf: Classifier,
+  x: Tensor4D,
+  y: Tensor1D,
+  method: AdversarialMethod,
+  eps: number,
   o: { pgdSteps?: number; fgsmRsAlpha?: number; seed?: number; loss?: AttackLoss } = {},
 ): Tensor4D {
   return tf.tidy(() => {
@@ -53,7 +57,7 @@ export function adversarialExamples(
     }
     const steps = o.pgdSteps ?? 7;
     if (method === 'trades') return tradesExamples(clf, x, eps, steps, o.seed ?? 1);
-    const step = 2.5 * eps / steps;
+    const step = (2.5 * eps) / steps;
     let adv = projectLinf(tf.add(x, tf.randomUniform(x.shape, -eps, eps, 'float32', o.seed)), x, eps);
     for (let k = 0; k < steps; k++) {
       const next = projectLinf(tf.add(adv, tf.mul(signExact(grad(adv)), step)), x, eps);

@@ -27,13 +27,15 @@ export function augmentBatch(images: Tensor4D, rand: () => number, o: AugmentOpt
   const transforms = new Float32Array(n * 8);
   const bright = new Float32Array(n);
   const contrast = new Float32Array(n);
-  const cx = (w - 1) / 2, cy = (h - 1) / 2;
+  const cx = (w - 1) / 2,
+    cy = (h - 1) / 2;
   for (let i = 0; i < n; i++) {
-    const th = (rand() * 2 - 1) * o.maxRotationDeg * Math.PI / 180;
+    const th = ((rand() * 2 - 1) * o.maxRotationDeg * Math.PI) / 180;
     const sc = o.scaleRange[0] + rand() * (o.scaleRange[1] - o.scaleRange[0]);
     const tx = (rand() * 2 - 1) * o.maxShiftFraction * w;
     const ty = (rand() * 2 - 1) * o.maxShiftFraction * h;
-    const c = Math.cos(th) / sc, s = Math.sin(th) / sc;
+    const c = Math.cos(th) / sc,
+      s = Math.sin(th) / sc;
     // Output pixel (x, y) samples input at R(x - c) / scale + c + t.
     transforms.set([c, -s, cx - c * cx + s * cy + tx, s, c, cy - s * cx - c * cy + ty, 0, 0], i * 8);
     bright[i] = o.brightnessRange[0] + rand() * (o.brightnessRange[1] - o.brightnessRange[0]);

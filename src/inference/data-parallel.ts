@@ -22,13 +22,20 @@ export type WorkerRequest<T = never> =
   | { type: 'init'; backend: string; topology: unknown; outputsSoftmax: boolean; weights?: Float32Array }
   | { type: 'task'; task: T }
   | {
-    type: 'grad'; weights: Float32Array; x: Float32Array; y: Int32Array; n: number; size: number; numClasses: number; training: boolean;
-    /** Adversarial examples to make from this shard first (seed already offset per shard). */
-    plan?: AdversarialPlan;
-    /** Dropout seed of this step and shard (training stays reproducible). */
-    dropoutSeed?: number;
-    loss?: LossPlan;
-  };
+      type: 'grad';
+      weights: Float32Array;
+      x: Float32Array;
+      y: Int32Array;
+      n: number;
+      size: number;
+      numClasses: number;
+      training: boolean;
+      /** Adversarial examples to make from this shard first (seed already offset per shard). */
+      plan?: AdversarialPlan;
+      /** Dropout seed of this step and shard (training stays reproducible). */
+      dropoutSeed?: number;
+      loss?: LossPlan;
+    };
 
 export type WorkerReply<R = never> =
   | { type: 'ready'; backend: string }
@@ -69,7 +76,13 @@ function planLoss(clf: Classifier, x: Tensor4D, y: Tensor1D, logits: Tensor2D, n
  * examples when a plan is given.
  */
 export function shardGradients(
-  clf: Classifier, x: Tensor4D, y: Tensor1D, numClasses: number, training: boolean, plan?: AdversarialPlan, loss?: LossPlan,
+  clf: Classifier,
+  x: Tensor4D,
+  y: Tensor1D,
+  numClasses: number,
+  training: boolean,
+  plan?: AdversarialPlan,
+  loss?: LossPlan,
 ): { grads: tf.Tensor[]; loss: tf.Scalar; correct: tf.Scalar } {
   if (plan?.method === 'trades') {
     // TRADES needs the clean and the adversarial image in one loss.
@@ -93,7 +106,11 @@ export function shardGradients(
 
 /** Weight gradients of `lossOf(logits of x)`, its value and the number of correct predictions. */
 function gradientsOf(
-  clf: Classifier, x: Tensor4D, y: Tensor1D, lossOf: (logits: Tensor2D) => tf.Scalar, training: boolean,
+  clf: Classifier,
+  x: Tensor4D,
+  y: Tensor1D,
+  lossOf: (logits: Tensor2D) => tf.Scalar,
+  training: boolean,
 ): { grads: tf.Tensor[]; loss: tf.Scalar; correct: tf.Scalar } {
   const vars = clf.trainableWeights;
   let logits: Tensor2D | null = null;
@@ -111,7 +128,7 @@ export async function flattenTensors(tensors: tf.Tensor[]): Promise<Float32Array
   const out = new Float32Array(tensors.reduce((a, t) => a + t.size, 0));
   let at = 0;
   for (const t of tensors) {
-    out.set(await t.data() as Float32Array, at);
+    out.set((await t.data()) as Float32Array, at);
     at += t.size;
   }
   return out;
@@ -185,15 +202,27 @@ export class ModelWorkers<T = never, R = never> {
   private constructor(readonly workers: ModelWorker<T, R>[]) {}
 
   /** Starts `count` workers from `entry`; with `withWeights` they also get the current weights (evaluation). */
-  static async start<T = never, R = never>(clf: LayersClassifier, count: number, o: { entry?: string; withWeights?: boolean } = {}): Promise<ModelWorkers<T, R>> {
+  static async start<T = never, R = never>(
+    clf: LayersClassifier,
+    count: number,
+    o: { entry?: string; withWeights?: boolean } = {},
+  ): Promise<ModelWorkers<T, R>> {
     const file = o.entry ?? GRAD_WORKER_ENTRY;
     const topology = clf.model.toJSON(undefined, false);
     const weights = o.withWeights ? await flattenTensors(clf.model.weights.map((w) => w.read())) : undefined;
     const pool = new ModelWorkers<T, R>(Array.from({ length: count }, () => new ModelWorker<T, R>(new Worker(file))));
     try {
-      await Promise.all(pool.workers.map((w) => w.request({
-        type: 'init', backend: tf.getBackend(), topology: { modelTopology: topology }, outputsSoftmax: clf.outputsSoftmax, weights,
-      })));
+      await Promise.all(
+        pool.workers.map((w) =>
+          w.request({
+            type: 'init',
+            backend: tf.getBackend(),
+            topology: { modelTopology: topology },
+            outputsSoftmax: clf.outputsSoftmax,
+            weights,
+          }),
+        ),
+      );
     } catch (e) {
       await pool.dispose();
       throw e;
@@ -226,7 +255,10 @@ export interface StepOptions {
 }
 
 export class GradientPool {
-  private constructor(private readonly model: tf.LayersModel, private readonly pool: ModelWorkers) {}
+  private constructor(
+    private readonly model: tf.LayersModel,
+    private readonly pool: ModelWorkers,
+  ) {}
 
   /** Starts `count` workers, each with the backend of this thread and a replica of `model`. */
   static async create(clf: LayersClassifier, count: number): Promise<GradientPool> {
@@ -248,7 +280,7 @@ export class GradientPool {
     const k = Math.min(n, this.pool.size + 1);
     const bounds = Array.from({ length: k + 1 }, (_, i) => Math.round((i * n) / k));
     const px = s * s * 3;
-    const xs = await x.data() as Float32Array;
+    const xs = (await x.data()) as Float32Array;
     const ys = Int32Array.from(await y.data());
     const weights = await flattenTensors(this.model.weights.map((w) => w.read()));
     const replies = this.pool.workers.slice(0, k - 1).map((w, i) => {
@@ -256,12 +288,27 @@ export class GradientPool {
       const xw = xs.slice(a * px, b * px);
       const shardPlan = plan ? { ...plan, seed: plan.seed + i + 1 } : undefined;
       const shardSeed = dropoutSeed === undefined ? undefined : dropoutSeed + 7919 * (i + 1);
-      return w.request({
-        type: 'grad', weights, x: xw, y: ys.slice(a, b), n: b - a, size: s, numClasses, training, plan: shardPlan, dropoutSeed: shardSeed, loss: lossPlan,
-      }, [xw.buffer as ArrayBuffer]);
+      return w.request(
+        {
+          type: 'grad',
+          weights,
+          x: xw,
+          y: ys.slice(a, b),
+          n: b - a,
+          size: s,
+          numClasses,
+          training,
+          plan: shardPlan,
+          dropoutSeed: shardSeed,
+          loss: lossPlan,
+        },
+        [xw.buffer as ArrayBuffer],
+      );
     });
     const n0 = bounds[1];
-    const own = tf.tidy(() => shardGradients(clf, x.slice([0, 0, 0, 0], [n0, -1, -1, -1]) as Tensor4D, y.slice([0], [n0]) as Tensor1D, numClasses, training, plan, lossPlan));
+    const own = tf.tidy(() =>
+      shardGradients(clf, x.slice([0, 0, 0, 0], [n0, -1, -1, -1]) as Tensor4D, y.slice([0], [n0]) as Tensor1D, numClasses, training, plan, lossPlan),
+    );
     let loss = (await own.loss.data())[0] * n0;
     let correct = (await own.correct.data())[0];
     const results = await Promise.all(replies).finally(() => tf.dispose([own.loss, own.correct]));
@@ -273,7 +320,13 @@ export class GradientPool {
         const m = bounds[i + 2] - bounds[i + 1];
         loss += r.loss * m;
         correct += r.correct;
-        return { m, g: unflatten(r.grads, vars.map((v) => v.shape as number[])) };
+        return {
+          m,
+          g: unflatten(
+            r.grads,
+            vars.map((v) => v.shape as number[]),
+          ),
+        };
       });
       vars.forEach((v, j) => {
         let g = tf.mul(own.grads[j], n0 / n);

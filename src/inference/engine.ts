@@ -130,7 +130,11 @@ export function useEngine(clf: Classifier, requested?: string, threads = ortThre
  * call) when asked for or by default when it loads and the model's training graph exports, else
  * on tfjs (null trainer). Asking for ort where it cannot train is a UserError with the reason.
  */
-export async function trainingEngine(clf: LayersClassifier, requested?: string, threads = ortThreads()): Promise<{ trainer: OrtTrainer | null; engine: EngineChoice }> {
+export async function trainingEngine(
+  clf: LayersClassifier,
+  requested?: string,
+  threads = ortThreads(),
+): Promise<{ trainer: OrtTrainer | null; engine: EngineChoice }> {
   const { name, source } = wantedEngine(requested);
   if (name === 'tfjs') return { trainer: null, engine: { engine: 'tfjs', source, reason: 'selected' } };
   const status = ortStatus();

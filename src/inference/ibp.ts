@@ -53,7 +53,8 @@ function propagateLayer(layer: tf.layers.Layer, b: Box): Box {
     case 'GaussianDropout':
       return b; // identity at inference
     case 'Rescaling': {
-      const scale = cfg.scale as number, offset = cfg.offset as number;
+      const scale = cfg.scale as number,
+        offset = cfg.offset as number;
       return { mu: tf.add(tf.mul(b.mu, scale), offset), r: tf.mul(b.r, Math.abs(scale)) };
     }
     case 'Flatten':
@@ -63,14 +64,16 @@ function propagateLayer(layer: tf.layers.Layer, b: Box): Box {
     case 'Activation':
       return activate(b, activationOf(layer));
     case 'MaxPooling2D': {
-      const pool = cfg.poolSize as [number, number], strides = (cfg.strides ?? pool) as [number, number];
+      const pool = cfg.poolSize as [number, number],
+        strides = (cfg.strides ?? pool) as [number, number];
       const pad = (cfg.padding ?? 'valid') as 'valid' | 'same';
       return applyMonotone(b, (t) => tf.maxPool(t as Tensor4D, pool, strides, pad));
     }
     case 'Conv2D': {
       const [kernel, bias] = layer.getWeights();
       if ((cfg.dataFormat ?? 'channelsLast') !== 'channelsLast') throw new UserError(`IBP: layer '${layer.name}' is not channels-last`);
-      const strides = cfg.strides as [number, number], pad = cfg.padding as 'valid' | 'same';
+      const strides = cfg.strides as [number, number],
+        pad = cfg.padding as 'valid' | 'same';
       const dil = (cfg.dilationRate ?? [1, 1]) as [number, number];
       let mu = tf.conv2d(b.mu as Tensor4D, kernel as tf.Tensor4D, strides, pad, 'NHWC', dil) as tf.Tensor;
       if (cfg.useBias !== false && bias) mu = tf.add(mu, bias);
@@ -79,11 +82,13 @@ function propagateLayer(layer: tf.layers.Layer, b: Box): Box {
     }
     case 'BatchNormalization': {
       const w = layer.getWeights();
-      const center = cfg.center !== false, scaleOn = cfg.scale !== false;
+      const center = cfg.center !== false,
+        scaleOn = cfg.scale !== false;
       let i = 0;
       const gamma = scaleOn ? w[i++] : null;
       const beta = center ? w[i++] : null;
-      const mean = w[i++], variance = w[i++];
+      const mean = w[i++],
+        variance = w[i++];
       const eps = (cfg.epsilon as number | undefined) ?? 1e-3;
       // Inference mode: y = γ (x − mean) / √(var + ε) + β, a per-channel affine map.
       let s: tf.Tensor = tf.rsqrt(tf.add(variance, eps));
@@ -100,7 +105,9 @@ function propagateLayer(layer: tf.layers.Layer, b: Box): Box {
       return activate({ mu, r }, activationOf(layer));
     }
     default:
-      throw new UserError(`IBP verification does not support layer '${layer.name}' (${cls}); supported: Rescaling, Conv2D, BatchNormalization, ReLU, MaxPooling2D, Flatten, Dense, Dropout`);
+      throw new UserError(
+        `IBP verification does not support layer '${layer.name}' (${cls}); supported: Rescaling, Conv2D, BatchNormalization, ReLU, MaxPooling2D, Flatten, Dense, Dropout`,
+      );
   }
 }
 
@@ -183,7 +190,15 @@ export async function certify(model: tf.LayersModel, x: Tensor4D, labels: Int32A
 }
 
 /** Certified accuracy over an image array (batched). */
-export async function certifiedAccuracy(model: tf.LayersModel, images: Float32Array, labels: Int32Array, size: number, eps: number, batch = 128, elide = true): Promise<number> {
+export async function certifiedAccuracy(
+  model: tf.LayersModel,
+  images: Float32Array,
+  labels: Int32Array,
+  size: number,
+  eps: number,
+  batch = 128,
+  elide = true,
+): Promise<number> {
   const n = labels.length;
   if (n === 0) return NaN;
   const px = size * size * 3;

@@ -14,7 +14,17 @@ import * as path from 'node:path';
 import { tf, Tensor2D, Tensor4D } from './tf';
 import { Classifier, LayersClassifier } from './model';
 import { endsInSoftmax, readCard, readModelFiles } from './model-io';
-import { DEFAULT_MODEL_INPUT, describeRange, InputRange, InputShape, isIdentityRange, ModelInputOptions, squareSide, toModelInput, UNIT_RANGE } from './model-input';
+import {
+  DEFAULT_MODEL_INPUT,
+  describeRange,
+  InputRange,
+  InputShape,
+  isIdentityRange,
+  ModelInputOptions,
+  squareSide,
+  toModelInput,
+  UNIT_RANGE,
+} from './model-input';
 import type { Preprocess } from './model-input';
 import { UserError } from '../data/types';
 import { hasTfliteIdentifier } from '../tflite/schema';
@@ -103,7 +113,11 @@ function isTfliteFile(file: string): boolean {
 }
 
 /** Checks [batch?, H, W, 1|3] → [batch?, classes] and returns the input shape. */
-function imageShape(label: string, inShape: readonly (number | null | undefined)[], outShape: readonly (number | null | undefined)[]): { shape: InputShape; numClasses: number } {
+function imageShape(
+  label: string,
+  inShape: readonly (number | null | undefined)[],
+  outShape: readonly (number | null | undefined)[],
+): { shape: InputShape; numClasses: number } {
   const [, h, w, c] = inShape;
   if (inShape.length !== 4 || !(h! > 0 && w! > 0) || !(c === 3 || c === 1)) {
     throw new UserError(`${label} input must be images [n, H, W, 3] (or 1 channel), got [${inShape.map((d) => d ?? -1).join(', ')}]`);
@@ -127,17 +141,40 @@ async function loadTflite(file: string, label: string, o: ModelInputOptions): Pr
   }
   const g = rebuilt;
   const classifier: Classifier = g
-    ? new AdaptedClassifier((x) => g.run(x, 'logits'), runtime.shape, runtime.inputRange, runtime.numClasses, false, () => { g.dispose(); runtime.dispose(); }, runtime)
+    ? new AdaptedClassifier(
+        (x) => g.run(x, 'logits'),
+        runtime.shape,
+        runtime.inputRange,
+        runtime.numClasses,
+        false,
+        () => {
+          g.dispose();
+          runtime.dispose();
+        },
+        runtime,
+      )
     : runtime;
   const info = runtime.info;
   return {
     classifier,
     description: {
-      path: label, kind: 'tflite',
-      input: { ...info.shape, dtype: info.inputType, range: runtime.inputRange, quantization: info.inputQuant, rangeFromQuantization: o.inputRange === null && info.inputQuant !== null },
-      preprocess: o.preprocess, numClasses: runtime.numClasses, outputs: info.outputsSoftmax ? 'probabilities' : 'logits', labels: '',
+      path: label,
+      kind: 'tflite',
+      input: {
+        ...info.shape,
+        dtype: info.inputType,
+        range: runtime.inputRange,
+        quantization: info.inputQuant,
+        rangeFromQuantization: o.inputRange === null && info.inputQuant !== null,
+      },
+      preprocess: o.preprocess,
+      numClasses: runtime.numClasses,
+      outputs: info.outputsSoftmax ? 'probabilities' : 'logits',
+      labels: '',
       predictions: 'the TFLite interpreter (WebAssembly, XNNPACK) running the file',
-      gradients: g ? `the file's graph rebuilt in TensorFlow.js${g.simulatesIntegers ? ' (integer activations simulated, straight-through rounding)' : ''}` : null,
+      gradients: g
+        ? `the file's graph rebuilt in TensorFlow.js${g.simulatesIntegers ? ' (integer activations simulated, straight-through rounding)' : ''}`
+        : null,
       noGradients,
     },
     dispose: () => classifier.dispose?.(),
@@ -163,9 +200,16 @@ async function loadTfjs(spec: string, o: ModelInputOptions): Promise<{ loaded: L
   const cardNames = Array.isArray(card?.classNames) ? card!.classNames : null;
   const range = o.inputRange ?? UNIT_RANGE;
   const describe = (kind: ModelKind, shape: InputShape, k: number, softmax: boolean, what: string): ModelDescription => ({
-    path: spec, kind, input: { ...shape, dtype: 'float32', range, quantization: null, rangeFromQuantization: false }, preprocess: o.preprocess,
-    numClasses: k, outputs: softmax ? 'probabilities' : 'logits', labels: '', predictions: `TensorFlow.js (${what})`,
-    gradients: `TensorFlow.js (${what})`, noGradients: null,
+    path: spec,
+    kind,
+    input: { ...shape, dtype: 'float32', range, quantization: null, rangeFromQuantization: false },
+    preprocess: o.preprocess,
+    numClasses: k,
+    outputs: softmax ? 'probabilities' : 'logits',
+    labels: '',
+    predictions: `TensorFlow.js (${what})`,
+    gradients: `TensorFlow.js (${what})`,
+    noGradients: null,
   });
   if (files.format === 'graph-model') {
     let model: tf.GraphModel;
@@ -187,11 +231,12 @@ async function loadTfjs(spec: string, o: ModelInputOptions): Promise<{ loaded: L
     }
     const { shape, numClasses } = imageShape(spec, model.inputs[0].shape ?? [], outShape);
     const head = preSoftmaxNode(files.artifacts.modelTopology, out);
-    const forward = head.pre
-      ? (x: Tensor4D) => tf.logSoftmax(model.execute(x, head.pre!) as Tensor2D)
-      : (x: Tensor4D) => model.execute(x, out) as Tensor2D;
+    const forward = head.pre ? (x: Tensor4D) => tf.logSoftmax(model.execute(x, head.pre!) as Tensor2D) : (x: Tensor4D) => model.execute(x, out) as Tensor2D;
     const clf = new AdaptedClassifier(forward, shape, range, numClasses, head.softmax && !head.pre, () => model.dispose());
-    return { loaded: { classifier: clf, description: describe('tfjs-graph', shape, numClasses, head.softmax, 'graph model'), dispose: () => clf.dispose() }, cardNames };
+    return {
+      loaded: { classifier: clf, description: describe('tfjs-graph', shape, numClasses, head.softmax, 'graph model'), dispose: () => clf.dispose() },
+      cardNames,
+    };
   }
   let model: tf.LayersModel;
   try {
@@ -210,8 +255,22 @@ async function loadTfjs(spec: string, o: ModelInputOptions): Promise<{ loaded: L
   const plain = shape.height === shape.width && shape.channels === 3 && isIdentityRange(range);
   const clf: Classifier = plain
     ? new LayersClassifier(model, softmax)
-    : new AdaptedClassifier((x) => model.apply(x) as Tensor2D, shape, range, numClasses, softmax, () => model.dispose());
-  return { loaded: { classifier: clf, description: describe(ours ? 'advsign' : 'tfjs-layers', shape, numClasses, softmax, 'layers model'), dispose: () => clf.dispose?.() }, cardNames };
+    : new AdaptedClassifier(
+        (x) => model.apply(x) as Tensor2D,
+        shape,
+        range,
+        numClasses,
+        softmax,
+        () => model.dispose(),
+      );
+  return {
+    loaded: {
+      classifier: clf,
+      description: describe(ours ? 'advsign' : 'tfjs-layers', shape, numClasses, softmax, 'layers model'),
+      dispose: () => clf.dispose?.(),
+    },
+    cardNames,
+  };
 }
 
 /** Attaches the class names: --labels, else the model's card, else GTSRB's 43 (which then must fit). */
@@ -220,7 +279,9 @@ function applyLabels(m: LoadedModel, o: ModelInputOptions, cardNames: string[] |
   let names: readonly string[] | null = null;
   if (o.labels) {
     if (o.labels.length !== k) {
-      throw new UserError(`${o.labelsFile ?? '--labels'} has ${o.labels.length} names but ${m.description.path} has ${k} outputs: give one name per output, in output order`);
+      throw new UserError(
+        `${o.labelsFile ?? '--labels'} has ${o.labels.length} names but ${m.description.path} has ${k} outputs: give one name per output, in output order`,
+      );
     }
     names = o.labels;
     m.description.labels = o.labelsFile ?? 'given';
@@ -284,7 +345,9 @@ export async function loadModelOnEngine(spec: string, o: ModelInputOptions, engi
   const { classifier } = chosen;
   const onOrt = classifier !== loaded.classifier;
   return {
-    classifier, description: onEngine(loaded.description, chosen.engine), engine: chosen.engine,
+    classifier,
+    description: onEngine(loaded.description, chosen.engine),
+    engine: chosen.engine,
     dispose: () => {
       if (onOrt) classifier.dispose?.(); // the native sessions; the tfjs model below
       loaded.dispose();
@@ -294,7 +357,9 @@ export async function loadModelOnEngine(spec: string, o: ModelInputOptions, engi
 
 /** Two lines for a command's output: what the model is, and which runtime computes what. */
 export function describeModel(d: ModelDescription): string[] {
-  const kind = { advsign: 'advsign model', 'tfjs-layers': 'TensorFlow.js layers model', 'tfjs-graph': 'TensorFlow.js graph model', tflite: 'TFLite file' }[d.kind];
+  const kind = { advsign: 'advsign model', 'tfjs-layers': 'TensorFlow.js layers model', 'tfjs-graph': 'TensorFlow.js graph model', tflite: 'TFLite file' }[
+    d.kind
+  ];
   const q = d.input.quantization ? ` (scale ${d.input.quantization.scale.toPrecision(4)}, zero point ${d.input.quantization.zeroPoint})` : '';
   return [
     `model: ${d.path}: ${kind}, input ${d.input.height}×${d.input.width}×${d.input.channels} ${d.input.dtype}${q}, pixel range ${describeRange(d.input.range)}${d.input.rangeFromQuantization ? ' (from the input quantisation)' : ''}, ` +

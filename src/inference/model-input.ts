@@ -28,7 +28,10 @@ export interface ModelInputOptions {
 }
 
 export const DEFAULT_MODEL_INPUT: Readonly<ModelInputOptions> = Object.freeze({
-  inputRange: null, preprocess: 'crop', labels: null, labelsFile: null,
+  inputRange: null,
+  preprocess: 'crop',
+  labels: null,
+  labelsFile: null,
 });
 
 /** Parses 'LO,HI' (e.g. 0,1 · 0,255 · -1,1). */
@@ -56,7 +59,10 @@ export function readLabels(file: string): string[] {
   } catch (e) {
     throw new UserError(`labels file ${file}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'not found' : (e as Error).message}`);
   }
-  const names = text.split(/\r?\n/).map((l) => l.trim()).filter((l) => l !== '' && !l.startsWith('#'));
+  const names = text
+    .split(/\r?\n/)
+    .map((l) => l.trim())
+    .filter((l) => l !== '' && !l.startsWith('#'));
   if (names.length === 0) throw new UserError(`labels file ${file} has no names (one class name per line)`);
   return names;
 }

@@ -34,19 +34,21 @@ export async function saveModel(model: tf.LayersModel, dir: string, card?: Model
 }
 
 async function writeModelFiles(model: tf.LayersModel, dir: string, staging: string, card?: ModelCard): Promise<void> {
-  await model.save(tf.io.withSaveHandler(async (artifacts) => {
-    const weights = Buffer.from(artifacts.weightData as ArrayBuffer);
-    const json = {
-      format: 'layers-model',
-      generatedBy: `advsign (TensorFlow.js ${tf.version.tfjs})`,
-      convertedBy: null,
-      modelTopology: artifacts.modelTopology,
-      weightsManifest: [{ paths: ['weights.bin'], weights: artifacts.weightSpecs }],
-    };
-    fs.writeFileSync(path.join(staging, 'weights.bin'), weights);
-    fs.writeFileSync(path.join(staging, 'model.json'), JSON.stringify(json));
-    return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } };
-  }));
+  await model.save(
+    tf.io.withSaveHandler(async (artifacts) => {
+      const weights = Buffer.from(artifacts.weightData as ArrayBuffer);
+      const json = {
+        format: 'layers-model',
+        generatedBy: `advsign (TensorFlow.js ${tf.version.tfjs})`,
+        convertedBy: null,
+        modelTopology: artifacts.modelTopology,
+        weightsManifest: [{ paths: ['weights.bin'], weights: artifacts.weightSpecs }],
+      };
+      fs.writeFileSync(path.join(staging, 'weights.bin'), weights);
+      fs.writeFileSync(path.join(staging, 'model.json'), JSON.stringify(json));
+      return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } };
+    }),
+  );
   if (card) fs.writeFileSync(path.join(staging, 'card.json'), JSON.stringify(card, null, 2) + '\n');
   else if (fs.existsSync(path.join(dir, 'card.json'))) fs.copyFileSync(path.join(dir, 'card.json'), path.join(staging, 'card.json'));
 }
@@ -86,7 +88,9 @@ export function readModelFiles(p: string): ModelFiles {
   try {
     parsed = JSON.parse(text.toString('utf8')) as ModelJson;
   } catch (e) {
-    throw new UserError(`corrupt model file ${jsonPath}: not JSON (a model is a folder with model.json, a model.json or a .tflite file): ${(e as Error).message.split('\n')[0]}`);
+    throw new UserError(
+      `corrupt model file ${jsonPath}: not JSON (a model is a folder with model.json, a model.json or a .tflite file): ${(e as Error).message.split('\n')[0]}`,
+    );
   }
   if (!parsed || typeof parsed !== 'object' || !parsed.modelTopology || !Array.isArray(parsed.weightsManifest)) {
     throw new UserError(`${jsonPath} is not a TensorFlow.js model (modelTopology or weightsManifest missing)`);
@@ -111,10 +115,15 @@ export function readModelFiles(p: string): ModelFiles {
   }
   const weightData = all.buffer.slice(all.byteOffset, all.byteOffset + all.byteLength) as ArrayBuffer;
   return {
-    jsonPath, format,
+    jsonPath,
+    format,
     artifacts: {
-      format, modelTopology: parsed.modelTopology as tf.io.ModelArtifacts['modelTopology'], weightSpecs: specs, weightData,
-      signature: parsed.signature as tf.io.ModelArtifacts['signature'], userDefinedMetadata: parsed.userDefinedMetadata,
+      format,
+      modelTopology: parsed.modelTopology as tf.io.ModelArtifacts['modelTopology'],
+      weightSpecs: specs,
+      weightData,
+      signature: parsed.signature as tf.io.ModelArtifacts['signature'],
+      userDefinedMetadata: parsed.userDefinedMetadata,
       modelInitializer: parsed.modelInitializer as tf.io.ModelArtifacts['modelInitializer'],
     },
   };
@@ -174,9 +183,12 @@ export interface LineageStep {
 export function lineageOf(card: ModelCard | null, fallbackName: string): LineageStep[] {
   const training = (card?.training ?? {}) as { command?: unknown; seconds?: unknown; lineage?: unknown };
   const earlier = Array.isArray(training.lineage) ? (training.lineage as LineageStep[]) : [];
-  return [...earlier, {
-    model: typeof card?.name === 'string' ? card.name : fallbackName,
-    command: typeof training.command === 'string' ? training.command : null,
-    seconds: typeof training.seconds === 'number' ? training.seconds : null,
-  }];
+  return [
+    ...earlier,
+    {
+      model: typeof card?.name === 'string' ? card.name : fallbackName,
+      command: typeof training.command === 'string' ? training.command : null,
+      seconds: typeof training.seconds === 'number' ? training.seconds : null,
+    },
+  ];
 }

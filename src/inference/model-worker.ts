@@ -24,7 +24,14 @@ async function handle<T, R>(msg: WorkerRequest<T>, runTask?: TaskRunner<T, R>): 
     unseedDropout(model);
     if (msg.weights) {
       const w = msg.weights;
-      tf.tidy(() => model.setWeights(unflatten(w, model.weights.map((v) => v.shape as number[]))));
+      tf.tidy(() =>
+        model.setWeights(
+          unflatten(
+            w,
+            model.weights.map((v) => v.shape as number[]),
+          ),
+        ),
+      );
     }
     clf = new LayersClassifier(model, msg.outputsSoftmax);
     return { reply: { type: 'ready', backend: tf.getBackend() }, transfer: [] };
@@ -38,7 +45,14 @@ async function handle<T, R>(msg: WorkerRequest<T>, runTask?: TaskRunner<T, R>): 
   }
   const s = msg.size;
   const m = c.model;
-  tf.tidy(() => m.setWeights(unflatten(msg.weights, m.weights.map((w) => w.shape as number[]))));
+  tf.tidy(() =>
+    m.setWeights(
+      unflatten(
+        msg.weights,
+        m.weights.map((w) => w.shape as number[]),
+      ),
+    ),
+  );
   if (msg.dropoutSeed !== undefined) setDropoutSeeds(m, msg.dropoutSeed);
   const r = tf.tidy(() => {
     const x = tf.tensor4d(msg.x, [msg.n, s, s, 3]);

@@ -37,10 +37,17 @@ export function buildModel(spec: ModelSpec): tf.LayersModel {
   for (const [block, ch] of [width[0], width[1]].entries()) {
     for (let j = 0; j < 2; j++) {
       const bn = arch === 'cnn4-bn';
-      m.add(tf.layers.conv2d({
-        filters: ch, kernelSize: 3, padding: 'same', activation: bn ? 'linear' : 'relu', useBias: !bn,
-        kernelInitializer: init(k++), name: `conv${block + 1}_${j + 1}`,
-      }));
+      m.add(
+        tf.layers.conv2d({
+          filters: ch,
+          kernelSize: 3,
+          padding: 'same',
+          activation: bn ? 'linear' : 'relu',
+          useBias: !bn,
+          kernelInitializer: init(k++),
+          name: `conv${block + 1}_${j + 1}`,
+        }),
+      );
       if (bn) {
         // Batch norm makes the first epochs converge much faster; at inference it is an affine map.
         m.add(tf.layers.batchNormalization({ name: `bn${block + 1}_${j + 1}`, momentum: 0.9 }));
@@ -72,8 +79,12 @@ function buildIbpModel(s: number, numClasses: number, seed: number): tf.LayersMo
   const init = (fanIn: number, k: number) => tf.initializers.randomNormal({ mean: 0, stddev: Math.sqrt(2 * Math.PI) / fanIn, seed: seed * 100 + k });
   const m = tf.sequential({ name: 'advsign_cnn2-ibp' });
   m.add(tf.layers.rescaling({ inputShape: [s, s, 3], scale: 2, offset: -1, name: 'normalise' }));
-  m.add(tf.layers.conv2d({ filters: 32, kernelSize: 4, strides: 2, padding: 'same', activation: 'relu', kernelInitializer: init(4 * 4 * 3, 0), name: 'conv1' }));
-  m.add(tf.layers.conv2d({ filters: 64, kernelSize: 4, strides: 2, padding: 'same', activation: 'relu', kernelInitializer: init(4 * 4 * 32, 1), name: 'conv2' }));
+  m.add(
+    tf.layers.conv2d({ filters: 32, kernelSize: 4, strides: 2, padding: 'same', activation: 'relu', kernelInitializer: init(4 * 4 * 3, 0), name: 'conv1' }),
+  );
+  m.add(
+    tf.layers.conv2d({ filters: 64, kernelSize: 4, strides: 2, padding: 'same', activation: 'relu', kernelInitializer: init(4 * 4 * 32, 1), name: 'conv2' }),
+  );
   m.add(tf.layers.flatten({ name: 'flatten' }));
   const flat = Math.ceil(s / 4) ** 2 * 64;
   m.add(tf.layers.dense({ units: 128, activation: 'relu', kernelInitializer: init(flat, 2), name: 'fc1' }));
@@ -157,7 +168,10 @@ export class LayersClassifier implements Classifier {
   readonly outputsSoftmax: boolean;
   classNames?: readonly string[];
 
-  constructor(readonly model: tf.LayersModel, outputsSoftmax = false) {
+  constructor(
+    readonly model: tf.LayersModel,
+    outputsSoftmax = false,
+  ) {
     const inShape = model.inputs[0].shape;
     const outShape = model.outputs[0].shape;
     if (inShape.length !== 4 || inShape[3] !== 3 || inShape[1] !== inShape[2] || inShape[1] == null) {
@@ -198,7 +212,7 @@ export async function predictTopK(clf: Classifier, images: Tensor4D, k = 5): Pro
   const z = await inferLogits(clf, images);
   const { values, indices } = tf.tidy(() => tf.topk(tf.softmax(z), k));
   z.dispose();
-  const [v, i] = [await values.array() as number[][], await indices.array() as number[][]];
+  const [v, i] = [(await values.array()) as number[][], (await indices.array()) as number[][]];
   values.dispose();
   indices.dispose();
   return v.map((row, r) => row.map((p, j) => ({ classId: i[r][j], probability: p })));
@@ -213,7 +227,7 @@ export async function predictClasses(clf: Classifier, images: Float32Array, n: n
     const x = tf.tensor4d(images.subarray(i * s * s * 3, (i + m) * s * s * 3), [m, s, s, 3]);
     const z = await inferLogits(clf, x);
     const pred = tf.argMax(z, 1);
-    out.set(await pred.data() as Int32Array, i);
+    out.set((await pred.data()) as Int32Array, i);
     tf.dispose([x, z, pred]);
   }
   return out;

@@ -111,7 +111,7 @@ export function objectiveCotangent(z: Tensor2D, labels: Tensor1D, targets: Tenso
   return tf.tidy(() => {
     const k = z.shape[1];
     const y = tf.oneHot(tf.cast(labels, 'int32'), k) as Tensor2D;
-    const t = targets ? tf.oneHot(tf.cast(targets, 'int32'), k) as Tensor2D : null;
+    const t = targets ? (tf.oneHot(tf.cast(targets, 'int32'), k) as Tensor2D) : null;
     if (loss === 'dlr') return dlrCotangent(z, y, t);
     if (loss === 'margin') return marginCotangent(z, t ?? y, t !== null);
     return ceCotangent(z, t ?? y, t !== null);
@@ -126,7 +126,7 @@ export function objectiveValue(z: Tensor2D, labels: Tensor1D, targets: Tensor1D 
   return tf.tidy(() => {
     const k = z.shape[1];
     const y = tf.oneHot(tf.cast(labels, 'int32'), k) as Tensor2D;
-    const t = targets ? tf.oneHot(tf.cast(targets, 'int32'), k) as Tensor2D : null;
+    const t = targets ? (tf.oneHot(tf.cast(targets, 'int32'), k) as Tensor2D) : null;
     const at = (oh: tf.Tensor) => tf.sum(tf.mul(z, oh), 1);
     if (loss === 'ce') {
       const logp = tf.sub(z, tf.logSumExp(z, 1, true));
@@ -153,15 +153,18 @@ export function objectiveValue(z: Tensor2D, labels: Tensor1D, targets: Tensor1D 
  */
 export function logitsAndVjp(model: Differentiable, x: Tensor4D, cotangent: Tensor2D | ((z: Tensor2D) => Tensor2D)): ObjectiveGradient {
   let logits: Tensor2D | null = null;
-  const grad = tf.tidy(() => tf.grad((xx) => {
-    const z = model.logits(xx as Tensor4D);
-    // c is a constant of the product: computed from a copy of z made off the gradient tape (so a
-    // cotangent may itself use tf.grad), and ∂Σ(z ⊙ c)/∂z = c exactly.
-    const zc = tf.keep(tf.tensor2d(z.dataSync() as Float32Array, z.shape));
-    logits = zc;
-    const c = typeof cotangent === 'function' ? cotangent(zc) : cotangent;
-    return tf.sum(tf.mul(z, c)) as tf.Scalar;
-  })(x) as Tensor4D);
+  const grad = tf.tidy(
+    () =>
+      tf.grad((xx) => {
+        const z = model.logits(xx as Tensor4D);
+        // c is a constant of the product: computed from a copy of z made off the gradient tape (so a
+        // cotangent may itself use tf.grad), and ∂Σ(z ⊙ c)/∂z = c exactly.
+        const zc = tf.keep(tf.tensor2d(z.dataSync() as Float32Array, z.shape));
+        logits = zc;
+        const c = typeof cotangent === 'function' ? cotangent(zc) : cotangent;
+        return tf.sum(tf.mul(z, c)) as tf.Scalar;
+      })(x) as Tensor4D,
+  );
   return { grad, logits: logits as unknown as Tensor2D };
 }
 
@@ -181,7 +184,12 @@ export type VjpLogits = 'plain' | 'tape';
  * The logits z = model(x) and Jᵀc, where the cotangent c is given or computed from z: the
  * classifier's native vjp when it has one, else tfjs autodiff (logitsAndVjp). The caller owns both.
  */
-export async function vjp(model: Differentiable, x: Tensor4D, cotangent: Tensor2D | ((z: Tensor2D) => Tensor2D), logits: VjpLogits = 'plain'): Promise<ObjectiveGradient> {
+export async function vjp(
+  model: Differentiable,
+  x: Tensor4D,
+  cotangent: Tensor2D | ((z: Tensor2D) => Tensor2D),
+  logits: VjpLogits = 'plain',
+): Promise<ObjectiveGradient> {
   if (model.vjp) return model.vjp(x, cotangent);
   const r = logitsAndVjp(model, x, cotangent);
   if (logits === 'tape') return r;
@@ -197,16 +205,22 @@ export async function vjp(model: Differentiable, x: Tensor4D, cotangent: Tensor2
  * Returns the gradient, the logits at a and a itself (the caller owns all three).
  */
 export async function gradThroughModel(
-  model: Differentiable, w: Tensor4D, input: ((w: Tensor4D) => Tensor4D) | null,
-  objective: (w: Tensor4D, a: Tensor4D, z: Tensor2D) => tf.Scalar, logitsKind: VjpLogits = 'plain',
+  model: Differentiable,
+  w: Tensor4D,
+  input: ((w: Tensor4D) => Tensor4D) | null,
+  objective: (w: Tensor4D, a: Tensor4D, z: Tensor2D) => tf.Scalar,
+  logitsKind: VjpLogits = 'plain',
 ): Promise<{ grad: Tensor4D; logits: Tensor2D; input: Tensor4D }> {
   const a = input ? tf.tidy(() => input(w)) : w.clone();
   const cotangent = (z: Tensor2D) => tf.grad((zz) => objective(w, a, zz as Tensor2D))(z) as Tensor2D;
   const { logits, grad: ja } = await vjp(model, a, cotangent, logitsKind);
-  const grad = tf.tidy(() => tf.grad((ww) => {
-    const aa = input ? input(ww as Tensor4D) : ww as Tensor4D;
-    return tf.add(objective(ww as Tensor4D, aa, logits), tf.sum(tf.mul(aa, ja))) as tf.Scalar;
-  })(w) as Tensor4D);
+  const grad = tf.tidy(
+    () =>
+      tf.grad((ww) => {
+        const aa = input ? input(ww as Tensor4D) : (ww as Tensor4D);
+        return tf.add(objective(ww as Tensor4D, aa, logits), tf.sum(tf.mul(aa, ja))) as tf.Scalar;
+      })(w) as Tensor4D,
+  );
   ja.dispose();
   return { grad, logits, input: a };
 }

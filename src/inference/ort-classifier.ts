@@ -31,7 +31,12 @@ export class OrtClassifier implements Classifier {
   readonly numClasses: number;
   private readonly sessions = new Map<string, Promise<Ort.InferenceSession>>();
 
-  constructor(readonly inner: Classifier, private readonly plan: Plan, private readonly ort: OrtModule, readonly threads: number) {
+  constructor(
+    readonly inner: Classifier,
+    private readonly plan: Plan,
+    private readonly ort: OrtModule,
+    readonly threads: number,
+  ) {
     this.inputSize = inner.inputSize;
     this.numClasses = inner.numClasses;
   }
@@ -54,7 +59,10 @@ export class OrtClassifier implements Classifier {
     let s = this.sessions.get(key);
     if (!s) {
       s = this.ort.InferenceSession.create(exportOnnx(this.plan, head), {
-        intraOpNumThreads: this.threads, interOpNumThreads: 1, executionMode: 'sequential', graphOptimizationLevel: 'all',
+        intraOpNumThreads: this.threads,
+        interOpNumThreads: 1,
+        executionMode: 'sequential',
+        graphOptimizationLevel: 'all',
       });
       this.sessions.set(key, s);
     }
@@ -64,7 +72,7 @@ export class OrtClassifier implements Classifier {
   private async run(head: Head, x: Tensor4D, extra: Record<string, Float32Array>): Promise<{ logits: Tensor2D; grad: Tensor4D | null }> {
     const [n, s] = x.shape;
     const k = this.numClasses;
-    const feeds: Record<string, Ort.Tensor> = { x: new this.ort.Tensor('float32', await x.data() as Float32Array, [n, s, s, 3]) };
+    const feeds: Record<string, Ort.Tensor> = { x: new this.ort.Tensor('float32', (await x.data()) as Float32Array, [n, s, s, 3]) };
     for (const [name, v] of Object.entries(extra)) feeds[name] = new this.ort.Tensor('float32', v, [n, k]);
     const out = await (await this.session(head)).run(feeds);
     const logits = tf.tensor2d(out.logits.data as Float32Array, [n, k]);
@@ -92,13 +100,13 @@ export class OrtClassifier implements Classifier {
    */
   async vjp(x: Tensor4D, cotangent: Tensor2D | ((z: Tensor2D) => Tensor2D)): Promise<ObjectiveGradient> {
     if (typeof cotangent !== 'function') {
-      const { logits, grad } = await this.run({ kind: 'vjp' }, x, { c: await cotangent.data() as Float32Array });
+      const { logits, grad } = await this.run({ kind: 'vjp' }, x, { c: (await cotangent.data()) as Float32Array });
       return { logits, grad: grad as Tensor4D };
     }
     const z = await this.inferLogits(x);
     try {
       const c = tf.tidy(() => cotangent(z));
-      const cv = await c.data() as Float32Array;
+      const cv = (await c.data()) as Float32Array;
       c.dispose();
       const { logits: again, grad } = await this.run({ kind: 'vjp' }, x, { c: cv });
       again.dispose();
@@ -110,7 +118,11 @@ export class OrtClassifier implements Classifier {
   }
 
   dispose(): void {
-    for (const s of this.sessions.values()) s.then((v) => v.release(), () => undefined);
+    for (const s of this.sessions.values())
+      s.then(
+        (v) => v.release(),
+        () => undefined,
+      );
     this.sessions.clear();
   }
 }

@@ -89,8 +89,11 @@ export interface OrtStepOptions {
 
 export class OrtTrainer {
   private constructor(
-    private readonly ort: OrtModule, private readonly session: Ort.InferenceSession,
-    private readonly graph: TrainGraph, private readonly params: ParamFeeds[], readonly threads: number,
+    private readonly ort: OrtModule,
+    private readonly session: Ort.InferenceSession,
+    private readonly graph: TrainGraph,
+    private readonly params: ParamFeeds[],
+    readonly threads: number,
   ) {}
 
   /** A trainer for `clf`, or why its model cannot train on onnxruntime. */
@@ -105,7 +108,10 @@ export class OrtTrainer {
       throw e;
     }
     const session = await ort.InferenceSession.create(graph.model, {
-      intraOpNumThreads: threads, interOpNumThreads: 1, executionMode: 'sequential', graphOptimizationLevel: 'all',
+      intraOpNumThreads: threads,
+      interOpNumThreads: 1,
+      executionMode: 'sequential',
+      graphOptimizationLevel: 'all',
     });
     return new OrtTrainer(ort, session, graph, paramFeeds(clf, graph, ops), threads);
   }
@@ -115,15 +121,16 @@ export class OrtTrainer {
     const [n, s] = x.shape;
     const labels = await y.data();
     const feeds: Record<string, Ort.Tensor> = {
-      x: new this.ort.Tensor('float32', await x.data() as Float32Array, [n, s, s, 3]),
+      x: new this.ort.Tensor('float32', (await x.data()) as Float32Array, [n, s, s, 3]),
       t: new this.ort.Tensor('float32', targetRows(labels, numClasses, o.labelSmoothing ?? 0), [n, numClasses]),
     };
     for (const p of this.params) {
-      const values = await p.variable.data() as Float32Array;
+      const values = (await p.variable.data()) as Float32Array;
       for (const f of p.feeds) feeds[f.input] = new this.ort.Tensor('float32', gather(values, f.perm), f.dims);
     }
     const rand = createRng(o.dropoutSeed ?? 1);
-    for (const d of this.graph.dropouts) feeds[d.name] = new this.ort.Tensor('float32', dropoutMask(n * d.features, o.training === false ? 0 : d.rate, rand), [n, d.features]);
+    for (const d of this.graph.dropouts)
+      feeds[d.name] = new this.ort.Tensor('float32', dropoutMask(n * d.features, o.training === false ? 0 : d.rate, rand), [n, d.features]);
     const out = await this.session.run(feeds);
     const grads = this.params.map((p) => ({
       name: p.variable.name,

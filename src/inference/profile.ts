@@ -61,7 +61,10 @@ async function bestWall(f: () => void, repeats: number): Promise<number> {
 export async function profileTfjs(clf: Classifier, batch: number, repeats = 5): Promise<TfjsProfile> {
   const s = clf.inputSize;
   const x = tf.randomUniform([batch, s, s, 3], 0, 1, 'float32', 1) as Tensor4D;
-  const y = tf.tensor1d(Array.from({ length: batch }, (_, i) => i % clf.numClasses), 'int32');
+  const y = tf.tensor1d(
+    Array.from({ length: batch }, (_, i) => i % clf.numClasses),
+    'int32',
+  );
   const infer = () => tf.tidy(() => clf.logits(x)).dataSync();
   const grad = () => {
     const r = tfObjectiveGradient(clf, x, y, null, 'ce');
@@ -78,7 +81,8 @@ export async function profileTfjs(clf: Classifier, batch: number, repeats = 5): 
     const kernels = p2.kernels as unknown as { name: string; kernelTimeMs: number | { error: string }; outputShapes: number[][] }[];
     const split = kernels.findIndex((k) => k.name === 'Sum' && k.outputShapes[0]?.length === 0) + 1;
     return {
-      backend: tf.getBackend(), batch,
+      backend: tf.getBackend(),
+      batch,
       wallMs: { inference: await bestWall(infer, repeats), gradient: await bestWall(grad, repeats) },
       inference,
       gradientForward: phase(kernels.slice(0, split)),
@@ -92,7 +96,11 @@ export async function profileTfjs(clf: Classifier, batch: number, repeats = 5): 
 /** A plain-text table of one profile. */
 export function formatProfile(p: TfjsProfile, top = 8): string {
   const lines = [`batch ${p.batch} (${p.backend}): inference ${p.wallMs.inference.toFixed(2)} ms, gradient ${p.wallMs.gradient.toFixed(2)} ms wall`];
-  for (const [name, ph] of [['inference', p.inference], ['gradient: forward on the tape', p.gradientForward], ['gradient: backward', p.backward]] as const) {
+  for (const [name, ph] of [
+    ['inference', p.inference],
+    ['gradient: forward on the tape', p.gradientForward],
+    ['gradient: backward', p.backward],
+  ] as const) {
     lines.push(`  ${name}: ${ph.kernelMs.toFixed(2)} ms in kernels`);
     for (const k of ph.kernels.slice(0, top)) lines.push(`    ${k.kernel.padEnd(26)} ${String(k.calls).padStart(3)}×  ${k.ms.toFixed(3).padStart(8)} ms`);
   }

@@ -21,7 +21,7 @@ export function tradesExamples(clf: Classifier, x: Tensor4D, eps: number, steps:
   return tf.tidy(() => {
     const p = tf.softmax(clf.logits(x));
     const klGrad = tf.grad((xa: tf.Tensor) => tf.sum(klFromProbabilities(p, clf.logits(xa as Tensor4D))));
-    const step = 2.5 * eps / steps;
+    const step = (2.5 * eps) / steps;
     let adv = projectLinf(tf.add(x, tf.mul(tf.randomNormal(x.shape, 0, 1, 'float32', seed), 0.001)) as Tensor4D, x, eps);
     for (let k = 0; k < steps; k++) {
       const next = projectLinf(tf.add(adv, tf.mul(signExact(klGrad(adv) as Tensor4D), step)) as Tensor4D, x, eps);

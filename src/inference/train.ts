@@ -115,7 +115,12 @@ export interface TrainResult {
 }
 
 export const DEFAULT_TRAIN: Omit<TrainOptions, 'arch'> = {
-  epochs: 30, batchSize: 64, learningRate: 1e-3, seed: 1, patience: 5, augment: true,
+  epochs: 30,
+  batchSize: 64,
+  learningRate: 1e-3,
+  seed: 1,
+  patience: 5,
+  augment: true,
 };
 
 /** Top-1 accuracy of a classifier on an image set. */
@@ -140,10 +145,12 @@ export function balancedOrder(labels: Int32Array, balance: number, rand: () => n
   const out = new Int32Array(labels.length);
   for (let k = 0; k < out.length; k++) {
     const r = rand() * total;
-    let lo = 0, hi = cum.length - 1;
+    let lo = 0,
+      hi = cum.length - 1;
     while (lo < hi) {
       const mid = (lo + hi) >> 1;
-      if (cum[mid] < r) lo = mid + 1; else hi = mid;
+      if (cum[mid] < r) lo = mid + 1;
+      else hi = mid;
     }
     out[k] = lo;
   }
@@ -156,7 +163,9 @@ export function permutation(n: number, rand: () => number): Int32Array {
   for (let i = 0; i < n; i++) p[i] = i;
   for (let i = n - 1; i > 0; i--) {
     const j = Math.floor(rand() * (i + 1));
-    const t = p[i]; p[i] = p[j]; p[j] = t;
+    const t = p[i];
+    p[i] = p[j];
+    p[j] = t;
   }
   return p;
 }
@@ -178,7 +187,11 @@ export function gatherBatch(set: ImageSet, idx: ArrayLike<number>): { x: Float32
  * `maxSeconds` (if given) have passed since the first batch. The small defense trainers share it.
  */
 export function* shuffledBatches(
-  set: ImageSet, batchSize: number, epochs: number, rand: () => number, maxSeconds?: number,
+  set: ImageSet,
+  batchSize: number,
+  epochs: number,
+  rand: () => number,
+  maxSeconds?: number,
 ): Generator<{ idx: Int32Array; x: Float32Array; y: Int32Array }> {
   const t0 = Date.now();
   for (let e = 0; e < epochs; e++) {
@@ -201,106 +214,129 @@ export async function trainClassifier(trainSet: ImageSet, valSet: ImageSet, opti
   let lr = o.learningRate;
   const optimizer = tf.train.adam(lr);
   const history: EpochStats[] = [];
-  let best = -1, bestEpoch = -1, sincebest = 0, bestClean = NaN, bestOk = false;
+  let best = -1,
+    bestEpoch = -1,
+    sincebest = 0,
+    bestClean = NaN,
+    bestOk = false;
   let bestWeights: tf.Tensor[] | null = null;
   const t0 = Date.now();
   let interrupted = false;
   const stepsPerEpoch = Math.ceil(trainSet.n / o.batchSize);
-  const { trainer, engine } = await trainingEngine(clf, o.engine === 'auto' ? undefined : o.engine ?? 'tfjs');
+  const { trainer, engine } = await trainingEngine(clf, o.engine === 'auto' ? undefined : (o.engine ?? 'tfjs'));
   o.onEngine?.(engine);
   // The worker pool serves the tfjs steps; with the ort trainer only those it cannot take (adversarial, IBP).
   let pool: GradientPool | null = null;
   const tfjsPool = async () => (pool ??= o.workers ? await GradientPool.create(clf, o.workers) : null);
   if (!trainer) await tfjsPool();
   try {
-
-  for (let epoch = 1; epoch <= o.epochs && !interrupted; epoch++) {
-    const te = Date.now();
-    const order = o.balance ? balancedOrder(trainSet.labels, o.balance, rand) : permutation(trainSet.n, rand);
-    const bar = o.progress ? progressBar(`epoch ${epoch}/${o.epochs}`, stepsPerEpoch) : null;
-    let lossSum = 0, correct = 0, seen = 0;
-    for (let step = 0; step < stepsPerEpoch; step++) {
-      // wasm's data() resolves as a microtask, so without this the loop never lets the event
-      // loop run: Ctrl-C/SIGTERM handlers (and servers sharing the process) would starve.
-      await new Promise<void>((resolve) => setImmediate(resolve));
-      if (o.shouldStop?.()) { interrupted = true; break; }
-      if (o.maxSeconds && (Date.now() - t0) / 1000 > o.maxSeconds) { interrupted = true; break; }
-      if (o.schedule === 'cosine') {
-        const byEpochs = ((epoch - 1) * stepsPerEpoch + step) / (o.epochs * stepsPerEpoch);
-        const byTime = o.maxSeconds ? (Date.now() - t0) / 1000 / o.maxSeconds : 0;
-        const prog = Math.min(1, Math.max(byEpochs, byTime));
-        lr = o.learningRate * (0.01 + 0.99 * 0.5 * (1 + Math.cos(Math.PI * prog)));
-        (optimizer as unknown as { learningRate: number }).learningRate = lr;
-      }
-      const idx = order.subarray(step * o.batchSize, Math.min(trainSet.n, (step + 1) * o.batchSize));
-      const { x, y } = gatherBatch(trainSet, idx);
-      const batch = tf.tidy(() => {
-        let xb = tf.tensor4d(x, [idx.length, s, s, 3]);
-        let yb = tf.tensor1d(y, 'int32');
-        if (o.augment) xb = augmentBatch(xb, rand);
-        if (o.batchHook) ({ x: xb, y: yb } = o.batchHook(clf, xb, yb, epoch));
-        return { xb, yb };
-      });
-      const plan = o.adversarial?.(clf, epoch);
-      const lossPlan = o.lossPlan?.(epoch, step, stepsPerEpoch);
-      const dropoutSeed = Math.floor(rand() * 1e9);
-      setDropoutSeeds(model, dropoutSeed);
-      const nSeen = batch.yb.shape[0];
-      const onOrt = trainer && !plan && !lossPlan?.ibp;
-      const stepPool = onOrt ? null : await tfjsPool();
-      if (onOrt || stepPool) {
-        const run = (): Promise<PoolStep> => (onOrt
-          ? trainer.step(batch.xb, batch.yb, numClasses, { dropoutSeed, labelSmoothing: lossPlan?.labelSmoothing })
-          : (stepPool as GradientPool).step(clf, batch.xb, batch.yb, numClasses, { plan, dropoutSeed, loss: lossPlan }));
-        const r = await run().finally(() => tf.dispose([batch.xb, batch.yb]));
-        optimizer.applyGradients(r.grads);
-        tf.dispose(r.grads.map((g) => g.tensor));
-        lossSum += r.loss * nSeen;
-        correct += r.correct;
-      } else {
-        const r = tf.tidy(() => {
-          const xb = plan ? applyAdversarialPlan(clf, batch.xb, batch.yb, plan) : batch.xb;
-          const g = shardGradients(clf, xb, batch.yb, numClasses, true, undefined, lossPlan);
-          optimizer.applyGradients(clf.trainableWeights.map((v, j) => ({ name: v.name, tensor: g.grads[j] })));
-          return [g.loss, g.correct];
+    for (let epoch = 1; epoch <= o.epochs && !interrupted; epoch++) {
+      const te = Date.now();
+      const order = o.balance ? balancedOrder(trainSet.labels, o.balance, rand) : permutation(trainSet.n, rand);
+      const bar = o.progress ? progressBar(`epoch ${epoch}/${o.epochs}`, stepsPerEpoch) : null;
+      let lossSum = 0,
+        correct = 0,
+        seen = 0;
+      for (let step = 0; step < stepsPerEpoch; step++) {
+        // wasm's data() resolves as a microtask, so without this the loop never lets the event
+        // loop run: Ctrl-C/SIGTERM handlers (and servers sharing the process) would starve.
+        await new Promise<void>((resolve) => setImmediate(resolve));
+        if (o.shouldStop?.()) {
+          interrupted = true;
+          break;
+        }
+        if (o.maxSeconds && (Date.now() - t0) / 1000 > o.maxSeconds) {
+          interrupted = true;
+          break;
+        }
+        if (o.schedule === 'cosine') {
+          const byEpochs = ((epoch - 1) * stepsPerEpoch + step) / (o.epochs * stepsPerEpoch);
+          const byTime = o.maxSeconds ? (Date.now() - t0) / 1000 / o.maxSeconds : 0;
+          const prog = Math.min(1, Math.max(byEpochs, byTime));
+          lr = o.learningRate * (0.01 + 0.99 * 0.5 * (1 + Math.cos(Math.PI * prog)));
+          (optimizer as unknown as { learningRate: number }).learningRate = lr;
+        }
+        const idx = order.subarray(step * o.batchSize, Math.min(trainSet.n, (step + 1) * o.batchSize));
+        const { x, y } = gatherBatch(trainSet, idx);
+        const batch = tf.tidy(() => {
+          let xb = tf.tensor4d(x, [idx.length, s, s, 3]);
+          let yb = tf.tensor1d(y, 'int32');
+          if (o.augment) xb = augmentBatch(xb, rand);
+          if (o.batchHook) ({ x: xb, y: yb } = o.batchHook(clf, xb, yb, epoch));
+          return { xb, yb };
         });
-        tf.dispose([batch.xb, batch.yb]);
-        lossSum += (await r[0].data())[0] * nSeen;
-        correct += (await r[1].data())[0];
-        tf.dispose(r);
+        const plan = o.adversarial?.(clf, epoch);
+        const lossPlan = o.lossPlan?.(epoch, step, stepsPerEpoch);
+        const dropoutSeed = Math.floor(rand() * 1e9);
+        setDropoutSeeds(model, dropoutSeed);
+        const nSeen = batch.yb.shape[0];
+        const onOrt = trainer && !plan && !lossPlan?.ibp;
+        const stepPool = onOrt ? null : await tfjsPool();
+        if (onOrt || stepPool) {
+          const run = (): Promise<PoolStep> =>
+            onOrt
+              ? trainer.step(batch.xb, batch.yb, numClasses, { dropoutSeed, labelSmoothing: lossPlan?.labelSmoothing })
+              : (stepPool as GradientPool).step(clf, batch.xb, batch.yb, numClasses, { plan, dropoutSeed, loss: lossPlan });
+          const r = await run().finally(() => tf.dispose([batch.xb, batch.yb]));
+          optimizer.applyGradients(r.grads);
+          tf.dispose(r.grads.map((g) => g.tensor));
+          lossSum += r.loss * nSeen;
+          correct += r.correct;
+        } else {
+          const r = tf.tidy(() => {
+            const xb = plan ? applyAdversarialPlan(clf, batch.xb, batch.yb, plan) : batch.xb;
+            const g = shardGradients(clf, xb, batch.yb, numClasses, true, undefined, lossPlan);
+            optimizer.applyGradients(clf.trainableWeights.map((v, j) => ({ name: v.name, tensor: g.grads[j] })));
+            return [g.loss, g.correct];
+          });
+          tf.dispose([batch.xb, batch.yb]);
+          lossSum += (await r[0].data())[0] * nSeen;
+          correct += (await r[1].data())[0];
+          tf.dispose(r);
+        }
+        seen += nSeen;
+        bar?.update(step + 1, `loss ${(lossSum / seen).toFixed(3)} acc ${(correct / seen).toFixed(3)}`);
       }
-      seen += nSeen;
-      bar?.update(step + 1, `loss ${(lossSum / seen).toFixed(3)} acc ${(correct / seen).toFixed(3)}`);
-    }
-    if (seen === 0) break;
-    const trainSeconds = (Date.now() - te) / 1000;
-    const valAccuracy = await accuracy(clf, valSet);
-    const score = o.validationScore ? await o.validationScore.score(clf) : valAccuracy;
-    const stats: EpochStats = {
-      epoch, trainLoss: lossSum / seen, trainAccuracy: correct / seen, valAccuracy,
-      ...(o.validationScore ? { valScore: score } : {}), learningRate: lr,
-      seconds: (Date.now() - te) / 1000, imagesPerSecond: seen / trainSeconds,
-    };
-    history.push(stats);
-    const scoreText = o.validationScore ? ` ${o.validationScore.name} ${score.toFixed(4)}` : '';
-    bar?.done(`loss ${stats.trainLoss.toFixed(3)} acc ${stats.trainAccuracy.toFixed(3)} val ${valAccuracy.toFixed(4)}${scoreText} ${stats.imagesPerSecond.toFixed(0)} img/s`);
-    o.onEpoch?.(stats);
-    const ok = o.validationScore?.eligible?.(valAccuracy) ?? true;
-    if ((ok && !bestOk) || (ok === bestOk && (score > best || Number.isNaN(score)))) {
-      best = score; bestEpoch = epoch; bestClean = valAccuracy; bestOk = ok; sincebest = 0;
-      bestWeights?.forEach((w) => w.dispose());
-      bestWeights = model.getWeights().map((w) => w.clone());
-    } else {
-      sincebest++;
-      // Halve the step size on a plateau before giving up on it.
-      if (o.schedule !== 'cosine' && sincebest % 2 === 0) {
-        lr /= 2;
-        (optimizer as unknown as { learningRate: number }).learningRate = lr;
+      if (seen === 0) break;
+      const trainSeconds = (Date.now() - te) / 1000;
+      const valAccuracy = await accuracy(clf, valSet);
+      const score = o.validationScore ? await o.validationScore.score(clf) : valAccuracy;
+      const stats: EpochStats = {
+        epoch,
+        trainLoss: lossSum / seen,
+        trainAccuracy: correct / seen,
+        valAccuracy,
+        ...(o.validationScore ? { valScore: score } : {}),
+        learningRate: lr,
+        seconds: (Date.now() - te) / 1000,
+        imagesPerSecond: seen / trainSeconds,
+      };
+      history.push(stats);
+      const scoreText = o.validationScore ? ` ${o.validationScore.name} ${score.toFixed(4)}` : '';
+      bar?.done(
+        `loss ${stats.trainLoss.toFixed(3)} acc ${stats.trainAccuracy.toFixed(3)} val ${valAccuracy.toFixed(4)}${scoreText} ${stats.imagesPerSecond.toFixed(0)} img/s`,
+      );
+      o.onEpoch?.(stats);
+      const ok = o.validationScore?.eligible?.(valAccuracy) ?? true;
+      if ((ok && !bestOk) || (ok === bestOk && (score > best || Number.isNaN(score)))) {
+        best = score;
+        bestEpoch = epoch;
+        bestClean = valAccuracy;
+        bestOk = ok;
+        sincebest = 0;
+        bestWeights?.forEach((w) => w.dispose());
+        bestWeights = model.getWeights().map((w) => w.clone());
+      } else {
+        sincebest++;
+        // Halve the step size on a plateau before giving up on it.
+        if (o.schedule !== 'cosine' && sincebest % 2 === 0) {
+          lr /= 2;
+          (optimizer as unknown as { learningRate: number }).learningRate = lr;
+        }
+        if (sincebest >= o.patience) break;
       }
-      if (sincebest >= o.patience) break;
+      if (o.checkpointDir) await saveModel(model, path.join(o.checkpointDir, 'checkpoint'));
     }
-    if (o.checkpointDir) await saveModel(model, path.join(o.checkpointDir, 'checkpoint'));
-  }
   } finally {
     await (pool as GradientPool | null)?.dispose();
     await trainer?.dispose();

@@ -31,7 +31,14 @@ export function dilateSpatial(x: Tensor4D, sh: number, sw: number): Tensor4D {
   const [n, h, w, c] = x.shape;
   // [n,h,1,w,1,c] padded to [n,h,sh,w,sw,c] then flattened puts each value at i*s.
   const expanded = x.reshape([n, h, 1, w, 1, c]);
-  const padded = expanded.pad([[0, 0], [0, 0], [0, sh - 1], [0, 0], [0, sw - 1], [0, 0]]);
+  const padded = expanded.pad([
+    [0, 0],
+    [0, 0],
+    [0, sh - 1],
+    [0, 0],
+    [0, sw - 1],
+    [0, 0],
+  ]);
   const flat = padded.reshape([n, h * sh, w * sw, c]);
   return flat.slice([0, 0, 0, 0], [n, (h - 1) * sh + 1, (w - 1) * sw + 1, c]) as Tensor4D;
 }
@@ -41,11 +48,23 @@ export function padOrCrop(x: Tensor4D, top: number, bottom: number, left: number
   let y = x;
   if (top < 0 || bottom < 0 || left < 0 || right < 0) {
     const [n, h, w, c] = y.shape;
-    const t = Math.max(0, -top), b = Math.max(0, -bottom), l = Math.max(0, -left), r = Math.max(0, -right);
+    const t = Math.max(0, -top),
+      b = Math.max(0, -bottom),
+      l = Math.max(0, -left),
+      r = Math.max(0, -right);
     y = y.slice([0, t, l, 0], [n, h - t - b, w - l - r, c]);
   }
-  const pt = Math.max(0, top), pb = Math.max(0, bottom), pl = Math.max(0, left), pr = Math.max(0, right);
-  if (pt || pb || pl || pr) y = y.pad([[0, 0], [pt, pb], [pl, pr], [0, 0]]);
+  const pt = Math.max(0, top),
+    pb = Math.max(0, bottom),
+    pl = Math.max(0, left),
+    pr = Math.max(0, right);
+  if (pt || pb || pl || pr)
+    y = y.pad([
+      [0, 0],
+      [pt, pb],
+      [pl, pr],
+      [0, 0],
+    ]);
   return y;
 }
 
@@ -53,20 +72,19 @@ function convInfo(xShape: [number, number, number, number], filterShape: [number
   const [dh, dw] = pair(attrs.dilations);
   if (dh !== 1 || dw !== 1) throw new Error('advsign wasm conv gradients support dilation 1 only');
   if (attrs.dataFormat === 'NCHW') throw new Error('advsign wasm conv gradients support NHWC only');
-  return tf.backend_util.computeConv2DInfo(
-    xShape, filterShape, pair(attrs.strides), 1, attrs.pad as 'same', attrs.dimRoundingMode, false, 'channelsLast');
+  return tf.backend_util.computeConv2DInfo(xShape, filterShape, pair(attrs.strides), 1, attrs.pad as 'same', attrs.dimRoundingMode, false, 'channelsLast');
 }
 
 /** dL/dx of conv2d(x, filter) given dy, as a stride-1 forward convolution. */
-export function conv2dBackpropInputViaConv(
-  dy: Tensor4D, filter: Tensor4D, inputShape: [number, number, number, number], attrs: ConvAttrs): Tensor4D {
+export function conv2dBackpropInputViaConv(dy: Tensor4D, filter: Tensor4D, inputShape: [number, number, number, number], attrs: ConvAttrs): Tensor4D {
   return tf.tidy(() => {
     const info = convInfo(inputShape, filter.shape, attrs);
     const [kh, kw] = [info.filterHeight, info.filterWidth];
     const { top, left } = info.padInfo;
     const [, inH, inW] = inputShape;
     const dyd = dilateSpatial(dy, info.strideHeight, info.strideWidth);
-    const hd = dyd.shape[1], wd = dyd.shape[2];
+    const hd = dyd.shape[1],
+      wd = dyd.shape[2];
     // Full correlation with the reversed filter: left pad k-1-padTop; right pad fills to in+k-1.
     const p = padOrCrop(dyd, kh - 1 - top, inH + top - hd - 0, kw - 1 - left, inW + left - wd);
     const wRev = tf.reverse(filter, [0, 1]).transpose([0, 1, 3, 2]) as Tensor4D;
@@ -75,8 +93,7 @@ export function conv2dBackpropInputViaConv(
 }
 
 /** dL/dfilter of conv2d(x, filter) given dy, as a forward convolution over the batch axis. */
-export function conv2dBackpropFilterViaConv(
-  x: Tensor4D, dy: Tensor4D, filterShape: [number, number, number, number], attrs: ConvAttrs): Tensor4D {
+export function conv2dBackpropFilterViaConv(x: Tensor4D, dy: Tensor4D, filterShape: [number, number, number, number], attrs: ConvAttrs): Tensor4D {
   return tf.tidy(() => {
     const info = convInfo(x.shape, filterShape, attrs);
     const [kh, kw] = [info.filterHeight, info.filterWidth];
@@ -85,10 +102,9 @@ export function conv2dBackpropFilterViaConv(
     const wd = (info.outWidth - 1) * info.strideWidth + 1;
     // Rows of x that some output reads: padded x spans [-top, hd - 1 + kh - 1 - top].
     const xp = padOrCrop(x, top, hd + kh - 1 - top - x.shape[1], left, wd + kw - 1 - left - x.shape[2]);
-    const xT = xp.transpose([3, 1, 2, 0]) as Tensor4D;                // [Ci, H', W', N]
-    const dyT = dilateSpatial(dy, info.strideHeight, info.strideWidth)
-      .transpose([1, 2, 0, 3]) as Tensor4D;                            // [hd, wd, N, Co]
-    const dw = tf.conv2d(xT, dyT, 1, 'valid');                         // [Ci, kh, kw, Co]
+    const xT = xp.transpose([3, 1, 2, 0]) as Tensor4D; // [Ci, H', W', N]
+    const dyT = dilateSpatial(dy, info.strideHeight, info.strideWidth).transpose([1, 2, 0, 3]) as Tensor4D; // [hd, wd, N, Co]
+    const dw = tf.conv2d(xT, dyT, 1, 'valid'); // [Ci, kh, kw, Co]
     return dw.transpose([1, 2, 0, 3]);
   });
 }
@@ -98,8 +114,7 @@ export function conv2dBackpropFilterViaConv(
  * the same full correlation as above, done per channel by a stride-1 depthwise convolution of
  * dy with the reversed filter, then summed over the M outputs of each input channel.
  */
-export function depthwiseBackpropInputViaConv(
-  dy: Tensor4D, filter: Tensor4D, inputShape: [number, number, number, number], attrs: ConvAttrs): Tensor4D {
+export function depthwiseBackpropInputViaConv(dy: Tensor4D, filter: Tensor4D, inputShape: [number, number, number, number], attrs: ConvAttrs): Tensor4D {
   return tf.tidy(() => {
     const [kh, kw, c, m] = filter.shape;
     const info = convInfo(inputShape, [kh, kw, c, c * m], attrs);
@@ -142,7 +157,10 @@ function registerFastTransposedMatMul(): void {
       const { a, b } = inputs as unknown as { a: tf.Tensor; b: tf.Tensor };
       const { transposeA, transposeB } = attrs as unknown as { transposeA: boolean; transposeB: boolean };
       if (!transposeA && !transposeB) return inner({ inputs, attrs, backend });
-      const r = a.rank, m = a.shape[r - 2], k = a.shape[r - 1], n = b.shape[b.rank - 2];
+      const r = a.rank,
+        m = a.shape[r - 2],
+        k = a.shape[r - 1],
+        n = b.shape[b.rank - 2];
       if (!transposeA && transposeB && a.rank === b.rank && m * k + m * n < n * k) {
         const at = swapLastAxes(a);
         const prodInfo = plain(b, at, attrs, backend);
@@ -178,21 +196,28 @@ export function maxPoolGradDirect(heap: WasmHeap, dy: tf.TensorInfo, input: tf.T
   const out = heap.makeOutput(input.shape, 'float32');
   const dx = heap.typedArrayFromHeap(out);
   dx.fill(0);
-  const x = heap.typedArrayFromHeap(input), g = heap.typedArrayFromHeap(dy);
+  const x = heap.typedArrayFromHeap(input),
+    g = heap.typedArrayFromHeap(dy);
   const { outHeight: oh, outWidth: ow, strideHeight: sh, strideWidth: sw, filterHeight: fh, filterWidth: fw } = info;
   const { top, left } = info.padInfo;
   for (let b = 0; b < n; b++) {
     for (let i = 0; i < oh; i++) {
-      const y0 = i * sh - top, y1 = Math.min(h, y0 + fh);
+      const y0 = i * sh - top,
+        y1 = Math.min(h, y0 + fh);
       for (let j = 0; j < ow; j++) {
-        const x0 = j * sw - left, x1 = Math.min(w, x0 + fw);
+        const x0 = j * sw - left,
+          x1 = Math.min(w, x0 + fw);
         const go = ((b * oh + i) * ow + j) * c;
         for (let ch = 0; ch < c; ch++) {
-          let best = -1, bestV = -Infinity;
+          let best = -1,
+            bestV = -Infinity;
           for (let yy = Math.max(0, y0); yy < y1; yy++) {
             for (let xx = Math.max(0, x0); xx < x1; xx++) {
               const idx = ((b * h + yy) * w + xx) * c + ch;
-              if (x[idx] > bestV || best < 0) { bestV = x[idx]; best = idx; }
+              if (x[idx] > bestV || best < 0) {
+                bestV = x[idx];
+                best = idx;
+              }
             }
           }
           if (best >= 0) dx[best] += g[go + ch];
@@ -214,7 +239,10 @@ function registerFastMaxPoolGrad(): void {
     kernelFunc: (args) => {
       const { dy, input } = args.inputs as unknown as { dy: Tensor4D; input: Tensor4D };
       const a = args.attrs as unknown as {
-        filterSize: number | [number, number]; strides: number | [number, number]; pad: Pad; dimRoundingMode?: 'floor' | 'round' | 'ceil';
+        filterSize: number | [number, number];
+        strides: number | [number, number];
+        pad: Pad;
+        dimRoundingMode?: 'floor' | 'round' | 'ceil';
       };
       const info = tf.backend_util.computePool2DInfo(input.shape, pair(a.filterSize), pair(a.strides), 1, a.pad as 'same', a.dimRoundingMode);
       return maxPoolGradDirect(args.backend as unknown as WasmHeap, dy, input, info);

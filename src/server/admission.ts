@@ -71,7 +71,9 @@ export function installAdmission(io: LiveServer, o: AdmissionOptions): Admission
       return;
     }
     joining++;
-    setImmediate(() => { joining--; });
+    setImmediate(() => {
+      joining--;
+    });
     next();
   });
   return { clients };

@@ -96,8 +96,13 @@ export class AdvsignServer implements RunningServer {
     const log = opts.logger ?? createLogger({ level: cfg.logLevel });
     const { token, generated } = resolveToken(cfg);
     const daemon = new Daemon({
-      config: cfg, classifier: opts.classifier, logger: log, sourceFactory: opts.sourceFactory,
-      capture: opts.capture, gpio: opts.gpio, allowedSources: opts.allowedSources,
+      config: cfg,
+      classifier: opts.classifier,
+      logger: log,
+      sourceFactory: opts.sourceFactory,
+      capture: opts.capture,
+      gpio: opts.gpio,
+      allowedSources: opts.allowedSources,
     });
     const limits = opts.limits ?? {};
     const room = new Classroom({ classifier: opts.classifier, daemon, logger: log, config: cfg, modelPath: opts.modelPath ?? null });
@@ -112,8 +117,15 @@ export class AdvsignServer implements RunningServer {
     const app = createHttpApp({ config: cfg, token, daemon, room, classifier: opts.classifier, log, limits, metrics });
     const server = createLimitedServer(app, { ...DEFAULT_HTTP_LIMITS, maxConnections: cfg.maxConnections, ...opts.httpLimits }, log);
     sockets = new LiveSockets(server, {
-      config: cfg, token, daemon, room, classifier: opts.classifier, log, limits,
-      ackTimeoutMs: opts.ackTimeoutMs ?? 5000, authTimeoutMs: opts.authTimeoutMs,
+      config: cfg,
+      token,
+      daemon,
+      room,
+      classifier: opts.classifier,
+      log,
+      limits,
+      ackTimeoutMs: opts.ackTimeoutMs ?? 5000,
+      authTimeoutMs: opts.authTimeoutMs,
     });
     const self = new AdvsignServer(cfg.host, log, token, generated, daemon, room, server, sockets);
 

@@ -82,7 +82,10 @@ export function hostAllowed(req: IncomingMessage, boundHost: string): boolean {
 export class RateLimiter {
   private readonly buckets = new Map<string, { tokens: number; at: number }>();
 
-  constructor(readonly burst: number, readonly perMinute: number) {}
+  constructor(
+    readonly burst: number,
+    readonly perMinute: number,
+  ) {}
 
   /** True if allowed (and counted); otherwise the seconds to wait. */
   take(key: string, now = Date.now()): true | number {

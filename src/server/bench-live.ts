@@ -145,10 +145,21 @@ export async function benchLive(opts: LiveBenchOptions = {}): Promise<LiveBenchR
     classifier = useEngine(classifier, opts.engine, liveOrtThreads()).classifier;
   }
   const config: ServeConfig = {
-    ...DEFAULT_CONFIG, sources: [], ffmpegInputArgs: [], host: '127.0.0.1', port: 0, source, logLevel: 'warn',
-    attack: opts.attack ?? DEFAULT_CONFIG.attack, eps: opts.eps ?? DEFAULT_CONFIG.eps,
-    steps: opts.steps ?? DEFAULT_CONFIG.steps, loss: opts.loss ?? DEFAULT_CONFIG.loss, sticker: opts.sticker ?? null,
-    width: opts.width ?? 640, height: opts.height ?? 480, fps: opts.fps ?? 30,
+    ...DEFAULT_CONFIG,
+    sources: [],
+    ffmpegInputArgs: [],
+    host: '127.0.0.1',
+    port: 0,
+    source,
+    logLevel: 'warn',
+    attack: opts.attack ?? DEFAULT_CONFIG.attack,
+    eps: opts.eps ?? DEFAULT_CONFIG.eps,
+    steps: opts.steps ?? DEFAULT_CONFIG.steps,
+    loss: opts.loss ?? DEFAULT_CONFIG.loss,
+    sticker: opts.sticker ?? null,
+    width: opts.width ?? 640,
+    height: opts.height ?? 480,
+    fps: opts.fps ?? 30,
   };
   const flood = opts.unauthenticated ?? 0;
   // Flooded, the daemon runs as on a network: a token that the bench client has and the flood lacks.
@@ -181,17 +192,23 @@ export async function benchLive(opts: LiveBenchOptions = {}): Promise<LiveBenchR
     const warm = Math.max(0.5, opts.warmupSeconds ?? 2);
     const t0 = performance.now();
     while (server.daemon.stats.frames < 5 && performance.now() - t0 < 15_000) await sleep(100);
-    if (server.daemon.stats.frames < 5) throw new Error(`no frames from ${source} within 15 s (status: ${server.daemon.sourceStatus.state} ${server.daemon.sourceStatus.message ?? ''})`);
+    if (server.daemon.stats.frames < 5)
+      throw new Error(`no frames from ${source} within 15 s (status: ${server.daemon.sourceStatus.state} ${server.daemon.sourceStatus.message ?? ''})`);
     await sleep(warm * 1000);
 
     const total = new Ring(100_000);
     const stage = new Map<Stage, Ring>(STAGES.map((s) => [s, new Ring(100_000)]));
-    let frames = 0, fooled = 0, zero = 0, stickerFooled = 0;
+    let frames = 0,
+      fooled = 0,
+      zero = 0,
+      stickerFooled = 0;
     const byClass = new Map<number, { frames: number; fooled: number }>();
     const attackOn = config.attack !== 'none';
     const droppedStart = server.daemon.stats.dropped;
     let finished: () => void = () => undefined;
-    const enough = new Promise<void>((r) => { finished = r; });
+    const enough = new Promise<void>((r) => {
+      finished = r;
+    });
     const onResult = (r: FrameResult): void => {
       frames++;
       total.push(r.latency.total);
@@ -209,11 +226,18 @@ export async function benchLive(opts: LiveBenchOptions = {}): Promise<LiveBenchR
     };
     const numTensorsStart = await tensorsAtRest(server.daemon, true);
     let rss = process.memoryUsage().rss;
-    const rssTimer = setInterval(() => { rss = Math.max(rss, process.memoryUsage().rss); }, 200);
+    const rssTimer = setInterval(() => {
+      rss = Math.max(rss, process.memoryUsage().rss);
+    }, 200);
     const memory: MemorySample[] = [];
     const sample = (): void => {
       const m = process.memoryUsage();
-      memory.push({ seconds: round((performance.now() - start) / 1000, 1), rssMB: round(m.rss / 2 ** 20, 1), heapMB: round(m.heapUsed / 2 ** 20, 1), numTensors: tf.memory().numTensors });
+      memory.push({
+        seconds: round((performance.now() - start) / 1000, 1),
+        rssMB: round(m.rss / 2 ** 20, 1),
+        heapMB: round(m.heapUsed / 2 ** 20, 1),
+        numTensors: tf.memory().numTensors,
+      });
     };
     server.daemon.on('result', onResult);
     measuring = true;
@@ -241,12 +265,23 @@ export async function benchLive(opts: LiveBenchOptions = {}): Promise<LiveBenchR
       p95LatencyMs: round(total.percentile(95)),
       p50LatencyMs: round(total.percentile(50)),
       rssMB: round(rss / 2 ** 20, 1),
-      numTensorsStart, numTensorsEnd, frames,
+      numTensorsStart,
+      numTensorsEnd,
+      frames,
       droppedFrames: server.daemon.stats.dropped - droppedStart,
-      seconds: round(elapsed, 2), source, attack: config.attack, eps: round(config.eps, 5), steps: config.steps, loss: config.loss,
-      fooledRate: attackOn && frames ? round(fooled / frames, 4) : null, zeroPerturbationFrames: zero, fooledRateByClass: perClass,
+      seconds: round(elapsed, 2),
+      source,
+      attack: config.attack,
+      eps: round(config.eps, 5),
+      steps: config.steps,
+      loss: config.loss,
+      fooledRate: attackOn && frames ? round(fooled / frames, 4) : null,
+      zeroPerturbationFrames: zero,
+      fooledRateByClass: perClass,
       sticker: opts.sticker ? { file: opts.sticker, fooledRate: frames ? round(stickerFooled / frames, 4) : 0 } : null,
-      backend: backend.backend, engine: engineOf(classifier), model: modelName,
+      backend: backend.backend,
+      engine: engineOf(classifier),
+      model: modelName,
       cpuMsPerFrame: frames ? round((cpu.user + cpu.system) / 1000 / frames, 2) : 0,
       stages,
       client: client ? { framesPerSecond: round(clientTimes.length / elapsed, 1), p95LatencyMs: round(clientLat.percentile(95)) } : null,

@@ -48,7 +48,9 @@ export function classroomRoutes(app: express.Express, d: ClassroomHttpDeps): voi
     json(req, res, (err?: unknown) => {
       if (!err) return next();
       const e = err as { status?: number; type?: string };
-      res.status(e.status ?? 400).json({ error: e.type === 'entity.too.large' ? `upload larger than ${MAX_UPLOAD_BYTES / 2 ** 20} MB` : 'the upload is not valid JSON' });
+      res
+        .status(e.status ?? 400)
+        .json({ error: e.type === 'entity.too.large' ? `upload larger than ${MAX_UPLOAD_BYTES / 2 ** 20} MB` : 'the upload is not valid JSON' });
     });
   };
 
@@ -79,7 +81,8 @@ export function classroomRoutes(app: express.Express, d: ClassroomHttpDeps): voi
   });
 
   app.get('/api/jobs/:id/:file', (req, res) => {
-    const id = String(req.params.id), file = String(req.params.file);
+    const id = String(req.params.id),
+      file = String(req.params.file);
     const pdf = /^[\w-]{1,64}$/.test(id) ? d.room.jobs.pdfFile(id) : null;
     if (!pdf || path.basename(pdf) !== file || !fs.existsSync(pdf)) {
       res.status(404).json({ error: 'no such print job PDF' });

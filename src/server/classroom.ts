@@ -31,9 +31,13 @@ export class Classroom {
 
   constructor(private readonly o: ClassroomOptions) {
     this.jobs = new PrintJobs({
-      modelPath: o.modelPath, printDir: path.resolve(o.config.printDir), logger: o.logger, backend: o.config.backend, engine: o.config.engine,
+      modelPath: o.modelPath,
+      printDir: path.resolve(o.config.printDir),
+      logger: o.logger,
+      backend: o.config.backend,
+      engine: o.config.engine,
       modelInput: { inputRange: o.config.inputRange, labels: o.config.labels },
-      unavailableReason: 'print jobs need the daemon\'s model on disk (it runs an injected or untrained one)',
+      unavailableReason: "print jobs need the daemon's model on disk (it runs an injected or untrained one)",
     });
     o.daemon.setDemand({ sticker: () => this.stickers.active, images: () => this.views.union() });
     this.stickers.on('change', () => o.daemon.stats.resetSticker());

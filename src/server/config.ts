@@ -76,12 +76,43 @@ export interface ServeConfig {
  * one-core frame budget (README, "The live daemon").
  */
 export const DEFAULT_CONFIG: Readonly<ServeConfig> = Object.freeze({
-  host: '127.0.0.1', port: 8080, source: 'auto', sources: [], model: null, inputRange: null, preprocess: 'crop', labels: null, backend: null, engine: null,
-  attack: 'bim', eps: 12 / 255, targeted: false, target: 14, steps: 2, loss: 'margin', roi: null,
-  token: null, requireToken: false, jpegQuality: 80, width: 640, height: 480, fps: 30,
-  gpioButton: null, gpioLedOk: null, gpioLedFooled: null, gpioSysfs: '/sys', gpioChip: null, gpioLongPressMs: 1500,
-  gpioButtonActiveLow: false, logLevel: 'info', snapshotDir: 'snapshots', maxClients: 20, maxConnections: 256, ffmpegInputArgs: [],
-  sticker: null, printDir: 'prints',
+  host: '127.0.0.1',
+  port: 8080,
+  source: 'auto',
+  sources: [],
+  model: null,
+  inputRange: null,
+  preprocess: 'crop',
+  labels: null,
+  backend: null,
+  engine: null,
+  attack: 'bim',
+  eps: 12 / 255,
+  targeted: false,
+  target: 14,
+  steps: 2,
+  loss: 'margin',
+  roi: null,
+  token: null,
+  requireToken: false,
+  jpegQuality: 80,
+  width: 640,
+  height: 480,
+  fps: 30,
+  gpioButton: null,
+  gpioLedOk: null,
+  gpioLedFooled: null,
+  gpioSysfs: '/sys',
+  gpioChip: null,
+  gpioLongPressMs: 1500,
+  gpioButtonActiveLow: false,
+  logLevel: 'info',
+  snapshotDir: 'snapshots',
+  maxClients: 20,
+  maxConnections: 256,
+  ffmpegInputArgs: [],
+  sticker: null,
+  printDir: 'prints',
 });
 
 type Key = keyof ServeConfig;
@@ -168,8 +199,8 @@ function parseValue(k: Key, v: unknown, where: string): unknown {
     case 'pin': {
       if (d.kind === 'pin' && (v === null || v === '' || v === 'none' || v === 'off')) return null;
       const n = typeof v === 'string' && v.trim() !== '' ? Number(v) : v;
-      const max = d.kind === 'pin' ? 63 : d.max ?? Number.MAX_SAFE_INTEGER;
-      const min = d.kind === 'pin' ? 0 : d.min ?? 0;
+      const max = d.kind === 'pin' ? 63 : (d.max ?? Number.MAX_SAFE_INTEGER);
+      const min = d.kind === 'pin' ? 0 : (d.min ?? 0);
       if (typeof n !== 'number' || !Number.isInteger(n) || n < min || n > max) bad(`must be a whole number from ${min} to ${max}`);
       return n;
     }
@@ -192,7 +223,11 @@ function parseValue(k: Key, v: unknown, where: string): unknown {
       return e;
     }
     case 'list':
-      if (typeof v === 'string') return v.split(',').map((s) => s.trim()).filter(Boolean);
+      if (typeof v === 'string')
+        return v
+          .split(',')
+          .map((s) => s.trim())
+          .filter(Boolean);
       if (Array.isArray(v) && v.every((s) => typeof s === 'string')) return (v as string[]).map((s) => s.trim()).filter(Boolean);
       return bad('must be a list of strings');
     case 'roi':
@@ -240,7 +275,15 @@ export function readConfigFile(file: string): Record<string, unknown> {
   // A nested "gpio" block reads more naturally in a file: {"gpio": {"button": 17, "ledOk": 27, "ledFooled": 22}}.
   if (o.gpio && typeof o.gpio === 'object' && !Array.isArray(o.gpio)) {
     const g = o.gpio as Record<string, unknown>;
-    const map: Record<string, Key> = { button: 'gpioButton', ledOk: 'gpioLedOk', ledFooled: 'gpioLedFooled', sysfs: 'gpioSysfs', chip: 'gpioChip', longPressMs: 'gpioLongPressMs', buttonActiveLow: 'gpioButtonActiveLow' };
+    const map: Record<string, Key> = {
+      button: 'gpioButton',
+      ledOk: 'gpioLedOk',
+      ledFooled: 'gpioLedFooled',
+      sysfs: 'gpioSysfs',
+      chip: 'gpioChip',
+      longPressMs: 'gpioLongPressMs',
+      buttonActiveLow: 'gpioButtonActiveLow',
+    };
     for (const [k, v] of Object.entries(g)) {
       if (!map[k]) throw new UserError(`config file ${file}: unknown key gpio.${k} (known: ${Object.keys(map).join(', ')})`);
       o[map[k]] = v;
@@ -248,7 +291,8 @@ export function readConfigFile(file: string): Record<string, unknown> {
     delete o.gpio;
   }
   const unknown = Object.keys(o).filter((k) => !(CONFIG_KEYS as string[]).includes(k) && !k.startsWith('$') && k !== 'comment');
-  if (unknown.length) throw new UserError(`config file ${file}: unknown key${unknown.length > 1 ? 's' : ''} ${unknown.join(', ')} (known: ${CONFIG_KEYS.join(', ')})`);
+  if (unknown.length)
+    throw new UserError(`config file ${file}: unknown key${unknown.length > 1 ? 's' : ''} ${unknown.join(', ')} (known: ${CONFIG_KEYS.join(', ')})`);
   return o;
 }
 
@@ -284,7 +328,9 @@ export function loadConfig(inputs: ConfigInputs = {}): LoadedConfig {
     }
   }
   if (config.maxConnections <= config.maxClients) {
-    throw new UserError(`maxConnections (${config.maxConnections}) must exceed maxClients (${config.maxClients}): each client holds a connection and the page loads over others`);
+    throw new UserError(
+      `maxConnections (${config.maxConnections}) must exceed maxClients (${config.maxClients}): each client holds a connection and the page loads over others`,
+    );
   }
   if (config.token !== null && config.token.length < 12) throw new UserError('token must be at least 12 characters (or leave it out and one is generated)');
   return { config, origins, file };

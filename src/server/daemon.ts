@@ -132,8 +132,11 @@ export class Daemon extends EventEmitter {
     if (this.opts.sourceFactory) return this.opts.sourceFactory(spec);
     const c = this.opts.config;
     const { source, note } = createSource(spec, {
-      width: c.width, height: c.height, fps: c.fps,
-      ...(c.ffmpegInputArgs.length ? { ffmpegInputArgs: c.ffmpegInputArgs } : {}), ...this.opts.capture,
+      width: c.width,
+      height: c.height,
+      fps: c.fps,
+      ...(c.ffmpegInputArgs.length ? { ffmpegInputArgs: c.ffmpegInputArgs } : {}),
+      ...this.opts.capture,
     });
     if (note) this.opts.logger.info('source.auto', { resolved: source.name, reason: note });
     return source;
@@ -146,7 +149,13 @@ export class Daemon extends EventEmitter {
   };
 
   private readonly onStatus = (s: SourceStatus): void => {
-    const fields = { source: s.source, state: s.state, ...(s.message ? { message: s.message } : {}), ...(s.attempt ? { attempt: s.attempt } : {}), ...(s.final ? { final: true } : {}) };
+    const fields = {
+      source: s.source,
+      state: s.state,
+      ...(s.message ? { message: s.message } : {}),
+      ...(s.attempt ? { attempt: s.attempt } : {}),
+      ...(s.final ? { final: true } : {}),
+    };
     if (s.state === 'lost') this.opts.logger.warn('source.status', fields);
     else this.opts.logger.info('source.status', fields);
     if (s.state === 'lost') this.opts.gpio?.indicate('off');
@@ -191,7 +200,9 @@ export class Daemon extends EventEmitter {
 
   private async drain(first: Frame): Promise<void> {
     this.busy = true;
-    this.idle = new Promise((r) => { this.idleResolve = r; });
+    this.idle = new Promise((r) => {
+      this.idleResolve = r;
+    });
     let f: Frame | null = first;
     // One frame's images are encoded while the next is analysed: at most one encoding in flight,
     // so results still go out in order.
@@ -210,13 +221,18 @@ export class Daemon extends EventEmitter {
         await encoding;
         if (analysed) {
           const a = analysed;
-          encoding = this.pipeline.encode(a, this.demand.images()).then((r) => this.publish(frame, r, settings), (e: unknown) => this.frameFailed(e, frame));
+          encoding = this.pipeline.encode(a, this.demand.images()).then(
+            (r) => this.publish(frame, r, settings),
+            (e: unknown) => this.frameFailed(e, frame),
+          );
         }
         f = this.pending;
         this.pending = null;
         if (!f) {
           // Nothing waiting: until the encoding is done, a frame that arrives is analysed at once.
-          const arrived = new Promise<void>((r) => { this.wake = r; });
+          const arrived = new Promise<void>((r) => {
+            this.wake = r;
+          });
           await Promise.race([encoding, arrived]);
           this.wake = null;
           f = this.pending;
@@ -305,16 +321,26 @@ export class Daemon extends EventEmitter {
 
   health(): Health {
     const source = this.sourceStatus;
-    return { ok: this.running && source.state === 'running', source, frames: this.stats.frames, uptime: round((Date.now() - this.started) / 1000, 1), paused: this._settings.paused };
+    return {
+      ok: this.running && source.state === 'running',
+      source,
+      frames: this.stats.frames,
+      uptime: round((Date.now() - this.started) / 1000, 1),
+      paused: this._settings.paused,
+    };
   }
 
   metrics(): Metrics {
     const mem = process.memoryUsage();
     return {
       ...this.stats.snapshot(),
-      rssMB: round(mem.rss / 2 ** 20, 1), heapMB: round(mem.heapUsed / 2 ** 20, 1),
-      numTensors: tf.memory().numTensors, backend: tf.getBackend(),
-      uptime: round((Date.now() - this.started) / 1000, 1), source: this.sourceStatus, paused: this._settings.paused,
+      rssMB: round(mem.rss / 2 ** 20, 1),
+      heapMB: round(mem.heapUsed / 2 ** 20, 1),
+      numTensors: tf.memory().numTensors,
+      backend: tf.getBackend(),
+      uptime: round((Date.now() - this.started) / 1000, 1),
+      source: this.sourceStatus,
+      paused: this._settings.paused,
     };
   }
 

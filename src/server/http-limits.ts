@@ -29,12 +29,15 @@ export const DEFAULT_HTTP_LIMITS: Readonly<HttpLimits> = Object.freeze({
 });
 
 export function createLimitedServer(app: RequestListener, limits: HttpLimits, log: Logger): http.Server {
-  const server = http.createServer({
-    headersTimeout: limits.headersTimeoutMs,
-    requestTimeout: limits.requestTimeoutMs,
-    keepAliveTimeout: limits.keepAliveTimeoutMs,
-    connectionsCheckingInterval: limits.checkIntervalMs,
-  }, app);
+  const server = http.createServer(
+    {
+      headersTimeout: limits.headersTimeoutMs,
+      requestTimeout: limits.requestTimeoutMs,
+      keepAliveTimeout: limits.keepAliveTimeoutMs,
+      connectionsCheckingInterval: limits.checkIntervalMs,
+    },
+    app,
+  );
   server.maxConnections = limits.maxConnections;
   server.on('drop', (d?: { remoteAddress?: string }) => {
     log.warn('http.connection_dropped', { reason: `${limits.maxConnections} connections open`, ip: d?.remoteAddress });

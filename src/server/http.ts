@@ -53,7 +53,10 @@ function staticDir(): string {
 }
 
 function securityHeaders(_req: Request, res: Response, next: NextFunction): void {
-  res.setHeader('Content-Security-Policy', "default-src 'self'; img-src 'self' blob: data:; connect-src 'self'; style-src 'self'; script-src 'self'; object-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'");
+  res.setHeader(
+    'Content-Security-Policy',
+    "default-src 'self'; img-src 'self' blob: data:; connect-src 'self'; style-src 'self'; script-src 'self'; object-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+  );
   res.setHeader('X-Content-Type-Options', 'nosniff');
   res.setHeader('X-Frame-Options', 'DENY');
   res.setHeader('Referrer-Policy', 'no-referrer');
@@ -96,7 +99,12 @@ function guard(app: express.Express, d: HttpDeps): void {
     }
     log.warn('http.unauthorized', { path: req.path.slice(0, 100), ip: req.ip });
     if (req.accepts(['html', 'json']) === 'html') {
-      res.status(401).type('html').send('<!doctype html><meta charset="utf-8"><title>advsign</title><p>This advsign daemon needs its access token: open the address printed when it started (it ends in <code>?token=…</code>).</p>');
+      res
+        .status(401)
+        .type('html')
+        .send(
+          '<!doctype html><meta charset="utf-8"><title>advsign</title><p>This advsign daemon needs its access token: open the address printed when it started (it ends in <code>?token=…</code>).</p>',
+        );
     } else {
       res.status(401).json({ error: 'token required' });
     }

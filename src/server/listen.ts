@@ -47,7 +47,9 @@ function urlFor(host: string, port: number): string {
 
 /** The addresses of this machine's network interfaces (not loopback), IPv4 first. */
 export function networkAddresses(ifaces = os.networkInterfaces()): string[] {
-  const all = Object.values(ifaces).flatMap((list) => list ?? []).filter((a) => !a.internal);
+  const all = Object.values(ifaces)
+    .flatMap((list) => list ?? [])
+    .filter((a) => !a.internal);
   const v4 = all.filter((a) => a.family === 'IPv4').map((a) => a.address);
   const v6 = all.filter((a) => a.family === 'IPv6' && !a.address.startsWith('fe80')).map((a) => a.address);
   return [...new Set([...v4, ...v6])];

@@ -24,7 +24,9 @@ function labelValue(v: string): string {
 }
 
 function sample(name: string, value: number, labels: Record<string, string> = {}): string {
-  const l = Object.entries(labels).map(([k, v]) => `${k}="${labelValue(v)}"`).join(',');
+  const l = Object.entries(labels)
+    .map(([k, v]) => `${k}="${labelValue(v)}"`)
+    .join(',');
   const v = Number.isFinite(value) ? String(value) : Number.isNaN(value) ? 'NaN' : value > 0 ? '+Inf' : '-Inf';
   return `${name}${l ? `{${l}}` : ''} ${v}`;
 }
@@ -40,16 +42,21 @@ export function prometheusText(m: ServerMetrics, version: string): string {
     sample('advsign_stage_latency_seconds', m.latency[stage].p95 / 1000, { stage, quantile: '0.95' }),
   ]);
   const lines = [
-    ...family('advsign_build_info', 'gauge', 'advsign version and tfjs backend (always 1).', [sample('advsign_build_info', 1, { version, backend: m.backend })]),
+    ...family('advsign_build_info', 'gauge', 'advsign version and tfjs backend (always 1).', [
+      sample('advsign_build_info', 1, { version, backend: m.backend }),
+    ]),
     ...one('advsign_frames_total', 'counter', 'Frames processed since start.', m.frames),
     ...one('advsign_frames_dropped_total', 'counter', 'Frames replaced by a newer one before processing.', m.dropped),
     ...one('advsign_frames_stalled_total', 'counter', 'Frames where an attack that was on changed nothing.', m.stalledFrames),
     ...one('advsign_frames_per_second', 'gauge', 'Processing rate over the last two seconds.', m.fps),
     ...one('advsign_fooled_ratio', 'gauge', 'Share of recent frames fooled (by the attack, or by the virtual sticker with the attack off).', m.fooledRate),
-    ...(m.stickerFooledRate === null ? [] : one('advsign_sticker_fooled_ratio', 'gauge', 'Share of recent frames the virtual sticker fooled.', m.stickerFooledRate)),
+    ...(m.stickerFooledRate === null
+      ? []
+      : one('advsign_sticker_fooled_ratio', 'gauge', 'Share of recent frames the virtual sticker fooled.', m.stickerFooledRate)),
     ...family('advsign_stage_latency_seconds', 'gauge', 'Per-stage latency percentiles over recent frames.', latency),
-    ...family('advsign_source_up', 'gauge', 'Whether the frame source is running, with its (redacted) spec and state.',
-      [sample('advsign_source_up', m.source.state === 'running' ? 1 : 0, { source: m.source.source, state: m.source.state })]),
+    ...family('advsign_source_up', 'gauge', 'Whether the frame source is running, with its (redacted) spec and state.', [
+      sample('advsign_source_up', m.source.state === 'running' ? 1 : 0, { source: m.source.source, state: m.source.state }),
+    ]),
     ...one('advsign_paused', 'gauge', 'Whether the pipeline is paused (1) or not (0).', m.paused ? 1 : 0),
     ...one('advsign_clients', 'gauge', 'Sockets that joined with the token.', m.clients),
     ...one('advsign_sessions', 'gauge', 'Open engine.io sessions (joined or not).', m.sessions),

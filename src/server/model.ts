@@ -32,10 +32,18 @@ export async function loadServeModel(spec: string | null, input: ModelInputOptio
   const dir = spec ?? defaultModelDir();
   const json = fs.existsSync(dir) && fs.statSync(dir).isDirectory() ? path.join(dir, 'model.json') : dir;
   if (!fs.existsSync(json)) {
-    throw new UserError(spec
-      ? `model not found: ${spec}`
-      : `no model at ${dir}: train one with 'advsign train --data synthetic --out models/gtsrb-cnn', pass --model DIR, or --model untrained to try the daemon with random weights`);
+    throw new UserError(
+      spec
+        ? `model not found: ${spec}`
+        : `no model at ${dir}: train one with 'advsign train --data synthetic --out models/gtsrb-cnn', pass --model DIR, or --model untrained to try the daemon with random weights`,
+    );
   }
   const loaded = await loadModel(dir, input);
-  return { classifier: loaded.classifier, description: path.relative(process.cwd(), dir) || dir, untrained: false, details: loaded.description, path: path.resolve(dir) };
+  return {
+    classifier: loaded.classifier,
+    description: path.relative(process.cwd(), dir) || dir,
+    untrained: false,
+    details: loaded.description,
+    path: path.resolve(dir),
+  };
 }

@@ -97,7 +97,9 @@ export function pngFromFloat(a: Float32Array, size: number, map?: (v: number, i:
 }
 
 function summarise(probs: Float32Array, names: readonly string[], k = 5): PredictionSummary {
-  const idx = Array.from(probs.keys()).sort((a, b) => probs[b] - probs[a]).slice(0, k);
+  const idx = Array.from(probs.keys())
+    .sort((a, b) => probs[b] - probs[a])
+    .slice(0, k);
   const top5 = idx.map((i) => ({ classId: i, name: names[i] ?? `class ${i}`, p: probs[i] }));
   return { classId: top5[0].classId, name: top5[0].name, confidence: top5[0].p, top5 };
 }
@@ -113,13 +115,24 @@ export async function ensureImages(r: FrameResult, keys: Iterable<ImageKey>, jpe
     if (r.images[k]) continue;
     switch (k) {
       case 'frame':
-        r.images.frame = r.frame.jpeg ?? await sharp(r.frame.rgb, { raw: { width: r.frame.width, height: r.frame.height, channels: 3 } })
-          .jpeg({ quality: jpegQuality }).toBuffer();
+        r.images.frame =
+          r.frame.jpeg ??
+          (await sharp(r.frame.rgb, { raw: { width: r.frame.width, height: r.frame.height, channels: 3 } })
+            .jpeg({ quality: jpegQuality })
+            .toBuffer());
         break;
-      case 'cleanCrop': r.images.cleanCrop = pngFromFloat(clean, s); break;
-      case 'perturbation': r.images.perturbation = pngFromFloat(adversarial, s, (v, i) => 0.5 + (v - clean[i]) * r.amplify); break;
-      case 'adversarial': r.images.adversarial = pngFromFloat(adversarial, s); break;
-      case 'sticker': if (sticker) r.images.sticker = pngFromFloat(sticker, s); break;
+      case 'cleanCrop':
+        r.images.cleanCrop = pngFromFloat(clean, s);
+        break;
+      case 'perturbation':
+        r.images.perturbation = pngFromFloat(adversarial, s, (v, i) => 0.5 + (v - clean[i]) * r.amplify);
+        break;
+      case 'adversarial':
+        r.images.adversarial = pngFromFloat(adversarial, s);
+        break;
+      case 'sticker':
+        if (sticker) r.images.sticker = pngFromFloat(sticker, s);
+        break;
     }
   }
 }
@@ -146,7 +159,10 @@ export class Pipeline {
   private readonly jpegQuality: number;
   private roiScratch = new Float32Array(0);
 
-  constructor(readonly classifier: Classifier, private readonly opts: PipelineOptions = {}) {
+  constructor(
+    readonly classifier: Classifier,
+    private readonly opts: PipelineOptions = {},
+  ) {
     this.jpegQuality = opts.jpegQuality ?? 80;
   }
 
@@ -176,7 +192,8 @@ export class Pipeline {
   private async classifyAfter(adv: Float32Array | null, stickered: Float32Array | null, advProbs: Float32Array): Promise<[Float32Array, Float32Array | null]> {
     const batch = [...(adv ? [adv] : []), ...(stickered ? [stickered] : [])];
     if (!batch.length) return [advProbs, null];
-    const s = this.classifier.inputSize, n = s * s * 3;
+    const s = this.classifier.inputSize,
+      n = s * s * 3;
     const data = new Float32Array(batch.length * n);
     batch.forEach((b, i) => data.set(b, i * n));
     const xb = tf.tensor4d(data, [batch.length, s, s, 3]);
@@ -192,7 +209,13 @@ export class Pipeline {
    * The adversarial input as written (8 bits, within eps) and its probabilities when the attack's
    * success check already had them for that very image, or the attack's error in one line.
    */
-  private async runAttack(x: Tensor4D, input: Float32Array, label: number, settings: PipelineSettings, seq: number): Promise<{ adv: Float32Array; probs: Float32Array | null } | { error: string }> {
+  private async runAttack(
+    x: Tensor4D,
+    input: Float32Array,
+    label: number,
+    settings: PipelineSettings,
+    seq: number,
+  ): Promise<{ adv: Float32Array; probs: Float32Array | null } | { error: string }> {
     const labels = tf.tensor1d([label], 'int32');
     try {
       // Targeted even when the model already says the target: the step then only adds confidence
@@ -200,7 +223,11 @@ export class Pipeline {
       const targeted = settings.targeted;
       const attack = this.attackFor(settings.attack);
       const res = await attack.run(this.classifier, x, labels, {
-        eps: settings.eps, targeted, ...(targeted ? { target: settings.target } : {}), steps: settings.steps, eightBit: true,
+        eps: settings.eps,
+        targeted,
+        ...(targeted ? { target: settings.target } : {}),
+        steps: settings.steps,
+        eightBit: true,
         ...(attack.takesLoss ? { loss: settings.loss } : {}),
         ...(settings.attack === 'pgd' ? { restarts: 1, seed: seq } : {}),
       });
@@ -273,7 +300,22 @@ export class Pipeline {
     } finally {
       x.dispose();
     }
-    return { frame, settings, pickedAt, roi, input, adv, cleanProbs, advProbs, attackError, stall, sticker, stickered, stickerProbs, times: [t0, t1, t2, performance.now()] };
+    return {
+      frame,
+      settings,
+      pickedAt,
+      roi,
+      input,
+      adv,
+      cleanProbs,
+      advProbs,
+      attackError,
+      stall,
+      sticker,
+      stickered,
+      stickerProbs,
+      times: [t0, t1, t2, performance.now()],
+    };
   }
 
   /**
@@ -287,21 +329,38 @@ export class Pipeline {
     const names = this.classifier.classNames ?? CLASS_NAMES;
     const clean = summarise(a.cleanProbs, names);
     const adversarial = summarise(a.advProbs, names);
-    const fooled = attackOn && !attackError && (settings.targeted
-      ? adversarial.classId === settings.target && clean.classId !== settings.target
-      : adversarial.classId !== clean.classId);
+    const fooled =
+      attackOn &&
+      !attackError &&
+      (settings.targeted ? adversarial.classId === settings.target && clean.classId !== settings.target : adversarial.classId !== clean.classId);
     const { linf, moved } = perturbationOf(adv, input);
     // Amplify so ±eps spans the whole grey scale; with eps 0 or no attack the panel is flat grey.
     const amplify = settings.eps > 0 ? 0.5 / settings.eps : 0;
     const stickerFrame = sticker && stickerProbs ? stickerFrameOf(sticker, summarise(stickerProbs, names), clean.classId) : null;
 
     const r: FrameResult = {
-      seq: frame.seq, t: frame.t, width: frame.width, height: frame.height,
+      seq: frame.seq,
+      t: frame.t,
+      width: frame.width,
+      height: frame.height,
       ...(frame.label !== undefined ? { label: frame.label } : {}),
-      roi, clean, adversarial, fooled,
-      attack: { name: settings.attack, eps: settings.eps, targeted: settings.targeted, target: settings.target, steps: settings.steps,
-        ...(attackError ? { error: attackError } : {}) },
-      linf, moved, stall: a.stall, amplify, sticker: stickerFrame,
+      roi,
+      clean,
+      adversarial,
+      fooled,
+      attack: {
+        name: settings.attack,
+        eps: settings.eps,
+        targeted: settings.targeted,
+        target: settings.target,
+        steps: settings.steps,
+        ...(attackError ? { error: attackError } : {}),
+      },
+      linf,
+      moved,
+      stall: a.stall,
+      amplify,
+      sticker: stickerFrame,
       latency: { capture: 0, preprocess: 0, classify: 0, attack: 0, encode: 0, total: 0 },
       images: {},
       crops: { clean: input, adversarial: adv, sticker: stickered, size: this.classifier.inputSize },
@@ -313,7 +372,10 @@ export class Pipeline {
       // capture: from the frame's arrival (last byte, or render start) to the pipeline picking it up:
       // decode/render time plus any wait behind the previous frame.
       capture: Math.max(frame.decodeMs, pickedAt - frame.t),
-      preprocess: t1 - t0, classify: t2 - t1, attack: t3 - t2, encode: t4 - t3,
+      preprocess: t1 - t0,
+      classify: t2 - t1,
+      attack: t3 - t2,
+      encode: t4 - t3,
       total: t4 - frame.t,
     };
     return r;
@@ -322,7 +384,8 @@ export class Pipeline {
 
 /** Max |δ| and the share of values changed. */
 function perturbationOf(adv: Float32Array, input: Float32Array): { linf: number; moved: number } {
-  let linf = 0, changed = 0;
+  let linf = 0,
+    changed = 0;
   for (let i = 0; i < adv.length; i++) {
     const d = Math.abs(adv[i] - input[i]);
     if (d > 0) changed++;
@@ -335,7 +398,10 @@ function perturbationOf(adv: Float32Array, input: Float32Array): { linf: number;
 function stickerFrameOf(sticker: LoadedSticker, pred: PredictionSummary, cleanClass: number): StickerFrame {
   const target = sticker.run.target?.classId ?? null;
   return {
-    id: sticker.summary.id, prediction: pred, target, matchesSign: cleanClass === sticker.run.classId,
+    id: sticker.summary.id,
+    prediction: pred,
+    target,
+    matchesSign: cleanClass === sticker.run.classId,
     fooled: target !== null ? pred.classId === target && cleanClass !== target : pred.classId !== cleanClass,
   };
 }
@@ -346,7 +412,7 @@ export function softmax(z: Float32Array): Float32Array {
   for (const v of z) m = Math.max(m, v);
   let sum = 0;
   const out = new Float32Array(z.length);
-  for (let i = 0; i < z.length; i++) sum += (out[i] = Math.exp(z[i] - m));
+  for (let i = 0; i < z.length; i++) sum += out[i] = Math.exp(z[i] - m);
   for (let i = 0; i < z.length; i++) out[i] /= sum;
   return out;
 }

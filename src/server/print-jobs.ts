@@ -89,7 +89,7 @@ export class PrintJobs extends EventEmitter {
   }
 
   availability(): { available: boolean; reason?: string } {
-    return this.o.modelPath ? { available: true } : { available: false, reason: this.o.unavailableReason ?? 'print jobs need the daemon\'s model on disk' };
+    return this.o.modelPath ? { available: true } : { available: false, reason: this.o.unavailableReason ?? "print jobs need the daemon's model on disk" };
   }
 
   /** The running job, else the last one (for a page that connects later). */
@@ -125,12 +125,29 @@ export class PrintJobs extends EventEmitter {
     const staging = fs.mkdtempSync(path.join(this.o.printDir, `.staging-${id}-`));
     const base = `advsign-sticker-${req.classId}-${req.target ?? 'any'}-${Math.round(req.signMm)}mm`;
     const args = [
-      path.join(projectRoot(), 'bin', 'advsign.js'), 'sticker', '--model', modelPath, '--sign', String(req.classId),
+      path.join(projectRoot(), 'bin', 'advsign.js'),
+      'sticker',
+      '--model',
+      modelPath,
+      '--sign',
+      String(req.classId),
       ...(this.o.modelInput?.inputRange ? ['--input-range', this.o.modelInput.inputRange] : []),
       ...(this.o.modelInput?.labels ? ['--labels', this.o.modelInput.labels] : []),
-      ...(req.target !== null ? ['--target', String(req.target)] : []), '--sign-mm', String(req.signMm), '--steps', String(req.steps),
-      '--out', path.join(staging, `${base}.pdf`), '--skip-baseline', '--roundtrip', '0', '--eval', String(this.o.evalSamples ?? 100),
-      '--progress-json', ...(this.o.backend ? ['--backend', this.o.backend] : []), ...(this.o.engine ? ['--engine', this.o.engine] : []),
+      ...(req.target !== null ? ['--target', String(req.target)] : []),
+      '--sign-mm',
+      String(req.signMm),
+      '--steps',
+      String(req.steps),
+      '--out',
+      path.join(staging, `${base}.pdf`),
+      '--skip-baseline',
+      '--roundtrip',
+      '0',
+      '--eval',
+      String(this.o.evalSamples ?? 100),
+      '--progress-json',
+      ...(this.o.backend ? ['--backend', this.o.backend] : []),
+      ...(this.o.engine ? ['--engine', this.o.engine] : []),
     ];
     // The live loop keeps a core: the job's native engine gets the others (at least one).
     const env = { ...process.env, ADVSIGN_QUIET: '1', ADVSIGN_ORT_THREADS: process.env.ADVSIGN_ORT_THREADS ?? String(Math.max(1, availableCores() - 1)) };
@@ -138,11 +155,21 @@ export class PrintJobs extends EventEmitter {
     // Below the live loop: on a one-core board the stream keeps its frames, the job gets the rest.
     try {
       if (child.pid) os.setPriority(child.pid, Math.min(19, os.getPriority(process.pid) + 10));
-    } catch { /* not permitted: run at the same priority */ }
+    } catch {
+      /* not permitted: run at the same priority */
+    }
     const job: JobMessage = {
-      id, state: 'running', classId: req.classId, className: className(req.classId),
+      id,
+      state: 'running',
+      classId: req.classId,
+      className: className(req.classId),
       target: req.target === null ? null : { classId: req.target, name: className(req.target) },
-      signMm: req.signMm, steps: req.steps, phase: 'starting', done: 0, startedAt: Date.now(), seconds: 0,
+      signMm: req.signMm,
+      steps: req.steps,
+      phase: 'starting',
+      done: 0,
+      startedAt: Date.now(),
+      seconds: 0,
     };
     const run: Running = { job, child, staging, owner: req.owner, stderr: '', doneLine: false, lastEmit: 0, cancelReason: null };
     this.running = run;
@@ -246,7 +273,9 @@ export class PrintJobs extends EventEmitter {
     if (run.cancelReason) return true;
     run.cancelReason = reason;
     run.child.kill('SIGTERM');
-    setTimeout(() => { if (run.child.exitCode === null && run.child.signalCode === null) run.child.kill('SIGKILL'); }, 2000).unref();
+    setTimeout(() => {
+      if (run.child.exitCode === null && run.child.signalCode === null) run.child.kill('SIGKILL');
+    }, 2000).unref();
     return true;
   }
 

@@ -8,7 +8,6 @@
 import sharp from 'sharp';
 import type { FrameResult } from './pipeline';
 
-
 export const MM_TO_PT = 72 / 25.4;
 /** Margins around the sign, mm: sides/top, and the band below for the scale bar and caption. */
 export const PRINT_MARGIN_MM = 12;
@@ -33,13 +32,17 @@ export async function adversarialPdf(r: FrameResult, sizeMm: number, opts: { cap
   const bytes = Buffer.allocUnsafe(s * s * 3);
   for (let i = 0; i < bytes.length; i++) bytes[i] = Math.max(0, Math.min(255, Math.round(r.crops.adversarial[i] * 255)));
   const png = await sharp(bytes, { raw: { width: s, height: s, channels: 3 } })
-    .resize(s * up, s * up, { kernel: 'nearest' }).png().toBuffer();
+    .resize(s * up, s * up, { kernel: 'nearest' })
+    .png()
+    .toBuffer();
 
   const page = printPageSize(sizeMm);
   const mm = (v: number) => v * MM_TO_PT;
-  const eps255 = (r.attack.eps * 255).toFixed(r.attack.eps * 255 % 1 === 0 ? 0 : 1);
+  const eps255 = (r.attack.eps * 255).toFixed((r.attack.eps * 255) % 1 === 0 ? 0 : 1);
   const doc = new PDFDocument({
-    size: [page.widthPt, page.heightPt], margin: 0, autoFirstPage: true,
+    size: [page.widthPt, page.heightPt],
+    margin: 0,
+    autoFirstPage: true,
     info: { Title: `advsign adversarial sign ${sizeMm} mm`, Creator: 'advsign', Subject: `${r.attack.name} eps ${eps255}/255` },
   });
   const chunks: Buffer[] = [];
@@ -56,9 +59,20 @@ export async function adversarialPdf(r: FrameResult, sizeMm: number, opts: { cap
   doc.lineWidth(0.5);
   const m = mm(4);
   const g = mm(1.5);
-  for (const [cx, cy, dx, dy] of [[x0, y0, -1, -1], [x0 + mm(sizeMm), y0, 1, -1], [x0, y0 + mm(sizeMm), -1, 1], [x0 + mm(sizeMm), y0 + mm(sizeMm), 1, 1]]) {
-    doc.moveTo(cx + dx * g, cy).lineTo(cx + dx * (g + m), cy).stroke('#000000');
-    doc.moveTo(cx, cy + dy * g).lineTo(cx, cy + dy * (g + m)).stroke('#000000');
+  for (const [cx, cy, dx, dy] of [
+    [x0, y0, -1, -1],
+    [x0 + mm(sizeMm), y0, 1, -1],
+    [x0, y0 + mm(sizeMm), -1, 1],
+    [x0 + mm(sizeMm), y0 + mm(sizeMm), 1, 1],
+  ]) {
+    doc
+      .moveTo(cx + dx * g, cy)
+      .lineTo(cx + dx * (g + m), cy)
+      .stroke('#000000');
+    doc
+      .moveTo(cx, cy + dy * g)
+      .lineTo(cx, cy + dy * (g + m))
+      .stroke('#000000');
   }
   // Scale bar: 50 mm (or 20 mm on small pages), black/white 10 mm blocks.
   const barMm = sizeMm >= 60 ? 50 : 20;
@@ -70,7 +84,10 @@ export async function adversarialPdf(r: FrameResult, sizeMm: number, opts: { cap
   doc.font('Helvetica').fontSize(7).fillColor('#000000');
   for (let i = 0; i <= barMm / 10; i++) doc.text(`${i * 10}`, x0 + mm(i * 10) - 6, by + mm(3.2), { width: 12, align: 'center', lineBreak: false });
   const textW = page.widthPt - 2 * x0;
-  doc.text(`${barMm} mm scale bar: print at 100 % ("actual size"); the sign must measure ${sizeMm} mm.`, x0 + mm(barMm) + mm(4), by - 1, { width: textW - mm(barMm + 4), lineBreak: true });
+  doc.text(`${barMm} mm scale bar: print at 100 % ("actual size"); the sign must measure ${sizeMm} mm.`, x0 + mm(barMm) + mm(4), by - 1, {
+    width: textW - mm(barMm + 4),
+    lineBreak: true,
+  });
   if (opts.caption !== false) {
     // ASCII only: the built-in PDF fonts (no font files needed) have no Greek letters or arrows.
     const targeted = r.attack.targeted ? `, targeted at class ${r.attack.target}` : '';

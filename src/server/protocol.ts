@@ -189,9 +189,7 @@ export interface ViewRequest {
   images: ImageKey[];
 }
 
-export type PrintRequest =
-  | { action: 'start'; target: number | null; signMm: number; steps: number }
-  | { action: 'cancel' };
+export type PrintRequest = { action: 'start'; target: number | null; signMm: number; steps: number } | { action: 'cancel' };
 
 /** What every refused client request is acked with (the same code is emitted as 'error'). */
 export interface Refusal {

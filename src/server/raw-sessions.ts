@@ -53,7 +53,12 @@ export class RawSessions {
   /** Sessions that got as far as the websocket upgrade. */
   opened = 0;
 
-  constructor(readonly host: string, readonly port: number, readonly target: number, private readonly opts: RawSessionsOptions = {}) {}
+  constructor(
+    readonly host: string,
+    readonly port: number,
+    readonly target: number,
+    private readonly opts: RawSessionsOptions = {},
+  ) {}
 
   /** Sessions upgraded and still open. */
   get open(): number {
@@ -78,8 +83,10 @@ export class RawSessions {
         settled = true;
       };
       sock.on('connect', () => {
-        sock.write(`GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: ${this.host}:${this.port}\r\nUpgrade: websocket\r\n` +
-          `Connection: Upgrade\r\nSec-WebSocket-Key: ${crypto.randomBytes(16).toString('base64')}\r\nSec-WebSocket-Version: 13\r\n\r\n`);
+        sock.write(
+          `GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: ${this.host}:${this.port}\r\nUpgrade: websocket\r\n` +
+            `Connection: Upgrade\r\nSec-WebSocket-Key: ${crypto.randomBytes(16).toString('base64')}\r\nSec-WebSocket-Version: 13\r\n\r\n`,
+        );
       });
       sock.on('data', (d: Buffer) => {
         buf = Buffer.concat([buf, d]);
@@ -106,7 +113,10 @@ export class RawSessions {
         this.sockets.delete(sock);
         this.dropped++;
         settle();
-        if (!this.closed && this.opts.reopen !== false) setTimeout(() => { if (!this.closed) void this.openOne(); }, 50);
+        if (!this.closed && this.opts.reopen !== false)
+          setTimeout(() => {
+            if (!this.closed) void this.openOne();
+          }, 50);
       });
     });
   }

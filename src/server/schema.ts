@@ -52,13 +52,21 @@ export function validateSettings(msg: unknown, numClasses: number): Result<Setti
   if (!isPlainObject(msg)) return { ok: false, error: 'settings must be an object' };
   const keys = Object.keys(msg);
   const unknown = keys.filter((k) => !SETTINGS_KEYS.has(k));
-  if (unknown.length) return { ok: false, error: `unknown settings key${unknown.length > 1 ? 's' : ''}: ${unknown.slice(0, 5).map((k) => k.slice(0, 32)).join(', ')}` };
+  if (unknown.length)
+    return {
+      ok: false,
+      error: `unknown settings key${unknown.length > 1 ? 's' : ''}: ${unknown
+        .slice(0, 5)
+        .map((k) => k.slice(0, 32))
+        .join(', ')}`,
+    };
   if (keys.length === 0) return { ok: false, error: 'settings is empty' };
   const out: SettingsPatch = {};
   const notes: string[] = [];
   if ('attack' in msg) {
     const a = msg.attack;
-    if (typeof a !== 'string' || !(LIVE_ATTACKS as readonly string[]).includes(a)) return { ok: false, error: `attack must be one of ${LIVE_ATTACKS.join(', ')}` };
+    if (typeof a !== 'string' || !(LIVE_ATTACKS as readonly string[]).includes(a))
+      return { ok: false, error: `attack must be one of ${LIVE_ATTACKS.join(', ')}` };
     out.attack = a as LiveAttack;
   }
   if ('eps' in msg) {
@@ -84,7 +92,8 @@ export function validateSettings(msg: unknown, numClasses: number): Result<Setti
   }
   if ('loss' in msg) {
     const l = msg.loss;
-    if (typeof l !== 'string' || !(ATTACK_LOSSES as readonly string[]).includes(l)) return { ok: false, error: `loss must be one of ${ATTACK_LOSSES.join(', ')}` };
+    if (typeof l !== 'string' || !(ATTACK_LOSSES as readonly string[]).includes(l))
+      return { ok: false, error: `loss must be one of ${ATTACK_LOSSES.join(', ')}` };
     out.loss = l as AttackLoss;
   }
   if ('paused' in msg) {
@@ -148,7 +157,7 @@ export function validateStickerRequest(msg: unknown): Result<StickerRequest> {
   const e = exactKeys(msg, ['id'], 'sticker request');
   if (e) return { ok: false, error: e };
   const id = msg.id;
-  if (id !== null && (typeof id !== 'string' || !/^[a-z]+-\d{1,6}$/.test(id))) return { ok: false, error: 'sticker id must be a sticker\'s id or null' };
+  if (id !== null && (typeof id !== 'string' || !/^[a-z]+-\d{1,6}$/.test(id))) return { ok: false, error: "sticker id must be a sticker's id or null" };
   return { ok: true, value: { id } };
 }
 
@@ -175,10 +184,12 @@ export function validatePrintRequest(msg: unknown, numClasses: number, steps: [n
   const e = exactKeys(msg, ['action', 'target', 'signMm', 'steps'], 'a print request');
   if (e) return { ok: false, error: e };
   const t = msg.target;
-  if (t !== null && (!finite(t) || !Number.isInteger(t) || t < 0 || t >= numClasses)) return { ok: false, error: `target must be a class id 0…${numClasses - 1} or null (untargeted)` };
+  if (t !== null && (!finite(t) || !Number.isInteger(t) || t < 0 || t >= numClasses))
+    return { ok: false, error: `target must be a class id 0…${numClasses - 1} or null (untargeted)` };
   const mm = msg.signMm;
   if (!finite(mm) || mm < signMm[0] || mm > signMm[1]) return { ok: false, error: `signMm must be ${signMm[0]}…${signMm[1]} mm` };
   const st = msg.steps;
-  if (!finite(st) || !Number.isInteger(st) || st < steps[0] || st > steps[1]) return { ok: false, error: `steps must be a whole number ${steps[0]}…${steps[1]}` };
+  if (!finite(st) || !Number.isInteger(st) || st < steps[0] || st > steps[1])
+    return { ok: false, error: `steps must be a whole number ${steps[0]}…${steps[1]}` };
   return { ok: true, value: { action: 'start', target: t as number | null, signMm: mm, steps: st } };
 }

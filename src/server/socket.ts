@@ -50,11 +50,24 @@ export function framePayload(r: FrameResult, fps: number): FramePayload {
   const lat = {} as FrameResult['latency'];
   for (const s of STAGES) lat[s] = round(r.latency[s], 2);
   return {
-    seq: r.seq, width: r.width, height: r.height, roi: r.roi,
+    seq: r.seq,
+    width: r.width,
+    height: r.height,
+    roi: r.roi,
     label: r.label !== undefined ? { classId: r.label, name: CLASS_NAMES[r.label] ?? String(r.label) } : null,
-    clean: r.clean, adversarial: r.adversarial, fooled: r.fooled, attack: r.attack,
-    linf: round(r.linf, 5), moved: round(r.moved, 4), stall: r.stall, amplify: round(r.amplify, 3), latency: lat, fps: round(fps, 1), sentAt: Date.now(),
-    sticker: r.sticker, images: r.images,
+    clean: r.clean,
+    adversarial: r.adversarial,
+    fooled: r.fooled,
+    attack: r.attack,
+    linf: round(r.linf, 5),
+    moved: round(r.moved, 4),
+    stall: r.stall,
+    amplify: round(r.amplify, 3),
+    latency: lat,
+    fps: round(fps, 1),
+    sentAt: Date.now(),
+    sticker: r.sticker,
+    images: r.images,
   };
 }
 
@@ -67,7 +80,10 @@ export class LiveSockets {
   private readonly sourceLimit: RateLimiter;
   private readonly statsTimer: NodeJS.Timeout;
 
-  constructor(server: http.Server, private readonly d: SocketDeps) {
+  constructor(
+    server: http.Server,
+    private readonly d: SocketDeps,
+  ) {
     const cfg = d.config;
     this.io = new IoServer(server, {
       maxHttpBufferSize: MAX_HTTP_BUFFER,
@@ -80,7 +96,11 @@ export class LiveSockets {
     this.clients = installAdmission(this.io, { token: d.token, maxClients: cfg.maxClients, log: d.log }).clients;
     this.sourceLimit = new RateLimiter(...(d.limits.source ?? [3, 12]));
     this.classroom = classroomSocket({
-      io: this.io, room: d.room, daemon: d.daemon, numClasses: d.classifier.numClasses, log: d.log,
+      io: this.io,
+      room: d.room,
+      daemon: d.daemon,
+      numClasses: d.classifier.numClasses,
+      log: d.log,
       jobLimit: new RateLimiter(...(d.limits.printJob ?? [3, 6])),
     });
     this.io.on('connection', (socket) => this.connected(socket));
@@ -97,7 +117,10 @@ export class LiveSockets {
   private hello(): Hello {
     const { daemon, classifier, room } = this.d;
     return {
-      version: version(), classes: classifier.classNames ?? CLASS_NAMES, settings: daemon.settings, sources: daemon.allowed.map(redact),
+      version: version(),
+      classes: classifier.classNames ?? CLASS_NAMES,
+      settings: daemon.settings,
+      sources: daemon.allowed.map(redact),
       source: publicStatus(daemon.sourceStatus),
       limits: { epsMax: EPS_MAX, maxSteps: MAX_LIVE_STEPS, attacks: LIVE_ATTACKS, maxMessageBytes: MAX_MESSAGE_BYTES, ...Classroom.limits() },
       model: { inputSize: classifier.inputSize, numClasses: classifier.numClasses },
@@ -129,7 +152,11 @@ export class LiveSockets {
     socket.emit('status', publicStatus(daemon.sourceStatus));
     // The last frame may have been encoded for nobody: encode what a page draws, then send it.
     const last = daemon.last;
-    if (last) void ensureImages(last, IMAGE_KEYS, config.jpegQuality).then(() => this.sendFrame(socket, framePayload(last, daemon.stats.fps())), () => undefined);
+    if (last)
+      void ensureImages(last, IMAGE_KEYS, config.jpegQuality).then(
+        () => this.sendFrame(socket, framePayload(last, daemon.stats.fps())),
+        () => undefined,
+      );
 
     const reject = (code: string, message: string, ack?: Ack): void => {
       socket.emit('error', { code, message });
@@ -210,8 +237,19 @@ export class LiveSockets {
     const m = this.d.daemon.metrics();
     const latency = {} as StatsMessage['latency'];
     for (const s of STAGES) latency[s] = { p50: m.latency[s].p50, p95: m.latency[s].p95 };
-    const stats: StatsMessage = { fps: m.fps, fooledRate: m.fooledRate, stickerFooledRate: m.stickerFooledRate, stalledFrames: m.stalledFrames,
-      frames: m.frames, dropped: m.dropped, latency, clients: this.clients(), numTensors: m.numTensors, rssMB: m.rssMB, backend: m.backend };
+    const stats: StatsMessage = {
+      fps: m.fps,
+      fooledRate: m.fooledRate,
+      stickerFooledRate: m.stickerFooledRate,
+      stalledFrames: m.stalledFrames,
+      frames: m.frames,
+      dropped: m.dropped,
+      latency,
+      clients: this.clients(),
+      numTensors: m.numTensors,
+      rssMB: m.rssMB,
+      backend: m.backend,
+    };
     this.io.emit('stats', stats);
   }
 

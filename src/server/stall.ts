@@ -18,7 +18,8 @@ export interface StallInput {
 
 /** The range of an image's values: a blank (flat) ROI has none to speak of. */
 function valueRange(a: Float32Array): number {
-  let lo = Infinity, hi = -Infinity;
+  let lo = Infinity,
+    hi = -Infinity;
   for (const v of a) {
     if (v < lo) lo = v;
     if (v > hi) hi = v;
@@ -40,7 +41,8 @@ export async function explainStall(s: StallInput): Promise<string> {
   } finally {
     tf.dispose([labels, ...(targets ? [targets] : [])]);
   }
-  let nonzero = 0, movable = 0;
+  let nonzero = 0,
+    movable = 0;
   for (let i = 0; i < grad.length; i++) {
     if (grad[i] === 0) continue;
     nonzero++;

@@ -70,7 +70,10 @@ export class PipelineStats {
   dropped = 0;
   stalled = 0;
 
-  constructor(private readonly window = 300, private readonly fpsWindowMs = 2000) {
+  constructor(
+    private readonly window = 300,
+    private readonly fpsWindowMs = 2000,
+  ) {
     for (const s of STAGES) this.lat.set(s, new Ring(window));
     this.fooled = new Ring(Math.min(window, 90));
     this.stickerFooled = new Ring(Math.min(window, 90));
@@ -106,8 +109,13 @@ export class PipelineStats {
       latency[s] = { p50: round(r.percentile(50)), p95: round(r.percentile(95)), mean: round(r.mean()) };
     }
     return {
-      fps: round(this.fps()), frames: this.frames, dropped: this.dropped, fooledRate: round(this.fooled.mean(), 3),
-      stickerFooledRate: this.stickerFooled.count ? round(this.stickerFooled.mean(), 3) : null, stalledFrames: this.stalled, latency,
+      fps: round(this.fps()),
+      frames: this.frames,
+      dropped: this.dropped,
+      fooledRate: round(this.fooled.mean(), 3),
+      stickerFooledRate: this.stickerFooled.count ? round(this.stickerFooled.mean(), 3) : null,
+      stalledFrames: this.stalled,
+      latency,
     };
   }
 

@@ -22,8 +22,14 @@ export class StickerOverlay {
   private readonly premul: Float32Array;
   private readonly cover: Float32Array;
 
-  constructor(layer: LayerImage, signFraction: number, readonly size: number) {
-    const s = size, L = layer.size, SS = 8;
+  constructor(
+    layer: LayerImage,
+    signFraction: number,
+    readonly size: number,
+  ) {
+    const s = size,
+      L = layer.size,
+      SS = 8;
     this.premul = new Float32Array(s * s * 3);
     this.cover = new Float32Array(s * s);
     const side = signFraction * s;
@@ -31,7 +37,10 @@ export class StickerOverlay {
     const inv = 1 / (SS * SS);
     for (let oy = 0; oy < s; oy++) {
       for (let ox = 0; ox < s; ox++) {
-        let a = 0, r = 0, g = 0, b = 0;
+        let a = 0,
+          r = 0,
+          g = 0,
+          b = 0;
         for (let j = 0; j < SS; j++) {
           const v = (oy + (j + 0.5) / SS - x0) / side;
           if (v < 0 || v >= 1) continue;
@@ -89,16 +98,29 @@ export function stickerName(run: StickerRun): string {
  * Builds a virtual sticker from a run (already parsed) and its layer PNG, after checking both
  * belong to this classifier. `where` names the source in error messages.
  */
-export async function stickerFromRun(run: StickerRun, png: Buffer, clf: Classifier, meta: Pick<StickerSummary, 'id' | 'origin' | 'pdf'>, where: string): Promise<LoadedSticker> {
+export async function stickerFromRun(
+  run: StickerRun,
+  png: Buffer,
+  clf: Classifier,
+  meta: Pick<StickerSummary, 'id' | 'origin' | 'pdf'>,
+  where: string,
+): Promise<LoadedSticker> {
   await requireSameModel(run.modelCheck, clf, where);
   const layer = await decodeLayer(png, run, run.layer.file);
   const overlay = new StickerOverlay(layer, run.layer.signFraction, clf.inputSize);
   if (overlay.coverage() === 0) throw new UserError(`${run.layer.file} is fully transparent: there is no sticker to draw`);
   return {
-    run, overlay,
+    run,
+    overlay,
     summary: {
-      ...meta, name: stickerName(run), classId: run.classId, className: CLASS_NAMES[run.classId] ?? run.className,
-      target: run.target, mode: run.mode, signMm: run.signMm, heldOutSuccess: run.heldOutSuccess,
+      ...meta,
+      name: stickerName(run),
+      classId: run.classId,
+      className: CLASS_NAMES[run.classId] ?? run.className,
+      target: run.target,
+      mode: run.mode,
+      signMm: run.signMm,
+      heldOutSuccess: run.heldOutSuccess,
     },
   };
 }
@@ -117,7 +139,13 @@ export async function stickerFromFile(jsonFile: string, clf: Classifier, meta: P
 }
 
 /** An uploaded run (the page's file picker): the JSON's text and the layer's bytes. */
-export async function stickerFromUpload(jsonText: string, png: Buffer, clf: Classifier, meta: Pick<StickerSummary, 'id' | 'origin' | 'pdf'>, name: string): Promise<LoadedSticker> {
+export async function stickerFromUpload(
+  jsonText: string,
+  png: Buffer,
+  clf: Classifier,
+  meta: Pick<StickerSummary, 'id' | 'origin' | 'pdf'>,
+  name: string,
+): Promise<LoadedSticker> {
   let v: unknown;
   try {
     v = JSON.parse(jsonText);

@@ -40,7 +40,7 @@ export class StickerLibrary extends EventEmitter {
   }
 
   get active(): LoadedSticker | null {
-    return this.activeId ? this.items.get(this.activeId) ?? null : null;
+    return this.activeId ? (this.items.get(this.activeId) ?? null) : null;
   }
 
   has(id: string): boolean {

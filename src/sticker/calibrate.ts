@@ -34,7 +34,8 @@ type H8 = number[];
 export function homography4(src: [number, number][], dst: [number, number][]): H8 | null {
   const A: number[][] = [];
   for (let i = 0; i < 4; i++) {
-    const [x, y] = src[i], [u, v] = dst[i];
+    const [x, y] = src[i],
+      [u, v] = dst[i];
     A.push([x, y, 1, 0, 0, 0, -u * x, -u * y, u]);
     A.push([0, 0, 0, x, y, 1, -v * x, -v * y, v]);
   }
@@ -58,7 +59,8 @@ function apply(h: H8, x: number, y: number): [number, number] {
 }
 
 function luma(img: RgbImage): Float32Array {
-  const n = img.width * img.height, L = new Float32Array(n);
+  const n = img.width * img.height,
+    L = new Float32Array(n);
   for (let i = 0; i < n; i++) L[i] = 0.299 * img.data[3 * i] + 0.587 * img.data[3 * i + 1] + 0.114 * img.data[3 * i + 2];
   return L;
 }
@@ -75,9 +77,11 @@ function darkMask(L: Float32Array, w: number, h: number, r: number): Uint8Array 
   }
   const out = new Uint8Array(w * h);
   for (let y = 0; y < h; y++) {
-    const y0 = Math.max(0, y - r), y1 = Math.min(h, y + r + 1);
+    const y0 = Math.max(0, y - r),
+      y1 = Math.min(h, y + r + 1);
     for (let x = 0; x < w; x++) {
-      const x0 = Math.max(0, x - r), x1 = Math.min(w, x + r + 1);
+      const x0 = Math.max(0, x - r),
+        x1 = Math.min(w, x + r + 1);
       const s = I[y1 * (w + 1) + x1] - I[y0 * (w + 1) + x1] - I[y1 * (w + 1) + x0] + I[y0 * (w + 1) + x0];
       out[y * w + x] = L[y * w + x] < 0.65 * (s / ((x1 - x0) * (y1 - y0))) ? 1 : 0;
     }
@@ -85,7 +89,15 @@ function darkMask(L: Float32Array, w: number, h: number, r: number): Uint8Array 
   return out;
 }
 
-interface Blob { area: number; x0: number; y0: number; x1: number; y1: number; sx: number; sy: number }
+interface Blob {
+  area: number;
+  x0: number;
+  y0: number;
+  x1: number;
+  y1: number;
+  sx: number;
+  sy: number;
+}
 
 function blobs(mask: Uint8Array, w: number, h: number): { label: Int32Array; list: Blob[] } {
   const label = new Int32Array(w * h).fill(-1);
@@ -98,11 +110,20 @@ function blobs(mask: Uint8Array, w: number, h: number): { label: Int32Array; lis
     stack.push(s);
     while (stack.length) {
       const p = stack.pop() as number;
-      const x = p % w, y = (p - x) / w;
-      b.area++; b.sx += x; b.sy += y;
-      if (x < b.x0) b.x0 = x; if (x > b.x1) b.x1 = x; if (y < b.y0) b.y0 = y; if (y > b.y1) b.y1 = y;
+      const x = p % w,
+        y = (p - x) / w;
+      b.area++;
+      b.sx += x;
+      b.sy += y;
+      if (x < b.x0) b.x0 = x;
+      if (x > b.x1) b.x1 = x;
+      if (y < b.y0) b.y0 = y;
+      if (y > b.y1) b.y1 = y;
       for (const q of [x > 0 ? p - 1 : -1, x < w - 1 ? p + 1 : -1, y > 0 ? p - w : -1, y < h - 1 ? p + w : -1]) {
-        if (q >= 0 && mask[q] && label[q] < 0) { label[q] = list.length; stack.push(q); }
+        if (q >= 0 && mask[q] && label[q] < 0) {
+          label[q] = list.length;
+          stack.push(q);
+        }
       }
     }
     list.push(b);
@@ -117,25 +138,33 @@ function findMarks(img: RgbImage): [number, number][] {
   const { label, list } = blobs(dark, w, h);
   const found: { c: [number, number]; area: number }[] = [];
   list.forEach((b, id) => {
-    const bw = b.x1 - b.x0 + 1, bh = b.y1 - b.y0 + 1;
+    const bw = b.x1 - b.x0 + 1,
+      bh = b.y1 - b.y0 + 1;
     if (bw < 6 || bh < 6 || bw / bh > 3 || bh / bw > 3) return;
     const fill = b.area / (bw * bh);
     if (fill < 0.25 || fill > 0.85) return;
-    const cx = Math.round(b.sx / b.area), cy = Math.round(b.sy / b.area);
+    const cx = Math.round(b.sx / b.area),
+      cy = Math.round(b.sy / b.area);
     const dotId = label[cy * w + cx];
     if (dotId < 0 || dotId === id) return;
     const d = list[dotId];
     if (d.area < 0.01 * b.area || d.area > 0.3 * b.area || d.x0 <= b.x0 || d.x1 >= b.x1 || d.y0 <= b.y0 || d.y1 >= b.y1) return;
     found.push({ c: [(b.sx + d.sx) / (b.area + d.area), (b.sy + d.sy) / (b.area + d.area)], area: b.area });
   });
-  return found.sort((a, b) => b.area - a.area).slice(0, 4).map((f) => f.c);
+  return found
+    .sort((a, b) => b.area - a.area)
+    .slice(0, 4)
+    .map((f) => f.c);
 }
 
 function bilinear(img: RgbImage, x: number, y: number, out: number[]): boolean {
-  const fx = x - 0.5, fy = y - 0.5;
-  const x0 = Math.floor(fx), y0 = Math.floor(fy);
+  const fx = x - 0.5,
+    fy = y - 0.5;
+  const x0 = Math.floor(fx),
+    y0 = Math.floor(fy);
   if (x0 < 0 || y0 < 0 || x0 + 1 >= img.width || y0 + 1 >= img.height) return false;
-  const ax = fx - x0, ay = fy - y0;
+  const ax = fx - x0,
+    ay = fy - y0;
   for (let c = 0; c < 3; c++) {
     const p = (yy: number, xx: number) => img.data[3 * (yy * img.width + xx) + c];
     out[c] = (p(y0, x0) * (1 - ax) + p(y0, x0 + 1) * ax) * (1 - ay) + (p(y0 + 1, x0) * (1 - ax) + p(y0 + 1, x0 + 1) * ax) * ay;
@@ -160,7 +189,8 @@ function readPatches(img: RgbImage, l: StripLayout, h: H8, intended: Rgb[]): Pat
     const p = l.patches[i];
     const inner: [number, number][] = [];
     for (let a = 0; a < 7; a++) for (let b = 0; b < 7; b++) inner.push([p.x + p.size * (0.2 + 0.1 * a), p.y + p.size * (0.2 + 0.1 * b)]);
-    const colour = medianColour(img, h, inner), white = medianColour(img, h, paperPoints(l, i));
+    const colour = medianColour(img, h, inner),
+      white = medianColour(img, h, paperPoints(l, i));
     if (!colour || !white || Math.min(...white) < 0.03) return null;
     const printed = colour.map((v, c) => Math.min(1, Math.max(0, v / white[c]))) as Rgb;
     out.push({ index: i + 1, intended: intended[i], printed, deltaE: deltaE(printed, intended[i]) });
@@ -174,8 +204,12 @@ export function calibrateFromPhoto(photo: RgbImage, intended: Rgb[], where: stri
   const scale = Math.min(1, 1600 / Math.max(photo.width, photo.height));
   const img = scale < 1 ? resizeRgb(photo, Math.round(photo.width * scale), Math.round(photo.height * scale)) : photo;
   const marks = findMarks(img);
-  if (marks.length < 4) throw new UserError(`no calibration strip found in ${where}: ${marks.length} of its 4 corner marks seen (photograph the whole strip, flat and in focus, the marks clear of the edges)`);
-  const cx = marks.reduce((s, m) => s + m[0], 0) / 4, cy = marks.reduce((s, m) => s + m[1], 0) / 4;
+  if (marks.length < 4)
+    throw new UserError(
+      `no calibration strip found in ${where}: ${marks.length} of its 4 corner marks seen (photograph the whole strip, flat and in focus, the marks clear of the edges)`,
+    );
+  const cx = marks.reduce((s, m) => s + m[0], 0) / 4,
+    cy = marks.reduce((s, m) => s + m[1], 0) / 4;
   const order = marks.slice().sort((a, b) => Math.atan2(a[1] - cy, a[0] - cx) - Math.atan2(b[1] - cy, b[0] - cx));
   const l = stripLayout(intended.length);
   let best: { patches: PatchReading[]; marks: [number, number][]; mean: number } | null = null;
@@ -189,7 +223,9 @@ export function calibrateFromPhoto(photo: RgbImage, intended: Rgb[], where: stri
   }
   if (!best) throw new UserError(`no calibration strip found in ${where}: the corner marks do not frame a readable strip`);
   return {
-    patches: best.patches, marks: best.marks.map(([x, y]) => [x / scale, y / scale]),
-    meanDeltaE: best.mean, maxDeltaE: Math.max(...best.patches.map((p) => p.deltaE)),
+    patches: best.patches,
+    marks: best.marks.map(([x, y]) => [x / scale, y / scale]),
+    meanDeltaE: best.mean,
+    maxDeltaE: Math.max(...best.patches.map((p) => p.deltaE)),
   };
 }

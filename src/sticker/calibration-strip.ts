@@ -21,7 +21,11 @@ export interface StripLayout {
 }
 
 export const STRIP_PER_ROW = 10;
-const WIDTH = 180, MARK = 10, PATCH = 12, PITCH = 15.2, SIDE = 14;
+const WIDTH = 180,
+  MARK = 10,
+  PATCH = 12,
+  PITCH = 15.2,
+  SIDE = 14;
 
 /** The layout for a palette of `count` colours. */
 export function stripLayout(count: number): StripLayout {
@@ -29,12 +33,24 @@ export function stripLayout(count: number): StripLayout {
   const height = Math.max(rows * PITCH - (PITCH - PATCH), 2 * MARK + 4);
   const x0 = SIDE + (WIDTH - 2 * SIDE - (STRIP_PER_ROW * PITCH - (PITCH - PATCH))) / 2;
   const y0 = (height - (rows * PITCH - (PITCH - PATCH))) / 2;
-  const patches = Array.from({ length: count }, (_, i) => ({ x: x0 + (i % STRIP_PER_ROW) * PITCH, y: y0 + Math.floor(i / STRIP_PER_ROW) * PITCH, size: PATCH }));
+  const patches = Array.from({ length: count }, (_, i) => ({
+    x: x0 + (i % STRIP_PER_ROW) * PITCH,
+    y: y0 + Math.floor(i / STRIP_PER_ROW) * PITCH,
+    size: PATCH,
+  }));
   const h = MARK / 2;
   return {
-    width: WIDTH, height, patches,
-    marks: [[h, h], [WIDTH - h, h], [WIDTH - h, height - h], [h, height - h]],
-    mark: { outer: MARK, inner: 6, dot: 2.4 }, quietZone: 5,
+    width: WIDTH,
+    height,
+    patches,
+    marks: [
+      [h, h],
+      [WIDTH - h, h],
+      [WIDTH - h, height - h],
+      [h, height - h],
+    ],
+    mark: { outer: MARK, inner: 6, dot: 2.4 },
+    quietZone: 5,
   };
 }
 
@@ -56,7 +72,8 @@ export function paperPoints(l: StripLayout, i: number): [number, number][] {
 export function renderStrip(colors: Rgb[], pxPerMm: number): { data: Float32Array; width: number; height: number; originPx: number } {
   const l = stripLayout(colors.length);
   const q = l.quietZone;
-  const width = Math.round((l.width + 2 * q) * pxPerMm), height = Math.round((l.height + 2 * q) * pxPerMm);
+  const width = Math.round((l.width + 2 * q) * pxPerMm),
+    height = Math.round((l.height + 2 * q) * pxPerMm);
   const data = new Float32Array(width * height * 3).fill(1);
   const fill = (x: number, y: number, w: number, h: number, c: Rgb) => {
     for (let py = Math.round((y + q) * pxPerMm); py < Math.round((y + h + q) * pxPerMm); py++) {
@@ -89,13 +106,16 @@ export function rgbToLab(c: Rgb): [number, number, number] {
   const X = (0.4124 * r + 0.3576 * g + 0.1805 * b) / 0.95047;
   const Y = 0.2126 * r + 0.7152 * g + 0.0722 * b;
   const Z = (0.0193 * r + 0.1192 * g + 0.9505 * b) / 1.08883;
-  const f = (t: number) => (t > 216 / 24389 ? Math.cbrt(t) : (24389 / 27 * t + 16) / 116);
-  const fx = f(X), fy = f(Y), fz = f(Z);
+  const f = (t: number) => (t > 216 / 24389 ? Math.cbrt(t) : ((24389 / 27) * t + 16) / 116);
+  const fx = f(X),
+    fy = f(Y),
+    fz = f(Z);
   return [116 * fy - 16, 500 * (fx - fy), 200 * (fy - fz)];
 }
 
 /** CIE76 colour difference of two sRGB colours. */
 export function deltaE(a: Rgb, b: Rgb): number {
-  const p = rgbToLab(a), q = rgbToLab(b);
+  const p = rgbToLab(a),
+    q = rgbToLab(b);
   return Math.hypot(p[0] - q[0], p[1] - q[1], p[2] - q[2]);
 }

@@ -91,10 +91,20 @@ export const DEFAULT_EOT: Readonly<EotConfig> = Object.freeze({
  */
 export const CLEAN_VIEW: Readonly<EotConfig> = Object.freeze({
   ...DEFAULT_EOT,
-  maxYawDeg: 0, maxPitchDeg: 0, maxRollDeg: 0, scaleRange: [0.8, 0.8] as Range, maxShift: 0,
-  printerBlackRange: [0, 0] as Range, printerWhiteRange: [1, 1] as Range,
-  brightnessRange: [1, 1] as Range, contrastRange: [1, 1] as Range, maxCast: 0,
-  blurRange: [0, 0] as Range, noiseRange: [0, 0] as Range, jpegProbability: 0, background: 'plain' as const,
+  maxYawDeg: 0,
+  maxPitchDeg: 0,
+  maxRollDeg: 0,
+  scaleRange: [0.8, 0.8] as Range,
+  maxShift: 0,
+  printerBlackRange: [0, 0] as Range,
+  printerWhiteRange: [1, 1] as Range,
+  brightnessRange: [1, 1] as Range,
+  contrastRange: [1, 1] as Range,
+  maxCast: 0,
+  blurRange: [0, 0] as Range,
+  noiseRange: [0, 0] as Range,
+  jpegProbability: 0,
+  background: 'plain' as const,
 });
 
 /** One sample's parameters (angles in radians). */
@@ -166,7 +176,9 @@ export function mul3(a: Mat3, b: Mat3): Mat3 {
 
 function inv3(m: Mat3): Mat3 {
   const [a, b, c, d, e, f, g, h, i] = m;
-  const A = e * i - f * h, B = -(d * i - f * g), C = d * h - e * g;
+  const A = e * i - f * h,
+    B = -(d * i - f * g),
+    C = d * h - e * g;
   const det = a * A + b * B + c * C;
   const s = 1 / det;
   return [A * s, -(b * i - c * h) * s, (b * f - c * e) * s, B * s, (a * i - c * g) * s, -(a * f - c * d) * s, C * s, -(a * h - b * g) * s, (a * e - b * d) * s];
@@ -178,8 +190,12 @@ function inv3(m: Mat3): Mat3 {
  * distance d, seen by a pinhole camera whose focal length makes a face-on sign `scale` wide.
  */
 export function signHomography(s: EotSample, side: number, cameraDistance: number): Mat3 {
-  const cy = Math.cos(s.yaw), sy = Math.sin(s.yaw), cp = Math.cos(s.pitch), sp = Math.sin(s.pitch);
-  const cr = Math.cos(s.roll), sr = Math.sin(s.roll);
+  const cy = Math.cos(s.yaw),
+    sy = Math.sin(s.yaw),
+    cp = Math.cos(s.pitch),
+    sp = Math.sin(s.pitch);
+  const cr = Math.cos(s.roll),
+    sr = Math.sin(s.roll);
   const Ry: Mat3 = [cy, 0, sy, 0, 1, 0, -sy, 0, cy];
   const Rx: Mat3 = [1, 0, 0, 0, cp, -sp, 0, sp, cp];
   const Rz: Mat3 = [cr, -sr, 0, sr, cr, 0, 0, 0, 1];
@@ -226,7 +242,10 @@ export interface SceneOverride {
 export type SceneFn = (sample: EotSample, index: number, So: number) => SceneOverride;
 
 function buildSceneMap(samples: EotSample[], R: number, alpha: Float32Array, printed: Float32Array | null, config: EotConfig, scene?: SceneFn): SceneMap {
-  const n = samples.length, S = config.outputSize, ss = config.supersample, So = S * ss;
+  const n = samples.length,
+    S = config.outputSize,
+    ss = config.supersample,
+    So = S * ss;
   const taps = 4 * ss * ss;
   const src = new Int32Array(n * S * S * taps);
   const weight = new Float32Array(n * S * S * taps);
@@ -240,17 +259,24 @@ function buildSceneMap(samples: EotSample[], R: number, alpha: Float32Array, pri
     for (let c = 0; c < 3; c++) gain[3 * i + c] = s.printerWhite[c] - s.printerBlack[c];
     for (let y = 0; y < So; y++) {
       for (let x = 0; x < So; x++) {
-        const px = x + 0.5, py = y + 0.5;
+        const px = x + 0.5,
+          py = y + 0.5;
         const zz = Hi[6] * px + Hi[7] * py + Hi[8];
         const fx = (((Hi[0] * px + Hi[1] * py + Hi[2]) / zz + 1) / 2) * R - 0.5;
         const fy = (((Hi[3] * px + Hi[4] * py + Hi[5]) / zz + 1) / 2) * R - 0.5;
-        const x0 = Math.floor(fx), y0 = Math.floor(fy);
-        const ax = fx - x0, ay = fy - y0;
+        const x0 = Math.floor(fx),
+          y0 = Math.floor(fy);
+        const ax = fx - x0,
+          ay = fy - y0;
         const o = (i * S + Math.floor(y / ss)) * S + Math.floor(x / ss);
         const slot = o * taps + 4 * ((y % ss) * ss + (x % ss));
-        let cover = 0, black0 = 0, black1 = 0, black2 = 0;
+        let cover = 0,
+          black0 = 0,
+          black1 = 0,
+          black2 = 0;
         for (let k = 0; k < 4; k++) {
-          const tx = x0 + (k & 1), ty = y0 + (k >> 1);
+          const tx = x0 + (k & 1),
+            ty = y0 + (k >> 1);
           // Outside the canvas (or behind the camera) the sign is transparent: weight 0.
           if (!(zz > 0 && tx >= 0 && ty >= 0 && tx < R && ty < R)) continue;
           const sIdx = ty * R + tx;
@@ -260,7 +286,9 @@ function buildSceneMap(samples: EotSample[], R: number, alpha: Float32Array, pri
           cover += wa;
           if (printed) {
             const p = wa * printed[sIdx];
-            black0 += p * s.printerBlack[0]; black1 += p * s.printerBlack[1]; black2 += p * s.printerBlack[2];
+            black0 += p * s.printerBlack[0];
+            black1 += p * s.printerBlack[1];
+            black2 += p * s.printerBlack[2];
           }
         }
         const b = 3 * (y * So + x);
@@ -278,10 +306,14 @@ function sceneForward(m: SceneMap, rgb: Float32Array): Float32Array {
   const out = Float32Array.from(m.constant);
   const { n, S, taps, src, weight, gain, printed } = m;
   for (let i = 0; i < n; i++) {
-    const g0 = gain[3 * i] - 1, g1 = gain[3 * i + 1] - 1, g2 = gain[3 * i + 2] - 1;
+    const g0 = gain[3 * i] - 1,
+      g1 = gain[3 * i + 1] - 1,
+      g2 = gain[3 * i + 2] - 1;
     for (let p = 0; p < S * S; p++) {
       const o = i * S * S + p;
-      let r = 0, g = 0, b = 0;
+      let r = 0,
+        g = 0,
+        b = 0;
       for (let t = o * taps, end = t + taps; t < end; t++) {
         const w = weight[t];
         if (w === 0) continue;
@@ -291,7 +323,9 @@ function sceneForward(m: SceneMap, rgb: Float32Array): Float32Array {
         g += w * rgb[3 * s + 1] * (1 + pr * g1);
         b += w * rgb[3 * s + 2] * (1 + pr * g2);
       }
-      out[3 * o] += r; out[3 * o + 1] += g; out[3 * o + 2] += b;
+      out[3 * o] += r;
+      out[3 * o + 1] += g;
+      out[3 * o + 2] += b;
     }
   }
   return out;
@@ -302,10 +336,14 @@ function sceneBackward(m: SceneMap, dy: Float32Array): Float32Array {
   const { n, S, R, taps, src, weight, gain, printed } = m;
   const out = new Float32Array(R * R * 3);
   for (let i = 0; i < n; i++) {
-    const g0 = gain[3 * i] - 1, g1 = gain[3 * i + 1] - 1, g2 = gain[3 * i + 2] - 1;
+    const g0 = gain[3 * i] - 1,
+      g1 = gain[3 * i + 1] - 1,
+      g2 = gain[3 * i + 2] - 1;
     for (let p = 0; p < S * S; p++) {
       const o = i * S * S + p;
-      const d0 = dy[3 * o], d1 = dy[3 * o + 1], d2 = dy[3 * o + 2];
+      const d0 = dy[3 * o],
+        d1 = dy[3 * o + 1],
+        d2 = dy[3 * o + 2];
       for (let t = o * taps, end = t + taps; t < end; t++) {
         const w = weight[t];
         if (w === 0) continue;
@@ -339,8 +377,16 @@ function sceneOp(rgb: Tensor4D, m: SceneMap): Tensor4D {
 // Backgrounds and noise (JS, seeded)
 
 const BG_BASES: Rgb3[] = [
-  [0.55, 0.7, 0.9], [0.75, 0.82, 0.9], [0.25, 0.4, 0.2], [0.4, 0.55, 0.3], [0.5, 0.5, 0.5],
-  [0.65, 0.6, 0.55], [0.45, 0.35, 0.3], [0.2, 0.2, 0.22], [0.85, 0.85, 0.85], [0.6, 0.45, 0.3],
+  [0.55, 0.7, 0.9],
+  [0.75, 0.82, 0.9],
+  [0.25, 0.4, 0.2],
+  [0.4, 0.55, 0.3],
+  [0.5, 0.5, 0.5],
+  [0.65, 0.6, 0.55],
+  [0.45, 0.35, 0.3],
+  [0.2, 0.2, 0.22],
+  [0.85, 0.85, 0.85],
+  [0.6, 0.45, 0.3],
 ];
 
 /** A plausible street background: a base colour with a gradient and a few soft blobs. */
@@ -348,14 +394,20 @@ function background(rng: Rng, side: number, plain: boolean): Float32Array {
   const out = new Float32Array(side * side * 3);
   if (plain) return out.fill(0.5);
   const base = BG_BASES[Math.floor(rng() * BG_BASES.length)].map((v) => v * (0.7 + 0.6 * rng()));
-  const ang = rng() * 2 * Math.PI, gx = Math.cos(ang), gy = Math.sin(ang), gs = 0.4 * rng();
+  const ang = rng() * 2 * Math.PI,
+    gx = Math.cos(ang),
+    gy = Math.sin(ang),
+    gs = 0.4 * rng();
   const blobs = Array.from({ length: 4 }, () => ({
-    x: rng() * side, y: rng() * side, s: (0.1 + 0.25 * rng()) * side, a: 0.5 * rng(),
+    x: rng() * side,
+    y: rng() * side,
+    s: (0.1 + 0.25 * rng()) * side,
+    a: 0.5 * rng(),
     c: [rng(), rng(), rng()],
   }));
   for (let y = 0; y < side; y++) {
     for (let x = 0; x < side; x++) {
-      const g = 1 + gs * (((x / side - 0.5) * gx + (y / side - 0.5) * gy));
+      const g = 1 + gs * ((x / side - 0.5) * gx + (y / side - 0.5) * gy);
       const o = 3 * (y * side + x);
       for (let c = 0; c < 3; c++) out[o + c] = base[c] * g;
       for (const b of blobs) {
@@ -369,7 +421,8 @@ function background(rng: Rng, side: number, plain: boolean): Float32Array {
 }
 
 function gauss(rng: Rng): number {
-  const u = 1 - rng(), v = rng();
+  const u = 1 - rng(),
+    v = rng();
   return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * v);
 }
 
@@ -381,15 +434,25 @@ function noiseField(s: EotSample, rng: Rng, side: number, out: Float32Array, off
   const q = s.jpegQuality > 0 ? 0.0008 * (100 - s.jpegQuality) : 0;
   for (let i = 0; i < side * side; i++) {
     const o = offset + 3 * i;
-    let r = 0, g = 0, b = 0;
-    if (s.noise > 0) { r = s.noise * gauss(rng); g = s.noise * gauss(rng); b = s.noise * gauss(rng); }
+    let r = 0,
+      g = 0,
+      b = 0;
+    if (s.noise > 0) {
+      r = s.noise * gauss(rng);
+      g = s.noise * gauss(rng);
+      b = s.noise * gauss(rng);
+    }
     if (q > 0) {
-      const dy = (rng() * 2 - 1) * q, dcb = (rng() * 2 - 1) * 2 * q, dcr = (rng() * 2 - 1) * 2 * q;
+      const dy = (rng() * 2 - 1) * q,
+        dcb = (rng() * 2 - 1) * 2 * q,
+        dcr = (rng() * 2 - 1) * 2 * q;
       r += dy + 1.402 * dcr;
       g += dy - 0.344136 * dcb - 0.714136 * dcr;
       b += dy + 1.772 * dcb;
     }
-    out[o] = r; out[o + 1] = g; out[o + 2] = b;
+    out[o] = r;
+    out[o + 1] = g;
+    out[o + 2] = b;
   }
 }
 
@@ -419,7 +482,14 @@ function perSample(values: number[], n: number, c = 1): tf.Tensor4D {
  * sign's shape), printed (R², 1 where the printer's colour shift applies; null = nothing printed).
  * Returns [n, S, S, 3] in [0, 1], differentiable with respect to rgb.
  */
-export function applyEot(rgb: Tensor4D, alpha: Float32Array, printed: Float32Array | null, samples: EotSample[], config: EotConfig = DEFAULT_EOT, scene?: SceneFn): Tensor4D {
+export function applyEot(
+  rgb: Tensor4D,
+  alpha: Float32Array,
+  printed: Float32Array | null,
+  samples: EotSample[],
+  config: EotConfig = DEFAULT_EOT,
+  scene?: SceneFn,
+): Tensor4D {
   const n = samples.length;
   const R = rgb.shape[1];
   const S = config.outputSize;
@@ -435,16 +505,32 @@ export function applyEot(rgb: Tensor4D, alpha: Float32Array, printed: Float32Arr
     // 3. Blur: per sample, a piecewise-linear mix of x, G(0.6) and G(1.2) that matches sigma.
     if (samples.some((s) => s.blur > 0)) {
       const t = samples.map((s) => Math.min(2, s.blur / BLUR_SIGMAS[0]));
-      const w0 = perSample(t.map((v) => Math.max(0, 1 - v)), n);
-      const w1 = perSample(t.map((v) => (v <= 1 ? v : 2 - v)), n);
-      const w2 = perSample(t.map((v) => Math.max(0, v - 1)), n);
+      const w0 = perSample(
+        t.map((v) => Math.max(0, 1 - v)),
+        n,
+      );
+      const w1 = perSample(
+        t.map((v) => (v <= 1 ? v : 2 - v)),
+        n,
+      );
+      const w2 = perSample(
+        t.map((v) => Math.max(0, v - 1)),
+        n,
+      );
       const b1 = tf.conv2d(x, gaussianFilter(BLUR_SIGMAS[0]), 1, 'same');
       const b2 = tf.conv2d(x, gaussianFilter(BLUR_SIGMAS[1]), 1, 'same');
       x = tf.addN([tf.mul(x, w0), tf.mul(b1, w1), tf.mul(b2, w2)]) as Tensor4D;
     }
     // 4. Lighting: contrast about mid-grey, exposure, white balance.
-    const k = perSample(samples.map((s) => s.contrast), n);
-    const gain = perSample(samples.flatMap((s) => s.cast.map((c) => c * s.brightness)), n, 3);
+    const k = perSample(
+      samples.map((s) => s.contrast),
+      n,
+    );
+    const gain = perSample(
+      samples.flatMap((s) => s.cast.map((c) => c * s.brightness)),
+      n,
+      3,
+    );
     x = tf.mul(tf.add(tf.mul(x, k), tf.mul(tf.sub(1, k), 0.5)), gain);
     // 6a. JPEG chroma subsampling (the quantisation error is in the noise field). Channels are
     // split with matMuls rather than slices (strided slices are slow on wasm).
@@ -452,7 +538,16 @@ export function applyEot(rgb: Tensor4D, alpha: Float32Array, printed: Float32Arr
     if (jpeg.some((v) => v)) {
       const flat = tf.reshape(x, [-1, 3]);
       const luma = tf.matMul(flat, tf.tensor2d([RGB_TO_YCC[0], RGB_TO_YCC[3], RGB_TO_YCC[6]], [3, 1]));
-      const chroma = tf.reshape(tf.matMul(flat, tf.tensor2d([1, 2, 4, 5, 7, 8].map((j) => RGB_TO_YCC[j]), [3, 2])), [n, S / 2, 2, S / 2, 2, 2]);
+      const chroma = tf.reshape(
+        tf.matMul(
+          flat,
+          tf.tensor2d(
+            [1, 2, 4, 5, 7, 8].map((j) => RGB_TO_YCC[j]),
+            [3, 2],
+          ),
+        ),
+        [n, S / 2, 2, S / 2, 2, 2],
+      );
       // Broadcasting against ones repeats each 2×2 block (tile has no rank-6 gradient in tfjs).
       const up = tf.reshape(tf.mul(tf.mean(chroma, [2, 4], true), tf.ones([1, 1, 2, 1, 2, 1])), [-1, 2]);
       const back = tf.add(tf.matMul(luma, tf.ones([1, 3])), tf.matMul(up, tf.tensor2d(YCC_TO_RGB.slice(3), [2, 3])));
@@ -468,9 +563,12 @@ export function applyEot(rgb: Tensor4D, alpha: Float32Array, printed: Float32Arr
 /** Splits straight RGBA (R²×4) into RGB (R²×3) and alpha (R²). */
 export function splitRgba(rgba: Float32Array): { rgb: Float32Array; alpha: Float32Array } {
   const n = rgba.length / 4;
-  const rgb = new Float32Array(n * 3), alpha = new Float32Array(n);
+  const rgb = new Float32Array(n * 3),
+    alpha = new Float32Array(n);
   for (let i = 0; i < n; i++) {
-    rgb[3 * i] = rgba[4 * i]; rgb[3 * i + 1] = rgba[4 * i + 1]; rgb[3 * i + 2] = rgba[4 * i + 2];
+    rgb[3 * i] = rgba[4 * i];
+    rgb[3 * i + 1] = rgba[4 * i + 1];
+    rgb[3 * i + 2] = rgba[4 * i + 2];
     alpha[i] = rgba[4 * i + 3];
   }
   return { rgb, alpha };
@@ -480,13 +578,21 @@ export function splitRgba(rgba: Float32Array): { rgb: Float32Array; alpha: Float
  * Convenience for non-differentiable use (measurement): applies the samples in chunks and returns
  * the images as one Float32Array [n*S*S*3].
  */
-export async function renderEot(rgb: Tensor4D, alpha: Float32Array, printed: Float32Array | null, samples: EotSample[], config: EotConfig = DEFAULT_EOT, chunk = 64, scene?: SceneFn): Promise<Float32Array> {
+export async function renderEot(
+  rgb: Tensor4D,
+  alpha: Float32Array,
+  printed: Float32Array | null,
+  samples: EotSample[],
+  config: EotConfig = DEFAULT_EOT,
+  chunk = 64,
+  scene?: SceneFn,
+): Promise<Float32Array> {
   const S = config.outputSize;
   const out = new Float32Array(samples.length * S * S * 3);
   for (let i = 0; i < samples.length; i += chunk) {
     const part = samples.slice(i, i + chunk);
     const t = applyEot(rgb, alpha, printed, part, config, scene && ((s, j, So) => scene(s, i + j, So)));
-    out.set(await t.data() as Float32Array, i * S * S * 3);
+    out.set((await t.data()) as Float32Array, i * S * S * 3);
     t.dispose();
   }
   return out;

@@ -48,7 +48,9 @@ export async function layerPng(r: Pick<StickerResult, 'canvasSize' | 'sticker' |
     for (let c = 0; c < 3; c++) out[4 * i + c] = byte(r.sticker[3 * i + c]);
     out[4 * i + 3] = a;
   }
-  return sharp(out, { raw: { width: R, height: R, channels: 4 } }).png().toBuffer();
+  return sharp(out, { raw: { width: R, height: R, channels: 4 } })
+    .png()
+    .toBuffer();
 }
 
 /**
@@ -91,5 +93,6 @@ export async function requireSameModel(check: ModelCheck, clf: Classifier, what:
     const d = Math.abs(mine.probeLogits[i] - check.probeLogits[i]) / (1 + Math.abs(check.probeLogits[i]));
     worst = Math.max(worst, d);
   }
-  if (!(worst <= 1e-2)) throw new UserError(`${what} was made for another model (its probe logits differ from this model's): run 'advsign sticker' with this model`);
+  if (!(worst <= 1e-2))
+    throw new UserError(`${what} was made for another model (its probe logits differ from this model's): run 'advsign sticker' with this model`);
 }

@@ -34,9 +34,18 @@ export type MaskKind = (typeof MASK_KINDS)[number];
 /** Defaults chosen for the stop sign's layout: stripes above and below the word, a patch below it. */
 export function defaultMask(kind: MaskKind): MaskSpec {
   switch (kind) {
-    case 'stripes': return { kind: 'stripes', rects: [{ x: 0.12, y: 0.2, w: 0.76, h: 0.11 }, { x: 0.12, y: 0.69, w: 0.76, h: 0.11 }] };
-    case 'rect': return { kind: 'rect', rect: { x: 0.3, y: 0.64, w: 0.4, h: 0.2 } };
-    case 'circle': return { kind: 'circle', cx: 0.5, cy: 0.74, r: 0.13 };
+    case 'stripes':
+      return {
+        kind: 'stripes',
+        rects: [
+          { x: 0.12, y: 0.2, w: 0.76, h: 0.11 },
+          { x: 0.12, y: 0.69, w: 0.76, h: 0.11 },
+        ],
+      };
+    case 'rect':
+      return { kind: 'rect', rect: { x: 0.3, y: 0.64, w: 0.4, h: 0.2 } };
+    case 'circle':
+      return { kind: 'circle', cx: 0.5, cy: 0.74, r: 0.13 };
   }
 }
 
@@ -108,11 +117,16 @@ export async function loadMaskImage(file: string): Promise<MaskSpec> {
 export function describeMask(spec: MaskSpec): string {
   const f = (v: number) => v.toFixed(3).replace(/0+$/, '').replace(/\.$/, '');
   switch (spec.kind) {
-    case 'rect': return `rect x=${f(spec.rect.x)} y=${f(spec.rect.y)} w=${f(spec.rect.w)} h=${f(spec.rect.h)}`;
-    case 'stripes': return `stripes ${spec.rects.map((r) => `y=${f(r.y)}..${f(r.y + r.h)}`).join(', ')} x=${f(spec.rects[0].x)}..${f(spec.rects[0].x + spec.rects[0].w)}`;
-    case 'circle': return `circle cx=${f(spec.cx)} cy=${f(spec.cy)} r=${f(spec.r)}`;
-    case 'image': return `image ${spec.file} (${spec.width}x${spec.height})`;
-    case 'auto': return `auto: ${spec.pieces} piece${spec.pieces === 1 ? '' : 's'} where a whole-sign sticker worked most`;
+    case 'rect':
+      return `rect x=${f(spec.rect.x)} y=${f(spec.rect.y)} w=${f(spec.rect.w)} h=${f(spec.rect.h)}`;
+    case 'stripes':
+      return `stripes ${spec.rects.map((r) => `y=${f(r.y)}..${f(r.y + r.h)}`).join(', ')} x=${f(spec.rects[0].x)}..${f(spec.rects[0].x + spec.rects[0].w)}`;
+    case 'circle':
+      return `circle cx=${f(spec.cx)} cy=${f(spec.cy)} r=${f(spec.r)}`;
+    case 'image':
+      return `image ${spec.file} (${spec.width}x${spec.height})`;
+    case 'auto':
+      return `auto: ${spec.pieces} piece${spec.pieces === 1 ? '' : 's'} where a whole-sign sticker worked most`;
   }
 }
 
@@ -126,14 +140,19 @@ function inside(spec: MaskSpec, x: number, y: number): number {
       return spec.rects.some((r) => x >= r.x && x < r.x + r.w && y >= r.y && y < r.y + r.h) ? 1 : 0;
     case 'circle':
       return (x - spec.cx) ** 2 + (y - spec.cy) ** 2 < spec.r * spec.r ? 1 : 0;
-    case 'image': case 'auto': {
+    case 'image':
+    case 'auto': {
       // Bilinear lookup, image stretched over the unit square.
       const fx = Math.min(spec.width - 1, Math.max(0, x * spec.width - 0.5));
       const fy = Math.min(spec.height - 1, Math.max(0, y * spec.height - 0.5));
-      const x0 = Math.floor(fx), y0 = Math.floor(fy);
-      const x1 = Math.min(spec.width - 1, x0 + 1), y1 = Math.min(spec.height - 1, y0 + 1);
-      const ax = fx - x0, ay = fy - y0;
-      const v = spec.values, w = spec.width;
+      const x0 = Math.floor(fx),
+        y0 = Math.floor(fy);
+      const x1 = Math.min(spec.width - 1, x0 + 1),
+        y1 = Math.min(spec.height - 1, y0 + 1);
+      const ax = fx - x0,
+        ay = fy - y0;
+      const v = spec.values,
+        w = spec.width;
       return (v[y0 * w + x0] * (1 - ax) + v[y0 * w + x1] * ax) * (1 - ay) + (v[y1 * w + x0] * (1 - ax) + v[y1 * w + x1] * ax) * ay;
     }
   }
@@ -204,33 +223,49 @@ export function components(field: Float32Array, size: number, minPixels = 1): Co
     stack.push(start);
     while (stack.length) {
       const p = stack.pop() as number;
-      const x = p % size, y = (p - x) / size;
+      const x = p % size,
+        y = (p - x) / size;
       c.pixels++;
-      c.x0 = Math.min(c.x0, x); c.x1 = Math.max(c.x1, x); c.y0 = Math.min(c.y0, y); c.y1 = Math.max(c.y1, y);
-      for (const [dx, dy] of [[1, 0], [-1, 0], [0, 1], [0, -1]]) {
-        const nx = x + dx, ny = y + dy;
+      c.x0 = Math.min(c.x0, x);
+      c.x1 = Math.max(c.x1, x);
+      c.y0 = Math.min(c.y0, y);
+      c.y1 = Math.max(c.y1, y);
+      for (const [dx, dy] of [
+        [1, 0],
+        [-1, 0],
+        [0, 1],
+        [0, -1],
+      ]) {
+        const nx = x + dx,
+          ny = y + dy;
         if (nx < 0 || ny < 0 || nx >= size || ny >= size) continue;
         const q = ny * size + nx;
-        if (field[q] >= 0.5 && label[q] < 0) { label[q] = id; stack.push(q); }
+        if (field[q] >= 0.5 && label[q] < 0) {
+          label[q] = id;
+          stack.push(q);
+        }
       }
     }
     comps.push(c);
   }
-  return comps.filter((c) => c.pixels >= minPixels).sort((a, b) => b.pixels - a.pixels).map((c) => {
-    // This component's own field: other components' pixels are blanked so their outlines stay out.
-    const own = new Float32Array(size * size);
-    for (let y = Math.max(0, c.y0 - 1); y <= Math.min(size - 1, c.y1 + 1); y++) {
-      for (let x = Math.max(0, c.x0 - 1); x <= Math.min(size - 1, c.x1 + 1); x++) {
-        const i = y * size + x;
-        own[i] = label[i] === c.id || (label[i] < 0) ? field[i] : 0;
+  return comps
+    .filter((c) => c.pixels >= minPixels)
+    .sort((a, b) => b.pixels - a.pixels)
+    .map((c) => {
+      // This component's own field: other components' pixels are blanked so their outlines stay out.
+      const own = new Float32Array(size * size);
+      for (let y = Math.max(0, c.y0 - 1); y <= Math.min(size - 1, c.y1 + 1); y++) {
+        for (let x = Math.max(0, c.x0 - 1); x <= Math.min(size - 1, c.x1 + 1); x++) {
+          const i = y * size + x;
+          own[i] = label[i] === c.id || label[i] < 0 ? field[i] : 0;
+        }
       }
-    }
-    return {
-      pixels: c.pixels,
-      bbox: { x: c.x0 / size, y: c.y0 / size, w: (c.x1 + 1 - c.x0) / size, h: (c.y1 + 1 - c.y0) / size },
-      outlines: outlines(own, size).map((l) => l.map(([x, y]): [number, number] => [x / size, y / size])),
-    };
-  });
+      return {
+        pixels: c.pixels,
+        bbox: { x: c.x0 / size, y: c.y0 / size, w: (c.x1 + 1 - c.x0) / size, h: (c.y1 + 1 - c.y0) / size },
+        outlines: outlines(own, size).map((l) => l.map(([x, y]): [number, number] => [x / size, y / size])),
+      };
+    });
 }
 
 /**
@@ -247,7 +282,8 @@ export function outlines(field: Float32Array, size: number): [number, number][][
   const cross = (x0: number, y0: number, horizontal: boolean): number => {
     const id = 2 * (y0 * W + x0) + (horizontal ? 0 : 1);
     if (!point.has(id)) {
-      const a = v(x0, y0), b = horizontal ? v(x0 + 1, y0) : v(x0, y0 + 1);
+      const a = v(x0, y0),
+        b = horizontal ? v(x0 + 1, y0) : v(x0, y0 + 1);
       const t = Math.abs(b - a) < 1e-12 ? 0.5 : (0.5 - a) / (b - a);
       // Grid corner (x, y) of the padded grid is the centre of pixel (x-1, y-1): coordinate x-0.5.
       point.set(id, horizontal ? [x0 - 0.5 + t, y0 - 0.5] : [x0 - 0.5, y0 - 0.5 + t]);
@@ -255,27 +291,65 @@ export function outlines(field: Float32Array, size: number): [number, number][][
     return id;
   };
   const link = (a: number, b: number) => {
-    (adj.get(a) ?? adj.set(a, []).get(a) as number[]).push(b);
-    (adj.get(b) ?? adj.set(b, []).get(b) as number[]).push(a);
+    (adj.get(a) ?? (adj.set(a, []).get(a) as number[])).push(b);
+    (adj.get(b) ?? (adj.set(b, []).get(b) as number[])).push(a);
   };
   for (let y = 0; y < W - 1; y++) {
     for (let x = 0; x < W - 1; x++) {
-      const tl = v(x, y) >= 0.5 ? 1 : 0, tr = v(x + 1, y) >= 0.5 ? 1 : 0;
-      const br = v(x + 1, y + 1) >= 0.5 ? 1 : 0, bl = v(x, y + 1) >= 0.5 ? 1 : 0;
+      const tl = v(x, y) >= 0.5 ? 1 : 0,
+        tr = v(x + 1, y) >= 0.5 ? 1 : 0;
+      const br = v(x + 1, y + 1) >= 0.5 ? 1 : 0,
+        bl = v(x, y + 1) >= 0.5 ? 1 : 0;
       const code = tl * 8 + tr * 4 + br * 2 + bl;
       if (code === 0 || code === 15) continue;
-      const T = () => cross(x, y, true), B = () => cross(x, y + 1, true);
-      const L = () => cross(x, y, false), R = () => cross(x + 1, y, false);
+      const T = () => cross(x, y, true),
+        B = () => cross(x, y + 1, true);
+      const L = () => cross(x, y, false),
+        R = () => cross(x + 1, y, false);
       const centreIn = (v(x, y) + v(x + 1, y) + v(x + 1, y + 1) + v(x, y + 1)) / 4 >= 0.5;
       switch (code) {
-        case 1: case 14: link(L(), B()); break;
-        case 2: case 13: link(B(), R()); break;
-        case 3: case 12: link(L(), R()); break;
-        case 4: case 11: link(T(), R()); break;
-        case 6: case 9: link(T(), B()); break;
-        case 7: case 8: link(L(), T()); break;
-        case 5: if (centreIn) { link(L(), T()); link(B(), R()); } else { link(L(), B()); link(T(), R()); } break;
-        case 10: if (centreIn) { link(T(), R()); link(L(), B()); } else { link(L(), T()); link(B(), R()); } break;
+        case 1:
+        case 14:
+          link(L(), B());
+          break;
+        case 2:
+        case 13:
+          link(B(), R());
+          break;
+        case 3:
+        case 12:
+          link(L(), R());
+          break;
+        case 4:
+        case 11:
+          link(T(), R());
+          break;
+        case 6:
+        case 9:
+          link(T(), B());
+          break;
+        case 7:
+        case 8:
+          link(L(), T());
+          break;
+        case 5:
+          if (centreIn) {
+            link(L(), T());
+            link(B(), R());
+          } else {
+            link(L(), B());
+            link(T(), R());
+          }
+          break;
+        case 10:
+          if (centreIn) {
+            link(T(), R());
+            link(L(), B());
+          } else {
+            link(L(), T());
+            link(B(), R());
+          }
+          break;
       }
     }
   }
@@ -285,7 +359,8 @@ export function outlines(field: Float32Array, size: number): [number, number][][
     if (seen.has(start)) continue;
     const ids: number[] = [start];
     seen.add(start);
-    let prev = -1, cur = start;
+    let prev = -1,
+      cur = start;
     for (;;) {
       const next = (adj.get(cur) as number[]).find((n) => n !== prev && !seen.has(n));
       if (next === undefined) break;
@@ -294,7 +369,13 @@ export function outlines(field: Float32Array, size: number): [number, number][][
       prev = cur;
       cur = next;
     }
-    if (ids.length >= 3) lines.push(simplify(ids.map((id) => point.get(id) as [number, number]), 0.2));
+    if (ids.length >= 3)
+      lines.push(
+        simplify(
+          ids.map((id) => point.get(id) as [number, number]),
+          0.2,
+        ),
+      );
   }
   return lines;
 }
@@ -304,17 +385,29 @@ function simplify(pts: [number, number][], tol: number): [number, number][] {
   if (pts.length < 8) return pts;
   const keep = new Uint8Array(pts.length);
   keep[0] = 1;
-  const far = pts.reduce((best, p, i) => ((p[0] - pts[0][0]) ** 2 + (p[1] - pts[0][1]) ** 2 > (pts[best][0] - pts[0][0]) ** 2 + (pts[best][1] - pts[0][1]) ** 2 ? i : best), 0);
+  const far = pts.reduce(
+    (best, p, i) => ((p[0] - pts[0][0]) ** 2 + (p[1] - pts[0][1]) ** 2 > (pts[best][0] - pts[0][0]) ** 2 + (pts[best][1] - pts[0][1]) ** 2 ? i : best),
+    0,
+  );
   keep[far] = 1;
   const rec = (a: number, b: number) => {
-    let worst = -1, wd = tol;
-    const [ax, ay] = pts[a], [bx, by] = pts[b % pts.length];
+    let worst = -1,
+      wd = tol;
+    const [ax, ay] = pts[a],
+      [bx, by] = pts[b % pts.length];
     const len = Math.hypot(bx - ax, by - ay) || 1e-12;
     for (let i = a + 1; i < b; i++) {
       const d = Math.abs((bx - ax) * (ay - pts[i][1]) - (ax - pts[i][0]) * (by - ay)) / len;
-      if (d > wd) { wd = d; worst = i; }
+      if (d > wd) {
+        wd = d;
+        worst = i;
+      }
     }
-    if (worst >= 0) { keep[worst] = 1; rec(a, worst); rec(worst, b); }
+    if (worst >= 0) {
+      keep[worst] = 1;
+      rec(a, worst);
+      rec(worst, b);
+    }
   };
   rec(0, far);
   rec(far, pts.length);
@@ -331,7 +424,9 @@ function scaledDefault(kind: MaskKind, t: number): MaskSpec {
     return { kind: 'stripes', rects: base.rects.map((r) => ({ ...r, y: Math.max(0, r.y + r.h / 2 - t / 2), h: Math.min(t, 1) })) };
   }
   if (base.kind === 'rect') {
-    const w = Math.min(t, 1), h = w / 2, cy = Math.min(base.rect.y + base.rect.h / 2, 1 - h / 2);
+    const w = Math.min(t, 1),
+      h = w / 2,
+      cy = Math.min(base.rect.y + base.rect.h / 2, 1 - h / 2);
     return { kind: 'rect', rect: { x: 0.5 - w / 2, y: cy - h / 2, w, h } };
   }
   const c = base as { cx: number; cy: number };
@@ -348,7 +443,8 @@ export function maskAtArea(kind: MaskKind, area: number, signAlpha: Float32Array
   const share = (t: number) => coverage(rasterizeMask(scaledDefault(kind, t), size, signAlpha)) / signArea;
   const tMax = kind === 'circle' ? 0.5 : kind === 'rect' ? 1 : 0.49;
   if (share(tMax) < area) throw new UserError(`--area ${area}: the ${kind} mask covers at most ${(share(tMax) * 100).toFixed(0)} % of this sign`);
-  let lo = 0, hi = tMax;
+  let lo = 0,
+    hi = tMax;
   for (let i = 0; i < 30; i++) {
     const mid = (lo + hi) / 2;
     if (share(mid) < area) lo = mid;
@@ -361,6 +457,7 @@ export function maskAtArea(kind: MaskKind, area: number, signAlpha: Float32Array
 export function parseArea(text: string, flag = '--area'): number {
   const t = text.trim();
   const v = t.endsWith('%') ? Number(t.slice(0, -1)) / 100 : Number(t);
-  if (!Number.isFinite(v) || !(v > 0 && v <= 0.5)) throw new UserError(`${flag} must be a share of the sign's area in (0, 0.5] (e.g. 0.1 or 10%), got '${text}'`);
+  if (!Number.isFinite(v) || !(v > 0 && v <= 0.5))
+    throw new UserError(`${flag} must be a share of the sign's area in (0, 0.5] (e.g. 0.1 or 10%), got '${text}'`);
   return v;
 }

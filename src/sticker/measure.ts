@@ -42,7 +42,7 @@ async function classify(clf: Classifier, images: Float32Array, n: number, s: num
     const x = tf.tensor4d(images.subarray(i * s * s * 3, (i + m) * s * s * 3), [m, s, s, 3]);
     const z = await inferLogits(clf, x);
     const p = tf.softmax(z);
-    const v = await p.data() as Float32Array;
+    const v = (await p.data()) as Float32Array;
     tf.dispose([x, z, p]);
     prob.set(v, i * clf.numClasses);
     for (let j = 0; j < m; j++) {
@@ -55,10 +55,17 @@ async function classify(clf: Classifier, images: Float32Array, n: number, s: num
 }
 
 /** Predictions of the model for images given as one Float32Array; shared with the round trip. */
-export async function scoreImages(clf: Classifier, images: Float32Array, n: number, classId: number, target: number | null): Promise<{ success: number; meanProbability: number; predictions: Record<string, number>; pred: Int32Array }> {
+export async function scoreImages(
+  clf: Classifier,
+  images: Float32Array,
+  n: number,
+  classId: number,
+  target: number | null,
+): Promise<{ success: number; meanProbability: number; predictions: Record<string, number>; pred: Int32Array }> {
   const s = clf.inputSize;
   const { pred, prob } = await classify(clf, images, n, s);
-  let success = 0, p = 0;
+  let success = 0,
+    p = 0;
   const predictions: Record<string, number> = {};
   for (let i = 0; i < n; i++) {
     if (target !== null ? pred[i] === target : pred[i] !== classId) success++;
@@ -92,21 +99,28 @@ export async function measureRobustness(clf: Classifier, attack: PhysicalAttack,
   const size = attack.canvasSize;
   const config = { ...(o.config ?? DEFAULT_EOT), outputSize: clf.inputSize };
   const samples = sampleEot(n, heldOutSeed(seed), config);
-  const a0 = splitRgba(attack.adversarial), c0 = splitRgba(attack.clean);
-  const adv = tf.tensor4d(a0.rgb, [1, size, size, 3]), cl = tf.tensor4d(c0.rgb, [1, size, size, 3]);
+  const a0 = splitRgba(attack.adversarial),
+    c0 = splitRgba(attack.clean);
+  const adv = tf.tensor4d(a0.rgb, [1, size, size, 3]),
+    cl = tf.tensor4d(c0.rgb, [1, size, size, 3]);
   try {
     const advImgs = await renderEot(adv, a0.alpha, attack.printed, samples, config);
     const cleanImgs = await renderEot(cl, c0.alpha, attack.mode === 'sign' ? attack.printed : null, samples, config);
     const a = await scoreImages(clf, advImgs, n, attack.classId, attack.target);
     const c = await scoreImages(clf, cleanImgs, n, attack.classId, attack.target);
-    let cleanOk = 0, cleanTarget = 0;
+    let cleanOk = 0,
+      cleanTarget = 0;
     for (const p of c.pred) {
       if (p === attack.classId) cleanOk++;
       if (attack.target !== null && p === attack.target) cleanTarget++;
     }
     return {
-      n, seed, successRate: a.success, meanProbability: a.meanProbability,
-      cleanAccuracy: n ? cleanOk / n : 0, cleanTargetRate: n ? cleanTarget / n : 0,
+      n,
+      seed,
+      successRate: a.success,
+      meanProbability: a.meanProbability,
+      cleanAccuracy: n ? cleanOk / n : 0,
+      cleanTargetRate: n ? cleanTarget / n : 0,
       predictions: topCounts(a.predictions, 5),
     };
   } finally {
@@ -116,5 +130,9 @@ export async function measureRobustness(clf: Classifier, attack: PhysicalAttack,
 
 /** The k most frequent entries of a count table. */
 export function topCounts(counts: Record<string, number>, k: number): Record<string, number> {
-  return Object.fromEntries(Object.entries(counts).sort((a, b) => b[1] - a[1]).slice(0, k));
+  return Object.fromEntries(
+    Object.entries(counts)
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, k),
+  );
 }

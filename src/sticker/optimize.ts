@@ -108,12 +108,30 @@ export interface StickerResult {
   nps: number;
   tv: number;
   seconds: number;
-  options: { steps: number; eotSamples: number; learningRate: number; npsWeight: number; tvWeight: number; seed: number; palette: string; targetLoss: TargetLoss };
+  options: {
+    steps: number;
+    eotSamples: number;
+    learningRate: number;
+    npsWeight: number;
+    tvWeight: number;
+    seed: number;
+    palette: string;
+    targetLoss: TargetLoss;
+  };
 }
 
 export const STICKER_DEFAULTS = {
-  steps: 300, eotSamples: 16, learningRate: 0.05, npsWeight: 0.3, tvWeight: 0.3, canvasSize: 64, seed: 1, eps: 16 / 255, kappa: 5,
-  targetLoss: 'ce' as TargetLoss, l1Weight: 0,
+  steps: 300,
+  eotSamples: 16,
+  learningRate: 0.05,
+  npsWeight: 0.3,
+  tvWeight: 0.3,
+  canvasSize: 64,
+  seed: 1,
+  eps: 16 / 255,
+  kappa: 5,
+  targetLoss: 'ce' as TargetLoss,
+  l1Weight: 0,
 };
 
 /** The seed of optimisation step `step` (a stream disjoint from measureRobustness's). */
@@ -128,9 +146,11 @@ export function signCanvas(classId: number, size: number): Float32Array {
 
 /** Checks class ids with one-line errors. */
 export function validateClasses(classId: number, target: number | null, numClasses = NUM_CLASSES): void {
-  if (!Number.isInteger(classId) || classId < 0 || classId >= numClasses) throw new UserError(`sign class ${classId} is out of range: use 0..${numClasses - 1}`);
+  if (!Number.isInteger(classId) || classId < 0 || classId >= numClasses)
+    throw new UserError(`sign class ${classId} is out of range: use 0..${numClasses - 1}`);
   if (target !== null) {
-    if (!Number.isInteger(target) || target < 0 || target >= numClasses) throw new UserError(`target class ${target} is out of range: use 0..${numClasses - 1}`);
+    if (!Number.isInteger(target) || target < 0 || target >= numClasses)
+      throw new UserError(`target class ${target} is out of range: use 0..${numClasses - 1}`);
     if (target === classId) throw new UserError(`target class ${target} is the sign's own class: pick another class (or leave --target out for untargeted)`);
   }
 }
@@ -151,7 +171,8 @@ function tvLoss(img: Tensor4D, weight: Tensor4D): tf.Scalar {
 
 /** TV of an RGB image (size²×3) over the weight map, as a number (same definition as the loss). */
 export function tvScore(rgb: Float32Array, weight: Float32Array, size: number): number {
-  let num = 0, den = 0;
+  let num = 0,
+    den = 0;
   for (let y = 0; y < size; y++) {
     for (let x = 0; x < size; x++) {
       const i = y * size + x;
@@ -175,7 +196,8 @@ export function tvScore(rgb: Float32Array, weight: Float32Array, size: number): 
  */
 function attackLoss(logits: Tensor2D, classId: number, target: number | null, kappa: number, targetLoss: TargetLoss): tf.Scalar {
   return tf.tidy(() => {
-    const n = logits.shape[0], k = logits.shape[1];
+    const n = logits.shape[0],
+      k = logits.shape[1];
     const oh = tf.oneHot(tf.fill([n], target ?? classId, 'int32') as tf.Tensor1D, k);
     if (target !== null && targetLoss === 'ce') return tf.losses.softmaxCrossEntropy(oh, logits) as tf.Scalar;
     const own = tf.sum(tf.mul(logits, oh), 1);
@@ -212,17 +234,21 @@ export async function optimizeSticker(clf: Classifier, options: StickerOptions):
   if (photos && mode !== 'sticker') throw new UserError('real photos in the loop apply to sticker mode only');
   const photoCount = photos ? Math.min(o.eotSamples, Math.max(1, Math.round(photos.share * o.eotSamples))) : 0;
   const photoConfig: EotConfig = { ...(options.photos?.config ?? photoEotConfig(clf.inputSize)), outputSize: clf.inputSize };
-  const eotConfig: EotConfig = { ...(useEot ? DEFAULT_EOT : CLEAN_VIEW), ...(useEot ? options.eotConfig ?? {} : {}), outputSize: clf.inputSize };
+  const eotConfig: EotConfig = { ...(useEot ? DEFAULT_EOT : CLEAN_VIEW), ...(useEot ? (options.eotConfig ?? {}) : {}), outputSize: clf.inputSize };
   const palette = options.palette ?? DEFAULT_PALETTE;
 
   const clean = options.signRGBA ?? signCanvas(options.classId, R);
   if (clean.length !== R * R * 4) throw new UserError(`sign image must be ${R}x${R} RGBA`);
   const alpha = alphaOf(clean);
-  const maskSpec = mode === 'sticker' ? options.mask ?? defaultMask('stripes') : null;
+  const maskSpec = mode === 'sticker' ? (options.mask ?? defaultMask('stripes')) : null;
   const printed = maskSpec ? rasterizeMask(maskSpec, R, alpha) : alpha;
   if (maskSpec) requireNonEmpty(printed, maskSpec);
-  let alphaSum = 0, printedSum = 0;
-  for (let i = 0; i < R * R; i++) { alphaSum += alpha[i]; printedSum += printed[i]; }
+  let alphaSum = 0,
+    printedSum = 0;
+  for (let i = 0; i < R * R; i++) {
+    alphaSum += alpha[i];
+    printedSum += printed[i];
+  }
 
   const cleanRgb = new Float32Array(R * R * 3);
   for (let i = 0; i < R * R; i++) for (let c = 0; c < 3; c++) cleanRgb[3 * i + c] = clean[4 * i + c];
@@ -266,26 +292,35 @@ export async function optimizeSticker(clf: Classifier, options: StickerOptions):
         const synthetic = samples.length ? [applyEot(rgb, alpha, printed, samples, eotConfig)] : [];
         const real = photos && photoViews ? [photoViewsTensor(ink, printed, photos.scenes, photoViews, photoConfig)] : [];
         const all = [...synthetic, ...real];
-        return all.length === 1 ? all[0] : tf.concat(all, 0) as Tensor4D;
+        return all.length === 1 ? all[0] : (tf.concat(all, 0) as Tensor4D);
       };
       // The classifier's part first (natively when it can): the EOT views, their logits and Jᵀ∂adv/∂z.
       const views = tf.tidy(render);
-      const { logits, grad: viewGrad } = await vjp(clf, views, (z) => tf.grad((q) => attackLoss(q as Tensor2D, options.classId, target, o.kappa, o.targetLoss))(z) as Tensor2D, 'tape');
+      const { logits, grad: viewGrad } = await vjp(
+        clf,
+        views,
+        (z) => tf.grad((q) => attackLoss(q as Tensor2D, options.classId, target, o.kappa, o.targetLoss))(z) as Tensor2D,
+        'tape',
+      );
       views.dispose();
       let parts: Tensor[] = [];
-      const surrogate = optimizer.minimize(() => {
-        const { ink, smooth } = build();
-        const imgs = render();
-        const adv = attackLoss(logits, options.classId, target, o.kappa, o.targetLoss);
-        const nps = npsLoss(tf.reshape(ink, [-1, 3]) as Tensor2D, paletteT, printedT);
-        const tv = tvLoss(smooth, printedT);
-        const terms = [adv, tf.mul(nps, o.npsWeight), tf.mul(tv, o.tvWeight)];
-        if (o.l1Weight > 0) terms.push(tf.mul(tf.div(tf.sum(tf.mul(tf.abs(tf.sub(ink, cleanT)), printedT)), printedSum * 3), o.l1Weight));
-        const total = tf.addN(terms) as tf.Scalar;
-        parts = [tf.keep(total), tf.keep(adv), tf.keep(nps), tf.keep(tv), tf.keep(tf.argMax(logits, 1))];
-        // Σ views ⊙ Jᵀc has the adversarial term's gradient at the views: its own value is not used.
-        return tf.add(total, tf.sum(tf.mul(imgs, viewGrad))) as tf.Scalar;
-      }, true, [theta]) as tf.Scalar;
+      const surrogate = optimizer.minimize(
+        () => {
+          const { ink, smooth } = build();
+          const imgs = render();
+          const adv = attackLoss(logits, options.classId, target, o.kappa, o.targetLoss);
+          const nps = npsLoss(tf.reshape(ink, [-1, 3]) as Tensor2D, paletteT, printedT);
+          const tv = tvLoss(smooth, printedT);
+          const terms = [adv, tf.mul(nps, o.npsWeight), tf.mul(tv, o.tvWeight)];
+          if (o.l1Weight > 0) terms.push(tf.mul(tf.div(tf.sum(tf.mul(tf.abs(tf.sub(ink, cleanT)), printedT)), printedSum * 3), o.l1Weight));
+          const total = tf.addN(terms) as tf.Scalar;
+          parts = [tf.keep(total), tf.keep(adv), tf.keep(nps), tf.keep(tv), tf.keep(tf.argMax(logits, 1))];
+          // Σ views ⊙ Jᵀc has the adversarial term's gradient at the views: its own value is not used.
+          return tf.add(total, tf.sum(tf.mul(imgs, viewGrad))) as tf.Scalar;
+        },
+        true,
+        [theta],
+      ) as tf.Scalar;
       const [loss, adv, nps, tv] = await Promise.all(parts.slice(0, 4).map(async (t) => (await t.data())[0]));
       const pred = Int32Array.from(await parts[4].data());
       tf.dispose([surrogate, logits, viewGrad, ...parts]);
@@ -299,7 +334,7 @@ export async function optimizeSticker(clf: Classifier, options: StickerOptions):
     const { ink, rgb, smooth } = tf.tidy(() => build());
     const sticker = Float32Array.from(await ink.data());
     const advRgb = await rgb.data();
-    const smoothed = await smooth.data() as Float32Array;
+    const smoothed = (await smooth.data()) as Float32Array;
     tf.dispose([ink, rgb, smooth]);
     const adversarial = new Float32Array(R * R * 4);
     for (let i = 0; i < R * R; i++) {
@@ -307,13 +342,34 @@ export async function optimizeSticker(clf: Classifier, options: StickerOptions):
       adversarial[4 * i + 3] = alpha[i];
     }
     return {
-      mode, classId: options.classId, target, canvasSize: R, clean, adversarial, sticker, printed, maskSpec,
+      mode,
+      classId: options.classId,
+      target,
+      canvasSize: R,
+      clean,
+      adversarial,
+      sticker,
+      printed,
+      maskSpec,
       maskDescription: maskSpec ? describeMask(maskSpec) : 'whole sign',
       areaFraction: alphaSum > 0 ? printedSum / alphaSum : 0,
-      eps: mode === 'sign' ? o.eps : null, useEot, eotConfig, history,
-      nps: npsScore(sticker, printed, palette), tv: tvScore(smoothed, printed, R),
+      eps: mode === 'sign' ? o.eps : null,
+      useEot,
+      eotConfig,
+      history,
+      nps: npsScore(sticker, printed, palette),
+      tv: tvScore(smoothed, printed, R),
       seconds: (Date.now() - t0) / 1000,
-      options: { steps: o.steps, eotSamples: o.eotSamples, learningRate: o.learningRate, npsWeight: o.npsWeight, tvWeight: o.tvWeight, seed: o.seed, palette: palette.source, targetLoss: o.targetLoss },
+      options: {
+        steps: o.steps,
+        eotSamples: o.eotSamples,
+        learningRate: o.learningRate,
+        npsWeight: o.npsWeight,
+        tvWeight: o.tvWeight,
+        seed: o.seed,
+        palette: palette.source,
+        targetLoss: o.targetLoss,
+      },
     };
   } finally {
     tf.dispose([cleanT, alphaT, printedT, paletteT, theta]);

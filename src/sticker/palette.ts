@@ -25,12 +25,36 @@ export interface Palette {
 export const DEFAULT_PALETTE: Palette = Object.freeze({
   source: 'default',
   colors: [
-    [0.1, 0.1, 0.11], [0.3, 0.3, 0.31], [0.5, 0.5, 0.5], [0.72, 0.72, 0.71], [0.93, 0.93, 0.91],
-    [0.8, 0.14, 0.15], [0.52, 0.1, 0.12], [0.4, 0.15, 0.25], [0.9, 0.45, 0.15], [0.95, 0.65, 0.35],
-    [0.95, 0.85, 0.2], [0.96, 0.92, 0.6], [0.52, 0.52, 0.18], [0.55, 0.78, 0.4], [0.2, 0.62, 0.3],
-    [0.1, 0.36, 0.2], [0.1, 0.55, 0.55], [0.2, 0.7, 0.85], [0.55, 0.75, 0.92], [0.15, 0.4, 0.75],
-    [0.12, 0.18, 0.45], [0.45, 0.25, 0.6], [0.65, 0.5, 0.8], [0.82, 0.2, 0.55], [0.95, 0.62, 0.72],
-    [0.45, 0.28, 0.15], [0.75, 0.6, 0.42], [0.9, 0.75, 0.62], [0.35, 0.42, 0.5], [0.7, 0.85, 0.95],
+    [0.1, 0.1, 0.11],
+    [0.3, 0.3, 0.31],
+    [0.5, 0.5, 0.5],
+    [0.72, 0.72, 0.71],
+    [0.93, 0.93, 0.91],
+    [0.8, 0.14, 0.15],
+    [0.52, 0.1, 0.12],
+    [0.4, 0.15, 0.25],
+    [0.9, 0.45, 0.15],
+    [0.95, 0.65, 0.35],
+    [0.95, 0.85, 0.2],
+    [0.96, 0.92, 0.6],
+    [0.52, 0.52, 0.18],
+    [0.55, 0.78, 0.4],
+    [0.2, 0.62, 0.3],
+    [0.1, 0.36, 0.2],
+    [0.1, 0.55, 0.55],
+    [0.2, 0.7, 0.85],
+    [0.55, 0.75, 0.92],
+    [0.15, 0.4, 0.75],
+    [0.12, 0.18, 0.45],
+    [0.45, 0.25, 0.6],
+    [0.65, 0.5, 0.8],
+    [0.82, 0.2, 0.55],
+    [0.95, 0.62, 0.72],
+    [0.45, 0.28, 0.15],
+    [0.75, 0.6, 0.42],
+    [0.9, 0.75, 0.62],
+    [0.35, 0.42, 0.5],
+    [0.7, 0.85, 0.95],
   ] as Rgb[],
 }) as Palette;
 
@@ -53,8 +77,10 @@ function normalise(rows: number[][], file: string): Rgb[] {
 }
 
 function fromJson(value: unknown, file: string): number[][] {
-  const list = Array.isArray(value) ? value
-    : value && typeof value === 'object' && Array.isArray((value as { colors?: unknown }).colors) ? (value as { colors: unknown[] }).colors
+  const list = Array.isArray(value)
+    ? value
+    : value && typeof value === 'object' && Array.isArray((value as { colors?: unknown }).colors)
+      ? (value as { colors: unknown[] }).colors
       : null;
   if (!list) throw new UserError(`palette ${file}: expected a JSON array of colours or {"colors": [...]}`);
   return list.map((c, i) => {
@@ -83,9 +109,15 @@ function fromCsv(text: string, file: string): number[][] {
     if (line === '' || (line.startsWith('#') && !parseHex(line.split(/[,;\s]+/)[0]))) return;
     const cells = line.split(/[,;\t ]+/).filter((c) => c !== '');
     const hex = cells.map(parseHex).find((h) => h !== null);
-    if (hex) { rows.push(hex.map((v) => v * 255)); return; }
+    if (hex) {
+      rows.push(hex.map((v) => v * 255));
+      return;
+    }
     const nums = cells.map(Number).filter((v) => Number.isFinite(v));
-    if (nums.length >= 3) { rows.push(nums.slice(-3)); return; }
+    if (nums.length >= 3) {
+      rows.push(nums.slice(-3));
+      return;
+    }
     if (rows.length === 0 && nums.length === 0) return; // header
     throw new UserError(`palette ${file}: line ${i + 1} has no r, g, b values: '${line.slice(0, 60)}'`);
   });
@@ -137,7 +169,8 @@ export function npsLoss(pixels: Tensor2D, palette: Tensor2D, weights: Tensor | n
 
 /** The NPS of an RGB image (h*w*3 floats) over the pixels where weights > 0, as a number. */
 export function npsScore(rgb: Float32Array, weights: Float32Array | null, palette: Palette): number {
-  let sum = 0, wsum = 0;
+  let sum = 0,
+    wsum = 0;
   const n = rgb.length / 3;
   for (let i = 0; i < n; i++) {
     const w = weights ? weights[i] : 1;
@@ -160,10 +193,14 @@ export function paletteTensor(p: Palette): Tensor2D {
 
 /** Index of the nearest palette colour to (r, g, b). */
 export function nearestColor(p: Palette, r: number, g: number, b: number): number {
-  let best = 0, bd = Infinity;
+  let best = 0,
+    bd = Infinity;
   p.colors.forEach((c, i) => {
     const d = (r - c[0]) ** 2 + (g - c[1]) ** 2 + (b - c[2]) ** 2;
-    if (d < bd) { bd = d; best = i; }
+    if (d < bd) {
+      bd = d;
+      best = i;
+    }
   });
   return best;
 }

@@ -23,15 +23,37 @@ function extend(rgb: Float32Array, known: Float32Array, size: number, threshold 
       for (let x = 0; x < size; x++) {
         const i = y * size + x;
         if (have[i]) continue;
-        let r = 0, g = 0, b = 0, k = 0;
-        for (const [dx, dy] of [[1, 0], [-1, 0], [0, 1], [0, -1], [1, 1], [-1, -1], [1, -1], [-1, 1]]) {
-          const nx = x + dx, ny = y + dy;
+        let r = 0,
+          g = 0,
+          b = 0,
+          k = 0;
+        for (const [dx, dy] of [
+          [1, 0],
+          [-1, 0],
+          [0, 1],
+          [0, -1],
+          [1, 1],
+          [-1, -1],
+          [1, -1],
+          [-1, 1],
+        ]) {
+          const nx = x + dx,
+            ny = y + dy;
           if (nx < 0 || ny < 0 || nx >= size || ny >= size) continue;
           const j = ny * size + nx;
           if (!have[j]) continue;
-          r += out[3 * j]; g += out[3 * j + 1]; b += out[3 * j + 2]; k++;
+          r += out[3 * j];
+          g += out[3 * j + 1];
+          b += out[3 * j + 2];
+          k++;
         }
-        if (k) { out[3 * i] = r / k; out[3 * i + 1] = g / k; out[3 * i + 2] = b / k; next[i] = 1; changed = true; }
+        if (k) {
+          out[3 * i] = r / k;
+          out[3 * i + 1] = g / k;
+          out[3 * i + 2] = b / k;
+          next[i] = 1;
+          changed = true;
+        }
       }
     }
     have = next;
@@ -42,9 +64,14 @@ function extend(rgb: Float32Array, known: Float32Array, size: number, threshold 
 
 /** Bilinear lookup at relative (u, v) ∈ [0, 1]² of a size² map with `ch` channels (edge-clamped). */
 function sample(img: Float32Array, size: number, ch: number, u: number, v: number, out: number[], stride = ch, offset = 0): void {
-  const fx = Math.min(size - 1, Math.max(0, u * size - 0.5)), fy = Math.min(size - 1, Math.max(0, v * size - 0.5));
-  const x0 = Math.floor(fx), y0 = Math.floor(fy), x1 = Math.min(size - 1, x0 + 1), y1 = Math.min(size - 1, y0 + 1);
-  const ax = fx - x0, ay = fy - y0;
+  const fx = Math.min(size - 1, Math.max(0, u * size - 0.5)),
+    fy = Math.min(size - 1, Math.max(0, v * size - 0.5));
+  const x0 = Math.floor(fx),
+    y0 = Math.floor(fy),
+    x1 = Math.min(size - 1, x0 + 1),
+    y1 = Math.min(size - 1, y0 + 1);
+  const ax = fx - x0,
+    ay = fy - y0;
   for (let c = 0; c < ch; c++) {
     const p = (x: number, y: number) => img[(y * size + x) * stride + offset + c];
     out[c] = (p(x0, y0) * (1 - ax) + p(x1, y0) * ax) * (1 - ay) + (p(x0, y1) * (1 - ax) + p(x1, y1) * ax) * ay;
@@ -107,7 +134,8 @@ export function buildArtwork(r: StickerResult, signMm: number): Artwork {
   const hi = renderSignRGBA(r.classId, Rc, { margin: 0 }).rgba;
   const alphaHi = alphaOf(hi);
   const cutHi = r.maskSpec ? rasterizeMask(r.maskSpec, Rc, alphaHi, 2) : alphaHi;
-  let inkExt: Float32Array, deltaExt: Float32Array | null = null;
+  let inkExt: Float32Array,
+    deltaExt: Float32Array | null = null;
   if (r.mode === 'sticker') {
     inkExt = extend(r.sticker, r.printed, R);
   } else {
@@ -144,11 +172,20 @@ function adversarialAt(a: Artwork, u: number, v: number, out: number[], tmp: num
  * colours inside the cut region and the bleed, white beyond (or transparent with `alpha`);
  * kind 'sign': the whole adversarial sign, white/transparent outside it.
  */
-export function raster(a: Artwork, box: { x: number; y: number; w: number; h: number }, dpi: number, kind: 'piece' | 'sign', bleedMm: number, alpha: boolean): { data: Buffer; width: number; height: number } {
-  const W = Math.max(1, Math.round((box.w / 25.4) * dpi)), H = Math.max(1, Math.round((box.h / 25.4) * dpi));
+export function raster(
+  a: Artwork,
+  box: { x: number; y: number; w: number; h: number },
+  dpi: number,
+  kind: 'piece' | 'sign',
+  bleedMm: number,
+  alpha: boolean,
+): { data: Buffer; width: number; height: number } {
+  const W = Math.max(1, Math.round((box.w / 25.4) * dpi)),
+    H = Math.max(1, Math.round((box.h / 25.4) * dpi));
   const ch = alpha ? 4 : 3;
   const data = Buffer.alloc(W * H * ch);
-  const col = [0, 0, 0, 0], tmp = [0, 0, 0, 0];
+  const col = [0, 0, 0, 0],
+    tmp = [0, 0, 0, 0];
   const pxMm = a.signMm / a.Rc;
   for (let py = 0; py < H; py++) {
     const v = (box.y + ((py + 0.5) / H) * box.h) / a.signMm;
@@ -160,7 +197,8 @@ export function raster(a: Artwork, box: { x: number; y: number; w: number; h: nu
         cover = u < 0 || v < 0 || u > 1 || v > 1 ? 0 : col[3];
       } else {
         // Distance (mm) to the cut region, plus how far outside the sign's square we are.
-        const gx = Math.min(a.Rc - 1, Math.max(0, Math.floor(u * a.Rc))), gy = Math.min(a.Rc - 1, Math.max(0, Math.floor(v * a.Rc)));
+        const gx = Math.min(a.Rc - 1, Math.max(0, Math.floor(u * a.Rc))),
+          gy = Math.min(a.Rc - 1, Math.max(0, Math.floor(v * a.Rc)));
         const outside = Math.hypot(Math.max(0, -u, u - 1), Math.max(0, -v, v - 1)) * a.signMm;
         cover = a.cutDist[gy * a.Rc + gx] * pxMm + outside <= bleedMm ? 1 : 0;
         if (cover === 0) {
@@ -191,21 +229,28 @@ export function raster(a: Artwork, box: { x: number; y: number; w: number; h: nu
 }
 
 export async function png(r: { data: Buffer; width: number; height: number }, channels: 3 | 4, dpi: number): Promise<Buffer> {
-  return sharp(r.data, { raw: { width: r.width, height: r.height, channels } }).withMetadata({ density: dpi }).png({ compressionLevel: 6 }).toBuffer();
+  return sharp(r.data, { raw: { width: r.width, height: r.height, channels } })
+    .withMetadata({ density: dpi })
+    .png({ compressionLevel: 6 })
+    .toBuffer();
 }
 
 /** A 600 px preview of the clean or the adversarial sign on white (the overview page). */
 export async function previewPng(a: Artwork, kind: 'clean' | 'adv'): Promise<Buffer> {
   const px = 600;
   const data = Buffer.alloc(px * px * 3);
-  const col = [0, 0, 0, 0], tmp = [0, 0, 0, 0];
+  const col = [0, 0, 0, 0],
+    tmp = [0, 0, 0, 0];
   for (let py = 0; py < px; py++) {
     for (let qx = 0; qx < px; qx++) {
-      const u = (qx + 0.5) / px, v = (py + 0.5) / px;
+      const u = (qx + 0.5) / px,
+        v = (py + 0.5) / px;
       if (kind === 'clean') sample(a.cleanHi, a.Rc, 4, u, v, col);
       else adversarialAt(a, u, v, col, tmp);
       for (let c = 0; c < 3; c++) data[3 * (py * px + qx) + c] = Math.round((Math.min(1, Math.max(0, col[c])) * col[3] + (1 - col[3])) * 255);
     }
   }
-  return sharp(data, { raw: { width: px, height: px, channels: 3 } }).png().toBuffer();
+  return sharp(data, { raw: { width: px, height: px, channels: 3 } })
+    .png()
+    .toBuffer();
 }

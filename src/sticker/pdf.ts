@@ -27,7 +27,13 @@ import { stripLayout } from './calibration-strip';
 export { MM } from './pdf-artwork';
 export const A4_MM = { width: 210, height: 297 } as const;
 /** Page layout, mm. */
-const MARGIN = 10, HEADER = 14, FOOTER = 24, MARK_ROOM = 9, LABEL_ROOM = 7, GAP = 6, OVERLAP = 12;
+const MARGIN = 10,
+  HEADER = 14,
+  FOOTER = 24,
+  MARK_ROOM = 9,
+  LABEL_ROOM = 7,
+  GAP = 6,
+  OVERLAP = 12;
 
 export interface ExportOptions {
   /** Side of the sign's bounding square (its diameter for round/octagonal signs), mm. */
@@ -80,7 +86,10 @@ export interface ExportResult {
 declare global {
   // eslint-disable-next-line @typescript-eslint/no-namespace -- augments @types/pdfkit's global namespace
   namespace PDFKit.Mixins {
-    interface OpenedImage { width: number; height: number }
+    interface OpenedImage {
+      width: number;
+      height: number;
+    }
     interface PDFImage {
       openImage(src: Buffer): OpenedImage;
       image(src: OpenedImage, x: number, y: number, options?: ImageOption): this;
@@ -89,7 +98,6 @@ declare global {
 }
 type PdfDoc = PDFKit.PDFDocument;
 type PdfImage = PDFKit.Mixins.OpenedImage;
-
 
 // ---------------------------------------------------------------------------
 // Pieces, tiles and the page layout
@@ -108,14 +116,21 @@ interface Tile {
 }
 
 /** Splits a w×h (mm) artwork into tiles no larger than maxW×maxH overlapping by `overlap`. */
-export function tileRects(w: number, h: number, maxW: number, maxH: number, overlap = OVERLAP): { x: number; y: number; w: number; h: number; row: number; col: number; rows: number; cols: number }[] {
+export function tileRects(
+  w: number,
+  h: number,
+  maxW: number,
+  maxH: number,
+  overlap = OVERLAP,
+): { x: number; y: number; w: number; h: number; row: number; col: number; rows: number; cols: number }[] {
   const split = (len: number, max: number): [number, number][] => {
     if (len <= max) return [[0, len]];
     const n = Math.ceil((len - overlap) / (max - overlap));
     const step = (len - overlap) / n;
     return Array.from({ length: n }, (_, i): [number, number] => [i * step, i * step + step + overlap]);
   };
-  const xs = split(w, maxW), ys = split(h, maxH);
+  const xs = split(w, maxW),
+    ys = split(h, maxH);
   const out: { x: number; y: number; w: number; h: number; row: number; col: number; rows: number; cols: number }[] = [];
   ys.forEach(([y0, y1], row) => xs.forEach(([x0, x1], col) => out.push({ x: x0, y: y0, w: x1 - x0, h: y1 - y0, row, col, rows: ys.length, cols: xs.length })));
   return out;
@@ -127,18 +142,30 @@ function scaleBar(doc: PdfDoc, x: number, y: number): void {
   doc.lineWidth(0.5).rect(x, y, mm(100), mm(3)).stroke('#000000');
   for (let i = 0; i <= 100; i += 1) {
     const len = i % 10 === 0 ? 2.2 : i % 5 === 0 ? 1.5 : 0.8;
-    doc.lineWidth(0.25).moveTo(x + mm(i), y + mm(3)).lineTo(x + mm(i), y + mm(3 + len)).stroke('#000000');
+    doc
+      .lineWidth(0.25)
+      .moveTo(x + mm(i), y + mm(3))
+      .lineTo(x + mm(i), y + mm(3 + len))
+      .stroke('#000000');
   }
   doc.font('Helvetica').fontSize(6.5).fillColor('#000000');
   for (let i = 0; i <= 100; i += 10) doc.text(String(i), x + mm(i) - 8, y + mm(5.4), { width: 16, align: 'center', lineBreak: false });
-  doc.fontSize(7).text('100 mm scale bar: if it does not measure exactly 100 mm, reprint at 100 % ("actual size").', x + mm(104), y - 1, { width: mm(82), lineBreak: true });
+  doc
+    .fontSize(7)
+    .text('100 mm scale bar: if it does not measure exactly 100 mm, reprint at 100 % ("actual size").', x + mm(104), y - 1, { width: mm(82), lineBreak: true });
 }
 
 function cross(doc: PdfDoc, x: number, y: number): void {
-  const r = mm(2.5), l = mm(4.5);
+  const r = mm(2.5),
+    l = mm(4.5);
   doc.lineWidth(0.4);
   doc.circle(x, y, r).stroke('#000000');
-  doc.moveTo(x - l, y).lineTo(x + l, y).moveTo(x, y - l).lineTo(x, y + l).stroke('#000000');
+  doc
+    .moveTo(x - l, y)
+    .lineTo(x + l, y)
+    .moveTo(x, y - l)
+    .lineTo(x, y + l)
+    .stroke('#000000');
 }
 
 function cutPath(doc: PdfDoc, outlines: [number, number][][], toPt: (p: [number, number]) => [number, number]): void {
@@ -171,10 +198,16 @@ export async function exportSticker(r: StickerResult, o: ExportOptions): Promise
   const comps: Component[] = components(a.cutHi, a.Rc, minPx).sort((p, q) => p.bbox.y - q.bbox.y || p.bbox.x - q.bbox.x);
   if (comps.length === 0) throw new UserError('the sticker region is too small to print at this sign size');
   const includeFull = r.mode === 'sticker' && (o.includeFullSign ?? signMm <= 200);
-  interface Art { label: string; kind: 'sticker' | 'sign'; box: { x: number; y: number; w: number; h: number }; outlines: [number, number][][]; rasterKind: 'piece' | 'sign' }
+  interface Art {
+    label: string;
+    kind: 'sticker' | 'sign';
+    box: { x: number; y: number; w: number; h: number };
+    outlines: [number, number][][];
+    rasterKind: 'piece' | 'sign';
+  }
   const arts: Art[] = comps.map((c, i) => ({
     label: r.mode === 'sign' ? 'S' : String.fromCharCode(65 + (i % 26)) + (i >= 26 ? String(Math.floor(i / 26)) : ''),
-    kind: r.mode === 'sign' ? 'sign' as const : 'sticker' as const,
+    kind: r.mode === 'sign' ? ('sign' as const) : ('sticker' as const),
     box: { x: c.bbox.x * signMm - bleed, y: c.bbox.y * signMm - bleed, w: c.bbox.w * signMm + 2 * bleed, h: c.bbox.h * signMm + 2 * bleed },
     outlines: c.outlines.map((l) => l.map(([x, y]): [number, number] => [x * signMm, y * signMm])),
     rasterKind: 'piece' as const,
@@ -182,7 +215,9 @@ export async function exportSticker(r: StickerResult, o: ExportOptions): Promise
   if (includeFull) {
     const signComps = components(a.alphaHi, a.Rc, minPx);
     arts.push({
-      label: 'S', kind: 'sign', box: { x: -bleed, y: -bleed, w: signMm + 2 * bleed, h: signMm + 2 * bleed },
+      label: 'S',
+      kind: 'sign',
+      box: { x: -bleed, y: -bleed, w: signMm + 2 * bleed, h: signMm + 2 * bleed },
       outlines: signComps.flatMap((c) => c.outlines.map((l) => l.map(([x, y]): [number, number] => [x * signMm, y * signMm]))),
       rasterKind: 'sign',
     });
@@ -190,10 +225,13 @@ export async function exportSticker(r: StickerResult, o: ExportOptions): Promise
 
   // PNG files at print resolution.
   const embedMax = o.embedMaxPx ?? 3000;
-  let stickerPng: Buffer | null = null, stickerPngDpi: number | null = null;
+  let stickerPng: Buffer | null = null,
+    stickerPngDpi: number | null = null;
   if (r.mode === 'sticker') {
-    const x0 = Math.min(...arts.filter((t) => t.kind === 'sticker').map((t) => t.box.x)), y0 = Math.min(...arts.filter((t) => t.kind === 'sticker').map((t) => t.box.y));
-    const x1 = Math.max(...arts.filter((t) => t.kind === 'sticker').map((t) => t.box.x + t.box.w)), y1 = Math.max(...arts.filter((t) => t.kind === 'sticker').map((t) => t.box.y + t.box.h));
+    const x0 = Math.min(...arts.filter((t) => t.kind === 'sticker').map((t) => t.box.x)),
+      y0 = Math.min(...arts.filter((t) => t.kind === 'sticker').map((t) => t.box.y));
+    const x1 = Math.max(...arts.filter((t) => t.kind === 'sticker').map((t) => t.box.x + t.box.w)),
+      y1 = Math.max(...arts.filter((t) => t.kind === 'sticker').map((t) => t.box.y + t.box.h));
     stickerPngDpi = Math.min(dpi, (8192 / Math.max(x1 - x0, y1 - y0)) * 25.4);
     stickerPng = await png(raster(a, { x: x0, y: y0, w: x1 - x0, h: y1 - y0 }, stickerPngDpi, 'piece', 0, true), 4, stickerPngDpi);
   }
@@ -205,7 +243,10 @@ export async function exportSticker(r: StickerResult, o: ExportOptions): Promise
   const target = r.target;
   const title = r.mode === 'sticker' ? 'Adversarial sticker' : 'Printed adversarial sign';
   const doc = new PDFDocument({
-    size: 'A4', margin: 0, autoFirstPage: true, compress: o.compress ?? true,
+    size: 'A4',
+    margin: 0,
+    autoFirstPage: true,
+    compress: o.compress ?? true,
     info: { Title: `advsign ${title.toLowerCase()}: ${className(r.classId)} -> ${className(target)}`, Creator: 'advsign', Subject: `sign ${signMm} mm` },
   });
   const chunks: Buffer[] = [];
@@ -214,17 +255,28 @@ export async function exportSticker(r: StickerResult, o: ExportOptions): Promise
     doc.on('end', () => resolve(Buffer.concat(chunks)));
     doc.on('error', reject);
   });
-  const pageW = mm(A4_MM.width), pageH = mm(A4_MM.height);
+  const pageW = mm(A4_MM.width),
+    pageH = mm(A4_MM.height);
   let pageNo = 1;
   const footer = (label: string) => {
     scaleBar(doc, mm(MARGIN), pageH - mm(FOOTER) + mm(6));
-    doc.font('Helvetica').fontSize(7).fillColor('#555555')
-      .text(`${label}   page ${pageNo}   advsign - for research and teaching only; never place on a public road.`, mm(MARGIN), pageH - mm(8), { width: pageW - mm(2 * MARGIN), lineBreak: false });
+    doc
+      .font('Helvetica')
+      .fontSize(7)
+      .fillColor('#555555')
+      .text(`${label}   page ${pageNo}   advsign - for research and teaching only; never place on a public road.`, mm(MARGIN), pageH - mm(8), {
+        width: pageW - mm(2 * MARGIN),
+        lineBreak: false,
+      });
   };
 
   // Page 1: overview.
   const x0 = mm(MARGIN);
-  doc.font('Helvetica-Bold').fontSize(15).fillColor('#000000').text(`${title}: ${className(r.classId)} -> ${className(target)}`, x0, mm(MARGIN), { width: pageW - 2 * x0 });
+  doc
+    .font('Helvetica-Bold')
+    .fontSize(15)
+    .fillColor('#000000')
+    .text(`${title}: ${className(r.classId)} -> ${className(target)}`, x0, mm(MARGIN), { width: pageW - 2 * x0 });
   let y = mm(MARGIN + 9);
   const prevMm = 62;
   const preview = (kind: 'clean' | 'adv'): Promise<Buffer> => previewPng(a, kind);
@@ -234,22 +286,28 @@ export async function exportSticker(r: StickerResult, o: ExportOptions): Promise
   doc.text('clean sign (preview, not to scale)', x0, y, { width: mm(prevMm), align: 'center', lineBreak: false });
   doc.text('with the attack (preview, not to scale)', x0 + mm(prevMm + 8), y, { width: mm(prevMm), align: 'center', lineBreak: false });
   // Piece outlines and labels on the adversarial preview.
-  const px0 = x0 + mm(prevMm + 8), py0 = y + mm(5), k = mm(prevMm) / signMm;
+  const px0 = x0 + mm(prevMm + 8),
+    py0 = y + mm(5),
+    k = mm(prevMm) / signMm;
   for (const t of arts.filter((q) => q.kind === 'sticker')) {
     doc.lineWidth(0.6);
     cutPath(doc, t.outlines, ([u, v]) => [px0 + u * k, py0 + v * k]);
     doc.stroke('#000000');
     doc.font('Helvetica-Bold').fontSize(9).fillColor('#000000');
-    const lx = px0 + (t.box.x + t.box.w) * k + 2, ly = py0 + (t.box.y + t.box.h / 2) * k - 4;
+    const lx = px0 + (t.box.x + t.box.w) * k + 2,
+      ly = py0 + (t.box.y + t.box.h / 2) * k - 4;
     doc.rect(lx - 1, ly - 1, 10, 11).fill('#ffffff');
     doc.fillColor('#000000').text(t.label, lx, ly, { width: 8, lineBreak: false });
   }
   // Right column: facts.
-  const colX = x0 + mm(2 * prevMm + 14), colW = pageW - colX - x0;
+  const colX = x0 + mm(2 * prevMm + 14),
+    colW = pageW - colX - x0;
   doc.font('Helvetica').fontSize(7.5).fillColor('#000000');
   const facts = [
     `Sign: ${signMm} mm across its bounding square (${className(r.classId)}).`,
-    r.mode === 'sticker' ? `Mask: ${r.maskDescription}; ${(r.areaFraction * 100).toFixed(1)} % of the sign.` : `Whole-sign perturbation, L-inf eps = ${((r.eps ?? 0) * 255).toFixed(1)}/255.`,
+    r.mode === 'sticker'
+      ? `Mask: ${r.maskDescription}; ${(r.areaFraction * 100).toFixed(1)} % of the sign.`
+      : `Whole-sign perturbation, L-inf eps = ${((r.eps ?? 0) * 255).toFixed(1)}/255.`,
     `Optimised ${r.options.steps} steps x ${r.options.eotSamples} EOT samples (seed ${r.options.seed}); NPS ${r.nps.toFixed(3)}, TV ${r.tv.toFixed(3)}; palette ${r.options.palette === 'default' ? 'default (30 colours)' : r.options.palette}.`,
     ...(o.infoLines ?? []),
   ];
@@ -261,16 +319,26 @@ export async function exportSticker(r: StickerResult, o: ExportOptions): Promise
   y += mm(5.5);
   doc.font('Helvetica').fontSize(8);
   const pieceInfo: PieceInfo[] = arts.map((t) => ({
-    label: t.label, kind: t.kind,
-    xMm: t.box.x + bleed, yMm: t.box.y + bleed, widthMm: t.box.w - 2 * bleed, heightMm: t.box.h - 2 * bleed,
-    tiles: 0, pages: [],
+    label: t.label,
+    kind: t.kind,
+    xMm: t.box.x + bleed,
+    yMm: t.box.y + bleed,
+    widthMm: t.box.w - 2 * bleed,
+    heightMm: t.box.h - 2 * bleed,
+    tiles: 0,
+    pages: [],
   }));
-  const tilesPerArt = arts.map((t) => tileRects(t.box.w, t.box.h, A4_MM.width - 2 * MARGIN - 2 * MARK_ROOM, A4_MM.height - HEADER - FOOTER - 2 * MARK_ROOM - LABEL_ROOM - MARGIN));
-  pieceInfo.forEach((p, i) => { p.tiles = tilesPerArt[i].length; });
+  const tilesPerArt = arts.map((t) =>
+    tileRects(t.box.w, t.box.h, A4_MM.width - 2 * MARGIN - 2 * MARK_ROOM, A4_MM.height - HEADER - FOOTER - 2 * MARK_ROOM - LABEL_ROOM - MARGIN),
+  );
+  pieceInfo.forEach((p, i) => {
+    p.tiles = tilesPerArt[i].length;
+  });
   for (const p of pieceInfo) {
-    const where = p.kind === 'sign'
-      ? `the whole ${r.mode === 'sign' ? 'printed adversarial sign' : 'sign with the stickers applied (desk demo: print, cut along the outline, mount)'}, ${p.widthMm.toFixed(0)} x ${p.heightMm.toFixed(0)} mm`
-      : `${p.widthMm.toFixed(1)} x ${p.heightMm.toFixed(1)} mm; its left edge ${p.xMm.toFixed(1)} mm from the sign's left edge, its top ${p.yMm.toFixed(1)} mm below the sign's top edge`;
+    const where =
+      p.kind === 'sign'
+        ? `the whole ${r.mode === 'sign' ? 'printed adversarial sign' : 'sign with the stickers applied (desk demo: print, cut along the outline, mount)'}, ${p.widthMm.toFixed(0)} x ${p.heightMm.toFixed(0)} mm`
+        : `${p.widthMm.toFixed(1)} x ${p.heightMm.toFixed(1)} mm; its left edge ${p.xMm.toFixed(1)} mm from the sign's left edge, its top ${p.yMm.toFixed(1)} mm below the sign's top edge`;
     doc.text(`${p.label}:  ${where}${p.tiles > 1 ? ` (${p.tiles} tiles)` : ''}.`, x0 + mm(3), y, { width: pageW - 2 * x0 - mm(3) });
     y += doc.heightOfString('X') + 3;
   }
@@ -282,7 +350,7 @@ export async function exportSticker(r: StickerResult, o: ExportOptions): Promise
     'Print on matte sticker paper (or plain paper and glue); glossy paper reflects and changes the colours the camera sees.',
     'Cut along the black line. The colour continues 2 mm beyond it (bleed) so a slightly wide cut leaves no white rim.',
     'Tiled pieces: lay the next tile over the previous one so the +-in-circle marks of the same number coincide, tape, then cut.',
-    'Measure the offsets above from the top-left corner of the sign\'s bounding square: as wide as the sign and centred on it (for round and octagonal signs its top and left sides touch the sign).',
+    "Measure the offsets above from the top-left corner of the sign's bounding square: as wide as the sign and centred on it (for round and octagonal signs its top and left sides touch the sign).",
     'Calibrate: photograph the colour strip below (all four corner marks, flat, in the light you will test in), run advsign calibrate --photo strip.jpg --out palette.csv, and pass the result with --palette.',
   ];
   doc.font('Helvetica').fontSize(8);
@@ -292,10 +360,15 @@ export async function exportSticker(r: StickerResult, o: ExportOptions): Promise
   });
   y += mm(3);
   // Calibration strip (layout shared with `advsign calibrate`): nothing printed in its quiet zone.
-  doc.font('Helvetica-Bold').fontSize(10).fillColor('#000000').text(`Calibration strip: the ${palette.colors.length} palette colours (${palette.source}), in reading order`, x0, y);
+  doc
+    .font('Helvetica-Bold')
+    .fontSize(10)
+    .fillColor('#000000')
+    .text(`Calibration strip: the ${palette.colors.length} palette colours (${palette.source}), in reading order`, x0, y);
   y += mm(5.5);
   const strip = stripLayout(palette.colors.length);
-  const sx = x0 + (pageW - 2 * x0 - mm(strip.width)) / 2, sy = y + mm(strip.quietZone);
+  const sx = x0 + (pageW - 2 * x0 - mm(strip.width)) / 2,
+    sy = y + mm(strip.quietZone);
   for (const [mx, my] of strip.marks) {
     const m = strip.mark;
     doc.rect(sx + mm(mx - m.outer / 2), sy + mm(my - m.outer / 2), mm(m.outer), mm(m.outer)).fill('#000000');
@@ -304,34 +377,61 @@ export async function exportSticker(r: StickerResult, o: ExportOptions): Promise
   }
   palette.colors.forEach((c, i) => {
     const p = strip.patches[i];
-    doc.rect(sx + mm(p.x), sy + mm(p.y), mm(p.size), mm(p.size)).fill('#' + c.map((v) => Math.round(v * 255).toString(16).padStart(2, '0')).join(''));
+    doc.rect(sx + mm(p.x), sy + mm(p.y), mm(p.size), mm(p.size)).fill(
+      '#' +
+        c
+          .map((v) =>
+            Math.round(v * 255)
+              .toString(16)
+              .padStart(2, '0'),
+          )
+          .join(''),
+    );
   });
   footer('overview');
 
   // Piece pages: shelf-pack the tiles onto A4 pages.
-  const areaX = mm(MARGIN), areaY = mm(HEADER), areaW = pageW - 2 * areaX, areaBottom = pageH - mm(FOOTER);
+  const areaX = mm(MARGIN),
+    areaY = mm(HEADER),
+    areaW = pageW - 2 * areaX,
+    areaBottom = pageH - mm(FOOTER);
   const tiles: Tile[] = arts.flatMap((_, i) => tilesPerArt[i].map((t) => ({ piece: i, ...t })));
   const images = new Map<number, PdfImage>();
   const embedDpi = (t: Art) => Math.min(dpi, (embedMax / Math.max(t.box.w, t.box.h)) * 25.4);
-  let cx = areaX, cy = areaY, shelf = 0;
+  let cx = areaX,
+    cy = areaY,
+    shelf = 0;
   let started = false;
   const newPage = () => {
     doc.addPage({ size: 'A4', margin: 0 });
     pageNo++;
-    doc.font('Helvetica-Bold').fontSize(10).fillColor('#000000').text(`${title} - pieces at real size (sign ${signMm} mm)`, mm(MARGIN), mm(MARGIN - 3), { lineBreak: false });
+    doc
+      .font('Helvetica-Bold')
+      .fontSize(10)
+      .fillColor('#000000')
+      .text(`${title} - pieces at real size (sign ${signMm} mm)`, mm(MARGIN), mm(MARGIN - 3), { lineBreak: false });
     footer('pieces');
-    cx = areaX; cy = areaY; shelf = 0;
+    cx = areaX;
+    cy = areaY;
+    shelf = 0;
     started = true;
   };
   for (const t of tiles) {
     const art = arts[t.piece];
-    const wPt = mm(t.w + 2 * MARK_ROOM), hPt = mm(t.h + 2 * MARK_ROOM + LABEL_ROOM);
+    const wPt = mm(t.w + 2 * MARK_ROOM),
+      hPt = mm(t.h + 2 * MARK_ROOM + LABEL_ROOM);
     if (!started) newPage();
-    if (cx + wPt > areaX + areaW + 0.01) { cx = areaX; cy += shelf + mm(GAP); shelf = 0; }
+    if (cx + wPt > areaX + areaW + 0.01) {
+      cx = areaX;
+      cy += shelf + mm(GAP);
+      shelf = 0;
+    }
     if (cy + hPt > areaBottom + 0.01) newPage();
     // Artwork origin on the page: the piece box's top-left, shifted so this tile's window lands here.
-    const winX = cx + mm(MARK_ROOM), winY = cy + mm(LABEL_ROOM + MARK_ROOM);
-    const ox = winX - mm(t.x), oy = winY - mm(t.y);
+    const winX = cx + mm(MARK_ROOM),
+      winY = cy + mm(LABEL_ROOM + MARK_ROOM);
+    const ox = winX - mm(t.x),
+      oy = winY - mm(t.y);
     let img = images.get(t.piece);
     if (!img) {
       const ed = embedDpi(art);
@@ -360,7 +460,11 @@ export async function exportSticker(r: StickerResult, o: ExportOptions): Promise
         for (const yy of [-MARK_ROOM / 2, art.box.h + MARK_ROOM / 2]) {
           if (yy < 0 ? t.row === 0 : t.row === t.rows - 1) {
             cross(doc, ox + mm(sx), oy + mm(yy));
-            doc.font('Helvetica').fontSize(6).fillColor('#000000').text(String(seam), ox + mm(sx) + mm(3), oy + mm(yy) - mm(3.5), { lineBreak: false });
+            doc
+              .font('Helvetica')
+              .fontSize(6)
+              .fillColor('#000000')
+              .text(String(seam), ox + mm(sx) + mm(3), oy + mm(yy) - mm(3.5), { lineBreak: false });
           }
         }
       }
@@ -372,24 +476,44 @@ export async function exportSticker(r: StickerResult, o: ExportOptions): Promise
         for (const xx of [-MARK_ROOM / 2, art.box.w + MARK_ROOM / 2]) {
           if (xx < 0 ? t.col === 0 : t.col === t.cols - 1) {
             cross(doc, ox + mm(xx), oy + mm(sy));
-            doc.font('Helvetica').fontSize(6).fillColor('#000000').text(String(seam), ox + mm(xx) - mm(1), oy + mm(sy) + mm(3), { lineBreak: false });
+            doc
+              .font('Helvetica')
+              .fontSize(6)
+              .fillColor('#000000')
+              .text(String(seam), ox + mm(xx) - mm(1), oy + mm(sy) + mm(3), { lineBreak: false });
           }
         }
       }
     }
     // Corner ticks of the tile window (where to trim the overlap, if you want).
     doc.lineWidth(0.3);
-    for (const [qx, qy] of [[winX, winY], [winX + mm(t.w), winY], [winX, winY + mm(t.h)], [winX + mm(t.w), winY + mm(t.h)]]) {
-      doc.moveTo(qx - 4, qy).lineTo(qx + 4, qy).moveTo(qx, qy - 4).lineTo(qx, qy + 4).stroke('#888888');
+    for (const [qx, qy] of [
+      [winX, winY],
+      [winX + mm(t.w), winY],
+      [winX, winY + mm(t.h)],
+      [winX + mm(t.w), winY + mm(t.h)],
+    ]) {
+      doc
+        .moveTo(qx - 4, qy)
+        .lineTo(qx + 4, qy)
+        .moveTo(qx, qy - 4)
+        .lineTo(qx, qy + 4)
+        .stroke('#888888');
     }
     const tileText = t.rows * t.cols > 1 ? ` - tile row ${t.row + 1}/${t.rows}, column ${t.col + 1}/${t.cols}` : '';
     const what = art.kind === 'sign' ? (r.mode === 'sign' ? 'printed adversarial sign' : 'whole sign with stickers (desk demo)') : `sticker ${art.label}`;
-    doc.font('Helvetica-Bold').fontSize(8).fillColor('#000000').text(`${art.label}: ${what}${tileText}`, winX, t.rows * t.cols > 1 ? cy + mm(1) : winY - mm(5), { lineBreak: false });
+    doc
+      .font('Helvetica-Bold')
+      .fontSize(8)
+      .fillColor('#000000')
+      .text(`${art.label}: ${what}${tileText}`, winX, t.rows * t.cols > 1 ? cy + mm(1) : winY - mm(5), { lineBreak: false });
     pieceInfo[t.piece].pages.push(pageNo);
     cx += wPt + mm(GAP);
     shelf = Math.max(shelf, hPt);
   }
-  pieceInfo.forEach((p) => { p.pages = [...new Set(p.pages)]; });
+  pieceInfo.forEach((p) => {
+    p.pages = [...new Set(p.pages)];
+  });
   doc.end();
   return { pdf: await done, stickerPng, stickerPngDpi, signPng, signPngDpi, pieces: pieceInfo, pageCount: pageNo };
 }

@@ -95,13 +95,29 @@ export async function measureOnPhotos(clf: Classifier, a: PhotoAttack, scenes: P
   const sticker = await score(a.sticker, a.printed);
   const cleanAcc = clean.perPhoto.map((_, i) => 1 - clean.perPhotoChanged[i]);
   return {
-    photos: scenes.length, viewsPerPhoto: k, seed,
+    photos: scenes.length,
+    viewsPerPhoto: k,
+    seed,
     clean: { accuracy: 1 - clean.untargetedRate, targetRate: a.target === null ? 0 : clean.successRate },
-    sticker, noise: await score(noise, a.printed), uniform: await score(uniform, a.printed),
+    sticker,
+    noise: await score(noise, a.printed),
+    uniform: await score(uniform, a.printed),
     byCondition: {
-      sizePx: terciles(scenes.map((s) => s.conditions.sizePx), sticker.perPhoto, cleanAcc),
-      brightness: terciles(scenes.map((s) => s.conditions.brightness), sticker.perPhoto, cleanAcc),
-      sharpness: terciles(scenes.map((s) => s.conditions.sharpness), sticker.perPhoto, cleanAcc),
+      sizePx: terciles(
+        scenes.map((s) => s.conditions.sizePx),
+        sticker.perPhoto,
+        cleanAcc,
+      ),
+      brightness: terciles(
+        scenes.map((s) => s.conditions.brightness),
+        sticker.perPhoto,
+        cleanAcc,
+      ),
+      sharpness: terciles(
+        scenes.map((s) => s.conditions.sharpness),
+        sticker.perPhoto,
+        cleanAcc,
+      ),
     },
   };
 }

@@ -26,8 +26,14 @@ export interface AreaPoint {
 
 export function areaPoint(area: number, measuredArea: number, r: HeldOutPhotoReport): AreaPoint {
   return {
-    area, measuredArea, sticker: r.sticker.successRate, noise: r.noise.successRate, uniform: r.uniform.successRate,
-    stickerUntargeted: r.sticker.untargetedRate, noiseUntargeted: r.noise.untargetedRate, uniformUntargeted: r.uniform.untargetedRate,
+    area,
+    measuredArea,
+    sticker: r.sticker.successRate,
+    noise: r.noise.successRate,
+    uniform: r.uniform.successRate,
+    stickerUntargeted: r.sticker.untargetedRate,
+    noiseUntargeted: r.noise.untargetedRate,
+    uniformUntargeted: r.uniform.untargetedRate,
   };
 }
 
@@ -40,7 +46,10 @@ export interface Example {
 async function pngUri(rgb: Float32Array, S: number, scale: number): Promise<string> {
   const bytes = Buffer.alloc(S * S * 3);
   for (let i = 0; i < bytes.length; i++) bytes[i] = Math.max(0, Math.min(255, Math.round(rgb[i] * 255)));
-  const png = await sharp(bytes, { raw: { width: S, height: S, channels: 3 } }).resize(S * scale, S * scale, { kernel: 'nearest' }).png().toBuffer();
+  const png = await sharp(bytes, { raw: { width: S, height: S, channels: 3 } })
+    .resize(S * scale, S * scale, { kernel: 'nearest' })
+    .png()
+    .toBuffer();
   return `data:image/png;base64,${png.toString('base64')}`;
 }
 
@@ -48,40 +57,67 @@ async function pngUri(rgb: Float32Array, S: number, scale: number): Promise<stri
 export async function examples(clf: Classifier, a: PhotoAttack, scenes: PhotoScene[], seed: number, eot?: EotConfig, count = 6): Promise<Example[]> {
   const S = clf.inputSize;
   const config = { ...(eot ?? photoEotConfig(S)), outputSize: S };
-  const pick = Array.from(new Set(Array.from({ length: Math.min(count, scenes.length) }, (_, i) => Math.floor(((i + 0.5) * scenes.length) / Math.min(count, scenes.length)))));
+  const pick = Array.from(
+    new Set(Array.from({ length: Math.min(count, scenes.length) }, (_, i) => Math.floor(((i + 0.5) * scenes.length) / Math.min(count, scenes.length)))),
+  );
   const chosen = pick.map((i) => scenes[i]);
   // Same views as the measurement's first view of each photo would be only for index 0; these are for looking at.
   const views = everyPhotoViews(1, heldOutPhotoSeed(seed), chosen.length, config);
   const { noise } = controlFills(a, seed);
-  const fills: [string, Float32Array, Float32Array][] = [['clean', a.sticker, new Float32Array(a.printed.length)], ['sticker', a.sticker, a.printed], ['noise', noise, a.printed]];
+  const fills: [string, Float32Array, Float32Array][] = [
+    ['clean', a.sticker, new Float32Array(a.printed.length)],
+    ['sticker', a.sticker, a.printed],
+    ['noise', noise, a.printed],
+  ];
   const out: Example[] = chosen.map((s) => ({ file: s.file, cells: [] }));
   for (const [label, ink, cov] of fills) {
     const imgs = await renderPhotoViews(ink, cov, chosen, views, config);
     const { pred } = await scoreImages(clf, imgs, chosen.length, a.classId, a.target);
-    for (let i = 0; i < chosen.length; i++) out[i].cells.push({ label, uri: await pngUri(imgs.subarray(i * S * S * 3, (i + 1) * S * S * 3), S, 4), pred: pred[i] });
+    for (let i = 0; i < chosen.length; i++)
+      out[i].cells.push({ label, uri: await pngUri(imgs.subarray(i * S * S * 3, (i + 1) * S * S * 3), S, 4), pred: pred[i] });
   }
   return out;
 }
 
-const esc = (s: string) => s.replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' }[c] as string));
+const esc = (s: string) => s.replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c] as string);
 const pct = (v: number) => `${(v * 100).toFixed(1)} %`;
 
 /** Success against area as an SVG line chart (x: area 0–max, y: 0–100 %). */
 export function areaSvg(points: AreaPoint[]): string {
-  const W = 520, H = 300, L = 50, B = 40, T = 15, Rm = 120;
+  const W = 520,
+    H = 300,
+    L = 50,
+    B = 40,
+    T = 15,
+    Rm = 120;
   const maxA = Math.max(0.25, ...points.map((p) => p.measuredArea)) * 1.05;
   const x = (a: number) => L + (a / maxA) * (W - L - Rm);
   const y = (v: number) => T + (1 - v) * (H - T - B);
-  const series: [keyof AreaPoint, string, string][] = [['sticker', 'sticker', '#c0392b'], ['noise', 'random noise', '#2c3e50'], ['uniform', 'uniform patch', '#7f8c8d']];
-  const grid = [0, 0.25, 0.5, 0.75, 1].map((v) => `<line x1="${L}" y1="${y(v)}" x2="${W - Rm}" y2="${y(v)}" stroke="#ddd"/><text x="${L - 6}" y="${y(v) + 4}" text-anchor="end" font-size="11">${v * 100}%</text>`).join('');
-  const ticks = points.map((p) => `<text x="${x(p.measuredArea)}" y="${H - B + 16}" text-anchor="middle" font-size="11">${(p.measuredArea * 100).toFixed(0)}%</text>`).join('');
-  const lines = series.map(([k, name, colour], i) => {
-    const pts = points.map((p) => `${x(p.measuredArea).toFixed(1)},${y(p[k] as number).toFixed(1)}`).join(' ');
-    const dots = points.map((p) => `<circle cx="${x(p.measuredArea).toFixed(1)}" cy="${y(p[k] as number).toFixed(1)}" r="3" fill="${colour}"/>`).join('');
-    return `<polyline points="${pts}" fill="none" stroke="${colour}" stroke-width="2"/>${dots}<text x="${W - Rm + 10}" y="${T + 20 + 18 * i}" fill="${colour}" font-size="12">${name}</text>`;
-  }).join('');
-  return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" role="img" aria-label="success against sticker area">${grid}${ticks}${lines}` +
-    `<text x="${(L + W - Rm) / 2}" y="${H - 6}" text-anchor="middle" font-size="12">share of the sign's area</text></svg>`;
+  const series: [keyof AreaPoint, string, string][] = [
+    ['sticker', 'sticker', '#c0392b'],
+    ['noise', 'random noise', '#2c3e50'],
+    ['uniform', 'uniform patch', '#7f8c8d'],
+  ];
+  const grid = [0, 0.25, 0.5, 0.75, 1]
+    .map(
+      (v) =>
+        `<line x1="${L}" y1="${y(v)}" x2="${W - Rm}" y2="${y(v)}" stroke="#ddd"/><text x="${L - 6}" y="${y(v) + 4}" text-anchor="end" font-size="11">${v * 100}%</text>`,
+    )
+    .join('');
+  const ticks = points
+    .map((p) => `<text x="${x(p.measuredArea)}" y="${H - B + 16}" text-anchor="middle" font-size="11">${(p.measuredArea * 100).toFixed(0)}%</text>`)
+    .join('');
+  const lines = series
+    .map(([k, name, colour], i) => {
+      const pts = points.map((p) => `${x(p.measuredArea).toFixed(1)},${y(p[k] as number).toFixed(1)}`).join(' ');
+      const dots = points.map((p) => `<circle cx="${x(p.measuredArea).toFixed(1)}" cy="${y(p[k] as number).toFixed(1)}" r="3" fill="${colour}"/>`).join('');
+      return `<polyline points="${pts}" fill="none" stroke="${colour}" stroke-width="2"/>${dots}<text x="${W - Rm + 10}" y="${T + 20 + 18 * i}" fill="${colour}" font-size="12">${name}</text>`;
+    })
+    .join('');
+  return (
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" role="img" aria-label="success against sticker area">${grid}${ticks}${lines}` +
+    `<text x="${(L + W - Rm) / 2}" y="${H - 6}" text-anchor="middle" font-size="12">share of the sign's area</text></svg>`
+  );
 }
 
 export interface ReportInput {
@@ -96,11 +132,22 @@ export interface ReportInput {
 
 /** The whole report page. */
 export function reportHtml(r: ReportInput): string {
-  const rows = r.points.map((p) => `<tr><td>${pct(p.measuredArea)}</td><td>${pct(p.sticker)}</td><td>${pct(p.noise)}</td><td>${pct(p.uniform)}</td>` +
-    (r.targeted ? `<td>${pct(p.stickerUntargeted)}</td><td>${pct(p.noiseUntargeted)}</td><td>${pct(p.uniformUntargeted)}</td>` : '') + '</tr>').join('');
+  const rows = r.points
+    .map(
+      (p) =>
+        `<tr><td>${pct(p.measuredArea)}</td><td>${pct(p.sticker)}</td><td>${pct(p.noise)}</td><td>${pct(p.uniform)}</td>` +
+        (r.targeted ? `<td>${pct(p.stickerUntargeted)}</td><td>${pct(p.noiseUntargeted)}</td><td>${pct(p.uniformUntargeted)}</td>` : '') +
+        '</tr>',
+    )
+    .join('');
   const cond = (name: string, bins: HeldOutPhotoReport['byCondition']['sizePx'], digits: number) =>
     `<tr><th>${name}</th>${bins.map((b) => `<td>${b.from.toFixed(digits)}–${b.to.toFixed(digits)}: ${pct(b.success)} <small>(clean ${pct(b.cleanAccuracy)}, ${b.photos} photos)</small></td>`).join('')}</tr>`;
-  const ex = r.examples.map((e) => `<tr><td><small>${esc(e.file.split(/[\\/]/).slice(-2).join('/'))}</small></td>${e.cells.map((c) => `<td><img src="${c.uri}" alt="${c.label}"><br><small>${c.label}: ${c.pred} ${esc(CLASS_NAMES[c.pred] ?? '')}</small></td>`).join('')}</tr>`).join('');
+  const ex = r.examples
+    .map(
+      (e) =>
+        `<tr><td><small>${esc(e.file.split(/[\\/]/).slice(-2).join('/'))}</small></td>${e.cells.map((c) => `<td><img src="${c.uri}" alt="${c.label}"><br><small>${c.label}: ${c.pred} ${esc(CLASS_NAMES[c.pred] ?? '')}</small></td>`).join('')}</tr>`,
+    )
+    .join('');
   return `<!doctype html><html><head><meta charset="utf-8"><title>${esc(r.title)}</title>
 <style>body{font-family:sans-serif;max-width:900px;margin:2em auto}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}img{image-rendering:pixelated}</style></head><body>
 <h1>${esc(r.title)}</h1>

@@ -43,9 +43,18 @@ export interface PhotoConditions {
 /** The EOT family on top of a real photo: the photo already has real light and blur, so those stages are milder. */
 export const PHOTO_EOT: Readonly<EotConfig> = Object.freeze({
   ...DEFAULT_EOT,
-  maxYawDeg: 20, maxPitchDeg: 20, maxRollDeg: 5, scaleRange: [0.94, 1.06] as [number, number], maxShift: 0.02,
-  brightnessRange: [0.85, 1.15] as [number, number], contrastRange: [0.9, 1.05] as [number, number], maxCast: 0.04,
-  blurRange: [0, 0.8] as [number, number], noiseRange: [0, 0.02] as [number, number], jpegProbability: 0.5, jpegQualityRange: [50, 95] as [number, number],
+  maxYawDeg: 20,
+  maxPitchDeg: 20,
+  maxRollDeg: 5,
+  scaleRange: [0.94, 1.06] as [number, number],
+  maxShift: 0.02,
+  brightnessRange: [0.85, 1.15] as [number, number],
+  contrastRange: [0.9, 1.05] as [number, number],
+  maxCast: 0.04,
+  blurRange: [0, 0.8] as [number, number],
+  noiseRange: [0, 0.02] as [number, number],
+  jpegProbability: 0.5,
+  jpegQualityRange: [50, 95] as [number, number],
 });
 
 /** PHOTO_EOT for a model's input side, with the sticker's viewing angle on the photo at most ±maxAngleDeg. */
@@ -68,17 +77,26 @@ export function photoScenes(photos: SignPhoto[], g: SceneGeometry, artwork: Floa
   const R = Math.round(Math.sqrt(artwork.length / 4));
   return photos.map((p) => {
     const { roi, image } = p;
-    const rw = roi.x2 + 1 - roi.x1, rh = roi.y2 + 1 - roi.y1;
+    const rw = roi.x2 + 1 - roi.x1,
+      rh = roi.y2 + 1 - roi.y1;
     const m = g.margin ?? 0;
     // The crop rectangle exactly as cropResize takes it (clamped to the photo).
-    const x0 = g.margin === null ? 0 : Math.max(0, roi.x1 - m * rw), y0 = g.margin === null ? 0 : Math.max(0, roi.y1 - m * rh);
-    const x1 = g.margin === null ? image.width : Math.min(image.width, roi.x2 + 1 + m * rw), y1 = g.margin === null ? image.height : Math.min(image.height, roi.y2 + 1 + m * rh);
-    const sx = So / (x1 - x0), sy = So / (y1 - y0);
+    const x0 = g.margin === null ? 0 : Math.max(0, roi.x1 - m * rw),
+      y0 = g.margin === null ? 0 : Math.max(0, roi.y1 - m * rh);
+    const x1 = g.margin === null ? image.width : Math.min(image.width, roi.x2 + 1 + m * rw),
+      y1 = g.margin === null ? image.height : Math.min(image.height, roi.y2 + 1 + m * rh);
+    const sx = So / (x1 - x0),
+      sy = So / (y1 - y0);
     const background = cropResize(image, g.margin === null ? null : roi, So, m);
     const scene = {
-      file: p.file, group: p.group, background, So,
-      cx: ((roi.x1 + roi.x2 + 1) / 2 - x0) * sx, cy: ((roi.y1 + roi.y2 + 1) / 2 - y0) * sy,
-      hx: (rw / 2) * g.signInBox * sx, hy: (rh / 2) * g.signInBox * sy,
+      file: p.file,
+      group: p.group,
+      background,
+      So,
+      cx: ((roi.x1 + roi.x2 + 1) / 2 - x0) * sx,
+      cy: ((roi.y1 + roi.y2 + 1) / 2 - y0) * sy,
+      hx: (rw / 2) * g.signInBox * sx,
+      hy: (rh / 2) * g.signInBox * sy,
     };
     const { gain, brightness } = fitLight(scene, artwork, R);
     const model = cropResize(image, g.margin === null ? null : roi, g.outputSize, m);
@@ -90,15 +108,25 @@ export function photoScenes(photos: SignPhoto[], g: SceneGeometry, artwork: Floa
  * Per-channel gain from the artwork to the photo over the sign's inner pixels (ratio of means:
  * light is multiplicative, and a ratio of means is robust to the box being a pixel off).
  */
-function fitLight(s: { background: Float32Array; So: number; cx: number; cy: number; hx: number; hy: number }, art: Float32Array, R: number): { gain: Rgb3; brightness: number } {
-  const sumP = [0, 0, 0], sumA = [0, 0, 0];
+function fitLight(
+  s: { background: Float32Array; So: number; cx: number; cy: number; hx: number; hy: number },
+  art: Float32Array,
+  R: number,
+): { gain: Rgb3; brightness: number } {
+  const sumP = [0, 0, 0],
+    sumA = [0, 0, 0];
   let n = 0;
   for (let y = 0; y < s.So; y++) {
     for (let x = 0; x < s.So; x++) {
-      const u = (x + 0.5 - s.cx) / s.hx, v = (y + 0.5 - s.cy) / s.hy;
-      const ax = Math.floor(((u + 1) / 2) * R), ay = Math.floor(((v + 1) / 2) * R);
+      const u = (x + 0.5 - s.cx) / s.hx,
+        v = (y + 0.5 - s.cy) / s.hy;
+      const ax = Math.floor(((u + 1) / 2) * R),
+        ay = Math.floor(((v + 1) / 2) * R);
       if (ax < 0 || ay < 0 || ax >= R || ay >= R || art[4 * (ay * R + ax) + 3] < 0.95) continue;
-      for (let c = 0; c < 3; c++) { sumP[c] += s.background[3 * (y * s.So + x) + c]; sumA[c] += art[4 * (ay * R + ax) + c]; }
+      for (let c = 0; c < 3; c++) {
+        sumP[c] += s.background[3 * (y * s.So + x) + c];
+        sumA[c] += art[4 * (ay * R + ax) + c];
+      }
       n++;
     }
   }
@@ -134,7 +162,10 @@ export function samplePhotoViews(n: number, seed: number, photoCount: number, co
 
 /** `perPhoto` views of every photo, in order (for measurement). */
 export function everyPhotoViews(perPhoto: number, seed: number, photoCount: number, config: EotConfig = PHOTO_EOT): PhotoViews {
-  return { samples: sampleEot(perPhoto * photoCount, seed, config), photo: Int32Array.from({ length: perPhoto * photoCount }, (_, i) => Math.floor(i / perPhoto)) };
+  return {
+    samples: sampleEot(perPhoto * photoCount, seed, config),
+    photo: Int32Array.from({ length: perPhoto * photoCount }, (_, i) => Math.floor(i / perPhoto)),
+  };
 }
 
 /** The canvas → crop homography of one view: the jittered pose placed on the photo's sign. */
@@ -169,7 +200,13 @@ export function photoViewsTensor(ink: Tensor4D, coverage: Float32Array, scenes: 
 }
 
 /** The same, as one Float32Array (measurement, in chunks). */
-export async function renderPhotoViews(ink: Float32Array, coverage: Float32Array, scenes: PhotoScene[], v: PhotoViews, config: EotConfig = PHOTO_EOT): Promise<Float32Array> {
+export async function renderPhotoViews(
+  ink: Float32Array,
+  coverage: Float32Array,
+  scenes: PhotoScene[],
+  v: PhotoViews,
+  config: EotConfig = PHOTO_EOT,
+): Promise<Float32Array> {
   const R = Math.round(Math.sqrt(coverage.length));
   const t = tf.tensor4d(ink, [1, R, R, 3]);
   try {
@@ -193,15 +230,31 @@ export interface PhotoSuccess {
 }
 
 /** Classifies views and scores them against the sign and target. */
-export async function scorePhotoViews(clf: Classifier, images: Float32Array, v: PhotoViews, photoCount: number, classId: number, target: number | null): Promise<PhotoSuccess> {
+export async function scorePhotoViews(
+  clf: Classifier,
+  images: Float32Array,
+  v: PhotoViews,
+  photoCount: number,
+  classId: number,
+  target: number | null,
+): Promise<PhotoSuccess> {
   const n = v.samples.length;
   const { pred } = await scoreImages(clf, images, n, classId, target);
-  let success = 0, changed = 0;
-  const hit = new Float64Array(photoCount), moved = new Float64Array(photoCount), seen = new Float64Array(photoCount);
+  let success = 0,
+    changed = 0;
+  const hit = new Float64Array(photoCount),
+    moved = new Float64Array(photoCount),
+    seen = new Float64Array(photoCount);
   for (let i = 0; i < n; i++) {
     const ok = target !== null ? pred[i] === target : pred[i] !== classId;
-    if (ok) { success++; hit[v.photo[i]]++; }
-    if (pred[i] !== classId) { changed++; moved[v.photo[i]]++; }
+    if (ok) {
+      success++;
+      hit[v.photo[i]]++;
+    }
+    if (pred[i] !== classId) {
+      changed++;
+      moved[v.photo[i]]++;
+    }
     seen[v.photo[i]]++;
   }
   const share = (xs: Float64Array) => Array.from(xs, (h, i) => (seen[i] ? h / seen[i] : 0));

@@ -45,7 +45,8 @@ export interface RoundTripReport {
 /** Straight RGBA at `size` → at `out` (bilinear up / area down), keeping alpha separate. */
 function resizeRgba(rgba: Float32Array, size: number, out: number): Float32Array {
   const n = size * size;
-  const rgb = new Float32Array(n * 3), aaa = new Float32Array(n * 3);
+  const rgb = new Float32Array(n * 3),
+    aaa = new Float32Array(n * 3);
   for (let i = 0; i < n; i++) {
     for (let c = 0; c < 3; c++) rgb[3 * i + c] = rgba[4 * i + c];
     aaa[3 * i] = aaa[3 * i + 1] = aaa[3 * i + 2] = rgba[4 * i + 3];
@@ -73,8 +74,14 @@ export function printWithPalette(rgba: Float32Array, printed: Float32Array, size
         rgba[4 * i + c] = got[c];
         const e = want[c] - got[c];
         // Floyd–Steinberg weights, only into pixels that are printed too.
-        for (const [dx, dy, wt] of [[1, 0, 7 / 16], [-1, 1, 3 / 16], [0, 1, 5 / 16], [1, 1, 1 / 16]]) {
-          const nx = x + dx, ny = y + dy;
+        for (const [dx, dy, wt] of [
+          [1, 0, 7 / 16],
+          [-1, 1, 3 / 16],
+          [0, 1, 5 / 16],
+          [1, 1, 1 / 16],
+        ]) {
+          const nx = x + dx,
+            ny = y + dy;
           if (nx < 0 || nx >= size || ny >= size) continue;
           const j = ny * size + nx;
           if (printed[j] >= 0.5) err[3 * j + c] += e * wt;
@@ -91,7 +98,13 @@ function toImageBytes(rgba: Float32Array): Uint8ClampedArray {
 }
 
 /** One simulated photograph of `print` (RGBA bytes, P×P): model-input floats S×S×3. */
-async function photograph(print: Uint8ClampedArray, P: number, rng: Rng, o: Required<Omit<RoundTripOptions, 'palette' | 'seed' | 'n'>>, S: number): Promise<Float32Array> {
+async function photograph(
+  print: Uint8ClampedArray,
+  P: number,
+  rng: Rng,
+  o: Required<Omit<RoundTripOptions, 'palette' | 'seed' | 'n'>>,
+  S: number,
+): Promise<Float32Array> {
   const C = o.cameraSize;
   const cam = createCanvas(C, C);
   const ctx = cam.getContext('2d');
@@ -107,9 +120,10 @@ async function photograph(print: Uint8ClampedArray, P: number, rng: Rng, o: Requ
   id.data.set(print);
   sctx.putImageData(id, 0, 0);
   const sym = (m: number) => (rng() * 2 - 1) * m;
-  const yaw = sym(o.maxViewAngleDeg) * Math.PI / 180, pitch = sym(o.maxViewAngleDeg) * Math.PI / 180;
-  const roll = sym(o.maxRollDeg) * Math.PI / 180;
-  const scale = (0.65 + 0.3 * rng()) * C / P;
+  const yaw = (sym(o.maxViewAngleDeg) * Math.PI) / 180,
+    pitch = (sym(o.maxViewAngleDeg) * Math.PI) / 180;
+  const roll = (sym(o.maxRollDeg) * Math.PI) / 180;
+  const scale = ((0.65 + 0.3 * rng()) * C) / P;
   ctx.imageSmoothingEnabled = true;
   ctx.imageSmoothingQuality = 'high';
   ctx.translate(C / 2 + sym(0.06) * C, C / 2 + sym(0.06) * C);
@@ -120,12 +134,15 @@ async function photograph(print: Uint8ClampedArray, P: number, rng: Rng, o: Requ
   ctx.drawImage(src, -P / 2, -P / 2);
   const frame = ctx.getImageData(0, 0, C, C).data;
   // Lighting and noise.
-  const bright = 0.7 + 0.6 * rng(), contrast = 0.75 + 0.4 * rng(), noise = 0.02 * rng();
+  const bright = 0.7 + 0.6 * rng(),
+    contrast = 0.75 + 0.4 * rng(),
+    noise = 0.02 * rng();
   const cast = [0, 1, 2].map(() => 1 + sym(0.08));
   const bytes = Buffer.alloc(C * C * 3);
   for (let i = 0; i < C * C; i++) {
     for (let c = 0; c < 3; c++) {
-      const u1 = 1 - rng(), u2 = rng();
+      const u1 = 1 - rng(),
+        u2 = rng();
       const g = Math.sqrt(-2 * Math.log(u1)) * Math.cos(2 * Math.PI * u2);
       const v = ((frame[4 * i + c] / 255 - 0.5) * contrast + 0.5) * bright * cast[c] + noise * g;
       bytes[3 * i + c] = Math.max(0, Math.min(255, Math.round(v * 255)));
@@ -148,11 +165,15 @@ export async function simulatePrintCapture(clf: Classifier, attack: PhysicalAtta
   const seed = options.seed ?? 1;
   const palette = options.palette ?? DEFAULT_PALETTE;
   const o = {
-    printSize: options.printSize ?? 256, cameraSize: options.cameraSize ?? 96,
-    jpegQualityRange: options.jpegQualityRange ?? [50, 90] as [number, number],
-    maxViewAngleDeg: options.maxViewAngleDeg ?? 30, maxRollDeg: options.maxRollDeg ?? 15,
+    printSize: options.printSize ?? 256,
+    cameraSize: options.cameraSize ?? 96,
+    jpegQualityRange: options.jpegQualityRange ?? ([50, 90] as [number, number]),
+    maxViewAngleDeg: options.maxViewAngleDeg ?? 30,
+    maxRollDeg: options.maxRollDeg ?? 15,
   };
-  const P = o.printSize, R = attack.canvasSize, S = clf.inputSize;
+  const P = o.printSize,
+    R = attack.canvasSize,
+    S = clf.inputSize;
   // The printed-coverage map at print resolution travels in the alpha slot of a second image.
   const cov = new Float32Array(R * R * 4);
   for (let i = 0; i < R * R; i++) cov[4 * i + 3] = attack.printed[i];
@@ -161,8 +182,10 @@ export async function simulatePrintCapture(clf: Classifier, attack: PhysicalAtta
   printWithPalette(advPrint, printedHi, P, palette);
   const cleanPrint = resizeRgba(attack.clean, R, P);
   if (attack.mode === 'sign') printWithPalette(cleanPrint, printedHi, P, palette);
-  const advBytes = toImageBytes(advPrint), cleanBytes = toImageBytes(cleanPrint);
-  const adv = new Float32Array(n * S * S * 3), clean = new Float32Array(n * S * S * 3);
+  const advBytes = toImageBytes(advPrint),
+    cleanBytes = toImageBytes(cleanPrint);
+  const adv = new Float32Array(n * S * S * 3),
+    clean = new Float32Array(n * S * S * 3);
   for (let i = 0; i < n; i++) {
     // The same photograph parameters for the clean and the adversarial print.
     adv.set(await photograph(advBytes, P, createRng(hashSeed(seed, 0x7247, i)), o, S), i * S * S * 3);
@@ -173,8 +196,13 @@ export async function simulatePrintCapture(clf: Classifier, attack: PhysicalAtta
   let ok = 0;
   for (const p of c.pred) if (p === attack.classId) ok++;
   return {
-    n, seed, successRate: a.success, meanProbability: a.meanProbability, cleanAccuracy: n ? ok / n : 0,
-    predictions: topCounts(a.predictions, 5), palette: palette.source,
+    n,
+    seed,
+    successRate: a.success,
+    meanProbability: a.meanProbability,
+    cleanAccuracy: n ? ok / n : 0,
+    predictions: topCounts(a.predictions, 5),
+    palette: palette.source,
     description: `print ${P}px dithered to ${palette.colors.length} palette colours; camera ${o.cameraSize}px, ±${o.maxViewAngleDeg}° view, ±${o.maxRollDeg}° roll, JPEG q${o.jpegQualityRange[0]}-${o.jpegQualityRange[1]}, cubic resize to ${S}px`,
   };
 }

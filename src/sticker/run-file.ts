@@ -60,15 +60,21 @@ export function parseStickerRun(v: unknown, where: string, numClasses = 43): Sti
   if (!isObject(layer) || !isObject(v.modelCheck)) {
     throw new UserError(`${where} has no sticker layer (written by an older advsign): run 'advsign sticker' again`);
   }
-  if (typeof layer.file !== 'string' || path.basename(layer.file) !== layer.file || !layer.file.endsWith('.png')) return bad("'layer.file' must be a PNG file name");
+  if (typeof layer.file !== 'string' || path.basename(layer.file) !== layer.file || !layer.file.endsWith('.png'))
+    return bad("'layer.file' must be a PNG file name");
   const size = layer.size;
   if (typeof size !== 'number' || !Number.isInteger(size) || size < 8 || size > 1024) return bad("'layer.size' must be 8…1024");
   const frac = layer.signFraction;
   if (typeof frac !== 'number' || !(frac > 0.1 && frac <= 1)) return bad("'layer.signFraction' must be in (0.1, 1]");
   const mc = v.modelCheck;
   const logits = mc.probeLogits;
-  if (typeof mc.inputSize !== 'number' || typeof mc.numClasses !== 'number' || !Array.isArray(logits)
-    || logits.length !== mc.numClasses || !logits.every((z) => typeof z === 'number' && Number.isFinite(z))) {
+  if (
+    typeof mc.inputSize !== 'number' ||
+    typeof mc.numClasses !== 'number' ||
+    !Array.isArray(logits) ||
+    logits.length !== mc.numClasses ||
+    !logits.every((z) => typeof z === 'number' && Number.isFinite(z))
+  ) {
     return bad("'modelCheck' must hold inputSize, numClasses and one probe logit per class");
   }
   if (sign >= numClasses || (target && target.classId >= numClasses)) {
@@ -77,7 +83,10 @@ export function parseStickerRun(v: unknown, where: string, numClasses = 43): Sti
   const signName = isObject(v.sign) && typeof v.sign.name === 'string' ? v.sign.name : String(sign);
   const held = isObject(v.heldOut) && isObject(v.heldOut.eot) && typeof v.heldOut.eot.successRate === 'number' ? v.heldOut.eot.successRate : null;
   return {
-    mode: v.mode, classId: sign, className: signName, target,
+    mode: v.mode,
+    classId: sign,
+    className: signName,
+    target,
     signMm: typeof v.signMm === 'number' ? v.signMm : 0,
     layer: { file: layer.file, size, covers: 'sign bounding square', signFraction: frac },
     modelCheck: { inputSize: mc.inputSize, numClasses: mc.numClasses, probeLogits: logits as number[] },
@@ -115,7 +124,8 @@ export async function decodeLayer(png: Buffer, run: StickerRun, where: string): 
     throw new UserError(`${where} is ${width}×${height}, the run says ${run.layer.size}×${run.layer.size}: the files do not belong together`);
   }
   const n = width * height;
-  const rgb = new Float32Array(n * 3), alpha = new Float32Array(n);
+  const rgb = new Float32Array(n * 3),
+    alpha = new Float32Array(n);
   for (let i = 0; i < n; i++) {
     for (let c = 0; c < 3; c++) rgb[3 * i + c] = raw.data[4 * i + c] / 255;
     alpha[i] = raw.data[4 * i + 3] / 255;

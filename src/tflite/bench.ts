@@ -54,7 +54,10 @@ async function squareRate(clf: Classifier, x: Tensor4D, maxQueries: number): Pro
 
 /** Median time of one FGSM batch on each classifier, interleaved so load changes hit all alike. */
 async function fgsmTimes(clfs: Classifier[], x: Tensor4D, repeats: number): Promise<number[]> {
-  const y = tf.tensor1d(Array.from({ length: x.shape[0] }, (_, i) => i % 43), 'int32');
+  const y = tf.tensor1d(
+    Array.from({ length: x.shape[0] }, (_, i) => i % 43),
+    'int32',
+  );
   const once = async (c: Classifier) => {
     const t0 = performance.now();
     const r = await fgsm.run(c, x, y, { eps: 8 / 255 });
@@ -93,8 +96,11 @@ export async function benchTflite(o: { quick?: boolean } = {}): Promise<TfliteBe
       int8MsPerImage: await msPerImage(int8, pixels, 64, repeats),
       squareQueriesPerSecondBatch64: { float: await squareRate(float, x, queries), int8: await squareRate(int8, x, queries) },
       fgsmBatch64: {
-        tfjs: 64000 / tfjs, rebuiltFloat: 64000 / rebuiltFloat, rebuiltInt8: 64000 / rebuiltInt8,
-        costRatioFloat: rebuiltFloat / tfjs, costRatioInt8: rebuiltInt8 / tfjs,
+        tfjs: 64000 / tfjs,
+        rebuiltFloat: 64000 / rebuiltFloat,
+        rebuiltInt8: 64000 / rebuiltInt8,
+        costRatioFloat: rebuiltFloat / tfjs,
+        costRatioInt8: rebuiltInt8 / tfjs,
       },
     };
   } finally {

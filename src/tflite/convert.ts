@@ -28,7 +28,10 @@ export type Quantize = 'none' | 'int8';
 /** int8 models: the logits layer fully int8, hybrid (int8 weights, float activations) or float. */
 export type Int8Head = 'int8' | 'hybrid' | 'float';
 
-export interface Range { min: number; max: number }
+export interface Range {
+  min: number;
+  max: number;
+}
 
 export interface Calibration {
   /** Range of the model input (before any step). */
@@ -56,14 +59,18 @@ export function calibrate(plan: Plan, set: ImageSet, maxImages = 2000, batch = 1
       const k = Math.floor((i + j) * stride);
       x.set(set.images.subarray(k * per, (k + 1) * per), j * per);
     }
-    for (const v of x) { if (v < input.min) input.min = v; if (v > input.max) input.max = v; }
+    for (const v of x) {
+      if (v < input.min) input.min = v;
+      if (v > input.max) input.max = v;
+    }
     const pending: { step: number; min: tf.Scalar; max: tf.Scalar }[] = [];
     const xt = tf.tensor4d(x, [m, s, s, plan.channels]);
     const out = runPlan(plan, xt, (step, t) => {
       pending.push({ step, min: tf.keep(tf.min(t)), max: tf.keep(tf.max(t)) });
     });
     for (const p of pending) {
-      const lo = p.min.dataSync()[0], hi = p.max.dataSync()[0];
+      const lo = p.min.dataSync()[0],
+        hi = p.max.dataSync()[0];
       steps[p.step].min = Math.min(steps[p.step].min, lo);
       steps[p.step].max = Math.max(steps[p.step].max, hi);
       p.min.dispose();
@@ -77,7 +84,8 @@ export function calibrate(plan: Plan, set: ImageSet, maxImages = 2000, batch = 1
 
 /** Asymmetric int8 parameters covering [min, max] ∪ {0}. */
 export function activationQuant(r: Range): { scale: number; zeroPoint: number } {
-  const lo = Math.min(0, r.min), hi = Math.max(0, r.max);
+  const lo = Math.min(0, r.min),
+    hi = Math.max(0, r.max);
   const scale = hi - lo > 1e-8 ? (hi - lo) / 255 : 1e-8 / 255;
   const zeroPoint = Math.max(-128, Math.min(127, Math.round(-128 - lo / scale)));
   return { scale, zeroPoint };
@@ -206,7 +214,11 @@ export function planToModel(plan: Plan, o: ConvertOptions): ModelDesc {
           wt = addTensor(`${st.name}/filter`, wShape, TensorType.INT8, bytesOf(wq), { scale: scales, zeroPoint: scales.map(() => 0), quantizedDimension: 0 });
           const bScales = scales.map((ws) => inScale * ws);
           const bq = Int32Array.from(st.bias, (b, c) => int32(b / bScales[c]));
-          bt = addTensor(`${st.name}/bias`, [st.outC], TensorType.INT32, bytesOf(bq), { scale: bScales, zeroPoint: bScales.map(() => 0), quantizedDimension: 0 });
+          bt = addTensor(`${st.name}/bias`, [st.outC], TensorType.INT32, bytesOf(bq), {
+            scale: bScales,
+            zeroPoint: bScales.map(() => 0),
+            quantizedDimension: 0,
+          });
           out = addTensor(st.name, outShape, TensorType.INT8, undefined, outQ());
         } else {
           wt = addTensor(`${st.name}/filter`, wShape, TensorType.FLOAT32, bytesOf(w));
@@ -215,7 +227,10 @@ export function planToModel(plan: Plan, o: ConvertOptions): ModelDesc {
         }
         if (st.stride[0] !== st.stride[1] || st.dilation[0] !== st.dilation[1]) throw new Error(`${st.name}: unequal strides or dilations are not supported`);
         operators.push({
-          op: Op.CONV_2D, inputs: [cur, wt, bt], outputs: [out], version: int8 ? 3 : 1,
+          op: Op.CONV_2D,
+          inputs: [cur, wt, bt],
+          outputs: [out],
+          version: int8 ? 3 : 1,
           options: opts.conv2d(st.padding === 'same' ? Padding.SAME : Padding.VALID, st.stride[0], ACT[st.act], st.dilation[0]),
         });
         cur = out;
@@ -225,7 +240,10 @@ export function planToModel(plan: Plan, o: ConvertOptions): ModelDesc {
         if (st.size[0] !== st.size[1] || st.stride[0] !== st.stride[1]) throw new Error(`${st.name}: non-square pooling is not supported`);
         const out = addTensor(st.name, outShape, int8 ? TensorType.INT8 : TensorType.FLOAT32, undefined, int8 ? qdesc(q!) : undefined);
         operators.push({
-          op: st.type === 'max' ? Op.MAX_POOL_2D : Op.AVERAGE_POOL_2D, inputs: [cur], outputs: [out], version: int8 ? 2 : 1,
+          op: st.type === 'max' ? Op.MAX_POOL_2D : Op.AVERAGE_POOL_2D,
+          inputs: [cur],
+          outputs: [out],
+          version: int8 ? 2 : 1,
           options: opts.pool2d(st.padding === 'same' ? Padding.SAME : Padding.VALID, st.stride[0], st.size[0]),
         });
         cur = out;
@@ -253,7 +271,13 @@ export function planToModel(plan: Plan, o: ConvertOptions): ModelDesc {
           }
           bt = addTensor(`${st.name}/bias`, [st.outC], TensorType.FLOAT32, bytesOf(st.bias));
           out = addTensor(st.name, outShape, TensorType.FLOAT32);
-          operators.push({ op: Op.FULLY_CONNECTED, inputs: [cur, wt, bt], outputs: [out], version: head === 'hybrid' ? 3 : 1, options: opts.fullyConnected(ACT[st.act]) });
+          operators.push({
+            op: Op.FULLY_CONNECTED,
+            inputs: [cur, wt, bt],
+            outputs: [out],
+            version: head === 'hybrid' ? 3 : 1,
+            options: opts.fullyConnected(ACT[st.act]),
+          });
           cur = out;
           break;
         }
@@ -261,10 +285,18 @@ export function planToModel(plan: Plan, o: ConvertOptions): ModelDesc {
           const inScale = q!.scale;
           const perChannel = o.perChannelDense === true;
           const { q: wq, scales } = quantizeWeights(w, st.outC, perChannel);
-          wt = addTensor(`${st.name}/weights`, [st.outC, st.inC], TensorType.INT8, bytesOf(wq), { scale: scales, zeroPoint: scales.map(() => 0), quantizedDimension: 0 });
+          wt = addTensor(`${st.name}/weights`, [st.outC, st.inC], TensorType.INT8, bytesOf(wq), {
+            scale: scales,
+            zeroPoint: scales.map(() => 0),
+            quantizedDimension: 0,
+          });
           const bScales = scales.map((ws) => inScale * ws);
           const bq = Int32Array.from(st.bias, (b, c) => int32(b / bScales[perChannel ? c : 0]));
-          bt = addTensor(`${st.name}/bias`, [st.outC], TensorType.INT32, bytesOf(bq), { scale: bScales, zeroPoint: bScales.map(() => 0), quantizedDimension: 0 });
+          bt = addTensor(`${st.name}/bias`, [st.outC], TensorType.INT32, bytesOf(bq), {
+            scale: bScales,
+            zeroPoint: bScales.map(() => 0),
+            quantizedDimension: 0,
+          });
           out = addTensor(st.name, outShape, TensorType.INT8, undefined, outQ());
         } else {
           wt = addTensor(`${st.name}/weights`, [st.outC, st.inC], TensorType.FLOAT32, bytesOf(w));
@@ -294,7 +326,11 @@ export function planToModel(plan: Plan, o: ConvertOptions): ModelDesc {
   if (q) dequantize();
   return {
     description: o.description ?? `advsign ${plan.name} (${int8 ? 'int8' : 'float32'})`,
-    buffers, tensors, operators, inputs: [inputIndex], outputs: [cur],
+    buffers,
+    tensors,
+    operators,
+    inputs: [inputIndex],
+    outputs: [cur],
   };
 }
 

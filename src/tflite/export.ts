@@ -60,9 +60,11 @@ function syntheticCheckSet(size: number): ImageSet {
 
 /** Largest |a − b| and top-1 agreement of two logit arrays [n, k]. */
 export function compareLogits(a: Float32Array, b: Float32Array, n: number, k: number): { maxAbsDiff: number; agreement: number } {
-  let maxAbsDiff = 0, same = 0;
+  let maxAbsDiff = 0,
+    same = 0;
   for (let i = 0; i < n; i++) {
-    let ia = 0, ib = 0;
+    let ia = 0,
+      ib = 0;
     for (let j = 0; j < k; j++) {
       const d = Math.abs(a[i * k + j] - b[i * k + j]);
       if (d > maxAbsDiff || Number.isNaN(d)) maxAbsDiff = Number.isNaN(d) ? Infinity : d;
@@ -104,7 +106,10 @@ export async function convertToTflite(model: tf.LayersModel, o: ExportOptions): 
   }
   const tflite = planToTflite(plan, { quantize: o.quantize, calibration: cal, description: o.description, head: o.head });
   const result: ConvertResult = {
-    tflite, quantize: o.quantize, ops: parseModel(tflite).operators.map((op) => op.name), notes: plan.notes,
+    tflite,
+    quantize: o.quantize,
+    ops: parseModel(tflite).operators.map((op) => op.name),
+    notes: plan.notes,
     calibration: cal ? { source, images: cal.images } : undefined,
   };
   const nCheck = o.verifyImages ?? 256;
@@ -115,7 +120,7 @@ export async function convertToTflite(model: tf.LayersModel, o: ExportOptions): 
     // Spread over the set, which is often sorted by class.
     const x = new Float32Array(n * per);
     for (let i = 0; i < n; i++) {
-      const k = Math.floor(i * check.n / n);
+      const k = Math.floor((i * check.n) / n);
       x.set(check.images.subarray(k * per, (k + 1) * per), i * per);
     }
     const clf = await loadTfliteModel(tflite);
@@ -139,7 +144,8 @@ export async function exportTflite(modelDir: string, outFile: string, o: ExportO
   const model = await loadLayersModel(modelDir);
   try {
     const { tflite, ...rest } = await convertToTflite(model, {
-      ...o, description: o.description ?? `advsign ${path.basename(path.resolve(modelDir))} (${o.quantize === 'int8' ? 'int8' : 'float32'})`,
+      ...o,
+      description: o.description ?? `advsign ${path.basename(path.resolve(modelDir))} (${o.quantize === 'int8' ? 'int8' : 'float32'})`,
     });
     writeFileAtomic(outFile, tflite);
     return { bytes: tflite.length, ...rest };

@@ -14,14 +14,36 @@ export type ScalarKind = 'bool' | 'i8' | 'u8' | 'i16' | 'u16' | 'i32' | 'u32' | 
 
 const SIZE: Record<ScalarKind, number> = { bool: 1, i8: 1, u8: 1, i16: 2, u16: 2, i32: 4, u32: 4, f32: 4, i64: 8, f64: 8 };
 
-export interface FbScalar { kind: 'scalar'; type: ScalarKind; value: number | bigint | boolean }
-export interface FbTable { kind: 'table'; fields: (FbField | undefined | null)[] }
-export interface FbString { kind: 'string'; value: string }
+export interface FbScalar {
+  kind: 'scalar';
+  type: ScalarKind;
+  value: number | bigint | boolean;
+}
+export interface FbTable {
+  kind: 'table';
+  fields: (FbField | undefined | null)[];
+}
+export interface FbString {
+  kind: 'string';
+  value: string;
+}
 /** A vector of scalars; `align` raises the alignment of the first element (TFLite buffers use 16). */
-export interface FbScalarVector { kind: 'scalars'; type: ScalarKind; values: ArrayLike<number> | readonly bigint[]; align?: number }
+export interface FbScalarVector {
+  kind: 'scalars';
+  type: ScalarKind;
+  values: ArrayLike<number> | readonly bigint[];
+  align?: number;
+}
 /** Raw bytes as a [ubyte] vector, copied verbatim. */
-export interface FbBytes { kind: 'bytes'; data: Uint8Array; align?: number }
-export interface FbTableVector { kind: 'tables'; items: FbTable[] }
+export interface FbBytes {
+  kind: 'bytes';
+  data: Uint8Array;
+  align?: number;
+}
+export interface FbTableVector {
+  kind: 'tables';
+  items: FbTable[];
+}
 export type FbRef = FbTable | FbString | FbScalarVector | FbBytes | FbTableVector;
 export type FbField = FbScalar | FbRef;
 
@@ -68,16 +90,36 @@ class ByteSink {
   scalar(at: number, type: ScalarKind, value: number | bigint | boolean): void {
     const v = this.view;
     switch (type) {
-      case 'bool': v.setUint8(at, value ? 1 : 0); break;
-      case 'i8': v.setInt8(at, Number(value)); break;
-      case 'u8': v.setUint8(at, Number(value)); break;
-      case 'i16': v.setInt16(at, Number(value), true); break;
-      case 'u16': v.setUint16(at, Number(value), true); break;
-      case 'i32': v.setInt32(at, Number(value), true); break;
-      case 'u32': v.setUint32(at, Number(value), true); break;
-      case 'f32': v.setFloat32(at, Number(value), true); break;
-      case 'f64': v.setFloat64(at, Number(value), true); break;
-      case 'i64': v.setBigInt64(at, typeof value === 'bigint' ? value : BigInt(Math.round(Number(value))), true); break;
+      case 'bool':
+        v.setUint8(at, value ? 1 : 0);
+        break;
+      case 'i8':
+        v.setInt8(at, Number(value));
+        break;
+      case 'u8':
+        v.setUint8(at, Number(value));
+        break;
+      case 'i16':
+        v.setInt16(at, Number(value), true);
+        break;
+      case 'u16':
+        v.setUint16(at, Number(value), true);
+        break;
+      case 'i32':
+        v.setInt32(at, Number(value), true);
+        break;
+      case 'u32':
+        v.setUint32(at, Number(value), true);
+        break;
+      case 'f32':
+        v.setFloat32(at, Number(value), true);
+        break;
+      case 'f64':
+        v.setFloat64(at, Number(value), true);
+        break;
+      case 'i64':
+        v.setBigInt64(at, typeof value === 'bigint' ? value : BigInt(Math.round(Number(value))), true);
+        break;
     }
   }
 
@@ -176,11 +218,18 @@ export class FbReader {
   }
 
   private check(at: number, size: number): void {
-    if (at < 0 || at + size > this.bytes.length) throw new RangeError(`flatbuffer: read of ${size} bytes at ${at} is outside the ${this.bytes.length}-byte file`);
+    if (at < 0 || at + size > this.bytes.length)
+      throw new RangeError(`flatbuffer: read of ${size} bytes at ${at} is outside the ${this.bytes.length}-byte file`);
   }
 
-  u32(at: number): number { this.check(at, 4); return this.view.getUint32(at, true); }
-  i32(at: number): number { this.check(at, 4); return this.view.getInt32(at, true); }
+  u32(at: number): number {
+    this.check(at, 4);
+    return this.view.getUint32(at, true);
+  }
+  i32(at: number): number {
+    this.check(at, 4);
+    return this.view.getInt32(at, true);
+  }
 
   identifier(): string {
     this.check(4, 4);
@@ -209,15 +258,25 @@ export class FbReader {
     this.check(at, SIZE[type]);
     const v = this.view;
     switch (type) {
-      case 'bool': case 'u8': return v.getUint8(at);
-      case 'i8': return v.getInt8(at);
-      case 'i16': return v.getInt16(at, true);
-      case 'u16': return v.getUint16(at, true);
-      case 'i32': return v.getInt32(at, true);
-      case 'u32': return v.getUint32(at, true);
-      case 'f32': return v.getFloat32(at, true);
-      case 'f64': return v.getFloat64(at, true);
-      case 'i64': return Number(v.getBigInt64(at, true));
+      case 'bool':
+      case 'u8':
+        return v.getUint8(at);
+      case 'i8':
+        return v.getInt8(at);
+      case 'i16':
+        return v.getInt16(at, true);
+      case 'u16':
+        return v.getUint16(at, true);
+      case 'i32':
+        return v.getInt32(at, true);
+      case 'u32':
+        return v.getUint32(at, true);
+      case 'f32':
+        return v.getFloat32(at, true);
+      case 'f64':
+        return v.getFloat64(at, true);
+      case 'i64':
+        return Number(v.getBigInt64(at, true));
     }
   }
 
@@ -258,15 +317,34 @@ export class FbReader {
     for (let i = 0; i < v.length; i++) {
       const at = v.start + i * size;
       switch (type) {
-        case 'bool': case 'u8': out.push(this.view.getUint8(at)); break;
-        case 'i8': out.push(this.view.getInt8(at)); break;
-        case 'i16': out.push(this.view.getInt16(at, true)); break;
-        case 'u16': out.push(this.view.getUint16(at, true)); break;
-        case 'i32': out.push(this.view.getInt32(at, true)); break;
-        case 'u32': out.push(this.view.getUint32(at, true)); break;
-        case 'f32': out.push(this.view.getFloat32(at, true)); break;
-        case 'f64': out.push(this.view.getFloat64(at, true)); break;
-        case 'i64': out.push(Number(this.view.getBigInt64(at, true))); break;
+        case 'bool':
+        case 'u8':
+          out.push(this.view.getUint8(at));
+          break;
+        case 'i8':
+          out.push(this.view.getInt8(at));
+          break;
+        case 'i16':
+          out.push(this.view.getInt16(at, true));
+          break;
+        case 'u16':
+          out.push(this.view.getUint16(at, true));
+          break;
+        case 'i32':
+          out.push(this.view.getInt32(at, true));
+          break;
+        case 'u32':
+          out.push(this.view.getUint32(at, true));
+          break;
+        case 'f32':
+          out.push(this.view.getFloat32(at, true));
+          break;
+        case 'f64':
+          out.push(this.view.getFloat64(at, true));
+          break;
+        case 'i64':
+          out.push(Number(this.view.getBigInt64(at, true)));
+          break;
       }
     }
     return out;

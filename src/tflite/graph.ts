@@ -55,8 +55,23 @@ export interface TfliteGraph {
 }
 
 const DEFAULT_OPTIONS: Readonly<OpOptions> = Object.freeze({
-  act: 'none', padding: 'same', strideH: 1, strideW: 1, dilationH: 1, dilationW: 1, depthMultiplier: 1, filterH: 1, filterW: 1,
-  beta: 1, axis: 0, keepDims: false, keepNumDims: false, weightsFormat: 0, newShape: null, squeezeDims: [], alpha: 0.2,
+  act: 'none',
+  padding: 'same',
+  strideH: 1,
+  strideW: 1,
+  dilationH: 1,
+  dilationW: 1,
+  depthMultiplier: 1,
+  filterH: 1,
+  filterW: 1,
+  beta: 1,
+  axis: 0,
+  keepDims: false,
+  keepNumDims: false,
+  weightsFormat: 0,
+  newShape: null,
+  squeezeDims: [],
+  alpha: 0.2,
 });
 
 function decodeOptions(r: FbReader, op: string, t: number): OpOptions {
@@ -67,21 +82,34 @@ function decodeOptions(r: FbReader, op: string, t: number): OpOptions {
   switch (op) {
     case 'CONV_2D':
       Object.assign(o, {
-        padding: padding(), strideW: r.scalar(t, 1, 'i32', 1), strideH: r.scalar(t, 2, 'i32', 1), act: act(3),
-        dilationW: r.scalar(t, 4, 'i32', 1), dilationH: r.scalar(t, 5, 'i32', 1),
+        padding: padding(),
+        strideW: r.scalar(t, 1, 'i32', 1),
+        strideH: r.scalar(t, 2, 'i32', 1),
+        act: act(3),
+        dilationW: r.scalar(t, 4, 'i32', 1),
+        dilationH: r.scalar(t, 5, 'i32', 1),
       });
       break;
     case 'DEPTHWISE_CONV_2D':
       Object.assign(o, {
-        padding: padding(), strideW: r.scalar(t, 1, 'i32', 1), strideH: r.scalar(t, 2, 'i32', 1), depthMultiplier: r.scalar(t, 3, 'i32', 0),
-        act: act(4), dilationW: r.scalar(t, 5, 'i32', 1), dilationH: r.scalar(t, 6, 'i32', 1),
+        padding: padding(),
+        strideW: r.scalar(t, 1, 'i32', 1),
+        strideH: r.scalar(t, 2, 'i32', 1),
+        depthMultiplier: r.scalar(t, 3, 'i32', 0),
+        act: act(4),
+        dilationW: r.scalar(t, 5, 'i32', 1),
+        dilationH: r.scalar(t, 6, 'i32', 1),
       });
       break;
     case 'MAX_POOL_2D':
     case 'AVERAGE_POOL_2D':
       Object.assign(o, {
-        padding: padding(), strideW: r.scalar(t, 1, 'i32', 1), strideH: r.scalar(t, 2, 'i32', 1),
-        filterW: r.scalar(t, 3, 'i32', 1), filterH: r.scalar(t, 4, 'i32', 1), act: act(5),
+        padding: padding(),
+        strideW: r.scalar(t, 1, 'i32', 1),
+        strideH: r.scalar(t, 2, 'i32', 1),
+        filterW: r.scalar(t, 3, 'i32', 1),
+        filterH: r.scalar(t, 4, 'i32', 1),
+        act: act(5),
       });
       break;
     case 'FULLY_CONNECTED':
@@ -93,13 +121,18 @@ function decodeOptions(r: FbReader, op: string, t: number): OpOptions {
     case 'CONCATENATION':
       Object.assign(o, { axis: r.scalar(t, 0, 'i32', 0), act: act(1) });
       break;
-    case 'ADD': case 'SUB': case 'MUL': case 'DIV':
+    case 'ADD':
+    case 'SUB':
+    case 'MUL':
+    case 'DIV':
       o.act = act(0);
       break;
     case 'RESHAPE':
       o.newShape = r.vector(t, 0) ? r.scalars(t, 0, 'i32') : null;
       break;
-    case 'MEAN': case 'SUM': case 'REDUCE_MAX':
+    case 'MEAN':
+    case 'SUM':
+    case 'REDUCE_MAX':
       o.keepDims = r.scalar(t, 0, 'bool', 0) === 1;
       break;
     case 'SQUEEZE':
@@ -120,17 +153,22 @@ export function readGraph(bytes: Uint8Array): TfliteGraph {
   const sg = r.tables(root, 2)[0];
   const opTables = sg ? r.tables(sg, 3) : [];
   const operators = parsed.operators.map((o, index): GraphOperator => ({
-    index, op: o.name, inputs: o.inputs, outputs: o.outputs, options: decodeOptions(r, o.name, r.ref(opTables[index], 4)),
+    index,
+    op: o.name,
+    inputs: o.inputs,
+    outputs: o.outputs,
+    options: decodeOptions(r, o.name, r.ref(opTables[index], 4)),
   }));
   const buffers = r.tables(root, 4);
   const cache = new Map<number, Uint8Array>();
   return {
-    parsed, operators,
+    parsed,
+    operators,
     bufferOf(tensor: number): Uint8Array {
       const b = parsed.tensors[tensor]?.buffer ?? 0;
       let data = cache.get(b);
       if (!data) {
-        data = b > 0 && buffers[b] ? r.bytesOf(buffers[b], 0) ?? new Uint8Array(0) : new Uint8Array(0);
+        data = b > 0 && buffers[b] ? (r.bytesOf(buffers[b], 0) ?? new Uint8Array(0)) : new Uint8Array(0);
         cache.set(b, data);
       }
       return data;
@@ -140,7 +178,9 @@ export function readGraph(bytes: Uint8Array): TfliteGraph {
 
 /** IEEE half → float. */
 function halfToFloat(h: number): number {
-  const s = h & 0x8000 ? -1 : 1, e = (h >> 10) & 0x1f, f = h & 0x3ff;
+  const s = h & 0x8000 ? -1 : 1,
+    e = (h >> 10) & 0x1f,
+    f = h & 0x3ff;
   if (e === 0) return s * f * 2 ** -24;
   if (e === 31) return f ? NaN : s * Infinity;
   return s * (1 + f / 1024) * 2 ** (e - 15);
@@ -157,13 +197,27 @@ function rawValues(t: ParsedTensor, data: Uint8Array): ArrayLike<number> {
   for (let i = 0; i < n; i++) {
     const at = i * k;
     switch (t.typeName) {
-      case 'float32': out[i] = view.getFloat32(at, true); break;
-      case 'float16': out[i] = halfToFloat(view.getUint16(at, true)); break;
-      case 'int32': out[i] = view.getInt32(at, true); break;
-      case 'uint8': out[i] = view.getUint8(at); break;
-      case 'int64': out[i] = Number(view.getBigInt64(at, true)); break;
-      case 'int16': out[i] = view.getInt16(at, true); break;
-      case 'int8': out[i] = view.getInt8(at); break;
+      case 'float32':
+        out[i] = view.getFloat32(at, true);
+        break;
+      case 'float16':
+        out[i] = halfToFloat(view.getUint16(at, true));
+        break;
+      case 'int32':
+        out[i] = view.getInt32(at, true);
+        break;
+      case 'uint8':
+        out[i] = view.getUint8(at);
+        break;
+      case 'int64':
+        out[i] = Number(view.getBigInt64(at, true));
+        break;
+      case 'int16':
+        out[i] = view.getInt16(at, true);
+        break;
+      case 'int8':
+        out[i] = view.getInt8(at);
+        break;
     }
   }
   return out;

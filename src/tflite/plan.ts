@@ -13,31 +13,50 @@ import { UserError } from '../data/types';
 
 export type Act = 'none' | 'relu' | 'relu6';
 
-export interface AffineStep { kind: 'affine'; scale: number; offset: number }
+export interface AffineStep {
+  kind: 'affine';
+  scale: number;
+  offset: number;
+}
 export interface ConvStep {
   kind: 'conv';
   name: string;
   /** tfjs layout [kh, kw, in, out]. */
   kernel: Float32Array;
   bias: Float32Array;
-  kh: number; kw: number; inC: number; outC: number;
+  kh: number;
+  kw: number;
+  inC: number;
+  outC: number;
   stride: [number, number];
   dilation: [number, number];
   padding: 'same' | 'valid';
   act: Act;
 }
-export interface PoolStep { kind: 'pool'; name: string; type: 'max' | 'avg'; size: [number, number]; stride: [number, number]; padding: 'same' | 'valid' }
-export interface FlattenStep { kind: 'flatten' }
+export interface PoolStep {
+  kind: 'pool';
+  name: string;
+  type: 'max' | 'avg';
+  size: [number, number];
+  stride: [number, number];
+  padding: 'same' | 'valid';
+}
+export interface FlattenStep {
+  kind: 'flatten';
+}
 export interface DenseStep {
   kind: 'dense';
   name: string;
   /** tfjs layout [in, out]. */
   kernel: Float32Array;
   bias: Float32Array;
-  inC: number; outC: number;
+  inC: number;
+  outC: number;
   act: Act;
 }
-export interface SoftmaxStep { kind: 'softmax' }
+export interface SoftmaxStep {
+  kind: 'softmax';
+}
 export type Step = AffineStep | ConvStep | PoolStep | FlattenStep | DenseStep | SoftmaxStep;
 
 export interface Plan {
@@ -97,14 +116,19 @@ export function planFromModel(model: tf.LayersModel): Plan {
     }
     if (cls !== 'InputLayer') prev = layer;
     const last = steps[steps.length - 1];
-    const push = (st: Step, sh: number[]) => { steps.push(st); shapes.push(sh); shape = sh; };
+    const push = (st: Step, sh: number[]) => {
+      steps.push(st);
+      shapes.push(sh);
+      shape = sh;
+    };
     if (DROPPED.has(cls)) {
       if (cls !== 'InputLayer') notes.push(`${name}: ${cls} dropped (identity at inference)`);
       continue;
     }
     switch (cls) {
       case 'Rescaling': {
-        const scale = Number(cfg.scale ?? 1), offset = Number(cfg.offset ?? 0);
+        const scale = Number(cfg.scale ?? 1),
+          offset = Number(cfg.offset ?? 0);
         if (scale !== 1 || offset !== 0) push({ kind: 'affine', scale, offset }, shape);
         notes.push(`${name}: Rescaling x·${scale} + ${offset} kept as MUL/ADD (exact with 'same' padding)`);
         break;
@@ -117,18 +141,22 @@ export function planFromModel(model: tf.LayersModel): Plan {
         const [kh, kw, inC, outC] = w[0].shape as number[];
         const kernel = w[0].dataSync() as Float32Array;
         const bias = w[1] ? Float32Array.from(w[1].dataSync()) : new Float32Array(outC);
-        const stride = pair(cfg.strides, 1), dilation = pair(cfg.dilationRate, 1);
+        const stride = pair(cfg.strides, 1),
+          dilation = pair(cfg.dilationRate, 1);
         const padding = cfg.padding === 'same' ? 'same' : 'valid';
         if (padding === 'same' && (stride[0] > 1 || stride[1] > 1) && (dilation[0] > 1 || dilation[1] > 1)) {
           throw new UserError(`layer ${name}: strided and dilated conv is not supported`);
         }
         push({ kind: 'conv', name, kernel: Float32Array.from(kernel), bias, kh, kw, inC, outC, stride, dilation, padding, act }, [
-          1, outSize(shape[1], kh, stride[0], dilation[0], padding), outSize(shape[2], kw, stride[1], dilation[1], padding), outC,
+          1,
+          outSize(shape[1], kh, stride[0], dilation[0], padding),
+          outSize(shape[2], kw, stride[1], dilation[1], padding),
+          outC,
         ]);
         break;
       }
       case 'BatchNormalization': {
-        const axis = Number(Array.isArray(cfg.axis) ? cfg.axis[0] : cfg.axis ?? -1);
+        const axis = Number(Array.isArray(cfg.axis) ? cfg.axis[0] : (cfg.axis ?? -1));
         if (axis !== -1 && axis !== shape.length - 1) throw new UserError(`layer ${name}: only batch norm over the last axis can be folded`);
         if (!last || (last.kind !== 'conv' && last.kind !== 'dense') || last.act !== 'none') {
           throw new UserError(`layer ${name}: batch norm must directly follow a conv or dense layer without activation to be folded`);
@@ -137,7 +165,8 @@ export function planFromModel(model: tf.LayersModel): Plan {
         let k = 0;
         const gamma = cfg.scale !== false ? ws[k++] : null;
         const beta = cfg.center !== false ? ws[k++] : null;
-        const mean = ws[k++], variance = ws[k++];
+        const mean = ws[k++],
+          variance = ws[k++];
         const eps = Number(cfg.epsilon ?? 1e-3);
         const outC = last.outC;
         // y = γ (x − μ) / √(σ² + ε) + β  =  a·x + c, with a and c per output channel.
@@ -151,9 +180,16 @@ export function planFromModel(model: tf.LayersModel): Plan {
       }
       case 'ReLU':
       case 'Activation': {
-        const act: Act | 'softmax' = cls === 'ReLU'
-          ? (cfg.maxValue == null ? 'relu' : Number(cfg.maxValue) === 6 ? 'relu6' : (() => { throw new UserError(`layer ${name}: ReLU with maxValue ${String(cfg.maxValue)} is not supported`); })())
-          : activationOf(cfg, name);
+        const act: Act | 'softmax' =
+          cls === 'ReLU'
+            ? cfg.maxValue == null
+              ? 'relu'
+              : Number(cfg.maxValue) === 6
+                ? 'relu6'
+                : (() => {
+                    throw new UserError(`layer ${name}: ReLU with maxValue ${String(cfg.maxValue)} is not supported`);
+                  })()
+            : activationOf(cfg, name);
         if (act === 'none') break;
         if (act === 'softmax') {
           push({ kind: 'softmax' }, shape);
@@ -172,7 +208,10 @@ export function planFromModel(model: tf.LayersModel): Plan {
         const stride = pair(cfg.strides ?? cfg.poolSize, size[0]);
         const padding = cfg.padding === 'same' ? 'same' : 'valid';
         push({ kind: 'pool', name, type: cls === 'MaxPooling2D' ? 'max' : 'avg', size, stride, padding }, [
-          1, outSize(shape[1], size[0], stride[0], 1, padding), outSize(shape[2], size[1], stride[1], 1, padding), shape[3],
+          1,
+          outSize(shape[1], size[0], stride[0], 1, padding),
+          outSize(shape[2], size[1], stride[1], 1, padding),
+          shape[3],
         ]);
         break;
       }
@@ -191,7 +230,9 @@ export function planFromModel(model: tf.LayersModel): Plan {
         break;
       }
       default:
-        throw new UserError(`layer ${name} (${cls}) has no TFLite export (supported: Rescaling, Conv2D, BatchNormalization, ReLU, MaxPooling2D, AveragePooling2D, Flatten, Dropout, Dense)`);
+        throw new UserError(
+          `layer ${name} (${cls}) has no TFLite export (supported: Rescaling, Conv2D, BatchNormalization, ReLU, MaxPooling2D, AveragePooling2D, Flatten, Dropout, Dense)`,
+        );
     }
   }
   const softmaxAt = steps.findIndex((st) => st.kind === 'softmax');
@@ -219,24 +260,28 @@ export function runPlan(plan: Plan, x: Tensor4D, observe?: (step: number, t: Ten
     let h: Tensor = x;
     plan.steps.forEach((st, i) => {
       switch (st.kind) {
-        case 'affine': h = tf.add(tf.mul(h, st.scale), st.offset); break;
+        case 'affine':
+          h = tf.add(tf.mul(h, st.scale), st.offset);
+          break;
         case 'conv': {
           const y = tf.conv2d(h as Tensor4D, convFilter(st), st.stride, st.padding, 'NHWC', st.dilation);
           h = applyAct(tf.add(y, tf.tensor1d(st.bias)), st.act);
           break;
         }
         case 'pool':
-          h = st.type === 'max'
-            ? tf.maxPool(h as Tensor4D, st.size, st.stride, st.padding)
-            : tf.avgPool(h as Tensor4D, st.size, st.stride, st.padding);
+          h = st.type === 'max' ? tf.maxPool(h as Tensor4D, st.size, st.stride, st.padding) : tf.avgPool(h as Tensor4D, st.size, st.stride, st.padding);
           break;
-        case 'flatten': h = tf.reshape(h, [h.shape[0], -1]); break;
+        case 'flatten':
+          h = tf.reshape(h, [h.shape[0], -1]);
+          break;
         case 'dense': {
           const y = tf.matMul(h as Tensor2D, tf.tensor2d(st.kernel, [st.inC, st.outC]));
           h = applyAct(tf.add(y, tf.tensor1d(st.bias)), st.act);
           break;
         }
-        case 'softmax': h = tf.softmax(h); break;
+        case 'softmax':
+          h = tf.softmax(h);
+          break;
       }
       observe?.(i, h);
     });

@@ -19,14 +19,45 @@ import { constantInts, constantValues, FusedActivation, GraphOperator, isQuantis
 
 /** Ops this module can rebuild. */
 export const REBUILT_OPS: ReadonlySet<string> = new Set([
-  'ADD', 'AVERAGE_POOL_2D', 'CONCATENATION', 'CONV_2D', 'DEPTHWISE_CONV_2D', 'DEQUANTIZE', 'DIV', 'FULLY_CONNECTED',
-  'HARD_SWISH', 'LEAKY_RELU', 'LOGISTIC', 'LOG_SOFTMAX', 'MAX_POOL_2D', 'MAXIMUM', 'MEAN', 'MINIMUM', 'MUL', 'PAD',
-  'PADV2', 'PRELU', 'QUANTIZE', 'RELU', 'RELU6', 'RELU_N1_TO_1', 'RESHAPE', 'SOFTMAX', 'SQUEEZE', 'SUB', 'TANH',
+  'ADD',
+  'AVERAGE_POOL_2D',
+  'CONCATENATION',
+  'CONV_2D',
+  'DEPTHWISE_CONV_2D',
+  'DEQUANTIZE',
+  'DIV',
+  'FULLY_CONNECTED',
+  'HARD_SWISH',
+  'LEAKY_RELU',
+  'LOGISTIC',
+  'LOG_SOFTMAX',
+  'MAX_POOL_2D',
+  'MAXIMUM',
+  'MEAN',
+  'MINIMUM',
+  'MUL',
+  'PAD',
+  'PADV2',
+  'PRELU',
+  'QUANTIZE',
+  'RELU',
+  'RELU6',
+  'RELU_N1_TO_1',
+  'RESHAPE',
+  'SOFTMAX',
+  'SQUEEZE',
+  'SUB',
+  'TANH',
 ]);
 
 const Q_RANGE: Record<string, [number, number]> = { int8: [-128, 127], uint8: [0, 255], int16: [-32768, 32767] };
 
-interface FakeQuant { scale: number; zeroPoint: number; lo: number; hi: number }
+interface FakeQuant {
+  scale: number;
+  zeroPoint: number;
+  lo: number;
+  hi: number;
+}
 
 /** Rounds to the tensor's integer grid in the forward pass; straight-through gradient inside its range. */
 function fakeQuantize(x: Tensor, q: FakeQuant): Tensor {
@@ -57,12 +88,18 @@ interface Step {
 
 function activation(x: Tensor, act: FusedActivation): Tensor {
   switch (act) {
-    case 'none': return x;
-    case 'relu': return tf.relu(x);
-    case 'relu6': return tf.relu6(x);
-    case 'relu_n1_to_1': return tf.clipByValue(x, -1, 1);
-    case 'tanh': return tf.tanh(x);
-    case 'sign_bit': throw new Error('fused SIGN_BIT activation');
+    case 'none':
+      return x;
+    case 'relu':
+      return tf.relu(x);
+    case 'relu6':
+      return tf.relu6(x);
+    case 'relu_n1_to_1':
+      return tf.clipByValue(x, -1, 1);
+    case 'tanh':
+      return tf.tanh(x);
+    case 'sign_bit':
+      throw new Error('fused SIGN_BIT activation');
   }
 }
 
@@ -92,8 +129,13 @@ export class RebuiltGraph {
   private disposed = false;
 
   constructor(
-    private readonly steps: Step[], private readonly consts: Map<number, Tensor>, private readonly owned: Tensor[],
-    private readonly inputIndex: number, private readonly inputQuant: FakeQuant | null, private readonly outputIndex: number, graph: TfliteGraph,
+    private readonly steps: Step[],
+    private readonly consts: Map<number, Tensor>,
+    private readonly owned: Tensor[],
+    private readonly inputIndex: number,
+    private readonly inputQuant: FakeQuant | null,
+    private readonly outputIndex: number,
+    graph: TfliteGraph,
   ) {
     const p = graph.parsed;
     [, this.height, this.width, this.channels] = p.tensors[inputIndex].shape;
@@ -137,7 +179,13 @@ export class RebuiltGraph {
 
 /** Input positions an op reads at build time (weights, shapes, axes, paddings), not per run. */
 const BOUND_INPUTS: Record<string, number[]> = {
-  CONV_2D: [1, 2], DEPTHWISE_CONV_2D: [1, 2], FULLY_CONNECTED: [1, 2], RESHAPE: [1], MEAN: [1], PAD: [1], PADV2: [1, 2],
+  CONV_2D: [1, 2],
+  DEPTHWISE_CONV_2D: [1, 2],
+  FULLY_CONNECTED: [1, 2],
+  RESHAPE: [1],
+  MEAN: [1],
+  PAD: [1],
+  PADV2: [1, 2],
 };
 
 /** What an op builder reads: the operator, its tensors' shapes and constants, and a keeper for weights it makes. */
@@ -165,7 +213,12 @@ function weighted(c: BuildContext): Apply {
   const fused = fusedName(o.act);
   const finish = (y: Tensor) => (fused ? y : activation(y, o.act));
   const bias = (n: number) => c.keep(tf.tensor1d(op.inputs[2] != null && op.inputs[2] >= 0 ? c.need(op.inputs[2], 'bias') : new Float32Array(n)));
-  const conv = { strides: [o.strideH, o.strideW] as [number, number], pad: o.padding, dataFormat: 'NHWC' as const, dilations: [o.dilationH, o.dilationW] as [number, number] };
+  const conv = {
+    strides: [o.strideH, o.strideW] as [number, number],
+    pad: o.padding,
+    dataFormat: 'NHWC' as const,
+    dilations: [o.dilationH, o.dilationW] as [number, number],
+  };
   if (op.op === 'CONV_2D') {
     const [outC, kh, kw, inC] = c.shapeOf(op.inputs[1]);
     if (c.shapeOf(op.inputs[0])[3] !== inC) throw new Unsupported('grouped CONV_2D');
@@ -213,7 +266,8 @@ function reshaping(c: BuildContext): Apply {
   }
   let target = c.shapeOf(op.outputs[0]);
   if (target.length === 0) target = (op.inputs[1] != null && op.inputs[1] >= 0 ? c.ints(op.inputs[1], 'shape') : null) ?? o.newShape ?? [];
-  if (inShape[0] !== 1 || (target[0] !== 1 && target[0] !== -1)) throw new Unsupported(`RESHAPE [${inShape.join(', ')}] → [${target.join(', ')}] across the batch dimension`);
+  if (inShape[0] !== 1 || (target[0] !== 1 && target[0] !== -1))
+    throw new Unsupported(`RESHAPE [${inShape.join(', ')}] → [${target.join(', ')}] across the batch dimension`);
   const per = inShape.slice(1).reduce((a, b) => a * b, 1);
   const rest = target.slice(1);
   const known = rest.filter((d) => d >= 0).reduce((a, b) => a * b, 1);
@@ -245,21 +299,38 @@ function structural(c: BuildContext): Apply {
 /** Elementwise ops and activations (fused activations where the op has one). */
 function elementwise(c: BuildContext): Apply {
   const { op, o } = c;
-  const binary = (f: (a: Tensor, b: Tensor) => Tensor): Apply => (x) => activation(f(x[0], x[1]), o.act);
+  const binary =
+    (f: (a: Tensor, b: Tensor) => Tensor): Apply =>
+    (x) =>
+      activation(f(x[0], x[1]), o.act);
   const unary: Record<string, (x: Tensor) => Tensor> = {
-    SOFTMAX: (x) => tf.softmax(tf.mul(x, o.beta)), LOG_SOFTMAX: (x) => tf.logSoftmax(x),
-    RELU: tf.relu, RELU6: tf.relu6, RELU_N1_TO_1: (x) => tf.clipByValue(x, -1, 1), LOGISTIC: tf.sigmoid, TANH: tf.tanh,
-    HARD_SWISH: (x) => tf.div(tf.mul(x, tf.relu6(tf.add(x, 3))), 6), LEAKY_RELU: (x) => tf.leakyRelu(x, o.alpha),
-    QUANTIZE: (x) => x, DEQUANTIZE: (x) => x,
+    SOFTMAX: (x) => tf.softmax(tf.mul(x, o.beta)),
+    LOG_SOFTMAX: (x) => tf.logSoftmax(x),
+    RELU: tf.relu,
+    RELU6: tf.relu6,
+    RELU_N1_TO_1: (x) => tf.clipByValue(x, -1, 1),
+    LOGISTIC: tf.sigmoid,
+    TANH: tf.tanh,
+    HARD_SWISH: (x) => tf.div(tf.mul(x, tf.relu6(tf.add(x, 3))), 6),
+    LEAKY_RELU: (x) => tf.leakyRelu(x, o.alpha),
+    QUANTIZE: (x) => x,
+    DEQUANTIZE: (x) => x,
   };
   switch (op.op) {
-    case 'ADD': return binary(tf.add);
-    case 'SUB': return binary(tf.sub);
-    case 'MUL': return binary(tf.mul);
-    case 'DIV': return binary(tf.div);
-    case 'MAXIMUM': return (x) => tf.maximum(x[0], x[1]);
-    case 'MINIMUM': return (x) => tf.minimum(x[0], x[1]);
-    case 'PRELU': return (x) => tf.prelu(x[0], x[1]);
+    case 'ADD':
+      return binary(tf.add);
+    case 'SUB':
+      return binary(tf.sub);
+    case 'MUL':
+      return binary(tf.mul);
+    case 'DIV':
+      return binary(tf.div);
+    case 'MAXIMUM':
+      return (x) => tf.maximum(x[0], x[1]);
+    case 'MINIMUM':
+      return (x) => tf.minimum(x[0], x[1]);
+    case 'PRELU':
+      return (x) => tf.prelu(x[0], x[1]);
     case 'MAX_POOL_2D':
     case 'AVERAGE_POOL_2D': {
       const pool = op.op === 'MAX_POOL_2D' ? tf.maxPool : tf.avgPool;
@@ -272,8 +343,15 @@ function elementwise(c: BuildContext): Apply {
 }
 
 const BUILDERS: Record<string, (c: BuildContext) => Apply> = {
-  CONV_2D: weighted, DEPTHWISE_CONV_2D: weighted, FULLY_CONNECTED: weighted,
-  RESHAPE: reshaping, SQUEEZE: reshaping, MEAN: structural, PAD: structural, PADV2: structural, CONCATENATION: structural,
+  CONV_2D: weighted,
+  DEPTHWISE_CONV_2D: weighted,
+  FULLY_CONNECTED: weighted,
+  RESHAPE: reshaping,
+  SQUEEZE: reshaping,
+  MEAN: structural,
+  PAD: structural,
+  PADV2: structural,
+  CONCATENATION: structural,
 };
 
 /** Builds the step for one operator; throws Unsupported with a reason. */
@@ -284,7 +362,9 @@ function compile(g: TfliteGraph, op: GraphOperator, keep: <T extends Tensor>(t: 
     return v;
   };
   const c: BuildContext = {
-    op, o: op.options, keep,
+    op,
+    o: op.options,
+    keep,
     shapeOf: (i) => g.parsed.tensors[i].shape,
     need: (i, what) => constant(valuesOf(i), what),
     ints: (i, what) => constant(constantInts(g, i), what),
@@ -301,7 +381,10 @@ export function rebuildGraph(g: TfliteGraph, label = 'the model'): RebuiltGraph 
   /** Constant graph tensors that ops read per run (e.g. the operand of an ADD), by tensor index. */
   const consts = new Map<number, Tensor>();
   const owned: Tensor[] = [];
-  const keep = <T extends Tensor>(t: T): T => { owned.push(tf.keep(t)); return t; };
+  const keep = <T extends Tensor>(t: T): T => {
+    owned.push(tf.keep(t));
+    return t;
+  };
   /** Values of constants folded here (a DEQUANTIZE of weights), by the tensor it produced. */
   const folded = new Map<number, Float32Array>();
   const valuesOf = (i: number) => folded.get(i) ?? constantValues(g, i);
@@ -340,7 +423,9 @@ export function rebuildGraph(g: TfliteGraph, label = 'the model'): RebuiltGraph 
   } catch (e) {
     tf.dispose(owned);
     if (!(e instanceof Unsupported)) throw e;
-    throw new UserError(`${label}: gradients need the TFLite graph rebuilt in TensorFlow.js, and op ${e.message} (operator ${at}) cannot be` +
-      ` rebuilt; black-box attacks (square, transfer) still run on the TFLite interpreter`);
+    throw new UserError(
+      `${label}: gradients need the TFLite graph rebuilt in TensorFlow.js, and op ${e.message} (operator ${at}) cannot be` +
+        ` rebuilt; black-box attacks (square, transfer) still run on the TFLite interpreter`,
+    );
   }
 }

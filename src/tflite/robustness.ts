@@ -66,7 +66,7 @@ function pick(set: ImageSet, limit: number): { x: Float32Array; y: Int32Array; n
   const x = new Float32Array(n * per);
   const y = new Int32Array(n);
   for (let i = 0; i < n; i++) {
-    const k = Math.floor(i * set.n / n);
+    const k = Math.floor((i * set.n) / n);
     x.set(set.images.subarray(k * per, (k + 1) * per), i * per);
     y[i] = set.labels[k];
   }
@@ -81,7 +81,8 @@ async function predict(model: Classifier, x: Tensor4D): Promise<Int32Array> {
 }
 
 function score(name: string, clean: Int32Array, adv: Int32Array, y: Int32Array): TargetScore {
-  let count = 0, hit = 0;
+  let count = 0,
+    hit = 0;
   for (let i = 0; i < y.length; i++) {
     if (clean[i] !== y[i]) continue;
     count++;
@@ -95,7 +96,10 @@ function score(name: string, clean: Int32Array, adv: Int32Array, y: Int32Array):
  * each target (e.g. { float: tfliteFloat, int8: tfliteInt8 }).
  */
 export async function tfliteRobustness(
-  surrogate: Classifier, targets: Record<string, Classifier>, set: ImageSet, o: TfliteRobustnessOptions = {},
+  surrogate: Classifier,
+  targets: Record<string, Classifier>,
+  set: ImageSet,
+  o: TfliteRobustnessOptions = {},
 ): Promise<TfliteRobustnessResult> {
   const eps = o.eps ?? 8 / 255;
   const names = Object.keys(targets);
@@ -120,7 +124,10 @@ export async function tfliteRobustness(
       const r = await attack.run(surrogate, images, labels, { eps, steps: o.pgdSteps ?? 10, seed: o.seed ?? 1 });
       try {
         const row: TransferRow = {
-          attack: attack.name, eps, source: score('surrogate', cleanPred.surrogate, await predict(surrogate, r.adversarial), y), targets: [],
+          attack: attack.name,
+          eps,
+          source: score('surrogate', cleanPred.surrogate, await predict(surrogate, r.adversarial), y),
+          targets: [],
         };
         for (const name of names) row.targets.push(score(name, cleanPred[name], await predict(targets[name], r.adversarial), y));
         transfer.push(row);
@@ -142,11 +149,16 @@ export async function tfliteRobustness(
           const xs = new Float32Array(idx.length * per);
           idx.forEach((i, j) => xs.set(x.subarray(i * per, (i + 1) * per), j * per));
           const xt = tf.tensor4d(xs, [idx.length, s, s, 3]);
-          const yt = tf.tensor1d(Int32Array.from(idx, (i) => y[i]), 'int32');
+          const yt = tf.tensor1d(
+            Int32Array.from(idx, (i) => y[i]),
+            'int32',
+          );
           try {
             const r = await square.run(targets[name], xt, yt, { eps, maxQueries, seed: o.seed ?? 1 });
             r.adversarial.dispose();
-            const q = Array.from(r.queries ?? new Int32Array(0)).filter((_, j) => r.success[j] === 1).sort((a, b) => a - b);
+            const q = Array.from(r.queries ?? new Int32Array(0))
+              .filter((_, j) => r.success[j] === 1)
+              .sort((a, b) => a - b);
             row.successRate = q.length / idx.length;
             row.meanQueries = q.length ? q.reduce((a, b) => a + b, 0) / q.length : 0;
             row.medianQueries = q.length ? q[Math.floor((q.length - 1) / 2)] : 0;

@@ -25,7 +25,13 @@ import { isQuantised, softmaxHead } from './graph';
 export type TypedOut = Int8Array | Uint8Array | Int16Array | Int32Array | Uint32Array | Float32Array | Float64Array;
 
 /** The parts of tfjs-tflite's TFLiteWebModelRunner we use. */
-export interface RunnerTensor { id: number; dataType: string; name: string; shape: string; data(): TypedOut }
+export interface RunnerTensor {
+  id: number;
+  dataType: string;
+  name: string;
+  shape: string;
+  data(): TypedOut;
+}
 export interface Runner {
   getInputs(): RunnerTensor[];
   getOutputs(): RunnerTensor[];
@@ -45,12 +51,57 @@ export interface TfliteModule {
  * a model using the rest still runs here for clean accuracy and black-box attacks.
  */
 export const SUPPORTED_OPS: ReadonlySet<string> = new Set([
-  'ABS', 'ADD', 'AVERAGE_POOL_2D', 'BATCH_MATMUL', 'CAST', 'CONCATENATION', 'CONV_2D', 'DEPTHWISE_CONV_2D', 'DEQUANTIZE',
-  'DIV', 'ELU', 'EXP', 'EXPAND_DIMS', 'FULLY_CONNECTED', 'GATHER', 'HARD_SWISH', 'L2_NORMALIZATION', 'LEAKY_RELU',
-  'LOGISTIC', 'LOG_SOFTMAX', 'MAXIMUM', 'MAX_POOL_2D', 'MEAN', 'MINIMUM', 'MIRROR_PAD', 'MUL', 'PACK', 'PAD', 'PADV2',
-  'PRELU', 'QUANTIZE', 'REDUCE_MAX', 'RELU', 'RELU6', 'RELU_N1_TO_1', 'RESHAPE', 'RESIZE_BILINEAR',
-  'RESIZE_NEAREST_NEIGHBOR', 'RSQRT', 'SHAPE', 'SLICE', 'SOFTMAX', 'SPLIT', 'SQRT', 'SQUARED_DIFFERENCE', 'SQUEEZE',
-  'STRIDED_SLICE', 'SUB', 'SUM', 'TANH', 'TRANSPOSE',
+  'ABS',
+  'ADD',
+  'AVERAGE_POOL_2D',
+  'BATCH_MATMUL',
+  'CAST',
+  'CONCATENATION',
+  'CONV_2D',
+  'DEPTHWISE_CONV_2D',
+  'DEQUANTIZE',
+  'DIV',
+  'ELU',
+  'EXP',
+  'EXPAND_DIMS',
+  'FULLY_CONNECTED',
+  'GATHER',
+  'HARD_SWISH',
+  'L2_NORMALIZATION',
+  'LEAKY_RELU',
+  'LOGISTIC',
+  'LOG_SOFTMAX',
+  'MAXIMUM',
+  'MAX_POOL_2D',
+  'MEAN',
+  'MINIMUM',
+  'MIRROR_PAD',
+  'MUL',
+  'PACK',
+  'PAD',
+  'PADV2',
+  'PRELU',
+  'QUANTIZE',
+  'REDUCE_MAX',
+  'RELU',
+  'RELU6',
+  'RELU_N1_TO_1',
+  'RESHAPE',
+  'RESIZE_BILINEAR',
+  'RESIZE_NEAREST_NEIGHBOR',
+  'RSQRT',
+  'SHAPE',
+  'SLICE',
+  'SOFTMAX',
+  'SPLIT',
+  'SQRT',
+  'SQUARED_DIFFERENCE',
+  'SQUEEZE',
+  'STRIDED_SLICE',
+  'SUB',
+  'SUM',
+  'TANH',
+  'TRANSPOSE',
 ]);
 
 let loading: Promise<TfliteModule> | null = null;
@@ -100,12 +151,16 @@ async function loadRuntime(): Promise<TfliteModule> {
     const file = url.replace(/^file:\/\//, '');
     const factory = require(file) as (opts: Record<string, unknown>) => Promise<unknown>;
     const wasmFile = file.replace(/\.js$/, '.wasm');
-    define(path.basename(file).replace(/_cc.*$/, '_ModuleFactory'), (opts: Record<string, unknown>) => factory({
-      ...opts,
-      wasmBinary: fs.readFileSync(wasmFile),
-      // The interpreter logs 'INFO: Created TensorFlow Lite XNNPACK delegate' on every load.
-      printErr: (text: string) => { if (!text.startsWith('INFO: ')) process.stderr.write(`tflite: ${text}\n`); },
-    }));
+    define(path.basename(file).replace(/_cc.*$/, '_ModuleFactory'), (opts: Record<string, unknown>) =>
+      factory({
+        ...opts,
+        wasmBinary: fs.readFileSync(wasmFile),
+        // The interpreter logs 'INFO: Created TensorFlow Lite XNNPACK delegate' on every load.
+        printErr: (text: string) => {
+          if (!text.startsWith('INFO: ')) process.stderr.write(`tflite: ${text}\n`);
+        },
+      }),
+    );
   });
   const savedChannel = g.MessageChannel;
   try {
@@ -174,7 +229,9 @@ export function inspectTflite(bytes: Uint8Array, label = 'model'): TfliteInfo {
   const bad = parsed.operatorCodes.filter((c) => !SUPPORTED_OPS.has(c.name));
   if (bad.length > 0) {
     const names = [...new Set(bad.map((c) => (c.name === 'CUSTOM' ? `CUSTOM (${c.customCode ?? '?'})` : c.name)))];
-    throw new UserError(`${label} uses unsupported TFLite op${names.length > 1 ? 's' : ''} ${names.join(', ')} (supported: ${[...SUPPORTED_OPS].sort().join(', ')})`);
+    throw new UserError(
+      `${label} uses unsupported TFLite op${names.length > 1 ? 's' : ''} ${names.join(', ')} (supported: ${[...SUPPORTED_OPS].sort().join(', ')})`,
+    );
   }
   if (parsed.inputs.length !== 1 || parsed.outputs.length !== 1) {
     throw new UserError(`${label} has ${parsed.inputs.length} inputs and ${parsed.outputs.length} outputs; a classifier has one of each`);
@@ -188,10 +245,13 @@ export function inspectTflite(bytes: Uint8Array, label = 'model'): TfliteInfo {
   }
   if (output.shape.length !== 2 || output.shape[0] !== 1) throw new UserError(`${label} output must be [1, classes], got [${output.shape.join(', ')}]`);
   const quantOf = (t: ParsedTensor, what: string) => {
-    if (!['float32', 'int8', 'uint8'].includes(t.typeName)) throw new UserError(`${label}: ${what} ${t.name} has type ${t.typeName}; float32, int8 or uint8 expected`);
+    if (!['float32', 'int8', 'uint8'].includes(t.typeName))
+      throw new UserError(`${label}: ${what} ${t.name} has type ${t.typeName}; float32, int8 or uint8 expected`);
     if (t.typeName === 'float32') return null;
     if (!isQuantised(t)) {
-      throw new UserError(`${label}: the ${what} ${t.name} is ${t.typeName} without quantisation parameters (scale, zero point), so its values cannot be mapped to pixels or scores`);
+      throw new UserError(
+        `${label}: the ${what} ${t.name} is ${t.typeName} without quantisation parameters (scale, zero point), so its values cannot be mapped to pixels or scores`,
+      );
     }
     return { scale: t.scale[0], zeroPoint: t.zeroPoint[0] ?? 0 };
   };
@@ -201,9 +261,16 @@ export function inspectTflite(bytes: Uint8Array, label = 'model'): TfliteInfo {
   const wType = conv ? parsed.tensors[conv.inputs[1]]?.typeName : undefined;
   return {
     weights: wType === 'float32' ? 'float32' : wType === 'int8' ? 'int8' : 'other',
-    inputType: input.typeName, outputType: output.typeName,
-    ops: parsed.operators.map((o) => o.name), bytes: bytes.length, description: parsed.description, parsed,
-    shape: { height: sh[1], width: sh[2], channels: sh[3] }, inputQuant, outputQuant, outputsSoftmax: softmaxHead(parsed) >= 0,
+    inputType: input.typeName,
+    outputType: output.typeName,
+    ops: parsed.operators.map((o) => o.name),
+    bytes: bytes.length,
+    description: parsed.description,
+    parsed,
+    shape: { height: sh[1], width: sh[2], channels: sh[3] },
+    inputQuant,
+    outputQuant,
+    outputsSoftmax: softmaxHead(parsed) >= 0,
   };
 }
 
@@ -245,7 +312,12 @@ export class TfliteClassifier implements Classifier {
   gradientError: string;
   private disposed = false;
 
-  constructor(private readonly runner: Runner, readonly info: TfliteInfo, readonly source: string, inputRange: InputRange | null = null) {
+  constructor(
+    private readonly runner: Runner,
+    readonly info: TfliteInfo,
+    readonly source: string,
+    inputRange: InputRange | null = null,
+  ) {
     this.shape = info.shape;
     this.inputSize = squareSide(info.shape);
     this.numClasses = info.parsed.tensors[info.parsed.outputs[0]].shape[1];
@@ -265,11 +337,14 @@ export class TfliteClassifier implements Classifier {
     const per = h * w * c;
     if (images.length !== n * per) {
       const side = Math.sqrt(images.length / Math.max(n, 1) / 3);
-      throw new UserError(`input size mismatch: the TFLite model takes ${n} × ${h}×${w}×${c} values, got ${images.length}` +
-        (Number.isInteger(side) ? ` (${side}×${side} images?)` : ''));
+      throw new UserError(
+        `input size mismatch: the TFLite model takes ${n} × ${h}×${w}×${c} values, got ${images.length}` +
+          (Number.isInteger(side) ? ` (${side}×${side} images?)` : ''),
+      );
     }
     const range = this.inputRange;
-    const inQ = this.info.inputQuant, outQ = this.info.outputQuant;
+    const inQ = this.info.inputQuant,
+      outQ = this.info.outputQuant;
     const out = new Float32Array(n * k);
     const [inT] = this.runner.getInputs();
     const [outT] = this.runner.getOutputs();
@@ -279,7 +354,8 @@ export class TfliteClassifier implements Classifier {
       const x = images.subarray(i * per, (i + 1) * per);
       if (inQ) {
         const { scale, zeroPoint } = inQ;
-        const qlo = inView instanceof Int8Array ? -128 : 0, qhi = inView instanceof Int8Array ? 127 : 255;
+        const qlo = inView instanceof Int8Array ? -128 : 0,
+          qhi = inView instanceof Int8Array ? 127 : 255;
         // Rounded like the rebuilt graph's fake quantisation (float32, half to even).
         for (let j = 0; j < per; j++) inView[j] = Math.max(qlo, Math.min(qhi, roundHalfEven(Math.fround(mapPixel(x[j], range) / scale)) + zeroPoint));
       } else if (range.lo === 0 && range.hi === 1) {

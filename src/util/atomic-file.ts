@@ -39,10 +39,16 @@ function alive(pid: number): boolean {
 export function fileError(e: unknown, file: string): unknown {
   const code = (e as NodeJS.ErrnoException).code;
   const why: Record<string, string> = {
-    EACCES: 'permission denied', EPERM: 'permission denied', EROFS: 'read-only file system',
-    ENOSPC: 'no space left on device', EDQUOT: 'disk quota exceeded',
-    EFBIG: 'file too large (file system limit or ulimit -f)', ENOTDIR: 'a parent is not a folder',
-    ENOENT: 'its folder does not exist', EISDIR: 'it is a folder', ENAMETOOLONG: 'name too long',
+    EACCES: 'permission denied',
+    EPERM: 'permission denied',
+    EROFS: 'read-only file system',
+    ENOSPC: 'no space left on device',
+    EDQUOT: 'disk quota exceeded',
+    EFBIG: 'file too large (file system limit or ulimit -f)',
+    ENOTDIR: 'a parent is not a folder',
+    ENOENT: 'its folder does not exist',
+    EISDIR: 'it is a folder',
+    ENAMETOOLONG: 'name too long',
   };
   return code && why[code] ? new UserError(`cannot write ${file}: ${why[code]}`) : e;
 }
@@ -67,14 +73,18 @@ export function removeStaleTemps(dir: string): void {
     try {
       if (!fs.existsSync(target)) fs.renameSync(path.join(dir, name), target);
       else fs.rmSync(path.join(dir, name), { recursive: true, force: true });
-    } catch { /* best effort */ }
+    } catch {
+      /* best effort */
+    }
   }
   for (const name of names) {
     const m = FILE_TEMP.exec(name) ?? DIR_TEMP.exec(name) ?? LEGACY_FILE_TEMP.exec(name);
     if (!m || name.endsWith('.old') || !stale(m[2])) continue;
     try {
       fs.rmSync(path.join(dir, name), { recursive: true, force: true });
-    } catch { /* best effort */ }
+    } catch {
+      /* best effort */
+    }
   }
 }
 

@@ -20,11 +20,13 @@ export function progressBar(label: string, total: number, stream: NodeJS.WriteSt
     lastPrint = now;
     const frac = total > 0 ? Math.min(1, done / total) : 0;
     const elapsed = (now - start) / 1000;
-    const eta = frac > 0 ? elapsed * (1 - frac) / frac : 0;
+    const eta = frac > 0 ? (elapsed * (1 - frac)) / frac : 0;
     const width = 24;
     const bar = '#'.repeat(Math.round(frac * width)).padEnd(width, '-');
-    const text = `${label} [${bar}] ${done}/${total} ${(frac * 100).toFixed(0)}% ${elapsed.toFixed(0)}s` +
-      (final ? '' : ` eta ${eta.toFixed(0)}s`) + (info ? `  ${info}` : '');
+    const text =
+      `${label} [${bar}] ${done}/${total} ${(frac * 100).toFixed(0)}% ${elapsed.toFixed(0)}s` +
+      (final ? '' : ` eta ${eta.toFixed(0)}s`) +
+      (info ? `  ${info}` : '');
     if (tty) stream.write(`\r\x1b[K${text}${final ? '\n' : ''}`);
     else stream.write(`${text}\n`);
   };

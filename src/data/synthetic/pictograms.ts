@@ -8,7 +8,12 @@ import { POLYGONS, arrowHead, disk, fillRoundedPolygon, line, poly, rect } from 
 /** Car seen from behind, width 1, y in [-0.42, 0.48]. */
 function carRear(ctx: SKRSContext2D): void {
   rect(ctx, -0.5, -0.06, 1.0, 0.38, 0.08);
-  poly(ctx, [[-0.4, -0.04], [-0.3, -0.42], [0.3, -0.42], [0.4, -0.04]]);
+  poly(ctx, [
+    [-0.4, -0.04],
+    [-0.3, -0.42],
+    [0.3, -0.42],
+    [0.4, -0.04],
+  ]);
   rect(ctx, -0.46, 0.28, 0.22, 0.2, 0.03);
   rect(ctx, 0.24, 0.28, 0.22, 0.2, 0.03);
 }
@@ -22,7 +27,13 @@ function truckRear(ctx: SKRSContext2D): void {
 
 /** Lorry side view, x in [-0.85, 0.85], y in [-0.5, 0.5]. */
 function truckSide(ctx: SKRSContext2D): void {
-  poly(ctx, [[-0.85, 0.25], [-0.85, -0.1], [-0.72, -0.38], [-0.46, -0.38], [-0.46, 0.25]]);
+  poly(ctx, [
+    [-0.85, 0.25],
+    [-0.85, -0.1],
+    [-0.72, -0.38],
+    [-0.46, -0.38],
+    [-0.46, 0.25],
+  ]);
   rect(ctx, -0.4, -0.5, 1.25, 0.7, 0.03);
   rect(ctx, -0.85, 0.18, 1.7, 0.12);
   disk(ctx, 0.15, ctx.fillStyle as string, -0.62, 0.34);
@@ -33,18 +44,85 @@ function truckSide(ctx: SKRSContext2D): void {
 /** Walking/running stick figure facing left, feet at y ~ 0.95. */
 function walker(ctx: SKRSContext2D, running: boolean): void {
   disk(ctx, 0.17, ctx.fillStyle as string, 0.02, -0.76);
-  line(ctx, [[0.04, -0.52], [-0.04, 0.12]], 0.24);
+  line(
+    ctx,
+    [
+      [0.04, -0.52],
+      [-0.04, 0.12],
+    ],
+    0.24,
+  );
   const lw = 0.15;
   if (running) {
-    line(ctx, [[-0.04, 0.1], [-0.42, 0.45], [-0.5, 0.9]], lw);
-    line(ctx, [[-0.04, 0.1], [0.25, 0.5], [0.52, 0.75]], lw);
-    line(ctx, [[0.03, -0.42], [-0.35, -0.12], [-0.5, -0.3]], lw);
-    line(ctx, [[0.03, -0.42], [0.38, -0.15]], lw);
+    line(
+      ctx,
+      [
+        [-0.04, 0.1],
+        [-0.42, 0.45],
+        [-0.5, 0.9],
+      ],
+      lw,
+    );
+    line(
+      ctx,
+      [
+        [-0.04, 0.1],
+        [0.25, 0.5],
+        [0.52, 0.75],
+      ],
+      lw,
+    );
+    line(
+      ctx,
+      [
+        [0.03, -0.42],
+        [-0.35, -0.12],
+        [-0.5, -0.3],
+      ],
+      lw,
+    );
+    line(
+      ctx,
+      [
+        [0.03, -0.42],
+        [0.38, -0.15],
+      ],
+      lw,
+    );
   } else {
-    line(ctx, [[-0.04, 0.1], [-0.3, 0.92]], lw);
-    line(ctx, [[-0.04, 0.1], [0.2, 0.5], [0.22, 0.92]], lw);
-    line(ctx, [[0.03, -0.42], [-0.3, -0.02]], lw);
-    line(ctx, [[0.03, -0.42], [0.3, -0.05]], lw);
+    line(
+      ctx,
+      [
+        [-0.04, 0.1],
+        [-0.3, 0.92],
+      ],
+      lw,
+    );
+    line(
+      ctx,
+      [
+        [-0.04, 0.1],
+        [0.2, 0.5],
+        [0.22, 0.92],
+      ],
+      lw,
+    );
+    line(
+      ctx,
+      [
+        [0.03, -0.42],
+        [-0.3, -0.02],
+      ],
+      lw,
+    );
+    line(
+      ctx,
+      [
+        [0.03, -0.42],
+        [0.3, -0.05],
+      ],
+      lw,
+    );
   }
 }
 
@@ -53,11 +131,21 @@ function drawSymbol(ctx: SKRSContext2D, name: SymbolName): void {
   ctx.strokeStyle = fill;
   switch (name) {
     case 'crossroad':
-      poly(ctx, [[-0.09, -0.95], [0.09, -0.95], [0.19, 0.95], [-0.19, 0.95]]);
+      poly(ctx, [
+        [-0.09, -0.95],
+        [0.09, -0.95],
+        [0.19, 0.95],
+        [-0.19, 0.95],
+      ]);
       rect(ctx, -0.72, -0.08, 1.44, 0.17);
       break;
     case 'exclamation':
-      poly(ctx, [[-0.15, -0.95], [0.15, -0.95], [0.08, 0.4], [-0.08, 0.4]]);
+      poly(ctx, [
+        [-0.15, -0.95],
+        [0.15, -0.95],
+        [0.08, 0.4],
+        [-0.08, 0.4],
+      ]);
       disk(ctx, 0.16, fill, 0, 0.73);
       break;
     case 'curve-left':
@@ -113,7 +201,15 @@ function drawSymbol(ctx: SKRSContext2D, name: SymbolName): void {
       }
       break;
     case 'narrows-right':
-      line(ctx, [[-0.42, -0.95], [-0.42, 0.95]], 0.2, 'butt');
+      line(
+        ctx,
+        [
+          [-0.42, -0.95],
+          [-0.42, 0.95],
+        ],
+        0.2,
+        'butt',
+      );
       ctx.lineWidth = 0.2;
       ctx.beginPath();
       ctx.moveTo(0.5, 0.95);
@@ -125,12 +221,54 @@ function drawSymbol(ctx: SKRSContext2D, name: SymbolName): void {
     case 'road-work':
       // Worker shovelling a pile of earth.
       disk(ctx, 0.16, fill, -0.38, -0.7);
-      line(ctx, [[-0.33, -0.48], [-0.15, 0.18]], 0.24);
-      line(ctx, [[-0.15, 0.18], [-0.42, 0.92]], 0.15);
-      line(ctx, [[-0.15, 0.18], [0.05, 0.55], [0.02, 0.92]], 0.15);
-      line(ctx, [[-0.3, -0.35], [-0.05, -0.1], [0.1, 0.12]], 0.13);
-      line(ctx, [[-0.22, -0.2], [0.32, 0.52]], 0.08);
-      poly(ctx, [[0.24, 0.5], [0.42, 0.38], [0.58, 0.6], [0.4, 0.72]]);
+      line(
+        ctx,
+        [
+          [-0.33, -0.48],
+          [-0.15, 0.18],
+        ],
+        0.24,
+      );
+      line(
+        ctx,
+        [
+          [-0.15, 0.18],
+          [-0.42, 0.92],
+        ],
+        0.15,
+      );
+      line(
+        ctx,
+        [
+          [-0.15, 0.18],
+          [0.05, 0.55],
+          [0.02, 0.92],
+        ],
+        0.15,
+      );
+      line(
+        ctx,
+        [
+          [-0.3, -0.35],
+          [-0.05, -0.1],
+          [0.1, 0.12],
+        ],
+        0.13,
+      );
+      line(
+        ctx,
+        [
+          [-0.22, -0.2],
+          [0.32, 0.52],
+        ],
+        0.08,
+      );
+      poly(ctx, [
+        [0.24, 0.5],
+        [0.42, 0.38],
+        [0.58, 0.6],
+        [0.4, 0.72],
+      ]);
       ctx.beginPath();
       ctx.ellipse(0.66, 0.95, 0.4, 0.32, 0, PI, 2 * PI);
       ctx.fill();
@@ -163,23 +301,69 @@ function drawSymbol(ctx: SKRSContext2D, name: SymbolName): void {
         ctx.arc(cx, 0.42, 0.36, 0, 2 * PI);
         ctx.stroke();
       }
-      line(ctx, [[-0.52, 0.42], [-0.08, 0.42], [0.3, -0.12], [-0.25, -0.12], [-0.52, 0.42]], 0.1);
-      line(ctx, [[-0.08, 0.42], [-0.3, -0.3]], 0.1);
-      line(ctx, [[-0.45, -0.32], [-0.15, -0.32]], 0.12);
-      line(ctx, [[0.52, 0.42], [0.24, -0.38], [0.44, -0.42]], 0.1);
+      line(
+        ctx,
+        [
+          [-0.52, 0.42],
+          [-0.08, 0.42],
+          [0.3, -0.12],
+          [-0.25, -0.12],
+          [-0.52, 0.42],
+        ],
+        0.1,
+      );
+      line(
+        ctx,
+        [
+          [-0.08, 0.42],
+          [-0.3, -0.3],
+        ],
+        0.1,
+      );
+      line(
+        ctx,
+        [
+          [-0.45, -0.32],
+          [-0.15, -0.32],
+        ],
+        0.12,
+      );
+      line(
+        ctx,
+        [
+          [0.52, 0.42],
+          [0.24, -0.38],
+          [0.44, -0.42],
+        ],
+        0.1,
+      );
       break;
     case 'snowflake': {
       for (let k = 0; k < 3; k++) {
         const a = PI / 2 + (k * PI) / 3;
         const c = Math.cos(a);
         const s = Math.sin(a);
-        line(ctx, [[-0.85 * c, -0.85 * s], [0.85 * c, 0.85 * s]], 0.13);
+        line(
+          ctx,
+          [
+            [-0.85 * c, -0.85 * s],
+            [0.85 * c, 0.85 * s],
+          ],
+          0.13,
+        );
         for (const sign of [-1, 1]) {
           const bx = sign * 0.5 * c;
           const by = sign * 0.5 * s;
           for (const side of [-1, 1]) {
             const b = a + (sign > 0 ? 0 : PI) + side * (PI / 4);
-            line(ctx, [[bx, by], [bx + 0.3 * Math.cos(b), by + 0.3 * Math.sin(b)]], 0.1);
+            line(
+              ctx,
+              [
+                [bx, by],
+                [bx + 0.3 * Math.cos(b), by + 0.3 * Math.sin(b)],
+              ],
+              0.1,
+            );
           }
         }
       }
@@ -190,17 +374,75 @@ function drawSymbol(ctx: SKRSContext2D, name: SymbolName): void {
       ctx.beginPath();
       ctx.ellipse(0.05, 0.05, 0.5, 0.22, 0.35, 0, 2 * PI);
       ctx.fill();
-      poly(ctx, [[-0.35, -0.05], [-0.55, -0.5], [-0.42, -0.55], [-0.15, -0.1]]);
+      poly(ctx, [
+        [-0.35, -0.05],
+        [-0.55, -0.5],
+        [-0.42, -0.55],
+        [-0.15, -0.1],
+      ]);
       ctx.beginPath();
       ctx.ellipse(-0.62, -0.55, 0.17, 0.1, -0.3, 0, 2 * PI);
       ctx.fill();
-      line(ctx, [[-0.5, -0.62], [-0.38, -0.95]], 0.07);
-      line(ctx, [[-0.43, -0.8], [-0.25, -0.88]], 0.06);
-      line(ctx, [[-0.42, -0.1], [-0.75, 0.05], [-0.85, -0.1]], 0.1);
-      line(ctx, [[-0.32, 0.0], [-0.65, 0.25], [-0.78, 0.2]], 0.1);
-      line(ctx, [[0.45, 0.25], [0.75, 0.55], [0.92, 0.85]], 0.11);
-      line(ctx, [[0.35, 0.3], [0.55, 0.65], [0.62, 0.95]], 0.11);
-      line(ctx, [[0.5, 0.12], [0.68, 0.02]], 0.08);
+      line(
+        ctx,
+        [
+          [-0.5, -0.62],
+          [-0.38, -0.95],
+        ],
+        0.07,
+      );
+      line(
+        ctx,
+        [
+          [-0.43, -0.8],
+          [-0.25, -0.88],
+        ],
+        0.06,
+      );
+      line(
+        ctx,
+        [
+          [-0.42, -0.1],
+          [-0.75, 0.05],
+          [-0.85, -0.1],
+        ],
+        0.1,
+      );
+      line(
+        ctx,
+        [
+          [-0.32, 0.0],
+          [-0.65, 0.25],
+          [-0.78, 0.2],
+        ],
+        0.1,
+      );
+      line(
+        ctx,
+        [
+          [0.45, 0.25],
+          [0.75, 0.55],
+          [0.92, 0.85],
+        ],
+        0.11,
+      );
+      line(
+        ctx,
+        [
+          [0.35, 0.3],
+          [0.55, 0.65],
+          [0.62, 0.95],
+        ],
+        0.11,
+      );
+      line(
+        ctx,
+        [
+          [0.5, 0.12],
+          [0.68, 0.02],
+        ],
+        0.08,
+      );
       break;
     }
   }
@@ -213,7 +455,15 @@ function drawArrow(ctx: SKRSContext2D, name: ArrowName): void {
   ctx.lineCap = 'butt';
   ctx.lineJoin = 'round';
   const ahead = (): void => {
-    line(ctx, [[0, 0.9], [0, -0.3]], w, 'butt');
+    line(
+      ctx,
+      [
+        [0, 0.9],
+        [0, -0.3],
+      ],
+      w,
+      'butt',
+    );
     arrowHead(ctx, 0, -0.9, -PI / 2, 0.62, 0.45);
   };
   switch (name) {
@@ -238,7 +488,15 @@ function drawArrow(ctx: SKRSContext2D, name: ArrowName): void {
       ctx.save();
       if (name === 'ahead-or-left') ctx.scale(-1, 1);
       ctx.translate(-0.22, 0);
-      line(ctx, [[0, 0.92], [0, -0.4]], w, 'butt');
+      line(
+        ctx,
+        [
+          [0, 0.92],
+          [0, -0.4],
+        ],
+        w,
+        'butt',
+      );
       arrowHead(ctx, 0, -0.92, -PI / 2, 0.55, 0.4);
       ctx.beginPath();
       ctx.moveTo(0, 0.5);
@@ -285,7 +543,15 @@ function drawStrike(ctx: SKRSContext2D): void {
   const n = Math.SQRT1_2;
   for (let i = -2; i <= 2; i++) {
     const o = i * 0.075;
-    line(ctx, [[1 + o * n, -1 + o * n], [-1 + o * n, 1 + o * n]], 0.035, 'butt');
+    line(
+      ctx,
+      [
+        [1 + o * n, -1 + o * n],
+        [-1 + o * n, 1 + o * n],
+      ],
+      0.035,
+      'butt',
+    );
   }
   ctx.restore();
 }

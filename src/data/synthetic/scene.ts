@@ -99,8 +99,7 @@ export function sampleParams(rng: Rng, background: 'random' | 'plain'): ScenePar
   const blur = rng() < 0.35 ? 0 : randRange(rng, 0.1, 1.0);
   const light = rng();
   // GTSRB has many dark (dusk, shadow, underexposed) photos, some overexposed ones.
-  const brightness =
-    light < 0.25 ? randRange(rng, 0.3, 0.6) : light < 0.9 ? randRange(rng, 0.55, 1.1) : randRange(rng, 1.1, 1.45);
+  const brightness = light < 0.25 ? randRange(rng, 0.3, 0.6) : light < 0.9 ? randRange(rng, 0.55, 1.1) : randRange(rng, 1.1, 1.45);
   const stretch = Math.exp(randRange(rng, -0.12, 0.12));
   return {
     scale,

@@ -24,17 +24,7 @@ function inv3(m: Mat3): Mat3 {
   const C = d * h - e * g;
   const det = a * A + b * B + c * C;
   const k = 1 / det;
-  return [
-    A * k,
-    -(b * i - c * h) * k,
-    (b * f - c * e) * k,
-    B * k,
-    (a * i - c * g) * k,
-    -(a * f - c * d) * k,
-    C * k,
-    -(a * h - b * g) * k,
-    (a * e - b * d) * k,
-  ];
+  return [A * k, -(b * i - c * h) * k, (b * f - c * e) * k, B * k, (a * i - c * g) * k, -(a * f - c * d) * k, C * k, -(a * h - b * g) * k, (a * e - b * d) * k];
 }
 
 function apply3(m: Mat3, x: number, y: number): Pt {
@@ -64,8 +54,8 @@ export function signHomography(p: SceneParams, shape: SignShape, R: number): Mat
     maxY = Math.max(maxY, y);
   }
   const k = (p.scale * R) / Math.max(maxX - minX, maxY - minY);
-  const tx = R / 2 + p.dx * R - k * (minX + maxX) / 2;
-  const ty = R / 2 + p.dy * R - k * (minY + maxY) / 2;
+  const tx = R / 2 + p.dx * R - (k * (minX + maxX)) / 2;
+  const ty = R / 2 + p.dy * R - (k * (minY + maxY)) / 2;
   return mul3([k, 0, tx, 0, k, ty, 0, 0, 1], P);
 }
 
@@ -80,7 +70,12 @@ export function warpSign(tex: Texture, H: Mat3, R: number, p: SceneParams, layer
   let x1 = 0;
   let y0 = R;
   let y1 = 0;
-  for (const [u, v] of [[-1, -1], [1, -1], [1, 1], [-1, 1]] as Pt[]) {
+  for (const [u, v] of [
+    [-1, -1],
+    [1, -1],
+    [1, 1],
+    [-1, 1],
+  ] as Pt[]) {
     const [x, y] = apply3(H, u, v);
     x0 = Math.min(x0, Math.floor(x));
     x1 = Math.max(x1, Math.ceil(x));
@@ -266,8 +261,7 @@ function normalQuantile(q: number): number {
   }
   const r = (q - 0.5) * (q - 0.5);
   return (
-    ((((((a[0] * r + a[1]) * r + a[2]) * r + a[3]) * r + a[4]) * r + a[5]) * (q - 0.5)) /
-    (((((b[0] * r + b[1]) * r + b[2]) * r + b[3]) * r + b[4]) * r + 1)
+    ((((((a[0] * r + a[1]) * r + a[2]) * r + a[3]) * r + a[4]) * r + a[5]) * (q - 0.5)) / (((((b[0] * r + b[1]) * r + b[2]) * r + b[3]) * r + b[4]) * r + 1)
   );
 }
 

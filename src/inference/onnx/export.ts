@@ -44,11 +44,14 @@ export function reluMask(g: GraphBuilder, y: string): Backward {
 export function backwardWeight(w: Float32Array, [cout, cinG, kh, kw]: readonly number[], group: number): Float32Array {
   const coutG = cout / group;
   const out = new Float32Array(w.length);
-  for (let gi = 0; gi < group; gi++) for (let ci = 0; ci < cinG; ci++) for (let co = 0; co < coutG; co++) {
-    for (let i = 0; i < kh; i++) for (let j = 0; j < kw; j++) {
-      out[(((gi * cinG + ci) * coutG + co) * kh + kh - 1 - i) * kw + kw - 1 - j] = w[(((gi * coutG + co) * cinG + ci) * kh + i) * kw + j];
-    }
-  }
+  for (let gi = 0; gi < group; gi++)
+    for (let ci = 0; ci < cinG; ci++)
+      for (let co = 0; co < coutG; co++) {
+        for (let i = 0; i < kh; i++)
+          for (let j = 0; j < kw; j++) {
+            out[(((gi * cinG + ci) * coutG + co) * kh + kh - 1 - i) * kw + kw - 1 - j] = w[(((gi * coutG + co) * cinG + ci) * kh + i) * kw + j];
+          }
+      }
   return out;
 }
 
@@ -109,13 +112,17 @@ export function emitOp(g: GraphBuilder, op: PlanOp, v: string, shape: number[], 
       const overlapping = op.kernel[0] > op.strides[0] || op.kernel[1] > op.strides[1];
       // MaxUnpool writes each window's gradient to its argmax; where windows overlap two can pick
       // the same element, and the gradients must add up: a scatter-add over the flat indices.
-      backward.push(overlapping ? (dy) => {
-        const d = mask(dy);
-        const flat = g.int64s('flat', [-1]);
-        const zeros = g.op('Reshape', [g.op('Mul', [v, g.scalar(0)]), flat]);
-        const added = g.op('ScatterElements', [zeros, g.op('Reshape', [indices, flat]), g.op('Reshape', [d, flat])], { axis: 0, reduction: 'add' });
-        return g.op('Reshape', [added, inShape]);
-      } : (d) => g.op('MaxUnpool', [mask(d), indices, inShape], attrs));
+      backward.push(
+        overlapping
+          ? (dy) => {
+              const d = mask(dy);
+              const flat = g.int64s('flat', [-1]);
+              const zeros = g.op('Reshape', [g.op('Mul', [v, g.scalar(0)]), flat]);
+              const added = g.op('ScatterElements', [zeros, g.op('Reshape', [indices, flat]), g.op('Reshape', [d, flat])], { axis: 0, reduction: 'add' });
+              return g.op('Reshape', [added, inShape]);
+            }
+          : (d) => g.op('MaxUnpool', [mask(d), indices, inShape], attrs),
+      );
       const oh = Math.floor((shape[1] + op.pads[0] + op.pads[2] - op.kernel[0]) / op.strides[0]) + 1;
       const ow = Math.floor((shape[2] + op.pads[1] + op.pads[3] - op.kernel[1]) / op.strides[1]) + 1;
       return { v: y, shape: [shape[0], oh, ow] };
@@ -123,9 +130,12 @@ export function emitOp(g: GraphBuilder, op: PlanOp, v: string, shape: number[], 
     case 'avgpool': {
       const [kh, kw] = op.kernel;
       const ones = g.floats('avg', new Float32Array(op.channels * kh * kw).fill(1 / (kh * kw)), [op.channels, 1, kh, kw]);
-      const oh = Math.floor(shape[1] / kh), ow = Math.floor(shape[2] / kw);
+      const oh = Math.floor(shape[1] / kh),
+        ow = Math.floor(shape[2] / kw);
       const outputPadding = [shape[1] - oh * kh, shape[2] - ow * kw];
-      backward.push((d) => g.op('ConvTranspose', [d, ones], { kernel_shape: op.kernel, strides: op.kernel, group: op.channels, output_padding: outputPadding }));
+      backward.push((d) =>
+        g.op('ConvTranspose', [d, ones], { kernel_shape: op.kernel, strides: op.kernel, group: op.channels, output_padding: outputPadding }),
+      );
       return { v: g.op('AveragePool', [v], { kernel_shape: op.kernel, strides: op.kernel }), shape: [shape[0], oh, ow] };
     }
     case 'flatten': {
@@ -153,7 +163,8 @@ export function emitOp(g: GraphBuilder, op: PlanOp, v: string, shape: number[], 
       return { v, shape };
     case 'logclip': {
       // log(clip(p, 1e-12, 1)), as LayersClassifier turns probabilities into logits.
-      const lo = g.scalar(1e-12), hi = g.scalar(1);
+      const lo = g.scalar(1e-12),
+        hi = g.scalar(1);
       const clipped = g.op('Clip', [v, lo, hi]);
       backward.push((d) => {
         const inside = g.op('And', [g.op('GreaterOrEqual', [v, lo]), g.op('LessOrEqual', [v, hi])]);
@@ -186,7 +197,8 @@ function inputGradient(g: GraphBuilder, f: Forward, cotangent: string): string {
 /** The serialised ONNX model of `plan` with `head`. Inputs: x [N, s, s, 3] (+ c, or y and t as float one-hot rows). */
 export function exportOnnx(plan: Plan, head: Head): Uint8Array {
   const g = new GraphBuilder();
-  const s = plan.inputSize, k = plan.numClasses;
+  const s = plan.inputSize,
+    k = plan.numClasses;
   const x = g.input('x', DataType.FLOAT, ['N', s, s, 3]);
   const f = forward(g, plan, x);
   g.output(f.out, 'logits', DataType.FLOAT, ['N', k]);

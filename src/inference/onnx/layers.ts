@@ -17,12 +17,31 @@ export type Shape = [number, number, number] | [number];
 export type PlanOp =
   /** y = x·scale + offset per channel (NCHW: over axis 1, broadcast as [C, 1, 1] when spatial). */
   | { kind: 'affine'; scale: Float32Array; offset: Float32Array; spatial: boolean }
-  | { kind: 'conv'; weight: Float32Array; wdims: [number, number, number, number]; bias: Float32Array | null; strides: [number, number]; pads: [number, number, number, number]; group: number; relu: boolean; layer: string }
+  | {
+      kind: 'conv';
+      weight: Float32Array;
+      wdims: [number, number, number, number];
+      bias: Float32Array | null;
+      strides: [number, number];
+      pads: [number, number, number, number];
+      group: number;
+      relu: boolean;
+      layer: string;
+    }
   | { kind: 'relu' }
   | { kind: 'maxpool'; kernel: [number, number]; strides: [number, number]; pads: [number, number, number, number] }
   | { kind: 'avgpool'; kernel: [number, number]; channels: number }
   | { kind: 'flatten' }
-  | { kind: 'dense'; weight: Float32Array; inFeatures: number; units: number; bias: Float32Array | null; relu: boolean; layer: string; flattenedFrom?: [number, number, number] }
+  | {
+      kind: 'dense';
+      weight: Float32Array;
+      inFeatures: number;
+      units: number;
+      bias: Float32Array | null;
+      relu: boolean;
+      layer: string;
+      flattenedFrom?: [number, number, number];
+    }
   /** Only in a training plan (planOf's `training`): inverted dropout of `features` activations. */
   | { kind: 'dropout'; rate: number; features: number }
   | { kind: 'softmax' }
@@ -65,19 +84,25 @@ function activationOf(config: Config, where: string, last: boolean): 'relu' | 'l
 /** tfjs kernel [kh, kw, cin, cout] as ONNX [cout, cin, kh, kw]. */
 export function convWeight(k: Float32Array, kh: number, kw: number, cin: number, cout: number): Float32Array {
   const out = new Float32Array(k.length);
-  for (let i = 0; i < kh; i++) for (let j = 0; j < kw; j++) for (let c = 0; c < cin; c++) for (let o = 0; o < cout; o++) {
-    out[((o * cin + c) * kh + i) * kw + j] = k[((i * kw + j) * cin + c) * cout + o];
-  }
+  for (let i = 0; i < kh; i++)
+    for (let j = 0; j < kw; j++)
+      for (let c = 0; c < cin; c++)
+        for (let o = 0; o < cout; o++) {
+          out[((o * cin + c) * kh + i) * kw + j] = k[((i * kw + j) * cin + c) * cout + o];
+        }
   return out;
 }
 
 /** Dense kernel rows reordered from NHWC flattening to NCHW flattening (so no transpose is needed). */
 export function permuteRows(k: Float32Array, [c, h, w]: [number, number, number], units: number): Float32Array {
   const out = new Float32Array(k.length);
-  for (let ch = 0; ch < c; ch++) for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) {
-    const src = ((y * w + x) * c + ch) * units, dst = ((ch * h + y) * w + x) * units;
-    out.set(k.subarray(src, src + units), dst);
-  }
+  for (let ch = 0; ch < c; ch++)
+    for (let y = 0; y < h; y++)
+      for (let x = 0; x < w; x++) {
+        const src = ((y * w + x) * c + ch) * units,
+          dst = ((ch * h + y) * w + x) * units;
+        out.set(k.subarray(src, src + units), dst);
+      }
   return out;
 }
 
@@ -94,7 +119,11 @@ function chain(model: tf.LayersModel): tf.layers.Layer[] {
   return layers;
 }
 
-interface State { shape: Shape; ops: PlanOp[]; flattenedFrom?: [number, number, number] }
+interface State {
+  shape: Shape;
+  ops: PlanOp[];
+  flattenedFrom?: [number, number, number];
+}
 
 function spatial(s: State, where: string): [number, number, number] {
   if (s.shape.length !== 3) throw new Unsupported(`${where} after flattening`);
@@ -123,8 +152,15 @@ function addConv(s: State, layer: tf.layers.Layer, config: Config, last: boolean
   }
   const useBias = config.useBias !== false;
   s.ops.push({
-    kind: 'conv', weight, wdims: [cout, depthwise ? 1 : cin, kh, kw], bias: useBias ? values(weights[1]) : null,
-    strides, pads: [pt, pl, pb, pr], group: depthwise ? cin : 1, relu: activationOf(config, layer.name, false) === 'relu', layer: layer.name,
+    kind: 'conv',
+    weight,
+    wdims: [cout, depthwise ? 1 : cin, kh, kw],
+    bias: useBias ? values(weights[1]) : null,
+    strides,
+    pads: [pt, pl, pb, pr],
+    group: depthwise ? cin : 1,
+    relu: activationOf(config, layer.name, false) === 'relu',
+    layer: layer.name,
   });
   if (last) throw new Unsupported('a model ending in a convolution');
   s.shape = [cout, oh, ow];
@@ -137,9 +173,11 @@ function addBatchNorm(s: State, layer: tf.layers.Layer, config: Config): void {
   let i = 0;
   const gamma = config.scale !== false ? w[i++] : new Float32Array(c).fill(1);
   const beta = config.center !== false ? w[i++] : new Float32Array(c);
-  const mean = w[i++], variance = w[i++];
+  const mean = w[i++],
+    variance = w[i++];
   const eps = typeof config.epsilon === 'number' ? config.epsilon : 1e-3;
-  const a = new Float32Array(c), b = new Float32Array(c);
+  const a = new Float32Array(c),
+    b = new Float32Array(c);
   for (let j = 0; j < c; j++) {
     a[j] = gamma[j] / Math.sqrt(variance[j] + eps);
     b[j] = beta[j] - mean[j] * a[j];
@@ -166,7 +204,8 @@ function addPool(s: State, layer: tf.layers.Layer, config: Config): void {
     s.ops.push({ kind: 'maxpool', kernel, strides, pads: [pt, pl, pb, pr] });
   } else {
     // Average pooling's gradient is a ConvTranspose with a constant kernel, exact without padding.
-    if (pt || pb || pl || pr || strides[0] !== kernel[0] || strides[1] !== kernel[1]) throw new Unsupported(`${layer.name}: padded or overlapping average pooling`);
+    if (pt || pb || pl || pr || strides[0] !== kernel[0] || strides[1] !== kernel[1])
+      throw new Unsupported(`${layer.name}: padded or overlapping average pooling`);
     s.ops.push({ kind: 'avgpool', kernel, channels: c });
   }
   s.shape = [c, oh, ow];
@@ -184,7 +223,16 @@ function addDense(s: State, layer: tf.layers.Layer, config: Config, last: boolea
   if (flattenedFrom) kernel = permuteRows(kernel, flattenedFrom, units);
   if (s.shape.length !== 1 || s.shape[0] !== inFeatures) throw new Unsupported(`${layer.name}: dense on a [${s.shape.join(', ')}] input`);
   const act = activationOf(config, layer.name, last);
-  s.ops.push({ kind: 'dense', weight: kernel, inFeatures, units, bias: config.useBias !== false ? values(weights[1]) : null, relu: act === 'relu', layer: layer.name, flattenedFrom });
+  s.ops.push({
+    kind: 'dense',
+    weight: kernel,
+    inFeatures,
+    units,
+    bias: config.useBias !== false ? values(weights[1]) : null,
+    relu: act === 'relu',
+    layer: layer.name,
+    flattenedFrom,
+  });
   if (act === 'softmax') {
     if (!softmaxOut) throw new Unsupported(`${layer.name}: softmax output on a model read as logits`);
     s.ops.push({ kind: 'softmax' }, { kind: 'logclip' });
@@ -201,7 +249,8 @@ function addDense(s: State, layer: tf.layers.Layer, config: Config, last: boolea
 export function planOf(model: tf.LayersModel, softmaxOut = false, training = false): Plan {
   const inShape = model.inputs[0].shape;
   const s: State = {
-    shape: [inShape[3] as number, inShape[1] as number, inShape[2] as number], ops: [],
+    shape: [inShape[3] as number, inShape[1] as number, inShape[2] as number],
+    ops: [],
   };
   const layers = chain(model);
   layers.forEach((layer, i) => {
@@ -210,17 +259,21 @@ export function planOf(model: tf.LayersModel, softmaxOut = false, training = fal
     switch (layer.getClassName()) {
       case 'Rescaling': {
         const c = s.shape[0];
-        const scale = config.scale, offset = config.offset ?? 0;
+        const scale = config.scale,
+          offset = config.offset ?? 0;
         if (typeof scale !== 'number' || typeof offset !== 'number') throw new Unsupported(`${layer.name}: per-channel rescaling`);
         s.ops.push({ kind: 'affine', scale: new Float32Array(c).fill(scale), offset: new Float32Array(c).fill(offset), spatial: s.shape.length === 3 });
         return;
       }
-      case 'Conv2D': case 'DepthwiseConv2D': return addConv(s, layer, config, last);
+      case 'Conv2D':
+      case 'DepthwiseConv2D':
+        return addConv(s, layer, config, last);
       case 'BatchNormalization':
         if (training) throw new Unsupported('batch normalisation in training (batch statistics)');
         return addBatchNorm(s, layer, config);
       case 'ReLU':
-        if (config.maxValue != null || (config.negativeSlope ?? 0) !== 0 || (config.threshold ?? 0) !== 0) throw new Unsupported(`${layer.name}: a clipped or leaky ReLU`);
+        if (config.maxValue != null || (config.negativeSlope ?? 0) !== 0 || (config.threshold ?? 0) !== 0)
+          throw new Unsupported(`${layer.name}: a clipped or leaky ReLU`);
         s.ops.push({ kind: 'relu' });
         return;
       case 'Activation': {
@@ -228,7 +281,9 @@ export function planOf(model: tf.LayersModel, softmaxOut = false, training = fal
         if (act === 'relu') s.ops.push({ kind: 'relu' });
         return;
       }
-      case 'MaxPooling2D': case 'AveragePooling2D': return addPool(s, layer, config);
+      case 'MaxPooling2D':
+      case 'AveragePooling2D':
+        return addPool(s, layer, config);
       case 'Flatten': {
         const sh = spatial(s, layer.name);
         s.flattenedFrom = sh;
@@ -239,8 +294,10 @@ export function planOf(model: tf.LayersModel, softmaxOut = false, training = fal
       case 'Dropout':
         if (training) s.ops.push({ kind: 'dropout', rate: Number(config.rate ?? 0), features: s.shape.reduce((a, b) => a * b, 1) });
         return;
-      case 'Dense': return addDense(s, layer, config, last, softmaxOut);
-      default: throw new Unsupported(`layer ${layer.name} (${layer.getClassName()})`);
+      case 'Dense':
+        return addDense(s, layer, config, last, softmaxOut);
+      default:
+        throw new Unsupported(`layer ${layer.name} (${layer.getClassName()})`);
     }
   });
   if (s.shape.length !== 1) throw new Unsupported('the model does not end in [n, classes]');

@@ -131,7 +131,12 @@ function tensorProto(t: TensorValue): Writer {
 }
 
 // AttributeProto.AttributeType
-const ATTR_FLOAT = 1, ATTR_INT = 2, ATTR_STRING = 3, ATTR_TENSOR = 4, ATTR_FLOATS = 6, ATTR_INTS = 7;
+const ATTR_FLOAT = 1,
+  ATTR_INT = 2,
+  ATTR_STRING = 3,
+  ATTR_TENSOR = 4,
+  ATTR_FLOATS = 6,
+  ATTR_INTS = 7;
 
 function isInts(v: AttributeValue): v is readonly number[] {
   return Array.isArray(v);
@@ -177,12 +182,7 @@ export function encodeModel(g: GraphSpec, producer = 'advsign'): Uint8Array {
   for (const t of g.initializers) graph.message(5, tensorProto(t));
   for (const v of g.inputs) graph.message(11, valueInfo(v));
   for (const v of g.outputs) graph.message(12, valueInfo(v));
-  return new Writer()
-    .int(1, IR_VERSION)
-    .string(2, producer)
-    .message(7, graph)
-    .message(8, new Writer().string(1, '').int(2, OPSET))
-    .finish();
+  return new Writer().int(1, IR_VERSION).string(2, producer).message(7, graph).message(8, new Writer().string(1, '').int(2, OPSET)).finish();
 }
 
 /** Raw bytes of float32 values. */

@@ -48,26 +48,35 @@ function convWeightGrad(g: GraphBuilder, x: string, d: string, op: Extract<PlanO
   const [cout, cin, kh, kw] = op.wdims;
   const [pt, pl, pb, pr] = op.pads;
   const wp = ow + kw - 1;
-  const channelMajor = (t: string, pads: number[], c: number) => g.op('Reshape', [
-    g.op('Pad', [g.op('Transpose', [t], { perm: [1, 0, 2, 3] }), g.int64s('pads', pads)]), g.int64s('shape', [c, -1]),
-  ]);
+  const channelMajor = (t: string, pads: number[], c: number) =>
+    g.op('Reshape', [g.op('Pad', [g.op('Transpose', [t], { perm: [1, 0, 2, 3] }), g.int64s('pads', pads)]), g.int64s('shape', [c, -1])]);
   const xf = channelMajor(x, [0, 0, pt, pl, 0, 0, pb, pr], cin);
   const df = channelMajor(d, [0, 0, 0, 0, 0, 0, kh - 1, kw - 1], cout);
   // Only the first P − maxShift positions: every shift stays inside the flat array.
   const maxShift = (kh - 1) * wp + kw - 1;
   const n = g.op('Sub', [g.op('Gather', [g.op('Shape', [df]), g.int64s('one', [1])], { axis: 0 }), g.int64s('shift', [maxShift])]);
-  const slice = (t: string, shift: number) => g.op('Slice', [t, g.int64s('start', [shift]), g.op('Add', [n, g.int64s('shift', [shift])]), g.int64s('axis', [1])]);
+  const slice = (t: string, shift: number) =>
+    g.op('Slice', [t, g.int64s('start', [shift]), g.op('Add', [n, g.int64s('shift', [shift])]), g.int64s('axis', [1])]);
   const dUsed = slice(df, 0);
   const perOffset: string[] = [];
-  for (let i = 0; i < kh; i++) for (let j = 0; j < kw; j++) {
-    perOffset.push(g.op('Unsqueeze', [g.op('Gemm', [dUsed, slice(xf, i * wp + j)], { transB: 1 }), g.int64s('axis', [2])]));
-  }
+  for (let i = 0; i < kh; i++)
+    for (let j = 0; j < kw; j++) {
+      perOffset.push(g.op('Unsqueeze', [g.op('Gemm', [dUsed, slice(xf, i * wp + j)], { transB: 1 }), g.int64s('axis', [2])]));
+    }
   // [cout, cin, kh·kw] → [cout, cin, kh, kw]
   return g.op('Reshape', [g.op('Concat', perOffset, { axis: 2 }), g.int64s('shape', [cout, cin, kh, kw])]);
 }
 
 /** The conv or dense op with weights as inputs; its backward also emits the weight gradients. */
-function emitParamOp(g: GraphBuilder, op: ParamOp, v: string, shape: number[], needInputGrad: boolean, params: TrainParam[], grads: Map<string, string>): { y: string; shape: number[]; backward: Backward } {
+function emitParamOp(
+  g: GraphBuilder,
+  op: ParamOp,
+  v: string,
+  shape: number[],
+  needInputGrad: boolean,
+  params: TrainParam[],
+  grads: Map<string, string>,
+): { y: string; shape: number[]; backward: Backward } {
   const id = params.length;
   const input = (role: 'kernel' | 'bias', dims: number[], flipped?: string): string => {
     const name = g.input(`${op.layer}_${role}_${id}`, DataType.FLOAT, dims);
@@ -80,7 +89,9 @@ function emitParamOp(g: GraphBuilder, op: ParamOp, v: string, shape: number[], n
     const b = op.bias ? input('bias', [op.units]) : null;
     const y = g.op('Gemm', b ? [v, w, b] : [v, w]);
     return {
-      y, shape: [op.units], backward: (d) => {
+      y,
+      shape: [op.units],
+      backward: (d) => {
         grads.set(w, g.op('Gemm', [v, d], { transA: 1 }));
         if (b) grads.set(b, sumOver(d, [0]));
         return needInputGrad ? g.op('Gemm', [d, w], { transB: 1 }) : '';
@@ -95,7 +106,9 @@ function emitParamOp(g: GraphBuilder, op: ParamOp, v: string, shape: number[], n
   const y = g.op('Conv', b ? [v, w, b] : [v, w], { kernel_shape: [kh, kw], strides: [1, 1], pads: op.pads });
   const [oh, ow] = [shape[1] + op.pads[0] + op.pads[2] - kh + 1, shape[2] + op.pads[1] + op.pads[3] - kw + 1];
   return {
-    y, shape: [cout, oh, ow], backward: (d) => {
+    y,
+    shape: [cout, oh, ow],
+    backward: (d) => {
       grads.set(w, convWeightGrad(g, v, d, op, oh, ow));
       if (b) grads.set(b, sumOver(d, [0, 2, 3]));
       if (!flipped) return '';
@@ -109,10 +122,13 @@ function emitParamOp(g: GraphBuilder, op: ParamOp, v: string, shape: number[], n
 export function exportTrainingOnnx(plan: Plan): TrainGraph {
   if (plan.ops.some((op) => op.kind === 'softmax' || op.kind === 'logclip')) throw new Unsupported('training a model with a softmax output');
   const g = new GraphBuilder();
-  const s = plan.inputSize, k = plan.numClasses;
+  const s = plan.inputSize,
+    k = plan.numClasses;
   const x = g.input('x', DataType.FLOAT, ['N', s, s, 3]);
   const t = g.input('t', DataType.FLOAT, ['N', k]);
-  const params: TrainParam[] = [], dropouts: TrainGraph['dropouts'] = [], grads = new Map<string, string>();
+  const params: TrainParam[] = [],
+    dropouts: TrainGraph['dropouts'] = [],
+    grads = new Map<string, string>();
   const backward: Backward[] = [];
   const firstParam = plan.ops.findIndex((op) => op.kind === 'conv' || op.kind === 'dense');
   let v = g.op('Transpose', [x], { perm: [0, 3, 1, 2] });
