@@ -350,8 +350,17 @@ describe('classroom: the daemon with a virtual sticker, views and print jobs', f
     const p = page();
     await p.hello;
     await waitFor(() => server.daemon.last !== null, 5000, 'a frame');
-    const inView = server.daemon.last!.clean.classId;
-    const same = await emitAck(p.socket, 'print', { action: 'start', target: inView, signMm: 100, steps: 3 });
+    // The handler reads the class in view itself; this test model scores two classes almost equally, so
+    // the class can flip between our read and the handler's: a job started that way is cancelled and retried.
+    let inView = server.daemon.last!.clean.classId;
+    let same = await emitAck(p.socket, 'print', { action: 'start', target: inView, signMm: 100, steps: 3 });
+    for (let attempt = 0; same.ok && attempt < 5; attempt++) {
+      await emitAck(p.socket, 'print', { action: 'cancel' });
+      await waitFor(() => p.jobs.some((j) => j.state !== 'running'), 10000, 'the stray job to end');
+      p.jobs.length = 0;
+      inView = server.daemon.last!.clean.classId;
+      same = await emitAck(p.socket, 'print', { action: 'start', target: inView, signMm: 100, steps: 3 });
+    }
     assert.equal(same.ok, false);
     assert.match(same.error!, /the sign in view is already .*pick another target/);
     assert.match((await emitAck(p.socket, 'print', { action: 'start', target: 1, signMm: 5, steps: 3 })).error!, /signMm must be/);
