@@ -120,7 +120,7 @@ export async function trainCommand(argv: string[]): Promise<void> {
     if (progress) process.stderr.write(msg + '\n');
   };
   const workers = f.workers !== undefined ? int(f, 'workers', 0, 0, 64) : defaultWorkerCount(backend.backend);
-  log(`backend: ${backend.backend}${workers ? `, ${workers + 1} threads (data-parallel)` : ''}`);
+  log(`tfjs backend: ${backend.backend}${workers ? `, ${workers + 1} threads (data-parallel) when training runs on tfjs` : ''}`);
 
   const all = await loadDataset(data, { split: 'train', size, limit, perClass, progress });
   if (stop) throw new UserError('interrupted before training started: nothing saved');
