@@ -300,15 +300,22 @@ export interface EpsAttackInput {
   options: AttackOptions;
 }
 
+/** An adversarial batch with its logits already measured (by the native step that made it). */
+export interface MeasuredBatch {
+  adversarial: Tensor4D;
+  logits: Tensor2D;
+}
+
 /**
  * The shell shared by the eps-bounded gradient attacks (FGSM, FGV, BIM, MI-FGSM, PGD): it parses
- * eps and targets, lets `make` build the adversarial batch, and measures success.
+ * eps and targets, lets `make` build the adversarial batch, and measures success (on the logits
+ * `make` returns with it, else by a forward pass).
  */
 export function epsAttack(
   name: string,
   title: string,
   norm: Norm,
-  make: (a: EpsAttackInput) => Tensor4D | Promise<Tensor4D>,
+  make: (a: EpsAttackInput) => Tensor4D | MeasuredBatch | Promise<Tensor4D | MeasuredBatch>,
   settings: (options: AttackOptions) => AttackSettings = () => ({}),
 ): Attack {
   return {
@@ -324,9 +331,15 @@ export function epsAttack(
       const loss = lossOption(options, { name, takesLoss: true });
       const y = labelArray(labels);
       const targets = resolveTargets(options, y.length, model.numClasses, name);
-      const adversarial = await make({ model, images, labels, y, targets, eps, loss, options });
-      const { pred, logits } = await predictWithLogits(model, adversarial);
-      return { adversarial, success: successFromPredictions(pred, y, targets), logits };
+      const made = await make({ model, images, labels, y, targets, eps, loss, options });
+      if (made instanceof tf.Tensor) {
+        const { pred, logits } = await predictWithLogits(model, made);
+        return { adversarial: made, success: successFromPredictions(pred, y, targets), logits };
+      }
+      const logits = Float32Array.from(await made.logits.data());
+      made.logits.dispose();
+      const pred = argmaxRows(logits, y.length, model.numClasses);
+      return { adversarial: made.adversarial, success: successFromPredictions(pred, y, targets), logits };
     },
   };
 }

@@ -2,22 +2,32 @@
  * The one-step L∞ attacks: FGSM and FGV, made by one factory (the clean image plus one step,
  * clipped to the eps ball and [0, 1]).
  */
-import { tf, projectLinf, signExact, Tensor4D } from '../inference/tf';
+import { tf, projectLinf, signExact, Tensor2D, Tensor4D } from '../inference/tf';
 import type { Attack } from './types';
 import { epsAttack } from './common';
 import { inputGradient } from './loss';
 
 /**
  * A one-step L∞ attack: the clean images plus `step(gradient, eps)`, clipped to the eps ball and
- * [0, 1]. The step is taken up the loss (or, targeted, down the target class's loss).
+ * [0, 1]. The step is taken up the loss (or, targeted, down the target class's loss). `signStep`:
+ * the step is eps·sign(gradient), which a native engine takes in the same call as the gradient,
+ * and the logits of the result with it (model.linfStep).
  */
-export function oneStepLinfAttack(name: string, title: string, step: (g: Tensor4D, eps: number) => tf.Tensor): Attack {
+export function oneStepLinfAttack(name: string, title: string, step: (g: Tensor4D, eps: number) => tf.Tensor, signStep = false): Attack {
   return epsAttack(
     name,
     title,
     'linf',
     async ({ model, images, labels, targets, eps, loss }) => {
       const t = targets ? tf.tensor1d(targets, 'int32') : null;
+      if (signStep && model.linfStep) {
+        try {
+          const r = await model.linfStep(images, { clean: images, labels, targets: t, loss, eps, step: eps, logits: true });
+          return { adversarial: r.adv, logits: r.logits as Tensor2D };
+        } finally {
+          t?.dispose();
+        }
+      }
       const g = await inputGradient(model, images, labels, t, loss);
       t?.dispose();
       const adv = tf.tidy(() => projectLinf(tf.add(images, step(g, eps)) as Tensor4D, images, eps));
@@ -33,7 +43,7 @@ export function oneStepLinfAttack(name: string, title: string, step: (g: Tensor4
  * Targeted, it is the one-step target class method (Kurakin et al. 2017): a step *down* the
  * cross-entropy of the target class.
  */
-export const fgsm: Attack = oneStepLinfAttack('fgsm', 'FGSM (targeted: one-step target class method)', (g, eps) => tf.mul(signExact(g), eps));
+export const fgsm: Attack = oneStepLinfAttack('fgsm', 'FGSM (targeted: one-step target class method)', (g, eps) => tf.mul(signExact(g), eps), true);
 
 /**
  * Fast gradient value (Rozsa et al. 2016): like FGSM but steps along the raw gradient instead of

@@ -4,7 +4,7 @@
  * saved files and TFLite exports all see the same [0, 1] contract); the output is logits.
  */
 import { tf, Tensor, Tensor1D, Tensor2D, Tensor4D } from './tf';
-import type { AttackLoss, ObjectiveGradient } from './objective';
+import type { AttackLoss, LinfStepRequest, LinfStepResult, ObjectiveGradient } from './objective';
 
 export const ARCHITECTURES = ['cnn4', 'cnn4-small', 'cnn4-wide', 'cnn4-bn', 'cnn2-ibp'] as const;
 
@@ -148,6 +148,11 @@ export interface Classifier {
    * or computed from z). Absent, tfjs differentiates `logits` (see vjp in objective.ts).
    */
   vjp?(x: Tensor4D, cotangent: Tensor2D | ((z: Tensor2D) => Tensor2D)): Promise<ObjectiveGradient>;
+  /**
+   * A native engine's L∞ sign step (FGSM, a PGD step) in one call, the result's logits included
+   * when asked. Absent, attacks take the step in tfjs from objectiveGradient.
+   */
+  linfStep?(x: Tensor4D, request: LinfStepRequest): Promise<LinfStepResult>;
 }
 
 /** Logits for inference (caller owns): the native engine's when the classifier has one. */

@@ -30,6 +30,26 @@ export interface ObjectiveGradient {
   grad: Tensor4D;
 }
 
+/**
+ * One L∞ sign step up `loss` from x: clip(x + step·sign(∇x), clean ± eps, [0, 1]) (FGSM is x = clean,
+ * step = eps; a PGD step any point of the ball). `logits`: also return the logits of the result.
+ */
+export interface LinfStepRequest {
+  clean: Tensor4D;
+  labels: Tensor1D;
+  targets: Tensor1D | null;
+  loss: AttackLoss;
+  eps: number;
+  step: number;
+  logits: boolean;
+}
+
+/** The stepped batch and, when asked, its logits; the caller owns both. */
+export interface LinfStepResult {
+  adv: Tensor4D;
+  logits: Tensor2D | null;
+}
+
 /** What differentiating through a model needs: differentiable logits, or a native vjp. */
 export interface Differentiable {
   logits(images: Tensor4D): Tensor2D;

@@ -8,7 +8,7 @@
 import type * as Ort from 'onnxruntime-node';
 import { tf, Tensor1D, Tensor2D, Tensor4D } from './tf';
 import type { Classifier } from './model';
-import type { AttackLoss, ObjectiveGradient } from './objective';
+import type { AttackLoss, LinfStepRequest, LinfStepResult, ObjectiveGradient } from './objective';
 import { exportOnnx, Head } from './onnx/export';
 import type { Plan } from './onnx/layers';
 
@@ -22,6 +22,7 @@ function oneHotRows(ids: ArrayLike<number>, k: number): Float32Array {
 }
 
 function headKey(h: Head): string {
+  if (h.kind === 'linfStep') return `step-${h.loss}${h.targeted ? '-t' : ''}${h.logits ? '-z' : ''}`;
   return h.kind === 'objective' ? `${h.loss}${h.targeted ? '-t' : ''}` : h.kind;
 }
 
@@ -72,7 +73,7 @@ export class OrtClassifier implements Classifier {
   private async run(head: Head, x: Tensor4D, extra: Record<string, Float32Array>): Promise<{ logits: Tensor2D; grad: Tensor4D | null }> {
     const [n, s] = x.shape;
     const k = this.numClasses;
-    const feeds: Record<string, Ort.Tensor> = { x: new this.ort.Tensor('float32', (await x.data()) as Float32Array, [n, s, s, 3]) };
+    const feeds: Record<string, Ort.Tensor> = { x: await this.imageFeed(x) };
     for (const [name, v] of Object.entries(extra)) feeds[name] = new this.ort.Tensor('float32', v, [n, k]);
     const out = await (await this.session(head)).run(feeds);
     const logits = tf.tensor2d(out.logits.data as Float32Array, [n, k]);
@@ -81,9 +82,41 @@ export class OrtClassifier implements Classifier {
     return { logits, grad };
   }
 
+  private async imageFeed(x: Tensor4D): Promise<Ort.Tensor> {
+    const [n, s] = x.shape;
+    return new this.ort.Tensor('float32', (await x.data()) as Float32Array, [n, s, s, 3]);
+  }
+
+  /** Class ids as the float one-hot rows [n, k] the objective graphs take. */
+  private async classFeed(ids: Tensor1D): Promise<Ort.Tensor> {
+    return new this.ort.Tensor('float32', oneHotRows(await ids.data(), this.numClasses), [ids.shape[0], this.numClasses]);
+  }
+
   /** Logits from the native session (no gradient tape). */
   async inferLogits(images: Tensor4D): Promise<Tensor2D> {
     return (await this.run({ kind: 'logits' }, images, {})).logits;
+  }
+
+  /**
+   * One L∞ sign step as one session call (the gradient, the step and the projection in the graph,
+   * and with r.logits the forward of the result): FGSM and PGD on this engine pay no tfjs kernels
+   * and no tensor copies between the gradient and the step, and FGSM no second session.
+   */
+  async linfStep(x: Tensor4D, r: LinfStepRequest): Promise<LinfStepResult> {
+    const [n, s] = x.shape;
+    const feeds: Record<string, Ort.Tensor> = {
+      x: await this.imageFeed(x),
+      clean: await this.imageFeed(r.clean),
+      y: await this.classFeed(r.labels),
+      eps: new this.ort.Tensor('float32', Float32Array.of(r.eps), []),
+      step: new this.ort.Tensor('float32', Float32Array.of(r.step), []),
+    };
+    if (r.targets) feeds.t = await this.classFeed(r.targets);
+    const out = await (await this.session({ kind: 'linfStep', loss: r.loss, targeted: r.targets !== null, logits: r.logits })).run(feeds);
+    const adv = tf.tensor4d(out.adv.data as Float32Array, [n, s, s, 3]);
+    const logits = out.logits ? tf.tensor2d(out.logits.data as Float32Array, [n, this.numClasses]) : null;
+    for (const v of Object.values(out)) v.dispose();
+    return { adv, logits };
   }
 
   async objectiveGradient(x: Tensor4D, labels: Tensor1D, targets: Tensor1D | null, loss: AttackLoss): Promise<ObjectiveGradient> {

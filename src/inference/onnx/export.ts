@@ -25,7 +25,12 @@ import type { Plan, PlanOp } from './layers';
 import { cotangentNodes } from './cotangent';
 import { DataType, encodeModel } from './proto';
 
-export type Head = { kind: 'logits' } | { kind: 'vjp' } | { kind: 'objective'; loss: AttackLoss; targeted: boolean };
+export type Head =
+  | { kind: 'logits' }
+  | { kind: 'vjp' }
+  | { kind: 'objective'; loss: AttackLoss; targeted: boolean }
+  /** One L∞ sign step of the objective (FGSM, a PGD step), projected; `logits`: also those of the result. */
+  | { kind: 'linfStep'; loss: AttackLoss; targeted: boolean; logits: boolean };
 
 /** Emits the backward of one op: the gradient of its input from the gradient of its output. */
 export type Backward = (d: string) => string;
@@ -75,6 +80,8 @@ function convBackward(g: GraphBuilder, op: Extract<PlanOp, { kind: 'conv' }>, w:
 export interface Context {
   poolNext: boolean;
   reluBefore: boolean;
+  /** No reverse pass follows: a max pooling then has no indices output (which rules out onnxruntime's NCHWc pooling). */
+  inference?: boolean;
 }
 
 export function emitOp(g: GraphBuilder, op: PlanOp, v: string, shape: number[], backward: Backward[], at: Context): { v: string; shape: number[] } {
@@ -106,6 +113,9 @@ export function emitOp(g: GraphBuilder, op: PlanOp, v: string, shape: number[], 
     }
     case 'maxpool': {
       const attrs = { kernel_shape: op.kernel, strides: op.strides, pads: op.pads };
+      const oh = Math.floor((shape[1] + op.pads[0] + op.pads[2] - op.kernel[0]) / op.strides[0]) + 1;
+      const ow = Math.floor((shape[2] + op.pads[1] + op.pads[3] - op.kernel[1]) / op.strides[1]) + 1;
+      if (at.inference) return { v: g.op('MaxPool', [v], attrs), shape: [shape[0], oh, ow] };
       const [y, indices] = g.ops('MaxPool', [v], attrs, 2);
       const inShape = g.op('Shape', [v]);
       const mask = at.reluBefore ? reluMask(g, y) : (d: string) => d;
@@ -123,8 +133,6 @@ export function emitOp(g: GraphBuilder, op: PlanOp, v: string, shape: number[], 
             }
           : (d) => g.op('MaxUnpool', [mask(d), indices, inShape], attrs),
       );
-      const oh = Math.floor((shape[1] + op.pads[0] + op.pads[2] - op.kernel[0]) / op.strides[0]) + 1;
-      const ow = Math.floor((shape[2] + op.pads[1] + op.pads[3] - op.kernel[1]) / op.strides[1]) + 1;
       return { v: y, shape: [shape[0], oh, ow] };
     }
     case 'avgpool': {
@@ -175,13 +183,13 @@ export function emitOp(g: GraphBuilder, op: PlanOp, v: string, shape: number[], 
   }
 }
 
-function forward(g: GraphBuilder, plan: Plan, x: string): Forward {
+function forward(g: GraphBuilder, plan: Plan, x: string, inference: boolean): Forward {
   const backward: Backward[] = [];
   let v = g.op('Transpose', [x], { perm: [0, 3, 1, 2] });
   let shape = [3, plan.inputSize, plan.inputSize];
   plan.ops.forEach((op, i) => {
     const prev = plan.ops[i - 1];
-    const at = { poolNext: plan.ops[i + 1]?.kind === 'maxpool', reluBefore: prev?.kind === 'relu' || (prev?.kind === 'conv' && prev.relu) };
+    const at = { poolNext: plan.ops[i + 1]?.kind === 'maxpool', reluBefore: prev?.kind === 'relu' || (prev?.kind === 'conv' && prev.relu), inference };
     ({ v, shape } = emitOp(g, op, v, shape, backward, at));
   });
   return { out: v, backward };
@@ -194,23 +202,49 @@ function inputGradient(g: GraphBuilder, f: Forward, cotangent: string): string {
   return g.op('Transpose', [d], { perm: [0, 2, 3, 1] });
 }
 
-/** The serialised ONNX model of `plan` with `head`. Inputs: x [N, s, s, 3] (+ c, or y and t as float one-hot rows). */
+/**
+ * sign(grad) with sign(0) = 0 (as signExact in tf.ts), times `step`, added to x, projected on the
+ * eps ball around `clean` and on [0, 1]: the same float32 operations, in the same order, as the
+ * tfjs step of one-step.ts and iterative.ts, so the result is the one they compute from this gradient.
+ */
+function linfStepNodes(g: GraphBuilder, x: string, clean: string, grad: string, eps: string, step: string): string {
+  const cast = (v: string) => g.op('Cast', [v], { to: DataType.FLOAT });
+  const sign = g.op('Sub', [cast(g.op('Greater', [grad, g.scalar(0)])), cast(g.op('Less', [grad, g.scalar(0)]))]);
+  const stepped = g.op('Add', [x, g.op('Mul', [sign, step])]);
+  const d = g.op('Clip', [g.op('Sub', [stepped, clean]), g.op('Neg', [eps]), eps]);
+  return g.op('Clip', [g.op('Add', [clean, d]), g.scalar(0), g.scalar(1)]);
+}
+
+/**
+ * The serialised ONNX model of `plan` with `head`. Inputs: x [N, s, s, 3] (+ c, or y and t as float
+ * one-hot rows; a linfStep also clean [N, s, s, 3] and the scalars eps and step). Outputs: logits
+ * (of x; a linfStep's of adv, when asked), grad, or adv.
+ */
 export function exportOnnx(plan: Plan, head: Head): Uint8Array {
   const g = new GraphBuilder();
   const s = plan.inputSize,
     k = plan.numClasses;
-  const x = g.input('x', DataType.FLOAT, ['N', s, s, 3]);
-  const f = forward(g, plan, x);
-  g.output(f.out, 'logits', DataType.FLOAT, ['N', k]);
+  const image = ['N', s, s, 3];
+  const x = g.input('x', DataType.FLOAT, image);
+  const f = forward(g, plan, x, head.kind === 'logits');
   let c: string | null = null;
   if (head.kind === 'vjp') {
     c = g.input('c', DataType.FLOAT, ['N', k]);
-  } else if (head.kind === 'objective') {
+  } else if (head.kind === 'objective' || head.kind === 'linfStep') {
     const y = g.input('y', DataType.FLOAT, ['N', k]);
     const t = head.targeted ? g.input('t', DataType.FLOAT, ['N', k]) : null;
     c = cotangentNodes(g, head.loss, { z: f.out, y, t, numClasses: k });
   }
-  if (c) g.output(inputGradient(g, f, c), 'grad', DataType.FLOAT, ['N', s, s, 3]);
-  const name = head.kind === 'objective' ? `${head.kind}_${head.loss}${head.targeted ? '_targeted' : ''}` : head.kind;
+  if (head.kind === 'linfStep') {
+    const clean = g.input('clean', DataType.FLOAT, image);
+    const [eps, step] = [g.input('eps', DataType.FLOAT, []), g.input('step', DataType.FLOAT, [])];
+    const adv = linfStepNodes(g, x, clean, inputGradient(g, f, c as string), eps, step);
+    g.output(adv, 'adv', DataType.FLOAT, image);
+    if (head.logits) g.output(forward(g, plan, adv, true).out, 'logits', DataType.FLOAT, ['N', k]);
+  } else {
+    g.output(f.out, 'logits', DataType.FLOAT, ['N', k]);
+    if (c) g.output(inputGradient(g, f, c), 'grad', DataType.FLOAT, image);
+  }
+  const name = head.kind === 'objective' || head.kind === 'linfStep' ? `${head.kind}_${head.loss}${head.targeted ? '_targeted' : ''}` : head.kind;
   return encodeModel(g.build(name));
 }

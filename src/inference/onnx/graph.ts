@@ -7,6 +7,8 @@ export class GraphBuilder {
   private readonly inputs: ValueSpec[] = [];
   private readonly outputs: ValueSpec[] = [];
   private readonly scalars = new Map<string, string>();
+  /** Initializers by the array they were made from: a graph running the forward twice stores each weight once. */
+  private readonly arrays = new WeakMap<object, { name: string; dims: string }>();
   private count = 0;
 
   fresh(prefix: string): string {
@@ -25,8 +27,11 @@ export class GraphBuilder {
   }
 
   floats(prefix: string, values: Float32Array | readonly number[], dims: readonly number[]): string {
+    const known = this.arrays.get(values);
+    if (known && known.dims === dims.join(',')) return known.name;
     const name = this.fresh(prefix);
     this.initializers.push({ name, dims, type: DataType.FLOAT, raw: floatBytes(values) });
+    this.arrays.set(values, { name, dims: dims.join(',') });
     return name;
   }
 
