@@ -144,6 +144,51 @@ describe('ort engine: ONNX export with its gradient graph', function () {
     tfClf.model.dispose();
   });
 
+  it('FGSM and PGD take their L∞ steps in the graph, with the result tfjs computes from the same gradient', async () => {
+    const tfClf = new LayersClassifier(buildModel({ arch: 'cnn4', inputSize: 32, numClasses: 43, seed: 5 }));
+    const clf = ort(tfClf);
+    let steps = 0;
+    const native = clf.linfStep.bind(clf);
+    clf.linfStep = (x, r) => (steps++, native(x, r));
+    // The same engine without the fused step: objectiveGradient, then the step in tfjs.
+    const stepless: Classifier = {
+      inputSize: clf.inputSize,
+      numClasses: clf.numClasses,
+      trainableWeights: clf.trainableWeights,
+      logits: (x) => clf.logits(x),
+      inferLogits: (x) => clf.inferLogits(x),
+      objectiveGradient: (x, l, t, loss) => clf.objectiveGradient(x, l, t, loss),
+      vjp: (x, c) => clf.vjp(x, c),
+    };
+    const x = tf.randomUniform([6, 32, 32, 3], 0, 1, 'float32', 21) as Tensor4D;
+    // Labelled with the model's own predictions, so no image starts out misclassified.
+    const z = await inferLogits(clf, x);
+    const y = tf.tidy(() => tf.argMax(z, 1)) as Tensor1D;
+    z.dispose();
+    for (const [name, o, calls] of [
+      ['fgsm', { eps: 8 / 255 }, 1],
+      ['fgsm', { eps: 4 / 255, targeted: true, target: 3, loss: 'dlr' }, 1],
+      // A budget too small to fool every image, so both restarts run and their results are merged.
+      ['pgd', { eps: 0.5 / 255, steps: 2, restarts: 2, seed: 4, loss: 'margin' }, 4],
+    ] as const) {
+      steps = 0;
+      const a = await getAttack(name).run(clf, x, y, o);
+      assert.equal(steps, calls, `${name}: ${steps} native steps`);
+      const b = await getAttack(name).run(stepless, x, y, o);
+      const [da, db] = [await a.adversarial.data(), await b.adversarial.data()];
+      assert.ok(
+        da.every((v, i) => v === db[i]),
+        `${name} ${JSON.stringify(o)}: the adversarials differ`,
+      );
+      assert.deepEqual(Array.from(a.logits ?? []), Array.from(b.logits ?? []), `${name}: logits of the result differ`);
+      assert.deepEqual(Array.from(a.success), Array.from(b.success));
+      tf.dispose([a.adversarial, b.adversarial]);
+    }
+    tf.dispose([x, y]);
+    clf.dispose();
+    tfClf.model.dispose();
+  });
+
   it('a classifier the export cannot read stays on tfjs, or is refused in one line when ort is asked for', () => {
     const m = tf.sequential();
     m.add(tf.layers.conv2d({ inputShape: [8, 8, 3], filters: 2, kernelSize: 3, activation: 'elu' }));

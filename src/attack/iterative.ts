@@ -2,11 +2,11 @@
  * The gradient-step loop behind BIM, PGD (L∞ and L2) and MI-FGSM: one helper so the projection,
  * clipping and tensor bookkeeping are written (and tested) once.
  */
-import { tf, signExact, Tensor1D, Tensor4D } from '../inference/tf';
+import { tf, signExact, Tensor1D, Tensor2D, Tensor4D } from '../inference/tf';
 import { Classifier, inferLogits } from '../inference/model';
 import type { Attack, MomentumAttackOptions } from './types';
 import { inputGradient, AttackLoss } from './loss';
-import { epsAttack, intOption, l2PerImage, marginsFromLogits, numberOption, projectL2, projectLinf, seedOption, selectRows } from './common';
+import { epsAttack, MeasuredBatch, intOption, l2PerImage, marginsFromLogits, numberOption, projectL2, projectLinf, seedOption, selectRows } from './common';
 
 export interface IterateOptions {
   norm: 'linf' | 'l2';
@@ -23,6 +23,22 @@ export interface IterateOptions {
 
 /** Runs the iterations and returns the final adversarial batch (caller disposes). */
 export async function iterateAttack(model: Classifier, x: Tensor4D, labels: Tensor1D, targets: Tensor1D | null, o: IterateOptions): Promise<Tensor4D> {
+  const r = await iterate(model, x, labels, targets, o, false);
+  return r.adversarial;
+}
+
+/** An iterated batch and, when the native step measured them, its logits. */
+interface Iterated {
+  adversarial: Tensor4D;
+  logits: Tensor2D | null;
+}
+
+/**
+ * The iterations; `wantLogits`: also the logits of the result when the native step measured them
+ * (its last call runs the forward of the result too), else null.
+ */
+async function iterate(model: Classifier, x: Tensor4D, labels: Tensor1D, targets: Tensor1D | null, o: IterateOptions, wantLogits: boolean): Promise<Iterated> {
+  if (o.norm === 'linf' && !o.momentum && model.linfStep) return nativeLinfSteps(model, model.linfStep.bind(model), x, labels, targets, o, wantLogits);
   const project = o.norm === 'linf' ? projectLinf : projectL2;
   let adv = o.start ? o.start.clone() : x.clone();
   let g: Tensor4D | null = null; // momentum accumulator
@@ -53,14 +69,36 @@ export async function iterateAttack(model: Classifier, x: Tensor4D, labels: Tens
     g = next.g ?? null;
   }
   g?.dispose();
-  return adv;
+  return { adversarial: adv, logits: null };
+}
+
+/** The L∞ steps on a native engine: each one session call (the same float32 step as above, in the graph). */
+async function nativeLinfSteps(
+  model: Classifier,
+  linfStep: NonNullable<Classifier['linfStep']>,
+  x: Tensor4D,
+  labels: Tensor1D,
+  targets: Tensor1D | null,
+  o: IterateOptions,
+  wantLogits: boolean,
+): Promise<Iterated> {
+  let adv = o.start ? o.start.clone() : x.clone();
+  let logits: Tensor2D | null = null;
+  for (let s = 0; s < o.steps; s++) {
+    const last = s === o.steps - 1;
+    const r = await linfStep(adv, { clean: x, labels, targets, loss: o.loss ?? 'ce', eps: o.eps, step: o.stepSize, logits: wantLogits && last });
+    adv.dispose();
+    adv = r.adv;
+    logits = r.logits;
+  }
+  return { adversarial: adv, logits };
 }
 
 /** Margins (lower = better for the attacker, < 0 = success) of a batch; see marginsFromLogits. */
-export async function batchMargins(model: Classifier, adv: Tensor4D, cls: Int32Array, targeted: boolean): Promise<Float32Array> {
-  const lg = await inferLogits(model, adv);
+export async function batchMargins(model: Classifier, adv: Tensor4D, cls: Int32Array, targeted: boolean, known: Tensor2D | null = null): Promise<Float32Array> {
+  const lg = known ?? (await inferLogits(model, adv));
   const z = (await lg.data()) as Float32Array;
-  lg.dispose();
+  if (!known) lg.dispose();
   return marginsFromLogits(z, cls.length, model.numClasses, cls, targeted);
 }
 
@@ -87,7 +125,8 @@ export function randomStart(x: Tensor4D, norm: 'linf' | 'l2', eps: number, seed:
 
 /**
  * PGD with restarts: each restart starts afresh (randomly when asked) and, per image, the result
- * with the lowest margin so far is kept, so a later unlucky restart never undoes a success.
+ * with the lowest margin so far is kept, so a later unlucky restart never undoes a success. On a
+ * native engine the result comes with its logits (measured by the last step's call).
  */
 export async function pgdWithRestarts(
   model: Classifier,
@@ -96,21 +135,21 @@ export async function pgdWithRestarts(
   y: Int32Array,
   targets: Int32Array | null,
   o: RestartOptions,
-): Promise<Tensor4D> {
+): Promise<Tensor4D | MeasuredBatch> {
   const t = targets ? tf.tensor1d(targets, 'int32') : null;
   const cls = targets ?? y;
-  let best: Tensor4D | null = null;
+  let best: Iterated | null = null;
   let bestMargin: Float32Array | null = null;
   try {
     // Without a random start every restart would repeat the first run exactly.
     const restarts = o.randomStart ? Math.max(1, o.restarts) : 1;
     for (let r = 0; r < restarts; r++) {
       const start = o.randomStart ? randomStart(x, o.norm, o.eps, o.seed + 1000 * r) : undefined;
-      const adv = await iterateAttack(model, x, labels, t, { ...o, start });
+      const run = await iterate(model, x, labels, t, { ...o, start }, true);
       start?.dispose();
-      const m = await batchMargins(model, adv, cls, targets != null);
+      const m = await batchMargins(model, run.adversarial, cls, targets != null, run.logits);
       if (!best || !bestMargin) {
-        best = adv;
+        best = run;
         bestMargin = m;
       } else {
         const better = new Uint8Array(m.length);
@@ -119,14 +158,17 @@ export async function pgdWithRestarts(
             better[i] = 1;
             bestMargin[i] = m[i];
           }
-        const prev: Tensor4D = best;
-        best = tf.tidy(() => selectRows(tf.tensor1d(better, 'bool'), adv, prev));
-        prev.dispose();
-        adv.dispose();
+        const prev: Iterated = best;
+        const cond = tf.tensor1d(better, 'bool');
+        const logits = run.logits && prev.logits ? selectRows(cond, run.logits, prev.logits) : null;
+        best = { adversarial: selectRows(cond, run.adversarial, prev.adversarial), logits };
+        cond.dispose();
+        tf.dispose([prev.adversarial, prev.logits ?? [], run.adversarial, run.logits ?? []]);
       }
       if (bestMargin.every((v) => v < 0)) break;
     }
-    return best as Tensor4D;
+    const done = best as Iterated;
+    return done.logits ? { adversarial: done.adversarial, logits: done.logits } : done.adversarial;
   } finally {
     t?.dispose();
   }
