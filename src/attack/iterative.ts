@@ -38,7 +38,7 @@ interface Iterated {
  * (its last call runs the forward of the result too), else null.
  */
 async function iterate(model: Classifier, x: Tensor4D, labels: Tensor1D, targets: Tensor1D | null, o: IterateOptions, wantLogits: boolean): Promise<Iterated> {
-  if (o.norm === 'linf' && !o.momentum && model.linfStep) return nativeLinfSteps(model, model.linfStep.bind(model), x, labels, targets, o, wantLogits);
+  if (o.norm === 'linf' && !o.momentum && model.linfStep) return nativeLinfSteps(model.linfStep.bind(model), x, labels, targets, o, wantLogits);
   const project = o.norm === 'linf' ? projectLinf : projectL2;
   let adv = o.start ? o.start.clone() : x.clone();
   let g: Tensor4D | null = null; // momentum accumulator
@@ -74,7 +74,6 @@ async function iterate(model: Classifier, x: Tensor4D, labels: Tensor1D, targets
 
 /** The L∞ steps on a native engine: each one session call (the same float32 step as above, in the graph). */
 async function nativeLinfSteps(
-  model: Classifier,
   linfStep: NonNullable<Classifier['linfStep']>,
   x: Tensor4D,
   labels: Tensor1D,
