@@ -144,7 +144,7 @@ describe('ort engine: ONNX export with its gradient graph', function () {
     tfClf.model.dispose();
   });
 
-  it('FGSM and PGD take their L∞ steps in the graph, with the result tfjs computes from the same gradient', async () => {
+  it('FGSM, PGD and BIM take their L∞ steps in the graph, with the result tfjs computes from the same gradient', async () => {
     const tfClf = new LayersClassifier(buildModel({ arch: 'cnn4', inputSize: 32, numClasses: 43, seed: 5 }));
     const clf = ort(tfClf);
     let steps = 0;
@@ -170,6 +170,7 @@ describe('ort engine: ONNX export with its gradient graph', function () {
       ['fgsm', { eps: 4 / 255, targeted: true, target: 3, loss: 'dlr' }, 1],
       // A budget too small to fool every image, so both restarts run and their results are merged.
       ['pgd', { eps: 0.5 / 255, steps: 2, restarts: 2, seed: 4, loss: 'margin' }, 4],
+      ['bim', { eps: 4 / 255, steps: 2, targeted: true, target: 7 }, 2],
     ] as const) {
       steps = 0;
       const a = await getAttack(name).run(clf, x, y, o);

@@ -223,7 +223,9 @@ export function iteratedLinfAttack(name: string, title: string, defaultStep: (ep
       const momentum = defaultMomentum === undefined ? 0 : numberOption(options as MomentumAttackOptions, 'momentum', defaultMomentum);
       const t = targets ? tf.tensor1d(targets, 'int32') : null;
       try {
-        return await iterateAttack(model, images, labels, t, { norm: 'linf', eps, steps, stepSize, momentum, loss });
+        // On a native engine the last step measures the result's logits: no forward after it.
+        const r = await iterate(model, images, labels, t, { norm: 'linf', eps, steps, stepSize, momentum, loss }, true);
+        return r.logits ? { adversarial: r.adversarial, logits: r.logits } : r.adversarial;
       } finally {
         t?.dispose();
       }
