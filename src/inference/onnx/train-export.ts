@@ -168,21 +168,21 @@ function weightInputForward(g: GraphBuilder, plan: Plan, x: string, grads: Map<s
   return { logits: v, backward, params, dropouts };
 }
 
-function checkTrainable(plan: Plan): void {
+/** A graph of `plan` on inputs x [N, s, s, 3] and `rows` [N, k] (one row per image), the weights after them; logits out. */
+function weightInputGraph(plan: Plan, rows: string, grads: Map<string, string> | null): WeightInputForward & { g: GraphBuilder; rows: string } {
   if (plan.ops.some((op) => op.kind === 'softmax' || op.kind === 'logclip')) throw new Unsupported('training a model with a softmax output');
+  const g = new GraphBuilder();
+  const x = g.input('x', DataType.FLOAT, ['N', plan.inputSize, plan.inputSize, 3]);
+  const r = g.input(rows, DataType.FLOAT, ['N', plan.numClasses]);
+  const f = weightInputForward(g, plan, x, grads);
+  g.output(f.logits, 'logits', DataType.FLOAT, ['N', plan.numClasses]);
+  return { ...f, g, rows: r };
 }
 
 /** The training-step graph of `plan`. Inputs: x [N, s, s, 3], t [N, k] target rows, the params, the dropout masks. */
 export function exportTrainingOnnx(plan: Plan): TrainGraph {
-  checkTrainable(plan);
-  const g = new GraphBuilder();
-  const s = plan.inputSize,
-    k = plan.numClasses;
-  const x = g.input('x', DataType.FLOAT, ['N', s, s, 3]);
-  const t = g.input('t', DataType.FLOAT, ['N', k]);
   const grads = new Map<string, string>();
-  const { logits: v, backward, params, dropouts } = weightInputForward(g, plan, x, grads);
-  g.output(v, 'logits', DataType.FLOAT, ['N', k]);
+  const { g, rows: t, logits: v, backward, params, dropouts } = weightInputGraph(plan, 't', grads);
   // Mean cross-entropy over the batch and its cotangent (softmax − t) / N.
   const n = g.op('Cast', [g.op('Gather', [g.op('Shape', [v]), g.int64s('zero', [0], [])], { axis: 0 })], { to: DataType.FLOAT });
   const ce = g.op('Neg', [g.op('ReduceSum', [g.op('Mul', [t, g.op('LogSoftmax', [v], { axis: 1 })]), g.int64s('all', [0, 1])], { keepdims: 0 })]);
@@ -200,16 +200,9 @@ export function exportTrainingOnnx(plan: Plan): TrainGraph {
  * CE in eval mode (what adversarial-plan.ts's tfjs attack differentiates).
  */
 export function exportAttackOnnx(plan: Plan): TrainGraph {
-  checkTrainable(plan);
-  const g = new GraphBuilder();
-  const s = plan.inputSize,
-    k = plan.numClasses;
-  const x = g.input('x', DataType.FLOAT, ['N', s, s, 3]);
-  const y = g.input('y', DataType.FLOAT, ['N', k]);
-  const { logits, backward, params } = weightInputForward(g, plan, x, null);
-  g.output(logits, 'logits', DataType.FLOAT, ['N', k]);
-  let d = cotangentNodes(g, 'ce', { z: logits, y, t: null, numClasses: k });
+  const { g, rows: y, logits, backward, params } = weightInputGraph(plan, 'y', null);
+  let d = cotangentNodes(g, 'ce', { z: logits, y, t: null, numClasses: plan.numClasses });
   for (let i = backward.length - 1; i >= 0; i--) d = backward[i](d);
-  g.output(g.op('Transpose', [d], { perm: [0, 2, 3, 1] }), 'grad', DataType.FLOAT, ['N', s, s, 3]);
+  g.output(g.op('Transpose', [d], { perm: [0, 2, 3, 1] }), 'grad', DataType.FLOAT, ['N', plan.inputSize, plan.inputSize, 3]);
   return { model: encodeModel(g.build('attack_step')), params, dropouts: [] };
 }
