@@ -6,6 +6,7 @@
 import sharp from 'sharp';
 import { CLASS_NAMES } from '../data/classes';
 import type { Norm } from './types';
+import { escapeXml, lineChartSvg } from '../util/svg-chart';
 import type { AdversarialExample, RobustnessResult, RobustnessRow } from './evaluate';
 
 export interface ReportMeta {
@@ -20,11 +21,7 @@ export interface ReportMeta {
   classNames?: readonly string[];
 }
 
-const COLORS = ['#1f77b4', '#d62728', '#2ca02c', '#ff7f0e', '#9467bd', '#8c564b', '#e377c2', '#7f7f7f', '#bcbd22', '#17becf', '#393b79', '#ad494a', '#637939'];
-
-function esc(s: string): string {
-  return s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c] as string);
-}
+const esc = escapeXml;
 
 /**
  * eps as 8/255 when a whole number of grey levels, otherwise 3 significant digits. L2 radii are
@@ -62,60 +59,21 @@ const NORM_LABEL: Record<Norm, string> = { linf: 'L∞', l2: 'L2', l0: 'L0' };
 
 /** Accuracy vs eps, one polyline per attack, clean accuracy as a dashed line. */
 export function accuracyPlotSvg(rows: RobustnessRow[], cleanAccuracy: number, title: string, norm: Norm = 'linf'): string {
-  const W = 560,
-    H = 340,
-    L = 56,
-    R = 150,
-    T = 30,
-    B = 46;
-  const pw = W - L - R,
-    ph = H - T - B;
-  const maxEps = Math.max(...rows.map((r) => r.eps), 1e-9);
-  const xs = (e: number) => L + (e / maxEps) * pw;
-  const ys = (a: number) => T + (1 - a) * ph;
-  const parts: string[] = [];
-  parts.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" role="img" aria-label="${esc(title)}">`);
-  parts.push(`<text x="${L + pw / 2}" y="18" text-anchor="middle" font-size="14" font-weight="bold">${esc(title)}</text>`);
-  for (let i = 0; i <= 5; i++) {
-    const a = i / 5,
-      y = ys(a);
-    parts.push(`<line x1="${L}" y1="${y}" x2="${L + pw}" y2="${y}" stroke="#ddd"/>`);
-    parts.push(`<text x="${L - 6}" y="${y + 4}" text-anchor="end" font-size="11">${Math.round(a * 100)}%</text>`);
-  }
-  const ticks = [...new Set(rows.map((r) => r.eps))].sort((a, b) => a - b);
-  for (const e of ticks) {
-    const x = xs(e);
-    parts.push(`<line x1="${x}" y1="${T + ph}" x2="${x}" y2="${T + ph + 4}" stroke="#333"/>`);
-    parts.push(`<text x="${x}" y="${T + ph + 16}" text-anchor="middle" font-size="11">${esc(formatEps(e, norm))}</text>`);
-  }
-  parts.push(`<rect x="${L}" y="${T}" width="${pw}" height="${ph}" fill="none" stroke="#333"/>`);
-  parts.push(`<text x="${L + pw / 2}" y="${H - 8}" text-anchor="middle" font-size="12">ε</text>`);
-  parts.push(`<text x="14" y="${T + ph / 2}" text-anchor="middle" font-size="12" transform="rotate(-90 14 ${T + ph / 2})">accuracy</text>`);
-  if (Number.isFinite(cleanAccuracy)) {
-    const y = ys(cleanAccuracy);
-    parts.push(`<line x1="${L}" y1="${y}" x2="${L + pw}" y2="${y}" stroke="#000" stroke-dasharray="5,4"/>`);
-  }
   const attacks = [...new Set(rows.map((r) => r.attack))];
-  attacks.forEach((name, i) => {
-    const color = COLORS[i % COLORS.length];
-    const pts = rows.filter((r) => r.attack === name && Number.isFinite(r.accuracy)).sort((a, b) => a.eps - b.eps);
-    parts.push(
-      `<polyline fill="none" stroke="${color}" stroke-width="2" points="${pts.map((r) => `${xs(r.eps).toFixed(1)},${ys(r.accuracy).toFixed(1)}`).join(' ')}"/>`,
-    );
-    for (const r of pts) {
-      parts.push(
-        `<circle cx="${xs(r.eps).toFixed(1)}" cy="${ys(r.accuracy).toFixed(1)}" r="3" fill="${color}"><title>${esc(`${name} ε=${formatEps(r.eps, norm)}: ${pct(r.accuracy)}`)}</title></circle>`,
-      );
-    }
-    const ly = T + 10 + i * 18;
-    parts.push(`<line x1="${L + pw + 12}" y1="${ly}" x2="${L + pw + 32}" y2="${ly}" stroke="${color}" stroke-width="2"/>`);
-    parts.push(`<text x="${L + pw + 38}" y="${ly + 4}" font-size="12">${esc(name)}</text>`);
+  return lineChartSvg({
+    title,
+    heading: true,
+    width: 560,
+    height: 340,
+    xLabel: 'ε',
+    yLabel: 'accuracy',
+    xTicks: [...new Set(rows.map((r) => r.eps))].sort((a, b) => a - b).map((e) => ({ x: e, label: formatEps(e, norm) })),
+    series: attacks.map((name) => ({
+      name,
+      points: rows.filter((r) => r.attack === name).map((r) => ({ x: r.eps, y: r.accuracy, tip: `${name} ε=${formatEps(r.eps, norm)}: ${pct(r.accuracy)}` })),
+    })),
+    reference: { name: 'clean', y: cleanAccuracy },
   });
-  const ly = T + 10 + attacks.length * 18;
-  parts.push(`<line x1="${L + pw + 12}" y1="${ly}" x2="${L + pw + 32}" y2="${ly}" stroke="#000" stroke-dasharray="5,4"/>`);
-  parts.push(`<text x="${L + pw + 38}" y="${ly + 4}" font-size="12">clean</text>`);
-  parts.push('</svg>');
-  return parts.join('\n');
 }
 
 export async function renderReportHtml(result: RobustnessResult, meta: ReportMeta): Promise<string> {

@@ -17,6 +17,7 @@ import { attackDefended, DefendedModel, defendedPredict } from './defended';
 import { certify } from '../inference/ibp';
 import { rocAuc } from './detector';
 import { buildDefense, DefenseContext, DefenseName } from './registry';
+import { escapeXml, lineChartSvg } from '../util/svg-chart';
 
 export interface CompareModel {
   /** Label (usually the model folder). */
@@ -189,42 +190,26 @@ export async function runCompare(models: CompareModel[], set: ImageSet, o: Compa
 
 const pct = (v: number | null | undefined) => (v == null || Number.isNaN(v) ? '–' : (v * 100).toFixed(1));
 const epsLabel = (e: number) => `${+(e * 255).toFixed(2)}/255`;
-function esc(s: string): string {
-  return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
-}
+const esc = escapeXml;
 
 /** PGD accuracy (adaptive when there is one: the honest figure) against eps, one line per row. */
 export function compareSvg(r: CompareResult): string {
-  const W = 640,
-    H = 320,
-    L = 50,
-    B = 40,
-    T = 20,
-    R = 200;
-  const xs = [0, ...r.epsList];
-  const maxE = Math.max(...xs, 1e-9);
-  const px = (e: number) => L + (e / maxE) * (W - L - R);
-  const py = (a: number) => T + (1 - a) * (H - T - B);
-  const colours = ['#1f77b4', '#d62728', '#2ca02c', '#ff7f0e', '#9467bd', '#8c564b', '#e377c2', '#7f7f7f', '#bcbd22', '#17becf'];
-  let s = `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="sans-serif" font-size="11">`;
-  s += `<line x1="${L}" y1="${py(0)}" x2="${W - R}" y2="${py(0)}" stroke="#000"/><line x1="${L}" y1="${T}" x2="${L}" y2="${py(0)}" stroke="#000"/>`;
-  for (const a of [0, 0.25, 0.5, 0.75, 1])
-    s += `<text x="${L - 6}" y="${py(a) + 4}" text-anchor="end">${a * 100}%</text><line x1="${L}" y1="${py(a)}" x2="${W - R}" y2="${py(a)}" stroke="#eee"/>`;
-  for (const e of xs) s += `<text x="${px(e)}" y="${H - B + 16}" text-anchor="middle">${e === 0 ? 'clean' : epsLabel(e)}</text>`;
-  s += `<text x="${(L + W - R) / 2}" y="${H - 6}" text-anchor="middle">PGD-${r.pgdSteps} ε (L∞); adaptive attack where one exists</text>`;
-  r.rows.forEach((row, k) => {
-    const col = colours[k % colours.length];
-    const pts = [
-      [0, row.clean],
-      ...r.epsList.map((e) => {
-        const c = row.cells.find((cc) => cc.attack === 'pgd' && cc.eps === e);
-        return [e, c ? (c.adaptive ?? c.plain) : NaN];
-      }),
-    ].filter(([, a]) => Number.isFinite(a));
-    s += `<polyline fill="none" stroke="${col}" stroke-width="2" points="${pts.map(([e, a]) => `${px(e).toFixed(1)},${py(a).toFixed(1)}`).join(' ')}"/>`;
-    s += `<text x="${W - R + 8}" y="${T + 14 * k + 10}" fill="${col}">${esc(`${path.basename(row.model)} + ${row.defense}`)}</text>`;
+  const pgd = (row: CompareRow, e: number) => {
+    const c = row.cells.find((cc) => cc.attack === 'pgd' && cc.eps === e);
+    return c ? (c.adaptive ?? c.plain) : null;
+  };
+  return lineChartSvg({
+    title: `PGD-${r.pgdSteps} accuracy against ε for each defense`,
+    width: 640,
+    height: 320,
+    legendWidth: 200,
+    xLabel: `PGD-${r.pgdSteps} ε (L∞); adaptive attack where one exists`,
+    xTicks: [0, ...r.epsList].map((e) => ({ x: e, label: e === 0 ? 'clean' : epsLabel(e) })),
+    series: r.rows.map((row) => ({
+      name: `${path.basename(row.model)} + ${row.defense}`,
+      points: [{ x: 0, y: row.clean }, ...r.epsList.map((e) => ({ x: e, y: pgd(row, e), tip: `${row.defense} ${epsLabel(e)}: ${pct(pgd(row, e))} %` }))],
+    })),
   });
-  return s + '</svg>';
 }
 
 export function compareTableHtml(r: CompareResult): string {

@@ -11,6 +11,7 @@ import type { EotConfig } from './eot';
 import { everyPhotoViews, photoEotConfig, PhotoScene, renderPhotoViews } from './photos';
 import { controlFills, HeldOutPhotoReport, heldOutPhotoSeed, PhotoAttack } from './photo-measure';
 import { scoreImages } from './measure';
+import { escapeXml, lineChartSvg } from '../util/svg-chart';
 
 export interface AreaPoint {
   /** Requested share of the sign and the share the mask really covers. */
@@ -79,45 +80,30 @@ export async function examples(clf: Classifier, a: PhotoAttack, scenes: PhotoSce
   return out;
 }
 
-const esc = (s: string) => s.replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c] as string);
+const esc = escapeXml;
 const pct = (v: number) => `${(v * 100).toFixed(1)} %`;
 
 /** Success against area as an SVG line chart (x: area 0–max, y: 0–100 %). */
 export function areaSvg(points: AreaPoint[]): string {
-  const W = 520,
-    H = 300,
-    L = 50,
-    B = 40,
-    T = 15,
-    Rm = 120;
-  const maxA = Math.max(0.25, ...points.map((p) => p.measuredArea)) * 1.05;
-  const x = (a: number) => L + (a / maxA) * (W - L - Rm);
-  const y = (v: number) => T + (1 - v) * (H - T - B);
   const series: [keyof AreaPoint, string, string][] = [
     ['sticker', 'sticker', '#c0392b'],
     ['noise', 'random noise', '#2c3e50'],
     ['uniform', 'uniform patch', '#7f8c8d'],
   ];
-  const grid = [0, 0.25, 0.5, 0.75, 1]
-    .map(
-      (v) =>
-        `<line x1="${L}" y1="${y(v)}" x2="${W - Rm}" y2="${y(v)}" stroke="#ddd"/><text x="${L - 6}" y="${y(v) + 4}" text-anchor="end" font-size="11">${v * 100}%</text>`,
-    )
-    .join('');
-  const ticks = points
-    .map((p) => `<text x="${x(p.measuredArea)}" y="${H - B + 16}" text-anchor="middle" font-size="11">${(p.measuredArea * 100).toFixed(0)}%</text>`)
-    .join('');
-  const lines = series
-    .map(([k, name, colour], i) => {
-      const pts = points.map((p) => `${x(p.measuredArea).toFixed(1)},${y(p[k] as number).toFixed(1)}`).join(' ');
-      const dots = points.map((p) => `<circle cx="${x(p.measuredArea).toFixed(1)}" cy="${y(p[k] as number).toFixed(1)}" r="3" fill="${colour}"/>`).join('');
-      return `<polyline points="${pts}" fill="none" stroke="${colour}" stroke-width="2"/>${dots}<text x="${W - Rm + 10}" y="${T + 20 + 18 * i}" fill="${colour}" font-size="12">${name}</text>`;
-    })
-    .join('');
-  return (
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" role="img" aria-label="success against sticker area">${grid}${ticks}${lines}` +
-    `<text x="${(L + W - Rm) / 2}" y="${H - 6}" text-anchor="middle" font-size="12">share of the sign's area</text></svg>`
-  );
+  const pct = (v: number) => `${(v * 100).toFixed(0)}%`;
+  return lineChartSvg({
+    title: 'success against sticker area',
+    width: 520,
+    height: 300,
+    xLabel: "share of the sign's area",
+    xMax: Math.max(0.25, ...points.map((p) => p.measuredArea)) * 1.05,
+    xTicks: points.map((p) => ({ x: p.measuredArea, label: pct(p.measuredArea) })),
+    series: series.map(([k, name, colour]) => ({
+      name,
+      colour,
+      points: points.map((p) => ({ x: p.measuredArea, y: p[k] as number, tip: `${name} at ${pct(p.measuredArea)} of the sign: ${pct(p[k] as number)}` })),
+    })),
+  });
 }
 
 export interface ReportInput {
