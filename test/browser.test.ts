@@ -9,6 +9,7 @@ import { saveModel } from '../src/inference/model-io';
 import { stickerCommand, outputPaths } from '../src/cli/sticker';
 import { startServer, RunningServer } from '../src/server/app';
 import { DEFAULT_CONFIG } from '../src/server/config';
+import { tinyStickerArgs } from './helpers';
 
 const CHROMIUM = '/usr/bin/chromium';
 
@@ -57,27 +58,7 @@ describe('browser: the monitoring page in chromium', function () {
     console.log = () => undefined;
     try {
       const out = path.join(dir, 'run', 'stop-30.pdf');
-      await stickerCommand([
-        '--model',
-        modelDir,
-        '--sign',
-        '14',
-        '--target',
-        '1',
-        '--out',
-        out,
-        '--steps',
-        '2',
-        '--eot-samples',
-        '2',
-        '--eval',
-        '4',
-        '--roundtrip',
-        '0',
-        '--skip-baseline',
-        '--sign-mm',
-        '100',
-      ]);
+      await stickerCommand(tinyStickerArgs(modelDir, out));
       runJson = outputPaths(out).json;
     } finally {
       console.log = log;

@@ -21,7 +21,7 @@ import { Pipeline, PipelineSettings } from '../src/server/pipeline';
 import type { FramePayload, JobMessage, StickersMessage } from '../src/server/protocol';
 import { StickerOverlay, stickerFromFile } from '../src/server/sticker-overlay';
 import { pdfComplete } from '../src/server/print-jobs';
-import { runCli, tempDir } from './helpers';
+import { runCli, tempDir, tinyStickerArgs } from './helpers';
 
 async function waitFor(cond: () => boolean, ms: number, what: string): Promise<void> {
   const t0 = Date.now();
@@ -60,30 +60,7 @@ async function stickerRun(modelDir: string, out: string, extra: string[] = []): 
   const log = console.log;
   console.log = () => undefined;
   try {
-    await stickerCommand([
-      '--model',
-      modelDir,
-      '--sign',
-      '14',
-      '--target',
-      '1',
-      '--out',
-      out,
-      '--steps',
-      '2',
-      '--eot-samples',
-      '2',
-      '--eval',
-      '4',
-      '--roundtrip',
-      '0',
-      '--skip-baseline',
-      '--canvas',
-      '32',
-      '--sign-mm',
-      '100',
-      ...extra,
-    ]);
+    await stickerCommand(tinyStickerArgs(modelDir, out, '--canvas', '32', ...extra));
   } finally {
     console.log = log;
   }

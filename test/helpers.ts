@@ -54,3 +54,22 @@ export async function waitFor(cond: () => boolean, ms: number, what: string): Pr
     await new Promise((r) => setTimeout(r, 20));
   }
 }
+
+/**
+ * Flags of the quickest sticker run (stop sign → 30 km/h; 2 steps, 2 EOT samples, 4 evaluation
+ * views, no print round trip, no baseline, 100 mm): for tests that need a run's files, not a good sticker.
+ */
+export function tinyStickerArgs(model: string, out: string, ...extra: string[]): string[] {
+  return [
+    '--model',
+    model,
+    '--sign',
+    '14',
+    '--target',
+    '1',
+    '--out',
+    out,
+    ...'--steps 2 --eot-samples 2 --eval 4 --roundtrip 0 --skip-baseline --sign-mm 100'.split(' '),
+    ...extra,
+  ];
+}

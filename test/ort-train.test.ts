@@ -1,8 +1,9 @@
 /**
  * Training on onnxruntime: the training graph's loss and weight gradients are tfjs's (label
  * smoothing included); `advsign train --engine ort` writes the usual model, as accurate on a
- * short run as `--engine tfjs`, and refuses a model it cannot train in one line; `evaluate
- * --defense` runs on the engine asked for.
+ * short run as `--engine tfjs`, and refuses a model it cannot train in one line; PGD adversarial
+ * training's input gradient and examples are tfjs's, `train --adversarial pgd --engine ort` runs
+ * there (TRADES is refused); `evaluate --defense` runs on the engine asked for.
  */
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
@@ -11,6 +12,8 @@ import { tf, Tensor1D, Tensor4D } from '../src/inference/tf';
 import { initBackend } from '../src/inference/backend';
 import { buildModel, LayersClassifier } from '../src/inference/model';
 import { shardGradients } from '../src/inference/data-parallel';
+import { applyAdversarialPlan } from '../src/inference/adversarial-plan';
+import { tfObjectiveGradient } from '../src/inference/objective';
 import { loadOrt } from '../src/inference/engine';
 import { OrtTrainer } from '../src/inference/ort-train';
 import { ROOT, runCli, tempDir } from './helpers';
@@ -48,6 +51,82 @@ describe('ort training', function () {
     tf.dispose([x, y, b.loss, b.correct, ...b.grads, ...a.grads.map((g) => g.tensor), ...c.grads.map((g) => g.tensor)]);
     await trainer.dispose();
     model.dispose();
+  });
+
+  it("the attack graph's input gradient and PGD examples are tfjs's for the same (trained) weights", async () => {
+    const ort = loadOrt();
+    assert.ok(ort, 'onnxruntime-node loads');
+    const model = buildModel({ arch: 'cnn4-small', inputSize: 16, numClasses: 43, seed: 4 });
+    const clf = new LayersClassifier(model);
+    const trainer = await OrtTrainer.create(clf, ort, 2);
+    assert.ok(trainer instanceof OrtTrainer, String(trainer));
+    const x = tf.randomUniform([6, 16, 16, 3], 0, 1, 'float32', 9) as Tensor4D;
+    const y = tf.tensor1d([3, 5, 42, 7, 1, 19], 'int32') as Tensor1D;
+    // One Adam step first: the attack must read the weights as they are now, not as built.
+    const optimizer = tf.train.adam(0.01);
+    const s0 = await trainer.step(x, y, 43);
+    optimizer.applyGradients(s0.grads);
+    tf.dispose(s0.grads.map((g) => g.tensor));
+    const native = await trainer.inputGradient((await x.data()) as Float32Array, (await y.data()) as Int32Array);
+    const ref = tfObjectiveGradient(clf, x, y, null, 'ce');
+    const r = (await ref.grad.data()) as Float32Array;
+    let d = 0,
+      m = 0;
+    for (let i = 0; i < r.length; i++) [d, m] = [Math.max(d, Math.abs(native[i] - r[i])), Math.max(m, Math.abs(r[i]))];
+    assert.ok(m > 0 && d / m < 1e-4, `input gradient: relative error ${d / m}`);
+    // PGD-3 on half the batch: the same random start, steps and projection (a sign may flip where the gradient is ~0).
+    const plan = { method: 'pgd' as const, eps: 8 / 255, ratio: 0.5, pgdSteps: 3, seed: 11 };
+    const a = (await (await trainer.adversarialBatch(x, y, plan)).data()) as Float32Array;
+    const b = (await applyAdversarialPlan(clf, x, y, plan).data()) as Float32Array;
+    const half = a.length / 2;
+    let same = 0;
+    for (let i = 0; i < half; i++) if (Math.abs(a[i] - b[i]) < 1e-6) same++;
+    assert.ok(same / half > 0.98, `PGD pixels equal to tfjs's: ${same / half}`);
+    assert.deepEqual(a.subarray(half), b.subarray(half), 'the clean half stays clean');
+    assert.ok(
+      a.subarray(0, half).some((v, i) => v !== (x.dataSync() as Float32Array)[i]),
+      'the attacked half moved',
+    );
+    tf.dispose([x, y, ref.grad, ref.logits]);
+    optimizer.dispose();
+    await trainer.dispose();
+    model.dispose();
+  });
+
+  it('advsign train --adversarial pgd runs on ort by default and with --engine ort; TRADES on ort is refused in one line', async () => {
+    const dir = tempDir('ort-adv-train');
+    const common = [
+      'train',
+      '--data',
+      'synthetic',
+      '--per-class',
+      '10',
+      '--val-fraction',
+      '0.3',
+      '--size',
+      '16',
+      '--arch',
+      'cnn4-small',
+      '--epochs',
+      '1',
+      '--no-augment',
+    ];
+    const adv = ['--adversarial', 'pgd', '--eps', '8/255', '--pgd-steps', '2', '--select-steps', '2'];
+    const out = path.join(dir, 'pgd');
+    const r = await runCli([...common, ...adv, '--engine', 'ort', '--out', out]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /training engine: ort/);
+    const card = JSON.parse(fs.readFileSync(path.join(out, 'card.json'), 'utf8'));
+    assert.equal(card.training.engine, 'ort');
+    assert.equal(card.adversarialTraining.method, 'pgd');
+    assert.ok(card.adversarialTraining.batchesAdversarial > 0);
+    const byDefault = await runCli([...common, ...adv, '--out', path.join(dir, 'default')]);
+    assert.equal(byDefault.code, 0, byDefault.stderr);
+    assert.match(byDefault.stderr, /training engine: ort/);
+    const trades = await runCli([...common, '--adversarial', 'trades', '--eps', '8/255', '--engine', 'ort', '--out', path.join(dir, 'trades')]);
+    assert.equal(trades.code, 2);
+    assert.match(trades.stderr, /--engine ort cannot run TRADES training/);
+    assert.doesNotMatch(trades.stderr, /\n\s+at /);
   });
 
   it('advsign train --engine ort reaches the accuracy of --engine tfjs and writes the same model format; a model it cannot train is refused', async () => {

@@ -16,7 +16,7 @@ import { DEFAULT_CONFIG } from '../src/server/config';
 import { memoryLogger } from '../src/server/log';
 import { createGpio, MemoryDriver } from '../src/gpio';
 import { checkWritable, writeFileAtomic } from '../src/util/atomic-file';
-import { BIN, ROOT, RunResult, runCli, tempDir } from './helpers';
+import { BIN, ROOT, RunResult, runCli, tempDir, tinyStickerArgs } from './helpers';
 
 const PRELOAD = path.join(__dirname, 'fault-preload.js');
 
@@ -93,32 +93,7 @@ describe('writers: nothing half-written', function () {
 
   it('sticker: a full disk and a SIGKILL mid-write leave the previous PDF, PNGs and JSON whole; the next run cleans up', async () => {
     const outDir = path.join(dir, 'sticker');
-    const sticker = (seed: string) => [
-      'sticker',
-      '--model',
-      modelDir,
-      '--sign',
-      '14',
-      '--target',
-      '1',
-      '--out',
-      path.join(outDir, 'stop.pdf'),
-      '--steps',
-      '2',
-      '--eot-samples',
-      '2',
-      '--eval',
-      '4',
-      '--roundtrip',
-      '0',
-      '--skip-baseline',
-      '--sign-mm',
-      '100',
-      '--canvas',
-      '32',
-      '--seed',
-      seed,
-    ];
+    const sticker = (seed: string) => ['sticker', ...tinyStickerArgs(modelDir, path.join(outDir, 'stop.pdf'), '--canvas', '32', '--seed', seed)];
     const first = await runCli(sticker('1'));
     assert.equal(first.code, 0, first.stderr);
     const good = snapshot(outDir);

@@ -154,6 +154,7 @@ export function addAdversarialTraining(f: Flags) {
   if (selectAttack === 'apgd' && selectLosses.includes('margin')) throw new UserError('--select-attack apgd climbs ce or dlr, not margin');
 
   return {
+    method,
     async loadInit(): Promise<InitModel | undefined> {
       if (!initDir) return undefined;
       const clf: LayersClassifier = await loadClassifier(initDir);

@@ -6,7 +6,9 @@
  * [kh, kw, cin, cout] → [cout, cin, kh, kw], the dense rows after a flattening from NHWC to NCHW
  * order), and hands back the gradients permuted the other way, so `advsign train` saves the same
  * model and the loop around it (checkpoints, validation, schedules) does not change.
- * Plain and label-smoothed cross-entropy only: adversarial, TRADES and IBP steps stay on tfjs.
+ * Plain and label-smoothed cross-entropy; adversarial training's FGSM / FGSM-RS / PGD examples come
+ * from a second graph (exportAttackOnnx: the input gradient, same weight feeds) before the step.
+ * TRADES and IBP steps stay on tfjs.
  */
 import type * as Ort from 'onnxruntime-node';
 import { tf, Tensor1D, Tensor4D } from './tf';
@@ -14,7 +16,9 @@ import { LayersClassifier } from './model';
 import { backwardWeight } from './onnx/export';
 import { convWeight, permuteRows, planOf, Unsupported } from './onnx/layers';
 import type { PlanOp } from './onnx/layers';
-import { exportTrainingOnnx, TrainGraph } from './onnx/train-export';
+import { exportAttackOnnx, exportTrainingOnnx, TrainGraph } from './onnx/train-export';
+import type { AdversarialPlan } from './adversarial-plan';
+import { applyNativeAdversarialPlan, NATIVE_ADVERSARIAL_METHODS } from './ort-adversarial';
 import type { OrtModule } from './ort-classifier';
 import type { PoolStep } from './data-parallel';
 import { createRng } from '../data/random';
@@ -87,14 +91,49 @@ export interface OrtStepOptions {
   labelSmoothing?: number;
 }
 
+/** A session and the variables that feed its weight inputs. */
+interface WeightSession {
+  session: Ort.InferenceSession;
+  graph: TrainGraph;
+  params: ParamFeeds[];
+}
+
+async function weightSession(ort: OrtModule, clf: LayersClassifier, graph: TrainGraph, ops: PlanOp[], threads: number): Promise<WeightSession> {
+  const session = await ort.InferenceSession.create(graph.model, {
+    intraOpNumThreads: threads,
+    interOpNumThreads: 1,
+    executionMode: 'sequential',
+    graphOptimizationLevel: 'all',
+  });
+  return { session, graph, params: paramFeeds(clf, graph, ops) };
+}
+
+/** The variables' current values as the graph's weight inputs. */
+async function weightFeeds(ort: OrtModule, params: ParamFeeds[]): Promise<Record<string, Ort.Tensor>> {
+  const feeds: Record<string, Ort.Tensor> = {};
+  for (const p of params) {
+    const values = (await p.variable.data()) as Float32Array;
+    for (const f of p.feeds) feeds[f.input] = new ort.Tensor('float32', gather(values, f.perm), f.dims);
+  }
+  return feeds;
+}
+
 export class OrtTrainer {
+  private readonly session: Ort.InferenceSession;
+  private readonly graph: TrainGraph;
+  private readonly params: ParamFeeds[];
+  /** The attack graph's session, made at the first adversarial batch. */
+  private attack: Promise<WeightSession> | null = null;
+
   private constructor(
     private readonly ort: OrtModule,
-    private readonly session: Ort.InferenceSession,
-    private readonly graph: TrainGraph,
-    private readonly params: ParamFeeds[],
+    train: WeightSession,
+    private readonly clf: LayersClassifier,
+    private readonly ops: PlanOp[],
     readonly threads: number,
-  ) {}
+  ) {
+    ({ session: this.session, graph: this.graph, params: this.params } = train);
+  }
 
   /** A trainer for `clf`, or why its model cannot train on onnxruntime. */
   static async create(clf: LayersClassifier, ort: OrtModule, threads: number): Promise<OrtTrainer | string> {
@@ -107,13 +146,45 @@ export class OrtTrainer {
       if (e instanceof Unsupported) return `its training graph does not support ${e.message}`;
       throw e;
     }
-    const session = await ort.InferenceSession.create(graph.model, {
-      intraOpNumThreads: threads,
-      interOpNumThreads: 1,
-      executionMode: 'sequential',
-      graphOptimizationLevel: 'all',
-    });
-    return new OrtTrainer(ort, session, graph, paramFeeds(clf, graph, ops), threads);
+    return new OrtTrainer(ort, await weightSession(ort, clf, graph, ops, threads), clf, ops, threads);
+  }
+
+  private attackSession(): Promise<WeightSession> {
+    const plan = { inputSize: this.clf.inputSize, numClasses: this.clf.numClasses, ops: this.ops };
+    return (this.attack ??= weightSession(this.ort, this.clf, exportAttackOnnx(plan), this.ops, this.threads));
+  }
+
+  /** Whether adversarialBatch can make this plan's examples (else its step runs on tfjs). */
+  attacks(plan: AdversarialPlan): boolean {
+    return NATIVE_ADVERSARIAL_METHODS.includes(plan.method);
+  }
+
+  /**
+   * The input gradient of CE in eval mode (no dropout) at x [n, s, s, 3] for labels, with the
+   * variables' current values: one call of the attack graph.
+   */
+  async inputGradient(x: Float32Array, labels: Int32Array, weights?: Record<string, Ort.Tensor>): Promise<Float32Array> {
+    const a = await this.attackSession();
+    const n = labels.length,
+      k = this.clf.numClasses,
+      s = this.clf.inputSize;
+    const feeds: Record<string, Ort.Tensor> = {
+      ...(weights ?? (await weightFeeds(this.ort, a.params))),
+      x: new this.ort.Tensor('float32', x, [n, s, s, 3]),
+      y: new this.ort.Tensor('float32', targetRows(labels, k, 0), [n, k]),
+    };
+    const out = await a.session.run(feeds);
+    const grad = out.grad.data as Float32Array;
+    for (const [name, v] of Object.entries(out)) if (name !== 'grad') v.dispose();
+    return grad;
+  }
+
+  /** applyAdversarialPlan on onnxruntime: the batch with its first ⌈ratio·n⌉ images attacked (the weights read once). */
+  async adversarialBatch(x: Tensor4D, y: Tensor1D, plan: AdversarialPlan): Promise<Tensor4D> {
+    if (!this.attacks(plan)) throw new Error(`${plan.method} examples run on tfjs`);
+    const a = await this.attackSession();
+    const weights = await weightFeeds(this.ort, a.params);
+    return applyNativeAdversarialPlan((xx, labels) => this.inputGradient(xx, labels, weights), x, y, plan);
   }
 
   /** The batch-mean gradient of (label-smoothed) cross-entropy on x, y, ready for optimizer.applyGradients. */
@@ -124,10 +195,7 @@ export class OrtTrainer {
       x: new this.ort.Tensor('float32', (await x.data()) as Float32Array, [n, s, s, 3]),
       t: new this.ort.Tensor('float32', targetRows(labels, numClasses, o.labelSmoothing ?? 0), [n, numClasses]),
     };
-    for (const p of this.params) {
-      const values = (await p.variable.data()) as Float32Array;
-      for (const f of p.feeds) feeds[f.input] = new this.ort.Tensor('float32', gather(values, f.perm), f.dims);
-    }
+    Object.assign(feeds, await weightFeeds(this.ort, this.params));
     const rand = createRng(o.dropoutSeed ?? 1);
     for (const d of this.graph.dropouts)
       feeds[d.name] = new this.ort.Tensor('float32', dropoutMask(n * d.features, o.training === false ? 0 : d.rate, rand), [n, d.features]);
@@ -150,6 +218,7 @@ export class OrtTrainer {
 
   async dispose(): Promise<void> {
     await this.session.release();
+    await (await this.attack)?.session.release();
   }
 }
 

@@ -14,6 +14,7 @@ import { progressBar } from '../util/progress';
 import { GradientPool, LossPlan, PoolStep, shardGradients } from './data-parallel';
 import { AdversarialPlanner, applyAdversarialPlan } from './adversarial-plan';
 import { EngineChoice, trainingEngine } from './engine';
+import type { OrtTrainer } from './ort-train';
 
 export interface EpochStats {
   epoch: number;
@@ -92,7 +93,8 @@ export interface TrainOptions {
   /**
    * ort | tfjs, or 'auto' (ADVSIGN_ENGINE, else ort when it loads and the model's training graph
    * exports: what `advsign train` passes). Absent: tfjs, so library callers (the defenses' small
-   * trainers, the tests' fixtures) train exactly as before. Adversarial and IBP steps always run on tfjs.
+   * trainers, the tests' fixtures) train exactly as before. On ort, FGSM / FGSM-RS / PGD adversarial
+   * steps run there too; TRADES and IBP steps always run on tfjs.
    */
   engine?: string;
   /** Told where the steps run, once, before the first epoch. */
@@ -225,7 +227,7 @@ export async function trainClassifier(trainSet: ImageSet, valSet: ImageSet, opti
   const stepsPerEpoch = Math.ceil(trainSet.n / o.batchSize);
   const { trainer, engine } = await trainingEngine(clf, o.engine === 'auto' ? undefined : (o.engine ?? 'tfjs'));
   o.onEngine?.(engine);
-  // The worker pool serves the tfjs steps; with the ort trainer only those it cannot take (adversarial, IBP).
+  // The worker pool serves the tfjs steps; with the ort trainer only those it cannot take (TRADES, IBP).
   let pool: GradientPool | null = null;
   const tfjsPool = async () => (pool ??= o.workers ? await GradientPool.create(clf, o.workers) : null);
   if (!trainer) await tfjsPool();
@@ -270,13 +272,16 @@ export async function trainClassifier(trainSet: ImageSet, valSet: ImageSet, opti
         const dropoutSeed = Math.floor(rand() * 1e9);
         setDropoutSeeds(model, dropoutSeed);
         const nSeen = batch.yb.shape[0];
-        const onOrt = trainer && !plan && !lossPlan?.ibp;
+        const onOrt = trainer && (!plan || trainer.attacks(plan)) && !lossPlan?.ibp;
         const stepPool = onOrt ? null : await tfjsPool();
         if (onOrt || stepPool) {
+          const ortStep = async (t: OrtTrainer): Promise<PoolStep> => {
+            // The attack sees this step's weights, as the tfjs plan does; then one step on the mixed batch.
+            const xb = plan ? await t.adversarialBatch(batch.xb, batch.yb, plan) : batch.xb;
+            return t.step(xb, batch.yb, numClasses, { dropoutSeed, labelSmoothing: lossPlan?.labelSmoothing }).finally(() => xb !== batch.xb && xb.dispose());
+          };
           const run = (): Promise<PoolStep> =>
-            onOrt
-              ? trainer.step(batch.xb, batch.yb, numClasses, { dropoutSeed, labelSmoothing: lossPlan?.labelSmoothing })
-              : (stepPool as GradientPool).step(clf, batch.xb, batch.yb, numClasses, { plan, dropoutSeed, loss: lossPlan });
+            onOrt ? ortStep(trainer) : (stepPool as GradientPool).step(clf, batch.xb, batch.yb, numClasses, { plan, dropoutSeed, loss: lossPlan });
           const r = await run().finally(() => tf.dispose([batch.xb, batch.yb]));
           optimizer.applyGradients(r.grads);
           tf.dispose(r.grads.map((g) => g.tensor));

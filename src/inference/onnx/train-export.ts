@@ -13,11 +13,16 @@
  *
  * ReLU, pooling, flattening and affine ops take their backward from export.ts. Stride-1 ungrouped
  * convolutions only (the cnn4 family); anything else raises Unsupported and training stays on tfjs.
+ *
+ * exportAttackOnnx is the same forward pass with the weights as inputs in eval mode (no dropout)
+ * and the input gradient of the attack's CE (cotangent.ts, as tfjs's objective.ts) instead of the
+ * weight gradients: adversarial training's PGD runs on it with the current weights.
  */
 import { GraphBuilder } from './graph';
 import { Unsupported } from './layers';
 import type { Plan, PlanOp } from './layers';
 import { Backward, emitOp, reluMask } from './export';
+import { cotangentNodes } from './cotangent';
 import { DataType, encodeModel } from './proto';
 
 /** One weight the graph takes as input `name` and whose gradient it returns as `grad_<name>`. */
@@ -75,7 +80,7 @@ function emitParamOp(
   shape: number[],
   needInputGrad: boolean,
   params: TrainParam[],
-  grads: Map<string, string>,
+  grads: Map<string, string> | null,
 ): { y: string; shape: number[]; backward: Backward } {
   const id = params.length;
   const input = (role: 'kernel' | 'bias', dims: number[], flipped?: string): string => {
@@ -92,8 +97,8 @@ function emitParamOp(
       y,
       shape: [op.units],
       backward: (d) => {
-        grads.set(w, g.op('Gemm', [v, d], { transA: 1 }));
-        if (b) grads.set(b, sumOver(d, [0]));
+        grads?.set(w, g.op('Gemm', [v, d], { transA: 1 }));
+        if (b) grads?.set(b, sumOver(d, [0]));
         return needInputGrad ? g.op('Gemm', [d, w], { transB: 1 }) : '';
       },
     };
@@ -109,8 +114,8 @@ function emitParamOp(
     y,
     shape: [cout, oh, ow],
     backward: (d) => {
-      grads.set(w, convWeightGrad(g, v, d, op, oh, ow));
-      if (b) grads.set(b, sumOver(d, [0, 2, 3]));
+      grads?.set(w, convWeightGrad(g, v, d, op, oh, ow));
+      if (b) grads?.set(b, sumOver(d, [0, 2, 3]));
       if (!flipped) return '';
       const [pt, pl, pb, pr] = op.pads;
       return g.op('Conv', [d, flipped], { kernel_shape: [kh, kw], strides: [1, 1], pads: [kh - 1 - pt, kw - 1 - pl, kh - 1 - pb, kw - 1 - pr] });
@@ -118,21 +123,26 @@ function emitParamOp(
   };
 }
 
-/** The training-step graph of `plan`. Inputs: x [N, s, s, 3], t [N, k] target rows, the params, the dropout masks. */
-export function exportTrainingOnnx(plan: Plan): TrainGraph {
-  if (plan.ops.some((op) => op.kind === 'softmax' || op.kind === 'logclip')) throw new Unsupported('training a model with a softmax output');
-  const g = new GraphBuilder();
-  const s = plan.inputSize,
-    k = plan.numClasses;
-  const x = g.input('x', DataType.FLOAT, ['N', s, s, 3]);
-  const t = g.input('t', DataType.FLOAT, ['N', k]);
+interface WeightInputForward {
+  logits: string;
+  backward: Backward[];
+  params: TrainParam[];
+  dropouts: TrainGraph['dropouts'];
+}
+
+/**
+ * The forward pass of `plan` on x [N, s, s, 3] with the weights as graph inputs, recording each
+ * op's backward. `grads` null: no weight gradients, no dropout (eval mode) and the input gradient
+ * through every op (the attack graph); else weight gradients into `grads`, dropout by mask inputs
+ * and the input gradient only as far as the first weight.
+ */
+function weightInputForward(g: GraphBuilder, plan: Plan, x: string, grads: Map<string, string> | null): WeightInputForward {
   const params: TrainParam[] = [],
     dropouts: TrainGraph['dropouts'] = [],
-    grads = new Map<string, string>();
-  const backward: Backward[] = [];
-  const firstParam = plan.ops.findIndex((op) => op.kind === 'conv' || op.kind === 'dense');
+    backward: Backward[] = [];
+  const firstParam = grads ? plan.ops.findIndex((op) => op.kind === 'conv' || op.kind === 'dense') : -1;
   let v = g.op('Transpose', [x], { perm: [0, 3, 1, 2] });
-  let shape = [3, s, s];
+  let shape = [3, plan.inputSize, plan.inputSize];
   plan.ops.forEach((op, i) => {
     const prev = plan.ops[i - 1];
     const at = { poolNext: plan.ops[i + 1]?.kind === 'maxpool', reluBefore: prev?.kind === 'relu' || (prev?.kind === 'conv' && prev.relu) };
@@ -145,6 +155,7 @@ export function exportTrainingOnnx(plan: Plan): TrainGraph {
         if (!at.poolNext) backward.push(reluMask(g, v));
       }
     } else if (op.kind === 'dropout') {
+      if (!grads) return;
       if (shape.length !== 1) throw new Unsupported('dropout before flattening');
       const mask = g.input(`dropout_${dropouts.length}`, DataType.FLOAT, ['N', op.features]);
       dropouts.push({ name: mask, features: op.features, rate: op.rate });
@@ -154,7 +165,24 @@ export function exportTrainingOnnx(plan: Plan): TrainGraph {
       ({ v, shape } = emitOp(g, op, v, shape, backward, at));
     }
   });
-  g.output(v, 'logits', DataType.FLOAT, ['N', k]);
+  return { logits: v, backward, params, dropouts };
+}
+
+/** A graph of `plan` on inputs x [N, s, s, 3] and `rows` [N, k] (one row per image), the weights after them; logits out. */
+function weightInputGraph(plan: Plan, rows: string, grads: Map<string, string> | null): WeightInputForward & { g: GraphBuilder; rows: string } {
+  if (plan.ops.some((op) => op.kind === 'softmax' || op.kind === 'logclip')) throw new Unsupported('training a model with a softmax output');
+  const g = new GraphBuilder();
+  const x = g.input('x', DataType.FLOAT, ['N', plan.inputSize, plan.inputSize, 3]);
+  const r = g.input(rows, DataType.FLOAT, ['N', plan.numClasses]);
+  const f = weightInputForward(g, plan, x, grads);
+  g.output(f.logits, 'logits', DataType.FLOAT, ['N', plan.numClasses]);
+  return { ...f, g, rows: r };
+}
+
+/** The training-step graph of `plan`. Inputs: x [N, s, s, 3], t [N, k] target rows, the params, the dropout masks. */
+export function exportTrainingOnnx(plan: Plan): TrainGraph {
+  const grads = new Map<string, string>();
+  const { g, rows: t, logits: v, backward, params, dropouts } = weightInputGraph(plan, 't', grads);
   // Mean cross-entropy over the batch and its cotangent (softmax − t) / N.
   const n = g.op('Cast', [g.op('Gather', [g.op('Shape', [v]), g.int64s('zero', [0], [])], { axis: 0 })], { to: DataType.FLOAT });
   const ce = g.op('Neg', [g.op('ReduceSum', [g.op('Mul', [t, g.op('LogSoftmax', [v], { axis: 1 })]), g.int64s('all', [0, 1])], { keepdims: 0 })]);
@@ -164,4 +192,17 @@ export function exportTrainingOnnx(plan: Plan): TrainGraph {
   for (let i = backward.length - 1; i >= 0 && d !== ''; i--) d = backward[i](d);
   for (const p of params) g.output(grads.get(p.name) as string, `grad_${p.name}`, DataType.FLOAT, p.dims);
   return { model: encodeModel(g.build('train_step')), params, dropouts };
+}
+
+/**
+ * The attack graph of `plan`: inputs x [N, s, s, 3], y [N, k] one-hot label rows and the params
+ * (every conv with its flipped copy); outputs logits and `grad`, the input gradient of untargeted
+ * CE in eval mode (what adversarial-plan.ts's tfjs attack differentiates).
+ */
+export function exportAttackOnnx(plan: Plan): TrainGraph {
+  const { g, rows: y, logits, backward, params } = weightInputGraph(plan, 'y', null);
+  let d = cotangentNodes(g, 'ce', { z: logits, y, t: null, numClasses: plan.numClasses });
+  for (let i = backward.length - 1; i >= 0; i--) d = backward[i](d);
+  g.output(g.op('Transpose', [d], { perm: [0, 2, 3, 1] }), 'grad', DataType.FLOAT, ['N', plan.inputSize, plan.inputSize, 3]);
+  return { model: encodeModel(g.build('attack_step')), params, dropouts: [] };
 }
