@@ -58,6 +58,9 @@ function tinyModel(extraOp?: { op: number; customCode?: string }): ModelDesc {
   return m;
 }
 
+/** The ops a converted cnn4-family model has, with or without batch norm (folded into the convs). */
+const CNN4_OPS = ['MUL', 'ADD', 'CONV_2D', 'CONV_2D', 'MAX_POOL_2D', 'CONV_2D', 'CONV_2D', 'MAX_POOL_2D', 'RESHAPE', 'FULLY_CONNECTED', 'FULLY_CONNECTED'];
+
 describe('tflite: flatbuffer writer', () => {
   it('writes tables, vectors and strings that read back, with aligned data', () => {
     const bytes = serializeFlatBuffer(
@@ -158,19 +161,7 @@ describe('tflite: export and run', function () {
     const r = await convertToTflite(model, { quantize: 'none', verifyImages: 0 });
     const p = parseModel(r.tflite);
     assert.strictEqual(p.version, 3);
-    assert.deepStrictEqual(r.ops, [
-      'MUL',
-      'ADD',
-      'CONV_2D',
-      'CONV_2D',
-      'MAX_POOL_2D',
-      'CONV_2D',
-      'CONV_2D',
-      'MAX_POOL_2D',
-      'RESHAPE',
-      'FULLY_CONNECTED',
-      'FULLY_CONNECTED',
-    ]);
+    assert.deepStrictEqual(r.ops, CNN4_OPS);
     // Layouts: conv filters [out, h, w, in], dense weights [out, in].
     const conv1 = p.tensors.find((t) => t.name === 'conv1_1/filter')!;
     assert.deepStrictEqual(conv1.shape, [16, 3, 3, 3]);
@@ -199,19 +190,7 @@ describe('tflite: export and run', function () {
     }
     const r = await convertToTflite(model, { quantize: 'none', verifyImages: 0 });
     // Same graph as without batch norm: nothing is left of it but the conv weights and biases.
-    assert.deepStrictEqual(r.ops, [
-      'MUL',
-      'ADD',
-      'CONV_2D',
-      'CONV_2D',
-      'MAX_POOL_2D',
-      'CONV_2D',
-      'CONV_2D',
-      'MAX_POOL_2D',
-      'RESHAPE',
-      'FULLY_CONNECTED',
-      'FULLY_CONNECTED',
-    ]);
+    assert.deepStrictEqual(r.ops, CNN4_OPS);
     assert.ok(
       r.notes.some((s) => /bn1_1.*folded into conv1_1/.test(s)),
       r.notes.join('; '),

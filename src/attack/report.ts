@@ -6,7 +6,7 @@
 import sharp from 'sharp';
 import { CLASS_NAMES } from '../data/classes';
 import type { Norm } from './types';
-import { escapeXml, lineChartSvg } from '../util/svg-chart';
+import { escapeXml as esc, lineChartSvg } from '../util/svg-chart';
 import type { AdversarialExample, RobustnessResult, RobustnessRow } from './evaluate';
 
 export interface ReportMeta {
@@ -20,8 +20,6 @@ export interface ReportMeta {
   /** Class names by id; defaults to the GTSRB names when the model has 43 classes. */
   classNames?: readonly string[];
 }
-
-const esc = escapeXml;
 
 /**
  * eps as 8/255 when a whole number of grey levels, otherwise 3 significant digits. L2 radii are

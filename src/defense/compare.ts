@@ -17,7 +17,7 @@ import { attackDefended, DefendedModel, defendedPredict } from './defended';
 import { certify } from '../inference/ibp';
 import { rocAuc } from './detector';
 import { buildDefense, DefenseContext, DefenseName } from './registry';
-import { escapeXml, lineChartSvg } from '../util/svg-chart';
+import { escapeXml as esc, lineChartSvg } from '../util/svg-chart';
 
 export interface CompareModel {
   /** Label (usually the model folder). */
@@ -190,7 +190,6 @@ export async function runCompare(models: CompareModel[], set: ImageSet, o: Compa
 
 const pct = (v: number | null | undefined) => (v == null || Number.isNaN(v) ? '–' : (v * 100).toFixed(1));
 const epsLabel = (e: number) => `${+(e * 255).toFixed(2)}/255`;
-const esc = escapeXml;
 
 /** PGD accuracy (adaptive when there is one: the honest figure) against eps, one line per row. */
 export function compareSvg(r: CompareResult): string {
@@ -207,7 +206,13 @@ export function compareSvg(r: CompareResult): string {
     xTicks: [0, ...r.epsList].map((e) => ({ x: e, label: e === 0 ? 'clean' : epsLabel(e) })),
     series: r.rows.map((row) => ({
       name: `${path.basename(row.model)} + ${row.defense}`,
-      points: [{ x: 0, y: row.clean }, ...r.epsList.map((e) => ({ x: e, y: pgd(row, e), tip: `${row.defense} ${epsLabel(e)}: ${pct(pgd(row, e))} %` }))],
+      points: [
+        { x: 0, y: row.clean },
+        ...r.epsList.map((e) => {
+          const y = pgd(row, e);
+          return { x: e, y, tip: `${row.defense} ${epsLabel(e)}: ${pct(y)} %` };
+        }),
+      ],
     })),
   });
 }

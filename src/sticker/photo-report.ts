@@ -11,7 +11,7 @@ import type { EotConfig } from './eot';
 import { everyPhotoViews, photoEotConfig, PhotoScene, renderPhotoViews } from './photos';
 import { controlFills, HeldOutPhotoReport, heldOutPhotoSeed, PhotoAttack } from './photo-measure';
 import { scoreImages } from './measure';
-import { escapeXml, lineChartSvg } from '../util/svg-chart';
+import { escapeXml as esc, lineChartSvg } from '../util/svg-chart';
 
 export interface AreaPoint {
   /** Requested share of the sign and the share the mask really covers. */
@@ -80,7 +80,6 @@ export async function examples(clf: Classifier, a: PhotoAttack, scenes: PhotoSce
   return out;
 }
 
-const esc = escapeXml;
 const pct = (v: number) => `${(v * 100).toFixed(1)} %`;
 
 /** Success against area as an SVG line chart (x: area 0–max, y: 0–100 %). */
