@@ -9,6 +9,7 @@ import { UserError } from '../data/types';
 import type { Classifier } from './model';
 import { LayersClassifier } from './model';
 import { planOf, Plan, Unsupported } from './onnx/layers';
+import type { OnnxModel } from './onnx/export';
 import { OrtClassifier, OrtModule } from './ort-classifier';
 import { OrtTrainer } from './ort-train';
 
@@ -89,7 +90,8 @@ export function parseEngineName(name: string): EngineName {
 }
 
 /** The ONNX plan of a classifier, or why it has none. */
-export function exportPlan(clf: Classifier): Plan | string {
+export function exportPlan(clf: Classifier): Plan | OnnxModel | string {
+  if (clf.onnx !== undefined) return clf.onnx;
   if (!(clf instanceof LayersClassifier)) return 'the model is not a tfjs layers model';
   try {
     return planOf(clf.model, clf.outputsSoftmax);

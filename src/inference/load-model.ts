@@ -31,6 +31,8 @@ import { hasTfliteIdentifier } from '../tflite/schema';
 import { loadTfliteModel, TfliteClassifier } from '../tflite/runtime';
 import { readGraph } from '../tflite/graph';
 import { rebuildGraph, RebuiltGraph } from '../tflite/rebuild';
+import { tfliteOnnx } from '../tflite/onnx-graph';
+import type { OnnxModel } from './onnx/export';
 import { EngineChoice, useEngine } from './engine';
 
 export type ModelKind = 'advsign' | 'tfjs-layers' | 'tfjs-graph' | 'tflite';
@@ -80,6 +82,7 @@ class AdaptedClassifier implements Classifier {
     private readonly probabilities: boolean,
     private readonly free: () => void,
     readonly runtime?: Classifier,
+    readonly onnx?: OnnxModel | string,
   ) {
     this.inputSize = squareSide(shape);
   }
@@ -132,8 +135,9 @@ async function loadTflite(file: string, label: string, o: ModelInputOptions): Pr
   const runtime = await loadTfliteModel(bytes, { inputRange: o.inputRange, label });
   let rebuilt: RebuiltGraph | null = null;
   let noGradients: string | null = null;
+  const graph = readGraph(bytes);
   try {
-    rebuilt = rebuildGraph(readGraph(bytes), label);
+    rebuilt = rebuildGraph(graph, label);
   } catch (e) {
     if (!(e instanceof UserError)) throw e;
     noGradients = e.message;
@@ -152,6 +156,7 @@ async function loadTflite(file: string, label: string, o: ModelInputOptions): Pr
           runtime.dispose();
         },
         runtime,
+        tfliteOnnx(graph, runtime.shape, runtime.inputRange),
       )
     : runtime;
   const info = runtime.info;
@@ -318,9 +323,18 @@ export async function loadModel(spec: string, o: ModelInputOptions = DEFAULT_MOD
 
 /** What computes predictions and gradients once the engine is chosen (ort replaces the tfjs model). */
 export function onEngine(d: ModelDescription, engine: EngineChoice): ModelDescription {
-  if (engine.engine !== 'ort') return d;
+  if (engine.engine !== 'ort') {
+    // A rebuilt .tflite graph that could have run natively says why it did not.
+    return d.kind === 'tflite' && d.gradients && engine.source === 'auto' ? { ...d, gradients: `${d.gradients}; not on onnxruntime: ${engine.reason}` } : d;
+  }
   const threads = engine.ort?.threads ?? 1;
-  const native = `onnxruntime (the model's ONNX export, ${threads} thread${threads === 1 ? '' : 's'})`;
+  const on = `${threads} thread${threads === 1 ? '' : 's'}`;
+  if (d.kind === 'tflite') {
+    // The interpreter still measures predictions; gradients go through the file's graph written as ONNX.
+    const simulated = d.gradients?.includes('integer activations simulated') ? ', integer activations simulated, straight-through rounding' : '';
+    return { ...d, gradients: `onnxruntime (the file's graph as ONNX with its gradient graph, ${on}${simulated})` };
+  }
+  const native = `onnxruntime (the model's ONNX export, ${on})`;
   return { ...d, predictions: native, gradients: `${native}, its gradient graph` };
 }
 
@@ -329,9 +343,10 @@ export interface EngineModel extends LoadedModel {
 }
 
 /**
- * loadModel, then the compute engine (engine.ts): our own layers models run on onnxruntime when it
- * loads; models that are not (a .tflite file, a foreign graph model) stay on tfjs unless `engine`
- * forces ort, which is then a one-line error with the reason.
+ * loadModel, then the compute engine (engine.ts): layers models and .tflite files whose graph
+ * exports to ONNX run on onnxruntime when it loads; other models (a foreign graph model, a
+ * .tflite op the export lacks) stay on tfjs unless `engine` forces ort, which is then a one-line
+ * error with the reason.
  */
 export async function loadModelOnEngine(spec: string, o: ModelInputOptions, engine: string | undefined): Promise<EngineModel> {
   const loaded = await loadModel(spec, o);

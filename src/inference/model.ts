@@ -5,6 +5,7 @@
  */
 import { tf, Tensor, Tensor1D, Tensor2D, Tensor4D } from './tf';
 import type { AttackLoss, LinfStepRequest, LinfStepResult, ObjectiveGradient } from './objective';
+import type { OnnxModel } from './onnx/export';
 
 export const ARCHITECTURES = ['cnn4', 'cnn4-small', 'cnn4-wide', 'cnn4-bn', 'cnn2-ibp'] as const;
 
@@ -134,6 +135,11 @@ export interface Classifier {
    * interpreter (logits() is then the graph rebuilt from the file, which gradients go through).
    */
   readonly runtime?: Classifier;
+  /**
+   * A model that is not a tfjs layers model but has a differentiable ONNX graph (a .tflite file's,
+   * src/tflite/onnx-graph.ts) for the ort engine, or why it has none.
+   */
+  readonly onnx?: OnnxModel | string;
   /** Frees the model's memory (weights, interpreter); an engine wrapper frees only its native sessions. */
   dispose?(): void;
   /**

@@ -9,7 +9,7 @@ import type * as Ort from 'onnxruntime-node';
 import { tf, Tensor1D, Tensor2D, Tensor4D } from './tf';
 import type { Classifier } from './model';
 import type { AttackLoss, LinfStepRequest, LinfStepResult, ObjectiveGradient } from './objective';
-import { exportOnnx, Head } from './onnx/export';
+import { exportOnnx, Head, OnnxModel } from './onnx/export';
 import type { Plan } from './onnx/layers';
 
 export type OrtModule = typeof Ort;
@@ -34,7 +34,7 @@ export class OrtClassifier implements Classifier {
 
   constructor(
     readonly inner: Classifier,
-    private readonly plan: Plan,
+    private readonly plan: Plan | OnnxModel,
     private readonly ort: OrtModule,
     readonly threads: number,
   ) {
@@ -48,6 +48,11 @@ export class OrtClassifier implements Classifier {
 
   get classNames(): readonly string[] | undefined {
     return this.inner.classNames;
+  }
+
+  /** A .tflite file's interpreter stays where predictions are measured. */
+  get runtime(): Classifier | undefined {
+    return this.inner.runtime;
   }
 
   logits(images: Tensor4D, training = false): Tensor2D {

@@ -16,6 +16,7 @@
 import { tf, Tensor, Tensor2D, Tensor4D } from '../inference/tf';
 import { UserError } from '../data/types';
 import { constantInts, constantValues, FusedActivation, GraphOperator, isQuantised, softmaxHead, TfliteGraph } from './graph';
+import type { ParsedTensor } from './schema';
 
 /** Ops this module can rebuild. */
 export const REBUILT_OPS: ReadonlySet<string> = new Set([
@@ -52,7 +53,7 @@ export const REBUILT_OPS: ReadonlySet<string> = new Set([
 
 const Q_RANGE: Record<string, [number, number]> = { int8: [-128, 127], uint8: [0, 255], int16: [-32768, 32767] };
 
-interface FakeQuant {
+export interface FakeQuant {
   scale: number;
   zeroPoint: number;
   lo: number;
@@ -109,6 +110,14 @@ function fusedName(act: FusedActivation): 'linear' | 'relu' | 'relu6' | null {
 }
 
 class Unsupported extends Error {}
+
+/** The fake quantisation of an integer tensor (null for a float one). */
+export function fakeQuantOf(t: ParsedTensor, what: string): FakeQuant | null {
+  const range = Q_RANGE[t.typeName];
+  if (!range) return null;
+  if (!isQuantised(t)) throw new Unsupported(`${what} ${t.name}: ${t.typeName} without quantisation parameters`);
+  return { scale: t.scale[0], zeroPoint: t.zeroPoint[0] ?? 0, lo: range[0], hi: range[1] };
+}
 
 /**
  * A rebuilt graph. `run` takes the model's own input values ([n, H, W, C] float, i.e. after the
@@ -178,7 +187,7 @@ export class RebuiltGraph {
 }
 
 /** Input positions an op reads at build time (weights, shapes, axes, paddings), not per run. */
-const BOUND_INPUTS: Record<string, number[]> = {
+export const BOUND_INPUTS: Record<string, number[]> = {
   CONV_2D: [1, 2],
   DEPTHWISE_CONV_2D: [1, 2],
   FULLY_CONNECTED: [1, 2],
@@ -394,13 +403,7 @@ export function rebuildGraph(g: TfliteGraph, label = 'the model'): RebuiltGraph 
     consts.set(i, keep(tf.tensor(v, shape.length ? shape : [v.length])));
   };
   const steps: Step[] = [];
-  const quantOf = (i: number, what: string): FakeQuant | null => {
-    const t = p.tensors[i];
-    const range = Q_RANGE[t.typeName];
-    if (!range) return null;
-    if (!isQuantised(t)) throw new Unsupported(`${what} ${t.name}: ${t.typeName} without quantisation parameters`);
-    return { scale: t.scale[0], zeroPoint: t.zeroPoint[0] ?? 0, lo: range[0], hi: range[1] };
-  };
+  const quantOf = (i: number, what: string) => fakeQuantOf(p.tensors[i], what);
   let at = 0;
   try {
     for (const op of g.operators) {

@@ -35,9 +35,20 @@ export type Head =
 /** Emits the backward of one op: the gradient of its input from the gradient of its output. */
 export type Backward = (d: string) => string;
 
-interface Forward {
+/** A forward pass with its backward emitters (run in reverse, they give the NCHW input gradient). */
+export interface Forward {
   out: string;
   backward: Backward[];
+}
+
+/**
+ * A model that emits its own forward pass (a TFLite graph, src/tflite/onnx-graph.ts) rather than
+ * a plan: from the NHWC input `x` it starts with the same Transpose to NCHW as a plan's forward.
+ */
+export interface OnnxModel {
+  inputSize: number;
+  numClasses: number;
+  forward(g: GraphBuilder, x: string, inference: boolean): Forward;
 }
 
 /** d ⊙ 1[y > 0] (a zero where the mask is off may come out as −0: nothing downstream tells them apart). */
@@ -220,13 +231,14 @@ function linfStepNodes(g: GraphBuilder, x: string, clean: string, grad: string, 
  * one-hot rows; a linfStep also clean [N, s, s, 3] and the scalars eps and step). Outputs: logits
  * (of x; a linfStep's of adv, when asked), grad, or adv.
  */
-export function exportOnnx(plan: Plan, head: Head): Uint8Array {
+export function exportOnnx(plan: Plan | OnnxModel, head: Head): Uint8Array {
   const g = new GraphBuilder();
   const s = plan.inputSize,
     k = plan.numClasses;
   const image = ['N', s, s, 3];
+  const run = (v: string, inference: boolean) => ('ops' in plan ? forward(g, plan, v, inference) : plan.forward(g, v, inference));
   const x = g.input('x', DataType.FLOAT, image);
-  const f = forward(g, plan, x, head.kind === 'logits');
+  const f = run(x, head.kind === 'logits');
   let c: string | null = null;
   if (head.kind === 'vjp') {
     c = g.input('c', DataType.FLOAT, ['N', k]);
@@ -240,7 +252,7 @@ export function exportOnnx(plan: Plan, head: Head): Uint8Array {
     const [eps, step] = [g.input('eps', DataType.FLOAT, []), g.input('step', DataType.FLOAT, [])];
     const adv = linfStepNodes(g, x, clean, inputGradient(g, f, c as string), eps, step);
     g.output(adv, 'adv', DataType.FLOAT, image);
-    if (head.logits) g.output(forward(g, plan, adv, true).out, 'logits', DataType.FLOAT, ['N', k]);
+    if (head.logits) g.output(run(adv, true).out, 'logits', DataType.FLOAT, ['N', k]);
   } else {
     g.output(f.out, 'logits', DataType.FLOAT, ['N', k]);
     if (c) g.output(inputGradient(g, f, c), 'grad', DataType.FLOAT, image);
