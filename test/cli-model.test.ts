@@ -53,6 +53,7 @@ describe('the deployed model as the target (CLI)', function () {
     fs.writeFileSync(file('keras.tflite'), kerasStyleTflite(m));
     m.dispose();
     fs.writeFileSync(file('abs.tflite'), opZooTflite({ withAbs: true }));
+    fs.writeFileSync(file('dilated.tflite'), opZooTflite({ dilated: true }));
     fs.writeFileSync(file('labels5.txt'), 'one\ntwo\nthree\nfour\nfive\n');
   });
 
@@ -73,7 +74,7 @@ describe('the deployed model as the target (CLI)', function () {
     ]);
     assert.strictEqual(t.modelInfo.kind, 'tflite');
     assert.match(t.modelInfo.predictions, /TFLite interpreter/);
-    assert.match(t.modelInfo.gradients ?? '', /rebuilt/);
+    assert.match(t.modelInfo.gradients ?? '', /^onnxruntime \(the file's graph rebuilt as ONNX/);
     assert.strictEqual(t.clean.accuracy, own.clean.accuracy, 'the interpreter computes what tfjs does');
     // FGSM through the rebuilt graph takes the same steps as FGSM on the tfjs model.
     assert.ok(
@@ -124,6 +125,37 @@ describe('the deployed model as the target (CLI)', function () {
     assert.ok(j.queries >= 1 && j.queries <= 200, `queries ${j.queries}`);
     assert.ok(j.linf <= 8 / 255 + 1e-6);
     assert.strictEqual((await sharp(file('sq.png')).metadata()).width, 30);
+    // FGSM through the file's graph: native gradients by default, the same result as the tfjs rebuild.
+    const fgsm = [];
+    for (const engine of ['ort', 'tfjs']) {
+      const keras = ['--model', file('keras.tflite'), '--input-range', '0,255', '--preprocess', 'whole', '--engine', engine];
+      const r = await runCli(['attack', ...keras, '--attack', 'fgsm', '--eps', '4/255', '--input', img, '--out', file(`fgsm-${engine}.png`), '--json']);
+      assert.strictEqual(r.code, 0, r.stderr);
+      fgsm.push(JSON.parse(r.stdout) as { engine: string; success: boolean; linf: number; adversarial: { classId: number }[]; model: { gradients: string } });
+    }
+    assert.strictEqual(fgsm[0].engine, 'ort');
+    assert.match(fgsm[0].model.gradients, /^onnxruntime/);
+    assert.match(fgsm[1].model.gradients, /rebuilt in TensorFlow\.js/);
+    assert.deepStrictEqual([fgsm[0].success, fgsm[0].adversarial[0].classId], [fgsm[1].success, fgsm[1].adversarial[0].classId]);
+    assert.ok(Math.abs(fgsm[0].linf - fgsm[1].linf) <= 1 / 255 + 1e-6, `${fgsm[0].linf} vs ${fgsm[1].linf}`);
+    const dilated = await runCli([
+      'attack',
+      '--model',
+      file('dilated.tflite'),
+      '--labels',
+      file('labels5.txt'),
+      '--engine',
+      'ort',
+      '--attack',
+      'fgsm',
+      '--input',
+      img,
+      '--out',
+      file('d.png'),
+    ]);
+    assert.strictEqual(dilated.code, 2, dilated.stderr);
+    assert.match(dilated.stderr, /^advsign: error: engine 'ort' cannot run this model: its ONNX export does not support a dilated CONV_2D/);
+    assert.strictEqual(dilated.stderr.trim().split('\n').length, 1, dilated.stderr);
     const abs = await runCli([
       'attack',
       '--model',

@@ -137,6 +137,8 @@ function randn(rand: () => number, n: number, fanIn: number): Float32Array {
 export interface ZooOptions {
   /** Insert an op the rebuild does not know (ABS) after the first conv. */
   withAbs?: boolean;
+  /** Insert a dilated CONV_2D after the first conv (rebuilt in tfjs; no ONNX export). */
+  dilated?: boolean;
   seed?: number;
 }
 
@@ -159,6 +161,13 @@ export function opZooTflite(o: ZooOptions = {}): Uint8Array {
   );
   let y = c1;
   if (o.withAbs) y = g.op(Op.ABS, [y], [1, 12, 10, 8]);
+  if (o.dilated)
+    y = g.op(
+      Op.CONV_2D,
+      [y, g.f32('d/w', [8, 3, 3, 8], randn(rand, 576, 72)), g.f32('d/b', [8], new Float32Array(8))],
+      [1, 12, 10, 8],
+      opts.conv2d(SAME, 1, Activation.NONE, 2),
+    );
   const dw = g.op(
     Op.DEPTHWISE_CONV_2D,
     [y, g.f32('dw/w', [1, 3, 3, 16], randn(rand, 144, 9)), g.f32('dw/b', [16], randn(rand, 16, 16))],

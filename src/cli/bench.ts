@@ -381,6 +381,12 @@ export async function benchCommand(argv: string[]): Promise<void> {
       `Square ${tflite.squareQueriesPerSecondBatch64.float.toFixed(0)} queries/s (float), ${tflite.squareQueriesPerSecondBatch64.int8.toFixed(0)} (int8); ` +
       `FGSM through the rebuilt graph costs ×${tflite.fgsmBatch64.costRatioFloat.toFixed(2)} (float), ×${tflite.fgsmBatch64.costRatioInt8.toFixed(2)} (int8) the tfjs model's`,
   );
+  const fg = tflite.fgsmBatch64;
+  if (fg.ortFloat !== null && fg.ortInt8 !== null) {
+    console.log(
+      `  FGSM b64 through a .tflite: ${fg.rebuiltFloat.toFixed(0)} → ${fg.ortFloat.toFixed(0)} img/s (float), ${fg.rebuiltInt8.toFixed(0)} → ${fg.ortInt8.toFixed(0)} (int8), tfjs → onnxruntime`,
+    );
+  }
   if (peer.available) {
     console.log(`PyTorch ${peer.threads} threads, best of ${rounds} alternated rounds (load average ${load.map((l) => l.toFixed(1)).join(' → ')}):`);
     for (const k of Object.keys(peer.ratio) as (keyof PeerFigures)[]) {

@@ -332,7 +332,7 @@ export function onEngine(d: ModelDescription, engine: EngineChoice): ModelDescri
   if (d.kind === 'tflite') {
     // The interpreter still measures predictions; gradients go through the file's graph written as ONNX.
     const simulated = d.gradients?.includes('integer activations simulated') ? ', integer activations simulated, straight-through rounding' : '';
-    return { ...d, gradients: `onnxruntime (the file's graph as ONNX with its gradient graph, ${on}${simulated})` };
+    return { ...d, gradients: `onnxruntime (the file's graph rebuilt as ONNX with its gradient graph, ${on}${simulated})` };
   }
   const native = `onnxruntime (the model's ONNX export, ${on})`;
   return { ...d, predictions: native, gradients: `${native}, its gradient graph` };

@@ -105,6 +105,34 @@ export function squareSide(s: InputShape): number {
 }
 
 /**
+ * [out, size]: bilinear resampling of one axis with half-pixel centres (tf.image.resizeBilinear's
+ * weights, no corner alignment) as a matrix. Resizing with it keeps the gradient exact: tfjs's own
+ * ResizeBilinearGrad ignores halfPixelCenters and differentiates a shifted grid.
+ */
+export function bilinearMatrix(size: number, out: number): Float32Array {
+  const m = new Float32Array(out * size);
+  const ratio = size / out;
+  for (let o = 0; o < out; o++) {
+    const src = ratio * (o + 0.5) - 0.5;
+    const frac = src - Math.floor(src);
+    m[o * size + Math.max(0, Math.floor(src))] += 1 - frac;
+    m[o * size + Math.min(size - 1, Math.ceil(src))] += frac;
+  }
+  return m;
+}
+
+/** Resizes axis 1 (H) or 2 (W) of NHWC images to `out` by a MatMul with bilinearMatrix. */
+function resizeAxis(x: Tensor4D, axis: 1 | 2, out: number): Tensor4D {
+  // The resized axis goes last: [n, ·, c, size] · [size, out].
+  const perm = axis === 2 ? [0, 1, 3, 2] : [0, 2, 3, 1];
+  const t = tf.transpose(x, perm);
+  const [a, b, c, size] = t.shape;
+  const m = tf.transpose(tf.tensor2d(bilinearMatrix(size, out), [out, size]));
+  const y = tf.reshape(tf.matMul(tf.reshape(t, [-1, size]), m), [a, b, c, out]);
+  return tf.transpose(y, axis === 2 ? [0, 1, 3, 2] : [0, 3, 1, 2]) as Tensor4D;
+}
+
+/**
  * [n, s, s, 3] images in [0, 1] → the model's own input: resized to H×W (bilinear, half-pixel
  * centres) when it is not square, to luma for 1-channel models, then mapped onto `range`
  * (pass null to keep [0, 1], e.g. when quantisation does the mapping). Differentiable.
@@ -113,7 +141,8 @@ export function toModelInput(images: Tensor4D, shape: InputShape, range: InputRa
   return tf.tidy(() => {
     let x = images;
     const [, h, w] = x.shape;
-    if (h !== shape.height || w !== shape.width) x = tf.image.resizeBilinear(x, [shape.height, shape.width], false, true);
+    if (w !== shape.width) x = resizeAxis(x, 2, shape.width);
+    if (h !== shape.height) x = resizeAxis(x, 1, shape.height);
     if (shape.channels === 1) x = tf.sum(tf.mul(x, tf.tensor1d([0.299, 0.587, 0.114])), -1, true) as Tensor4D;
     if (range && !isIdentityRange(range)) x = tf.add(tf.mul(x, range.hi - range.lo), range.lo) as Tensor4D;
     return x;

@@ -69,6 +69,8 @@ export class OrtClassifier implements Classifier {
         interOpNumThreads: 1,
         executionMode: 'sequential',
         graphOptimizationLevel: 'all',
+        // Errors only: a logits-only graph leaves some backward constants unused, which it would warn about.
+        logSeverityLevel: 3,
       });
       this.sessions.set(key, s);
     }

@@ -1,7 +1,8 @@
 /**
  * `advsign bench` figures for a deployed (.tflite) target: the interpreter's inference time per
  * 32×32 image (float32 and int8), Square Attack's query rate against it at batch 64, and the cost
- * of FGSM through the graph rebuilt from the file next to FGSM on the tfjs model it came from.
+ * of FGSM through the graph rebuilt from the file (on tfjs, and written as ONNX on onnxruntime) next
+ * to FGSM on the tfjs model it came from.
  * The model is the project's cnn4 (random weights: the cost does not depend on them).
  */
 import * as fs from 'node:fs';
@@ -15,6 +16,7 @@ import { renderDataset } from '../data/synthetic';
 import { fgsm } from '../attack/one-step';
 import { square } from '../attack/square';
 import { convertToTflite } from './export';
+import { useEngine } from '../inference/engine';
 
 export interface TfliteBench {
   /** Interpreter time per image, batch-1 files, 32×32×3. */
@@ -22,8 +24,19 @@ export interface TfliteBench {
   int8MsPerImage: number;
   /** Square Attack on the interpreter, 64 images at a time: model queries per second. */
   squareQueriesPerSecondBatch64: { float: number; int8: number };
-  /** FGSM at batch 64, images per second: the tfjs model, and the graph rebuilt from its float/int8 file. */
-  fgsmBatch64: { tfjs: number; rebuiltFloat: number; rebuiltInt8: number; costRatioFloat: number; costRatioInt8: number };
+  /**
+   * FGSM at batch 64, images per second: the tfjs model, the graph rebuilt from its float/int8 file
+   * on tfjs, and (null when onnxruntime does not load) the same files' graphs on onnxruntime.
+   */
+  fgsmBatch64: {
+    tfjs: number;
+    rebuiltFloat: number;
+    rebuiltInt8: number;
+    costRatioFloat: number;
+    costRatioInt8: number;
+    ortFloat: number | null;
+    ortInt8: number | null;
+  };
 }
 
 const median = (v: number[]) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)];
@@ -89,7 +102,10 @@ export async function benchTflite(o: { quick?: boolean } = {}): Promise<TfliteBe
     const [float, int8] = loaded.map((m) => m.classifier);
     const pixels = x.dataSync() as Float32Array;
     const own = new LayersClassifier(model);
-    const [tfjs, rebuiltFloat, rebuiltInt8] = await fgsmTimes([own, float, int8], x, repeats);
+    // The default engine of each file: onnxruntime when it loads (its graph written as ONNX).
+    const native = [float, int8].map((c) => useEngine(c, undefined)).filter((e) => e.engine.engine === 'ort');
+    const [tfjs, rebuiltFloat, rebuiltInt8, ortFloat, ortInt8] = await fgsmTimes([own, float, int8, ...native.map((e) => e.classifier)], x, repeats);
+    for (const e of native) e.classifier.dispose?.();
     const queries = o.quick ? 20 : 100;
     return {
       floatMsPerImage: await msPerImage(float, pixels, 64, repeats),
@@ -101,6 +117,8 @@ export async function benchTflite(o: { quick?: boolean } = {}): Promise<TfliteBe
         rebuiltInt8: 64000 / rebuiltInt8,
         costRatioFloat: rebuiltFloat / tfjs,
         costRatioInt8: rebuiltInt8 / tfjs,
+        ortFloat: ortFloat ? 64000 / ortFloat : null,
+        ortInt8: ortInt8 ? 64000 / ortInt8 : null,
       },
     };
   } finally {

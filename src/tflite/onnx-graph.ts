@@ -17,7 +17,7 @@ import { GraphBuilder } from '../inference/onnx/graph';
 import { Backward, emitOp, Forward, OnnxModel, reluMask } from '../inference/onnx/export';
 import { permuteRows, PlanOp } from '../inference/onnx/layers';
 import { DataType } from '../inference/onnx/proto';
-import { InputRange, InputShape, isIdentityRange } from '../inference/model-input';
+import { bilinearMatrix, InputRange, InputShape, isIdentityRange, squareSide } from '../inference/model-input';
 import { constantInts, constantValues, FusedActivation, GraphOperator, softmaxHead, TfliteGraph } from './graph';
 import { BOUND_INPUTS, FakeQuant, fakeQuantOf } from './rebuild';
 
@@ -41,6 +41,13 @@ interface Emitted {
 }
 
 const NHWC_TO_NCHW_AXIS = [0, 2, 3, 1];
+const LUMA = Float32Array.of(0.299, 0.587, 0.114);
+
+function transposed(m: Float32Array, rows: number, cols: number): Float32Array {
+  const t = new Float32Array(m.length);
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) t[c * rows + r] = m[r * cols + c];
+  return t;
+}
 
 function fakeQuantize(g: GraphBuilder, x: string, q: FakeQuant): { v: string; back: Backward } {
   const s = g.scalar(q.scale),
@@ -107,8 +114,7 @@ export class TfliteOnnx implements OnnxModel {
     private readonly range: InputRange,
   ) {
     const p = graph.parsed;
-    if (shape.height !== shape.width || shape.channels !== 3) throw new NoOnnx('a non-square or grayscale input (resized or converted inside the model)');
-    this.inputSize = shape.height;
+    this.inputSize = squareSide(shape);
     const out = p.tensors[p.outputs[0]].shape;
     this.numClasses = out[out.length - 1];
     this.head = softmaxHead(p);
@@ -161,6 +167,7 @@ export class TfliteOnnx implements OnnxModel {
     const tape: { out: number; ins: number[]; back: Vjp }[] = [];
     const inputBack: Backward[] = [];
     let v = g.op('Transpose', [x], { perm: [0, 3, 1, 2] });
+    v = this.modelInput(g, v, inputBack);
     if (!isIdentityRange(this.range)) {
       const scale = g.scalar(this.range.hi - this.range.lo);
       v = g.op('Add', [g.op('Mul', [v, scale]), g.scalar(this.range.lo)]);
@@ -219,6 +226,35 @@ export class TfliteOnnx implements OnnxModel {
     return { out, backward: [backward] };
   }
 
+  /**
+   * toModelInput's resize and luma (model-input.ts) on the NCHW image: the bilinear resize as the
+   * same MatMul by a constant matrix per axis, whose transpose is its gradient.
+   */
+  private modelInput(g: GraphBuilder, x: string, back: Backward[]): string {
+    const s = this.inputSize;
+    const { height: h, width: w } = this.shape;
+    let v = x;
+    if (w !== s) {
+      const rw = this.cached('resize-w', () => ({ values: transposed(bilinearMatrix(s, w), w, s), dims: [s, w] }));
+      const rwT = g.floats('rw', rw.values, rw.dims);
+      v = g.op('MatMul', [v, rwT]);
+      const m = this.cached('resize-w-back', () => ({ values: bilinearMatrix(s, w), dims: [w, s] }));
+      back.push((d) => g.op('MatMul', [d, g.floats('rwb', m.values, m.dims)]));
+    }
+    if (h !== s) {
+      const rh = this.cached('resize-h', () => ({ values: bilinearMatrix(s, h), dims: [h, s] }));
+      v = g.op('MatMul', [g.floats('rh', rh.values, rh.dims), v]);
+      const m = this.cached('resize-h-back', () => ({ values: transposed(bilinearMatrix(s, h), h, s), dims: [s, h] }));
+      back.push((d) => g.op('MatMul', [g.floats('rhb', m.values, m.dims), d]));
+    }
+    if (this.shape.channels === 1) {
+      const luma = g.floats('luma', LUMA, [1, 3, 1, 1]);
+      v = g.op('ReduceSum', [g.op('Mul', [v, luma]), g.int64s('axis', [1])], { keepdims: 1 });
+      back.push((d) => g.op('Mul', [d, luma]));
+    }
+    return v;
+  }
+
   /** TFLite's layout (a Transpose back from NCHW when needed). */
   private toPlain(g: GraphBuilder, a: Val): { v: string; back: Backward } {
     if (!a.nchw) return { v: a.v, back: (d) => d };
@@ -231,7 +267,9 @@ export class TfliteOnnx implements OnnxModel {
     const b = g.scalar(beta);
     const y = g.op('LogSoftmax', [g.op('Mul', [a.v, b])], { axis: -1 });
     // tfjs: dz = dy − Σ dy · exp(y)
-    const back: Vjp = (d) => [g.op('Mul', [g.op('Sub', [d, g.op('Mul', [g.op('ReduceSum', [d, g.int64s('axis', [-1])], { keepdims: 1 }), g.op('Exp', [y])])]), b])];
+    const back: Vjp = (d) => [
+      g.op('Mul', [g.op('Sub', [d, g.op('Mul', [g.op('ReduceSum', [d, g.int64s('axis', [-1])], { keepdims: 1 }), g.op('Exp', [y])])]), b]),
+    ];
     return { v: y, nchw: false, back };
   }
 
@@ -462,7 +500,18 @@ export class TfliteOnnx implements OnnxModel {
     const dims = order.map((ax) => a.shape[ax]);
     const axes = dims.map((_, i) => i).slice(1);
     const back: Vjp = (d) => [
-      g.op('Slice', [d, g.int64s('starts', axes.map((i) => begin[i])), g.int64s('ends', axes.map((i) => begin[i] + dims[i])), g.int64s('axes', axes)]),
+      g.op('Slice', [
+        d,
+        g.int64s(
+          'starts',
+          axes.map((i) => begin[i]),
+        ),
+        g.int64s(
+          'ends',
+          axes.map((i) => begin[i] + dims[i]),
+        ),
+        g.int64s('axes', axes),
+      ]),
     ];
     return { v: y, nchw: a.nchw, back };
   }
