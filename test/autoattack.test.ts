@@ -6,7 +6,7 @@
  */
 import * as assert from 'node:assert/strict';
 import * as path from 'node:path';
-import { tf, Tensor1D, Tensor4D } from '../src/inference/tf';
+import { tf, signExact, Tensor1D, Tensor4D } from '../src/inference/tf';
 import { initBackend } from '../src/inference/backend';
 import { buildModel, Classifier, LayersClassifier } from '../src/inference/model';
 import { saveModel } from '../src/inference/model-io';
@@ -16,8 +16,9 @@ import { ImageSet } from '../src/data/types';
 import { getAttack } from '../src/attack/registry';
 import { AttackOptions } from '../src/attack/types';
 import { perturbationNorms } from '../src/attack/norms';
-import { predictBatch } from '../src/attack/common';
+import { l2PerImage, predictBatch, projectL2, projectLinf } from '../src/attack/common';
 import { apgdCheckpoints } from '../src/attack/apgd';
+import { apgdStep } from '../src/attack/apgd-step';
 import { tfObjectiveGradient, vjp } from '../src/inference/objective';
 import { argsort, projectionL2, projectionLinf } from '../src/attack/fab-projection';
 import { evaluateRobustness } from '../src/attack/evaluate';
@@ -93,6 +94,41 @@ describe('AutoAttack', function () {
   it('APGD checkpoints follow the paper: after 22 % of the iterations, intervals shrinking by 3 % to at least 6 %', () => {
     assert.deepEqual(apgdCheckpoints(100), [22, 41, 57, 70, 80, 87, 93, 99]);
     assert.deepEqual(apgdCheckpoints(10), [2, 3, 4, 5, 6, 7, 8, 9, 10]);
+  });
+
+  it('APGD step on flat rows: the same float32 values as the tfjs ops (sign or L2 direction, η, momentum, projection)', () => {
+    const [n, d] = [3, 32 * 32 * 3];
+    const r = (seed: number, lo: number, hi: number) => tf.tidy(() => tf.randomUniform([n, 32, 32, 3], lo, hi, 'float32', seed) as Tensor4D);
+    const [xc, adv, prev] = [r(1, 0, 1), r(2, 0, 1), r(3, 0, 1)];
+    // Some exact zeros in the gradient: their sign is 0, not dropped to or taken as ±1.
+    const grad = tf.tidy(() => tf.mul(r(4, -1e-6, 1e-6), tf.cast(tf.greater(r(5, 0, 1), 0.1), 'float32')) as Tensor4D);
+    const eta = Float32Array.of(0.03, 0.015, 0.0075);
+    const rows = {
+      x: xc.dataSync() as Float32Array,
+      adv: adv.dataSync() as Float32Array,
+      prev: prev.dataSync() as Float32Array,
+      grad: grad.dataSync() as Float32Array,
+      eta,
+      rows: n,
+    };
+    for (const norm of ['linf', 'l2'] as const) {
+      const eps = norm === 'linf' ? 8 / 255 : 0.5;
+      for (const first of [true, false]) {
+        const want = tf.tidy(() => {
+          const project = (v: Tensor4D) => (norm === 'linf' ? projectLinf(v, xc, eps) : projectL2(v, xc, eps));
+          const e = tf.tensor4d(eta, [n, 1, 1, 1]);
+          const dir = norm === 'linf' ? signExact(grad) : tf.div(grad, tf.add(l2PerImage(grad), 1e-12));
+          const z = project(tf.add(adv, tf.mul(e, dir)) as Tensor4D);
+          return (first ? z : project(tf.add(tf.add(adv, tf.mul(tf.sub(z, adv), 0.75)), tf.mul(tf.sub(adv, prev), 0.25)) as Tensor4D)).dataSync();
+        });
+        const got = apgdStep(rows, norm, eps, 0.75, first);
+        let worst = 0;
+        for (let i = 0; i < n * d; i++) worst = Math.max(worst, Math.abs(got[i] - want[i]));
+        // L∞ exactly; L2 within float32 rounding of the norm's sum (its order may differ from the kernel's).
+        assert.ok(norm === 'linf' ? worst === 0 : worst < 1e-6, `${norm}, first ${first}: largest difference ${worst}`);
+      }
+    }
+    tf.dispose([xc, adv, prev, grad]);
   });
 
   it("argsort and FAB's projections: feasible, on the hyperplane, and minimal (L∞, L2)", () => {

@@ -15,10 +15,11 @@
  * An image stops being attacked once it is misclassified: the reference keeps iterating on it,
  * but per image the iterations are independent, so robust accuracy is the same at less cost.
  */
-import { tf, signExact, Tensor1D, Tensor4D } from '../inference/tf';
+import { tf, Tensor4D } from '../inference/tf';
 import { Classifier, inferLogits } from '../inference/model';
 import { objectiveGradient, objectiveValue } from './loss';
-import { argmaxRows, l2PerImage, projectL2, projectLinf, selectRows } from './common';
+import { argmaxRows, l2PerImage } from './common';
+import { apgdStep } from './apgd-step';
 
 export interface ApgdOptions {
   norm: 'linf' | 'l2';
@@ -63,69 +64,65 @@ function randomStart(x: Tensor4D, norm: 'linf' | 'l2', eps: number, seed: number
   });
 }
 
-/** The running state of one APGD run on the images still active (rows follow `rows`). */
+/**
+ * The running state of one APGD run on the images still active (rows follow `rows`), as flat
+ * HWC floats per row: the steps are plain loops (apgd-step.ts) and only the gradient call sees tensors.
+ */
 interface State {
   rows: number[];
-  x: Tensor4D;
-  adv: Tensor4D;
-  prev: Tensor4D;
-  grad: Tensor4D;
-  best: Tensor4D;
-  bestGrad: Tensor4D;
-  y: Tensor1D;
-  t: Tensor1D | null;
+  x: Float32Array;
+  adv: Float32Array;
+  prev: Float32Array;
+  grad: Float32Array;
+  best: Float32Array;
+  bestGrad: Float32Array;
 }
 
-function keepRows(s: State, keep: number[]): State {
-  const idx = tf.tensor1d(keep, 'int32');
-  const g = <T extends tf.Tensor>(v: T): T => {
-    const r = tf.gather(v, idx) as T;
-    v.dispose();
-    return r;
-  };
-  const out: State = {
-    rows: keep.map((i) => s.rows[i]),
-    x: g(s.x),
-    adv: g(s.adv),
-    prev: g(s.prev),
-    grad: g(s.grad),
-    best: g(s.best),
-    bestGrad: g(s.bestGrad),
-    y: g(s.y),
-    t: s.t ? g(s.t) : null,
-  };
-  idx.dispose();
+/** The rows `keep` (increasing) of a flat per-row array with rows of d values. */
+function pickRows(a: Float32Array, keep: number[], d: number): Float32Array {
+  const out = new Float32Array(keep.length * d);
+  keep.forEach((j, k) => out.set(a.subarray(j * d, (j + 1) * d), k * d));
   return out;
 }
 
-function disposeState(s: State): void {
-  tf.dispose([s.x, s.adv, s.prev, s.grad, s.best, s.bestGrad, s.y, ...(s.t ? [s.t] : [])]);
+function keepRows(s: State, keep: number[], d: number): State {
+  const g = (a: Float32Array) => pickRows(a, keep, d);
+  return { rows: keep.map((i) => s.rows[i]), x: g(s.x), adv: g(s.adv), prev: g(s.prev), grad: g(s.grad), best: g(s.best), bestGrad: g(s.bestGrad) };
 }
 
-/** One step: the projected gradient step, blended with the previous move (momentum). */
-function step(s: State, o: ApgdOptions, eta: Float32Array, first: boolean): Tensor4D {
-  return tf.tidy(() => {
-    const project = o.norm === 'linf' ? projectLinf : projectL2;
-    const e = tf.tensor4d(
-      Float32Array.from(s.rows, (r) => eta[r]),
-      [s.rows.length, 1, 1, 1],
-    );
-    const dir = o.norm === 'linf' ? signExact(s.grad) : tf.div(s.grad, tf.add(l2PerImage(s.grad), 1e-12));
-    const z = project(tf.add(s.adv, tf.mul(e, dir)) as Tensor4D, s.x, o.eps);
-    if (first) return z;
-    const a = o.momentum;
-    return project(tf.add(tf.add(s.adv, tf.mul(tf.sub(z, s.adv), a)), tf.mul(tf.sub(s.adv, s.prev), 1 - a)) as Tensor4D, s.x, o.eps);
-  });
+/** Copies row j of `from` into row j of `to`. */
+function copyRow(from: Float32Array, to: Float32Array, j: number, d: number): void {
+  to.set(from.subarray(j * d, (j + 1) * d), j * d);
 }
 
 /** Gradient, loss per image and predictions at the current point. */
-async function evaluate(model: Classifier, s: State, loss: 'ce' | 'dlr'): Promise<{ grad: Tensor4D; value: Float32Array; pred: Int32Array }> {
-  const { grad, logits } = await objectiveGradient(model, s.adv, s.y, s.t, s.t ? 'dlr' : loss);
-  const v = objectiveValue(logits, s.y, s.t, s.t ? 'dlr' : loss);
+async function evaluate(
+  model: Classifier,
+  s: State,
+  shape: number[],
+  y: Int32Array,
+  t: Int32Array | null,
+  loss: 'ce' | 'dlr',
+): Promise<{ grad: Float32Array; value: Float32Array; pred: Int32Array }> {
+  const m = s.rows.length;
+  const x = tf.tensor4d(s.adv, [m, shape[1], shape[2], shape[3]]);
+  const yt = tf.tensor1d(
+    Int32Array.from(s.rows, (r) => y[r]),
+    'int32',
+  );
+  const tt = t
+    ? tf.tensor1d(
+        Int32Array.from(s.rows, (r) => t[r]),
+        'int32',
+      )
+    : null;
+  const { grad, logits } = await objectiveGradient(model, x, yt, tt, tt ? 'dlr' : loss);
+  const v = objectiveValue(logits, yt, tt, tt ? 'dlr' : loss);
   const value = Float32Array.from((await v.data()) as Float32Array);
-  const pred = argmaxRows((await logits.data()) as Float32Array, s.rows.length, model.numClasses);
-  tf.dispose([v, logits]);
-  return { grad, value, pred };
+  const pred = argmaxRows((await logits.data()) as Float32Array, m, model.numClasses);
+  const g = Float32Array.from((await grad.data()) as Float32Array);
+  tf.dispose([x, yt, ...(tt ? [tt] : []), v, logits, grad]);
+  return { grad: g, value, pred };
 }
 
 /**
@@ -153,87 +150,65 @@ export async function apgdRun(
   const lossBest = new Float32Array(m),
     bestAtCheck = new Float32Array(m);
   const halvedAtCheck = new Uint8Array(m).fill(1);
-  const start = randomStart(x, o.norm, o.eps, seed);
+  const startT = randomStart(x, o.norm, o.eps, seed);
+  const start = Float32Array.from((await startT.data()) as Float32Array);
+  startT.dispose();
   let s: State = {
     rows: Array.from({ length: m }, (_, i) => i),
-    x: x.clone(),
+    x: Float32Array.from((await x.data()) as Float32Array),
     adv: start,
-    prev: start.clone(),
-    grad: tf.zerosLike(x),
-    best: start.clone(),
-    bestGrad: tf.zerosLike(x),
-    y: tf.tensor1d(y, 'int32'),
-    t: t ? tf.tensor1d(t, 'int32') : null,
+    prev: start.slice(),
+    grad: new Float32Array(m * d),
+    best: start.slice(),
+    bestGrad: new Float32Array(m * d),
   };
   let lastCheck = -1;
-  try {
-    for (let i = -1; i < o.steps && s.rows.length > 0; i++) {
-      if (i >= 0) {
-        const next = step(s, o, eta, i === 0);
-        s.prev.dispose();
-        s.prev = s.adv;
-        s.adv = next;
+  for (let i = -1; i < o.steps && s.rows.length > 0; i++) {
+    if (i >= 0) {
+      const rowEta = Float32Array.from(s.rows, (r) => eta[r]);
+      const next = apgdStep({ x: s.x, adv: s.adv, prev: s.prev, grad: s.grad, eta: rowEta, rows: s.rows.length }, o.norm, o.eps, o.momentum, i === 0);
+      s.prev = s.adv;
+      s.adv = next;
+    }
+    const r = await evaluate(model, s, x.shape, y, t, o.loss);
+    s.grad = r.grad;
+    const row = new Float32Array(m);
+    s.rows.forEach((img, j) => {
+      row[img] = r.value[j];
+      if (i < 0 || r.value[j] > lossBest[img]) {
+        lossBest[img] = r.value[j];
+        copyRow(s.adv, s.best, j, d);
+        copyRow(s.grad, s.bestGrad, j, d);
       }
-      const r = await evaluate(model, s, o.loss);
-      s.grad.dispose();
-      s.grad = r.grad;
-      const row = new Float32Array(m);
-      const improved = new Uint8Array(s.rows.length);
-      s.rows.forEach((img, j) => {
-        row[img] = r.value[j];
-        if (i < 0 || r.value[j] > lossBest[img]) {
-          improved[j] = 1;
-          lossBest[img] = r.value[j];
-        }
+    });
+    if (i < 0) bestAtCheck.set(lossBest);
+    else history.push(row);
+    // Misclassified: this iterate is the image's adversarial; it leaves the run.
+    const fooledNow = s.rows.map((img, j) => (r.pred[j] !== y[img] ? j : -1)).filter((j) => j >= 0);
+    for (const j of fooledNow) {
+      fooled[s.rows[j]] = 1;
+      out.set(s.adv.subarray(j * d, (j + 1) * d), s.rows[j] * d);
+    }
+    if (i >= 0 && checkpoints.has(i + 1)) {
+      const k = i - lastCheck;
+      const reset = reviewStepSizes(s.rows, history, i, k, o.rho, lossBest, bestAtCheck, halvedAtCheck, eta);
+      lastCheck = i;
+      reset.forEach((v, j) => {
+        if (!v) return;
+        copyRow(s.best, s.adv, j, d);
+        copyRow(s.bestGrad, s.grad, j, d);
       });
-      if (i < 0) bestAtCheck.set(lossBest);
-      else history.push(row);
-      if (improved.some((v) => v)) {
-        const mask = tf.tensor1d(improved, 'bool');
-        const [b, g] = [selectRows(mask, s.adv, s.best), selectRows(mask, s.grad, s.bestGrad)];
-        tf.dispose([mask, s.best, s.bestGrad]);
-        s.best = b;
-        s.bestGrad = g;
-      }
-      // Misclassified: this iterate is the image's adversarial; it leaves the run.
-      const fooledNow = s.rows.map((img, j) => (r.pred[j] !== y[img] ? j : -1)).filter((j) => j >= 0);
-      if (fooledNow.length) {
-        const v = (await s.adv.data()) as Float32Array;
-        for (const j of fooledNow) {
-          fooled[s.rows[j]] = 1;
-          out.set(v.subarray(j * d, (j + 1) * d), s.rows[j] * d);
-        }
-      }
-      if (i >= 0 && checkpoints.has(i + 1)) {
-        const k = i - lastCheck;
-        const reset = reviewStepSizes(s.rows, history, i, k, o.rho, lossBest, bestAtCheck, halvedAtCheck, eta);
-        lastCheck = i;
-        if (reset.some((v) => v)) {
-          const mask = tf.tensor1d(reset, 'bool');
-          const [a, g] = [selectRows(mask, s.best, s.adv), selectRows(mask, s.bestGrad, s.grad)];
-          tf.dispose([mask, s.adv, s.grad]);
-          s.adv = a;
-          s.grad = g;
-        }
-      }
-      if (fooledNow.length) {
-        const gone = new Set(fooledNow);
-        const broken = group ? new Set(fooledNow.map((j) => group[s.rows[j]])) : null;
-        s = keepRows(
-          s,
-          s.rows.map((_, j) => j).filter((j) => !gone.has(j) && !broken?.has((group as Int32Array)[s.rows[j]])),
-        );
-      }
     }
-    // Not fooled: the highest-loss point found.
-    if (s.rows.length) {
-      const v = (await s.best.data()) as Float32Array;
-      s.rows.forEach((img, j) => out.set(v.subarray(j * d, (j + 1) * d), img * d));
+    if (fooledNow.length) {
+      const gone = new Set(fooledNow);
+      const broken = group ? new Set(fooledNow.map((j) => group[s.rows[j]])) : null;
+      const keep = s.rows.map((_, j) => j).filter((j) => !gone.has(j) && !broken?.has((group as Int32Array)[s.rows[j]]));
+      s = keepRows(s, keep, d);
     }
-    return fooled;
-  } finally {
-    disposeState(s);
   }
+  // Not fooled: the highest-loss point found.
+  s.rows.forEach((img, j) => out.set(s.best.subarray(j * d, (j + 1) * d), img * d));
+  return fooled;
 }
 
 /**
