@@ -15,6 +15,8 @@ import { perturbationNorms, PerturbationNorms } from '../src/attack/norms';
 import { computeUniversal, applyPerturbation, universalAttackWith } from '../src/attack/universal';
 import { makeFoolingImages } from '../src/attack/fooling';
 import { transferAttack, makeTransferAttack } from '../src/attack/transfer';
+import { alignSurrogate } from '../src/attack/align';
+import { CLASS_NAMES } from '../src/data/classes';
 import { evaluateRobustness, robustnessToJson } from '../src/attack/evaluate';
 import { renderReportHtml } from '../src/attack/report';
 import { predictBatch } from '../src/attack/common';
@@ -416,6 +418,39 @@ describe('attacks', function () {
   });
 
   describe('transfer', () => {
+    it("takes exact gradients through the surrogate's resize to its own input size", () => {
+      // A linear surrogate at 32×32 seen by a 30×30 target: c·logits is linear in the image, so
+      // central differences are exact up to float32 rounding. tfjs's own
+      // ResizeBilinearGrad ignores half-pixel centres and is off by about 20 % here.
+      const k = 5;
+      const weights = tf.randomNormal([32 * 32 * 3, k], 0, 1, 'float32', 3);
+      const source: Classifier = {
+        inputSize: 32,
+        numClasses: k,
+        trainableWeights: [],
+        classNames: CLASS_NAMES.slice(0, k),
+        logits: (x: Tensor4D) => tf.tidy(() => tf.matMul(tf.reshape(x, [x.shape[0], -1]), weights)),
+      };
+      const target = { ...source, inputSize: 30 };
+      const surrogate = alignSurrogate(source, target);
+      const c = tf.randomNormal([1, k], 0, 1, 'float32', 4);
+      const f = (x: Tensor4D) => tf.sum(tf.mul(surrogate.logits(x), c));
+      const x0 = tf.randomUniform([1, 30, 30, 3], 0.2, 0.8, 'float32', 5) as Tensor4D;
+      const g = tf.grad((x: tf.Tensor) => f(x as Tensor4D))(x0).dataSync();
+      const base = x0.dataSync();
+      const h = 1e-2;
+      for (const p of [0, 3 * 30 + 1, 3 * (15 * 30 + 14) + 2, 3 * (29 * 30 + 29)]) {
+        const at = (delta: number) => {
+          const v = Float32Array.from(base);
+          v[p] += delta;
+          return tf.tidy(() => f(tf.tensor4d(v, [1, 30, 30, 3])).dataSync()[0]);
+        };
+        const fd = (at(h) - at(-h)) / (2 * h);
+        assert.ok(Math.abs(g[p] - fd) <= 2e-3 * Math.max(1, Math.abs(fd)), `pixel ${p}: gradient ${g[p]}, finite difference ${fd}`);
+      }
+      tf.dispose([weights, c, x0]);
+    });
+
     it('PGD crafted on a surrogate transfers better than noise', async () => {
       const s = await trainClassifier(trainSet, testSet, {
         arch: 'cnn4-small',

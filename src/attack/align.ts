@@ -1,11 +1,12 @@
 /**
  * A transfer surrogate seen in the target's terms: it takes images at the target's size (resized
- * to its own, bilinearly, inside the gradient) and returns logits in the target's class order,
- * matched through GTSRB class ids. So a 32×32 project model can attack a 30×30 Keras model whose
+ * to its own, bilinearly, with model-input.ts's exact gradient) and returns logits in the
+ * target's class order, matched through GTSRB class ids. So a 32×32 project model can attack a 30×30 Keras model whose
  * outputs come in folder-name order.
  */
 import { tf, Tensor2D, Tensor4D } from '../inference/tf';
 import type { Classifier } from '../inference/model';
+import { resizeBilinear } from '../inference/model-input';
 import { CLASS_NAMES, gtsrbClassIds } from '../data/classes';
 import { UserError } from '../data/types';
 
@@ -25,7 +26,7 @@ export function alignSurrogate(source: Classifier, target: Classifier): Classifi
     classNames: target.classNames,
     logits: (images: Tensor4D): Tensor2D =>
       tf.tidy(() => {
-        const x = images.shape[1] === s && images.shape[2] === s ? images : tf.image.resizeBilinear(images, [s, s], false, true);
+        const x = resizeBilinear(images, s, s);
         const z = source.logits(x);
         return sameOrder ? z : tf.gather(z, cols, 1);
       }),

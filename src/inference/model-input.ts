@@ -133,16 +133,26 @@ function resizeAxis(x: Tensor4D, axis: 1 | 2, out: number): Tensor4D {
 }
 
 /**
+ * NHWC images bilinearly resized to height × width (half-pixel centres, no corner alignment:
+ * tf.image.resizeBilinear's values) with an exact gradient, unlike tfjs's own resize.
+ */
+export function resizeBilinear(images: Tensor4D, height: number, width: number): Tensor4D {
+  return tf.tidy(() => {
+    let x = images;
+    if (x.shape[2] !== width) x = resizeAxis(x, 2, width);
+    if (x.shape[1] !== height) x = resizeAxis(x, 1, height);
+    return x;
+  });
+}
+
+/**
  * [n, s, s, 3] images in [0, 1] → the model's own input: resized to H×W (bilinear, half-pixel
  * centres) when it is not square, to luma for 1-channel models, then mapped onto `range`
  * (pass null to keep [0, 1], e.g. when quantisation does the mapping). Differentiable.
  */
 export function toModelInput(images: Tensor4D, shape: InputShape, range: InputRange | null): Tensor4D {
   return tf.tidy(() => {
-    let x = images;
-    const [, h, w] = x.shape;
-    if (w !== shape.width) x = resizeAxis(x, 2, shape.width);
-    if (h !== shape.height) x = resizeAxis(x, 1, shape.height);
+    let x = resizeBilinear(images, shape.height, shape.width);
     if (shape.channels === 1) x = tf.sum(tf.mul(x, tf.tensor1d([0.299, 0.587, 0.114])), -1, true) as Tensor4D;
     if (range && !isIdentityRange(range)) x = tf.add(tf.mul(x, range.hi - range.lo), range.lo) as Tensor4D;
     return x;
