@@ -2,7 +2,8 @@
  * Training on onnxruntime: the training graph's loss and weight gradients are tfjs's (label
  * smoothing included); `advsign train --engine ort` writes the usual model, as accurate on a
  * short run as `--engine tfjs`, and refuses a model it cannot train in one line; PGD adversarial
- * training's input gradient and examples are tfjs's, `train --adversarial pgd --engine ort` runs
+ * training's input gradient and examples are tfjs's, its attack graph's sign step (export.ts's
+ * linfStep head) is the JavaScript step it replaced, `train --adversarial pgd --engine ort` runs
  * there (TRADES is refused); `evaluate --defense` runs on the engine asked for.
  */
 import * as assert from 'node:assert/strict';
@@ -16,7 +17,20 @@ import { applyAdversarialPlan } from '../src/inference/adversarial-plan';
 import { tfObjectiveGradient } from '../src/inference/objective';
 import { loadOrt } from '../src/inference/engine';
 import { OrtTrainer } from '../src/inference/ort-train';
+import { applyNativeAdversarialPlan } from '../src/inference/ort-adversarial';
+import type { AdversarialPlan } from '../src/inference/adversarial-plan';
 import { ROOT, runCli, tempDir } from './helpers';
+
+/** A cnn4-small 16×16 model (43 classes) and its trainer on onnxruntime. */
+async function smallTrainer(seed: number): Promise<{ model: tf.LayersModel; clf: LayersClassifier; trainer: OrtTrainer }> {
+  const ort = loadOrt();
+  assert.ok(ort, 'onnxruntime-node loads');
+  const model = buildModel({ arch: 'cnn4-small', inputSize: 16, numClasses: 43, seed });
+  const clf = new LayersClassifier(model);
+  const trainer = await OrtTrainer.create(clf, ort, 2);
+  assert.ok(trainer instanceof OrtTrainer, String(trainer));
+  return { model, clf, trainer };
+}
 
 describe('ort training', function () {
   this.timeout(300000);
@@ -25,12 +39,7 @@ describe('ort training', function () {
   });
 
   it('the training step gives the loss and every weight gradient tfjs gives', async () => {
-    const ort = loadOrt();
-    assert.ok(ort, 'onnxruntime-node loads');
-    const model = buildModel({ arch: 'cnn4-small', inputSize: 16, numClasses: 43, seed: 2 });
-    const clf = new LayersClassifier(model);
-    const trainer = await OrtTrainer.create(clf, ort, 2);
-    assert.ok(trainer instanceof OrtTrainer, String(trainer));
+    const { model, clf, trainer } = await smallTrainer(2);
     const x = tf.randomUniform([6, 16, 16, 3], 0, 1, 'float32', 8) as Tensor4D;
     const y = tf.tensor1d([0, 5, 42, 7, 7, 19], 'int32') as Tensor1D;
     const a = await trainer.step(x, y, 43, { training: false, labelSmoothing: 0.1 });
@@ -54,12 +63,7 @@ describe('ort training', function () {
   });
 
   it("the attack graph's input gradient and PGD examples are tfjs's for the same (trained) weights", async () => {
-    const ort = loadOrt();
-    assert.ok(ort, 'onnxruntime-node loads');
-    const model = buildModel({ arch: 'cnn4-small', inputSize: 16, numClasses: 43, seed: 4 });
-    const clf = new LayersClassifier(model);
-    const trainer = await OrtTrainer.create(clf, ort, 2);
-    assert.ok(trainer instanceof OrtTrainer, String(trainer));
+    const { model, clf, trainer } = await smallTrainer(4);
     const x = tf.randomUniform([6, 16, 16, 3], 0, 1, 'float32', 9) as Tensor4D;
     const y = tf.tensor1d([3, 5, 42, 7, 1, 19], 'int32') as Tensor1D;
     // One Adam step first: the attack must read the weights as they are now, not as built.
@@ -89,6 +93,79 @@ describe('ort training', function () {
     );
     tf.dispose([x, y, ref.grad, ref.logits]);
     optimizer.dispose();
+    await trainer.dispose();
+    model.dispose();
+  });
+
+  it("the attack graph's sign step is the former JavaScript step exactly: a tiny gradient moves its pixel, a zero one does not, the eps ball and [0, 1] hold", async () => {
+    const { model, trainer } = await smallTrainer(4);
+    // The first conv blind to blue: that channel's input gradient is exactly 0. Class 5's logit
+    // +30: image 0 (label 5) is so confident that its other gradients are tiny but not 0.
+    const convs = model.layers.filter((l) => l.getClassName() === 'Conv2D');
+    const dense = model.layers.filter((l) => l.getClassName() === 'Dense').pop();
+    assert.ok(convs.length > 0 && dense);
+    const [kernel, ...convRest] = convs[0].getWeights();
+    const noBlue = tf.tidy(() => tf.mul(kernel, tf.tensor([1, 1, 0]).reshape([1, 1, 3, 1])));
+    convs[0].setWeights([noBlue, ...convRest]);
+    const [dk, db] = dense.getWeights();
+    const boosted = tf.tidy(() => tf.add(db, tf.mul(tf.oneHot(5, 43).asType('float32'), 30)));
+    dense.setWeights([dk, boosted]);
+    const x = tf.randomUniform([6, 16, 16, 3], 0, 1, 'float32', 9) as Tensor4D;
+    const y = tf.tensor1d([5, 3, 42, 7, 1, 19], 'int32') as Tensor1D;
+    const clean = (await x.data()) as Float32Array;
+    const labels = (await y.data()) as Int32Array;
+    const g = await trainer.inputGradient(clean, labels);
+    const px = clean.length / 6;
+    const blue = (i: number) => i % 3 === 2;
+    assert.ok(
+      g.every((v, i) => !blue(i) || v === 0),
+      'the blue gradient is exactly 0',
+    );
+    const tiny = Array.from(g.subarray(0, px).keys()).filter((i) => !blue(i) && g[i] !== 0);
+    assert.ok(tiny.length > px / 2, `image 0 has ${tiny.length} nonzero gradient entries`);
+    assert.ok(
+      tiny.every((i) => Math.abs(g[i]) < 1e-7),
+      "image 0's gradient is below 1e-7",
+    );
+    assert.ok(Math.max(...Array.from(g.subarray(px), Math.abs)) > 1e-4, 'the other images have ordinary gradients');
+
+    // The removed ort-adversarial.ts step on the attack graph's gradient: exact sign, float32 projection.
+    const jsStep = async (adv: Float32Array, c: Float32Array, l: Int32Array, eps: number, step: number): Promise<Float32Array> => {
+      const grad = await trainer.inputGradient(adv, l);
+      const [s, e] = [Math.fround(step), Math.fround(eps)];
+      return adv.map((a, i) => {
+        const moved = Math.fround(a + (grad[i] > 0 ? s : grad[i] < 0 ? -s : 0));
+        const d = Math.min(e, Math.max(-e, Math.fround(moved - c[i])));
+        return Math.min(1, Math.max(0, Math.fround(c[i] + d)));
+      });
+    };
+    const eps = 8 / 255;
+    const plans: AdversarialPlan[] = [
+      { method: 'fgsm', eps, ratio: 1, seed: 11 },
+      { method: 'fgsm-rs', eps, ratio: 1, seed: 11 },
+      { method: 'pgd', eps, ratio: 1, pgdSteps: 3, seed: 11 },
+    ];
+    for (const plan of plans) {
+      const graph = (await (await trainer.adversarialBatch(x, y, plan)).data()) as Float32Array;
+      const js = (await (await applyNativeAdversarialPlan(jsStep, x, y, plan)).data()) as Float32Array;
+      const differ = graph.filter((v, i) => v !== js[i]).length;
+      assert.equal(differ, 0, `${plan.method}: ${differ} pixels differ from the JavaScript step`);
+      // Ball to the rounding of clean + d (half an ulp below 1), box exactly.
+      assert.ok(
+        graph.every((v, i) => v >= 0 && v <= 1 && Math.abs(v - clean[i]) <= eps + 3e-8),
+        `${plan.method}: outside the eps ball or [0, 1]`,
+      );
+      if (plan.method !== 'fgsm') continue;
+      assert.ok(
+        graph.every((v, i) => !blue(i) || v === clean[i]),
+        'FGSM: a zero gradient leaves its pixel',
+      );
+      assert.ok(
+        tiny.every((i) => graph[i] === Math.min(1, Math.max(0, Math.fround(clean[i] + Math.sign(g[i]) * Math.fround(eps))))),
+        'FGSM: a gradient below 1e-7 moves its pixel by eps',
+      );
+    }
+    tf.dispose([x, y, noBlue, boosted]);
     await trainer.dispose();
     model.dispose();
   });

@@ -7,7 +7,8 @@
  * order), and hands back the gradients permuted the other way, so `advsign train` saves the same
  * model and the loop around it (checkpoints, validation, schedules) does not change.
  * Plain and label-smoothed cross-entropy; adversarial training's FGSM / FGSM-RS / PGD examples come
- * from a second graph (exportAttackOnnx: the input gradient, same weight feeds) before the step.
+ * from a second graph (exportAttackOnnx: the input gradient and export.ts's linfStep head, same
+ * weight feeds), one call per attack step, before the training step.
  * TRADES and IBP steps stay on tfjs.
  */
 import type * as Ort from 'onnxruntime-node';
@@ -91,6 +92,13 @@ export interface OrtStepOptions {
   labelSmoothing?: number;
 }
 
+/** The attack graph's linfStep head inputs (export.ts's linfStepNodes). */
+interface LinfStepFeeds {
+  clean: Float32Array;
+  eps: number;
+  step: number;
+}
+
 /** A session and the variables that feed its weight inputs. */
 interface WeightSession {
   session: Ort.InferenceSession;
@@ -160,10 +168,17 @@ export class OrtTrainer {
   }
 
   /**
-   * The input gradient of CE in eval mode (no dropout) at x [n, s, s, 3] for labels, with the
-   * variables' current values: one call of the attack graph.
+   * One call of the attack graph (CE in eval mode, no dropout) at x [n, s, s, 3] for labels, with
+   * the given weight feeds or the variables' current values: its output `fetch`. onnxruntime wants
+   * every input fed, the linfStep head's too, even when only `grad` is fetched.
    */
-  async inputGradient(x: Float32Array, labels: Int32Array, weights?: Record<string, Ort.Tensor>): Promise<Float32Array> {
+  private async runAttack(
+    fetch: 'grad' | 'adv',
+    x: Float32Array,
+    labels: Int32Array,
+    head: LinfStepFeeds,
+    weights?: Record<string, Ort.Tensor>,
+  ): Promise<Float32Array> {
     const a = await this.attackSession();
     const n = labels.length,
       k = this.clf.numClasses,
@@ -172,11 +187,21 @@ export class OrtTrainer {
       ...(weights ?? (await weightFeeds(this.ort, a.params))),
       x: new this.ort.Tensor('float32', x, [n, s, s, 3]),
       y: new this.ort.Tensor('float32', targetRows(labels, k, 0), [n, k]),
+      clean: new this.ort.Tensor('float32', head.clean, [n, s, s, 3]),
+      eps: new this.ort.Tensor('float32', Float32Array.of(head.eps), []),
+      step: new this.ort.Tensor('float32', Float32Array.of(head.step), []),
     };
-    const out = await a.session.run(feeds);
-    const grad = out.grad.data as Float32Array;
-    for (const [name, v] of Object.entries(out)) if (name !== 'grad') v.dispose();
-    return grad;
+    return (await a.session.run(feeds, [fetch]))[fetch].data as Float32Array;
+  }
+
+  /** The input gradient of CE at x for labels: one call of the attack graph. */
+  inputGradient(x: Float32Array, labels: Int32Array, weights?: Record<string, Ort.Tensor>): Promise<Float32Array> {
+    return this.runAttack('grad', x, labels, { clean: x, eps: 0, step: 0 }, weights);
+  }
+
+  /** One projected L∞ sign step of CE at adv (LinfStep, ort-adversarial.ts): one call of the attack graph. */
+  linfStep(adv: Float32Array, clean: Float32Array, labels: Int32Array, eps: number, step: number, weights?: Record<string, Ort.Tensor>): Promise<Float32Array> {
+    return this.runAttack('adv', adv, labels, { clean, eps, step }, weights);
   }
 
   /** applyAdversarialPlan on onnxruntime: the batch with its first ⌈ratio·n⌉ images attacked (the weights read once). */
@@ -184,7 +209,7 @@ export class OrtTrainer {
     if (!this.attacks(plan)) throw new Error(`${plan.method} examples run on tfjs`);
     const a = await this.attackSession();
     const weights = await weightFeeds(this.ort, a.params);
-    return applyNativeAdversarialPlan((xx, labels) => this.inputGradient(xx, labels, weights), x, y, plan);
+    return applyNativeAdversarialPlan((adv, clean, labels, eps, step) => this.linfStep(adv, clean, labels, eps, step, weights), x, y, plan);
   }
 
   /** The batch-mean gradient of (label-smoothed) cross-entropy on x, y, ready for optimizer.applyGradients. */

@@ -16,8 +16,9 @@
  * values (the gradient only reaches each window's maximum, positive exactly where the pooled
  * value is), a quarter of the elements.
  *
- * Three heads: `logits` (inference), `vjp` (logits, and Jᵀc for a given cotangent c) and
- * `objective` (the cotangent of ce | margin | dlr computed inside the graph: cotangent.ts).
+ * Four heads: `logits` (inference), `vjp` (logits, and Jᵀc for a given cotangent c), `objective`
+ * (the cotangent of ce | margin | dlr computed inside the graph: cotangent.ts) and `linfStep`
+ * (an objective's projected L∞ sign step, linfStepNodes).
  */
 import type { AttackLoss } from '../objective';
 import { GraphBuilder } from './graph';
@@ -214,11 +215,15 @@ function inputGradient(g: GraphBuilder, f: Forward, cotangent: string): string {
 }
 
 /**
- * sign(grad) with sign(0) = 0 (as signExact in tf.ts), times `step`, added to x, projected on the
- * eps ball around `clean` and on [0, 1]: the same float32 operations, in the same order, as the
- * tfjs step of one-step.ts and iterative.ts, so the result is the one they compute from this gradient.
+ * The linfStep head (also the training attack graph's, train-export.ts): inputs clean [N, s, s, 3]
+ * and the scalars eps and step; sign(grad) with sign(0) = 0 (as signExact in tf.ts), times step,
+ * added to x, projected on the eps ball around clean and on [0, 1]: the same float32 operations,
+ * in the same order, as the tfjs step of one-step.ts and iterative.ts, so the result is the one
+ * they compute from this gradient. Returns adv.
  */
-function linfStepNodes(g: GraphBuilder, x: string, clean: string, grad: string, eps: string, step: string): string {
+export function linfStepNodes(g: GraphBuilder, x: string, grad: string, image: readonly (number | string)[]): string {
+  const clean = g.input('clean', DataType.FLOAT, image);
+  const [eps, step] = [g.input('eps', DataType.FLOAT, []), g.input('step', DataType.FLOAT, [])];
   const cast = (v: string) => g.op('Cast', [v], { to: DataType.FLOAT });
   const sign = g.op('Sub', [cast(g.op('Greater', [grad, g.scalar(0)])), cast(g.op('Less', [grad, g.scalar(0)]))]);
   const stepped = g.op('Add', [x, g.op('Mul', [sign, step])]);
@@ -248,9 +253,7 @@ export function exportOnnx(plan: Plan | OnnxModel, head: Head): Uint8Array {
     c = cotangentNodes(g, head.loss, { z: f.out, y, t, numClasses: k });
   }
   if (head.kind === 'linfStep') {
-    const clean = g.input('clean', DataType.FLOAT, image);
-    const [eps, step] = [g.input('eps', DataType.FLOAT, []), g.input('step', DataType.FLOAT, [])];
-    const adv = linfStepNodes(g, x, clean, inputGradient(g, f, c as string), eps, step);
+    const adv = linfStepNodes(g, x, inputGradient(g, f, c as string), image);
     g.output(adv, 'adv', DataType.FLOAT, image);
     if (head.logits) g.output(run(adv, true).out, 'logits', DataType.FLOAT, ['N', k]);
   } else {

@@ -16,12 +16,13 @@
  *
  * exportAttackOnnx is the same forward pass with the weights as inputs in eval mode (no dropout)
  * and the input gradient of the attack's CE (cotangent.ts, as tfjs's objective.ts) instead of the
- * weight gradients: adversarial training's PGD runs on it with the current weights.
+ * weight gradients, followed by export.ts's linfStep head: each FGSM / FGSM-RS / PGD step of
+ * adversarial training is one call with the current weights.
  */
 import { GraphBuilder } from './graph';
 import { Unsupported } from './layers';
 import type { Plan, PlanOp } from './layers';
-import { Backward, emitOp, reluMask } from './export';
+import { Backward, emitOp, linfStepNodes, reluMask } from './export';
 import { cotangentNodes } from './cotangent';
 import { DataType, encodeModel } from './proto';
 
@@ -169,14 +170,14 @@ function weightInputForward(g: GraphBuilder, plan: Plan, x: string, grads: Map<s
 }
 
 /** A graph of `plan` on inputs x [N, s, s, 3] and `rows` [N, k] (one row per image), the weights after them; logits out. */
-function weightInputGraph(plan: Plan, rows: string, grads: Map<string, string> | null): WeightInputForward & { g: GraphBuilder; rows: string } {
+function weightInputGraph(plan: Plan, rows: string, grads: Map<string, string> | null): WeightInputForward & { g: GraphBuilder; x: string; rows: string } {
   if (plan.ops.some((op) => op.kind === 'softmax' || op.kind === 'logclip')) throw new Unsupported('training a model with a softmax output');
   const g = new GraphBuilder();
   const x = g.input('x', DataType.FLOAT, ['N', plan.inputSize, plan.inputSize, 3]);
   const r = g.input(rows, DataType.FLOAT, ['N', plan.numClasses]);
   const f = weightInputForward(g, plan, x, grads);
   g.output(f.logits, 'logits', DataType.FLOAT, ['N', plan.numClasses]);
-  return { ...f, g, rows: r };
+  return { ...f, g, x, rows: r };
 }
 
 /** The training-step graph of `plan`. Inputs: x [N, s, s, 3], t [N, k] target rows, the params, the dropout masks. */
@@ -195,14 +196,18 @@ export function exportTrainingOnnx(plan: Plan): TrainGraph {
 }
 
 /**
- * The attack graph of `plan`: inputs x [N, s, s, 3], y [N, k] one-hot label rows and the params
- * (every conv with its flipped copy); outputs logits and `grad`, the input gradient of untargeted
- * CE in eval mode (what adversarial-plan.ts's tfjs attack differentiates).
+ * The attack graph of `plan`: inputs x [N, s, s, 3], y [N, k] one-hot label rows, the params
+ * (every conv with its flipped copy) and the linfStep head's clean, eps and step; outputs logits,
+ * `grad`, the input gradient of untargeted CE in eval mode (what adversarial-plan.ts's tfjs attack
+ * differentiates), and `adv`, x after one projected sign step of it.
  */
 export function exportAttackOnnx(plan: Plan): TrainGraph {
-  const { g, rows: y, logits, backward, params } = weightInputGraph(plan, 'y', null);
+  const { g, x, rows: y, logits, backward, params } = weightInputGraph(plan, 'y', null);
+  const image = ['N', plan.inputSize, plan.inputSize, 3];
   let d = cotangentNodes(g, 'ce', { z: logits, y, t: null, numClasses: plan.numClasses });
   for (let i = backward.length - 1; i >= 0; i--) d = backward[i](d);
-  g.output(g.op('Transpose', [d], { perm: [0, 2, 3, 1] }), 'grad', DataType.FLOAT, ['N', plan.inputSize, plan.inputSize, 3]);
+  const grad = g.op('Transpose', [d], { perm: [0, 2, 3, 1] });
+  g.output(grad, 'grad', DataType.FLOAT, image);
+  g.output(linfStepNodes(g, x, grad, image), 'adv', DataType.FLOAT, image);
   return { model: encodeModel(g.build('attack_step')), params, dropouts: [] };
 }
