@@ -1,6 +1,6 @@
 /**
  * The shipped models keep what their cards claim, checked through the command a user runs:
- * gtsrb-cnn stays above 98.5 % clean, gtsrb-cnn-robust above 95 % clean and far more accurate
+ * gtsrb-cnn stays above 98.5 % clean, gtsrb-cnn-robust above 96 % clean and far more accurate
  * under PGD-10 at 8/255. Needs ../shared/data/gtsrb (skipped without it, as in a user's fresh clone).
  */
 import * as assert from 'node:assert';
@@ -17,7 +17,7 @@ interface EvalJson {
 describe('shipped models on GTSRB (skipped without the shared data)', function () {
   this.timeout(600000);
 
-  it('gtsrb-cnn ≥ 98.5 % clean; gtsrb-cnn-robust ≥ 95 % clean, PGD-10 at 8/255 far above gtsrb-cnn (600 test images)', async function () {
+  it('gtsrb-cnn ≥ 98.5 % clean; gtsrb-cnn-robust ≥ 96 % clean, PGD-10 at 8/255 far above gtsrb-cnn (600 test images)', async function () {
     const data = sharedGtsrb();
     const models = ['gtsrb-cnn', 'gtsrb-cnn-robust'].map((m) => path.join(ROOT, 'models', m));
     if (!data || models.some((m) => !fs.existsSync(path.join(m, 'model.json')))) this.skip();
@@ -31,10 +31,10 @@ describe('shipped models on GTSRB (skipped without the shared data)', function (
     }
     const [plain, robust] = figures.map((f) => ({ clean: f.clean.accuracy, pgd: f.results.find((x) => x.attack === 'pgd' && x.eps > 0)!.accuracy, n: f.n }));
     assert.strictEqual(plain.n, robust.n, 'both models see the same images');
-    // The cards (full Test): 99.14 % vs 96.01 % clean. The robust model was fine-tuned within 3 points
-    // of the earlier gtsrb-cnn (cnn4, 98.12 %), not of today's wider one.
+    // The cards (full Test): 99.14 % vs 97.01 % clean (the robust model kept its epoch among those
+    // within 2.3 points of gtsrb-cnn on validation).
     assert.ok(plain.clean >= 0.985, `clean: gtsrb-cnn ${plain.clean}`);
-    assert.ok(robust.clean >= 0.95, `clean: gtsrb-cnn-robust ${robust.clean}`);
+    assert.ok(robust.clean >= 0.96, `clean: gtsrb-cnn-robust ${robust.clean}`);
     assert.ok(robust.pgd >= plain.pgd + 0.15, `PGD-10 at 8/255: robust ${robust.pgd}, plain ${plain.pgd}`);
     assert.ok(robust.pgd >= 0.45, `robust PGD-10 at 8/255: ${robust.pgd}`);
   });
