@@ -436,7 +436,9 @@ describe('attacks', function () {
       const c = tf.randomNormal([1, k], 0, 1, 'float32', 4);
       const f = (x: Tensor4D) => tf.sum(tf.mul(surrogate.logits(x), c));
       const x0 = tf.randomUniform([1, 30, 30, 3], 0.2, 0.8, 'float32', 5) as Tensor4D;
-      const g = tf.grad((x: tf.Tensor) => f(x as Tensor4D))(x0).dataSync();
+      const g = tf
+        .grad((x: tf.Tensor) => f(x as Tensor4D))(x0)
+        .dataSync();
       const base = x0.dataSync();
       const h = 1e-2;
       for (const p of [0, 3 * 30 + 1, 3 * (15 * 30 + 14) + 2, 3 * (29 * 30 + 29)]) {

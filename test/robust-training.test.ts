@@ -166,6 +166,7 @@ describe('robust and certified training', function () {
     assert.strictEqual(t.code, 0, t.stderr);
     assert.match(t.stderr, /ibp-certified@2\/255 \d\.\d{4}/, 'each epoch prints its certified validation accuracy');
     const card = JSON.parse(fs.readFileSync(path.join(out, 'card.json'), 'utf8'));
+    assert.strictEqual(card.training.engine, 'ort', 'IBP training runs on ort by default');
     assert.strictEqual(card.certifiedTraining.method, 'ibp');
     assert.strictEqual(card.certifiedTraining.kappaEnd, 0.5);
     assert.match(card.training.selectedBy, /^ibp-certified@2\/255 accuracy on all \d+ validation images/);

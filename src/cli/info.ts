@@ -102,7 +102,7 @@ export async function infoCommand(argv: string[]): Promise<void> {
       (e.ort ? `, ${e.ort.threads} thread${e.ort.threads > 1 ? 's' : ''}` : ''),
   );
   if (e.engine !== 'ort') console.log(`  ort        ${e.ortLoads ? 'loads' : 'unavailable'}: ${e.ortReason}`);
-  console.log('  (--engine ort|tfjs or ADVSIGN_ENGINE chooses for inference, attacks and training; batch-norm, IBP and TRADES training run on tfjs)');
+  console.log('  (--engine ort|tfjs or ADVSIGN_ENGINE chooses for inference, attacks and training; batch-norm and TRADES training run on tfjs)');
   console.log(`models:${report.models.length ? '' : ' none'}`);
   for (const m of report.models) {
     console.log(

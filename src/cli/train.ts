@@ -41,7 +41,7 @@ export const TRAIN_HELP = `advsign train --data <dir|synthetic> [options]
   --quiet                no progress bars
   --workers N            extra threads sharing each batch on tfjs (default: one per spare core on wasm/cpu, 0 on tensorflow)
   --engine ort|tfjs      where training steps run (default: ort when it loads and the model's training graph
-                         exports, FGSM/PGD adversarial training included; TRADES and IBP run on tfjs only)
+                         exports, FGSM/PGD adversarial and IBP training included; TRADES runs on tfjs only)
 ${ADVERSARIAL_HELP}
 ${IBP_TRAINING_HELP}`;
 
@@ -100,8 +100,8 @@ export async function trainCommand(argv: string[]): Promise<void> {
   // Adversarial training flags are validated here, before the data is read (see src/defense).
   const adv = addAdversarialTraining(f);
   const ibp = parseIbpTraining(f, arch);
-  // TRADES and IBP steps run on tfjs only: they default there, and --engine ort is refused for them.
-  const tfjsOnly = ibp ? 'IBP' : adv?.method === 'trades' ? 'TRADES' : null;
+  // TRADES steps run on tfjs only: it defaults there, and --engine ort is refused for it.
+  const tfjsOnly = adv?.method === 'trades' ? 'TRADES' : null;
   const engine = str(f, 'engine') ?? (tfjsOnly ? 'tfjs' : 'auto');
   if (engine !== 'auto') parseEngineName(engine);
   if (engine === 'ort' && tfjsOnly) throw new UserError(`--engine ort cannot run ${tfjsOnly} training (its steps run on tfjs): use --engine tfjs`);

@@ -129,18 +129,20 @@ export function useEngine(clf: Classifier, requested?: string, threads = ortThre
 
 /**
  * Where training steps run: on onnxruntime (an OrtTrainer, the gradient of one batch per session
- * call) when asked for or by default when it loads and the model's training graph exports, else
- * on tfjs (null trainer). Asking for ort where it cannot train is a UserError with the reason.
+ * call) when asked for or by default when it loads and the model's training graph (with `ibp`,
+ * IBP training's graph too) exports, else on tfjs (null trainer). Asking for ort where it cannot
+ * train is a UserError with the reason.
  */
 export async function trainingEngine(
   clf: LayersClassifier,
   requested?: string,
   threads = ortThreads(),
+  ibp = false,
 ): Promise<{ trainer: OrtTrainer | null; engine: EngineChoice }> {
   const { name, source } = wantedEngine(requested);
   if (name === 'tfjs') return { trainer: null, engine: { engine: 'tfjs', source, reason: 'selected' } };
   const status = ortStatus();
-  const trainer = status.ok ? await OrtTrainer.create(clf, loadOrt() as OrtModule, threads) : status.reason;
+  const trainer = status.ok ? await OrtTrainer.create(clf, loadOrt() as OrtModule, threads, ibp) : status.reason;
   if (typeof trainer === 'string') {
     if (name === 'ort') throw new UserError(`engine 'ort' cannot train this model: ${trainer}`);
     return { trainer: null, engine: { engine: 'tfjs', source, reason: `ort unavailable: ${trainer}` } };

@@ -8,8 +8,9 @@
  * model and the loop around it (checkpoints, validation, schedules) does not change.
  * Plain and label-smoothed cross-entropy; adversarial training's FGSM / FGSM-RS / PGD examples come
  * from a second graph (exportAttackOnnx: the input gradient and export.ts's linfStep head, same
- * weight feeds), one call per attack step, before the training step.
- * TRADES and IBP steps stay on tfjs.
+ * weight feeds), one call per attack step, before the training step; IBP training's steps from a
+ * third (exportIbpTrainingOnnx: the clean and the interval-bound loss, same weight feeds). TRADES
+ * steps stay on tfjs.
  */
 import type * as Ort from 'onnxruntime-node';
 import { tf, Tensor1D, Tensor4D } from './tf';
@@ -18,6 +19,7 @@ import { backwardWeight } from './onnx/export';
 import { convWeight, permuteRows, planOf, Unsupported } from './onnx/layers';
 import type { PlanOp } from './onnx/layers';
 import { exportAttackOnnx, exportTrainingOnnx, TrainGraph } from './onnx/train-export';
+import { exportIbpTrainingOnnx } from './onnx/ibp-export';
 import type { AdversarialPlan } from './adversarial-plan';
 import { applyNativeAdversarialPlan, NATIVE_ADVERSARIAL_METHODS } from './ort-adversarial';
 import type { OrtModule } from './ort-classifier';
@@ -90,6 +92,13 @@ export interface OrtStepOptions {
   training?: boolean;
   dropoutSeed?: number;
   labelSmoothing?: number;
+  /** IBP training's loss (LossPlan's ibp) instead of plain CE; κ ≥ 1 is plain CE, as on tfjs. */
+  ibp?: { eps: number; kappa: number };
+}
+
+/** What one training step returns beyond PoolStep: IBP steps also give the elided margin bounds [n·k] (for tests). */
+export interface OrtStep extends PoolStep {
+  margins?: Float32Array;
 }
 
 /** The attack graph's linfStep head inputs (export.ts's linfStepNodes). */
@@ -132,6 +141,8 @@ export class OrtTrainer {
   private readonly params: ParamFeeds[];
   /** The attack graph's session, made at the first adversarial batch. */
   private attack: Promise<WeightSession> | null = null;
+  /** IBP training's session, made at the first step with κ < 1 (the warm-up steps are plain CE). */
+  private certified: Promise<WeightSession> | null = null;
 
   private constructor(
     private readonly ort: OrtModule,
@@ -139,22 +150,26 @@ export class OrtTrainer {
     private readonly clf: LayersClassifier,
     private readonly ops: PlanOp[],
     readonly threads: number,
+    private readonly ibpGraph: TrainGraph | null,
   ) {
     ({ session: this.session, graph: this.graph, params: this.params } = train);
   }
 
-  /** A trainer for `clf`, or why its model cannot train on onnxruntime. */
-  static async create(clf: LayersClassifier, ort: OrtModule, threads: number): Promise<OrtTrainer | string> {
+  /** A trainer for `clf` (with IBP training's graph too when `ibp`), or why its model cannot train on onnxruntime. */
+  static async create(clf: LayersClassifier, ort: OrtModule, threads: number, ibp = false): Promise<OrtTrainer | string> {
     let graph: TrainGraph;
+    let ibpGraph: TrainGraph | null = null;
     let ops: PlanOp[];
     try {
       ops = planOf(clf.model, clf.outputsSoftmax, true).ops;
-      graph = exportTrainingOnnx({ inputSize: clf.inputSize, numClasses: clf.numClasses, ops });
+      const plan = { inputSize: clf.inputSize, numClasses: clf.numClasses, ops };
+      graph = exportTrainingOnnx(plan);
+      if (ibp) ibpGraph = exportIbpTrainingOnnx(plan);
     } catch (e) {
       if (e instanceof Unsupported) return `its training graph does not support ${e.message}`;
       throw e;
     }
-    return new OrtTrainer(ort, await weightSession(ort, clf, graph, ops, threads), clf, ops, threads);
+    return new OrtTrainer(ort, await weightSession(ort, clf, graph, ops, threads), clf, ops, threads, ibpGraph);
   }
 
   private attackSession(): Promise<WeightSession> {
@@ -162,9 +177,19 @@ export class OrtTrainer {
     return (this.attack ??= weightSession(this.ort, this.clf, exportAttackOnnx(plan), this.ops, this.threads));
   }
 
+  private ibpSession(): Promise<WeightSession> {
+    if (!this.ibpGraph) throw new Error('this trainer was made without IBP training (OrtTrainer.create with ibp)');
+    return (this.certified ??= weightSession(this.ort, this.clf, this.ibpGraph, this.ops, this.threads));
+  }
+
   /** Whether adversarialBatch can make this plan's examples (else its step runs on tfjs). */
   attacks(plan: AdversarialPlan): boolean {
     return NATIVE_ADVERSARIAL_METHODS.includes(plan.method);
+  }
+
+  /** Whether step() takes IBP losses. */
+  get certifies(): boolean {
+    return this.ibpGraph !== null;
   }
 
   /**
@@ -212,20 +237,31 @@ export class OrtTrainer {
     return applyNativeAdversarialPlan((adv, clean, labels, eps, step) => this.linfStep(adv, clean, labels, eps, step, weights), x, y, plan);
   }
 
-  /** The batch-mean gradient of (label-smoothed) cross-entropy on x, y, ready for optimizer.applyGradients. */
-  async step(x: Tensor4D, y: Tensor1D, numClasses: number, o: OrtStepOptions = {}): Promise<PoolStep> {
+  /**
+   * The batch-mean gradient of (label-smoothed) cross-entropy on x, y, or with `ibp` of IBP
+   * training's loss (ibp-export.ts), ready for optimizer.applyGradients.
+   */
+  async step(x: Tensor4D, y: Tensor1D, numClasses: number, o: OrtStepOptions = {}): Promise<OrtStep> {
     const [n, s] = x.shape;
     const labels = await y.data();
+    const ibp = o.ibp && o.ibp.kappa < 1 ? o.ibp : null;
+    const { session, graph, params } = ibp ? await this.ibpSession() : { session: this.session, graph: this.graph, params: this.params };
+    const rows = (smoothing: number) => new this.ort.Tensor('float32', targetRows(labels, numClasses, smoothing), [n, numClasses]);
     const feeds: Record<string, Ort.Tensor> = {
       x: new this.ort.Tensor('float32', (await x.data()) as Float32Array, [n, s, s, 3]),
-      t: new this.ort.Tensor('float32', targetRows(labels, numClasses, o.labelSmoothing ?? 0), [n, numClasses]),
+      t: rows(o.labelSmoothing ?? 0),
     };
-    Object.assign(feeds, await weightFeeds(this.ort, this.params));
+    if (ibp) {
+      feeds.y = rows(0);
+      feeds.eps = new this.ort.Tensor('float32', Float32Array.of(ibp.eps), []);
+      feeds.kappa = new this.ort.Tensor('float32', Float32Array.of(ibp.kappa), []);
+    }
+    Object.assign(feeds, await weightFeeds(this.ort, params));
     const rand = createRng(o.dropoutSeed ?? 1);
-    for (const d of this.graph.dropouts)
+    for (const d of graph.dropouts)
       feeds[d.name] = new this.ort.Tensor('float32', dropoutMask(n * d.features, o.training === false ? 0 : d.rate, rand), [n, d.features]);
-    const out = await this.session.run(feeds);
-    const grads = this.params.map((p) => ({
+    const out = await session.run(feeds);
+    const grads = params.map((p) => ({
       name: p.variable.name,
       tensor: tf.tensor(scatter(out[`grad_${p.grad.input}`].data as Float32Array, p.grad.perm), p.variable.shape),
     }));
@@ -237,13 +273,15 @@ export class OrtTrainer {
       if (best === labels[i]) correct++;
     }
     const loss = (out.loss.data as Float32Array)[0];
+    const margins = out.margins ? Float32Array.from(out.margins.data as Float32Array) : undefined;
     for (const v of Object.values(out)) v.dispose();
-    return { grads, loss, correct };
+    return { grads, loss, correct, ...(margins ? { margins } : {}) };
   }
 
   async dispose(): Promise<void> {
     await this.session.release();
     await (await this.attack)?.session.release();
+    await (await this.certified)?.session.release();
   }
 }
 

@@ -94,7 +94,7 @@ export interface TrainOptions {
    * ort | tfjs, or 'auto' (ADVSIGN_ENGINE, else ort when it loads and the model's training graph
    * exports: what `advsign train` passes). Absent: tfjs, so library callers (the defenses' small
    * trainers, the tests' fixtures) train exactly as before. On ort, FGSM / FGSM-RS / PGD adversarial
-   * steps run there too; TRADES and IBP steps always run on tfjs.
+   * steps and IBP steps (lossPlan's ibp) run there too; TRADES steps always run on tfjs.
    */
   engine?: string;
   /** Told where the steps run, once, before the first epoch. */
@@ -225,9 +225,11 @@ export async function trainClassifier(trainSet: ImageSet, valSet: ImageSet, opti
   const t0 = Date.now();
   let interrupted = false;
   const stepsPerEpoch = Math.ceil(trainSet.n / o.batchSize);
-  const { trainer, engine } = await trainingEngine(clf, o.engine === 'auto' ? undefined : (o.engine ?? 'tfjs'));
+  // lossPlan is a function of (epoch, step) only: IBP training's says ibp at every step, warm-up included.
+  const ibp = o.lossPlan?.(1, 0, stepsPerEpoch).ibp !== undefined;
+  const { trainer, engine } = await trainingEngine(clf, o.engine === 'auto' ? undefined : (o.engine ?? 'tfjs'), undefined, ibp);
   o.onEngine?.(engine);
-  // The worker pool serves the tfjs steps; with the ort trainer only those it cannot take (TRADES, IBP).
+  // The worker pool serves the tfjs steps; with the ort trainer only those it cannot take (TRADES).
   let pool: GradientPool | null = null;
   const tfjsPool = async () => (pool ??= o.workers ? await GradientPool.create(clf, o.workers) : null);
   if (!trainer) await tfjsPool();
@@ -272,13 +274,15 @@ export async function trainClassifier(trainSet: ImageSet, valSet: ImageSet, opti
         const dropoutSeed = Math.floor(rand() * 1e9);
         setDropoutSeeds(model, dropoutSeed);
         const nSeen = batch.yb.shape[0];
-        const onOrt = trainer && (!plan || trainer.attacks(plan)) && !lossPlan?.ibp;
+        const onOrt = trainer && (!plan || trainer.attacks(plan)) && (!lossPlan?.ibp || trainer.certifies);
         const stepPool = onOrt ? null : await tfjsPool();
         if (onOrt || stepPool) {
           const ortStep = async (t: OrtTrainer): Promise<PoolStep> => {
             // The attack sees this step's weights, as the tfjs plan does; then one step on the mixed batch.
             const xb = plan ? await t.adversarialBatch(batch.xb, batch.yb, plan) : batch.xb;
-            return t.step(xb, batch.yb, numClasses, { dropoutSeed, labelSmoothing: lossPlan?.labelSmoothing }).finally(() => xb !== batch.xb && xb.dispose());
+            return t
+              .step(xb, batch.yb, numClasses, { dropoutSeed, labelSmoothing: lossPlan?.labelSmoothing, ibp: lossPlan?.ibp })
+              .finally(() => xb !== batch.xb && xb.dispose());
           };
           const run = (): Promise<PoolStep> =>
             onOrt ? ortStep(trainer) : (stepPool as GradientPool).step(clf, batch.xb, batch.yb, numClasses, { plan, dropoutSeed, loss: lossPlan });

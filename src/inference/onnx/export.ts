@@ -4,7 +4,7 @@
  *
  *   forward   Transpose to NCHW, Conv, Relu, MaxPool (with indices), Flatten, Gemm, Softmax…
  *   backward  y > 0 masks for Relu, Conv with the flipped, transposed weight (the input gradient
- *             of a stride-1 convolution; ConvTranspose for strided ones), MaxUnpool with the
+ *             of a stride-1 convolution; ConvTranspose for strided ones: conv-grad.ts), MaxUnpool with the
  *             pooling's own indices (the gradient goes to the first maximum, as in tfjs; a
  *             scatter-add where windows overlap), Reshape for Flatten, Gemm with the transposed
  *             weight for Dense.
@@ -24,6 +24,7 @@ import type { AttackLoss } from '../objective';
 import { GraphBuilder } from './graph';
 import type { Plan, PlanOp } from './layers';
 import { cotangentNodes } from './cotangent';
+import { ConvOp, convInputGrad, convOutputSize } from './conv-grad';
 import { DataType, encodeModel } from './proto';
 
 export type Head =
@@ -72,20 +73,14 @@ export function backwardWeight(w: Float32Array, [cout, cinG, kh, kw]: readonly n
   return out;
 }
 
-/** The input gradient of a convolution: a Conv when the stride is 1, else a ConvTranspose. */
-function convBackward(g: GraphBuilder, op: Extract<PlanOp, { kind: 'conv' }>, w: string, inShape: number[], outHW: [number, number]): Backward {
+/** The input gradient of a convolution (conv-grad.ts): a Conv with the flipped weight when the stride is 1, else a ConvTranspose. */
+function convBackward(g: GraphBuilder, op: ConvOp, w: string, inShape: number[], outHW: [number, number]): Backward {
   const [cout, cinG, kh, kw] = op.wdims;
-  const [pt, pl, pb, pr] = op.pads;
-  if (op.strides[0] === 1 && op.strides[1] === 1) {
-    return (d) => {
-      const wb = g.floats('wb', backwardWeight(op.weight, op.wdims, op.group), [cinG * op.group, cout / op.group, kh, kw]);
-      return g.op('Conv', [d, wb], { kernel_shape: [kh, kw], strides: [1, 1], pads: [kh - 1 - pt, kw - 1 - pl, kh - 1 - pb, kw - 1 - pr], group: op.group });
-    };
-  }
-  // The same weight, transposed: explicit pads, and output_padding for the rows a stride dropped.
-  const [oh, ow] = outHW;
-  const outputPadding = [inShape[1] - (op.strides[0] * (oh - 1) + kh - pt - pb), inShape[2] - (op.strides[1] * (ow - 1) + kw - pl - pr)];
-  return (d) => g.op('ConvTranspose', [d, w], { kernel_shape: [kh, kw], strides: op.strides, pads: op.pads, group: op.group, output_padding: outputPadding });
+  const stride1 = op.strides[0] === 1 && op.strides[1] === 1;
+  return (d) => {
+    const wb = stride1 ? g.floats('wb', backwardWeight(op.weight, op.wdims, op.group), [cinG * op.group, cout / op.group, kh, kw]) : null;
+    return convInputGrad(g, d, op, w, wb, [inShape[1], inShape[2]], outHW);
+  };
 }
 
 /** Where the op sits: a ReLU right before a max pooling leaves its mask to the pooling. */
@@ -109,8 +104,7 @@ export function emitOp(g: GraphBuilder, op: PlanOp, v: string, shape: number[], 
       const w = g.floats('w', op.weight, op.wdims);
       const attrs = { kernel_shape: [kh, kw], strides: op.strides, pads: op.pads, group: op.group };
       let y = g.op('Conv', op.bias ? [v, w, g.floats('b', op.bias, [cout])] : [v, w], attrs);
-      const oh = Math.floor((shape[1] + op.pads[0] + op.pads[2] - kh) / op.strides[0]) + 1;
-      const ow = Math.floor((shape[2] + op.pads[1] + op.pads[3] - kw) / op.strides[1]) + 1;
+      const [oh, ow] = convOutputSize(op, shape[1], shape[2]);
       backward.push(convBackward(g, op, w, shape, [oh, ow]));
       if (op.relu) {
         y = g.op('Relu', [y]);

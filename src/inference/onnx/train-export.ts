@@ -5,14 +5,14 @@
  * and its gradient w.r.t. every weight, from standard operators:
  *
  *   dense   dW = xᵀ·d, db = Σ_n d, dx = d·Wᵀ (Gemm)
- *   conv    dW per kernel offset (i, j) as one Gemm over the batch: with x padded and d padded
- *           to the same grid, both flattened channel-major, dW[:, :, i, j] = d · x shifted by
- *           i·row + j (convolution as Conv(x, d as the filter) runs onnxruntime's im2col on a
- *           32×32 kernel, ten times slower); db = Σ_{n,h,w} d; dx = Conv(d, the flipped
- *           transposed weight), which the caller feeds beside the weight (a fixed permutation)
+ *   conv    dW per kernel offset (i, j) as one Gemm over the batch of x's shifted (and, when
+ *           strided, stepped) copy (conv-grad.ts); db = Σ_{n,h,w} d; dx = Conv(d, the flipped
+ *           transposed weight), which the caller feeds beside the weight (a fixed permutation),
+ *           or at a stride above 1 a ConvTranspose of the weight
  *
- * ReLU, pooling, flattening and affine ops take their backward from export.ts. Stride-1 ungrouped
- * convolutions only (the cnn4 family); anything else raises Unsupported and training stays on tfjs.
+ * ReLU, pooling, flattening and affine ops take their backward from export.ts. Ungrouped
+ * convolutions only (the cnn4 family, cnn2-ibp's strided ones); anything else raises Unsupported
+ * and training stays on tfjs. ibp-export.ts builds IBP training's graph on the same forward pass.
  *
  * exportAttackOnnx is the same forward pass with the weights as inputs in eval mode (no dropout)
  * and the input gradient of the attack's CE (cotangent.ts, as tfjs's objective.ts) instead of the
@@ -25,6 +25,7 @@ import type { Plan, PlanOp } from './layers';
 import { Backward, emitOp, linfStepNodes, reluMask } from './export';
 import { cotangentNodes } from './cotangent';
 import { DataType, encodeModel } from './proto';
+import { convInputGrad, convOutputSize, convWeightGrad } from './conv-grad';
 
 /** One weight the graph takes as input `name` and whose gradient it returns as `grad_<name>`. */
 export interface TrainParam {
@@ -43,35 +44,7 @@ export interface TrainGraph {
   dropouts: { name: string; features: number; rate: number }[];
 }
 
-type ParamOp = Extract<PlanOp, { kind: 'conv' | 'dense' }>;
-
-/**
- * dW [cout, cin, kh, kw] of a stride-1 convolution of x [N, cin, H, W] (pads p) with output
- * gradient d [N, cout, oh, ow]: on the padded grid Hp × Wp, x[n, c, h + i, w + j] is the flat
- * element (n·Hp + h)·Wp + w + i·Wp + j, so each offset is a contiguous shift of one flat array.
- */
-function convWeightGrad(g: GraphBuilder, x: string, d: string, op: Extract<PlanOp, { kind: 'conv' }>, oh: number, ow: number): string {
-  const [cout, cin, kh, kw] = op.wdims;
-  const [pt, pl, pb, pr] = op.pads;
-  const wp = ow + kw - 1;
-  const channelMajor = (t: string, pads: number[], c: number) =>
-    g.op('Reshape', [g.op('Pad', [g.op('Transpose', [t], { perm: [1, 0, 2, 3] }), g.int64s('pads', pads)]), g.int64s('shape', [c, -1])]);
-  const xf = channelMajor(x, [0, 0, pt, pl, 0, 0, pb, pr], cin);
-  const df = channelMajor(d, [0, 0, 0, 0, 0, 0, kh - 1, kw - 1], cout);
-  // Only the first P − maxShift positions: every shift stays inside the flat array.
-  const maxShift = (kh - 1) * wp + kw - 1;
-  const n = g.op('Sub', [g.op('Gather', [g.op('Shape', [df]), g.int64s('one', [1])], { axis: 0 }), g.int64s('shift', [maxShift])]);
-  const slice = (t: string, shift: number) =>
-    g.op('Slice', [t, g.int64s('start', [shift]), g.op('Add', [n, g.int64s('shift', [shift])]), g.int64s('axis', [1])]);
-  const dUsed = slice(df, 0);
-  const perOffset: string[] = [];
-  for (let i = 0; i < kh; i++)
-    for (let j = 0; j < kw; j++) {
-      perOffset.push(g.op('Unsqueeze', [g.op('Gemm', [dUsed, slice(xf, i * wp + j)], { transB: 1 }), g.int64s('axis', [2])]));
-    }
-  // [cout, cin, kh·kw] → [cout, cin, kh, kw]
-  return g.op('Reshape', [g.op('Concat', perOffset, { axis: 2 }), g.int64s('shape', [cout, cin, kh, kw])]);
-}
+export type ParamOp = Extract<PlanOp, { kind: 'conv' | 'dense' }>;
 
 /** The conv or dense op with weights as inputs; its backward also emits the weight gradients. */
 function emitParamOp(
@@ -104,27 +77,28 @@ function emitParamOp(
       },
     };
   }
-  if (op.group !== 1 || op.strides[0] !== 1 || op.strides[1] !== 1) throw new Unsupported(`${op.layer}: training a strided or grouped convolution`);
+  if (op.group !== 1) throw new Unsupported(`${op.layer}: training a grouped convolution`);
   const [cout, cin, kh, kw] = op.wdims;
-  const flipped = needInputGrad ? g.input(`${op.layer}_flipped_${id}`, DataType.FLOAT, [cin, cout, kh, kw]) : undefined;
+  const stride1 = op.strides[0] === 1 && op.strides[1] === 1;
+  // A stride-1 input gradient is a Conv with the flipped weight (fed beside it); a strided one a ConvTranspose of the weight.
+  const flipped = needInputGrad && stride1 ? g.input(`${op.layer}_flipped_${id}`, DataType.FLOAT, [cin, cout, kh, kw]) : undefined;
   const w = input('kernel', [...op.wdims], flipped);
   const b = op.bias ? input('bias', [cout]) : null;
-  const y = g.op('Conv', b ? [v, w, b] : [v, w], { kernel_shape: [kh, kw], strides: [1, 1], pads: op.pads });
-  const [oh, ow] = [shape[1] + op.pads[0] + op.pads[2] - kh + 1, shape[2] + op.pads[1] + op.pads[3] - kw + 1];
+  const y = g.op('Conv', b ? [v, w, b] : [v, w], { kernel_shape: [kh, kw], strides: op.strides, pads: op.pads });
+  const inHW: [number, number] = [shape[1], shape[2]];
+  const outHW = convOutputSize(op, shape[1], shape[2]);
   return {
     y,
-    shape: [cout, oh, ow],
+    shape: [cout, ...outHW],
     backward: (d) => {
-      grads?.set(w, convWeightGrad(g, v, d, op, oh, ow));
+      grads?.set(w, convWeightGrad(g, v, d, op, inHW, outHW));
       if (b) grads?.set(b, sumOver(d, [0, 2, 3]));
-      if (!flipped) return '';
-      const [pt, pl, pb, pr] = op.pads;
-      return g.op('Conv', [d, flipped], { kernel_shape: [kh, kw], strides: [1, 1], pads: [kh - 1 - pt, kw - 1 - pl, kh - 1 - pb, kw - 1 - pr] });
+      return needInputGrad ? convInputGrad(g, d, op, w, flipped ?? null, inHW, outHW) : '';
     },
   };
 }
 
-interface WeightInputForward {
+export interface WeightInputForward {
   logits: string;
   backward: Backward[];
   params: TrainParam[];
@@ -170,7 +144,11 @@ function weightInputForward(g: GraphBuilder, plan: Plan, x: string, grads: Map<s
 }
 
 /** A graph of `plan` on inputs x [N, s, s, 3] and `rows` [N, k] (one row per image), the weights after them; logits out. */
-function weightInputGraph(plan: Plan, rows: string, grads: Map<string, string> | null): WeightInputForward & { g: GraphBuilder; x: string; rows: string } {
+export function weightInputGraph(
+  plan: Plan,
+  rows: string,
+  grads: Map<string, string> | null,
+): WeightInputForward & { g: GraphBuilder; x: string; rows: string } {
   if (plan.ops.some((op) => op.kind === 'softmax' || op.kind === 'logclip')) throw new Unsupported('training a model with a softmax output');
   const g = new GraphBuilder();
   const x = g.input('x', DataType.FLOAT, ['N', plan.inputSize, plan.inputSize, 3]);
@@ -180,26 +158,35 @@ function weightInputGraph(plan: Plan, rows: string, grads: Map<string, string> |
   return { ...f, g, x, rows: r };
 }
 
+/** The mean cross-entropy over the batch of logits z [N, k] against target rows t, and its cotangent (softmax(z) − t) / N. */
+export function meanCrossEntropy(g: GraphBuilder, z: string, t: string): { loss: string; cotangent: string } {
+  const n = g.op('Cast', [g.op('Gather', [g.op('Shape', [z]), g.int64s('zero', [0], [])], { axis: 0 })], { to: DataType.FLOAT });
+  const ce = g.op('Neg', [g.op('ReduceSum', [g.op('Mul', [t, g.op('LogSoftmax', [z], { axis: 1 })]), g.int64s('all', [0, 1])], { keepdims: 0 })]);
+  return { loss: g.op('Div', [ce, n]), cotangent: g.op('Div', [g.op('Sub', [g.op('Softmax', [z], { axis: 1 }), t]), n]) };
+}
+
+/** Runs the recorded backward emitters in reverse from d, as far as the first weight (an emitter returning ''). */
+export function backpropagate(backward: Backward[], d: string): void {
+  for (let i = backward.length - 1; i >= 0 && d !== ''; i--) d = backward[i](d);
+}
+
 /** The training-step graph of `plan`. Inputs: x [N, s, s, 3], t [N, k] target rows, the params, the dropout masks. */
 export function exportTrainingOnnx(plan: Plan): TrainGraph {
   const grads = new Map<string, string>();
-  const { g, rows: t, logits: v, backward, params, dropouts } = weightInputGraph(plan, 't', grads);
-  // Mean cross-entropy over the batch and its cotangent (softmax − t) / N.
-  const n = g.op('Cast', [g.op('Gather', [g.op('Shape', [v]), g.int64s('zero', [0], [])], { axis: 0 })], { to: DataType.FLOAT });
-  const ce = g.op('Neg', [g.op('ReduceSum', [g.op('Mul', [t, g.op('LogSoftmax', [v], { axis: 1 })]), g.int64s('all', [0, 1])], { keepdims: 0 })]);
-  g.output(g.op('Div', [ce, n]), 'loss', DataType.FLOAT, []);
-  let d = g.op('Div', [g.op('Sub', [g.op('Softmax', [v], { axis: 1 }), t]), n]);
-  // Backward only as far as the first weight: the input gradient of the images is not needed.
-  for (let i = backward.length - 1; i >= 0 && d !== ''; i--) d = backward[i](d);
+  const { g, rows: t, logits, backward, params, dropouts } = weightInputGraph(plan, 't', grads);
+  const ce = meanCrossEntropy(g, logits, t);
+  g.output(ce.loss, 'loss', DataType.FLOAT, []);
+  // The input gradient of the images is not needed.
+  backpropagate(backward, ce.cotangent);
   for (const p of params) g.output(grads.get(p.name) as string, `grad_${p.name}`, DataType.FLOAT, p.dims);
   return { model: encodeModel(g.build('train_step')), params, dropouts };
 }
 
 /**
  * The attack graph of `plan`: inputs x [N, s, s, 3], y [N, k] one-hot label rows, the params
- * (every conv with its flipped copy) and the linfStep head's clean, eps and step; outputs logits,
- * `grad`, the input gradient of untargeted CE in eval mode (what adversarial-plan.ts's tfjs attack
- * differentiates), and `adv`, x after one projected sign step of it.
+ * (every stride-1 conv with its flipped copy) and the linfStep head's clean, eps and step; outputs
+ * logits, `grad`, the input gradient of untargeted CE in eval mode (what adversarial-plan.ts's tfjs
+ * attack differentiates), and `adv`, x after one projected sign step of it.
  */
 export function exportAttackOnnx(plan: Plan): TrainGraph {
   const { g, x, rows: y, logits, backward, params } = weightInputGraph(plan, 'y', null);
