@@ -77,6 +77,9 @@ function signOf(g: GraphBuilder, v: string): string {
 
 const half = (g: GraphBuilder, v: string) => g.op('Mul', [v, g.scalar(0.5)]);
 
+/** One value's recorded backward steps, last first. */
+const back = (list: Backward[], d: string): string => list.reduceRight((acc, step) => step(acc), d);
+
 /** The eps box around x [N, s, s, 3] clipped to [0, 1], as NCHW centre and radius (ibp.ts's inputBox). */
 function inputBox(g: GraphBuilder, x: string, eps: string): Box {
   const clip = (v: string) => g.op('Clip', [v, g.scalar(0), g.scalar(1)]);
@@ -94,7 +97,6 @@ function monotone(g: GraphBuilder, b: Box, f: (v: string, backward: Backward[]) 
   const [bl, bu]: Backward[][] = [[], []];
   const lo = f(g.op('Sub', [b.mu, b.r]), bl),
     hi = f(g.op('Add', [b.mu, b.r]), bu);
-  const back = (list: Backward[], d: string) => list.reduceRight((acc, step) => step(acc), d);
   return {
     box: { mu: half(g, g.op('Add', [lo, hi])), r: half(g, g.op('Sub', [hi, lo])) },
     backward: (d) => {
@@ -109,7 +111,6 @@ function monotone(g: GraphBuilder, b: Box, f: (v: string, backward: Backward[]) 
 function nonnegativeLinear(b: Box, f: (v: string, backward: Backward[]) => string): { box: Box; backward: BoxBackward } {
   const [bm, br]: Backward[][] = [[], []];
   const box = { mu: f(b.mu, bm), r: f(b.r, br) };
-  const back = (list: Backward[], d: string) => list.reduceRight((acc, step) => step(acc), d);
   return { box, backward: (d) => ({ mu: back(bm, d.mu), r: back(br, d.r) }) };
 }
 
