@@ -197,7 +197,7 @@ describe('tflite int8 on onnxruntime: the straight-through gradient where activa
       [level(-140), 0],
     ];
     const values = new Float32Array(48);
-    const expected = new Float32Array(48).fill(1); // the rest are 0: inside
+    const expected = new Float32Array(48).fill(1); // the values past the cases stay 0, inside the range
     cases.forEach(([v, m], i) => {
       values[i] = v;
       expected[i] = m;
