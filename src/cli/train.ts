@@ -37,6 +37,8 @@ export const TRAIN_HELP = `advsign train --data <dir|synthetic> [options]
   --seed N               random seed (default 1)
   --no-augment           train without augmentation
   --label-smoothing X    cross-entropy against (1 − X)·one-hot + X/43 (default 0; 0.1 is common)
+  --ema D                validate, keep and save the moving average of the weights (decay D per step,
+                         e.g. 0.999) instead of the last step's; steadier under adversarial training
   --backend NAME         tensorflow | wasm | cpu (default: the fastest that starts)
   --quiet                no progress bars
   --workers N            extra threads sharing each batch on tfjs (default: one per spare core on wasm/cpu, 0 on tensorflow)
@@ -69,6 +71,7 @@ export async function trainCommand(argv: string[]): Promise<void> {
       balance: { type: 'string' },
       workers: { type: 'string' },
       'label-smoothing': { type: 'string' },
+      ema: { type: 'string' },
       engine: { type: 'string' },
       ...ADVERSARIAL_FLAGS,
       ...IBP_TRAINING_FLAGS,
@@ -92,6 +95,7 @@ export async function trainCommand(argv: string[]): Promise<void> {
   const maxMinutes = f['max-minutes'] !== undefined ? num(f, 'max-minutes', 0, 0.01, 1e6) : undefined;
   const balance = num(f, 'balance', 0, 0, 1);
   const labelSmoothing = num(f, 'label-smoothing', 0, 0, 0.99);
+  const emaDecay = f.ema !== undefined ? num(f, 'ema', 0, 0.5, 0.999999) : undefined;
   const sched = str(f, 'schedule', 'cosine');
   if (sched !== 'cosine' && sched !== 'plateau') throw new UserError(`--schedule must be cosine or plateau, got '${sched}'`);
   const out = path.resolve(str(f, 'out') ?? path.join('models', `${isSynthetic(data) ? 'synthetic' : path.basename(path.resolve(data))}-cnn`));
@@ -153,6 +157,7 @@ export async function trainCommand(argv: string[]): Promise<void> {
     workers,
     lossPlan: ibpRun?.lossPlan ?? (labelSmoothing ? () => ({ labelSmoothing }) : undefined),
     engine,
+    emaDecay,
     onEngine: (e) => log(`training engine: ${e.engine} (${e.ort ? `${e.reason}, ${e.ort.threads} threads` : e.reason})`),
   });
   const adversarialCard = advRun ? await advRun.finish(result) : undefined;
@@ -193,6 +198,7 @@ export async function trainCommand(argv: string[]): Promise<void> {
       batchSize,
       classBalance: balance,
       ...(labelSmoothing ? { labelSmoothing } : {}),
+      ...(emaDecay !== undefined ? { weightAverage: `exponential moving average of the weights, decay ${emaDecay} per step` } : {}),
       augmentation: f['no-augment'] ? 'none' : 'rotation ±10°, scale 0.92–1.1, shift ±6%, brightness 0.7–1.3, contrast 0.8–1.2',
       // The exact command, so a card says how to reproduce its model.
       command: ['advsign', 'train', ...argv].join(' '),

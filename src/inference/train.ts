@@ -15,6 +15,7 @@ import { GradientPool, LossPlan, PoolStep, shardGradients } from './data-paralle
 import { AdversarialPlanner, applyAdversarialPlan } from './adversarial-plan';
 import { EngineChoice, trainingEngine } from './engine';
 import type { OrtTrainer } from './ort-train';
+import { WeightAverage } from './weight-average';
 
 export interface EpochStats {
   epoch: number;
@@ -99,6 +100,11 @@ export interface TrainOptions {
   engine?: string;
   /** Told where the steps run, once, before the first epoch. */
   onEngine?: (e: EngineChoice) => void;
+  /**
+   * Weight averaging (weight-average.ts): validation, the kept epoch and the returned model use the
+   * moving average of the weights with this decay per step (e.g. 0.999) instead of the last step's.
+   */
+  emaDecay?: number;
 }
 
 export interface TrainResult {
@@ -233,6 +239,7 @@ export async function trainClassifier(trainSet: ImageSet, valSet: ImageSet, opti
   let pool: GradientPool | null = null;
   const tfjsPool = async () => (pool ??= o.workers ? await GradientPool.create(clf, o.workers) : null);
   if (!trainer) await tfjsPool();
+  const average = o.emaDecay !== undefined ? new WeightAverage(clf.trainableWeights, o.emaDecay) : null;
   try {
     for (let epoch = 1; epoch <= o.epochs && !interrupted; epoch++) {
       const te = Date.now();
@@ -288,6 +295,7 @@ export async function trainClassifier(trainSet: ImageSet, valSet: ImageSet, opti
             onOrt ? ortStep(trainer) : (stepPool as GradientPool).step(clf, batch.xb, batch.yb, numClasses, { plan, dropoutSeed, loss: lossPlan });
           const r = await run().finally(() => tf.dispose([batch.xb, batch.yb]));
           optimizer.applyGradients(r.grads);
+          average?.update();
           tf.dispose(r.grads.map((g) => g.tensor));
           lossSum += r.loss * nSeen;
           correct += r.correct;
@@ -298,6 +306,7 @@ export async function trainClassifier(trainSet: ImageSet, valSet: ImageSet, opti
             optimizer.applyGradients(clf.trainableWeights.map((v, j) => ({ name: v.name, tensor: g.grads[j] })));
             return [g.loss, g.correct];
           });
+          average?.update();
           tf.dispose([batch.xb, batch.yb]);
           lossSum += (await r[0].data())[0] * nSeen;
           correct += (await r[1].data())[0];
@@ -308,8 +317,13 @@ export async function trainClassifier(trainSet: ImageSet, valSet: ImageSet, opti
       }
       if (seen === 0) break;
       const trainSeconds = (Date.now() - te) / 1000;
-      const valAccuracy = await accuracy(clf, valSet);
-      const score = o.validationScore ? await o.validationScore.score(clf) : valAccuracy;
+      // With weight averaging the epoch is judged, and kept, by its averaged weights.
+      const judge = async () => {
+        const valAccuracy = await accuracy(clf, valSet);
+        const score = o.validationScore ? await o.validationScore.score(clf) : valAccuracy;
+        return { valAccuracy, score, weights: model.getWeights().map((w) => w.clone()) };
+      };
+      const { valAccuracy, score, weights } = average ? await average.withAverage(judge) : await judge();
       const stats: EpochStats = {
         epoch,
         trainLoss: lossSum / seen,
@@ -334,8 +348,9 @@ export async function trainClassifier(trainSet: ImageSet, valSet: ImageSet, opti
         bestOk = ok;
         sincebest = 0;
         bestWeights?.forEach((w) => w.dispose());
-        bestWeights = model.getWeights().map((w) => w.clone());
+        bestWeights = weights;
       } else {
+        tf.dispose(weights);
         sincebest++;
         // Halve the step size on a plateau before giving up on it.
         if (o.schedule !== 'cosine' && sincebest % 2 === 0) {
@@ -349,6 +364,7 @@ export async function trainClassifier(trainSet: ImageSet, valSet: ImageSet, opti
   } finally {
     await (pool as GradientPool | null)?.dispose();
     await trainer?.dispose();
+    average?.dispose();
     // Saved files carry no dropout seed (see buildModel).
     unseedDropout(model);
   }
