@@ -3,6 +3,7 @@ import { spawn, SpawnOptions } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import type { Tensor } from '../src/inference/tf';
 
 export const ROOT = path.resolve(__dirname, '..', '..');
 export const BIN = path.join(ROOT, 'bin', 'advsign.js');
@@ -72,4 +73,22 @@ export function tinyStickerArgs(model: string, out: string, ...extra: string[]):
     ...'--steps 2 --eot-samples 2 --eval 4 --roundtrip 0 --skip-baseline --sign-mm 100'.split(' '),
     ...extra,
   ];
+}
+
+/** ‖a − b‖ / ‖b‖ in L2 or L∞ (max |·|), no floor: NaN when both are all zero, so a vacuous comparison fails. */
+export function relativeError(a: ArrayLike<number>, b: ArrayLike<number>, norm: 'l2' | 'linf' = 'l2'): number {
+  if (a.length !== b.length) throw new Error(`relativeError: ${a.length} values against ${b.length}`);
+  let d = 0,
+    m = 0;
+  for (let i = 0; i < b.length; i++) {
+    const [e, r] = [Math.abs(a[i] - b[i]), Math.abs(b[i])];
+    if (norm === 'l2') [d, m] = [d + e * e, m + r * r];
+    else [d, m] = [Math.max(d, e), Math.max(m, r)];
+  }
+  return norm === 'l2' ? Math.sqrt(d / m) : d / m;
+}
+
+/** relativeError of two tensors' values. */
+export async function tensorRelativeError(a: Tensor, b: Tensor, norm: 'l2' | 'linf' = 'l2'): Promise<number> {
+  return relativeError(await a.data(), await b.data(), norm);
 }

@@ -23,20 +23,9 @@ import { loadOrt } from '../src/inference/engine';
 import { OrtStep, OrtTrainer } from '../src/inference/ort-train';
 import type { OrtModule } from '../src/inference/ort-classifier';
 import { renderDataset } from '../src/data/synthetic';
-import { runCli, tempDir } from './helpers';
+import { relativeError, runCli, tempDir } from './helpers';
 
 const CLASSES = [1, 2, 12, 13, 14, 17, 25, 38];
-
-/** ‖a − b‖ / ‖b‖ over all elements. */
-function relativeL2(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let d = 0,
-    m = 0;
-  for (let i = 0; i < b.length; i++) {
-    d += (a[i] - b[i]) ** 2;
-    m += b[i] ** 2;
-  }
-  return Math.sqrt(d / m);
-}
 
 function ortModule(): OrtModule {
   const ort = loadOrt();
@@ -110,7 +99,7 @@ async function compareStep({ clf, trainer, x, y }: Fixture, loss: { labelSmoothi
       ref.some((v) => v !== 0),
       `${a.grads[i].name}: the tfjs gradient is not all zero`,
     );
-    const e = relativeL2((await a.grads[i].tensor.data()) as Float32Array, ref);
+    const e = relativeError((await a.grads[i].tensor.data()) as Float32Array, ref);
     assert.ok(e <= 1e-4, `${a.grads[i].name}: relative L2 error ${e}`);
   }
   tf.dispose([b.loss, b.correct, ...b.grads]);
@@ -132,7 +121,7 @@ describe('IBP training on ort', function () {
       const g3 = await f.trainer.step(f.x, f.y, 43, { training: false, ibp: { eps, kappa: 0.3 } });
       const g8 = await f.trainer.step(f.x, f.y, 43, { training: false, ibp: { eps, kappa: 0.8 } });
       const fc = g3.grads.findIndex((g) => /fc1/.test(g.name));
-      assert.ok(relativeL2(await g3.grads[fc].tensor.data(), await g8.grads[fc].tensor.data()) > 1e-2);
+      assert.ok(relativeError(await g3.grads[fc].tensor.data(), await g8.grads[fc].tensor.data()) > 1e-2);
       disposeSteps(g3, g8);
     });
   });
@@ -157,7 +146,7 @@ describe('IBP training on ort', function () {
       const step = await trainer.step(x, y, 43, { training: false, ibp: { eps, kappa: 0.5 } });
       const m = step.margins as Float32Array;
       const ref = tf.tidy(() => elidedMarginBounds(clf.model, x, y, eps) as tf.Tensor2D);
-      assert.ok(relativeL2(m, (await ref.data()) as Float32Array) <= 1e-4);
+      assert.ok(relativeError(m, (await ref.data()) as Float32Array) <= 1e-4);
       assert.ok(
         m.some((v) => v < 0),
         'some bounds are loose enough to be negative (the test has teeth)',
@@ -199,7 +188,7 @@ describe('IBP training on ort', function () {
       await compareStep(f, { labelSmoothing: 0.1 });
       const native = await f.trainer.inputGradient((await f.x.data()) as Float32Array, (await f.y.data()) as Int32Array);
       const ref = tfObjectiveGradient(f.clf, f.x, f.y, null, 'ce');
-      assert.ok(relativeL2(native, (await ref.grad.data()) as Float32Array) <= 1e-4);
+      assert.ok(relativeError(native, (await ref.grad.data()) as Float32Array) <= 1e-4);
       tf.dispose([ref.grad, ref.logits]);
     });
   });

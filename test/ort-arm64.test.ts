@@ -22,7 +22,7 @@ import { exportOnnx } from '../src/inference/onnx/export';
 import { OrtClassifier } from '../src/inference/ort-classifier';
 import { useEngine } from '../src/inference/engine';
 import { renderDataset } from '../src/data/synthetic';
-import { ROOT, tempDir } from './helpers';
+import { relativeError, ROOT, tempDir } from './helpers';
 import { floats } from './arm64-ort-runner';
 
 const ARM_LIBC = '/usr/aarch64-linux-gnu';
@@ -56,16 +56,6 @@ function qemuPrefix(dir: string): string {
     'CPU implementer\t: 0x41\nCPU architecture: 8\nCPU variant\t: 0x0\nCPU part\t: 0xd08\nCPU revision\t: 3\n\n';
   fs.writeFileSync(path.join(prefix, 'proc', 'cpuinfo'), core(0) + core(1));
   return prefix;
-}
-
-function maxRelErr(a: Float32Array, b: Float32Array): number {
-  let d = 0,
-    m = 0;
-  for (let i = 0; i < a.length; i++) {
-    d = Math.max(d, Math.abs(a[i] - b[i]));
-    m = Math.max(m, Math.abs(b[i]));
-  }
-  return d / Math.max(m, 1e-30);
 }
 
 describe('ort engine on arm64 (qemu user-mode)', function () {
@@ -108,8 +98,9 @@ describe('ort engine on arm64 (qemu user-mode)', function () {
       assert.ok(report.status.ok, report.status.reason);
       const read = (f: string) => floats(path.join(dir, f));
       const [z, g] = [read('arm-logits.bin'), read('arm-grad.bin')];
-      assert.ok(maxRelErr(z, refZ) < 1e-4, `logits: arm64 vs x86 relative error ${maxRelErr(z, refZ)}`);
-      assert.ok(maxRelErr(g, refG) < 1e-3, `gradient: arm64 vs x86 relative error ${maxRelErr(g, refG)}`);
+      const [ez, eg] = [relativeError(z, refZ, 'linf'), relativeError(g, refG, 'linf')];
+      assert.ok(ez < 1e-4, `logits: arm64 vs x86 relative error ${ez}`);
+      assert.ok(eg < 1e-3, `gradient: arm64 vs x86 relative error ${eg}`);
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }

@@ -17,15 +17,7 @@ import { OrtClassifier } from '../src/inference/ort-classifier';
 import { getAttack } from '../src/attack/registry';
 import { renderCleanSign, renderDataset } from '../src/data/synthetic';
 import { encodePng } from '../src/data/image-io';
-import { ROOT, runCli, tempDir } from './helpers';
-
-/** max |a − b| / max |b|: the error relative to the tensor's own scale. */
-async function relErr(a: tf.Tensor, b: tf.Tensor): Promise<number> {
-  const [d, m] = tf.tidy(() => [tf.max(tf.abs(tf.sub(a, b))), tf.max(tf.abs(b))]);
-  const [dv, mv] = [(await d.data())[0], (await m.data())[0]];
-  tf.dispose([d, m]);
-  return dv / Math.max(mv, 1e-30);
-}
+import { ROOT, runCli, tempDir, tensorRelativeError } from './helpers';
 
 /** Layers the cnn4 family does not use: depthwise and strided 'same' convolutions, batch norm, average pooling, softmax. */
 function genericModel(): tf.LayersModel {
@@ -96,12 +88,14 @@ describe('ort engine: ONNX export with its gradient graph', function () {
       const t = tf.tensor1d([2, 0, 1], 'int32') as Tensor1D;
       const ref = tfClf.logits(x);
       const z = await inferLogits(clf, x);
-      assert.ok((await relErr(z, ref)) < 1e-4, `logits: relative error ${await relErr(z, ref)}`);
+      // L∞ relative error (max |a − b| / max |b|): the error relative to the tensor's own scale.
+      const ez = await tensorRelativeError(z, ref, 'linf');
+      assert.ok(ez < 1e-4, `logits: relative error ${ez}`);
       for (const loss of ATTACK_LOSSES) {
         for (const targets of [null, t]) {
           const a = await clf.objectiveGradient(x, y, targets, loss);
           const b = tfObjectiveGradient(tfClf, x, y, targets, loss);
-          const e = await relErr(a.grad, b.grad);
+          const e = await tensorRelativeError(a.grad, b.grad, 'linf');
           assert.ok(e < 1e-3, `${loss}${targets ? ' targeted' : ''}: gradient relative error ${e}`);
           tf.dispose([a.grad, a.logits, b.grad, b.logits]);
         }
@@ -109,7 +103,8 @@ describe('ort engine: ONNX export with its gradient graph', function () {
       const cot = tf.randomNormal([n, k], 0, 1, 'float32', 5) as Tensor2D;
       const a = await clf.vjp(x, (zz) => tf.mul(cot, tf.sign(zz)) as Tensor2D);
       const b = logitsAndVjp(tfClf, x, (zz) => tf.mul(cot, tf.sign(zz)) as Tensor2D);
-      assert.ok((await relErr(a.grad, b.grad)) < 1e-3, `vjp: relative error ${await relErr(a.grad, b.grad)}`);
+      const ev = await tensorRelativeError(a.grad, b.grad, 'linf');
+      assert.ok(ev < 1e-3, `vjp: relative error ${ev}`);
       tf.dispose([x, y, t, ref, z, cot, a.grad, a.logits, b.grad, b.logits]);
       clf.dispose();
       tfClf.model.dispose();

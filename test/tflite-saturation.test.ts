@@ -25,7 +25,7 @@ import { Plan, planFromModel, runPlan } from '../src/tflite/plan';
 import { activationQuant, calibrate, Calibration, planToTflite, Range } from '../src/tflite/convert';
 import { Op, opts, TensorType } from '../src/tflite/schema';
 import { GraphBuilder } from './foreign-models';
-import { ROOT, sharedGtsrb, tempDir } from './helpers';
+import { relativeError, ROOT, sharedGtsrb, tempDir } from './helpers';
 
 /** The share of each step's outputs to clip: the input quantiser's (half at each end) and the first conv's (at the top). */
 const CLIP = { input: 0.35, conv: 0.35 };
@@ -71,17 +71,7 @@ function clipped(v: Float32Array, [lo, hi]: [number, number]): { below: number; 
 /** Per-image relative L2 error of a against b, sorted. */
 function perImageErrors(a: Float32Array, b: Float32Array, n: number): number[] {
   const per = a.length / n;
-  const out: number[] = [];
-  for (let k = 0; k < n; k++) {
-    let d = 0,
-      r = 0;
-    for (let i = k * per; i < (k + 1) * per; i++) {
-      d += (a[i] - b[i]) ** 2;
-      r += b[i] ** 2;
-    }
-    out.push(Math.sqrt(d / r));
-  }
-  return out.sort((p, q) => p - q);
+  return Array.from({ length: n }, (_, k) => relativeError(a.subarray(k * per, (k + 1) * per), b.subarray(k * per, (k + 1) * per))).sort((p, q) => p - q);
 }
 
 describe('tflite int8 on onnxruntime: the straight-through gradient where activations saturate', function () {
