@@ -134,4 +134,41 @@ describe('training', function () {
       leftovers.join(','),
     );
   });
+
+  it('a signal during validation (IBP-certified score) stops promptly: the first keeps the last whole epoch, a second exits 130', async () => {
+    // Validation is half the synthetic images, certified by IBP: the slow phase a signal used to wait out.
+    const flags = '--data synthetic --per-class 8 --val-fraction 0.5 --epochs 20 --patience 20 --ibp 2/255 --ibp-warmup 0 --ibp-ramp 1';
+    const args = (out: string) => ['train', ...flags.split(' '), '--arch', 'cnn2-ibp', '--engine', 'tfjs', '--workers', '0', '--out', out];
+    const interrupt = async (out: string, validating: RegExp, signals: NodeJS.Signals[]) => {
+      let sentAt = 0;
+      const r = await runCli(args(out), {
+        onStderr: (text, kill) => {
+          if (!sentAt && validating.test(text)) {
+            sentAt = Date.now();
+            for (const s of signals) kill(s);
+          }
+        },
+      });
+      assert.ok(sentAt, `validation was reached: ${r.stderr}`);
+      return { ...r, seconds: (Date.now() - sentAt) / 1000 };
+    };
+    const out = path.join(tempDir(), 'val');
+    // Epoch 1 validated and checkpointed; SIGTERM while epoch 2 validates.
+    const first = await interrupt(out, /epoch 2: validating/, ['SIGTERM']);
+    assert.strictEqual(first.code, 0, first.stderr);
+    assert.match(first.stderr, /interrupted/);
+    const card = JSON.parse(fs.readFileSync(path.join(out, 'card.json'), 'utf8'));
+    assert.strictEqual(card.training.epochsRun, 1, 'the epoch whose validation was cut short is not counted');
+    assert.strictEqual(card.training.bestEpoch, 1);
+    assert.strictEqual(card.training.interrupted, true);
+    assert.strictEqual((await loadClassifier(out)).numClasses, 43);
+    // Before: about a full validation (7 batches) plus the test split after the signal; now one batch and the test split.
+    assert.ok(first.seconds < 20, `exited ${first.seconds.toFixed(1)} s after SIGTERM`);
+
+    const out2 = path.join(tempDir(), 'val2');
+    const second = await interrupt(out2, /epoch 1: validating/, ['SIGTERM', 'SIGINT']);
+    assert.strictEqual(second.code, 130, second.stderr);
+    assert.ok(second.seconds < 5, `exited ${second.seconds.toFixed(1)} s after the second signal`);
+    assert.ok(!fs.existsSync(path.join(out2, 'model.json')), 'nothing saved');
+  });
 });

@@ -15,6 +15,7 @@ import { parseEps } from '../attack/registry';
 import { AttackLoss, parseAttackLoss } from '../attack/loss';
 import { apgdAttack, APGD_DEFAULTS } from '../attack/apgd';
 import { Flags } from './args';
+import { StopCheck, yieldUnlessStopped } from '../util/interrupt';
 import {
   AdversarialMethod,
   adversarialPlanner,
@@ -85,7 +86,12 @@ export interface AdversarialCard {
 export interface AdversarialRun {
   planner?: AdversarialPlanner;
   /** Epoch selection by PGD-10 accuracy on validation images (robust early stopping). */
-  validationScore?: { name: string; images: number; score: (clf: Classifier) => Promise<number>; eligible?: (valAccuracy: number) => boolean };
+  validationScore?: {
+    name: string;
+    images: number;
+    score: (clf: Classifier, shouldStop: StopCheck) => Promise<number>;
+    eligible?: (valAccuracy: number) => boolean;
+  };
   /** How the kept epoch was chosen, for the card. */
   selection?: string;
   finish(result: TrainResult): Promise<AdversarialCard>;
@@ -245,7 +251,8 @@ export function addAdversarialTraining(f: Flags) {
       const validationScore = {
         name,
         images: scored.labels.length,
-        score: (clf: Classifier) => selectionAccuracy(clf, scored, val.size, { attack: selectAttack, eps, steps: selectSteps, losses: selectLosses }),
+        score: (clf: Classifier, shouldStop: StopCheck) =>
+          selectionAccuracy(clf, scored, val.size, { attack: selectAttack, eps, steps: selectSteps, losses: selectLosses }, shouldStop),
         eligible,
       };
       return {
@@ -279,37 +286,42 @@ export function addAdversarialTraining(f: Flags) {
 
 /**
  * Accuracy under the selection attack (worst case over `losses` per image) on a fixed image set,
- * in batches of 128: PGD (step 2.5·eps/steps, random start) or APGD (apgd.ts).
+ * in batches of 128: PGD (step 2.5·eps/steps, random start) or APGD (apgd.ts). Yields to the event
+ * loop between batches and objectives; throws EvaluationInterrupted once `shouldStop` turns true.
  */
 export async function selectionAccuracy(
   clf: Classifier,
   set: { images: Float32Array; labels: Int32Array },
   size: number,
   o: { attack: 'pgd' | 'apgd'; eps: number; steps: number; losses: AttackLoss[] },
+  shouldStop?: StopCheck,
 ): Promise<number> {
   const px = size * size * 3;
   let ok = 0;
   for (let i = 0; i < set.labels.length; i += 128) {
+    await yieldUnlessStopped(shouldStop);
     const m = Math.min(128, set.labels.length - i);
     const labels = set.labels.subarray(i, i + m);
     const x = tf.tensor4d(set.images.subarray(i * px, (i + m) * px), [m, size, size, 3]);
-    if (o.attack === 'pgd') {
-      const y = tf.tensor1d(labels, 'int32');
-      ok += pgdCorrect(clf, x, y, o.eps, o.steps, 777 + i, o.losses);
-      y.dispose();
-    } else {
-      const fooled = new Uint8Array(m);
-      for (const loss of o.losses) {
-        const r = await apgdAttack(clf, x, labels, { ...APGD_DEFAULTS, norm: 'linf', eps: o.eps, steps: o.steps, loss: loss as 'ce' | 'dlr', seed: 777 + i });
-        r.fooled.forEach((f, j) => {
-          fooled[j] |= f;
-        });
+    try {
+      if (o.attack === 'pgd') {
+        const y = tf.tensor1d(labels, 'int32');
+        ok += pgdCorrect(clf, x, y, o.eps, o.steps, 777 + i, o.losses);
+        y.dispose();
+      } else {
+        const fooled = new Uint8Array(m);
+        for (const [k, loss] of o.losses.entries()) {
+          if (k > 0) await yieldUnlessStopped(shouldStop);
+          const r = await apgdAttack(clf, x, labels, { ...APGD_DEFAULTS, norm: 'linf', eps: o.eps, steps: o.steps, loss: loss as 'ce' | 'dlr', seed: 777 + i });
+          r.fooled.forEach((f, j) => {
+            fooled[j] |= f;
+          });
+        }
+        ok += fooled.reduce((a, f) => a + (f ? 0 : 1), 0);
       }
-      ok += fooled.reduce((a, f) => a + (f ? 0 : 1), 0);
+    } finally {
+      x.dispose();
     }
-    x.dispose();
-    // Lets Ctrl-C and other events through between batches.
-    await new Promise<void>((resolve) => setImmediate(resolve));
   }
   return ok / set.labels.length;
 }

@@ -13,6 +13,7 @@ import type { Classifier, LayersClassifier } from '../inference/model';
 import type { LossPlan } from '../inference/data-parallel';
 import type { ImageSet } from '../data/types';
 import { certifiedAccuracy } from '../inference/ibp';
+import type { StopCheck } from '../util/interrupt';
 
 export interface IbpTrainingOptions {
   eps: number;
@@ -30,7 +31,7 @@ export function ibpSchedule(o: IbpTrainingOptions, epoch: number, step: number, 
 
 export interface IbpTrainingRun {
   lossPlan: (epoch: number, step: number, stepsPerEpoch: number) => LossPlan;
-  validationScore: { name: string; score: (clf: Classifier) => Promise<number> };
+  validationScore: { name: string; score: (clf: Classifier, shouldStop: StopCheck) => Promise<number> };
   card: IbpTrainingOptions & { method: 'ibp'; epsOver255: number; loss: string; selection: string };
 }
 
@@ -40,7 +41,10 @@ export function ibpTrainingRun(o: IbpTrainingOptions, val: ImageSet, labelSmooth
   const name = `ibp-certified@${over255}/255`;
   return {
     lossPlan: (epoch, step, stepsPerEpoch) => ({ ...(labelSmoothing ? { labelSmoothing } : {}), ibp: ibpSchedule(o, epoch, step, stepsPerEpoch) }),
-    validationScore: { name, score: (clf) => certifiedAccuracy((clf as LayersClassifier).model, val.images, val.labels, val.size, o.eps) },
+    validationScore: {
+      name,
+      score: (clf, shouldStop) => certifiedAccuracy((clf as LayersClassifier).model, val.images, val.labels, val.size, o.eps, 128, true, shouldStop),
+    },
     card: {
       method: 'ibp',
       ...o,

@@ -11,6 +11,7 @@
  */
 import { tf, Tensor2D, Tensor4D } from './tf';
 import { UserError } from '../data/types';
+import { StopCheck, yieldUnlessStopped } from '../util/interrupt';
 
 export interface LogitBounds {
   lower: Tensor2D;
@@ -189,7 +190,7 @@ export async function certify(model: tf.LayersModel, x: Tensor4D, labels: Int32A
   return Uint8Array.from(v, (t) => (t > 0 ? 1 : 0));
 }
 
-/** Certified accuracy over an image array (batched). */
+/** Certified accuracy over an image array (batched); `shouldStop` as in yieldUnlessStopped, between batches. */
 export async function certifiedAccuracy(
   model: tf.LayersModel,
   images: Float32Array,
@@ -198,12 +199,14 @@ export async function certifiedAccuracy(
   eps: number,
   batch = 128,
   elide = true,
+  shouldStop?: StopCheck,
 ): Promise<number> {
   const n = labels.length;
   if (n === 0) return NaN;
   const px = size * size * 3;
   let ok = 0;
   for (let i = 0; i < n; i += batch) {
+    if (shouldStop) await yieldUnlessStopped(shouldStop);
     const m = Math.min(batch, n - i);
     const x = tf.tensor4d(images.subarray(i * px, (i + m) * px), [m, size, size, 3]);
     const c = await certify(model, x, labels.subarray(i, i + m), eps, elide);

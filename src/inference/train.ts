@@ -16,6 +16,7 @@ import { AdversarialPlanner, applyAdversarialPlan } from './adversarial-plan';
 import { EngineChoice, trainingEngine } from './engine';
 import type { OrtTrainer } from './ort-train';
 import { WeightAverage } from './weight-average';
+import { EvaluationInterrupted, StopCheck, yieldUnlessStopped } from '../util/interrupt';
 
 export interface EpochStats {
   epoch: number;
@@ -54,7 +55,10 @@ export interface TrainOptions {
   onEpoch?: (s: EpochStats) => void;
   /** Show a progress bar on stderr. */
   progress?: boolean;
-  /** Polled between batches: true ends training after the current batch (Ctrl-C). */
+  /**
+   * Polled between batches, validation batches included: true ends training after the current
+   * batch, or abandons the running validation (that epoch is then not kept).
+   */
   shouldStop?: () => boolean;
   /**
    * 'cosine': the learning rate falls from `learningRate` to 1 % of it along a half cosine over the
@@ -77,7 +81,8 @@ export interface TrainOptions {
    */
   validationScore?: {
     name: string;
-    score: (clf: Classifier) => Promise<number>;
+    /** Should call yieldUnlessStopped(shouldStop) between batches, so Ctrl-C can cut it short. */
+    score: (clf: Classifier, shouldStop: StopCheck) => Promise<number>;
     /** Epochs failing this (given clean validation accuracy) are kept only while no epoch passes it. */
     eligible?: (valAccuracy: number) => boolean;
   };
@@ -131,12 +136,20 @@ export const DEFAULT_TRAIN: Omit<TrainOptions, 'arch'> = {
   augment: true,
 };
 
-/** Top-1 accuracy of a classifier on an image set. */
-export async function accuracy(clf: Classifier, set: ImageSet): Promise<number> {
+/**
+ * Top-1 accuracy of a classifier on an image set. With `shouldStop`, checked between batches of
+ * 256, it throws EvaluationInterrupted once that turns true.
+ */
+export async function accuracy(clf: Classifier, set: ImageSet, shouldStop?: StopCheck): Promise<number> {
   if (set.n === 0) return NaN;
-  const pred = await predictClasses(clf, set.images, set.n);
+  const px = set.size * set.size * 3;
   let ok = 0;
-  for (let i = 0; i < set.n; i++) if (pred[i] === set.labels[i]) ok++;
+  for (let i = 0; i < set.n; i += 256) {
+    if (shouldStop) await yieldUnlessStopped(shouldStop);
+    const m = Math.min(256, set.n - i);
+    const pred = await predictClasses(clf, set.images.subarray(i * px, (i + m) * px), m);
+    for (let j = 0; j < m; j++) if (pred[j] === set.labels[i + j]) ok++;
+  }
   return ok / set.n;
 }
 
@@ -317,13 +330,25 @@ export async function trainClassifier(trainSet: ImageSet, valSet: ImageSet, opti
       }
       if (seen === 0) break;
       const trainSeconds = (Date.now() - te) / 1000;
+      // Validation can take minutes (IBP, APGD selection): a stop request abandons it, keeping the
+      // best epoch validated so far; an epoch cut short by one is not validated at all.
+      const stop: StopCheck = o.shouldStop ?? (() => false);
+      if (o.progress) process.stderr.write(`${process.stderr.isTTY ? '\n' : ''}epoch ${epoch}: validating on ${valSet.n} images\n`);
       // With weight averaging the epoch is judged, and kept, by its averaged weights.
       const judge = async () => {
-        const valAccuracy = await accuracy(clf, valSet);
-        const score = o.validationScore ? await o.validationScore.score(clf) : valAccuracy;
+        const valAccuracy = await accuracy(clf, valSet, stop);
+        const score = o.validationScore ? await o.validationScore.score(clf, stop) : valAccuracy;
         return { valAccuracy, score, weights: model.getWeights().map((w) => w.clone()) };
       };
-      const { valAccuracy, score, weights } = average ? await average.withAverage(judge) : await judge();
+      let judged: Awaited<ReturnType<typeof judge>>;
+      try {
+        judged = average ? await average.withAverage(judge) : await judge();
+      } catch (e) {
+        if (!(e instanceof EvaluationInterrupted)) throw e;
+        interrupted = true;
+        break;
+      }
+      const { valAccuracy, score, weights } = judged;
       const stats: EpochStats = {
         epoch,
         trainLoss: lossSum / seen,
