@@ -162,8 +162,6 @@ export async function trainCommand(argv: string[]): Promise<void> {
   });
   const adversarialCard = advRun ? await advRun.finish(result) : undefined;
   const pct = (v?: number) => (v == null ? 'n/a' : `${(v * 100).toFixed(2)}%`);
-  process.off('SIGINT', onSigint);
-  process.off('SIGTERM', onSigint);
   if (result.history.length === 0) throw new UserError('training stopped before the first epoch finished: nothing saved');
 
   // Test accuracy when the data has a test split (GTSRB folders; the renderer makes its own).
@@ -171,7 +169,8 @@ export async function trainCommand(argv: string[]): Promise<void> {
   let testN: number | undefined;
   try {
     const test = await loadDataset(data, { split: 'test', size, progress });
-    testAccuracy = await accuracy(result.classifier, test);
+    // A stop check that never stops: only to yield between batches, so a second signal still exits.
+    testAccuracy = await accuracy(result.classifier, test, () => false);
     testN = test.n;
   } catch (e) {
     if (!(e instanceof UserError)) throw e;
@@ -228,6 +227,9 @@ export async function trainCommand(argv: string[]): Promise<void> {
   };
   await saveModel(result.model, out, card);
   fs.rmSync(out + '.checkpoints', { recursive: true, force: true });
+  // Only now: a signal left pending by a handler removed earlier would be dropped unseen.
+  process.off('SIGINT', onSigint);
+  process.off('SIGTERM', onSigint);
   console.log(
     `saved ${path.relative(process.cwd(), out) || out}: validation ${pct(result.bestValAccuracy)}, test ${pct(testAccuracy)}, ` +
       `${result.history.length} epochs in ${result.seconds.toFixed(0)} s on ${result.engine.engine === 'ort' ? 'ort' : backend.backend}`,

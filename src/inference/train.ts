@@ -57,7 +57,8 @@ export interface TrainOptions {
   progress?: boolean;
   /**
    * Polled between batches, validation batches included: true ends training after the current
-   * batch, or abandons the running validation (that epoch is then not kept).
+   * batch (that partial epoch is still validated), or, if it turns true during validation,
+   * abandons that validation (the epoch is then not kept).
    */
   shouldStop?: () => boolean;
   /**
@@ -330,9 +331,12 @@ export async function trainClassifier(trainSet: ImageSet, valSet: ImageSet, opti
       }
       if (seen === 0) break;
       const trainSeconds = (Date.now() - te) / 1000;
-      // Validation can take minutes (IBP, APGD selection): a stop request abandons it, keeping the
-      // best epoch validated so far; an epoch cut short by one is not validated at all.
-      const stop: StopCheck = o.shouldStop ?? (() => false);
+      // Validation can take minutes (IBP, APGD selection). An epoch cut short by a stop request is
+      // still validated (and may be kept); a request made during validation abandons it, keeping
+      // the best epoch validated so far. Yielding between its batches lets the CLI's second-signal
+      // exit run either way.
+      const stoppedBefore = o.shouldStop?.() ?? false;
+      const stop: StopCheck = () => !stoppedBefore && (o.shouldStop?.() ?? false);
       if (o.progress) process.stderr.write(`${process.stderr.isTTY ? '\n' : ''}epoch ${epoch}: validating on ${valSet.n} images\n`);
       // With weight averaging the epoch is judged, and kept, by its averaged weights.
       const judge = async () => {
