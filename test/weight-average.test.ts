@@ -100,24 +100,7 @@ describe('weight averaging (--ema)', function () {
     const bad = await runCli(['train', '--data', 'synthetic', '--ema', '1.5', '--out', out]);
     assert.notStrictEqual(bad.code, 0);
     assert.match(bad.stderr, /--ema must be a number from 0\.5 to 0\.999999, got '1\.5'/);
-    const ok = await runCli([
-      'train',
-      '--data',
-      'synthetic',
-      '--per-class',
-      '12',
-      '--size',
-      '16',
-      '--arch',
-      'cnn4-small',
-      '--epochs',
-      '1',
-      '--ema',
-      '0.99',
-      '--quiet',
-      '--out',
-      out,
-    ]);
+    const ok = await runCli([...'train --data synthetic --per-class 12 --size 16 --arch cnn4-small --epochs 1 --ema 0.99 --quiet --out'.split(' '), out]);
     assert.strictEqual(ok.code, 0, ok.stderr);
     const card = JSON.parse(fs.readFileSync(path.join(out, 'card.json'), 'utf8')) as { training: { weightAverage?: string; command: string } };
     assert.match(card.training.weightAverage ?? '', /decay 0\.99 per step/);
