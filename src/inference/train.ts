@@ -309,7 +309,6 @@ export async function trainClassifier(trainSet: ImageSet, valSet: ImageSet, opti
             onOrt ? ortStep(trainer) : (stepPool as GradientPool).step(clf, batch.xb, batch.yb, numClasses, { plan, dropoutSeed, loss: lossPlan });
           const r = await run().finally(() => tf.dispose([batch.xb, batch.yb]));
           optimizer.applyGradients(r.grads);
-          average?.update();
           tf.dispose(r.grads.map((g) => g.tensor));
           lossSum += r.loss * nSeen;
           correct += r.correct;
@@ -320,12 +319,12 @@ export async function trainClassifier(trainSet: ImageSet, valSet: ImageSet, opti
             optimizer.applyGradients(clf.trainableWeights.map((v, j) => ({ name: v.name, tensor: g.grads[j] })));
             return [g.loss, g.correct];
           });
-          average?.update();
           tf.dispose([batch.xb, batch.yb]);
           lossSum += (await r[0].data())[0] * nSeen;
           correct += (await r[1].data())[0];
           tf.dispose(r);
         }
+        average?.update(); // after either engine's optimizer step
         seen += nSeen;
         bar?.update(step + 1, `loss ${(lossSum / seen).toFixed(3)} acc ${(correct / seen).toFixed(3)}`);
       }
