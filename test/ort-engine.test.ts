@@ -262,4 +262,40 @@ describe('ort engine: the commands', function () {
     assert.match(bad.stderr, /unknown engine 'gpu': use one of ort, tfjs/);
     assert.doesNotMatch(bad.stderr, /\n\s+at /);
   });
+  it('evaluate on ort attacks batches side by side on worker threads, with the figures of one thread', async function () {
+    this.timeout(600000);
+    // 3 batches of 29 over 2 lanes; AutoAttack's members cost differently per batch, so the lanes
+    // take batches as they free up. The one-thread run uses one-thread sessions too, as the lanes do.
+    const args = (workers: string) =>
+      ['evaluate', '--engine', 'ort', '--model', 'models/gtsrb-cnn-robust', '--data', 'synthetic', '--limit', '86', '--batch', '29'].concat([
+        '--attack',
+        'pgd,autoattack',
+        '--eps',
+        '8/255',
+        '--steps',
+        '4',
+        '--queries',
+        '20',
+        '--workers',
+        workers,
+        '--quiet',
+        '--json',
+        '-',
+      ]);
+    const one = await runCli(args('0'), { env: { ADVSIGN_ORT_THREADS: '1' } });
+    const two = await runCli(args('1'));
+    assert.equal(one.code, 0, one.stderr);
+    assert.equal(two.code, 0, two.stderr);
+    const [a, b] = [JSON.parse(one.stdout), JSON.parse(two.stdout)];
+    assert.deepEqual([a.threads, b.threads], [1, 2], 'the second run really used a worker');
+    type Row = { attack: string; accuracy: number; meanL2: number; perClassAccuracy: unknown; stages?: { attack: string; accuracy: number }[] };
+    const figures = (j: { results: Row[] }) =>
+      j.results.map((r) => [r.attack, r.accuracy, r.meanL2, r.perClassAccuracy, r.stages?.map((st) => [st.attack, st.accuracy])]);
+    assert.deepEqual(figures(b), figures(a));
+    const aa = (b.results as Row[]).find((r) => r.attack === 'autoattack') as Row;
+    assert.ok(aa.accuracy < b.clean.accuracy, `AutoAttack broke images: ${aa.accuracy} against clean ${b.clean.accuracy}`);
+    const shown = await runCli(args('1').slice(0, -2));
+    assert.equal(shown.code, 0, shown.stderr);
+    assert.match(shown.stdout, /attacks: 2 batches at a time, each on onnxruntime sessions of 1 thread/);
+  });
 });

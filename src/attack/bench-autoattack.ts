@@ -1,9 +1,10 @@
 /**
  * The AutoAttack figure of `advsign bench`: a real standard run (APGD-CE, APGD-T, FAB-T, Square
  * with 5000 queries; L∞ 8/255) with the shipped robust model, the way `advsign evaluate --attack
- * autoattack` runs it (the same engine, onnxruntime when it loads, and its batches of 128), timed
- * end to end. One full batch by default: fewer images would understate what batching buys (the
- * members run on the still-robust images, all targets of an image in one batch). GTSRB Test
+ * autoattack` runs it (the same engine, onnxruntime when it loads, and its batches, one per core
+ * side by side), timed end to end. Small sets understate what batching buys (the members run on
+ * the still-robust images, all targets of an image in one batch): 128 images by default, two
+ * batches of 64 on 2 cores. GTSRB Test
  * images when the shared copy is there, else synthetic signs (they differ in how many images stay
  * robust, which is what costs: the JSON says which were used and how many survived).
  */
@@ -20,7 +21,7 @@ export interface AutoAttackBench {
   data: string;
   images: number;
   eps: number;
-  /** The engine attacks ran on (ort: onnxruntime's threads; tfjs: worker threads). */
+  /** The engine attacks ran on; `threads` batches ran side by side (on ort, sessions of one thread each). */
   engine: string;
   batchSize: number;
   threads: number;
@@ -40,11 +41,11 @@ export async function benchAutoAttack(modelPath: string, images: number): Promis
     const clf = loaded.classifier;
     const data = sharedGtsrbDir() ?? 'synthetic';
     const set = await loadDataset(data, { split: 'test', size: clf.inputSize, limit: images, progress: false });
-    const onOrt = loaded.engine.engine === 'ort';
-    // onnxruntime runs each call on all cores itself; tfjs (one core each) shares batches over workers.
-    const workers = onOrt ? 0 : defaultWorkerCount(backend.backend);
+    // As `evaluate` runs it: batches side by side on the spare cores (on onnxruntime, sessions of
+    // one thread each), at most AutoAttack's batch of 128, so that every thread has one.
+    const workers = defaultWorkerCount(backend.backend);
     const n = Math.min(images, set.n);
-    const batchSize = onOrt ? AUTOATTACK_BATCH : Math.ceil(n / (workers + 1));
+    const batchSize = Math.min(AUTOATTACK_BATCH, Math.ceil(n / (workers + 1)));
     const eps = 8 / 255;
     const t0 = performance.now();
     const r = await evaluateRobustness(clf, set, {
@@ -65,7 +66,7 @@ export async function benchAutoAttack(modelPath: string, images: number): Promis
       eps,
       engine: loaded.engine.engine,
       batchSize,
-      threads: onOrt ? (loaded.engine.ort?.threads ?? 1) : (r.threads ?? 1),
+      threads: r.threads ?? 1,
       seconds,
       imagesPerSecond: n / seconds,
       accuracy: row.accuracy,

@@ -22,10 +22,11 @@ import { ImageSet, UserError } from '../data/types';
 import type { Attack, AnyAttackOptions, Norm, RobustnessRow } from './types';
 
 export type { RobustnessRow } from './types';
-import { getAttack } from './registry';
+import { getAttack, isRegisteredAttack } from './registry';
 import { normsFromArrays, PerturbationNorms } from './norms';
 import { ModelWorkers } from '../inference/data-parallel';
 import { inferLogits, LayersClassifier } from '../inference/model';
+import { OrtClassifier } from '../inference/ort-classifier';
 import { measureWritten } from './written';
 import { CorrectFlags, worstCaseNorm, worstCaseRows } from './worst-case';
 
@@ -59,7 +60,10 @@ export interface EvaluateOptions {
   worstCase?: boolean;
   /**
    * Worker threads that attack batches alongside this one (data-parallel; only for models
-   * loaded from files, i.e. a LayersClassifier). Results are the same as on one thread.
+   * loaded from files, i.e. a LayersClassifier, on tfjs or on onnxruntime). On onnxruntime every
+   * thread, this one included, then runs sessions of one thread: the JavaScript of one batch's
+   * attack overlaps the engine calls of another's, where one two-thread session leaves a core
+   * idle during it. Results are the same as on one thread.
    */
   workers?: number;
 }
@@ -233,8 +237,9 @@ async function asWritten(model: Classifier, examples: AdversarialExample[], norm
 
 export async function evaluateRobustness(model: Classifier, set: ImageSet, opts: EvaluateOptions): Promise<RobustnessResult> {
   const attacks: Attack[] = opts.attacks.map((a) => (typeof a === 'string' ? getAttack(a) : a));
-  // Attack objects (not registry names) cannot be sent to a worker thread.
-  const named = new Set(opts.attacks.flatMap((a, i) => (typeof a === 'string' ? [attacks[i]] : [])));
+  // Only the registry's attacks can be sent to a worker thread (by name), not attacks built here
+  // (a transfer attack's surrogate, say).
+  const named = new Set(attacks.filter(isRegisteredAttack));
   const judge = measuredOn(model);
   if (opts.worstCase) worstCaseNorm(attacks);
   for (const e of opts.epsList) if (!Number.isFinite(e) || e < 0) throw new UserError(`eps ${e} must be a finite number ≥ 0`);
@@ -277,10 +282,16 @@ export async function evaluateRobustness(model: Classifier, set: ImageSet, opts:
   const flags: CorrectFlags = new Map();
   const notes: string[] = [];
   const workers = opts.workers ?? 0;
+  const replica = model instanceof OrtClassifier ? model.inner : model;
   const pool =
-    workers > 0 && model instanceof LayersClassifier && n > bs
-      ? await ModelWorkers.start<AttackTask, AttackedShard>(model, workers, { entry: path.join(__dirname, 'attack-worker.js'), withWeights: true })
+    workers > 0 && replica instanceof LayersClassifier && n > bs
+      ? await ModelWorkers.start<AttackTask, AttackedShard>(replica, workers, {
+          entry: path.join(__dirname, 'attack-worker.js'),
+          withWeights: true,
+          ...(model instanceof OrtClassifier ? { ortThreads: 1 } : {}),
+        })
       : null;
+  const own = pool && model instanceof OrtClassifier ? model.withThreads(1) : model;
   try {
     for (const attack of attacks) {
       const epsList = [...new Set(attack.norm === 'l2' ? l2EpsList : opts.epsList)];
@@ -322,7 +333,7 @@ export async function evaluateRobustness(model: Classifier, set: ImageSet, opts:
           const options: AnyAttackOptions = { seed: opts.seed ?? 0, ...extra, eps, targeted: false };
           const r =
             worker === null
-              ? await attackShard(model, attack, set.images.subarray(i * px, (i + m) * px), y, s, options)
+              ? await attackShard(own, attack, set.images.subarray(i * px, (i + m) * px), y, s, options)
               : await runInWorker(pool as AttackPool, worker, { attack: attack.name, options, x: set.images.slice(i * px, (i + m) * px), y, size: s });
           const run: Run = {
             adv: r.adversarial,
@@ -407,19 +418,50 @@ export async function evaluateRobustness(model: Classifier, set: ImageSet, opts:
       };
       const threads = pool && named.has(attack) ? pool.size + 1 : 1;
       opts.onProgress?.({ attack: attack.name, done: 0, total: n }); // the bar shows from the start
-      for (let g = 0; g < n; g += bs * threads) {
-        const batches: { i: number; m: number }[] = [];
-        for (let t = 0; t < threads && g + t * bs < n; t++) batches.push({ i: g + t * bs, m: Math.min(bs, n - g - t * bs) });
-        // Workers' batches are sent first, so they run while this thread attacks its own.
-        const remote = Promise.all(batches.slice(1).map((b, t) => attackBatch(b.i, b.m, t)));
-        const own = await attackBatch(batches[0].i, batches[0].m, null).catch(async (e: unknown) => {
-          await remote.catch(() => undefined);
-          throw e;
-        });
-        const done = [own, ...(await remote)];
-        for (const [t, { i, m }] of batches.entries()) accumulate(i, m, done[t].runs, done[t].single);
-        const last = batches[batches.length - 1];
-        opts.onProgress?.({ attack: attack.name, done: last.i + last.m, total: n });
+      const wallStart = performance.now();
+      // Each thread takes the next batch when it is free (batches differ in cost: AutoAttack's
+      // members attack only the images still robust), and results are counted in batch order.
+      const starts = Array.from({ length: Math.ceil(n / bs) }, (_, b) => b * bs);
+      type BatchRuns = Awaited<ReturnType<typeof attackBatch>>;
+      const finished: (BatchRuns | undefined)[] = [];
+      let next = 0,
+        counted = 0,
+        failed = false;
+      const countFinished = () => {
+        for (let r = finished[counted]; r && counted < starts.length; r = finished[counted]) {
+          const i = starts[counted],
+            m = Math.min(bs, n - i);
+          accumulate(i, m, r.runs, r.single);
+          finished[counted++] = undefined;
+          opts.onProgress?.({ attack: attack.name, done: i + m, total: n });
+        }
+      };
+      const lane = async (worker: number | null) => {
+        while (next < starts.length && !failed) {
+          const b = next++;
+          try {
+            finished[b] = await attackBatch(starts[b], Math.min(bs, n - starts[b]), worker);
+          } catch (e) {
+            failed = true;
+            throw e;
+          }
+          countFinished();
+        }
+      };
+      // Workers' lanes start first, so their batches run while this thread attacks its own.
+      const lanes = Array.from({ length: threads - 1 }, (_, t) => lane(t));
+      const settled = await Promise.allSettled([...lanes, lane(null)]);
+      const failure = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+      if (failure) throw failure.reason;
+      if (threads > 1) {
+        // Batches ran side by side: their seconds add up to more than the wall clock. Scale each
+        // row's (and member's) seconds so that the rates reported are the evaluation's own.
+        const summed = [...acc.values()].reduce((t, a) => t + a.seconds, 0);
+        const scale = summed > 0 ? (performance.now() - wallStart) / 1000 / summed : 1;
+        for (const a of acc.values()) {
+          a.seconds *= scale;
+          for (const st of a.stages) st.seconds *= scale;
+        }
       }
       const picked = spread([...good.values()], keep);
       examples.push(...(await asWritten(model, [...picked, ...spread([...other.values()], keep - picked.length)], attack.norm)));
@@ -450,6 +492,7 @@ export async function evaluateRobustness(model: Classifier, set: ImageSet, opts:
     }
   } finally {
     await pool?.dispose();
+    if (own !== model) own.dispose?.();
   }
   return {
     n,

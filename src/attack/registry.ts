@@ -65,6 +65,11 @@ const ALIASES: Record<string, string> = {
   'apgd-l2': 'apgd-ce-l2',
 };
 
+/** True when `a` is the registry's own attack of its name (so a worker thread can look it up). */
+export function isRegisteredAttack(a: Attack): boolean {
+  return Object.prototype.hasOwnProperty.call(ATTACKS, a.name) && ATTACKS[a.name] === a;
+}
+
 export function attackNames(): string[] {
   return Object.keys(ATTACKS);
 }

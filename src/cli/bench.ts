@@ -214,7 +214,7 @@ export const BENCH_HELP = `advsign bench [options]
   --no-peer              skip PyTorch (../shared/bench/peer/torch_bench.py, or ADVSIGN_PEER_BENCH)
   --peer-threads N       PyTorch's threads (default 2)
   --profile              the tfjs path per kernel at batch 1 and 64 (docs/performance.md)
-  --autoattack-images N  images of the AutoAttack run on gtsrb-cnn-robust (default 128, one evaluate batch; 0 with --quick)
+  --autoattack-images N  images of the AutoAttack run on gtsrb-cnn-robust (default 128: a batch per core; 0 with --quick)
   --live                 the live daemon end to end instead, at its defaults: one full cycle of the
                          synthetic scene, a socket client acking frames (JSON: frames/s, latency,
                          CPU per frame, fooled rate overall and per sign class, frames with no

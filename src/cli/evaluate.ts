@@ -57,7 +57,8 @@ ${TRANSFER_HELP}
   --backend NAME         tensorflow | wasm | cpu
   --engine ort|tfjs      compute engine for inference and attacks (default: ort when it loads)
   --quiet                no progress bars
-  --workers N            extra threads attacking batches in parallel (default: one per spare core on wasm/cpu)
+  --workers N            extra threads attacking batches in parallel (default: one per spare core on wasm/cpu,
+                         and on onnxruntime, where each thread's sessions then run on one thread)
 ${DEFENSE_EVAL_HELP}`;
 
 export async function evaluateCommand(argv: string[]): Promise<void> {
@@ -169,6 +170,8 @@ export async function evaluateCommand(argv: string[]): Promise<void> {
     clean: { accuracy: m.accuracy, imagesPerSecond: set.n / seconds, perClass: m.perClass, confusion: m.confusion },
     results: [] as unknown[],
     certified: [] as { eps: number; accuracy: number }[],
+    /** Batches attacked side by side (1 + worker threads used). */
+    threads: 1,
   };
   for (const eps of certifyEps) {
     report.certified.push({ eps, accuracy: await certifiedAccuracy((layers as LayersClassifier).model, set.images, set.labels, set.size, eps) });
@@ -203,6 +206,7 @@ export async function evaluateCommand(argv: string[]): Promise<void> {
     (bar as Progress | null)?.done();
     const json = robustnessToJson(robust, { model: modelPath, data, split, backend: backend.backend });
     report.results = json.results as unknown[];
+    report.threads = robust.threads ?? 1;
     (report as Record<string, unknown>).examples = json.examples;
     (report as Record<string, unknown>).notes = json.notes;
   }
@@ -266,6 +270,11 @@ export async function evaluateCommand(argv: string[]): Promise<void> {
       .sort((a, b) => a.accuracy - b.accuracy)
       .slice(0, 5);
     console.log('weakest classes: ' + worst.map((c) => `${c.classId} ${names[c.classId]} ${(c.accuracy * 100).toFixed(1)}%`).join('; '));
+    if ((robust?.threads ?? 1) > 1) {
+      console.log(
+        `attacks: ${robust?.threads} batches at a time${engine.engine === 'ort' ? ', each on onnxruntime sessions of 1 thread' : ' (worker threads)'}`,
+      );
+    }
     for (const note of robust?.notes ?? []) console.log(`note: ${note}`);
     for (const r of report.results as RobustnessResult['results']) {
       const epsText = r.norm === 'l2' ? `L2 ${r.eps.toFixed(3).padStart(7)}` : `eps ${(r.eps * 255).toFixed(1).padStart(5)}/255`;

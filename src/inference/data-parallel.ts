@@ -19,7 +19,7 @@ import { tradesExamples, tradesLoss } from './trades';
 
 /** A worker's request: set up a replica, one shard's gradient, or a task of the pool's own kind (T). */
 export type WorkerRequest<T = never> =
-  | { type: 'init'; backend: string; topology: unknown; outputsSoftmax: boolean; weights?: Float32Array }
+  | { type: 'init'; backend: string; topology: unknown; outputsSoftmax: boolean; weights?: Float32Array; ortThreads?: number }
   | { type: 'task'; task: T }
   | {
       type: 'grad';
@@ -201,11 +201,14 @@ export const GRAD_WORKER_ENTRY = path.join(__dirname, 'grad-worker.js');
 export class ModelWorkers<T = never, R = never> {
   private constructor(readonly workers: ModelWorker<T, R>[]) {}
 
-  /** Starts `count` workers from `entry`; with `withWeights` they also get the current weights (evaluation). */
+  /**
+   * Starts `count` workers from `entry`; with `withWeights` they also get the current weights
+   * (evaluation), and with `ortThreads` their tasks run on onnxruntime sessions of that many threads.
+   */
   static async start<T = never, R = never>(
     clf: LayersClassifier,
     count: number,
-    o: { entry?: string; withWeights?: boolean } = {},
+    o: { entry?: string; withWeights?: boolean; ortThreads?: number } = {},
   ): Promise<ModelWorkers<T, R>> {
     const file = o.entry ?? GRAD_WORKER_ENTRY;
     const topology = clf.model.toJSON(undefined, false);
@@ -220,6 +223,7 @@ export class ModelWorkers<T = never, R = never> {
             topology: { modelTopology: topology },
             outputsSoftmax: clf.outputsSoftmax,
             weights,
+            ...(o.ortThreads ? { ortThreads: o.ortThreads } : {}),
           }),
         ),
       );

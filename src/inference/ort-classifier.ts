@@ -42,6 +42,11 @@ export class OrtClassifier implements Classifier {
     this.numClasses = inner.numClasses;
   }
 
+  /** The same export on sessions of `threads` threads (created on first use, like these). */
+  withThreads(threads: number): OrtClassifier {
+    return new OrtClassifier(this.inner, this.plan, this.ort, threads);
+  }
+
   get trainableWeights(): tf.Variable[] {
     return this.inner.trainableWeights;
   }
