@@ -41,7 +41,7 @@ describe('shipped models on GTSRB (skipped without the shared data)', function (
     assert.ok(robust.pgd >= 0.45, `robust PGD-10 at 8/255: ${robust.pgd}`);
   });
 
-  it('gtsrb-cnn-certified: IBP certifies ≥ 53 % at 2/255 with ≥ 78 % clean, and no more than survive PGD-10 (600 test images)', async function () {
+  it('gtsrb-cnn-certified: IBP certifies ≥ 55.5 % at 2/255 with ≥ 80 % clean, and no more than survive PGD-10 (600 test images)', async function () {
     const data = sharedGtsrb();
     const model = path.join(ROOT, 'models', 'gtsrb-cnn-certified');
     if (!data || !fs.existsSync(path.join(model, 'model.json'))) this.skip();
@@ -67,10 +67,11 @@ describe('shipped models on GTSRB (skipped without the shared data)', function (
     const f = JSON.parse(fs.readFileSync(out, 'utf8')) as EvalJson;
     const certified = f.certified?.find((c) => Math.abs(c.eps - 2 / 255) < 1e-9)?.accuracy ?? NaN;
     const pgd = f.results.find((x) => x.attack === 'pgd' && x.eps > 0)!.accuracy;
-    // Measured on these 600 (2026-12-03): 54.7 % certified, 80.2 % clean, PGD-10 65.8 %; the narrower
-    // cnn2-ibp it replaced: 50.8 %, 72.5 %, 60.8 % (its 54.4 % on the first 2000 Test images: 60.6 % now).
-    assert.ok(certified >= 0.53, `IBP-certified at 2/255: ${certified}`);
-    assert.ok(f.clean.accuracy >= 0.78, `clean: ${f.clean.accuracy}`);
+    // Measured on these 600 (2026-12-03, the fine-tuned cnn2-ibp-wide): 56.0 % certified, 81.0 % clean,
+    // PGD-10 66.5 %; the cnn2-ibp-wide before its fine-tune: 54.7 %, 80.2 %, 65.8 %; the narrower
+    // cnn2-ibp: 50.8 %, 72.5 %, 60.8 %. Each of them fails this.
+    assert.ok(certified >= 0.555, `IBP-certified at 2/255: ${certified}`);
+    assert.ok(f.clean.accuracy >= 0.8, `clean: ${f.clean.accuracy}`);
     // A proof holds against every attack: more certified than PGD leaves standing is unsound.
     assert.ok(certified <= pgd, `certified ${certified} > PGD-10 ${pgd}`);
   });
