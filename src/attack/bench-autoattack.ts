@@ -3,8 +3,9 @@
  * with 5000 queries; L∞ 8/255) with the shipped robust model, the way `advsign evaluate --attack
  * autoattack` runs it (the same engine, onnxruntime when it loads, and its batches, one per core
  * side by side), timed end to end. Small sets understate what batching buys (the members run on
- * the still-robust images, all targets of an image in one batch): 128 images by default, two
- * batches of 64 on 2 cores. GTSRB Test
+ * the still-robust images, all targets of an image in one batch) and leave a lane idle while the
+ * other finishes: 256 images by default, two batches of 128 on 2 cores. (128 images as two
+ * batches of 64 ran 348 s where one two-thread batch of 128 had run 308 s.) GTSRB Test
  * images when the shared copy is there, else synthetic signs (they differ in how many images stay
  * robust, which is what costs: the JSON says which were used and how many survived).
  */

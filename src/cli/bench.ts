@@ -214,7 +214,8 @@ export const BENCH_HELP = `advsign bench [options]
   --no-peer              skip PyTorch (../shared/bench/peer/torch_bench.py, or ADVSIGN_PEER_BENCH)
   --peer-threads N       PyTorch's threads (default 2)
   --profile              the tfjs path per kernel at batch 1 and 64 (docs/performance.md)
-  --autoattack-images N  images of the AutoAttack run on gtsrb-cnn-robust (default 128: a batch per core; 0 with --quick)
+  --autoattack-images N  images of the AutoAttack run on gtsrb-cnn-robust (default 256: evaluate's batches of 128,
+                         side by side on 2 cores; 0 with --quick)
   --live                 the live daemon end to end instead, at its defaults: one full cycle of the
                          synthetic scene, a socket client acking frames (JSON: frames/s, latency,
                          CPU per frame, fooled rate overall and per sign class, frames with no
@@ -320,7 +321,7 @@ export async function benchCommand(argv: string[]): Promise<void> {
   const adversarialTraining = await benchAdversarialEpochRatio({ repeats: f.quick ? 2 : 5 });
   // A real AutoAttack run (issue target: 1000 images on gtsrb-cnn-robust in ≤ 20 min on 2 cores).
   // --quick skips it: even a few robust images take minutes (5000 Square queries each).
-  const aaImages = f['autoattack-images'] !== undefined ? int(f, 'autoattack-images', 128, 0, 100000) : f.quick ? 0 : 128;
+  const aaImages = f['autoattack-images'] !== undefined ? int(f, 'autoattack-images', 256, 0, 100000) : f.quick ? 0 : 256;
   const { benchAutoAttack } = await import('../attack/bench-autoattack');
   const autoattack = aaImages > 0 ? await benchAutoAttack(path.join(projectRoot(), 'models', 'gtsrb-cnn-robust'), aaImages) : null;
   // Issue targets: TFLite inference ≤ 3 ms/image, Square ≥ 500 queries/s, rebuilt FGSM ≤ 1.5× the tfjs cost.
