@@ -239,8 +239,12 @@ describe('tflite: the rebuilt graph matches the interpreter', function () {
         const same = da.filter((v, i) => Math.abs(v - db[i]) < 1e-4).length / da.length;
         const differ = a.success.filter((v, i) => v !== b.success[i]).length;
         assert.ok(differ <= (simulated ? 1 : 0), `${name} ${attack}: success differs on ${differ} images`);
-        // Integer graphs: the few rounding flips compound over PGD's steps (measured 99.0 % after 3).
-        assert.ok(same > (simulated ? 0.97 : 0.999), `${name} ${attack}: ${same} of the values agree`);
+        // Integer graphs: the few rounding flips compound over PGD's steps. How many depends on the
+        // CPU's kernels (the order the engines sum in): 99.0 % after 3 steps where this was written,
+        // 94.8 % on an AVX2 AMD EPYC (2026-12-03), with the same successes. A wrong layout, mask or
+        // sign agrees on far fewer; one step (FGSM) stays above 97 % on both.
+        const floor = !simulated ? 0.999 : attack === 'pgd' ? 0.9 : 0.97;
+        assert.ok(same > floor, `${name} ${attack}: ${same} of the values agree`);
         tf.dispose([a.adversarial, b.adversarial]);
       }
       tf.dispose([x, y, t]);
