@@ -322,6 +322,9 @@ export async function evaluateRobustness(model: Classifier, set: ImageSet, opts:
       const extra = opts.attackOptions?.[attack.name] ?? {};
       for (const note of attack.notes?.(model, extra) ?? []) if (!notes.includes(note)) notes.push(`${attack.name}: ${note}`);
       type Run = { adv: Float32Array; p: Predictions; norms: PerturbationNorms; seconds: number; stages?: AttackedShard['stages']; queries?: Int32Array };
+      // An attack that cannot go to the workers runs here alone, on the model's own (all-core) sessions.
+      const threads = pool && named.has(attack) ? pool.size + 1 : 1;
+      const here = threads > 1 ? own : model;
       // One attack run per eps, or a single run for minimal-perturbation attacks; `worker` null = here.
       const attackBatch = async (i: number, m: number, worker: number | null) => {
         const runs = new Map<number, Run>();
@@ -333,7 +336,7 @@ export async function evaluateRobustness(model: Classifier, set: ImageSet, opts:
           const options: AnyAttackOptions = { seed: opts.seed ?? 0, ...extra, eps, targeted: false };
           const r =
             worker === null
-              ? await attackShard(own, attack, set.images.subarray(i * px, (i + m) * px), y, s, options)
+              ? await attackShard(here, attack, set.images.subarray(i * px, (i + m) * px), y, s, options)
               : await runInWorker(pool as AttackPool, worker, { attack: attack.name, options, x: set.images.slice(i * px, (i + m) * px), y, size: s });
           const run: Run = {
             adv: r.adversarial,
@@ -416,7 +419,6 @@ export async function evaluateRobustness(model: Classifier, set: ImageSet, opts:
           }
         }
       };
-      const threads = pool && named.has(attack) ? pool.size + 1 : 1;
       opts.onProgress?.({ attack: attack.name, done: 0, total: n }); // the bar shows from the start
       const wallStart = performance.now();
       // Each thread takes the next batch when it is free (batches differ in cost: AutoAttack's
