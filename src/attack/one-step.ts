@@ -43,7 +43,7 @@ export function oneStepLinfAttack(name: string, title: string, step: (g: Tensor4
  * Targeted, it is the one-step target class method (Kurakin et al. 2017): a step *down* the
  * cross-entropy of the target class.
  */
-export const fgsm: Attack = oneStepLinfAttack('fgsm', 'FGSM (targeted: one-step target class method)', (g, eps) => tf.mul(signExact(g), eps), true);
+export const fgsm: Attack = oneStepLinfAttack('fgsm', 'FGSM (fast gradient sign method)', (g, eps) => tf.mul(signExact(g), eps), true);
 
 /**
  * Fast gradient value (Rozsa et al. 2016): like FGSM but steps along the raw gradient instead of
