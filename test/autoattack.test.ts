@@ -20,7 +20,7 @@ import { l2PerImage, predictBatch, projectL2, projectLinf } from '../src/attack/
 import { apgdCheckpoints } from '../src/attack/apgd';
 import { apgdStep } from '../src/attack/apgd-step';
 import { tfObjectiveGradient, vjp } from '../src/inference/objective';
-import { argsort, projectionL2, projectionLinf } from '../src/attack/fab-projection';
+import { argsort, projectionL2, projectionLinf, projectionLinfSorted } from '../src/attack/fab-projection';
 import { evaluateRobustness } from '../src/attack/evaluate';
 import { runCli, tempDir } from './helpers';
 import { encodePng } from '../src/data/image-io';
@@ -173,6 +173,25 @@ describe('AutoAttack', function () {
       const best = Math.hypot(...at(h));
       assert.ok(Math.hypot(...Array.from(d2)) <= best * (1 + 1e-3) + 1e-6, `L2 ${Math.hypot(...Array.from(d2))} vs minimum ${best}`);
     }
+  });
+
+  it("FAB's L∞ projection by selection equals the reference's sort-and-bisect step (8-bit ties, planes out of reach)", () => {
+    let cases = 0;
+    for (let seed = 1; seed <= 60; seed++) {
+      const { t, w, b } = instance(seed % 3 === 0 ? 3072 : 300, seed);
+      // 8-bit pixels make long runs of equal p, where the threshold lies inside a tie.
+      if (seed % 2 === 0) for (let i = 0; i < t.length; i++) t[i] = Math.round(t[i] * 255) / 255;
+      let wt = 0;
+      for (let i = 0; i < t.length; i++) wt += w[i] * t[i];
+      // Every fifth plane lies beyond the box's reach: both take the clipped corner step.
+      for (const bb of seed % 5 === 0 ? [b, wt + 1e4] : [b]) {
+        const fast = projectionLinf(t, w, bb),
+          ref = projectionLinfSorted(t, w, bb);
+        for (let i = 0; i < t.length; i++) assert.ok(Math.abs(fast[i] - ref[i]) <= 1e-12, `seed ${seed}, coordinate ${i}: ${fast[i]} vs ${ref[i]}`);
+        cases++;
+      }
+    }
+    assert.equal(cases, 72);
   });
 
   // At 25 iterations and eps where neither saturates (APGD's schedule is meant for ~100: at 5–10
