@@ -191,6 +191,7 @@ export function projectionLinf(t: Float32Array, w0: Float32Array, b0In: number):
     for (let i = 0; i < n; i++) d[i] = w[i] === 0 ? 0 : (2 * a[i] - 1) * lmbd;
     return d;
   }
+  // Neither case (the second test fails only on NaN sums): the corner step, as the reference leaves it.
   if (!(b - b0 > 0) || !(b - b2last <= 0)) return d;
   // The smallest p value τ whose set {p ≥ τ} satisfies b − (b0 + Σ −w·d − Σ|w|·τ) > 0: the
   // condition holds at the largest p (where it reads b − b0 > 0) and fails at the smallest.
